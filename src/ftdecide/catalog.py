@@ -1,0 +1,142 @@
+"""The model and GPU catalogs (``configs/*.yaml``) and name resolution.
+
+Names match loosely: case, spaces, ``_`` and ``-`` are alike, and a Hugging Face id (``org/name``)
+matches as well as its short alias. An unknown name is an InputError that suggests the closest names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .arch import Arch
+from .errors import InputError
+from .hfconfig import arch_from_hf_config, arch_from_size
+from .yamlio import load_json, load_yaml
+
+
+def config_dir() -> Path:
+    """The directory of the shipped YAML: inside the wheel (``ftdecide/configs``) or, in a source
+    checkout, the repository's ``configs/``."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "configs", here.parent.parent / "configs"):
+        if (cand / "models.yaml").is_file():
+            return cand
+    raise InputError("ftdecide's configs/ directory is missing from the installation")
+
+
+class GPU(BaseModel):
+    """One GPU model: memory in GiB (2**30 bytes) as the driver reports it, dense bf16 TFLOPS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    memory_gib: float = Field(gt=0)
+    bf16_tflops: float = Field(gt=0)
+    bf16: bool = True
+    price_per_hour: float = Field(ge=0)
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+def norm(name: str) -> str:
+    """Loose form of a name: lower case, with spaces, ``_`` and ``-`` removed."""
+    return re.sub(r"[\s_\-]+", "", name.strip().lower())
+
+
+def _keys(name: str, aliases) -> list[str]:
+    keys = [name, *aliases]
+    out = []
+    for k in keys:
+        out.append(norm(k))
+        if "/" in k:
+            out.append(norm(k.split("/", 1)[1]))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _models() -> tuple[dict[str, Arch], list[Arch]]:
+    data = load_yaml(str(config_dir() / "models.yaml"))
+    index: dict[str, Arch] = {}
+    ordered = []
+    for entry in data["models"]:
+        e = dict(entry)
+        name, hf_id, aliases = e.pop("name"), e.pop("hf_id", ""), tuple(e.pop("aliases", ()))
+        published, source = e.pop("params_published", None), e.pop("source", "")
+        arch = arch_from_hf_config(e, name).model_copy(
+            update={"name": name, "aliases": (hf_id, *aliases), "params_published": published, "source": source}
+        )
+        ordered.append(arch)
+        for k in _keys(name, (hf_id, *aliases)):
+            index.setdefault(k, arch)
+    return index, ordered
+
+
+@functools.lru_cache(maxsize=1)
+def _gpus() -> tuple[dict[str, GPU], list[GPU]]:
+    data = load_yaml(str(config_dir() / "gpus.yaml"))
+    index: dict[str, GPU] = {}
+    ordered = []
+    for entry in data["gpus"]:
+        g = GPU(**entry)
+        ordered.append(g)
+        for k in _keys(g.name, g.aliases):
+            index.setdefault(k, g)
+    return index, ordered
+
+
+def models() -> list[Arch]:
+    """Every catalog model, in catalog order."""
+    return _models()[1]
+
+
+def gpus() -> list[GPU]:
+    """Every catalog GPU, in catalog order."""
+    return _gpus()[1]
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def resolve_model(spec: str) -> Arch:
+    """A catalog name or alias, a path to a ``config.json`` (or a directory holding one), or a bare
+    size such as ``13b`` (a Llama-like shape; ``Arch.assumed`` says so)."""
+    spec = spec.strip()
+    if not spec:
+        raise InputError("--model is empty")
+    index, ordered = _models()
+    hit = index.get(norm(spec))
+    if hit is not None:
+        return hit
+    looks_like_path = spec.endswith(".json") or os.sep in spec and os.path.exists(spec)
+    if looks_like_path:
+        path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
+        return arch_from_hf_config(load_json(path, "config.json"), path)
+    sized = arch_from_size(spec)
+    if sized is not None:
+        return sized
+    names = [a.name for a in ordered] + [a.aliases[0] for a in ordered if a.aliases]
+    raise InputError(f"unknown model '{spec}'{_suggest(spec, names)} (see 'ftdecide models', or pass a config.json path or a size like 13b)")
+
+
+def resolve_gpu(spec: str) -> GPU:
+    """A catalog GPU by name or alias."""
+    index, ordered = _gpus()
+    hit = index.get(norm(spec))
+    if hit is None:
+        raise InputError(f"unknown GPU '{spec}'{_suggest(spec, [g.name for g in ordered])} (see 'ftdecide gpus', or use --gpu-memory GIB)")
+    return hit
+
+
+def custom_gpu(memory_gib: float) -> GPU:
+    """A GPU known only by its memory (``--gpu-memory``); throughput and price of an A100 are assumed."""
+    ref = resolve_gpu("a100-80gb")
+    return GPU(name=f"custom-{memory_gib:g}gib", memory_gib=memory_gib, bf16_tflops=ref.bf16_tflops, price_per_hour=ref.price_per_hour,
+               source=f"--gpu-memory {memory_gib:g}; throughput and price of the A100 assumed")

@@ -1,0 +1,287 @@
+"""Peak GPU memory of one fine-tuning configuration: pure arithmetic, no I/O.
+
+The estimate models what ``torch.cuda.max_memory_allocated()`` reports over a few training steps of the
+Hugging Face stack (the recipe of ``shared/calibration/README.md``: transformers + sdpa attention, bf16
+autocast, fused AdamW or bitsandbytes AdamW8bit, peft LoRA with fp32 adapters, QLoRA through
+``prepare_model_for_kbit_training``), then adds what the card must hold beyond it.
+
+All sizes are bytes inside the functions and GiB (2**30 bytes) in :class:`MemoryEstimate`.
+
+Terms (each is a key of ``MemoryEstimate.breakdown``)
+-----------------------------------------------------
+``weights``
+    full bf16: 2 B/param; full mixed: 4 B/param (fp32 master weights); LoRA: 2 B/param for the frozen
+    base plus 4 B/param for the fp32 adapters; QLoRA: 0.5 B/param for every quantized linear (NF4), plus
+    its quantization constants (one 8-bit absmax per 64 weights and one fp32 per 256 absmax with double
+    quantization, 4 B per 64 weights without), plus 4 B/param for every other parameter (embeddings,
+    norms, head: ``prepare_model_for_kbit_training`` casts them to fp32), plus the adapters.
+``gradients``
+    one gradient per trainable parameter in its dtype (bf16: 2 B, fp32: 4 B). With ``set_to_none`` the
+    gradients live only from backward to ``zero_grad``, so they enter the peak through the phases below.
+``optimizer``
+    AdamW: two states in the parameter dtype (fused AdamW keeps bf16 states for bf16 parameters);
+    AdamW8bit: 2 B/param plus an fp32 absmax per 256 values for tensors of >= 4096 values (bitsandbytes'
+    ``min_8bit_size``), fp32 states for smaller ones; SGD without momentum: none; Adafactor: factored
+    second moments, 4 B per row and per column of every matrix.
+``activations``
+    what autograd saves during the forward pass, per token. Without checkpointing, per layer
+    ``a_h*h + a_q*q_dim + a_kv*kv_dim + a_i*i`` bytes (i: the MLP width a token passes through; MoE: its
+    routed experts and the shared expert), plus ``a_e*heads*seq`` where attention runs eagerly (Gemma 2's
+    softcapping: the s x s probabilities), plus for LoRA with dropout > 0 a dropout copy and mask of
+    every targeted module's input (3 B per input value), or with dropout 0 the inputs of targeted
+    o_proj/down_proj, which a frozen layer would not otherwise keep. With gradient checkpointing, each
+    layer keeps only its input (``g*h``: 2 B in bf16, about 4 B where the residual stream is fp32: mixed
+    precision and QLoRA's fp32 embeddings), and backward recomputes one layer at a time. The
+    coefficients (bytes per value) were fitted by ``benchmarks/fit.py`` on the measured runs in
+    ``data/measurements`` and are stated in :data:`COEF`.
+``logits``
+    the loss upcasts the logits to fp32 and log-softmax keeps its fp32 output: 4 B x vocab per token
+    (Gemma 2's final softcapping keeps 2 more); while the loss is computed the bf16 and fp32 copies
+    coexist, and its backward holds fp32 gradients of the same size.
+``overhead``
+    transient buffers of the phase that sets the peak (the loss, the first gradients of backward, the
+    one recomputed layer), so that ``peak_allocated`` is the true maximum of the step.
+
+``required_gib`` adds the CUDA context (``CUDA_CONTEXT_GIB``) and the caching allocator's headroom
+(``ALLOCATOR_HEADROOM`` of the peak), which the card must have free beyond the peak allocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .arch import Arch
+
+GIB = 2**30
+CUDA_CONTEXT_GIB = 0.5  # CUDA context + cuBLAS workspace of PyTorch 2.x on Hopper (calibration README)
+ALLOCATOR_HEADROOM = 0.06  # reserved-but-free share measured on our runs (peak_reserved / peak_alloc - 1)
+
+Method = Literal["full", "lora", "qlora"]
+Precision = Literal["bf16", "mixed"]
+Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
+
+
+@dataclass(frozen=True)
+class ActCoef:
+    """Bytes saved per value, per method class (fitted; see module docstring)."""
+
+    a_h: float
+    a_q: float
+    a_kv: float
+    a_i: float
+    a_e: float  # eager attention: per head per key position
+    c_h: float  # per token, outside the layers (final norm)
+    g: float  # per layer with checkpointing
+    nodrop: float = 0.0  # LoRA with dropout 0: inputs of targeted o_proj/down_proj
+    big: float = 0.0  # QLoRA: bytes per value of the largest linear (dequantization workspace)
+    big_gc: float = 0.0
+    recompute: float = 1.0  # share of one saved layer that checkpointed backward holds at once
+
+
+# Fitted by benchmarks/fit.py on data/measurements (H100, torch 2.11, transformers 5.17, peft 0.21,
+# bitsandbytes 0.50). Physics fixes the form; these constants are the bytes the stack really keeps.
+COEF: dict[str, ActCoef] = {
+    "full_bf16": ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2),
+    "full_mixed": ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2),
+    "lora": ActCoef(a_h=0.0, a_q=8.68, a_kv=8.56, a_i=6.75, a_e=0.80, c_h=3.80, g=2.0, nodrop=3.2, recompute=0.89),
+    "qlora": ActCoef(a_h=0.0, a_q=15.90, a_kv=0.0, a_i=11.87, a_e=3.84, c_h=0.0, g=4.08, big=6.35, big_gc=14.97, recompute=0.47),
+}
+DROPOUT_BYTES = 3.0  # dropout output (bf16, 2 B) + its mask (1 B) per targeted input value
+LOGITS_SAVED = 4.0  # fp32 log-softmax output, per vocab entry per token
+LOGITS_FWD_TRANSIENT = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
+LOGITS_BWD_TRANSIENT = 2.1  # gradients of the logits beyond what forward freed
+SOFTCAP_EXTRA = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
+
+
+class TrainConfig(BaseModel):
+    """One training configuration to estimate. Sizes in tokens; ``lora_targets`` as
+    :meth:`Arch.resolve_targets` takes them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Method = "lora"
+    precision: Precision = "bf16"
+    optimizer: Optimizer = "adamw"
+    seq_len: int = Field(2048, gt=0, le=1_048_576)
+    batch_size: int = Field(1, gt=0, le=4096)
+    gradient_checkpointing: bool = True
+    lora_rank: int = Field(16, gt=0, le=65536)
+    lora_targets: str = "all-linear"
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    gpus: int = Field(1, gt=0, le=4096)
+    zero3: bool = True
+    offload_optimizer: bool = False
+    double_quant: bool = True
+
+    @field_validator("lora_dropout")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if v != v:
+            raise ValueError("must be a number")
+        return v
+
+
+@dataclass
+class MemoryEstimate:
+    """Result of :func:`estimate_memory`. All memory figures in GiB (2**30 bytes)."""
+
+    peak_allocated_gib: float
+    required_gib: float
+    breakdown: dict[str, float]
+    total_params: int
+    trainable_params: int
+    peak_phase: str
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "peak_allocated_gib": round(self.peak_allocated_gib, 3),
+            "required_gib": round(self.required_gib, 3),
+            "breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "peak_phase": self.peak_phase,
+            "notes": list(self.notes),
+        }
+
+
+def _coef_key(cfg: TrainConfig) -> str:
+    if cfg.method == "full":
+        return "full_mixed" if cfg.precision == "mixed" else "full_bf16"
+    return cfg.method
+
+
+def weight_bytes(arch: Arch, cfg: TrainConfig, lora_params: int) -> float:
+    """Bytes of the model's parameters (base and adapters) as they sit on the GPU."""
+    total = arch.total_params()
+    if cfg.method == "full":
+        return total * (4.0 if cfg.precision == "mixed" else 2.0)
+    if cfg.method == "lora":
+        return total * 2.0 + lora_params * 4.0
+    q = arch.quantizable_params()
+    consts = q / 64 * (1 + 4 / 256) if cfg.double_quant else q / 64 * 4
+    return q * 0.5 + consts + (total - q) * 4.0 + lora_params * 4.0
+
+
+def _matrices(arch: Arch, trainable_lora: tuple[str, ...], rank: int) -> list[tuple[int, int, int]]:
+    """(rows, cols, count) of the trainable matrices, for the optimizer's per-tensor rules."""
+    shapes = arch.linear_shapes()
+    L = arch.num_layers
+    if trainable_lora:
+        out = []
+        for m in trainable_lora:
+            i, o, n = shapes[m]
+            out += [(rank, i, n * L), (o, rank, n * L)]
+        return out
+    out = [(o, i, n * L) for i, o, n in shapes.values()]
+    if arch.is_moe:
+        e = arch.expert_intermediate
+        out += [(e, arch.hidden_size, 3 * arch.num_experts * L), (arch.num_experts, arch.hidden_size, L)]
+    out.append((arch.vocab_size, arch.hidden_size, 1 if arch.tie_embeddings else 2))
+    return out
+
+
+def optimizer_bytes(arch: Arch, cfg: TrainConfig, trainable: int, param_bytes: float, mods: tuple[str, ...]) -> float:
+    """Bytes of optimizer state for ``trainable`` parameters of ``param_bytes`` each."""
+    if cfg.optimizer == "sgd":
+        return 0.0
+    if cfg.optimizer == "adamw":
+        return 2.0 * param_bytes * trainable
+    mats = _matrices(arch, mods, cfg.lora_rank)
+    if cfg.optimizer == "adafactor":
+        return sum(4.0 * (r + c) * n for r, c, n in mats) + 4.0 * (trainable - sum(r * c * n for r, c, n in mats))
+    # adamw8bit: bitsandbytes quantizes states of tensors with >= 4096 values, keeps fp32 states otherwise.
+    big = sum(r * c * n for r, c, n in mats if r * c >= 4096)
+    return big * (2.0 + 8.0 / 256) + (trainable - big) * 8.0
+
+
+def activation_bytes_per_token(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:
+    """(bytes saved per token for backward, bytes of one fully materialised layer per token).
+
+    The second figure is what checkpointing recomputes at once during backward."""
+    c = COEF[_coef_key(cfg)]
+    h, L = arch.hidden_size, arch.num_layers
+    i_eff = arch.intermediate_size
+    if arch.is_moe:
+        i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
+    eager = arch.num_heads * cfg.seq_len if arch.attention == "eager" else 0
+    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff + c.a_e * eager
+    if mods:
+        shapes = arch.linear_shapes()
+        if cfg.lora_dropout > 0:
+            layer += DROPOUT_BYTES * sum(shapes[m][0] for m in mods)
+        elif c.nodrop:
+            layer += c.nodrop * sum(shapes[m][0] for m in mods if m in ("o_proj", "down_proj"))
+    logits = arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0))
+    stored = (c.g * h * L) if cfg.gradient_checkpointing else layer * L
+    return stored + c.c_h * h + logits, layer
+
+
+def estimate_memory(arch: Arch, cfg: TrainConfig) -> MemoryEstimate:
+    """Estimate peak allocated and required GPU memory (GiB) of training ``arch`` with ``cfg``.
+
+    Raises ValueError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+    mods: tuple[str, ...] = ()
+    lora = 0
+    if cfg.method in ("lora", "qlora"):
+        mods = arch.resolve_targets(cfg.lora_targets)
+        if cfg.lora_rank > arch.max_lora_rank(mods):
+            raise ValueError(f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_lora_rank(mods)}) of {arch.name}")
+        lora = arch.lora_params(cfg.lora_rank, mods)
+    total = arch.total_params() + lora
+    trainable = lora if mods else arch.total_params()
+    param_bytes = 4.0 if (mods or cfg.precision == "mixed") else 2.0
+    n = cfg.gpus
+    shard = n if (n > 1 and cfg.zero3) else 1
+    notes: list[str] = []
+
+    weights = weight_bytes(arch, cfg, lora)
+    grads = trainable * param_bytes
+    opt = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
+    if shard > 1:
+        weights, grads, opt = weights / shard, grads / shard, opt / shard
+        notes.append(f"ZeRO-3/FSDP: weights, gradients and optimizer states sharded over {shard} GPUs")
+    if cfg.offload_optimizer:
+        notes.append("optimizer states offloaded to CPU memory")
+        opt_gpu = 0.0
+    else:
+        opt_gpu = opt
+
+    tokens = cfg.seq_len * cfg.batch_size
+    saved_pt, layer_pt = activation_bytes_per_token(arch, cfg, mods)
+    c = COEF[_coef_key(cfg)]
+    workspace = 0.0
+    if cfg.method == "qlora":
+        biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
+        workspace = biggest * (c.big_gc if cfg.gradient_checkpointing else c.big)
+    act = saved_pt * tokens + workspace
+    logit_values = arch.vocab_size * tokens
+    head_grad = 0.0 if mods else arch.vocab_size * arch.hidden_size * param_bytes / shard
+    recompute = c.recompute * layer_pt * tokens if cfg.gradient_checkpointing else 0.0
+
+    logits_saved = arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0)) * tokens
+    held = {"activations": act - logits_saved, "logits": logits_saved}
+    # What each phase of a step holds beyond weights and optimizer states; the peak is the largest.
+    phases = {
+        "forward": {**held, "gradients": 0.0, "overhead": LOGITS_FWD_TRANSIENT * logit_values},
+        "backward": {**held, "gradients": head_grad, "overhead": LOGITS_BWD_TRANSIENT * logit_values + recompute},
+        "optimizer": {"activations": 0.0, "logits": 0.0, "gradients": grads, "overhead": recompute},
+    }
+    phase = max(phases, key=lambda k: sum(phases[k].values()))
+    peak = weights + opt_gpu + sum(phases[phase].values())
+    breakdown = {"weights": weights / GIB, "optimizer": opt_gpu / GIB}
+    breakdown.update({k: v / GIB for k, v in phases[phase].items()})
+    peak_gib = peak / GIB
+    required = peak_gib * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB
+    return MemoryEstimate(
+        peak_allocated_gib=peak_gib,
+        required_gib=required,
+        breakdown=breakdown,
+        total_params=total,
+        trainable_params=trainable,
+        peak_phase=phase,
+        notes=notes,
+    )

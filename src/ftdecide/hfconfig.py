@@ -1,0 +1,112 @@
+"""Turn a Hugging Face ``config.json`` (a dict) into an :class:`~ftdecide.arch.Arch`.
+
+Fields a config leaves out take the transformers defaults for its ``model_type`` (as
+``AutoConfig.for_model`` would), so that a probe grid and a downloaded config give the same shape.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .arch import Arch
+from .errors import InputError
+
+# model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
+FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
+    "llama": (False, False, 2, "sdpa"),
+    "mistral": (False, False, 2, "sdpa"),
+    "qwen2": (True, False, 2, "sdpa"),
+    "qwen3": (False, False, 2, "sdpa"),
+    "gemma": (False, False, 2, "sdpa"),
+    "gemma2": (False, False, 4, "eager"),
+    "phi3": (False, True, 2, "sdpa"),
+    "mixtral": (False, False, 2, "sdpa"),
+    "qwen2_moe": (True, False, 2, "sdpa"),
+}
+_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
+    """Build an Arch from a ``config.json`` dict; InputError names a missing or unsupported field."""
+    if not isinstance(cfg, dict):
+        raise InputError(f"{name}: not a model config (expected a JSON object)")
+    mt = cfg.get("model_type")
+    if mt is None:
+        raise InputError(f"{name}: not a model config: no 'model_type' field")
+    if mt not in FAMILIES:
+        raise InputError(f"{name}: model_type '{mt}' is not supported (supported: {', '.join(sorted(FAMILIES))})")
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if mt == "qwen2_moe" and "moe_intermediate_size" not in cfg:
+        missing.append("moe_intermediate_size")
+    if missing:
+        raise InputError(f"{name}: model config is missing {', '.join(missing)}")
+    for k in _REQUIRED:
+        v = cfg[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise InputError(f"{name}: '{k}' must be a positive integer, got {v!r}")
+    bias, fused, norms, attn = FAMILIES[mt]
+    heads = cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    tie_default = mt in ("gemma", "gemma2")
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
+    try:
+        return Arch(
+            name=cfg.get("_name_or_path") or name,
+            family=mt,
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=kv,
+            head_dim=head_dim,
+            vocab_size=cfg["vocab_size"],
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", tie_default)),
+            qkv_bias=bool(cfg.get("attention_bias", bias)) if mt != "qwen2" else True,
+            fused_qkv=fused,
+            norms_per_layer=norms,
+            attention=attn,
+            num_experts=experts,
+            experts_per_token=cfg.get("num_experts_per_tok", 2 if experts else 0) if experts else 0,
+            moe_intermediate_size=cfg.get("moe_intermediate_size", 0) if mt == "qwen2_moe" else 0,
+            shared_expert_intermediate_size=cfg.get("shared_expert_intermediate_size", 0) if mt == "qwen2_moe" else 0,
+            source=name,
+        )
+    except ValueError as e:
+        raise InputError(f"{name}: {e.errors()[0]['msg'] if hasattr(e, 'errors') else e}") from None
+
+
+# Bare sizes ("13b", "0.5B"): a Llama-like shape of about that many parameters.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bm])\s*$", re.I)
+
+
+def arch_from_size(text: str) -> Arch | None:
+    """A Llama-2-like architecture with about ``text`` parameters (``13b``, ``0.5b``, ``350m``), or
+    None if ``text`` is not a size. The shape: hidden a multiple of 128 chosen so that 12*L*h^2 plus a
+    32k-token embedding matches, L = h/128, gated MLP of width 8h/3 rounded to 256, MHA."""
+    m = _SIZE.match(text)
+    if not m:
+        return None
+    n = float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)
+    if not (1e7 <= n <= 2e12):
+        raise InputError(f"model size {text!r} is outside 10M..2T parameters")
+    best = None
+    for h in range(512, 32769, 128):
+        L = max(2, round(h / 128))
+        i = int(round(8 * h / 3 / 256)) * 256
+        p = L * (4 * h * h + 3 * h * i + 2 * h) + 2 * 32000 * h + h
+        if best is None or abs(p - n) < abs(best[0] - n):
+            best = (p, h, L, i)
+    _, h, L, i = best
+    return Arch(
+        name=f"llama-like-{text.strip().lower()}",
+        family="llama",
+        hidden_size=h,
+        intermediate_size=i,
+        num_layers=L,
+        num_heads=h // 128,
+        num_kv_heads=h // 128,
+        head_dim=128,
+        vocab_size=32000,
+        assumed=f"'{text.strip()}' is a bare size: a Llama-2-like shape (h={h}, layers={L}, MLP {i}, 32k vocab) was assumed",
+    )

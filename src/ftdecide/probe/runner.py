@@ -1,0 +1,320 @@
+"""Run real training steps on the local GPU and measure peak memory and throughput.
+
+This is the only module of ftdecide that imports torch, transformers, peft and bitsandbytes, and it
+imports them inside functions: importing it costs nothing, and the rest of the package never needs them.
+
+The recipe is the one of ``shared/calibration/README.md`` (random weights built from config dimensions,
+no download; bf16 autocast; three optimizer steps; ``torch.cuda.max_memory_allocated()``), so that
+the measured figures are comparable with the calibration file and with ``peak_allocated_gib``.
+
+Each probe is a dict (one line of a grid file)::
+
+    {"arch": "llama31_8b", "hf_config": {...}, "method": "lora", "optim": "adamw",
+     "r": 16, "targets": "all-linear", "dropout": 0.05, "seq": 2048, "batch": 4, "gc": true}
+
+and each result is that dict plus the measured fields (``status``, ``peak_alloc_gib``, ...).
+Memory is reported in GiB (2**30 bytes).
+"""
+
+from __future__ import annotations
+
+import gc as _gc
+import json
+import sys
+import time
+from typing import Any, Iterable, Iterator
+
+GIB = 2**30
+
+# Module names per target set, by model family (phi3 fuses q/k/v and gate/up).
+_TARGETS = {
+    "qv": {"default": ["q_proj", "v_proj"], "phi3": ["qkv_proj"]},
+    "attn": {"default": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"]},
+    "mlp": {"default": ["gate_proj", "up_proj", "down_proj"], "phi3": ["gate_up_proj", "down_proj"]},
+}
+
+
+def lora_target_modules(targets: str, model_type: str) -> Any:
+    """Translate a target-set name (``all-linear``, ``qv``, ``attn``, ``mlp``) or a comma list of
+    module names into peft's ``target_modules``."""
+    if targets == "all-linear":
+        return "all-linear"
+    if targets in _TARGETS:
+        table = _TARGETS[targets]
+        return table.get(model_type, table["default"])
+    return [t.strip() for t in targets.split(",") if t.strip()]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the measuring stack and the GPU's name, recorded beside every result."""
+    import torch
+
+    out = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    for name in ("transformers", "peft", "bitsandbytes"):
+        try:
+            mod = __import__(name)
+            out[name] = getattr(mod, "__version__", "?")
+        except Exception:  # noqa: BLE001 - a missing optional package is recorded, not fatal
+            out[name] = "missing"
+    return out
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _build_base(hf_config: dict, method: str):
+    """Build the base model with random weights directly on the device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(hf_config)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    config.use_cache = False
+    dtype = torch.float32 if method == "full_mixed" else torch.bfloat16
+    with _device():
+        try:
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
+        except TypeError:
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", torch_dtype=dtype)
+    if method == "qlora":
+        _quantize_linears(model)
+    return model
+
+
+def _quantize_linears(model) -> None:
+    """Replace every nn.Linear but the output head by a bitsandbytes NF4 Linear4bit (double quant,
+    bf16 compute), as ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+    bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=bfloat16)`` loads a checkpoint."""
+    import bitsandbytes as bnb
+    import torch
+    from torch import nn
+
+    out_emb = model.get_output_embeddings()
+    dev = _device()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear) or child is out_emb:
+                continue
+            q = bnb.nn.Linear4bit(
+                child.in_features,
+                child.out_features,
+                bias=child.bias is not None,
+                compute_dtype=torch.bfloat16,
+                compress_statistics=True,
+                quant_type="nf4",
+                device="meta",
+            )
+            w = child.weight.data
+            q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=True, quant_type="nf4").to(dev)
+            if child.bias is not None:
+                q.bias = nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, q)
+            del child, w
+    model.is_loaded_in_4bit = True
+    _gc.collect()
+    torch.cuda.empty_cache()
+
+
+def _make_optimizer(params, optim: str, method: str):
+    import torch
+
+    if optim == "adamw8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=1e-5)
+    if optim == "sgd":
+        return torch.optim.SGD(params, lr=1e-5, momentum=0.0)
+    fused = torch.cuda.is_available()
+    return torch.optim.AdamW(params, lr=1e-5, fused=fused)
+
+
+def _count(model) -> tuple[int, int]:
+    total = trainable = 0
+    for p in model.parameters():
+        n = p.numel()
+        # bitsandbytes packs two 4-bit values per byte: count the unpacked size, as the calibration does.
+        if p.dtype == __import__("torch").uint8 and hasattr(p, "quant_state"):
+            n *= 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return total, trainable
+
+
+def _run_steps(model, probe: dict, steps: int = 3) -> dict:
+    import torch
+
+    dev = _device()
+    batch, seq = int(probe["batch"]), int(probe["seq"])
+    vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") else model.config.vocab_size
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
+    cuda = dev.type == "cuda"
+    step_s: list[float] = []
+    detail: dict[str, float] = {}
+    gen = torch.Generator(device=dev).manual_seed(0)
+    for i in range(steps):
+        ids = torch.randint(0, vocab, (batch, seq), device=dev, generator=gen)
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        last = cuda and i == steps - 1
+        if last:
+            # Split the last step's peak into forward, backward and optimizer phases; the overall
+            # peak is kept by hand, since resetting the counter forgets the earlier steps.
+            detail["peak_prior_gib"] = torch.cuda.max_memory_allocated() / GIB
+            detail["alloc_before_fwd_gib"] = torch.cuda.memory_allocated() / GIB
+            torch.cuda.reset_peak_memory_stats()
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        if last:
+            detail["alloc_after_fwd_gib"] = torch.cuda.memory_allocated() / GIB
+            detail["peak_fwd_gib"] = torch.cuda.max_memory_allocated() / GIB
+            torch.cuda.reset_peak_memory_stats()
+        loss.backward()
+        del loss
+        if last:
+            detail["peak_bwd_gib"] = torch.cuda.max_memory_allocated() / GIB
+            detail["alloc_after_bwd_gib"] = torch.cuda.memory_allocated() / GIB
+            torch.cuda.reset_peak_memory_stats()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if last:
+            detail["peak_opt_gib"] = torch.cuda.max_memory_allocated() / GIB
+        if cuda:
+            torch.cuda.synchronize()
+        step_s.append(time.perf_counter() - t0)
+    out = {"step_s": [round(s, 5) for s in step_s]}
+    out.update(detail)
+    fastest = min(step_s[1:]) if len(step_s) > 1 else step_s[0]
+    out["tokens_per_s"] = batch * seq / fastest
+    if cuda:
+        out["steady_alloc_gib"] = torch.cuda.memory_allocated() / GIB
+    del opt, params
+    return out
+
+
+def run_probe(probe: dict, model=None) -> dict:
+    """Measure one configuration; returns the probe dict plus the measured fields.
+
+    Out of memory is a result (``status: "oom"``, ``peak_alloc_gib`` then a lower bound), not an error.
+    ``model`` may be a base model already built for this architecture and method (it is reused across
+    probes of one build, as in the calibration file).
+    """
+    import torch
+
+    rec = dict(probe)
+    cuda = torch.cuda.is_available()
+    method = probe["method"]
+    own = model is None
+    peft_model = None
+    try:
+        t0 = time.perf_counter()
+        if model is None:
+            model = _build_base(probe["hf_config"], method)
+        rec["build_s"] = round(time.perf_counter() - t0, 2)
+        if cuda:
+            torch.cuda.synchronize()
+            rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
+        train_model = model
+        if method in ("lora", "qlora"):
+            from peft import LoraConfig, get_peft_model
+
+            if method == "qlora":
+                from peft import prepare_model_for_kbit_training
+
+                model = prepare_model_for_kbit_training(
+                    model,
+                    use_gradient_checkpointing=bool(probe.get("gc")),
+                    gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))},
+                )
+            else:
+                for p in model.parameters():
+                    p.requires_grad_(False)
+            r = int(probe.get("r", 16))
+            cfg = LoraConfig(
+                r=r,
+                lora_alpha=2 * r,
+                lora_dropout=float(probe.get("dropout", 0.05)),
+                target_modules=lora_target_modules(probe.get("targets", "all-linear"), probe["hf_config"]["model_type"]),
+                task_type="CAUSAL_LM",
+            )
+            peft_model = get_peft_model(model, cfg)
+            train_model = peft_model
+        if probe.get("gc"):
+            train_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))}
+            )
+            if probe.get("reentrant") and hasattr(train_model, "enable_input_require_grads"):
+                train_model.enable_input_require_grads()
+        elif hasattr(train_model, "gradient_checkpointing_disable"):
+            train_model.gradient_checkpointing_disable()
+        train_model.train()
+        rec["total_params"], rec["trainable_params"] = _count(train_model)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        rec.update(_run_steps(train_model, probe))
+        rec["status"] = "ok"
+    except torch.OutOfMemoryError:
+        rec["status"] = "oom"
+    finally:
+        if cuda:
+            phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
+            rec["peak_alloc_gib"] = max([torch.cuda.max_memory_allocated() / GIB, *phases])
+            rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+        for p in (model.parameters() if model is not None else []):
+            p.grad = None
+    if peft_model is not None and not own:
+        peft_model.unload()
+    if own:
+        del model, peft_model
+    _gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return rec
+
+
+def _build_key(probe: dict) -> str:
+    return json.dumps([probe["hf_config"], probe["method"] if probe["method"] in ("full_mixed", "qlora") else "bf16"], sort_keys=True)
+
+
+def run_grid(probes: Iterable[dict], out=sys.stdout) -> Iterator[dict]:
+    """Run probes in order, one model build per run (simple and robust after an OOM), writing one
+    JSON line per result to ``out`` as soon as it is measured."""
+    import torch
+
+    meta = versions()
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        meta["gpu_total_gib"] = total / GIB
+    for probe in probes:
+        rec = run_probe(probe)
+        rec["software"] = meta
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+        yield rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ftdecide.probe.runner GRID.jsonl`` runs each line and prints JSON lines."""
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0], encoding="utf-8") as fh:
+        probes = [json.loads(line) for line in fh if line.strip()]
+    for rec in run_grid(probes):
+        print(
+            f"# {rec.get('arch')} {rec['method']} {rec.get('optim')} r={rec.get('r')} {rec.get('targets')} "
+            f"s={rec['seq']} b={rec['batch']} gc={rec.get('gc')} -> {rec['status']} "
+            f"{rec.get('peak_alloc_gib', 0):.2f} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
