@@ -1,0 +1,3 @@
+from ftdecide.cli import main
+
+main()

@@ -1,0 +1,273 @@
+"""The command line: parse, call the core, render. Every InputError is one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, help="Decide how to fine-tune a language model - and why.")
+rules_app = typer.Typer(no_args_is_help=True, help="Show and check rule files.")
+app.add_typer(rules_app, name="rules")
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class EstFmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _console():
+    from rich.console import Console
+
+    tty = sys.stdout.isatty()
+    return Console(no_color=bool(os.environ.get("NO_COLOR")) or not tty, width=None if tty else 140, soft_wrap=False)
+
+
+def _fail(msg: str) -> None:
+    sys.stderr.write(f"ftdecide: error: {msg}\n".replace("\n", " ").rstrip() + "\n")
+    raise typer.Exit(2)
+
+
+def _validation_line(e) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "input"
+    return f"{where.replace('_', '-')}: {err['msg']}"
+
+
+def _run(fn):
+    from pydantic import ValidationError
+
+    try:
+        return fn()
+    except InputError as e:
+        _fail(str(e))
+    except ValidationError as e:
+        _fail(_validation_line(e))
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _scenario_from_file(path: str) -> dict:
+    from .yamlio import LineDict, load_yaml
+
+    data = load_yaml(path, "scenario file")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}:1:1: a scenario file is a mapping of recommend's options")
+    out = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if key == "rules":
+            continue
+        out[key] = v
+    if isinstance(data, LineDict):
+        out["_lines"] = data.key_lines
+    return out
+
+
+@app.command()
+def recommend(
+    model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, path to config.json, or a size like 13b"),
+    gpu: Optional[str] = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)"),
+    gpu_memory: Optional[float] = typer.Option(None, help="GPU memory in GiB, instead of --gpu"),
+    gpus: Optional[int] = typer.Option(None, help="number of GPUs (ZeRO-3/FSDP beyond 1)"),
+    dataset_size: Optional[int] = typer.Option(None, help="training examples"),
+    seq_len: Optional[int] = typer.Option(None, help="tokens per example"),
+    task: Optional[str] = typer.Option(None, help="chat, instruction, style, classification, domain, code, math, continued-pretraining"),
+    quality: Optional[str] = typer.Option(None, help="prototype, production, best"),
+    budget: Optional[float] = typer.Option(None, help="USD"),
+    serving: Optional[str] = typer.Option(None, help="single, multi-tenant, latency-critical"),
+    epochs: Optional[int] = typer.Option(None),
+    price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
+    precision: Optional[str] = typer.Option(None, help="full fine-tuning precision: bf16 or mixed"),
+    optimizer: Optional[str] = typer.Option(None, help="adamw, adamw8bit, sgd, adafactor"),
+    rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
+    scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields"),
+    explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
+    format: Fmt = typer.Option(Fmt.table, "--format"),
+) -> None:
+    """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
+
+    def go():
+        from .recommend import Scenario, recommend as core
+
+        fields: dict = {}
+        lines = {}
+        if scenario:
+            fields = _scenario_from_file(scenario)
+            lines = fields.pop("_lines", {})
+        cli = dict(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus, dataset_size=dataset_size, seq_len=seq_len, task=task,
+                   quality=quality, budget=budget, serving=serving, epochs=epochs, price_per_hour=price_per_hour, precision=precision, optimizer=optimizer)
+        for k, v in cli.items():
+            if v is not None:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise InputError(f"--{k.replace('_', '-')}: must be a finite number")
+                fields[k] = v
+        if "model" not in fields:
+            raise InputError("--model is required (or 'model:' in --scenario)")
+        from pydantic import ValidationError
+
+        try:
+            sc = Scenario(**fields)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else ""
+            where = f"{scenario}:{lines[key]}: " if scenario and key in lines else ""
+            raise InputError(f"{where}{_validation_line(e)}") from None
+        return core(sc, list(rules)), sc
+
+    res, _ = _run(go)
+    if format == Fmt.json:
+        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+    elif format == Fmt.markdown:
+        from .render import recommendation_markdown
+
+        sys.stdout.write(recommendation_markdown(res))
+    else:
+        from .render import recommendation_table
+
+        recommendation_table(res, _console(), explain)
+
+
+@app.command()
+def estimate(
+    model: str = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size"),
+    method: str = typer.Option("lora", help="full, lora or qlora"),
+    precision: str = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)"),
+    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
+    seq_len: int = typer.Option(2048),
+    batch_size: int = typer.Option(1, help="micro-batch size"),
+    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    lora_rank: int = typer.Option(16),
+    lora_targets: str = typer.Option("all-linear", help="all-linear, attn, mlp, qv, or names like q_proj,v_proj"),
+    lora_dropout: float = typer.Option(0.05),
+    gpus: int = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding"),
+    offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
+    format: EstFmt = typer.Option(EstFmt.table, "--format"),
+) -> None:
+    """Memory breakdown of one training configuration (GiB = 2^30 bytes)."""
+
+    def go():
+        from .catalog import resolve_model
+        from .estimator import TrainConfig, estimate_memory
+
+        arch = resolve_model(model)
+        cfg = TrainConfig(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                          gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                          lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
+        return arch, cfg, estimate_memory(arch, cfg)
+
+    arch, cfg, est = _run(go)
+    d = est.as_dict()
+    if format == EstFmt.json:
+        d = {"model": arch.name, "config": cfg.model_dump(), **d}
+        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+    else:
+        from .render import estimate_table
+
+        estimate_table(d, f"{arch.name}: {method} ({optimizer}), seq {seq_len} x micro-batch {batch_size}", _console())
+
+
+@app.command()
+def models(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
+    """The model catalog."""
+    from .catalog import models as all_models
+
+    rows = [{"name": a.name, "hf_id": a.aliases[0] if a.aliases else "", "family": a.family, "params": a.total_params(), "layers": a.num_layers,
+             "hidden": a.hidden_size, "heads": a.num_heads, "kv_heads": a.num_kv_heads, "vocab": a.vocab_size, "source": a.source} for a in all_models()]
+    if format == EstFmt.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title="models")
+    for c in ("name", "hf_id", "family", "params", "layers", "hidden", "heads", "kv_heads", "vocab"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["name"], r["hf_id"], r["family"], f"{r['params'] / 1e9:.2f}B", *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")))
+    _console().print(t)
+
+
+@app.command()
+def gpus(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
+    """The GPU catalog."""
+    from .catalog import gpus as all_gpus
+
+    rows = [g.model_dump() for g in all_gpus()]
+    if format == EstFmt.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title="GPUs")
+    for c in ("name", "memory GiB", "bf16 TFLOPS", "bf16", "USD/h"):
+        t.add_column(c)
+    for g in rows:
+        t.add_row(g["name"], f"{g['memory_gib']:g}", f"{g['bf16_tflops']:g}", "yes" if g["bf16"] else "no", f"{g['price_per_hour']:.2f}")
+    _console().print(t)
+
+
+@rules_app.command("show")
+def rules_show(rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
+               format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
+    """List the rules in force (defaults plus --rules files)."""
+
+    def go():
+        from .recommend import default_rule_paths, rule_schema
+        from .rules import load_rules
+
+        return load_rules(default_rule_paths() + list(rules), rule_schema())
+
+    rs = _run(go)
+    rows = [{"id": lr.rule.id, "priority": lr.rule.priority, "when": lr.rule.when, "prefer": lr.rule.prefer, "forbid": lr.rule.forbid,
+             "set": lr.rule.set.model_dump(exclude_none=True), "source": f"{lr.path}:{lr.line}"} for lr in rs.rules]
+    if format == EstFmt.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title="rules in force")
+    for c in ("id", "priority", "when", "effects"):
+        t.add_column(c)
+    for r in rows:
+        eff = " ".join(filter(None, [f"prefer {r['prefer']}" if r["prefer"] else "", f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
+                                    " ".join(f"{k}={v}" for k, v in r["set"].items())]))
+        t.add_row(r["id"], str(r["priority"]), r["when"], eff)
+    _console().print(t)
+
+
+@rules_app.command("check")
+def rules_check(files: List[str] = typer.Argument(..., help="rule files to validate")) -> None:
+    """Validate rule files; prints every problem as file:line:column: message [rule-id]; exit 2 if any."""
+    from .recommend import rule_schema
+    from .rules import check_file
+
+    schema = rule_schema()
+    problems = [p for f in files for p in check_file(f, schema)]
+    for p in problems:
+        sys.stdout.write(f"{p}\n")
+    if problems:
+        sys.stderr.write(f"ftdecide: error: {len(problems)} problem(s) in {', '.join(files)}\n")
+        raise typer.Exit(2)
+    sys.stdout.write(f"{', '.join(files)}: ok\n")
+
+
+def main() -> None:
+    """Console-script entry point: a usage error is exit 2 too, and nothing ends in a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("ftdecide: interrupted\n")
+        sys.exit(130)

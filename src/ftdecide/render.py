@@ -1,0 +1,89 @@
+"""Render results for people: rich tables and markdown. JSON is ``json.dumps`` of the core's dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _bar(used: float, total: float, width: int = 20) -> str:
+    frac = used / total if total > 0 else 1.0
+    n = min(width, int(round(frac * width)))
+    return ("█" * n + "░" * (width - n)) + ("▶" if frac > 1 else " ")
+
+
+def recommendation_markdown(res: dict[str, Any]) -> str:
+    sc, rec = res["scenario"], res["recommendation"]
+    lines = [f"# ftdecide: {sc['model']} on {sc['gpus']}x {sc['gpu']}", ""]
+    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | hours | cost USD |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for c in res["candidates"]:
+        m = c["memory"]
+        lines.append(f"| {c['method']} | {'yes' if c['fits'] else 'no'} | {m['required_gib']:.1f} / {m['gpu_memory_gib']:g} | {m['peak_allocated_gib']:.1f} | "
+                     f"{c['micro_batch_size']} | {'on' if c['gradient_checkpointing'] else 'off'} | {c['time_hours']:.2f} | {c['cost_usd']:,.2f} |")
+    lines.append("")
+    lines.append(f"**Recommendation:** {_rec_line(rec)}")
+    for title, key in (("Reasons", "reasons"),):
+        if rec.get(key):
+            lines += ["", f"## {title}"] + [f"- {r['message']} (`{r['rule']}`)" for r in rec[key]]
+    if res["warnings"]:
+        lines += ["", "## Warnings"] + [f"- {w['message']} (`{w['rule']}`)" for w in res["warnings"]]
+    if res["alternatives"]:
+        lines += ["", "## Alternatives"] + [f"- {a['message']}" for a in res["alternatives"]]
+    return "\n".join(lines) + "\n"
+
+
+def _rec_line(rec: dict[str, Any]) -> str:
+    if not rec["feasible"]:
+        return "nothing fits - see alternatives"
+    s = rec["method"].upper() if rec["method"] != "full" else "full fine-tuning"
+    if rec.get("lora"):
+        lo = rec["lora"]
+        s += f" r={lo['rank']} alpha={lo['alpha']} targets={lo['targets']} dropout={lo['dropout']}"
+    s += (f", lr {rec['learning_rate']:.0e}, {rec['epochs']} epochs, micro-batch {rec['micro_batch_size']} x {rec['gradient_accumulation_steps']} accumulation"
+          f", checkpointing {'on' if rec['gradient_checkpointing'] else 'off'}, {rec['precision']}: ~{rec['time_hours']:.1f} h, ${rec['cost_usd']:,.2f}")
+    return s
+
+
+def recommendation_table(res: dict[str, Any], console, explain: bool = False) -> None:
+    from rich.table import Table
+
+    sc, rec = res["scenario"], res["recommendation"]
+    t = Table(title=f"{sc['model']} on {sc['gpus']}x {sc['gpu']} ({sc['gpu_memory_gib']:g} GiB) - {sc['task']}, {sc['dataset_size']:,} examples x {sc['seq_len']} tokens x {sc['epochs']} epochs")
+    for col in ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "time", "cost"):
+        t.add_column(col, justify="right" if col in ("time", "cost", "micro-batch") else "left")
+    for c in res["candidates"]:
+        m = c["memory"]
+        style = "bold green" if c["method"] == rec.get("method") else ("" if c["fits"] else "red")
+        t.add_row(c["method"], "yes" if c["fits"] else "no", f"{m['required_gib']:.1f} / {m['gpu_memory_gib']:g} GiB",
+                  _bar(m["required_gib"], m["gpu_memory_gib"]), str(c["micro_batch_size"]), "on" if c["gradient_checkpointing"] else "off",
+                  f"{c['time_hours']:.2f} h", f"${c['cost_usd']:,.2f}", style=style)
+    console.print(t)
+    console.print(f"[bold]Recommendation:[/bold] {_rec_line(rec)}")
+    for r in rec.get("reasons", []):
+        console.print(f"  • {r['message']} [dim]({r['rule']})[/dim]")
+    for w in res["warnings"]:
+        console.print(f"  [yellow]! {w['message']}[/yellow] [dim]({w['rule']})[/dim]")
+    for a in res["alternatives"]:
+        console.print(f"  → {a['message']}")
+    if explain:
+        console.print(f"[dim]rules fired: {', '.join(res['rules_fired'])}[/dim]")
+        a = res["assumptions"]
+        console.print(f"[dim]time: {a['flops_per_token']}; utilisation {a['mfu']}; memory: {a['memory']}[/dim]")
+        for c in res["candidates"]:
+            console.print(f"[dim]{c['method']}: " + ", ".join(f"{k} {v:.2f}" for k, v in c["memory"]["breakdown"].items()) + " GiB[/dim]")
+
+
+def estimate_table(d: dict[str, Any], title: str, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("term")
+    t.add_column("GiB", justify="right")
+    for k, v in d["breakdown"].items():
+        t.add_row(k, f"{v:.2f}")
+    t.add_row("[bold]peak allocated[/bold]", f"[bold]{d['peak_allocated_gib']:.2f}[/bold]")
+    t.add_row("[bold]required on the GPU[/bold]", f"[bold]{d['required_gib']:.2f}[/bold]")
+    console.print(t)
+    console.print(f"parameters: {d['total_params']:,} total, {d['trainable_params']:,} trainable; peak during {d['peak_phase']}")
+    for n in d.get("notes", []):
+        console.print(f"  • {n}")

@@ -1,0 +1,278 @@
+"""Rules as data: YAML files validated by pydantic, conditions in :mod:`ftdecide.expr`.
+
+A rule file::
+
+    version: 1
+    disable: [prefer-lora-default]      # optional: ids of rules (from earlier files) to switch off
+    rules:
+      - id: math-rank-64
+        description: Reasoning benefits from capacity.
+        when: task == "math"
+        priority: 30                     # higher wins where rules set the same thing
+        prefer: lora                     # full | lora | qlora
+        forbid: [full]                   # methods ruled out
+        set: {rank: 64}                  # rank, alpha, targets, dropout, lora_learning_rate,
+                                         # full_learning_rate, epochs
+        warn: "..."                      # a warning shown with the recommendation
+        note: "..."                      # a reason shown with the recommendation
+
+Messages may quote the context: ``{memory.full:.1f}``. Files given with ``--rules`` extend the defaults;
+a rule whose id exists already replaces it. Rules cannot refer to other rules, so there are no cycles.
+
+Evaluation: every rule whose condition holds "fires". Forbids add up. Among the methods that fit and are
+not forbidden, the one preferred by the highest-priority firing rule wins (ties: the later rule).
+``set`` values are applied in ascending priority, so the highest priority wins; two firing rules of the
+same priority that set one key to different values are reported as a conflict warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import expr
+from .errors import InputError
+from .yamlio import LineDict, load_yaml
+
+MethodName = Literal["full", "lora", "qlora"]
+SETTABLE = {"rank": int, "alpha": int, "targets": str, "dropout": float, "lora_learning_rate": float, "full_learning_rate": float, "epochs": int}
+
+
+class SetEffect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rank: Optional[int] = Field(None, gt=0, le=4096)
+    alpha: Optional[int] = Field(None, gt=0, le=16384)
+    targets: Optional[str] = Field(None, min_length=1)
+    dropout: Optional[float] = Field(None, ge=0, lt=1)
+    lora_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    full_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    epochs: Optional[int] = Field(None, gt=0, le=100)
+
+
+class Rule(BaseModel):
+    """One rule of a rule file."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    description: str = ""
+    when: str
+    priority: int = Field(0, ge=-1000, le=1000)
+    prefer: Optional[MethodName] = None
+    forbid: list[MethodName] = []
+    set: SetEffect = SetEffect()
+    warn: Optional[str] = None
+    note: Optional[str] = None
+    enabled: bool = True
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_text(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return v
+
+
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = 1
+    disable: list[str] = []
+    rules: list[Rule] = []
+
+
+@dataclass
+class Problem:
+    """A finding of ``rules check``: where, what, which rule (like yamllint's LintProblem)."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+    rule: str = ""
+
+    def __str__(self) -> str:
+        rid = f" [{self.rule}]" if self.rule else ""
+        return f"{self.path}:{self.line}:{self.column}: {self.message}{rid}"
+
+
+@dataclass
+class LoadedRule:
+    rule: Rule
+    tree: Any
+    path: str
+    line: int
+
+
+@dataclass
+class RuleSet:
+    rules: list[LoadedRule] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def _line_of(node: Any, key: Any = None) -> int:
+    if isinstance(node, LineDict):
+        if key is not None and key in node.key_lines:
+            return node.key_lines[key]
+        return node.line
+    return 1
+
+
+def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Problem], RuleFile | None, list[LoadedRule], list[str]]:
+    """Validate parsed YAML; returns every problem found, and what loaded cleanly."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return [Problem(path, 1, 1, "a rule file is a mapping with 'rules:' (and optional 'version:', 'disable:')")], None, [], []
+    top_unknown = [k for k in data if k not in ("version", "disable", "rules")]
+    for k in top_unknown:
+        problems.append(Problem(path, _line_of(data, k), 1, f"unknown field '{k}' (allowed: version, disable, rules)"))
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list):
+        problems.append(Problem(path, _line_of(data, "rules"), 1, "'rules' must be a list"))
+        raw_rules = []
+    if data.get("version", 1) != 1:
+        problems.append(Problem(path, _line_of(data, "version"), 1, f"unsupported version {data.get('version')!r} (expected 1)"))
+    disable = data.get("disable", [])
+    if not isinstance(disable, list) or not all(isinstance(x, str) for x in disable):
+        problems.append(Problem(path, _line_of(data, "disable"), 1, "'disable' must be a list of rule ids"))
+        disable = []
+    loaded: list[LoadedRule] = []
+    seen: dict[str, int] = {}
+    for raw in raw_rules:
+        line = _line_of(raw)
+        rid = raw.get("id", "") if isinstance(raw, dict) else ""
+        rid = rid if isinstance(rid, str) else ""
+        if not isinstance(raw, dict):
+            problems.append(Problem(path, line, 1, "each rule must be a mapping"))
+            continue
+        try:
+            rule = Rule.model_validate(dict(raw))
+        except ValidationError as e:
+            for err in e.errors():
+                loc = err["loc"]
+                key = loc[0] if loc else None
+                where = ".".join(str(x) for x in loc)
+                msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+                problems.append(Problem(path, _line_of(raw, key), 1, f"{where}: {msg}", rid))
+            continue
+        if rule.id in seen:
+            problems.append(Problem(path, line, 1, f"duplicate rule id (first at line {seen[rule.id]})", rule.id))
+        seen[rule.id] = line
+        if rule.prefer and rule.prefer in rule.forbid:
+            problems.append(Problem(path, _line_of(raw, "forbid"), 1, f"conflicting effects: prefers and forbids '{rule.prefer}'", rule.id))
+        for text in (rule.warn, rule.note):
+            for bad in _template_names(text) - set(schema):
+                problems.append(Problem(path, line, 1, f"unknown name '{bad}' in message", rule.id))
+        wline = _line_of(raw, "when")
+        try:
+            tree = expr.parse(rule.when, schema)
+        except expr.ExprError as e:
+            problems.append(Problem(path, wline, e.col, f"when: {e}", rule.id))
+            continue
+        loaded.append(LoadedRule(rule, tree, path, line))
+    if problems:
+        return problems, None, loaded, disable
+    return problems, RuleFile(version=1, disable=disable, rules=[lr.rule for lr in loaded]), loaded, disable
+
+
+_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
+
+
+def _template_names(text: Optional[str]) -> set[str]:
+    return {m.group(1) for m in _TEMPLATE.finditer(text or "")}
+
+
+def render_message(text: str, env: dict[str, Any]) -> str:
+    """Fill ``{name}`` / ``{name:spec}`` placeholders from ``env`` (no attribute or index access)."""
+
+    def sub(m: re.Match) -> str:
+        v = env.get(m.group(1))
+        if v is None:
+            return m.group(0)
+        try:
+            return format(v, m.group(2) or "")
+        except (ValueError, TypeError):
+            return str(v)
+
+    return _TEMPLATE.sub(sub, text)
+
+
+def check_file(path: str, schema: dict[str, str]) -> list[Problem]:
+    """Every problem of a rule file (``ftdecide rules check``). File-level errors come as one problem."""
+    try:
+        data = load_yaml(path, "rule file")
+    except InputError as e:
+        msg = str(e)
+        m = re.match(r"^(.*?):(\d+)(?::(\d+))?: (.*)$", msg)
+        if m and m.group(1) == path:
+            return [Problem(path, int(m.group(2)), int(m.group(3) or 1), m.group(4))]
+        return [Problem(path, 1, 1, msg[len(path) + 2 :] if msg.startswith(path + ":") else msg)]
+    return check_data(data, path, schema)[0]
+
+
+def load_rules(paths: list[str], schema: dict[str, str]) -> RuleSet:
+    """Load rule files in order (later files extend and override earlier ones); the first problem
+    becomes an InputError with file:line:column."""
+    rs = RuleSet()
+    by_id: dict[str, LoadedRule] = {}
+    for path in paths:
+        data = load_yaml(path, "rule file")
+        problems, _, loaded, disable = check_data(data, path, schema)
+        if problems:
+            extra = f" (and {len(problems) - 1} more; run 'ftdecide rules check {path}')" if len(problems) > 1 else ""
+            raise InputError(f"{problems[0]}{extra}")
+        for rid in disable:
+            by_id.pop(rid, None)
+        for lr in loaded:
+            by_id.pop(lr.rule.id, None)  # replacing keeps the new file position
+            by_id[lr.rule.id] = lr
+        rs.sources.append(path)
+    rs.rules = [lr for lr in by_id.values() if lr.rule.enabled]
+    return rs
+
+
+@dataclass
+class Outcome:
+    """What the rules decided for one scenario."""
+
+    fired: list[LoadedRule]
+    forbidden: set[str]
+    preferences: list[tuple[int, int, str, str]]  # (priority, order, method, rule id)
+    settings: dict[str, Any]
+    setting_rule: dict[str, str]
+    warnings: list[dict[str, str]]
+    notes: list[dict[str, str]]
+
+
+def evaluate(rs: RuleSet, env: dict[str, Any]) -> Outcome:
+    """Fire every rule whose condition holds in ``env``; InputError names a rule whose condition fails
+    at evaluation (division by zero)."""
+    fired: list[LoadedRule] = []
+    for lr in rs.rules:
+        try:
+            if expr.evaluate(lr.tree, env):
+                fired.append(lr)
+        except expr.ExprError as e:
+            raise InputError(f"{lr.path}:{lr.line}:{e.col}: rule '{lr.rule.id}': {e}") from None
+    order = {id(lr): i for i, lr in enumerate(fired)}
+    forbidden: set[str] = set()
+    prefs = []
+    settings: dict[str, Any] = {}
+    setting_rule: dict[str, str] = {}
+    setting_prio: dict[str, int] = {}
+    warnings, notes = [], []
+    for lr in sorted(fired, key=lambda r: (r.rule.priority, order[id(r)])):
+        r = lr.rule
+        forbidden.update(r.forbid)
+        if r.prefer:
+            prefs.append((r.priority, order[id(lr)], r.prefer, r.id))
+        for k, v in r.set.model_dump(exclude_none=True).items():
+            if k in settings and setting_prio[k] == r.priority and settings[k] != v:
+                warnings.append({"rule": r.id, "message": f"conflicting effects: '{setting_rule[k]}' and '{r.id}' (same priority {r.priority}) set {k} to {settings[k]} and {v}; {v} was used"})
+            settings[k], setting_rule[k], setting_prio[k] = v, r.id, r.priority
+        if r.warn:
+            warnings.append({"rule": r.id, "message": render_message(r.warn, env)})
+        if r.note:
+            notes.append({"rule": r.id, "message": render_message(r.note, env)})
+    return Outcome(fired, forbidden, prefs, settings, setting_rule, warnings, notes)
