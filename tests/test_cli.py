@@ -1,0 +1,118 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ftdecide.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def rec(*args):
+    r = run("recommend", *args, "--format", "json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_seed_7b_chat_on_a100_is_lora_r16_all_linear():
+    d = rec("--model", "llama-2-7b", "--gpu", "a100-80gb", "--task", "chat", "--dataset-size", "50000")
+    r = d["recommendation"]
+    assert d["schema_version"] == "1.0" and r["feasible"] and r["method"] == "lora"
+    assert r["lora"] == {"rank": 16, "alpha": 32, "targets": "all-linear", "dropout": 0.05}
+    assert r["learning_rate"] == pytest.approx(10 * 2e-5)  # LoRA's rate is 10x full FT's
+    assert {c["method"] for c in d["candidates"]} == {"full", "lora", "qlora"}
+
+
+def test_seed_70b_on_24gb_nothing_fits_with_alternatives():
+    d = rec("--model", "llama-2-70b", "--gpu", "rtx-4090", "--task", "chat", "--dataset-size", "50000")
+    assert d["recommendation"]["feasible"] is False and d["recommendation"]["method"] is None
+    kinds = {a["kind"] for a in d["alternatives"]}
+    assert {"gpu", "model"} <= kinds
+    assert not any(c["fits"] for c in d["candidates"])
+
+
+@pytest.mark.parametrize("args,method,rank", [
+    (("--task", "code"), "lora", 32),
+    (("--task", "math"), "lora", 64),
+    (("--task", "style"), "lora", 4),
+    (("--task", "chat", "--serving", "multi-tenant"), "lora", 8),
+    (("--task", "math", "--quality", "best", "--dataset-size", "100000", "--model", "qwen2.5-0.5b"), "full", None),
+    (("--task", "continued-pretraining", "--dataset-size", "2000000", "--model", "qwen2.5-1.5b"), "full", None),
+])
+def test_use_case_table(args, method, rank):
+    base = {"--model": "llama-3.1-8b", "--gpu": "a100-80gb", "--dataset-size": "20000"}
+    it = iter(args)
+    for k in it:
+        base[k] = next(it)
+    d = rec(*[x for kv in base.items() for x in kv])
+    r = d["recommendation"]
+    assert r["method"] == method
+    if rank:
+        assert r["lora"]["rank"] == rank
+
+
+def test_laptop_gpu_gets_qlora():
+    d = rec("--model", "llama-3.1-8b", "--gpu", "t4", "--task", "chat", "--dataset-size", "5000", "--seq-len", "512")
+    assert d["recommendation"]["method"] == "qlora"
+    assert any("no bf16" in w["message"] for w in d["warnings"])
+
+
+def test_budget_forbids_full_and_team_policy(tmp_path):
+    d = rec("--model", "qwen2.5-0.5b", "--gpu", "h100", "--task", "math", "--quality", "best", "--dataset-size", "100000", "--rules", "examples/team-policy.yaml", "--budget", "100")
+    assert d["recommendation"]["method"] != "full"
+    assert "no-cheap-full-ft" in d["rules_fired"]
+
+
+def test_table_and_markdown_and_scenario():
+    r = run("recommend", "--scenario", "examples/llama8b-4090-instruction.yaml")
+    assert r.exit_code == 0 and "Recommendation:" in r.stdout and "lora" in r.stdout
+    r = run("recommend", "--model", "llama-3.1-8b", "--gpu", "h100", "--format", "markdown")
+    assert r.exit_code == 0 and r.stdout.startswith("# ftdecide") and "| lora |" in r.stdout
+
+
+def test_estimate_json_matches_core():
+    r = run("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "2048", "--batch-size", "4", "--format", "json")
+    d = json.loads(r.stdout)
+    assert d["trainable_params"] == 41943040 and d["total_params"] == 8072204288
+    assert 27 < d["peak_allocated_gib"] < 32  # measured 29.36 GiB (shared/calibration)
+    assert set(d) >= {"peak_allocated_gib", "required_gib", "breakdown", "total_params", "trainable_params"}
+
+
+@pytest.mark.parametrize("cmd", [("models",), ("gpus",), ("rules", "show")])
+def test_listings(cmd):
+    r = run(*cmd)
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) > 10
+    r = run(*cmd, "--format", "json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) >= 15
+
+
+def test_rules_check_cli(tmp_path):
+    assert run("rules", "check", "configs/rules/default.yaml").exit_code == 0
+    f = tmp_path / "x.yaml"
+    f.write_text("version: 1\nrules:\n  - id: a\n    when: task > 3\n")
+    r = run("rules", "check", str(f))
+    assert r.exit_code == 2 and f"{f}:4:" in r.stdout and "[a]" in r.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("recommend", "--model", "llama-9b-nope"), "unknown model"),
+    (("recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-9999"), "unknown GPU"),
+    (("recommend", "--model", "llama-3.1-8b", "--dataset-size", "-5"), "dataset-size"),
+    (("recommend", "--model", "llama-3.1-8b", "--task", "poetry"), "task"),
+    (("recommend", "--model", "llama-3.1-8b", "--budget", "nan"), "finite"),
+    (("recommend", "--model", "llama-3.1-8b", "--gpu-memory", "0.2"), "CUDA context"),
+    (("recommend", "--model", "llama-3.1-8b", "--rules", "/nonexistent.yaml"), "no such file"),
+    (("recommend", "--scenario", "README.md"), "README.md"),
+    (("estimate", "--model", "llama-3.1-8b", "--lora-rank", "100000"), "rank"),
+    (("estimate", "--model", "llama-3.1-8b", "--lora-targets", "w_proj"), "w_proj"),
+])
+def test_bad_input_is_one_line_exit_2(args, msg):
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 2, r.output
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0] and "Traceback" not in r.stderr
