@@ -32,7 +32,8 @@ Terms (each is a key of ``MemoryEstimate.breakdown``)
     o_proj/down_proj, which a frozen layer would not otherwise keep. With gradient checkpointing, each
     layer keeps only its input (``g*h``: 2 B in bf16, about 4 B where the residual stream is fp32: mixed
     precision and QLoRA's fp32 embeddings), and backward recomputes one layer at a time. The
-    coefficients (bytes per value) were fitted by ``benchmarks/fit.py`` on the measured runs in
+    coefficients (bytes per value) were fitted by least squares (saved bytes after forward, then the
+    phase peaks, under-estimates weighted 3x) on the measured runs in
     ``data/measurements`` and are stated in :data:`COEF`.
 ``logits``
     the loss upcasts the logits to fp32 and log-softmax keeps its fp32 output: 4 B x vocab per token
@@ -81,7 +82,7 @@ class ActCoef:
     recompute: float = 1.0  # share of one saved layer that checkpointed backward holds at once
 
 
-# Fitted by benchmarks/fit.py on data/measurements (H100, torch 2.11, transformers 5.17, peft 0.21,
+# Fitted by least squares on data/measurements (H100, torch 2.11, transformers 5.17, peft 0.21,
 # bitsandbytes 0.50). Physics fixes the form; these constants are the bytes the stack really keeps.
 COEF: dict[str, ActCoef] = {
     "full_bf16": ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2),
