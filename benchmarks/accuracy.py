@@ -23,30 +23,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide.estimator import GIB, TrainConfig, estimate_memory  # noqa: E402
 from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
-
-CARD_GIB = 79.18
-
+from ftdecide.probe.records import H100_TOTAL_GIB as CARD_GIB, config_from_record as config, read_records  # noqa: E402
+from ftdecide.throughput import UTIL, tokens_per_second  # noqa: E402
 
 def load():
-    rows = []
-    for f in sorted((ROOT / "data" / "measurements").glob("*.jsonl")):
-        rows += [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
-    shared = ROOT.parent / "shared" / "calibration"
-    if (shared / "h100_peak_memory.jsonl").is_file():
-        archs = json.loads((shared / "architectures.json").read_text())
-        for l in (shared / "h100_peak_memory.jsonl").read_text().splitlines():
-            if l.strip():
-                d = json.loads(l)
-                d["hf_config"] = archs[d["arch"]]
-                rows.append(d)
-    return rows
-
-
-def config(d):
-    m = d["method"]
-    return TrainConfig(method="full" if m.startswith("full") else m, precision="mixed" if m == "full_mixed" else "bf16", optimizer=d["optim"],
-                       seq_len=d["seq"], batch_size=d["batch"], gradient_checkpointing=d["gc"], lora_rank=d.get("r") or 16,
-                       lora_targets=d.get("targets") or "all-linear", lora_dropout=d.get("dropout") or 0.0)
+    return read_records(ROOT / "data" / "measurements", ROOT.parent / "shared" / "calibration")
 
 
 def predictions(d):
@@ -85,6 +66,24 @@ def main():
         if (req <= CARD_GIB) != (d["status"] == "ok"):
             out.append(f"- {d['arch']} {d['method']} {d.get('targets') or ''} r={d.get('r')} seq {d['seq']} x {d['batch']} gc={d['gc']}: measured {d['status']} "
                        f"({d['peak_alloc_gib']:.1f} GiB), predicted required {req:.1f} GiB")
+    out += ["", "Throughput: predicted vs measured tokens/s on the runs that fit (H100 SXM: 989 TFLOPS, 3350 GB/s; "
+            "ftdecide/throughput.py), beside one flat utilisation per method (6N/4N FLOPs at the method's median MFU).", "",
+            "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|---|---|"]
+    timed = [(d, arch_from_hf_config(d["hf_config"], d["arch"]), config(d)) for d in rows if d["status"] == "ok" and d.get("tokens_per_s")]
+    from ftdecide.throughput import train_flops_per_token, util_key
+
+    mfu = {}
+    for d, a, c in timed:
+        mfu.setdefault(util_key(c), []).append(d["tokens_per_s"] * train_flops_per_token(a, c.method, c.seq_len, c.gradient_checkpointing) / 989e12)
+    flat = {k: statistics.median(v) for k, v in mfu.items()}
+    models = {"ftdecide": lambda a, c: tokens_per_second(a, c, 989.0, 3350.0),
+              "flat MFU": lambda a, c: flat[util_key(c)] * 989e12 / train_flops_per_token(a, c.method, c.seq_len, c.gradient_checkpointing)}
+    for name, f in models.items():
+        for m in methods + ["all"]:
+            errs = [f(a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
+            u = (f"{UTIL[m]:.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
+            out.append(f"| {name} | {m} | {len(errs)} | {u} | {statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
+                       f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)} |")
     print("\n".join(out))
 
 

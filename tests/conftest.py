@@ -1,7 +1,8 @@
-import json
 import pathlib
 
 import pytest
+
+from ftdecide.probe.records import read_records
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "calibration"
@@ -9,16 +10,7 @@ SHARED = ROOT.parent / "shared" / "calibration"
 
 def load_runs(include_shared=True):
     """Every measured run the project keeps, plus shared/calibration when it is beside the checkout."""
-    rows = [json.loads(l) for l in (ROOT / "data" / "measurements" / "h100_probe_2026-11-22.jsonl").read_text().splitlines() if l.strip()]
-    if include_shared and (SHARED / "h100_peak_memory.jsonl").is_file():
-        archs = json.loads((SHARED / "architectures.json").read_text())
-        for l in (SHARED / "h100_peak_memory.jsonl").read_text().splitlines():
-            if l.strip():
-                d = json.loads(l)
-                d["hf_config"] = archs[d["arch"]]
-                d["src"] = "calibration"
-                rows.append(d)
-    return rows
+    return read_records(ROOT / "data" / "measurements", SHARED if include_shared else None)
 
 
 @pytest.fixture(scope="session")

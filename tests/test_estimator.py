@@ -4,15 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ftdecide import catalog
-from ftdecide.estimator import ALLOCATOR_HEADROOM, CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
+from ftdecide.estimator import ALLOCATOR_HEADROOM, CUDA_CONTEXT_GIB, GIB, LOGITS_BLOCK_HEADROOM, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
 from ftdecide.hfconfig import arch_from_hf_config
-
-
-def cfg_of(d):
-    m = d["method"]
-    return TrainConfig(method="full" if m.startswith("full") else m, precision="mixed" if m == "full_mixed" else "bf16", optimizer=d["optim"],
-                       seq_len=d["seq"], batch_size=d["batch"], gradient_checkpointing=d["gc"], lora_rank=d.get("r") or 16,
-                       lora_targets=d.get("targets") or "all-linear", lora_dropout=d.get("dropout") or 0.0)
+from ftdecide.probe.records import H100_TOTAL_GIB, config_from_record as cfg_of
+from ftdecide.throughput import tokens_per_second
 
 
 def test_weights_by_method_hand_computed():
@@ -39,7 +34,8 @@ def test_optimizer_states_hand_computed():
 
 def test_required_adds_context_and_headroom():
     e = estimate_memory(catalog.resolve_model("llama-3.1-8b"), TrainConfig(method="lora"))
-    assert e.required_gib == pytest.approx(e.peak_allocated_gib * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB)
+    logits_block = 128256 * 2048 * 4 / GIB  # fp32 logits of one 2048-token sequence
+    assert e.required_gib == pytest.approx(e.peak_allocated_gib * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB + LOGITS_BLOCK_HEADROOM * logits_block)
     assert sum(e.breakdown.values()) == pytest.approx(e.peak_allocated_gib)
 
 
@@ -90,6 +86,30 @@ def test_all_measured_runs_error_bounds(runs):
     assert len(errs) >= 200
     assert statistics.median(abs(e) for e in errs) <= 0.05
     assert min(errs) >= -0.10  # no run under-estimated by more than 10%
+
+
+def test_required_separates_fits_from_ooms(runs):
+    """Every measured run that fit the H100 is predicted to fit it, and every OOM run is predicted not to."""
+    wrong = []
+    for d in runs:
+        e = estimate_memory(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d))
+        if (e.required_gib <= H100_TOTAL_GIB) != (d["status"] == "ok"):
+            wrong.append((d["arch"], d["method"], d["seq"], d["batch"], d["gc"], round(e.required_gib, 1)))
+    assert sum(d["status"] == "oom" for d in runs) >= 20
+    assert wrong == []
+
+
+def test_tokens_per_second_against_measured_steps(runs):
+    """The step-time model on the measured H100 steps (989 TFLOPS, 3350 GB/s): the figures
+    benchmarks/accuracy.py reports, as bounds."""
+    errs = []
+    for d in runs:
+        if d["status"] == "ok" and d.get("tokens_per_s"):
+            pred = tokens_per_second(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d), 989.0, 3350.0)
+            errs.append(pred / d["tokens_per_s"] - 1)
+    assert len(errs) >= 200
+    assert statistics.median(abs(e) for e in errs) <= 0.15
+    assert sum(abs(e) <= 0.25 for e in errs) / len(errs) >= 0.9
 
 
 small_models = st.sampled_from(["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "mistral-7b", "phi-3-mini", "qwen1.5-moe-a2.7b"])

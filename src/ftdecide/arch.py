@@ -111,6 +111,23 @@ class Arch(BaseModel):
             shapes.update(gate_proj=(h, i, 1), up_proj=(h, i, 1), down_proj=(i, h, 1))
         return shapes
 
+    def to_hf_config(self) -> dict:
+        """A ``config.json`` dict that transformers builds this architecture from (the fields ftdecide reads
+        back with :func:`ftdecide.hfconfig.arch_from_hf_config`; the rest take the family's defaults)."""
+        cfg: dict = {
+            "model_type": self.family, "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim, "vocab_size": self.vocab_size, "tie_word_embeddings": self.tie_embeddings,
+        }
+        if self.is_moe:
+            cfg["num_experts_per_tok"] = self.experts_per_token
+            if self.family == "qwen2_moe":
+                cfg.update(num_experts=self.num_experts, moe_intermediate_size=self.moe_intermediate_size,
+                           shared_expert_intermediate_size=self.shared_expert_intermediate_size)
+            else:
+                cfg["num_local_experts"] = self.num_experts
+        return cfg
+
     # --- parameter counts ---------------------------------------------------------------------
     def layer_linear_params(self) -> int:
         """Weights of the nn.Linear modules of one layer (without biases)."""
@@ -138,6 +155,13 @@ class Arch(BaseModel):
         """All parameters (tied embeddings counted once), as ``sum(p.numel())`` over the model."""
         per_layer = self.layer_linear_params() + self.layer_expert_params() + self.layer_other_params()
         return self.num_layers * per_layer + self.embedding_params() + self.head_params() + self.hidden_size
+
+    def param_tensors(self) -> int:
+        """Number of parameter tensors (what a per-tensor optimizer loops over)."""
+        per_layer = sum(n for _, _, n in self.linear_shapes().values()) + self.norms_per_layer + (3 if self.qkv_bias else 0)
+        if self.is_moe:
+            per_layer += 4  # fused gate/up/down experts and the router
+        return self.num_layers * per_layer + (1 if self.tie_embeddings else 2) + 1
 
     def quantizable_params(self) -> int:
         """Parameters that bitsandbytes quantizes to 4 bit in QLoRA: every nn.Linear but the head."""

@@ -31,13 +31,15 @@ def config_dir() -> Path:
 
 
 class GPU(BaseModel):
-    """One GPU model: memory in GiB (2**30 bytes) as the driver reports it, dense bf16 TFLOPS."""
+    """One GPU model: memory in GiB (2**30 bytes) as the driver reports it, dense bf16 TFLOPS, memory
+    bandwidth in GB/s."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     memory_gib: float = Field(gt=0)
     bf16_tflops: float = Field(gt=0)
+    memory_bandwidth_gbs: float = Field(gt=0, description="datasheet memory bandwidth, GB/s (10^9 bytes)")
     bf16: bool = True
     price_per_hour: float = Field(ge=0)
     source: str = ""
@@ -136,7 +138,22 @@ def resolve_gpu(spec: str) -> GPU:
 
 
 def custom_gpu(memory_gib: float) -> GPU:
-    """A GPU known only by its memory (``--gpu-memory``); throughput and price of an A100 are assumed."""
+    """A GPU known only by its memory (``--gpu-memory``); throughput, bandwidth and price of an A100 are assumed."""
     ref = resolve_gpu("a100-80gb")
-    return GPU(name=f"custom-{memory_gib:g}gib", memory_gib=memory_gib, bf16_tflops=ref.bf16_tflops, price_per_hour=ref.price_per_hour,
+    return GPU(name=f"custom-{memory_gib:g}gib", memory_gib=memory_gib, bf16_tflops=ref.bf16_tflops, memory_bandwidth_gbs=ref.memory_bandwidth_gbs, price_per_hour=ref.price_per_hour,
                source=f"--gpu-memory {memory_gib:g}; throughput and price of the A100 assumed")
+
+
+def gpu_for_device(device_name: str) -> GPU | None:
+    """The catalog GPU whose name or alias the driver's device name contains (longest match), or None."""
+    def bare(x: str) -> str:  # vendor words say nothing about the model
+        return re.sub(r"nvidia|geforce|tesla|amd|instinct", "", norm(x))
+
+    n = bare(device_name)
+    best: tuple[int, GPU] | None = None
+    for g in gpus():
+        for key in (g.name, *g.aliases):
+            k = bare(key)
+            if k and k in n and (best is None or len(k) > best[0]):
+                best = (len(k), g)
+    return best[1] if best else None

@@ -180,6 +180,111 @@ def estimate(
         estimate_table(d, f"{arch.name}: {method} ({optimizer}), seq {seq_len} x micro-batch {batch_size}", _console())
 
 
+def _probe_records(path: str) -> list[dict]:
+    """Probe records of a grid file: one JSON object per line (see ftdecide.probe.records)."""
+    from .probe.records import arch_from_record, config_from_record
+    from .yamlio import read_text
+
+    out = []
+    for i, line in enumerate(read_text(path, "grid file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            arch_from_record(rec), config_from_record(rec)
+        except (ValueError, KeyError, TypeError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else (_validation_line(e) if hasattr(e, "errors") else str(e))
+            raise InputError(f"{path}:{i}: not a probe record: {what}") from None
+        except InputError as e:
+            raise InputError(f"{path}:{i}: {e}") from None
+        out.append(rec)
+    if not out:
+        raise InputError(f"{path}: no probe records")
+    return out
+
+
+@app.command()
+def probe(
+    model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, config.json path, or a size"),
+    method: str = typer.Option("lora", help="full, lora or qlora"),
+    precision: str = typer.Option("bf16", help="full FT: bf16 or mixed"),
+    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
+    seq_len: int = typer.Option(2048),
+    batch_size: int = typer.Option(1, help="micro-batch size"),
+    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    lora_rank: int = typer.Option(16),
+    lora_targets: str = typer.Option("all-linear"),
+    lora_dropout: float = typer.Option(0.05),
+    reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
+    steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
+    from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
+    grid: Optional[str] = typer.Option(None, help="JSON-lines file of probe records to run in one process"),
+    out: Optional[str] = typer.Option(None, help="with --grid: append result lines to this file (default stdout)"),
+    format: EstFmt = typer.Option(EstFmt.table, "--format"),
+) -> None:
+    """Measure real training steps on the local GPU (random weights, no download) beside the estimate.
+
+    Needs the probe extra (pip install 'ftdecide[probe]') and a CUDA GPU."""
+
+    def go():
+        from .catalog import resolve_model
+        from .estimator import TrainConfig
+        from .probe.records import config_from_recommendation, record_from_config
+
+        if sum(x is not None for x in (model, from_json, grid)) != 1:
+            raise InputError("give exactly one of --model, --from-json or --grid")
+        if grid:
+            return _probe_records(grid)
+        if from_json:
+            from .yamlio import load_json
+
+            name, cfg = config_from_recommendation(load_json(from_json, "recommendation"), from_json)
+            arch = resolve_model(name)
+        else:
+            arch = resolve_model(model)
+            cfg = TrainConfig(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                              gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                              lora_dropout=lora_dropout)
+        from .estimator import estimate_memory
+
+        estimate_memory(arch, cfg)  # a rank or target the model lacks is an input error before any GPU work
+        return [record_from_config(arch, cfg, reentrant=reentrant, steps=steps)]
+
+    records = _run(go)
+    from .probe import runner
+
+    why = runner.unavailable([r["method"] for r in records] + [r.get("optim", "") for r in records])
+    if why:
+        _fail(why)
+    from .catalog import gpu_for_device
+    from .probe.records import compare
+
+    try:
+        sink = open(out, "a", encoding="utf-8") if (grid and out) else None
+    except OSError as e:
+        _fail(f"{out}: cannot append: {e.strerror}")
+    try:
+        for rec in runner.run_grid(records):
+            g = gpu_for_device(rec.get("software", {}).get("gpu", ""))
+            rec.update(compare(rec, g.bf16_tflops if g else None, g.memory_bandwidth_gbs if g else None))
+            if grid:
+                (sink or sys.stdout).write(json.dumps(rec) + "\n")
+                (sink or sys.stdout).flush()
+            elif format == EstFmt.json:
+                sys.stdout.write(json.dumps(rec, indent=2) + "\n")
+            else:
+                from .render import probe_table
+
+                probe_table(rec, _console())
+    except Exception as e:  # noqa: BLE001 - a failure inside torch is reported in one line, not a traceback
+        _fail(f"probe failed: {type(e).__name__}: {e}")
+    finally:
+        if sink:
+            sink.close()
+
+
 @app.command()
 def models(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
     """The model catalog."""

@@ -15,13 +15,11 @@ from .arch import Arch
 from .catalog import GPU
 from .errors import InputError
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
+from .throughput import UTIL, step_seconds, train_flops_per_token
 
 SCHEMA_VERSION = "1.0"
 METHODS = ("full", "lora", "qlora")
 TASKS = ("chat", "instruction", "style", "classification", "domain", "code", "math", "continued-pretraining")
-# Model FLOPs utilisation: the median measured on the H100 runs in data/measurements (benchmarks/accuracy.py
-# prints it): full bf16 0.31, LoRA 0.29, QLoRA 0.23 (dequantisation), full with fp32 master weights 0.19.
-MFU = {"full": 0.31, "full_mixed": 0.19, "lora": 0.29, "qlora": 0.23}
 GLOBAL_BATCH = 16  # examples per optimizer step the recommendation aims for
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 
@@ -74,15 +72,6 @@ def default_rule_paths() -> list[str]:
     return [str(catalog.config_dir() / "rules" / "default.yaml")]
 
 
-def train_flops_per_token(arch: Arch, method: str, seq_len: int, gc: bool) -> float:
-    """Training FLOPs per token: 6N for full FT (forward 2N, backward 4N), 4N for LoRA/QLoRA (frozen
-    weights need no weight gradient), +2N when checkpointing recomputes the forward, plus causal
-    attention (about 6 * layers * seq * q_dim). N counts active parameters (MoE: routed experts)."""
-    n = arch.active_params()
-    f = (6.0 if method == "full" else 4.0) * n + (2.0 * n if gc else 0.0)
-    return f + 6.0 * arch.num_layers * seq_len * arch.q_dim
-
-
 def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: str, lora: dict[str, Any]):
     """The largest micro-batch (<= 16) that fits, without checkpointing if possible."""
     base = dict(method=method, precision=sc.precision if method == "full" else "bf16", optimizer=sc.optimizer,
@@ -108,9 +97,10 @@ def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: str, lora: dict[str,
 def _candidate(arch: Arch, gpu: GPU, sc: Scenario, method: str, lora: dict[str, Any], epochs: int, price: float) -> dict:
     cfg, est, fits = _fit_config(arch, gpu, sc, method, lora)
     tokens = sc.dataset_size * sc.seq_len * epochs
-    key = "full_mixed" if (method == "full" and sc.precision == "mixed") else method
-    flops = train_flops_per_token(arch, method, sc.seq_len, cfg.gradient_checkpointing) * tokens
-    hours = flops / (gpu.bf16_tflops * 1e12 * MFU[key] * sc.gpus) / 3600
+    step = step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs)["total"]
+    tps = cfg.seq_len * cfg.batch_size / step
+    hours = tokens / (tps * sc.gpus) / 3600
+    mfu = train_flops_per_token(arch, method, sc.seq_len, cfg.gradient_checkpointing) * tps / (gpu.bf16_tflops * 1e12)
     return {
         "method": method,
         "fits": fits,
@@ -123,6 +113,8 @@ def _candidate(arch: Arch, gpu: GPU, sc: Scenario, method: str, lora: dict[str, 
             "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
         },
         "trainable_params": est.trainable_params,
+        "tokens_per_second": round(tps, 1),
+        "mfu": round(mfu, 3),
         "time_hours": round(hours, 3),
         "cost_usd": round(hours * price * sc.gpus, 2),
         "notes": est.notes,
@@ -238,7 +230,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         "alternatives": alternatives,
         "rules_fired": [lr.rule.id for lr in outcome.fired],
         "assumptions": {
-            "mfu": MFU, "flops_per_token": "6N full, 4N LoRA/QLoRA, +2N with checkpointing, + attention",
+            "matmul_utilisation": UTIL, "flops_per_token": "6N full, 4N LoRA/QLoRA, +2N with checkpointing, + attention",
+            "time": "per step: FLOPs at the method's matmul utilisation + memory-bound traffic at the GPU's bandwidth + per-kernel launch costs (ftdecide/throughput.py); GPUs scale linearly",
             "memory": "peak of the Hugging Face stack (transformers+peft+bitsandbytes, sdpa, bf16 autocast), plus CUDA context and allocator headroom",
             "global_batch_size": GLOBAL_BATCH,
         },

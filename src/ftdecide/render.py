@@ -68,7 +68,7 @@ def recommendation_table(res: dict[str, Any], console, explain: bool = False) ->
     if explain:
         console.print(f"[dim]rules fired: {', '.join(res['rules_fired'])}[/dim]")
         a = res["assumptions"]
-        console.print(f"[dim]time: {a['flops_per_token']}; utilisation {a['mfu']}; memory: {a['memory']}[/dim]")
+        console.print(f"[dim]time: {a['time']}; FLOPs {a['flops_per_token']}; matmul utilisation {a['matmul_utilisation']}; memory: {a['memory']}[/dim]")
         for c in res["candidates"]:
             console.print(f"[dim]{c['method']}: " + ", ".join(f"{k} {v:.2f}" for k, v in c["memory"]["breakdown"].items()) + " GiB[/dim]")
 
@@ -87,3 +87,28 @@ def estimate_table(d: dict[str, Any], title: str, console) -> None:
     console.print(f"parameters: {d['total_params']:,} total, {d['trainable_params']:,} trainable; peak during {d['peak_phase']}")
     for n in d.get("notes", []):
         console.print(f"  • {n}")
+
+
+def probe_table(rec: dict[str, Any], console) -> None:
+    """One measured probe beside ftdecide's estimate."""
+    from rich.table import Table
+
+    est, err = rec.get("estimate", {}), rec.get("error", {})
+    sw = rec.get("software", {})
+    title = f"{rec['arch']}: {rec['method']} ({rec.get('optim', 'adamw')}), seq {rec['seq']} x micro-batch {rec['batch']} on {sw.get('gpu', '?')}"
+    t = Table(title=title)
+    for c in ("", "measured", "ftdecide", "error"):
+        t.add_column(c, justify="right" if c else "left")
+    ok = rec.get("status") == "ok"
+
+    def pct(k):
+        return f"{err[k]:+.1%}" if k in err else ""
+
+    t.add_row("status", rec.get("status", "?"), "fits" if est.get("fits_card") else "does not fit", "agree" if err.get("fits_agree") else "DISAGREE")
+    t.add_row("peak allocated GiB", f"{rec.get('peak_alloc_gib', 0):.2f}" + ("" if ok else " (at OOM)"), f"{est.get('peak_allocated_gib', 0):.2f}", pct("peak_allocated"))
+    t.add_row("peak reserved GiB", f"{rec.get('peak_reserved_gib', 0):.2f}", "", "")
+    t.add_row("CUDA context GiB", f"{rec.get('cuda_context_gib', 0):.2f}", "", "")
+    t.add_row("required GiB", "", f"{est.get('required_gib', 0):.2f}", "")
+    if ok:
+        t.add_row("tokens/s", f"{rec.get('tokens_per_s', 0):,.0f}", f"{est['tokens_per_s']:,.0f}" if "tokens_per_s" in est else "", pct("tokens_per_s"))
+    console.print(t)

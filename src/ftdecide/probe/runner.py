@@ -45,6 +45,22 @@ def lora_target_modules(targets: str, model_type: str) -> Any:
     return [t.strip() for t in targets.split(",") if t.strip()]
 
 
+def unavailable(methods: Iterable[str]) -> str | None:
+    """Why probes of ``methods`` cannot run here (one line), or None: the ``probe`` extra's packages
+    and a CUDA GPU are needed (bitsandbytes only for QLoRA and 8-bit AdamW)."""
+    import importlib.util
+
+    need = ["torch", "transformers", "peft"] + (["bitsandbytes"] if any(m in ("qlora", "adamw8bit") for m in methods) else [])
+    missing = [n for n in need if importlib.util.find_spec(n) is None]
+    if missing:
+        return f"probe needs {', '.join(missing)}: pip install 'ftdecide[probe]'"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "probe needs a CUDA GPU, and torch sees none"
+    return None
+
+
 def versions() -> dict[str, str]:
     """Versions of the measuring stack and the GPU's name, recorded beside every result."""
     import torch
@@ -128,6 +144,12 @@ def _make_optimizer(params, optim: str, method: str):
         return bnb.optim.AdamW8bit(params, lr=1e-5)
     if optim == "sgd":
         return torch.optim.SGD(params, lr=1e-5, momentum=0.0)
+    if optim == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=1e-5, relative_step=False, scale_parameter=False, warmup_init=False)
+    if optim != "adamw":
+        raise ValueError(f"unknown optimizer {optim!r}")
     fused = torch.cuda.is_available()
     return torch.optim.AdamW(params, lr=1e-5, fused=fused)
 
@@ -258,7 +280,7 @@ def run_probe(probe: dict, model=None) -> dict:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        rec.update(_run_steps(train_model, probe))
+        rec.update(_run_steps(train_model, probe, max(2, int(probe.get("steps", 3)))))
         rec["status"] = "ok"
     except torch.OutOfMemoryError:
         rec["status"] = "oom"
@@ -267,6 +289,9 @@ def run_probe(probe: dict, model=None) -> dict:
             phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
             rec["peak_alloc_gib"] = max([torch.cuda.max_memory_allocated() / GIB, *phases])
             rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+            free, total = torch.cuda.mem_get_info()
+            # held by the driver beyond PyTorch's pool: CUDA context, cuBLAS workspaces (and other processes)
+            rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
         for p in (model.parameters() if model is not None else []):
             p.grad = None
     if peft_model is not None and not own:
@@ -283,9 +308,9 @@ def _build_key(probe: dict) -> str:
     return json.dumps([probe["hf_config"], probe["method"] if probe["method"] in ("full_mixed", "qlora") else "bf16"], sort_keys=True)
 
 
-def run_grid(probes: Iterable[dict], out=sys.stdout) -> Iterator[dict]:
-    """Run probes in order, one model build per run (simple and robust after an OOM), writing one
-    JSON line per result to ``out`` as soon as it is measured."""
+def run_grid(probes: Iterable[dict], out=None) -> Iterator[dict]:
+    """Run probes in order, one model build per run (simple and robust after an OOM), yielding each
+    result and, if ``out`` is given, writing it there as one JSON line as soon as it is measured."""
     import torch
 
     meta = versions()
@@ -295,8 +320,9 @@ def run_grid(probes: Iterable[dict], out=sys.stdout) -> Iterator[dict]:
     for probe in probes:
         rec = run_probe(probe)
         rec["software"] = meta
-        out.write(json.dumps(rec) + "\n")
-        out.flush()
+        if out is not None:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
         yield rec
 
 
@@ -305,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0], encoding="utf-8") as fh:
         probes = [json.loads(line) for line in fh if line.strip()]
-    for rec in run_grid(probes):
+    for rec in run_grid(probes, sys.stdout):
         print(
             f"# {rec.get('arch')} {rec['method']} {rec.get('optim')} r={rec.get('r')} {rec.get('targets')} "
             f"s={rec['seq']} b={rec['batch']} gc={rec.get('gc')} -> {rec['status']} "

@@ -1,0 +1,56 @@
+"""Refit the activation coefficients of one method class of the estimator on the measured runs.
+
+    python benchmarks/fit_coefficients.py lora          # needs numpy and scipy (not ftdecide dependencies)
+
+The form of every term is fixed by what autograd saves (see ftdecide/estimator.py); this only finds the
+bytes per value. Loss: squared relative error of peak_allocated_gib on runs that fit, under-estimates
+weighted 3x (an under-estimate is an OOM for the user), plus runs that ran out of memory whose estimate
+falls below the memory they had already allocated when they failed (a lower bound of their true peak).
+Prints the fitted ActCoef to paste into COEF.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+
+import numpy as np
+from scipy.optimize import minimize
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from accuracy import config, load  # noqa: E402
+from ftdecide import estimator  # noqa: E402
+from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
+
+
+def main(key: str, names: list[str]) -> None:
+    classes = {"full_bf16": ("full_bf16",), "full_mixed": ("full_mixed",), "lora": ("lora",), "qlora": ("qlora",)}
+    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load() if d["method"] in classes[key]]
+    base = estimator.COEF[key]
+    names = names or [f.name for f in dataclasses.fields(base)]
+    # a term at zero gets a starting value so that the simplex explores it
+    x0 = np.array([getattr(base, n) or 1.0 for n in names])
+
+    def loss(x):
+        estimator.COEF[key] = dataclasses.replace(base, **{n: max(0.0, float(v)) for n, v in zip(names, x)})
+        total = 0.0
+        for arch, cfg, d in runs:
+            e = estimator.estimate_memory(arch, cfg).peak_allocated_gib / d["peak_alloc_gib"] - 1
+            if d["status"] == "ok":
+                total += e * e * (3.0 if e < 0 else 1.0)
+            elif e < 0:
+                total += 3.0 * e * e
+        return total
+
+    print(f"{key}: {len(runs)} runs, loss before {loss(x0):.4f}")
+    res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-3, "fatol": 1e-7})
+    print(f"loss after {res.fun:.4f}")
+    print(dataclasses.replace(base, **{n: round(max(0.0, float(v)), 2) for n, v in zip(names, res.x)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,100 @@
+"""Probe records (one JSON object per measured run) to and from the estimator's types. Pure: no torch.
+
+A record is what ``ftdecide probe`` and ``data/measurements/*.jsonl`` hold: the configuration
+(``arch``, ``hf_config``, ``method`` in full_bf16/full_mixed/lora/qlora, ``optim``, ``seq``, ``batch``,
+``gc``, ``r``, ``targets``, ``dropout``) and, once measured, ``status`` (ok/oom), ``peak_alloc_gib``,
+``peak_reserved_gib``, ``tokens_per_s`` and the software versions.
+"""
+
+from __future__ import annotations
+
+from ..arch import Arch
+from ..estimator import TrainConfig
+from ..hfconfig import arch_from_hf_config
+
+# What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
+H100_TOTAL_GIB = 79.18
+
+
+def config_from_record(d: dict) -> TrainConfig:
+    """The TrainConfig a record was measured with."""
+    m = d["method"]
+    return TrainConfig(method="full" if m.startswith("full") else m, precision="mixed" if m == "full_mixed" else "bf16",
+                       optimizer=d.get("optim", "adamw"), seq_len=d["seq"], batch_size=d["batch"], gradient_checkpointing=bool(d["gc"]),
+                       lora_rank=d.get("r") or 16, lora_targets=d.get("targets") or "all-linear", lora_dropout=d.get("dropout") or 0.0)
+
+
+def arch_from_record(d: dict) -> Arch:
+    return arch_from_hf_config(d["hf_config"], d["arch"])
+
+
+def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, steps: int = 3) -> dict:
+    """The probe record (before measurement) of ``cfg`` on ``arch``; inverse of :func:`config_from_record`."""
+    method = cfg.method if cfg.method != "full" else ("full_mixed" if cfg.precision == "mixed" else "full_bf16")
+    rec = {"arch": arch.name, "hf_config": arch.to_hf_config(), "method": method, "optim": cfg.optimizer,
+           "seq": cfg.seq_len, "batch": cfg.batch_size, "gc": cfg.gradient_checkpointing, "steps": steps}
+    if cfg.method != "full":
+        rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
+    if reentrant:
+        rec["reentrant"] = True
+    return rec
+
+
+def config_from_recommendation(doc: dict, source: str = "recommendation") -> tuple[str, TrainConfig]:
+    """(model name, TrainConfig) of the plan in a ``recommend --format json`` document."""
+    from ..errors import InputError
+
+    try:
+        sc, rec = doc["scenario"], doc["recommendation"]
+        if not rec.get("feasible"):
+            raise InputError(f"{source}: the recommendation is not feasible: there is no plan to probe")
+        lora = rec.get("lora") or {}
+        cfg = TrainConfig(method=rec["method"], precision=sc.get("precision", "bf16") if rec["method"] == "full" else "bf16",
+                          optimizer=sc.get("optimizer", "adamw"), seq_len=sc["seq_len"], batch_size=rec["micro_batch_size"],
+                          gradient_checkpointing=bool(rec["gradient_checkpointing"]), lora_rank=lora.get("rank", 16),
+                          lora_targets=lora.get("targets", "all-linear"), lora_dropout=lora.get("dropout", 0.05))
+        return sc["model"], cfg
+    except (KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{source}: not a 'ftdecide recommend --format json' document (missing {e})") from None
+
+
+def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None = None) -> dict:
+    """ftdecide's estimate for a measured record, and its error: ``estimate`` (peak_allocated_gib,
+    required_gib, fits_card, tokens_per_s where the GPU's figures are given) and ``error`` (estimate /
+    measured - 1 for peak memory and tokens/s; whether fits/OOM agree with the card's total memory)."""
+    from ..estimator import estimate_memory
+    from ..throughput import tokens_per_second
+
+    arch, cfg = arch_from_record(rec), config_from_record(rec)
+    est = estimate_memory(arch, cfg)
+    card = (rec.get("software") or {}).get("gpu_total_gib") or H100_TOTAL_GIB
+    out = {"peak_allocated_gib": round(est.peak_allocated_gib, 3), "required_gib": round(est.required_gib, 3), "fits_card": est.required_gib <= card}
+    err: dict = {"fits_agree": out["fits_card"] == (rec.get("status") == "ok")}
+    if tflops and bandwidth_gbs:
+        out["tokens_per_s"] = round(tokens_per_second(arch, cfg, tflops, bandwidth_gbs), 1)
+    if rec.get("status") == "ok":
+        err["peak_allocated"] = round(est.peak_allocated_gib / rec["peak_alloc_gib"] - 1, 4)
+        if "tokens_per_s" in out and rec.get("tokens_per_s"):
+            err["tokens_per_s"] = round(out["tokens_per_s"] / rec["tokens_per_s"] - 1, 4)
+    return {"estimate": out, "error": err}
+
+
+def read_records(measurements_dir, calibration_dir=None) -> list[dict]:
+    """Every record of ``measurements_dir/*.jsonl`` and, where given and present, the calibration file
+    (``h100_peak_memory.jsonl`` with its ``architectures.json``; those records get ``src: calibration``)."""
+    import json
+    import pathlib
+
+    rows = []
+    for f in sorted(pathlib.Path(measurements_dir).glob("*.jsonl")):
+        rows += [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cal = pathlib.Path(calibration_dir) if calibration_dir else None
+    if cal and (cal / "h100_peak_memory.jsonl").is_file():
+        archs = json.loads((cal / "architectures.json").read_text(encoding="utf-8"))
+        for line in (cal / "h100_peak_memory.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                d = json.loads(line)
+                d["hf_config"] = archs[d["arch"]]
+                d["src"] = "calibration"
+                rows.append(d)
+    return rows

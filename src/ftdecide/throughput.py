@@ -1,0 +1,104 @@
+"""Time of one training step, and tokens per second: pure arithmetic, no I/O.
+
+A step is modelled as the sum of what bounds its parts on the GPU:
+
+``matmul``
+    training FLOPs (:func:`train_flops_per_token` x tokens) at ``util`` of the card's dense bf16 peak.
+    ``util`` is per method (:data:`UTIL`): the tensor-core efficiency of the big matrix products.
+``memory``
+    memory-bound kernels (norms, rotary embeddings, activation functions, dropout, LoRA's adds, casts,
+    the loss) at the card's bandwidth: ``k_act`` passes over the bytes of one fully materialised layer per
+    token (the estimator's own figure; 1.5 x with checkpointing, which redoes the forward), ``k_logits``
+    passes over the fp32 logits, ``k_eager`` over the s x s scores of eager attention, and ``k_state``
+    passes over the weights and optimizer states of full fine-tuning (the optimizer step reads and
+    writes all of them).
+``launch``
+    fixed per-kernel costs that do not shrink with fewer tokens: per layer, per LoRA adapter, per
+    4-bit linear and pass (QLoRA dequantises every linear in forward, backward and recompute), per
+    MoE expert (transformers loops over experts), and per parameter tensor for Adafactor.
+
+The constants were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured
+steps of the runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error.
+Figures for other GPUs scale by their datasheet peak and bandwidth, which assumes the same kernel
+efficiency; multi-GPU runs are assumed to scale linearly (no communication time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arch import Arch
+from .estimator import TrainConfig, activation_bytes_per_token, estimate_memory
+
+# Tensor-core utilisation of the matrix products, per method (fitted, H100). Full fine-tuning's big
+# bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small adapter products and to
+# bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the memory term does not see.
+UTIL = {"full_bf16": 0.80, "full_mixed": 0.80, "lora": 0.616, "qlora": 0.664}
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    k_act: float = 16.108  # passes over one materialised layer's bytes per token
+    k_logits: float = 7.715  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 13.681  # passes over eager attention's bf16 scores
+    k_state: float = 3.896  # passes over full fine-tuning's weights and optimizer states
+    layer_ms: float = 1.284  # per decoder layer and step
+    adapter_ms: float = 0.211  # per LoRA adapter and step
+    qlinear_ms: float = 0.107  # per 4-bit linear and pass
+    expert_ms: float = 0.052  # per MoE expert and layer
+    # transformers' Adafactor loops over parameter tensors in Python (about 10 kernels each): 0.69 ms per
+    # tensor, from one measured run (qwen2.5-0.5b full, 290 tensors, 0.25 s/step against 0.05 s modelled).
+    adafactor_tensor_ms: float = 0.69
+
+
+STEP = StepConstants()
+
+
+def train_flops_per_token(arch: Arch, method: str, seq_len: int, gc: bool) -> float:
+    """Training FLOPs per token: 6N for full FT (forward 2N, backward 4N), 4N for LoRA/QLoRA (frozen
+    weights need no weight gradient), +2N when checkpointing recomputes the forward, plus causal
+    attention (about 6 * layers * seq * q_dim). N counts active parameters (MoE: routed experts)."""
+    n = arch.active_params()
+    f = (6.0 if method == "full" else 4.0) * n + (2.0 * n if gc else 0.0)
+    return f + 6.0 * arch.num_layers * seq_len * arch.q_dim
+
+
+def util_key(cfg: TrainConfig) -> str:
+    if cfg.method == "full":
+        return "full_mixed" if cfg.precision == "mixed" else "full_bf16"
+    return cfg.method
+
+
+def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, k: StepConstants = STEP) -> dict[str, float]:
+    """Seconds of one micro-batch step of ``cfg`` on a GPU of ``tflops`` dense bf16 TFLOPS and
+    ``bandwidth_gbs`` GB/s, by part (``matmul``, ``memory``, ``launch``) and ``total``."""
+    tokens = cfg.seq_len * cfg.batch_size
+    gc = cfg.gradient_checkpointing
+    flops = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens
+    matmul = flops / (tflops * 1e12 * UTIL[util_key(cfg)])
+    mods: tuple[str, ...] = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
+    _, layer = activation_bytes_per_token(arch, cfg, mods)
+    traffic = k.k_act * layer * arch.num_layers * tokens * (1.5 if gc else 1.0)
+    traffic += k.k_logits * 4.0 * arch.vocab_size * tokens
+    if arch.attention == "eager":
+        traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * cfg.seq_len * tokens
+    if cfg.method == "full":
+        est = estimate_memory(arch, cfg)
+        traffic += k.k_state * (est.breakdown["weights"] + est.breakdown["optimizer"]) * 2**30
+    memory = traffic / (bandwidth_gbs * 1e9)
+    L = arch.num_layers
+    ms = L * k.layer_ms + len(mods) * L * k.adapter_ms
+    if cfg.method == "qlora":
+        linears = sum(n for _, _, n in arch.linear_shapes().values()) * L
+        ms += k.qlinear_ms * linears * (3 if gc else 2)
+    if arch.is_moe:
+        ms += k.expert_ms * arch.num_experts * L
+    if cfg.optimizer == "adafactor":
+        ms += k.adafactor_tensor_ms * (arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * L)
+    launch = ms / 1e3
+    return {"matmul": matmul, "memory": memory, "launch": launch, "total": matmul + memory + launch}
+
+
+def tokens_per_second(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float) -> float:
+    """Training tokens per second of one GPU (see :func:`step_seconds`)."""
+    return cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, tflops, bandwidth_gbs)["total"]
