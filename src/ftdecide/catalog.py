@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .arch import Arch
 from .errors import InputError
 from .hfconfig import arch_from_hf_config, arch_from_size
-from .yamlio import load_json, load_yaml
+from .yamlio import load_json, load_package_yaml
 
 
 def config_dir() -> Path:
@@ -63,7 +63,7 @@ def _keys(name: str, aliases) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _models() -> tuple[dict[str, Arch], list[Arch]]:
-    data = load_yaml(str(config_dir() / "models.yaml"))
+    data = load_package_yaml(str(config_dir() / "models.yaml"))
     index: dict[str, Arch] = {}
     ordered = []
     for entry in data["models"]:
@@ -81,7 +81,7 @@ def _models() -> tuple[dict[str, Arch], list[Arch]]:
 
 @functools.lru_cache(maxsize=1)
 def _gpus() -> tuple[dict[str, GPU], list[GPU]]:
-    data = load_yaml(str(config_dir() / "gpus.yaml"))
+    data = load_package_yaml(str(config_dir() / "gpus.yaml"))
     index: dict[str, GPU] = {}
     ordered = []
     for entry in data["gpus"]:

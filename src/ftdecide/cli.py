@@ -60,6 +60,13 @@ def _run(fn):
         _fail(str(e))
 
 
+def _finite(**values) -> None:
+    """NaN and infinity pass typer's float parsing; refuse them by option name."""
+    for k, v in values.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError(f"--{k.replace('_', '-')}: must be a finite number")
+
+
 def _scenario_from_file(path: str) -> dict:
     from .yamlio import LineDict, load_yaml
 
@@ -178,6 +185,52 @@ def estimate(
         from .render import estimate_table
 
         estimate_table(d, f"{arch.name}: {method} ({optimizer}), seq {seq_len} x micro-batch {batch_size}", _console())
+
+
+@app.command()
+def fit(
+    model: str = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size"),
+    gpu: Optional[str] = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)"),
+    gpu_memory: Optional[float] = typer.Option(None, help="GPU memory in GiB, instead of --gpu"),
+    gpus: int = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding"),
+    seq_len: int = typer.Option(2048, help="sequence length for the micro-batch search"),
+    precision: str = typer.Option("bf16", help="full FT: bf16 or mixed"),
+    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
+    lora_rank: int = typer.Option(16),
+    lora_targets: str = typer.Option("all-linear"),
+    lora_dropout: float = typer.Option(0.05),
+    format: EstFmt = typer.Option(EstFmt.table, "--format"),
+) -> None:
+    """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
+
+    def go():
+        from .catalog import resolve_model
+        from .estimator import TrainConfig
+        from .fit import fit_table
+        from .recommend import Scenario, resolve_hardware
+
+        _finite(gpu_memory=gpu_memory, lora_dropout=lora_dropout)
+        arch = resolve_model(model)
+        hw = resolve_hardware(Scenario(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus))
+        base = TrainConfig(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
+                           lora_dropout=lora_dropout, gpus=gpus)
+        return arch, hw, fit_table(arch, hw.memory_gib, seq_len, base)
+
+    arch, hw, rows = _run(go)
+    doc = {"model": arch.name, "gpu": hw.name, "gpus": gpus, "memory_gib": hw.memory_gib, "seq_len": seq_len,
+           "rows": [r.__dict__ for r in rows]}
+    if format == EstFmt.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{arch.name} on {gpus}x {hw.name} ({hw.memory_gib:g} GiB each)")
+    for c in ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}"):
+        t.add_column(c, justify="left" if c in ("method", "checkpointing") else "right")
+    for r in rows:
+        t.add_row(r.method, "on" if r.gradient_checkpointing else "off", str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
+                  f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit", f"{r.required_gib_at_1:.1f}")
+    _console().print(t)
 
 
 def _probe_records(path: str) -> list[dict]:

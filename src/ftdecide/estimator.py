@@ -220,17 +220,15 @@ def _optimizer_transient(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) ->
     return 16.0 * largest
 
 
-def activation_bytes_per_token(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:
-    """(bytes saved per token for backward, bytes of one fully materialised layer per token).
-
-    The second figure is what checkpointing recomputes at once during backward."""
+def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:
+    """(bytes one layer saves per token apart from eager attention, eager attention's bytes per token per
+    key position). A layer saves ``first + second * seq_len`` bytes per token."""
     c = COEF[_coef_key(cfg)]
-    h, L = arch.hidden_size, arch.num_layers
+    h = arch.hidden_size
     i_eff = arch.intermediate_size
     if arch.is_moe:
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
-    eager = arch.num_heads * cfg.seq_len if arch.attention == "eager" else 0
-    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff + c.a_e * eager
+    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if mods:
         shapes = arch.linear_shapes()
@@ -240,15 +238,84 @@ def activation_bytes_per_token(arch: Arch, cfg: TrainConfig, mods: tuple[str, ..
             layer += c.nodrop * sum(shapes[m][0] for m in mods if m in ("o_proj", "down_proj"))
             blocks = ({"q_proj", "k_proj", "v_proj", "qkv_proj"}, {"gate_proj", "up_proj", "gate_up_proj"})
             layer += c.nodrop_h * h * sum(1 for b in blocks if b & set(mods))
-    logits = arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0))
-    stored = (c.g * h * L) if cfg.gradient_checkpointing else layer * L
-    return stored + c.c_h * h + logits, layer
+    eager = c.a_e * arch.num_heads if arch.attention == "eager" else 0.0
+    return layer, eager
 
 
-def estimate_memory(arch: Arch, cfg: TrainConfig) -> MemoryEstimate:
-    """Estimate peak allocated and required GPU memory (GiB) of training ``arch`` with ``cfg``.
+def _logits_saved_per_token(arch: Arch) -> float:
+    return arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0))
 
-    Raises ValueError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+
+def activation_bytes_per_token(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:
+    """(bytes saved per token for backward, bytes of one fully materialised layer per token).
+
+    The second figure is what checkpointing recomputes at once during backward."""
+    c = COEF[_coef_key(cfg)]
+    base, eager = _layer_terms(arch, cfg, mods)
+    layer = base + eager * cfg.seq_len
+    stored = (c.g * arch.hidden_size * arch.num_layers) if cfg.gradient_checkpointing else layer * arch.num_layers
+    return stored + c.c_h * arch.hidden_size + _logits_saved_per_token(arch), layer
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """The part of an estimate that does not depend on sequence length, micro-batch or checkpointing,
+    in bytes; :meth:`estimate` adds the rest. Built once per (architecture, method, rank, ...) by
+    :func:`memory_model`, so that a search over tokens costs a few float operations per point."""
+
+    weights: float
+    opt_gpu: float
+    grads: float
+    head_grad: float
+    opt_transient: float
+    layer_base: float  # bytes per token of one materialised layer, without eager attention
+    layer_eager: float  # more bytes per token per key position (eager attention)
+    stored_gc: float  # bytes per token all layers keep with checkpointing
+    per_token: float  # bytes per token outside the layers: final norm and saved logits
+    logits_saved: float  # the saved-logits share of per_token
+    vocab: int
+    layers: int
+    ws_gc: float  # QLoRA dequantisation workspace with / without checkpointing
+    ws_nogc: float
+    recompute: float
+    total_params: int
+    trainable_params: int
+    notes: tuple[str, ...]
+
+    def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
+        """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
+        tokens = seq_len * batch_size
+        layer = self.layer_base + self.layer_eager * seq_len
+        stored = self.stored_gc if gc else layer * self.layers
+        lv = self.vocab * tokens
+        act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc)
+        logits = self.logits_saved * tokens
+        recompute = self.recompute * layer * tokens if gc else 0.0
+        fwd = act + logits + LOGITS_FWD_TRANSIENT * lv
+        bwd = act + logits + self.head_grad + LOGITS_BWD_TRANSIENT * lv + recompute
+        opt = self.grads + recompute + self.opt_transient
+        if fwd >= bwd and fwd >= opt:
+            phase, held = "forward", {"activations": act, "logits": logits, "gradients": 0.0, "overhead": LOGITS_FWD_TRANSIENT * lv}
+        elif bwd >= opt:
+            phase, held = "backward", {"activations": act, "logits": logits, "gradients": self.head_grad, "overhead": LOGITS_BWD_TRANSIENT * lv + recompute}
+        else:
+            phase, held = "optimizer", {"activations": 0.0, "logits": 0.0, "gradients": self.grads, "overhead": recompute + self.opt_transient}
+        return self.weights + self.opt_gpu + max(fwd, bwd, opt), phase, held
+
+    def required_gib(self, seq_len: int, batch_size: int, gc: bool) -> float:
+        """GiB the card must have for this shape: the peak plus CUDA context and allocator fragmentation."""
+        peak = self.peak_bytes(seq_len, batch_size, gc)[0] / GIB
+        return peak * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB + LOGITS_BLOCK_HEADROOM * 4.0 * self.vocab * seq_len * batch_size / GIB
+
+    def estimate(self, seq_len: int, batch_size: int, gc: bool) -> MemoryEstimate:
+        peak, phase, held = self.peak_bytes(seq_len, batch_size, gc)
+        breakdown = {"weights": self.weights / GIB, "optimizer": self.opt_gpu / GIB}
+        breakdown.update({k: v / GIB for k, v in held.items()})
+        return MemoryEstimate(peak_allocated_gib=peak / GIB, required_gib=self.required_gib(seq_len, batch_size, gc), breakdown=breakdown,
+                              total_params=self.total_params, trainable_params=self.trainable_params, peak_phase=phase, notes=list(self.notes))
+
+
+def _build_memory_model(arch: Arch, cfg: TrainConfig) -> MemoryModel:
     mods: tuple[str, ...] = ()
     lora = 0
     if cfg.method in ("lora", "qlora"):
@@ -256,13 +323,11 @@ def estimate_memory(arch: Arch, cfg: TrainConfig) -> MemoryEstimate:
         if cfg.lora_rank > arch.max_lora_rank(mods):
             raise ValueError(f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_lora_rank(mods)}) of {arch.name}")
         lora = arch.lora_params(cfg.lora_rank, mods)
-    total = arch.total_params() + lora
-    trainable = lora if mods else arch.total_params()
+    base_params = arch.total_params()
+    trainable = lora if mods else base_params
     param_bytes = 4.0 if (mods or cfg.precision == "mixed") else 2.0
-    n = cfg.gpus
-    shard = n if (n > 1 and cfg.zero3) else 1
+    shard = cfg.gpus if (cfg.gpus > 1 and cfg.zero3) else 1
     notes: list[str] = []
-
     weights = weight_bytes(arch, cfg, lora)
     grads = trainable * param_bytes
     opt = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
@@ -271,42 +336,44 @@ def estimate_memory(arch: Arch, cfg: TrainConfig) -> MemoryEstimate:
         notes.append(f"ZeRO-3/FSDP: weights, gradients and optimizer states sharded over {shard} GPUs")
     if cfg.offload_optimizer:
         notes.append("optimizer states offloaded to CPU memory")
-        opt_gpu = 0.0
-    else:
-        opt_gpu = opt
-
-    tokens = cfg.seq_len * cfg.batch_size
-    saved_pt, layer_pt = activation_bytes_per_token(arch, cfg, mods)
     c = COEF[_coef_key(cfg)]
-    workspace = 0.0
+    ws_gc = ws_nogc = 0.0
     if cfg.method == "qlora":
         biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
-        workspace = biggest * (c.big_gc if cfg.gradient_checkpointing else c.big)
-    act = saved_pt * tokens + workspace
-    logit_values = arch.vocab_size * tokens
-    head_grad = 0.0 if mods else arch.vocab_size * arch.hidden_size * param_bytes / shard
-    recompute = c.recompute * layer_pt * tokens if cfg.gradient_checkpointing else 0.0
-
-    logits_saved = arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0)) * tokens
-    held = {"activations": act - logits_saved, "logits": logits_saved}
-    # What each phase of a step holds beyond weights and optimizer states; the peak is the largest.
-    phases = {
-        "forward": {**held, "gradients": 0.0, "overhead": LOGITS_FWD_TRANSIENT * logit_values},
-        "backward": {**held, "gradients": head_grad, "overhead": LOGITS_BWD_TRANSIENT * logit_values + recompute},
-        "optimizer": {"activations": 0.0, "logits": 0.0, "gradients": grads, "overhead": recompute + _optimizer_transient(arch, cfg, mods)},
-    }
-    phase = max(phases, key=lambda k: sum(phases[k].values()))
-    peak = weights + opt_gpu + sum(phases[phase].values())
-    breakdown = {"weights": weights / GIB, "optimizer": opt_gpu / GIB}
-    breakdown.update({k: v / GIB for k, v in phases[phase].items()})
-    peak_gib = peak / GIB
-    required = peak_gib * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB + LOGITS_BLOCK_HEADROOM * 4.0 * logit_values / GIB
-    return MemoryEstimate(
-        peak_allocated_gib=peak_gib,
-        required_gib=required,
-        breakdown=breakdown,
-        total_params=total,
-        trainable_params=trainable,
-        peak_phase=phase,
-        notes=notes,
+        ws_gc, ws_nogc = biggest * c.big_gc, biggest * c.big
+    layer_base, layer_eager = _layer_terms(arch, cfg, mods)
+    logits_saved = _logits_saved_per_token(arch)
+    return MemoryModel(
+        weights=weights, opt_gpu=0.0 if cfg.offload_optimizer else opt, grads=grads,
+        head_grad=0.0 if mods else arch.vocab_size * arch.hidden_size * param_bytes / shard,
+        opt_transient=_optimizer_transient(arch, cfg, mods), layer_base=layer_base, layer_eager=layer_eager,
+        stored_gc=c.g * arch.hidden_size * arch.num_layers, per_token=c.c_h * arch.hidden_size + logits_saved, logits_saved=logits_saved,
+        vocab=arch.vocab_size, layers=arch.num_layers, ws_gc=ws_gc, ws_nogc=ws_nogc, recompute=c.recompute,
+        total_params=base_params + lora, trainable_params=trainable, notes=tuple(notes),
     )
+
+
+_MODELS: dict[tuple, tuple[Arch, MemoryModel]] = {}
+
+
+def memory_model(arch: Arch, cfg: TrainConfig) -> MemoryModel:
+    """The token-independent part of the estimate of ``cfg`` on ``arch`` (memoised: searches reuse it).
+
+    Raises ValueError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+    key = (id(arch), cfg.method, cfg.precision, cfg.optimizer, cfg.lora_rank, cfg.lora_targets, cfg.lora_dropout > 0,
+           cfg.gpus, cfg.zero3, cfg.offload_optimizer, cfg.double_quant)
+    hit = _MODELS.get(key)
+    if hit is not None and hit[0] is arch:
+        return hit[1]
+    mm = _build_memory_model(arch, cfg)
+    if len(_MODELS) > 4096:
+        _MODELS.clear()
+    _MODELS[key] = (arch, mm)
+    return mm
+
+
+def estimate_memory(arch: Arch, cfg: TrainConfig) -> MemoryEstimate:
+    """Estimate peak allocated and required GPU memory (GiB) of training ``arch`` with ``cfg``.
+
+    Raises ValueError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+    return memory_model(arch, cfg).estimate(cfg.seq_len, cfg.batch_size, cfg.gradient_checkpointing)

@@ -133,6 +133,13 @@ def load_yaml(path: str, what: str = "YAML file"):
     return parse_yaml(read_text(path, what), path)
 
 
+def load_package_yaml(path: str):
+    """Parse a YAML file that ships inside ftdecide (the catalogs): plain C safe loader, no line
+    tracking. Never for user files: it has no alias or depth limits."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_Base)  # noqa: S506 - _Base is the (C)SafeLoader
+
+
 def load_json(path: str, what: str = "JSON file"):
     """Read and parse a JSON file; errors name ``file:line:column``."""
     text = read_text(path, what)

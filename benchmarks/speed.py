@@ -1,0 +1,94 @@
+"""Speed of ftdecide: a cold `recommend --format json` against bare imports, and the estimator's core loop.
+
+    python benchmarks/speed.py [--runs 15]
+
+1. Cold process. Interleaved, ``--runs`` times each (median reported): ``python -c "import typer,
+   pydantic, rich, yaml"`` (the issue's baseline); the same plus ``from pydantic import BaseModel``
+   (pydantic 2 imports its model machinery lazily, so the bare import leaves out what any pydantic
+   model costs); and ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
+   --dataset-size 50000 --task instruction --format json``.
+2. Core loop. ``estimate_memory(arch, cfg)`` over 576 prebuilt configurations (3 methods x 4 sequence
+   lengths x 4 micro-batches x 3 ranks x checkpointing on/off) for 2 s; the search path
+   (``memory_model(...).required_gib(seq, batch, gc)``) the same way; and ``fit_table`` for one model
+   and GPU (the work of ``ftdecide fit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+RECOMMEND = ["-m", "ftdecide", "recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--dataset-size", "50000",
+             "--task", "instruction", "--format", "json"]
+
+
+def cold(runs: int) -> dict[str, float]:
+    cmds = {
+        "import typer, pydantic, rich, yaml": ["-c", "import typer, pydantic, rich, yaml"],
+        "... + from pydantic import BaseModel": ["-c", "import typer, pydantic, rich, yaml; from pydantic import BaseModel"],
+        "ftdecide recommend --format json": RECOMMEND,
+    }
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for name, args in cmds.items():
+            t = time.perf_counter()
+            subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def rate(fn, items, seconds: float = 2.0) -> float:
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for it in items:
+            fn(it)
+        n += len(items)
+    return n / (time.perf_counter() - t0)
+
+
+def core() -> dict[str, float]:
+    from ftdecide import catalog
+    from ftdecide.estimator import TrainConfig, estimate_memory, memory_model
+    from ftdecide.fit import fit_table
+
+    arch = catalog.resolve_model("llama-3.1-8b")
+    cfgs = [TrainConfig(method=m, seq_len=s, batch_size=b, lora_rank=r, gradient_checkpointing=gc)
+            for m in ("full", "lora", "qlora") for s in (512, 1024, 2048, 4096) for b in (1, 2, 4, 8) for r in (8, 16, 64) for gc in (True, False)]
+    mm = memory_model(arch, TrainConfig(method="lora"))
+    points = [(s, b, gc) for s in range(256, 16385, 256) for b in (1, 2, 4, 8, 16) for gc in (True, False)]
+    t = time.perf_counter()
+    reps = 50
+    for _ in range(reps):
+        fit_table(arch, 23.6, 2048)
+    fit_ms = (time.perf_counter() - t) / reps * 1e3
+    return {
+        "estimate_memory(arch, cfg) per second": rate(lambda c: estimate_memory(arch, c), cfgs),
+        "MemoryModel.required_gib(seq, batch, gc) per second": rate(lambda p: mm.required_gib(*p), points),
+        "fit_table (ftdecide fit's search), ms": fit_ms,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    c = cold(args.runs)
+    base, with_models, rec = c.values()
+    print(f"Cold process, median of {args.runs} interleaved runs ({sys.executable}):")
+    for k, v in c.items():
+        print(f"  {k:<40} {v * 1e3:7.1f} ms")
+    print(f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x")
+    print("Core loop:")
+    for k, v in core().items():
+        print(f"  {k:<55} {v:,.1f}")
+
+
+if __name__ == "__main__":
+    main()
