@@ -32,12 +32,22 @@ class EstFmt(str, Enum):
 def _console():
     from rich.console import Console
 
+    # NO_COLOR (https://no-color.org: set and not empty) or a pipe: plain text, no escape codes at all.
     tty = sys.stdout.isatty()
-    return Console(no_color=bool(os.environ.get("NO_COLOR")) or not tty, width=None if tty else 140, soft_wrap=False)
+    plain = bool(os.environ.get("NO_COLOR")) or not tty
+    return Console(file=sys.stdout, color_system=None if plain else "auto", force_terminal=False if plain else None, no_color=plain,
+                   highlight=not plain, width=None if tty else 140, soft_wrap=False)
+
+
+def _one_line(msg: str) -> str:
+    """The message on one line: line breaks become spaces and other control characters (which a
+    user's input may carry into it) are escaped, so that the error stays one line for any input."""
+    msg = " ".join(msg.splitlines())
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in msg).strip()
 
 
 def _fail(msg: str) -> None:
-    sys.stderr.write(f"ftdecide: error: {msg}\n".replace("\n", " ").rstrip() + "\n")
+    sys.stderr.write(f"ftdecide: error: {_one_line(msg)}\n")
     raise typer.Exit(2)
 
 
@@ -415,17 +425,44 @@ def rules_check(files: List[str] = typer.Argument(..., help="rule files to valid
     schema = rule_schema()
     problems = [p for f in files for p in check_file(f, schema)]
     for p in problems:
-        sys.stdout.write(f"{p}\n")
+        sys.stdout.write(f"{_one_line(str(p))}\n")
     if problems:
-        sys.stderr.write(f"ftdecide: error: {len(problems)} problem(s) in {', '.join(files)}\n")
+        sys.stderr.write(f"ftdecide: error: {_one_line(f'{len(problems)} problem(s) in ' + ', '.join(files))}\n")
         raise typer.Exit(2)
     sys.stdout.write(f"{', '.join(files)}: ok\n")
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """click's UsageError (typer 0.2x vendors click as typer._click, older typer uses click), and Abort."""
+    usage = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            usage.append(__import__(mod, fromlist=["UsageError"]).UsageError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(usage), (typer.Abort,)
+
+
 def main() -> None:
-    """Console-script entry point: a usage error is exit 2 too, and nothing ends in a traceback."""
+    """Console-script entry point. Usage errors (an unknown option, a value that is not a number) are one
+    line on stderr and exit 2, like every other bad input; nothing ends in a traceback."""
+    usage_errors, aborts = _click_exceptions()
     try:
-        app()
+        rc = app(standalone_mode=False)
+    except usage_errors as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare 'ftdecide': the help, as click would
+            e.show()
+            sys.exit(2)
+        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
+        sys.stderr.write(f"ftdecide: error: {_one_line(where + ' '.join(e.format_message().split(' ')))}\n")
+        sys.exit(2)
+    except aborts:
+        sys.stderr.write("ftdecide: aborted\n")
+        sys.exit(130)
     except KeyboardInterrupt:
         sys.stderr.write("ftdecide: interrupted\n")
         sys.exit(130)
+    except BrokenPipeError:  # '| head' closed the pipe: not an error of ours
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from typing import Any, Mapping
 
 MAX_LENGTH = 2000
@@ -72,11 +73,15 @@ def parse(text: str, schema: Mapping[str, str]) -> ast.Expression:
         raise ExprError("empty condition")
     if len(text) > MAX_LENGTH:
         raise ExprError(f"condition longer than {MAX_LENGTH} characters")
+    if "\x00" in text:
+        raise ExprError("condition contains a NUL character")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # Python's SyntaxWarnings ("invalid decimal literal") must not reach stderr
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ExprError(f"syntax error: {e.msg}", e.offset or 1) from None
-    except (RecursionError, MemoryError, ValueError):
+    except (RecursionError, MemoryError):
         raise ExprError("condition too deeply nested") from None
     kind = _check(tree.body, schema, 0)
     if kind != BOOL:

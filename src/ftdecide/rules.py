@@ -164,11 +164,16 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
         for text in (rule.warn, rule.note):
             for bad in _template_names(text) - set(schema):
                 problems.append(Problem(path, line, 1, f"unknown name '{bad}' in message", rule.id))
-        wline = _line_of(raw, "when")
+            for spec in _bad_specs(text):
+                problems.append(Problem(path, line, 1, f"unsupported format '{spec}' in message (width and precision up to 2 digits)", rule.id))
+        wline, wcol = _line_of(raw, "when"), 1
+        pos = getattr(raw, "value_pos", {}).get("when")
+        if pos and isinstance(raw.get("when"), str) and "\n" not in raw["when"] and pos[0] == wline:
+            wcol = pos[1]  # a one-line condition: its columns map onto the file's
         try:
             tree = expr.parse(rule.when, schema)
         except expr.ExprError as e:
-            problems.append(Problem(path, wline, e.col, f"when: {e}", rule.id))
+            problems.append(Problem(path, wline, wcol + e.col - 1, f"when: {e}", rule.id))
             continue
         loaded.append(LoadedRule(rule, tree, path, line))
     if problems:
@@ -177,6 +182,13 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
 
 
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
+# A format spec as messages need it ("{cost.full:,.0f}"), with width and precision of at most two
+# digits: "{x:999999999}" would otherwise build a gigabyte string.
+_SPEC = re.compile(r"^(?:.?[<>^=])?[+\- ]?#?0?\d{0,2}[,_]?(?:\.\d{1,2})?[bcdeEfFgGnosxX%]?$")
+
+
+def _bad_specs(text: Optional[str]) -> list[str]:
+    return [m.group(2) for m in _TEMPLATE.finditer(text or "") if m.group(2) and not _SPEC.match(m.group(2))]
 
 
 def _template_names(text: Optional[str]) -> set[str]:
@@ -188,7 +200,7 @@ def render_message(text: str, env: dict[str, Any]) -> str:
 
     def sub(m: re.Match) -> str:
         v = env.get(m.group(1))
-        if v is None:
+        if v is None or (m.group(2) and not _SPEC.match(m.group(2))):
             return m.group(0)
         try:
             return format(v, m.group(2) or "")

@@ -31,6 +31,9 @@ class LineDict(dict):
 
     line: int = 0
     key_lines: dict
+    # (line, column) where each key's value starts, both 1-based, with the column moved past an opening
+    # quote: where the text of a one-line condition begins, so errors inside it point into the file.
+    value_pos: dict
 
 
 def read_text(path: str, what: str = "file") -> str:
@@ -74,6 +77,7 @@ def _construct_mapping(loader, node, deep=False):
     out = LineDict()
     out.line = node.start_mark.line + 1
     out.key_lines = {}
+    out.value_pos = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
@@ -84,6 +88,8 @@ def _construct_mapping(loader, node, deep=False):
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
+        quoted = 1 if getattr(value_node, "style", None) in ("'", '"') else 0
+        out.value_pos[key] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1 + quoted)
     return out
 
 

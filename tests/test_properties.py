@@ -1,0 +1,178 @@
+"""Property-based tests: for any input the CLI answers with valid output or one error line and exit 2;
+the condition language never fails other than with ExprError; the estimator is monotone and finite."""
+
+import contextlib
+import io
+import json
+import math
+import sys
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ftdecide import catalog, expr
+from ftdecide.cli import main
+from ftdecide.estimator import TrainConfig, estimate_memory
+from ftdecide.recommend import rule_schema
+
+SCHEMA = rule_schema()
+
+
+def run_cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.argv
+    sys.argv = ["ftdecide", *argv]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as e:
+                code = e.code
+    finally:
+        sys.argv = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_valid_or_one_line(code, out, err, json_out=True):
+    if code == 0:
+        assert err == ""
+        if json_out:
+            json.loads(out)
+    else:
+        assert code == 2, (code, out, err)
+        assert out == ""
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ftdecide: error: "), err
+
+
+numbers = st.one_of(
+    st.integers(min_value=-10, max_value=10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "0x10", "", " ", "1_000", "abc", "--", "-0"]),
+)
+names = st.one_of(st.sampled_from(["llama-3.1-8b", "qwen2.5-0.5b", "13b", "mixtral-8x7b", "h100", "t4", "rtx-4090"]),
+                  st.text(min_size=0, max_size=30))
+
+RECOMMEND_NUMERIC = ["--dataset-size", "--seq-len", "--gpus", "--budget", "--epochs", "--gpu-memory", "--price-per-hour"]
+ENUMS = {"--task": ["chat", "math", "code", "poetry"], "--quality": ["best", "meh"], "--serving": ["single", "multi-tenant", "x"],
+         "--optimizer": ["adamw", "adamw8bit", "sgd", "adafactor", "lion"], "--precision": ["bf16", "mixed", "fp8"]}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=names, gpu=names, opts=st.dictionaries(st.sampled_from(RECOMMEND_NUMERIC), numbers, max_size=3),
+       enums=st.dictionaries(st.sampled_from(sorted(ENUMS)), st.integers(0, 3), max_size=2))
+def test_recommend_any_input(model, gpu, opts, enums):
+    argv = ["recommend", "--model", model, "--gpu", gpu, "--format", "json"]
+    for k, v in opts.items():
+        if k == "--gpu-memory":
+            argv = [a for a in argv if a not in ("--gpu", gpu)]
+        argv += [k, v]
+    for k, i in enums.items():
+        argv += [k, ENUMS[k][i % len(ENUMS[k])]]
+    code, out, err = run_cli(argv)
+    assert_valid_or_one_line(code, out, err)
+    if code == 0:
+        doc = json.loads(out)
+        assert doc["schema_version"] == "1.0"
+        for c in doc["candidates"]:
+            assert math.isfinite(c["memory"]["required_gib"]) and c["memory"]["required_gib"] > 0
+            assert c["time_hours"] >= 0 and math.isfinite(c["cost_usd"])
+
+
+ESTIMATE_NUMERIC = ["--seq-len", "--batch-size", "--lora-rank", "--lora-dropout", "--gpus"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=names, method=st.sampled_from(["full", "lora", "qlora", "dora", ""]),
+       targets=st.sampled_from(["all-linear", "qv", "attn", "mlp", "q_proj,v_proj", "w_proj", ",", ""]),
+       opts=st.dictionaries(st.sampled_from(ESTIMATE_NUMERIC), numbers, max_size=3), command=st.sampled_from(["estimate", "fit"]))
+def test_estimate_and_fit_any_input(model, method, targets, opts, command):
+    argv = [command, "--model", model, "--lora-targets", targets, "--format", "json"]
+    if command == "estimate":
+        argv += ["--method", method]
+    for k, v in opts.items():
+        if command == "fit" and k == "--batch-size":
+            continue
+        argv += [k, v]
+    code, out, err = run_cli(argv)
+    assert_valid_or_one_line(code, out, err)
+
+
+# --- the condition language -------------------------------------------------------------------------
+
+NUM_NAMES = sorted(k for k, v in SCHEMA.items() if v == "number")
+BOOL_NAMES = sorted(k for k, v in SCHEMA.items() if v == "bool")
+
+
+def num_expr():
+    leaf = st.one_of(st.sampled_from(NUM_NAMES), st.integers(-5, 10**6).map(str), st.floats(-1e6, 1e6, allow_nan=False).map(repr), st.just("0"))
+    return st.recursive(leaf, lambda e: st.one_of(
+        st.tuples(e, st.sampled_from(["+", "-", "*", "/", "//", "%"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.lists(e, min_size=2, max_size=3).map(lambda xs: f"max({', '.join(xs)})"),
+        e.map(lambda x: f"abs({x})"), e.map(lambda x: f"-{x}")), max_leaves=8)
+
+
+def bool_expr():
+    cmp = st.tuples(num_expr(), st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), num_expr()).map(" ".join)
+    s = st.sampled_from(['task == "math"', 'quality != "best"', 'task in ["chat", "code"]', 'serving not in ["single"]'])
+    leaf = st.one_of(cmp, s, st.sampled_from(BOOL_NAMES), st.sampled_from(["true", "false"]))
+    return st.recursive(leaf, lambda e: st.one_of(
+        st.tuples(e, st.sampled_from(["and", "or"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"), e.map(lambda x: f"not {x}")), max_leaves=6)
+
+
+def _env(values):
+    env = {}
+    for i, (k, kind) in enumerate(sorted(SCHEMA.items())):
+        env[k] = {"number": values[i % len(values)], "string": "chat", "bool": i % 2 == 0}[kind]
+    return env
+
+
+@settings(max_examples=300, deadline=None)
+@given(cond=bool_expr(), values=st.lists(st.one_of(st.floats(allow_nan=False), st.integers(-10, 10**9)), min_size=1, max_size=5))
+def test_well_typed_conditions_evaluate_to_bool_or_expr_error(cond, values):
+    tree = expr.parse(cond, SCHEMA)  # the grammar above only builds well-typed conditions
+    try:
+        assert isinstance(expr.evaluate(tree, _env(values)), bool)
+    except expr.ExprError as e:
+        assert str(e) in ("division by zero", "number too large", "result is not a number") and e.col >= 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_a_condition_or_expr_error(text):
+    try:
+        tree = expr.parse(text, SCHEMA)
+    except expr.ExprError as e:
+        assert e.col >= 1 and "\n" not in str(e)
+        return
+    try:
+        expr.evaluate(tree, _env([1.0, 0]))
+    except expr.ExprError:
+        pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(cond=bool_expr(), junk=st.text(max_size=20), extra=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=2))
+def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
+    from ftdecide.rules import check_file
+
+    body = {"rules": [{"id": "r1", "when": cond + junk, "prefer": "lora", **extra}]}
+    p = tmp_path_factory.mktemp("rules") / "r.yaml"
+    p.write_text(json.dumps(body))  # JSON is YAML
+    for prob in check_file(str(p), SCHEMA):
+        assert prob.line >= 1 and prob.column >= 1 and prob.path == str(p)
+
+
+# --- estimator invariants -----------------------------------------------------------------------------
+
+@settings(max_examples=80, deadline=None)
+@given(model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini"]),
+       method=st.sampled_from(["full", "lora", "qlora"]), layers=st.integers(1, 80), extra=st.integers(1, 40),
+       seq=st.integers(16, 32768), batch=st.integers(1, 64), gc=st.booleans())
+def test_monotone_in_model_size(model, method, layers, extra, seq, batch, gc):
+    a = catalog.resolve_model(model)
+    cfg = TrainConfig(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)
+    small = estimate_memory(a.model_copy(update={"num_layers": layers}), cfg)
+    big = estimate_memory(a.model_copy(update={"num_layers": layers + extra}), cfg)
+    assert 0 < small.peak_allocated_gib < big.peak_allocated_gib
+    assert all(math.isfinite(v) and v >= 0 for v in small.breakdown.values())
