@@ -90,6 +90,9 @@ NAMES = [
     (["recommend", *M, "--modle", "x"], "No such option"),
     (["recommend", *M, "--format", "yaml"], "format"),
     (["frobnicate"], "No such command"),
+    (["recommend", *M, "--emit", "deepspeed"], "emit"),
+    (["batch"], "FILE"),
+    (["mix"], "TASKS"),
 ]
 
 

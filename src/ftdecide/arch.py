@@ -58,6 +58,7 @@ class Arch(BaseModel):
     shared_expert_intermediate_size: int = Field(0, ge=0)
     params_published: Optional[int] = None
     source: str = ""
+    model_id: str = Field("", description="what from_pretrained loads: a Hugging Face id or a local folder; empty for a bare size")
     aliases: tuple[str, ...] = ()
     assumed: str = Field("", description="what was assumed rather than read from a config")
 

@@ -71,7 +71,7 @@ def _models() -> tuple[dict[str, Arch], list[Arch]]:
         name, hf_id, aliases = e.pop("name"), e.pop("hf_id", ""), tuple(e.pop("aliases", ()))
         published, source = e.pop("params_published", None), e.pop("source", "")
         arch = arch_from_hf_config(e, name).model_copy(
-            update={"name": name, "aliases": (hf_id, *aliases), "params_published": published, "source": source}
+            update={"name": name, "aliases": (hf_id, *aliases), "params_published": published, "source": source, "model_id": hf_id}
         )
         ordered.append(arch)
         for k in _keys(name, (hf_id, *aliases)):
@@ -108,19 +108,28 @@ def _suggest(name: str, names: list[str]) -> str:
 
 
 def resolve_model(spec: str) -> Arch:
-    """A catalog name or alias, a path to a ``config.json`` (or a directory holding one), or a bare
-    size such as ``13b`` (a Llama-like shape; ``Arch.assumed`` says so)."""
+    """A path to a ``config.json`` (or a folder holding one); a Hugging Face id ``org/name`` found in the
+    local cache (see :mod:`ftdecide.hfcache`); a catalog name or alias; or a bare size such as ``13b`` (a
+    Llama-like shape; ``Arch.assumed`` says so). ``Arch.source`` says which was used."""
     spec = spec.strip()
     if not spec:
         raise InputError("--model is empty")
+    looks_like_path = spec.endswith(".json") or os.sep in spec and os.path.exists(spec)
+    if looks_like_path:
+        path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
+        arch = arch_from_hf_config(load_json(path, "config.json"), path)
+        return arch.model_copy(update={"source": f"config.json: {path}", "model_id": os.path.dirname(os.path.abspath(path))})
+    if "/" in spec:
+        from .hfcache import find_config
+
+        cached = find_config(spec)
+        if cached is not None:
+            arch = arch_from_hf_config(load_json(str(cached), "config.json"), str(cached))
+            return arch.model_copy(update={"name": spec, "source": f"Hugging Face cache: {cached}", "model_id": spec})
     index, ordered = _models()
     hit = index.get(norm(spec))
     if hit is not None:
         return hit
-    looks_like_path = spec.endswith(".json") or os.sep in spec and os.path.exists(spec)
-    if looks_like_path:
-        path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
-        return arch_from_hf_config(load_json(path, "config.json"), path)
     sized = arch_from_size(spec)
     if sized is not None:
         return sized

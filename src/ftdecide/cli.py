@@ -29,6 +29,18 @@ class EstFmt(str, Enum):
     json = "json"
 
 
+class BatchFmt(str, Enum):
+    json = "json"
+    csv = "csv"
+
+
+class EmitKind(str, Enum):
+    peft = "peft"
+    trl = "trl"
+    axolotl = "axolotl"
+    llamafactory = "llamafactory"
+
+
 def _console():
     from rich.console import Console
 
@@ -114,6 +126,9 @@ def recommend(
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
     format: Fmt = typer.Option(Fmt.table, "--format"),
+    emit: Optional[EmitKind] = typer.Option(None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory"),
+    out: Optional[str] = typer.Option(None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"),
+    dataset: str = typer.Option("train.jsonl", "--dataset", help="training data path written into --emit configs"),
 ) -> None:
     """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
 
@@ -145,7 +160,24 @@ def recommend(
             raise InputError(f"{where}{_validation_line(e)}") from None
         return core(sc, list(rules)), sc
 
-    res, _ = _run(go)
+    res, sc = _run(go)
+    if emit is not None:
+        def make():
+            from .catalog import resolve_model
+            from .emit import emit as emit_config
+
+            return emit_config(emit.value, res, resolve_model(sc.model), dataset=dataset)
+
+        text = _run(make)
+        if out is None:
+            sys.stdout.write(text)
+            return
+        try:
+            with open(out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as e:
+            _fail(f"{out}: cannot write ({e.strerror or e})")
+        res = {**res, "emitted": {"kind": emit.value, "path": out}}
     if format == Fmt.json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
     elif format == Fmt.markdown:
@@ -240,6 +272,75 @@ def fit(
     for r in rows:
         t.add_row(r.method, "on" if r.gradient_checkpointing else "off", str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
                   f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit", f"{r.required_gib_at_1:.1f}")
+    _console().print(t)
+
+
+@app.command()
+def batch(
+    file: str = typer.Argument(..., help="YAML: a list of scenarios (recommend's options, plus an optional name)"),
+    format: BatchFmt = typer.Option(BatchFmt.json, "--format"),
+    rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
+    fail_if_infeasible: bool = typer.Option(False, help="exit 1 when any scenario has no feasible plan"),
+) -> None:
+    """Recommend for many scenarios in one call: one result each. Exit 2 only for bad input."""
+
+    def go():
+        from .batch import parse_scenarios, run
+        from .yamlio import load_yaml
+
+        return run(parse_scenarios(load_yaml(file, "scenarios file"), file), file, list(rules))
+
+    results = _run(go)
+    if format == BatchFmt.json:
+        from .recommend import SCHEMA_VERSION
+
+        sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "results": results}, indent=2) + "\n")
+    else:
+        import csv
+
+        from .batch import CSV_COLUMNS, csv_row
+
+        w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for r in results:
+            w.writerow(csv_row(r))
+    if fail_if_infeasible and not all(r["recommendation"]["feasible"] for r in results):
+        bad = [r["name"] for r in results if not r["recommendation"]["feasible"]]
+        sys.stderr.write(f"ftdecide: {len(bad)} scenario(s) infeasible: {_one_line(', '.join(bad))}\n")
+        raise typer.Exit(1)
+
+
+@app.command("mix")
+def mix_cmd(
+    tasks: List[str] = typer.Argument(..., help="TASK=N pairs: a task name and its number of examples"),
+    temperature: float = typer.Option(0.7, help="weights ~ N^T: 1 proportional, 0 uniform"),
+    cap: Optional[int] = typer.Option(None, help="count at most this many examples of a task when weighting"),
+    max_upsample: float = typer.Option(10.0, help="no task repeated more than this many times per epoch"),
+    epoch_size: Optional[int] = typer.Option(None, help="examples per epoch (default: all examples)"),
+    format: EstFmt = typer.Option(EstFmt.table, "--format"),
+) -> None:
+    """Sampling weights for multi-task fine-tuning, with the effective examples per task per epoch."""
+
+    def go():
+        from .mix import mix, parse_tasks
+
+        _finite(temperature=temperature, max_upsample=max_upsample)
+        return mix(parse_tasks(list(tasks)), temperature, cap, max_upsample, epoch_size)
+
+    rows = _run(go)
+    if format == EstFmt.json:
+        doc = {"temperature": temperature, "cap": cap, "max_upsample": max_upsample,
+               "tasks": [{"task": r.task, "examples": r.examples, "weight": round(r.weight, 6), "per_epoch": round(r.per_epoch, 1),
+                          "repeats": round(r.repeats, 4)} for r in rows]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"task mix (T={temperature:g}{f', cap {cap:,}' if cap else ''}, at most {max_upsample:g}x per epoch)")
+    for c in ("task", "examples", "weight", "per epoch", "repeats"):
+        t.add_column(c, justify="left" if c == "task" else "right")
+    for r in rows:
+        t.add_row(r.task, f"{r.examples:,}", f"{r.weight:.3f}", f"{r.per_epoch:,.0f}", f"{r.repeats:.2f}x")
     _console().print(t)
 
 
@@ -414,6 +515,15 @@ def rules_show(rules: List[str] = typer.Option([], "--rules", help="extra rule f
                                     " ".join(f"{k}={v}" for k, v in r["set"].items())]))
         t.add_row(r["id"], str(r["priority"]), r["when"], eff)
     _console().print(t)
+
+
+@rules_app.command("schema")
+def rules_schema_cmd() -> None:
+    """The JSON Schema of rule files, for editors (yaml-language-server) to validate and complete them."""
+    from .recommend import rule_schema
+    from .rules import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(rule_schema()), indent=2) + "\n")
 
 
 @rules_app.command("check")

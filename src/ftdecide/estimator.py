@@ -212,12 +212,14 @@ def optimizer_bytes(arch: Arch, cfg: TrainConfig, trainable: int, param_bytes: f
 def _optimizer_transient(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> float:
     """Bytes the optimizer step allocates for its largest tensor. transformers' Adafactor works in fp32
     on one parameter at a time, and at its widest moment (``p_data_fp32.add_(-update)``) holds the fp32
-    gradient, the update, the fp32 copy of the bf16 parameter and the negated update: 4 x 4 B per value.
-    Fused AdamW, AdamW8bit and SGD update in place."""
+    gradient, the update, the fp32 copy of the parameter and the negated update: 4 x 4 B per value for
+    bf16 parameters; fp32 parameters (and their gradients) need no copies, leaving 2 x 4 B. Fused AdamW,
+    AdamW8bit and SGD update in place."""
     if cfg.optimizer != "adafactor":
         return 0.0
     largest = max(r * c for r, c, _ in _matrices(arch, mods, cfg.lora_rank))
-    return 16.0 * largest
+    fp32_params = bool(mods) or cfg.precision == "mixed"  # LoRA adapters are fp32 too
+    return (8.0 if fp32_params else 16.0) * largest
 
 
 def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:

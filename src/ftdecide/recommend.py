@@ -169,7 +169,10 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         max_rank = arch.max_lora_rank(arch.resolve_targets(lora["targets"]))
     except ValueError as e:
         raise InputError(f"rules set LoRA targets '{lora['targets']}': {e}") from None
-    lora["rank"] = min(lora["rank"], max_rank)
+    requested_rank = lora["rank"]
+    lora["rank"] = min(requested_rank, max_rank)
+    # A rule's alpha holds for the rank it set; where the rank had to shrink to fit the layers, alpha keeps 2x.
+    lora["alpha"] = int(st["alpha"]) if ("alpha" in st and lora["rank"] == requested_rank) else 2 * lora["rank"]
     cands = {m: _candidate(arch, gpu, sc, m, lora, epochs, price) for m in METHODS}
     env = _env(arch, gpu, sc, cands, epochs)
     outcome = rules.evaluate(rs, env)  # conditions may read costs and fits of the final shape
@@ -194,7 +197,7 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         mb = chosen["micro_batch_size"]
         accum = max(1, math.ceil(GLOBAL_BATCH / (mb * sc.gpus)))
         rec.update(
-            lora=None if method == "full" else {"rank": lora["rank"], "alpha": int(st.get("alpha", 2 * lora["rank"])) if "alpha" in st and st.get("rank") == lora["rank"] else 2 * lora["rank"], "targets": lora["targets"], "dropout": lora["dropout"]},
+            lora=None if method == "full" else {k: lora[k] for k in ("rank", "alpha", "targets", "dropout")},
             learning_rate=float(st.get("full_learning_rate", 2e-5)) if method == "full" else float(st.get("lora_learning_rate", 2e-4)),
             epochs=epochs,
             micro_batch_size=mb,
@@ -211,6 +214,9 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         rec.update(lora=None, learning_rate=None, epochs=epochs, micro_batch_size=None, gradient_checkpointing=None)
         warnings.append({"rule": "feasibility", "message": f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}"})
     rec["reasons"] = reasons
+    if feasible:
+        rec["evaluation"] = evaluation_plan(sc, method)
+        rec["deployment"] = deployment_note(arch, sc, method, chosen["trainable_params"])
     alternatives = [] if feasible else alternatives_for(arch, gpu, sc, lora)
     if feasible:
         for m in METHODS:
@@ -221,7 +227,7 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         "schema_version": SCHEMA_VERSION,
         "scenario": {
             **sc.model_dump(exclude={"model", "gpu", "gpu_memory"}),
-            "model": arch.name, "model_source": arch.source or "catalog", "total_params": arch.total_params(),
+            "model": arch.name, "model_source": model_source(arch), "model_id": arch.model_id or None, "total_params": arch.total_params(),
             "gpu": gpu.name, "gpu_memory_gib": gpu.memory_gib, "price_per_hour": price, "epochs": epochs,
         },
         "recommendation": rec,
@@ -236,6 +242,55 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
             "global_batch_size": GLOBAL_BATCH,
         },
     }
+
+
+def model_source(arch: Arch) -> str:
+    """Where the architecture came from, as the output states it."""
+    if arch.assumed:
+        return f"assumed: {arch.assumed}"
+    if arch.source.startswith(("config.json:", "Hugging Face cache:")):
+        return arch.source
+    return f"catalog ({arch.source})" if arch.source else "catalog"
+
+
+# Forgetting signals of the seeds' evaluation recipe (shared/seeds/000): a general-text perplexity rise
+# above 10%, or a general benchmark falling by more than 2-3 points.
+PERPLEXITY_RISE_MAX = 0.10
+BENCHMARK_DROP_MAX_POINTS = 2.0
+
+
+def evaluation_plan(sc: Scenario, method: str) -> dict[str, Any]:
+    """How to tell whether the fine-tune worked and what it cost in general ability."""
+    # 5% of the data, at least 200 examples for a stable metric, at most 2000, never more than a fifth
+    held_out = min(max(200, round(0.05 * sc.dataset_size)), 2000, max(1, sc.dataset_size // 5))
+    metric = {"classification": "accuracy / macro-F1", "code": "pass@1 on held-out problems with tests", "math": "exact-match accuracy of final answers",
+              "style": "pairwise preference (human or LLM judge) against the base model"}.get(sc.task, "task metric (exact match, ROUGE or LLM-judge win rate) against the base model")
+    return {
+        "held_out_examples": held_out,
+        "task_metric": metric,
+        "regression_check": (f"general-capability check before and after: perplexity on general text rising by more than {PERPLEXITY_RISE_MAX:.0%}, "
+                             f"or a general benchmark (e.g. MMLU, HellaSwag) dropping by more than {BENCHMARK_DROP_MAX_POINTS:g}-3 points, signals forgetting"),
+        "perplexity_rise_max": PERPLEXITY_RISE_MAX,
+        "benchmark_drop_max_points": BENCHMARK_DROP_MAX_POINTS,
+        "if_forgetting": "lower the learning rate or epochs, mix in general data, or use a lower LoRA rank" if method != "full" else
+                         "lower the learning rate or epochs, or mix in general data (full fine-tuning forgets most)",
+    }
+
+
+def deployment_note(arch: Arch, sc: Scenario, method: str, trainable: int) -> dict[str, Any]:
+    """How to serve the result; sizes on disk in MB (10^6 bytes)."""
+    if method == "full":
+        size = arch.total_params() * 2 / 1e6
+        return {"artifact": "full model", "size_mb": round(size, 1),
+                "advice": f"the fine-tuned weights replace the base model: {size / 1e3:,.1f} GB in bf16 per task; serve it like the base"}
+    adapter_mb = trainable * 4 / 1e6  # peft saves the fp32 adapter weights
+    if sc.serving == "multi-tenant":
+        advice = "keep adapters unmerged and serve many of them over one base model (vLLM / LoRAX multi-LoRA); each adapter is small"
+    else:
+        advice = "merge the adapter into the base weights (merge_and_unload) for single-model serving: no extra latency"
+        if method == "qlora":
+            advice += "; merge into the bf16 base, not the 4-bit one, then quantize again if needed"
+    return {"artifact": "LoRA adapter", "adapter_size_mb": round(adapter_mb, 1), "adapter_size_mb_bf16": round(adapter_mb / 2, 1), "advice": advice}
 
 
 def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: dict[str, Any]) -> list[dict]:

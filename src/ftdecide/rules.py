@@ -288,3 +288,19 @@ def evaluate(rs: RuleSet, env: dict[str, Any]) -> Outcome:
         if r.note:
             notes.append({"rule": r.id, "message": render_message(r.note, env)})
     return Outcome(fired, forbidden, prefs, settings, setting_rule, warnings, notes)
+
+
+def json_schema(names: dict[str, str]) -> dict:
+    """The JSON Schema of a rule file, from the pydantic models, with the names a condition may read
+    listed in the description of ``when`` (``ftdecide rules schema``)."""
+    schema = RuleFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ftdecide rule file"
+    rule = schema["$defs"]["Rule"]["properties"]
+    listing = ", ".join(f"{k} ({v})" for k, v in sorted(names.items()))
+    rule["when"]["description"] = ("A condition in ftdecide's expression language (comparisons, and/or/not, in [...], + - * / // %, "
+                                   f"min/max/abs) over: {listing}")
+    rule["prefer"]["description"] = "the method this rule prefers when it fires"
+    rule["forbid"]["description"] = "methods ruled out when this rule fires"
+    rule["priority"]["description"] = "higher wins where rules prefer or set the same thing"
+    return schema

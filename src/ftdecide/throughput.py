@@ -15,7 +15,7 @@ A step is modelled as the sum of what bounds its parts on the GPU:
 ``launch``
     fixed per-kernel costs that do not shrink with fewer tokens: per layer, per LoRA adapter, per
     4-bit linear and pass (QLoRA dequantises every linear in forward, backward and recompute), per
-    MoE expert (transformers loops over experts), and per parameter tensor for Adafactor.
+    MoE expert (transformers loops over experts), and per parameter tensor for Adafactor and SGD.
 
 The constants were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured
 steps of the runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error.
@@ -46,9 +46,11 @@ class StepConstants:
     adapter_ms: float = 0.211  # per LoRA adapter and step
     qlinear_ms: float = 0.107  # per 4-bit linear and pass
     expert_ms: float = 0.052  # per MoE expert and layer
-    # transformers' Adafactor loops over parameter tensors in Python (about 10 kernels each): 0.69 ms per
-    # tensor, from one measured run (qwen2.5-0.5b full, 290 tensors, 0.25 s/step against 0.05 s modelled).
-    adafactor_tensor_ms: float = 0.69
+    # Optimizers that loop over parameter tensors: transformers' Adafactor (in Python, about 10 kernels
+    # per tensor): the median of 6 measured runs (0.24-0.82 ms; data/grids/optimizers.jsonl); torch SGD
+    # (foreach, not fused): one measured run.
+    adafactor_tensor_ms: float = 0.56
+    sgd_tensor_ms: float = 0.21
 
 
 STEP = StepConstants()
@@ -93,8 +95,8 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
         ms += k.qlinear_ms * linears * (3 if gc else 2)
     if arch.is_moe:
         ms += k.expert_ms * arch.num_experts * L
-    if cfg.optimizer == "adafactor":
-        ms += k.adafactor_tensor_ms * (arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * L)
+    per_tensor = {"adafactor": k.adafactor_tensor_ms, "sgd": k.sgd_tensor_ms}.get(cfg.optimizer, 0.0)
+    ms += per_tensor * (arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * L)
     launch = ms / 1e3
     return {"matmul": matmul, "memory": memory, "launch": launch, "total": matmul + memory + launch}
 
