@@ -117,7 +117,8 @@ if __name__ == "__main__":
 
 def emit_trl(p: _Plan) -> str:
     return f'''# {p.header}
-# TRL: supervised fine-tuning on a JSONL dataset ("messages", "prompt"/"completion" or "text" per line).
+# TRL (>= 1.0, transformers >= 5): supervised fine-tuning on a JSONL dataset ("messages",
+# "prompt"/"completion" or "text" per line).
 #   python {{this file}} [DATASET.jsonl]
 import sys
 
@@ -140,7 +141,7 @@ sft_config = SFTConfig(
     gradient_accumulation_steps={p.accum},
     learning_rate={p.lr!r},
     lr_scheduler_type={_py(SCHEDULER)},
-    warmup_ratio={WARMUP_RATIO},
+    warmup_steps={WARMUP_RATIO},  # below 1: a share of the steps (transformers 5 removed warmup_ratio)
     optim={_py(p.optim)},
     max_length={p.seq},
     gradient_checkpointing={p.gc},
