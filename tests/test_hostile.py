@@ -247,3 +247,21 @@ def test_no_color_and_pipes_give_plain_text(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", buf)
     cli._console().print("[bold red]fits[/]")
     assert "\x1b[" in buf.getvalue()  # a terminal without NO_COLOR does get colour
+
+
+def test_rich_markup_in_user_text_is_printed_literally(tmp_path, monkeypatch, capsys):
+    # a rule's note, a task name or a model name with "[/...]" used to reach rich as markup (MarkupError)
+    p = tmp_path / "team.yaml"
+    p.write_text('rules:\n  - id: markup\n    when: task in ["chat", "code"]\n    note: "[/oops] [bold red]shout"\n')
+    code, out, err = call(["recommend", *M, "--task", "chat", "--rules", str(p)], monkeypatch, capsys)
+    assert code == 0 and "[/oops] [bold red]shout" in out and err == ""
+    code, out, err = call(["rules", "show", "--rules", str(p)], monkeypatch, capsys)
+    assert code == 0 and 'task in ["chat", "code"]' in out
+    code, out, err = call(["mix", "[/x]=5", "b=3"], monkeypatch, capsys)
+    assert code == 0 and "[/x]" in out
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"_name_or_path": "[/evil]", "model_type": "llama", "hidden_size": 512, "intermediate_size": 1024,
+                               "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000}))
+    for cmd in (["estimate"], ["fit"], ["recommend"]):
+        code, out, err = call([*cmd, "--model", str(cfg)], monkeypatch, capsys)
+        assert code == 0 and "[/evil]" in out, (cmd, err)

@@ -266,7 +266,9 @@ def fit(
         return
     from rich.table import Table
 
-    t = Table(title=f"{arch.name} on {gpus}x {hw.name} ({hw.memory_gib:g} GiB each)")
+    from .render import esc
+
+    t = Table(title=esc(f"{arch.name} on {gpus}x {hw.name} ({hw.memory_gib:g} GiB each)"))
     for c in ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}"):
         t.add_column(c, justify="left" if c in ("method", "checkpointing") else "right")
     for r in rows:
@@ -336,11 +338,13 @@ def mix_cmd(
         return
     from rich.table import Table
 
+    from .render import esc
+
     t = Table(title=f"task mix (T={temperature:g}{f', cap {cap:,}' if cap else ''}, at most {max_upsample:g}x per epoch)")
     for c in ("task", "examples", "weight", "per epoch", "repeats"):
         t.add_column(c, justify="left" if c == "task" else "right")
     for r in rows:
-        t.add_row(r.task, f"{r.examples:,}", f"{r.weight:.3f}", f"{r.per_epoch:,.0f}", f"{r.repeats:.2f}x")
+        t.add_row(esc(r.task), f"{r.examples:,}", f"{r.weight:.3f}", f"{r.per_epoch:,.0f}", f"{r.repeats:.2f}x")
     _console().print(t)
 
 
@@ -507,13 +511,15 @@ def rules_show(rules: List[str] = typer.Option([], "--rules", help="extra rule f
         return
     from rich.table import Table
 
+    from .render import esc
+
     t = Table(title="rules in force")
     for c in ("id", "priority", "when", "effects"):
         t.add_column(c)
     for r in rows:
         eff = " ".join(filter(None, [f"prefer {r['prefer']}" if r["prefer"] else "", f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
                                     " ".join(f"{k}={v}" for k, v in r["set"].items())]))
-        t.add_row(r["id"], str(r["priority"]), r["when"], eff)
+        t.add_row(esc(r["id"]), str(r["priority"]), esc(r["when"]), esc(eff))
     _console().print(t)
 
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def _bar(used: float, total: float, width: int = 20) -> str:
     frac = used / total if total > 0 else 1.0
     n = min(width, int(round(frac * width)))
@@ -14,17 +20,20 @@ def _bar(used: float, total: float, width: int = 20) -> str:
 def recommendation_markdown(res: dict[str, Any]) -> str:
     sc, rec = res["scenario"], res["recommendation"]
     lines = [f"# ftdecide: {sc['model']} on {sc['gpus']}x {sc['gpu']}", ""]
-    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | hours | cost USD |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for c in res["candidates"]:
         m = c["memory"]
         lines.append(f"| {c['method']} | {'yes' if c['fits'] else 'no'} | {m['required_gib']:.1f} / {m['gpu_memory_gib']:g} | {m['peak_allocated_gib']:.1f} | "
-                     f"{c['micro_batch_size']} | {'on' if c['gradient_checkpointing'] else 'off'} | {c['time_hours']:.2f} | {c['cost_usd']:,.2f} |")
+                     f"{c['micro_batch_size']} | {'on' if c['gradient_checkpointing'] else 'off'} | {c['tokens_per_second']:,.0f} | {c['time_hours']:.2f} | {c['cost_usd']:,.2f} |")
     lines.append("")
     lines.append(f"**Recommendation:** {_rec_line(rec)}")
-    for title, key in (("Reasons", "reasons"),):
-        if rec.get(key):
-            lines += ["", f"## {title}"] + [f"- {r['message']} (`{r['rule']}`)" for r in rec[key]]
+    if rec.get("reasons"):
+        lines += ["", "## Reasons"] + [f"- {r['message']} (`{r['rule']}`)" for r in rec["reasons"]]
+    if rec.get("evaluation"):
+        ev, dep = rec["evaluation"], rec["deployment"]
+        lines += ["", "## Evaluation", f"- hold out {ev['held_out_examples']:,} examples; measure {ev['task_metric']}", f"- {ev['regression_check']}",
+                  "", "## Deployment", f"- {dep['advice']}" + (f" (adapter: {dep['adapter_size_mb']:,.1f} MB)" if "adapter_size_mb" in dep else "")]
     if res["warnings"]:
         lines += ["", "## Warnings"] + [f"- {w['message']} (`{w['rule']}`)" for w in res["warnings"]]
     if res["alternatives"]:
@@ -48,23 +57,31 @@ def recommendation_table(res: dict[str, Any], console, explain: bool = False) ->
     from rich.table import Table
 
     sc, rec = res["scenario"], res["recommendation"]
-    t = Table(title=f"{sc['model']} on {sc['gpus']}x {sc['gpu']} ({sc['gpu_memory_gib']:g} GiB) - {sc['task']}, {sc['dataset_size']:,} examples x {sc['seq_len']} tokens x {sc['epochs']} epochs")
-    for col in ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "time", "cost"):
-        t.add_column(col, justify="right" if col in ("time", "cost", "micro-batch") else "left")
+    t = Table(title=esc(f"{sc['model']} on {sc['gpus']}x {sc['gpu']} ({sc['gpu_memory_gib']:g} GiB) - {sc['task']}, {sc['dataset_size']:,} examples x {sc['seq_len']} tokens x {sc['epochs']} epochs"))
+    for col in ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"):
+        t.add_column(col, justify="right" if col in ("time", "cost", "micro-batch", "tokens/s") else "left")
     for c in res["candidates"]:
         m = c["memory"]
         style = "bold green" if c["method"] == rec.get("method") else ("" if c["fits"] else "red")
         t.add_row(c["method"], "yes" if c["fits"] else "no", f"{m['required_gib']:.1f} / {m['gpu_memory_gib']:g} GiB",
                   _bar(m["required_gib"], m["gpu_memory_gib"]), str(c["micro_batch_size"]), "on" if c["gradient_checkpointing"] else "off",
+                  f"{c['tokens_per_second']:,.0f}",
                   f"{c['time_hours']:.2f} h", f"${c['cost_usd']:,.2f}", style=style)
     console.print(t)
-    console.print(f"[bold]Recommendation:[/bold] {_rec_line(rec)}")
+    # Messages come from rule files and names from config files: never read them as rich markup.
+    console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(rec))}")
     for r in rec.get("reasons", []):
-        console.print(f"  • {r['message']} [dim]({r['rule']})[/dim]")
+        console.print(f"  • {esc(r['message'])} [dim]({esc(r['rule'])})[/dim]")
     for w in res["warnings"]:
-        console.print(f"  [yellow]! {w['message']}[/yellow] [dim]({w['rule']})[/dim]")
+        console.print(f"  [yellow]! {esc(w['message'])}[/yellow] [dim]({esc(w['rule'])})[/dim]")
     for a in res["alternatives"]:
-        console.print(f"  → {a['message']}")
+        console.print(f"  → {esc(a['message'])}")
+    if rec.get("evaluation"):
+        ev, dep = rec["evaluation"], rec["deployment"]
+        console.print(f"  evaluate: hold out {ev['held_out_examples']:,} examples, {esc(ev['task_metric'])}; forgetting: perplexity +{ev['perplexity_rise_max']:.0%} "
+                      f"or a benchmark -{ev['benchmark_drop_max_points']:g}-3 points")
+        size = f" (adapter {dep['adapter_size_mb']:,.1f} MB)" if "adapter_size_mb" in dep else f" ({dep['size_mb'] / 1e3:,.1f} GB)"
+        console.print(f"  deploy: {esc(dep['advice'])}{size}")
     if explain:
         console.print(f"[dim]rules fired: {', '.join(res['rules_fired'])}[/dim]")
         a = res["assumptions"]
@@ -76,7 +93,7 @@ def recommendation_table(res: dict[str, Any], console, explain: bool = False) ->
 def estimate_table(d: dict[str, Any], title: str, console) -> None:
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=esc(title))
     t.add_column("term")
     t.add_column("GiB", justify="right")
     for k, v in d["breakdown"].items():
@@ -96,7 +113,7 @@ def probe_table(rec: dict[str, Any], console) -> None:
     est, err = rec.get("estimate", {}), rec.get("error", {})
     sw = rec.get("software", {})
     title = f"{rec['arch']}: {rec['method']} ({rec.get('optim', 'adamw')}), seq {rec['seq']} x micro-batch {rec['batch']} on {sw.get('gpu', '?')}"
-    t = Table(title=title)
+    t = Table(title=esc(title))
     for c in ("", "measured", "ftdecide", "error"):
         t.add_column(c, justify="right" if c else "left")
     ok = rec.get("status") == "ok"
