@@ -3,11 +3,12 @@
     pip install atheris
     python benchmarks/fuzz.py -max_total_time=600 benchmarks/fuzz_corpus   # seeds: default rules
 
-Each input is split by its first byte: even bytes fuzz a condition (``expr.parse`` then
-``expr.evaluate`` against a typical context), odd bytes fuzz a whole rule file (``yamlio.parse_yaml``
-then ``rules.check_data``). The only acceptable outcomes are a value, ``ExprError`` or ``InputError``
-(for files: a list of problems); anything else is a crash that libFuzzer saves as ``crash-*``; keep it
-as a regression test in tests/test_fuzz_regressions.py. Without atheris, ``--hypothesis N`` runs the same
+Each input is split by its first byte (mod 3): a condition (``expr.parse`` then ``expr.evaluate``
+against a typical context), a whole rule file (``yamlio.parse_yaml`` then ``rules.check_data``), or a
+``config.json`` (``json.loads``, ``arch_from_hf_config``, then ``estimate_memory`` of LoRA on it). The
+only acceptable outcomes are a value, ``ExprError`` or ``InputError`` (for rule files: a list of
+problems); anything else is a crash that libFuzzer saves as ``crash-*``; keep it as a regression test in
+tests/test_fuzz_regressions.py. Without atheris, ``--hypothesis N`` runs the same
 two targets on N random inputs each.
 """
 
@@ -56,14 +57,34 @@ def targets():
             assert isinstance(p.line, int) and p.line >= 1 and isinstance(p.message, str), p
             str(p)
 
-    return condition, rule_file
+    def model_config(text: str) -> None:
+        import json
+
+        from ftdecide.estimator import TrainConfig, estimate_memory
+        from ftdecide.hfconfig import arch_from_hf_config
+
+        try:
+            cfg = json.loads(text)
+        except (ValueError, RecursionError):
+            return
+        try:
+            arch = arch_from_hf_config(cfg, "fuzz.json")
+        except InputError:
+            return
+        try:
+            est = estimate_memory(arch, TrainConfig(method="lora", lora_rank=8))
+        except ValueError:  # a rank beyond the layers, or targets the model lacks
+            return
+        assert est.peak_allocated_gib > 0, est
+
+    return condition, rule_file, model_config
 
 
-def one_input(data: bytes, condition, rule_file) -> None:
+def one_input(data: bytes, *targets) -> None:
     if not data:
         return
     text = data[1:].decode("utf-8", errors="replace")
-    (condition if data[0] % 2 == 0 else rule_file)(text)
+    targets[data[0] % len(targets)](text)
 
 
 def main() -> None:
@@ -71,12 +92,12 @@ def main() -> None:
         from hypothesis import HealthCheck, given, settings, strategies as st
 
         n = int(sys.argv[sys.argv.index("--hypothesis") + 1])
-        condition, rule_file = targets()
+        fns = targets()
 
         @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(st.binary(max_size=2048))
         def run(data):
-            one_input(data, condition, rule_file)
+            one_input(data, *fns)
 
         run()
         print(f"hypothesis: {n} inputs, no crash")
@@ -84,8 +105,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["ftdecide"]):
-        condition, rule_file = targets()
-    atheris.Setup(sys.argv, lambda data: one_input(data, condition, rule_file))
+        fns = targets()
+    atheris.Setup(sys.argv, lambda data: one_input(data, *fns))
     atheris.Fuzz()
 
 
