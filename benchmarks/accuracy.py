@@ -21,7 +21,6 @@ method (the median measured MFU), the model ftdecide used before.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import statistics
 import sys
@@ -29,7 +28,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftdecide.estimator import GIB, TrainConfig, estimate_memory  # noqa: E402
+from ftdecide.estimator import GIB, estimate_memory  # noqa: E402
 from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
 from ftdecide.probe.records import H100_TOTAL_GIB as CARD_GIB, config_from_record as config, read_records  # noqa: E402
 from ftdecide.throughput import UTIL, tokens_per_second  # noqa: E402

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ftdecide import catalog
 from ftdecide.cli import app
-from ftdecide.emit import KINDS, OPTIM, emit
+from ftdecide.emit import OPTIM, emit
 
 runner = CliRunner()
 DATA = pathlib.Path(__file__).parent / "data"

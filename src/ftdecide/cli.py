@@ -41,6 +41,28 @@ class EmitKind(str, Enum):
     llamafactory = "llamafactory"
 
 
+# Options shared by estimate, fit and probe ("the same flags as estimate").
+MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
+METHOD_OPT = typer.Option("lora", help="full, lora or qlora")
+PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
+OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor")
+SEQ_OPT = typer.Option(2048, help="tokens per sequence")
+BATCH_OPT = typer.Option(1, help="micro-batch size")
+GC_OPT = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing")
+RANK_OPT = typer.Option(16, help="LoRA rank")
+TARGETS_OPT = typer.Option("all-linear", help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
+DROPOUT_OPT = typer.Option(0.05, help="LoRA dropout")
+GPUS_OPT = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding")
+
+
+def _train_config(**fields):
+    """TrainConfig from command-line values; NaN and infinity are refused by name."""
+    from .estimator import TrainConfig
+
+    _finite(lora_dropout=fields.get("lora_dropout"))
+    return TrainConfig(**fields)
+
+
 def _console():
     from rich.console import Console
 
@@ -192,17 +214,17 @@ def recommend(
 
 @app.command()
 def estimate(
-    model: str = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size"),
-    method: str = typer.Option("lora", help="full, lora or qlora"),
-    precision: str = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)"),
-    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
-    seq_len: int = typer.Option(2048),
-    batch_size: int = typer.Option(1, help="micro-batch size"),
-    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    lora_rank: int = typer.Option(16),
-    lora_targets: str = typer.Option("all-linear", help="all-linear, attn, mlp, qv, or names like q_proj,v_proj"),
-    lora_dropout: float = typer.Option(0.05),
-    gpus: int = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding"),
+    model: str = MODEL_OPT,
+    method: str = METHOD_OPT,
+    precision: str = PRECISION_OPT,
+    optimizer: str = OPTIMIZER_OPT,
+    seq_len: int = SEQ_OPT,
+    batch_size: int = BATCH_OPT,
+    gradient_checkpointing: bool = GC_OPT,
+    lora_rank: int = RANK_OPT,
+    lora_targets: str = TARGETS_OPT,
+    lora_dropout: float = DROPOUT_OPT,
+    gpus: int = GPUS_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
@@ -210,12 +232,12 @@ def estimate(
 
     def go():
         from .catalog import resolve_model
-        from .estimator import TrainConfig, estimate_memory
+        from .estimator import estimate_memory
 
         arch = resolve_model(model)
-        cfg = TrainConfig(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                          gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                          lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
+        cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                            gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                            lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
         return arch, cfg, estimate_memory(arch, cfg)
 
     arch, cfg, est = _run(go)
@@ -231,31 +253,30 @@ def estimate(
 
 @app.command()
 def fit(
-    model: str = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size"),
+    model: str = MODEL_OPT,
     gpu: Optional[str] = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)"),
     gpu_memory: Optional[float] = typer.Option(None, help="GPU memory in GiB, instead of --gpu"),
-    gpus: int = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding"),
-    seq_len: int = typer.Option(2048, help="sequence length for the micro-batch search"),
-    precision: str = typer.Option("bf16", help="full FT: bf16 or mixed"),
-    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
-    lora_rank: int = typer.Option(16),
-    lora_targets: str = typer.Option("all-linear"),
-    lora_dropout: float = typer.Option(0.05),
+    gpus: int = GPUS_OPT,
+    seq_len: int = SEQ_OPT,
+    precision: str = PRECISION_OPT,
+    optimizer: str = OPTIMIZER_OPT,
+    lora_rank: int = RANK_OPT,
+    lora_targets: str = TARGETS_OPT,
+    lora_dropout: float = DROPOUT_OPT,
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
 
     def go():
         from .catalog import resolve_model
-        from .estimator import TrainConfig
         from .fit import fit_table
         from .recommend import Scenario, resolve_hardware
 
-        _finite(gpu_memory=gpu_memory, lora_dropout=lora_dropout)
+        _finite(gpu_memory=gpu_memory)
         arch = resolve_model(model)
         hw = resolve_hardware(Scenario(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus))
-        base = TrainConfig(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
-                           lora_dropout=lora_dropout, gpus=gpus)
+        base = _train_config(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
+                             lora_dropout=lora_dropout, gpus=gpus)
         return arch, hw, fit_table(arch, hw.memory_gib, seq_len, base)
 
     arch, hw, rows = _run(go)
@@ -376,15 +397,15 @@ def _probe_records(path: str) -> list[dict]:
 @app.command()
 def probe(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, config.json path, or a size"),
-    method: str = typer.Option("lora", help="full, lora or qlora"),
-    precision: str = typer.Option("bf16", help="full FT: bf16 or mixed"),
-    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor"),
-    seq_len: int = typer.Option(2048),
-    batch_size: int = typer.Option(1, help="micro-batch size"),
-    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    lora_rank: int = typer.Option(16),
-    lora_targets: str = typer.Option("all-linear"),
-    lora_dropout: float = typer.Option(0.05),
+    method: str = METHOD_OPT,
+    precision: str = PRECISION_OPT,
+    optimizer: str = OPTIMIZER_OPT,
+    seq_len: int = SEQ_OPT,
+    batch_size: int = BATCH_OPT,
+    gradient_checkpointing: bool = GC_OPT,
+    lora_rank: int = RANK_OPT,
+    lora_targets: str = TARGETS_OPT,
+    lora_dropout: float = DROPOUT_OPT,
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
     steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
     from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
@@ -398,7 +419,6 @@ def probe(
 
     def go():
         from .catalog import resolve_model
-        from .estimator import TrainConfig
         from .probe.records import config_from_recommendation, record_from_config
 
         if sum(x is not None for x in (model, from_json, grid)) != 1:
@@ -412,9 +432,9 @@ def probe(
             arch = resolve_model(name)
         else:
             arch = resolve_model(model)
-            cfg = TrainConfig(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                              gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                              lora_dropout=lora_dropout)
+            cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                                gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                                lora_dropout=lora_dropout)
         from .estimator import estimate_memory
 
         estimate_memory(arch, cfg)  # a rank or target the model lacks is an input error before any GPU work
