@@ -307,3 +307,27 @@ def test_evaluation_plan_and_deployment_note():
 def test_completion_is_available():
     r = runner.invoke(app, ["--help"])
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+
+
+def test_names_from_files_cannot_inject_code_into_emitted_configs(tmp_path):
+    cfg = dict(TINY, _name_or_path="evil\nimport os; os.system('echo pwned')\nbase_model: attacker/model")
+    folder = tmp_path / "weird\nname"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    for kind in ("peft", "trl", "axolotl", "llamafactory"):
+        r = runner.invoke(app, ["recommend", "--model", str(folder / "config.json"), "--gpu", "a100-80gb", "--emit", kind,
+                                "--dataset", "d\nimport shutil"])
+        assert r.exit_code == 0, r.output
+        text = r.stdout
+        for line in text.splitlines():
+            if "pwned" in line or "attacker" in line:
+                assert line.startswith("#"), line  # only inside the one-line header comment
+        if kind in ("peft", "trl"):
+            tree = ast.parse(text)
+            imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                        for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module)])}
+            assert imported <= {"torch", "peft", "transformers", "trl", "sys", "datasets"}, imported
+        else:
+            doc = yaml.safe_load(text)
+            assert set(doc) <= documented("axolotl_keys.txt") | documented("llamafactory_keys.txt")
+            assert str(folder) in (doc.get("base_model"), doc.get("model_name_or_path"))

@@ -81,7 +81,7 @@ def _attn(p: _Plan) -> str:
 
 
 def emit_peft(p: _Plan) -> str:
-    return f'''# {p.header}
+    return f'''{_comment(p.header)}
 # peft: the model with its adapter, ready for any training loop. Run it to print the trainable parameters.
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -116,7 +116,7 @@ if __name__ == "__main__":
 
 
 def emit_trl(p: _Plan) -> str:
-    return f'''# {p.header}
+    return f'''{_comment(p.header)}
 # TRL (>= 1.0, transformers >= 5): supervised fine-tuning on a JSONL dataset ("messages",
 # "prompt"/"completion" or "text" per line).
 #   python {{this file}} [DATASET.jsonl]
@@ -175,10 +175,17 @@ if __name__ == "__main__":
 '''
 
 
+def _comment(text: str) -> str:
+    """One comment line: names from config files or the command line must not end the comment and
+    become code (Python) or keys (YAML)."""
+    flat = " ".join(text.split())
+    return "# " + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in flat)
+
+
 def _yaml(header: str, body: dict) -> str:
     import yaml
 
-    return "# " + header + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+    return _comment(header) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
 
 
 def emit_axolotl(p: _Plan) -> str:
