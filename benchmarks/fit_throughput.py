@@ -32,8 +32,8 @@ def main() -> None:
     runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load()
             if d["status"] == "ok" and d.get("tokens_per_s")]
     keys = list(throughput.UTIL)
-    # Adafactor's and SGD's per-tensor costs come from their own runs (data/grids/optimizers.jsonl), not this fit
-    names = [f.name for f in dataclasses.fields(throughput.StepConstants) if f.name not in ("adafactor_tensor_ms", "sgd_tensor_ms")]
+    # the optimizers' per-tensor costs come from their own runs (medians, see StepConstants), not this fit
+    names = [f.name for f in dataclasses.fields(throughput.StepConstants) if not f.name.endswith("_tensor_ms")]
 
     def residuals(x):
         throughput.UTIL.update(zip(keys, x[: len(keys)]))

@@ -15,7 +15,8 @@ A step is modelled as the sum of what bounds its parts on the GPU:
 ``launch``
     fixed per-kernel costs that do not shrink with fewer tokens: per layer, per LoRA adapter, per
     4-bit linear and pass (QLoRA dequantises every linear in forward, backward and recompute), per
-    MoE expert (transformers loops over experts), and per parameter tensor for Adafactor and SGD.
+    MoE expert (transformers loops over experts), and per parameter tensor for the optimizers that loop
+    over tensors (Adafactor, SGD, AdamW8bit).
 
 The constants were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured
 steps of the runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error.
@@ -48,9 +49,11 @@ class StepConstants:
     expert_ms: float = 0.052  # per MoE expert and layer
     # Optimizers that loop over parameter tensors: transformers' Adafactor (in Python, about 10 kernels
     # per tensor): the median of 6 measured runs (0.24-0.82 ms; data/grids/optimizers.jsonl); torch SGD
-    # (foreach, not fused): one measured run.
+    # (foreach, not fused): one measured run; bitsandbytes' AdamW8bit (one kernel launch per tensor from
+    # Python): the median of its 19 measured runs, which the fused-AdamW model had all predicted too fast.
     adafactor_tensor_ms: float = 0.56
     sgd_tensor_ms: float = 0.21
+    adamw8bit_tensor_ms: float = 0.16
 
 
 STEP = StepConstants()
@@ -95,7 +98,7 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
         ms += k.qlinear_ms * linears * (3 if gc else 2)
     if arch.is_moe:
         ms += k.expert_ms * arch.num_experts * L
-    per_tensor = {"adafactor": k.adafactor_tensor_ms, "sgd": k.sgd_tensor_ms}.get(cfg.optimizer, 0.0)
+    per_tensor = {"adafactor": k.adafactor_tensor_ms, "sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
     ms += per_tensor * (arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * L)
     launch = ms / 1e3
     return {"matmul": matmul, "memory": memory, "launch": launch, "total": matmul + memory + launch}
