@@ -22,8 +22,8 @@ def _key(k: Any) -> str:
     return str(k).replace("-", "_")
 
 
-def parse_scenarios(data: Any, path: str) -> list[tuple[str, dict, int]]:
-    """(name, Scenario fields, line) of each scenario of a parsed scenarios file."""
+def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
+    """(name, validated Scenario, line) of each scenario of a parsed scenarios file."""
     from pydantic import ValidationError
 
     from .recommend import Scenario
@@ -54,7 +54,7 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, dict, int]]:
             raise InputError(f"{path}:{line}: scenario name '{name}' is used twice")
         names.add(name)
         try:
-            Scenario(**fields)
+            sc = Scenario(**fields)
         except ValidationError as e:
             err = e.errors()[0]
             key = str(err["loc"][0]) if err["loc"] else ""
@@ -62,18 +62,18 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, dict, int]]:
             where = kl.get(key) or kl.get(key.replace("_", "-")) or line
             what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             raise InputError(f"{path}:{where}: scenario '{name}': {key.replace('_', '-') or 'input'}: {what}") from None
-        out.append((name, fields, line))
+        out.append((name, sc, line))
     return out
 
 
-def run(scenarios: list[tuple[str, dict, int]], path: str, rule_paths: list[str]) -> list[dict]:
+def run(scenarios: list[tuple[str, Any, int]], path: str, rule_paths: list[str]) -> list[dict]:
     """The recommendation of every scenario, each with its ``name``; InputError names the scenario."""
-    from .recommend import Scenario, recommend
+    from .recommend import recommend
 
     results = []
-    for name, fields, line in scenarios:
+    for name, sc, line in scenarios:
         try:
-            doc = recommend(Scenario(**fields), rule_paths)
+            doc = recommend(sc, rule_paths)
         except InputError as e:
             raise InputError(f"{path}:{line}: scenario '{name}': {e}") from None
         results.append({"name": name, **doc})

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Decide how to fine-tune a language model - and why.")
 rules_app = typer.Typer(no_args_is_help=True, help="Show and check rule files.")
@@ -73,15 +73,8 @@ def _console():
                    highlight=not plain, width=None if tty else 140, soft_wrap=False)
 
 
-def _one_line(msg: str) -> str:
-    """The message on one line: line breaks become spaces and other control characters (which a
-    user's input may carry into it) are escaped, so that the error stays one line for any input."""
-    msg = " ".join(msg.splitlines())
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in msg).strip()
-
-
 def _fail(msg: str) -> None:
-    sys.stderr.write(f"ftdecide: error: {_one_line(msg)}\n")
+    sys.stderr.write(f"ftdecide: error: {one_line(msg)}\n")
     raise typer.Exit(2)
 
 
@@ -329,7 +322,7 @@ def batch(
             w.writerow(csv_row(r))
     if fail_if_infeasible and not all(r["recommendation"]["feasible"] for r in results):
         bad = [r["name"] for r in results if not r["recommendation"]["feasible"]]
-        sys.stderr.write(f"ftdecide: {len(bad)} scenario(s) infeasible: {_one_line(', '.join(bad))}\n")
+        sys.stderr.write(f"ftdecide: {len(bad)} scenario(s) infeasible: {one_line(', '.join(bad))}\n")
         raise typer.Exit(1)
 
 
@@ -561,9 +554,9 @@ def rules_check(files: List[str] = typer.Argument(..., help="rule files to valid
     schema = rule_schema()
     problems = [p for f in files for p in check_file(f, schema)]
     for p in problems:
-        sys.stdout.write(f"{_one_line(str(p))}\n")
+        sys.stdout.write(f"{one_line(str(p))}\n")
     if problems:
-        sys.stderr.write(f"ftdecide: error: {_one_line(f'{len(problems)} problem(s) in ' + ', '.join(files))}\n")
+        sys.stderr.write(f"ftdecide: error: {one_line(f'{len(problems)} problem(s) in ' + ', '.join(files))}\n")
         raise typer.Exit(2)
     sys.stdout.write(f"{', '.join(files)}: ok\n")
 
@@ -590,7 +583,7 @@ def main() -> None:
             e.show()
             sys.exit(2)
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        sys.stderr.write(f"ftdecide: error: {_one_line(where + ' '.join(e.format_message().split(' ')))}\n")
+        sys.stderr.write(f"ftdecide: error: {one_line(where + ' '.join(e.format_message().split(' ')))}\n")
         sys.exit(2)
     except aborts:
         sys.stderr.write("ftdecide: aborted\n")

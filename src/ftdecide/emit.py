@@ -15,7 +15,7 @@ import json
 from typing import Any, Callable
 
 from .arch import Arch
-from .errors import InputError
+from .errors import InputError, one_line
 
 KINDS = ("peft", "trl", "axolotl", "llamafactory")
 WARMUP_RATIO = 0.03
@@ -178,8 +178,7 @@ if __name__ == "__main__":
 def _comment(text: str) -> str:
     """One comment line: names from config files or the command line must not end the comment and
     become code (Python) or keys (YAML)."""
-    flat = " ".join(text.split())
-    return "# " + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in flat)
+    return "# " + one_line(text)
 
 
 def _yaml(header: str, body: dict) -> str:

@@ -249,17 +249,6 @@ def _logits_saved_per_token(arch: Arch) -> float:
     return arch.vocab_size * (LOGITS_SAVED + (SOFTCAP_EXTRA if arch.family.startswith("gemma2") else 0.0))
 
 
-def activation_bytes_per_token(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[float, float]:
-    """(bytes saved per token for backward, bytes of one fully materialised layer per token).
-
-    The second figure is what checkpointing recomputes at once during backward."""
-    c = COEF[_coef_key(cfg)]
-    base, eager = _layer_terms(arch, cfg, mods)
-    layer = base + eager * cfg.seq_len
-    stored = (c.g * arch.hidden_size * arch.num_layers) if cfg.gradient_checkpointing else layer * arch.num_layers
-    return stored + c.c_h * arch.hidden_size + _logits_saved_per_token(arch), layer
-
-
 @dataclass(frozen=True)
 class MemoryModel:
     """The part of an estimate that does not depend on sequence length, micro-batch or checkpointing,
@@ -285,10 +274,14 @@ class MemoryModel:
     trainable_params: int
     notes: tuple[str, ...]
 
+    def layer_bytes(self, seq_len: int) -> float:
+        """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
+        return self.layer_base + self.layer_eager * seq_len
+
     def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
         """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
         tokens = seq_len * batch_size
-        layer = self.layer_base + self.layer_eager * seq_len
+        layer = self.layer_bytes(seq_len)
         stored = self.stored_gc if gc else layer * self.layers
         lv = self.vocab * tokens
         act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc)
@@ -363,8 +356,10 @@ def memory_model(arch: Arch, cfg: TrainConfig) -> MemoryModel:
     """The token-independent part of the estimate of ``cfg`` on ``arch`` (memoised: searches reuse it).
 
     Raises ValueError for a LoRA target that the architecture lacks or a rank beyond its layers."""
-    key = (id(arch), cfg.method, cfg.precision, cfg.optimizer, cfg.lora_rank, cfg.lora_targets, cfg.lora_dropout > 0,
-           cfg.gpus, cfg.zero3, cfg.offload_optimizer, cfg.double_quant)
+    # The coefficients are part of the key, so that refitting them (benchmarks/fit_coefficients.py) is not
+    # served stale models.
+    key = (id(arch), COEF[_coef_key(cfg)], cfg.method, cfg.precision, cfg.optimizer, cfg.lora_rank, cfg.lora_targets,
+           cfg.lora_dropout > 0, cfg.gpus, cfg.zero3, cfg.offload_optimizer, cfg.double_quant)
     hit = _MODELS.get(key)
     if hit is not None and hit[0] is arch:
         return hit[1]

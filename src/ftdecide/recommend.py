@@ -19,7 +19,6 @@ from .throughput import UTIL, step_seconds, train_flops_per_token
 
 SCHEMA_VERSION = "1.0"
 METHODS = ("full", "lora", "qlora")
-TASKS = ("chat", "instruction", "style", "classification", "domain", "code", "math", "continued-pretraining")
 GLOBAL_BATCH = 16  # examples per optimizer step the recommendation aims for
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 

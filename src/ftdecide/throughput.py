@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .arch import Arch
-from .estimator import TrainConfig, activation_bytes_per_token, estimate_memory
+from .estimator import TrainConfig, memory_model
 
 # Tensor-core utilisation of the matrix products, per method (fitted, H100). Full fine-tuning's big
 # bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small adapter products and to
@@ -82,14 +82,13 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
     flops = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens
     matmul = flops / (tflops * 1e12 * UTIL[util_key(cfg)])
     mods: tuple[str, ...] = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
-    _, layer = activation_bytes_per_token(arch, cfg, mods)
-    traffic = k.k_act * layer * arch.num_layers * tokens * (1.5 if gc else 1.0)
+    mm = memory_model(arch, cfg)
+    traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * (1.5 if gc else 1.0)
     traffic += k.k_logits * 4.0 * arch.vocab_size * tokens
     if arch.attention == "eager":
         traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * cfg.seq_len * tokens
     if cfg.method == "full":
-        est = estimate_memory(arch, cfg)
-        traffic += k.k_state * (est.breakdown["weights"] + est.breakdown["optimizer"]) * 2**30
+        traffic += k.k_state * (mm.weights + mm.opt_gpu)
     memory = traffic / (bandwidth_gbs * 1e9)
     L = arch.num_layers
     ms = L * k.layer_ms + len(mods) * L * k.adapter_ms
