@@ -92,6 +92,30 @@ def main():
             u = (f"{UTIL[m]:.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
             out.append(f"| {name} | {m} | {len(errs)} | {u} | {statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
                        f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)} |")
+    out += ["", "By what bounds the step (the model's longer stream: GPU kernels, or the CPU launching them):", "",
+            "| bound | runs | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|"]
+    from ftdecide.throughput import kernels_per_step, step_seconds
+
+    for bound in ("gpu", "cpu"):
+        errs = []
+        for d, a, c in timed:
+            s = step_seconds(a, c, 989.0, 3350.0)
+            if (s["launch"] > s["matmul"] + s["memory"]) == (bound == "cpu"):
+                errs.append(c.seq_len * c.batch_size / s["total"] / d["tokens_per_s"] - 1)
+        out.append(f"| {bound} | {len(errs)} | {statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
+                   f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)} |")
+    prof = [(d, a, c) for d, a, c in timed if "profile" in d]
+    kerr = [kernels_per_step(a, c) / d["profile"]["kernels"] - 1 for d, a, c in prof]
+    out += ["", f"Kernels per step (ftdecide/throughput.py) against torch.profiler's count on {len(kerr)} profiled steps: "
+            f"median abs error {statistics.median(abs(e) for e in kerr):.1%}, worst {min(kerr):+.1%} / {max(kerr):+.1%}."]
+    # the host's speed: measured step time per kernel of the profiled steps that kept the GPU busy less than half the time
+    hosts: dict[str, list[float]] = {}
+    for d, _, _ in prof:
+        p = d["profile"]
+        if p["gpu_busy_s"] < 0.5 * p["wall_s"]:
+            hosts.setdefault(d["src"], []).append(d["seq"] * d["batch"] / d["tokens_per_s"] / p["kernels"] * 1e6)
+    for f, v in sorted(hosts.items()):
+        out.append(f"CPU-bound profiled steps in {f}: {len(v)}, {min(v):.0f}-{max(v):.0f} us per kernel (median {statistics.median(v):.0f}).")
     print("\n".join(out))
 
 

@@ -5,7 +5,8 @@
 1. Cold process. Interleaved, ``--runs`` times each (median reported): ``python -c "import typer,
    pydantic, rich, yaml"`` (the issue's baseline); the same plus ``from pydantic import BaseModel``
    (pydantic 2 imports its model machinery lazily, so the bare import leaves out what any pydantic
-   model costs); and ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
+   model costs); the same plus one pydantic model class built and validated once (the floor of any
+   command that validates its input with pydantic, as ftdecide's design asks); and ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
    --dataset-size 50000 --task instruction --format json``.
 2. Core loop. ``estimate_memory(arch, cfg)`` over 576 prebuilt configurations (3 methods x 4 sequence
    lengths x 4 micro-batches x 3 ranks x checkpointing on/off) for 2 s; the search path
@@ -29,10 +30,17 @@ RECOMMEND = ["-m", "ftdecide", "recommend", "--model", "llama-3.1-8b", "--gpu", 
              "--task", "instruction", "--format", "json"]
 
 
+# The least any command that validates its input with a pydantic model can cost: one model class with
+# one constrained field, built and used once (pydantic builds its validator at class creation).
+ONE_MODEL = ("import typer, pydantic, rich, yaml\nfrom pydantic import BaseModel, Field\n"
+             "class A(BaseModel):\n    x: int = Field(1, ge=0)\nA(x=2)")
+
+
 def cold(runs: int) -> dict[str, float]:
     cmds = {
         "import typer, pydantic, rich, yaml": ["-c", "import typer, pydantic, rich, yaml"],
         "... + from pydantic import BaseModel": ["-c", "import typer, pydantic, rich, yaml; from pydantic import BaseModel"],
+        "... + one pydantic model, validated": ["-c", ONE_MODEL],
         "ftdecide recommend --format json": RECOMMEND,
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
@@ -80,11 +88,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     c = cold(args.runs)
-    base, with_models, rec = c.values()
+    base, with_models, one_model, rec = c.values()
     print(f"Cold process, median of {args.runs} interleaved runs ({sys.executable}):")
     for k, v in c.items():
         print(f"  {k:<40} {v * 1e3:7.1f} ms")
-    print(f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x")
+    print(f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x; "
+          f"one pydantic model alone: {one_model / base:.2f}x")
     print("Core loop:")
     for k, v in core().items():
         print(f"  {k:<55} {v:,.1f}")

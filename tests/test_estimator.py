@@ -7,7 +7,8 @@ from ftdecide import catalog
 from ftdecide.estimator import ALLOCATOR_HEADROOM, CUDA_CONTEXT_GIB, GIB, LOGITS_BLOCK_HEADROOM, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
 from ftdecide.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import H100_TOTAL_GIB, config_from_record as cfg_of
-from ftdecide.throughput import tokens_per_second
+from ftdecide import estimator, throughput
+from ftdecide.throughput import kernels_per_step, step_seconds, tokens_per_second
 
 
 def test_weights_by_method_hand_computed():
@@ -83,35 +84,60 @@ def test_calibration_file_error_bound_and_ooms():
 
 def test_all_measured_runs_error_bounds(runs):
     errs = _errors(runs)
-    assert len(errs) >= 200
+    assert len(errs) >= 300
+    assert statistics.median(abs(e) for e in errs) <= 0.10
+    # not every run: a step bound by the CPU's kernel launches takes 20-43 us per kernel depending on the
+    # host the device tool lent (docs/accuracy.md), which the model cannot know
+    assert sum(abs(e) <= 0.25 for e in errs) / len(errs) >= 0.90
+
+
+def test_kernel_counts_against_profiled_steps(runs):
+    """Kernels per step from the architecture against what torch.profiler counted (44 profiled steps)."""
+    errs = [kernels_per_step(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d)) / d["profile"]["kernels"] - 1
+            for d in runs if "profile" in d]
+    assert len(errs) >= 40
     assert statistics.median(abs(e) for e in errs) <= 0.05
-    assert min(errs) >= -0.10  # no run under-estimated by more than 10%
+    assert max(abs(e) for e in errs) <= 0.20
 
 
-def test_required_separates_fits_from_ooms(runs):
-    """Every measured run that fit the H100 is predicted to fit it, and every OOM run is predicted not to."""
-    wrong = []
-    for d in runs:
-        e = estimate_memory(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d))
-        if (e.required_gib <= H100_TOTAL_GIB) != (d["status"] == "ok"):
-            wrong.append((d["arch"], d["method"], d["seq"], d["batch"], d["gc"], round(e.required_gib, 1)))
-    assert sum(d["status"] == "oom" for d in runs) >= 20
-    assert wrong == []
+def test_kernel_count_hand_computed():
+    """llama-3.1-8b LoRA on q and v, checkpointing on: 32 layers x 3 passes x (layer + 2 adapters) + fixed."""
+    k = throughput.KERNELS
+    a = catalog.resolve_model("llama-3.1-8b")
+    n = kernels_per_step(a, TrainConfig(method="lora", lora_targets="qv", gradient_checkpointing=True))
+    assert n == pytest.approx(k.fixed + 32 * 3 * (k.layer_pass + 2 * k.adapter_pass))
+    full = kernels_per_step(a, TrainConfig(method="full", optimizer="adafactor", gradient_checkpointing=False))
+    assert full == pytest.approx(k.fixed + 32 * 2 * k.layer_pass + 32 * k.full_layer + k.adafactor_tensor * a.param_tensors())
 
 
-def test_tokens_per_second_against_measured_steps(runs):
-    """The step-time model on the measured H100 steps (989 TFLOPS, 3350 GB/s): the figures
-    benchmarks/accuracy.py reports, as bounds."""
-    errs = []
-    for d in runs:
-        if d["status"] == "ok" and d.get("tokens_per_s"):
-            pred = tokens_per_second(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d), 989.0, 3350.0)
-            errs.append(pred / d["tokens_per_s"] - 1)
-    assert len(errs) >= 200
-    assert statistics.median(abs(e) for e in errs) <= 0.15
-    # not every run: steps under ~0.3 s are bound by kernel launches and vary by up to 30% between
-    # repeated measurements of one configuration (docs/accuracy.md)
-    assert sum(abs(e) <= 0.25 for e in errs) / len(errs) >= 0.88
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-2b", "phi-3-mini", "qwen1.5-moe-a2.7b"]),
+       st.sampled_from(["full", "lora", "qlora"]), st.integers(16, 8192), st.integers(1, 16), st.booleans())
+def test_step_time_combines_gpu_and_cpu(model, method, seq, batch, gc):
+    """The step is at least its longer stream and at most both in series; more tokens never make it shorter."""
+    a = catalog.resolve_model(model)
+    cfg = TrainConfig(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)
+    s = step_seconds(a, cfg, 989.0, 3350.0)
+    gpu = s["matmul"] + s["memory"]
+    assert max(gpu, s["launch"]) <= s["total"] * (1 + 1e-12) and s["total"] <= (gpu + s["launch"]) * (1 + 1e-12)
+    more = step_seconds(a, TrainConfig(method=method, seq_len=seq, batch_size=batch + 1, gradient_checkpointing=gc), 989.0, 3350.0)
+    assert more["total"] >= s["total"]
+
+
+def test_qlora_saves_every_4bit_linear_input():
+    """bitsandbytes saves the bf16 input of each 4-bit linear, adapted or not: QLoRA on the MLP of
+    llama-3.1-8b keeps 2 B x (q, k, v: 3 x 4096; o: 4096; gate, up: 2 x 4096; down: 14336) per token
+    and layer more than the same layer without that term."""
+    a = catalog.resolve_model("llama-3.1-8b")
+    cfg = TrainConfig(method="qlora", lora_targets="mlp")
+    mods = a.resolve_targets("mlp")
+    with_term = estimator._layer_terms(a, cfg, mods)[0]
+    saved, estimator.QLORA_INPUT_BYTES = estimator.QLORA_INPUT_BYTES, 0.0
+    try:
+        without = estimator._layer_terms(a, cfg, mods)[0]
+    finally:
+        estimator.QLORA_INPUT_BYTES = saved
+    assert with_term - without == pytest.approx(2 * (3 * 4096 + 4096 + 2 * 4096 + 14336))
 
 
 small_models = st.sampled_from(["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "mistral-7b", "phi-3-mini", "qwen1.5-moe-a2.7b"])

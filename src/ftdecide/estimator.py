@@ -99,9 +99,13 @@ COEF: dict[str, ActCoef] = {
     "full_bf16": ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2),
     "full_mixed": ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2),
     "lora": ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47, recompute=0.91, a_n=2.66),
-    "qlora": ActCoef(a_h=0.0, a_q=16.18, a_kv=0.0, a_i=11.71, a_e=1.29, c_h=0.0, g=3.96, big=9.79, big_gc=16.66, recompute=0.0, a_n=3.59),
+    "qlora": ActCoef(a_h=0.0, a_q=0.0, a_kv=7.49, a_i=10.14, a_e=3.81, c_h=2.52, g=3.64, nodrop=2.26, nodrop_h=2.34, big=14.43, big_gc=21.82, recompute=0.0, a_n=0.0),
 }
 DROPOUT_BYTES = 3.0  # dropout output (bf16, 2 B) + its mask (1 B) per targeted input value
+# bitsandbytes' MatMul4Bit saves its input for the backward of every 4-bit linear, adapted or not
+# (``ctx.tensors = (A, B)`` whenever the input needs a gradient), in the compute dtype (bf16); plain
+# nn.Linear under torch autograd saves nothing for a frozen weight, so LoRA has no such term.
+QLORA_INPUT_BYTES = 2.0
 LOGITS_SAVED = 4.0  # fp32 log-softmax output, per vocab entry per token
 LOGITS_FWD_TRANSIENT = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
 LOGITS_BWD_TRANSIENT = 2.1  # gradients of the logits beyond what forward freed
@@ -233,6 +237,8 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> tuple[f
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
+    if cfg.method == "qlora":
+        layer += QLORA_INPUT_BYTES * sum(i * n for i, _, n in arch.linear_shapes().values())
     if mods:
         shapes = arch.linear_shapes()
         if cfg.lora_dropout > 0:

@@ -1,27 +1,34 @@
 """Time of one training step, and tokens per second: pure arithmetic, no I/O.
 
-A step is modelled as the sum of what bounds its parts on the GPU:
+A step is two streams that run side by side: the GPU executes kernels while the CPU (Python, autograd,
+the dispatcher) launches the next ones. Whichever is longer bounds the step:
 
-``matmul``
-    training FLOPs (:func:`train_flops_per_token` x tokens) at ``util`` of the card's dense bf16 peak.
-    ``util`` is per method (:data:`UTIL`): the tensor-core efficiency of the big matrix products.
-``memory``
-    memory-bound kernels (norms, rotary embeddings, activation functions, dropout, LoRA's adds, casts,
-    the loss) at the card's bandwidth: ``k_act`` passes over the bytes of one fully materialised layer per
-    token (the estimator's own figure; 1.5 x with checkpointing, which redoes the forward), ``k_logits``
-    passes over the fp32 logits, ``k_eager`` over the s x s scores of eager attention, and ``k_state``
-    passes over the weights and optimizer states of full fine-tuning (the optimizer step reads and
-    writes all of them).
-``launch``
-    fixed per-kernel costs that do not shrink with fewer tokens: per layer, per LoRA adapter, per
-    4-bit linear and pass (QLoRA dequantises every linear in forward, backward and recompute), per
-    MoE expert (transformers loops over experts), and per parameter tensor for the optimizers that loop
-    over tensors (Adafactor, SGD, AdamW8bit).
+``gpu``
+    ``matmul``: training FLOPs (:func:`train_flops_per_token` x tokens) at ``util`` of the card's dense
+    bf16 peak; ``util`` is per method (:data:`UTIL`), the tensor-core efficiency of the big matrix
+    products. ``memory``: the memory-bound kernels (norms, rotary embeddings, activation functions,
+    dropout, LoRA's adds, casts, the loss) at the card's bandwidth: ``k_act`` passes over the bytes of
+    one fully materialised layer per token (the estimator's own figure; 1.5 x with checkpointing, which
+    redoes the forward), ``k_logits`` passes over the fp32 logits, ``k_eager`` over the s x s scores of
+    eager attention, and ``k_state`` passes over the weights and optimizer states of full fine-tuning.
+``cpu``
+    the kernels the step launches (:func:`kernels_per_step`, counted from the architecture) at
+    ``kernel_us`` each, plus the Python loop per parameter tensor of the optimizers that have one
+    (bitsandbytes' AdamW8bit, torch's SGD). Small models, short sequences, many LoRA adapters, MoE
+    expert loops and 4-bit linears make the CPU the bound: profiled steps of such runs keep the GPU
+    busy for a third of the step or less (``benchmarks/device_diagnose.py``).
 
-The constants were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured
-steps of the runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error.
-Figures for other GPUs scale by their datasheet peak and bandwidth, which assumes the same kernel
-efficiency; multi-GPU runs are assumed to scale linearly (no communication time).
+The two combine as ``(gpu^p + cpu^p)^(1/p)``: ``p`` = 1 would add them (no overlap), a large ``p``
+takes the larger (perfect overlap); the fitted value sits between, since synchronisations (the loss,
+the optimizer) drain the launch queue a few times per step.
+
+Kernel counts were fitted to the kernels torch.profiler recorded in 22 profiled steps
+(``data/measurements/h100_diagnose_*.jsonl``), which do not depend on the host; the time constants
+were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured steps of the
+runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error. Figures for
+other GPUs scale by their datasheet peak and bandwidth, which assumes the same kernel efficiency and a
+host CPU like the one measured (about 30 us per launched kernel); multi-GPU runs are assumed to scale
+linearly (no communication time).
 """
 
 from __future__ import annotations
@@ -34,26 +41,39 @@ from .estimator import TrainConfig, memory_model
 # Tensor-core utilisation of the matrix products, per method (fitted, H100). Full fine-tuning's big
 # bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small adapter products and to
 # bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the memory term does not see.
-UTIL = {"full_bf16": 0.80, "full_mixed": 0.80, "lora": 0.616, "qlora": 0.664}
+UTIL = {"full_bf16": 0.80, "full_mixed": 0.80, "lora": 0.594, "qlora": 0.564}
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Kernels launched per step (forward, backward, optimizer), by what launches them. A pass is one
+    run over a layer: forward and backward make 2, checkpointing's recompute a third."""
+
+    layer_pass: float = 49.35  # norms, projections, rotary, attention, MLP, residual adds
+    eager_layer_pass: float = 21.98  # eager attention's extra ops (softcap, mask, softmax, dropout)
+    adapter_pass: float = 10.58  # one LoRA adapter: dropout, A, B, scale, add
+    qlinear_pass: float = 4.46  # one 4-bit linear: dequantise, matmul
+    expert_pass: float = 1.0  # one MoE expert in transformers' loop over experts
+    full_layer: float = 34.86  # full fine-tuning's weight gradients and casts
+    adafactor_tensor: float = 23.48  # transformers' Adafactor: its Python loop of factored updates per tensor
+    fixed: float = 373.73  # embeddings, loss, logits, fused AdamW's multi-tensor kernels
 
 
 @dataclass(frozen=True)
 class StepConstants:
-    k_act: float = 16.108  # passes over one materialised layer's bytes per token
-    k_logits: float = 7.715  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
-    k_eager: float = 13.681  # passes over eager attention's bf16 scores
-    k_state: float = 3.896  # passes over full fine-tuning's weights and optimizer states
-    layer_ms: float = 1.284  # per decoder layer and step
-    adapter_ms: float = 0.211  # per LoRA adapter and step
-    qlinear_ms: float = 0.107  # per 4-bit linear and pass
-    expert_ms: float = 0.052  # per MoE expert and layer
-    # Optimizers that loop over parameter tensors: transformers' Adafactor (in Python, about 10 kernels
-    # per tensor): the median of 6 measured runs (0.24-0.82 ms; data/grids/optimizers.jsonl); torch SGD
-    # (foreach, not fused): one measured run; bitsandbytes' AdamW8bit (one kernel launch per tensor from
-    # Python): the median of its 19 measured runs, which the fused-AdamW model had all predicted too fast.
-    adafactor_tensor_ms: float = 0.56
+    k_act: float = 13.708  # passes over one materialised layer's bytes per token
+    k_logits: float = 5.151  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 6.999  # passes over eager attention's bf16 scores
+    k_state: float = 1.179  # passes over full fine-tuning's weights and optimizer states
+    k_fused: float = 25.851  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    attn_util: float = 0.331  # tensor-core utilisation of flash attention's products
+    k_8bit: float = 28.947  # passes over full fine-tuning's fp32 master weights by bitsandbytes' 8-bit AdamW kernel
+    kernel_us: float = 22.938  # CPU time per launched kernel
+    overlap_p: float = 1.796  # how GPU and CPU time combine (see the module docstring)
+    # Python loops per parameter tensor beyond the kernels: bitsandbytes' AdamW8bit (one launch and its
+    # bookkeeping per tensor), torch SGD (foreach, not fused; one measured run).
+    adamw8bit_tensor_ms: float = 0.098
     sgd_tensor_ms: float = 0.21
-    adamw8bit_tensor_ms: float = 0.16
 
 
 STEP = StepConstants()
@@ -74,33 +94,63 @@ def util_key(cfg: TrainConfig) -> str:
     return cfg.method
 
 
-def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, k: StepConstants = STEP) -> dict[str, float]:
+KERNELS = KernelCounts()
+
+
+def kernels_per_step(arch: Arch, cfg: TrainConfig, kc: KernelCounts = KERNELS) -> float:
+    """Kernels one training step launches (forward, backward and optimizer), counted from the layers,
+    adapters, 4-bit linears, experts and parameter tensors of ``cfg`` on ``arch``."""
+    L = arch.num_layers
+    passes = 3 if cfg.gradient_checkpointing else 2
+    mods: tuple[str, ...] = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
+    per_layer = kc.layer_pass + len(mods) * kc.adapter_pass
+    if arch.attention == "eager":
+        per_layer += kc.eager_layer_pass
+    if cfg.method == "qlora":
+        per_layer += kc.qlinear_pass * sum(n for _, _, n in arch.linear_shapes().values())
+    if arch.is_moe:
+        per_layer += kc.expert_pass * arch.num_experts
+    n = kc.fixed + L * passes * per_layer
+    if cfg.method == "full":
+        n += kc.full_layer * L
+    if cfg.optimizer == "adafactor":
+        n += kc.adafactor_tensor * _trainable_tensors(arch, cfg, mods)
+    return n
+
+
+def _trainable_tensors(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> int:
+    return arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * arch.num_layers
+
+
+def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, k: StepConstants = STEP,
+                 kc: KernelCounts = KERNELS) -> dict[str, float]:
     """Seconds of one micro-batch step of ``cfg`` on a GPU of ``tflops`` dense bf16 TFLOPS and
-    ``bandwidth_gbs`` GB/s, by part (``matmul``, ``memory``, ``launch``) and ``total``."""
+    ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), and ``total``."""
     tokens = cfg.seq_len * cfg.batch_size
     gc = cfg.gradient_checkpointing
-    flops = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens
-    matmul = flops / (tflops * 1e12 * UTIL[util_key(cfg)])
-    mods: tuple[str, ...] = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
+    attn = 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens * (4.0 / 3.0 if gc else 1.0)
+    flops = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens - 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens
+    matmul = flops / (tflops * 1e12 * UTIL[util_key(cfg)]) + attn / (tflops * 1e12 * k.attn_util)
     mm = memory_model(arch, cfg)
     traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * (1.5 if gc else 1.0)
     traffic += k.k_logits * 4.0 * arch.vocab_size * tokens
     if arch.attention == "eager":
         traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * cfg.seq_len * tokens
+    if arch.fused_qkv:
+        traffic += k.k_fused * 2.0 * (arch.q_dim + 2 * arch.num_kv_heads * arch.head_dim + 2 * arch.intermediate_size) * arch.num_layers * tokens * (1.5 if gc else 1.0)
     if cfg.method == "full":
         traffic += k.k_state * (mm.weights + mm.opt_gpu)
+        if cfg.optimizer == "adamw8bit" and cfg.precision == "mixed":
+            traffic += k.k_8bit * mm.weights
     memory = traffic / (bandwidth_gbs * 1e9)
-    L = arch.num_layers
-    ms = L * k.layer_ms + len(mods) * L * k.adapter_ms
-    if cfg.method == "qlora":
-        linears = sum(n for _, _, n in arch.linear_shapes().values()) * L
-        ms += k.qlinear_ms * linears * (3 if gc else 2)
-    if arch.is_moe:
-        ms += k.expert_ms * arch.num_experts * L
-    per_tensor = {"adafactor": k.adafactor_tensor_ms, "sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
-    ms += per_tensor * (arch.param_tensors() if cfg.method == "full" else 2 * len(mods) * L)
-    launch = ms / 1e3
-    return {"matmul": matmul, "memory": memory, "launch": launch, "total": matmul + memory + launch}
+    launch = kernels_per_step(arch, cfg, kc) * k.kernel_us / 1e6
+    per_tensor = {"sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
+    if per_tensor:
+        mods = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
+        launch += per_tensor * _trainable_tensors(arch, cfg, mods) / 1e3
+    p = k.overlap_p
+    gpu = matmul + memory
+    return {"matmul": matmul, "memory": memory, "launch": launch, "total": (gpu ** p + launch ** p) ** (1.0 / p)}
 
 
 def tokens_per_second(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float) -> float:

@@ -81,13 +81,14 @@ def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None 
 
 def read_records(measurements_dir, calibration_dir=None) -> list[dict]:
     """Every record of ``measurements_dir/*.jsonl`` and, where given and present, the calibration file
-    (``h100_peak_memory.jsonl`` with its ``architectures.json``; those records get ``src: calibration``)."""
+    (``h100_peak_memory.jsonl`` with its ``architectures.json``). Each record gets ``src``: the file it
+    came from, or ``calibration``."""
     import json
     import pathlib
 
     rows = []
     for f in sorted(pathlib.Path(measurements_dir).glob("*.jsonl")):
-        rows += [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows += [{**json.loads(line), "src": f.name} for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     cal = pathlib.Path(calibration_dir) if calibration_dir else None
     if cal and (cal / "h100_peak_memory.jsonl").is_file():
         archs = json.loads((cal / "architectures.json").read_text(encoding="utf-8"))
