@@ -15,7 +15,7 @@ from .arch import Arch
 from .catalog import GPU
 from .errors import InputError
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
-from .throughput import UTIL, step_seconds, train_flops_per_token
+from .throughput import STEP, UTIL, step_seconds, train_flops_per_token
 
 SCHEMA_VERSION = "1.0"
 METHODS = ("full", "lora", "qlora")
@@ -235,8 +235,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
         "alternatives": alternatives,
         "rules_fired": [lr.rule.id for lr in outcome.fired],
         "assumptions": {
-            "matmul_utilisation": UTIL, "flops_per_token": "6N full, 4N LoRA/QLoRA, +2N with checkpointing, + attention",
-            "time": "per step: FLOPs at the method's matmul utilisation + memory-bound traffic at the GPU's bandwidth + per-kernel launch costs (ftdecide/throughput.py); GPUs scale linearly",
+            "matmul_utilisation": UTIL, "attention_utilisation": STEP.attn_util, "flops_per_token": "6N full, 4N LoRA/QLoRA, +2N with checkpointing, + attention",
+            "time": "per step: the GPU stream (FLOPs at the method's matmul utilisation, attention at its own, memory-bound traffic at the GPU's bandwidth) against the CPU stream (kernels launched x time per kernel), combined by a fitted p-norm (ftdecide/throughput.py); GPUs scale linearly",
             "memory": "peak of the Hugging Face stack (transformers+peft+bitsandbytes, sdpa, bf16 autocast), plus CUDA context and allocator headroom",
             "global_batch_size": GLOBAL_BATCH,
         },

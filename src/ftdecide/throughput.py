@@ -4,13 +4,18 @@ A step is two streams that run side by side: the GPU executes kernels while the 
 the dispatcher) launches the next ones. Whichever is longer bounds the step:
 
 ``gpu``
-    ``matmul``: training FLOPs (:func:`train_flops_per_token` x tokens) at ``util`` of the card's dense
-    bf16 peak; ``util`` is per method (:data:`UTIL`), the tensor-core efficiency of the big matrix
-    products. ``memory``: the memory-bound kernels (norms, rotary embeddings, activation functions,
-    dropout, LoRA's adds, casts, the loss) at the card's bandwidth: ``k_act`` passes over the bytes of
-    one fully materialised layer per token (the estimator's own figure; 1.5 x with checkpointing, which
-    redoes the forward), ``k_logits`` passes over the fp32 logits, ``k_eager`` over the s x s scores of
-    eager attention, and ``k_state`` passes over the weights and optimizer states of full fine-tuning.
+    ``matmul``: the linear layers' training FLOPs (:func:`train_flops_per_token` x tokens, less
+    attention) at ``util`` of the card's dense bf16 peak, per method (:data:`UTIL`): the tensor-core
+    efficiency of the big matrix products; and causal attention's FLOPs at ``attn_util`` (flash
+    attention's backward runs well below the GEMMs' efficiency; recomputed once more with
+    checkpointing). ``memory``: the memory-bound kernels (norms, rotary embeddings, activation
+    functions, dropout, LoRA's adds, casts, the loss) at the card's bandwidth: ``k_act`` passes over
+    the bytes of one fully materialised layer per token (the estimator's own figure; 1.5 x with
+    checkpointing, which redoes the forward), ``k_logits`` passes over the fp32 logits, ``k_eager``
+    over the s x s scores of eager attention, ``k_fused`` over the outputs of fused projections (Phi-3's
+    qkv_proj and gate_up_proj: chunk() leaves strided halves, whose elementwise kernels run unvectorised),
+    ``k_state`` passes over the weights and optimizer states of full fine-tuning, and ``k_8bit`` for
+    bitsandbytes' 8-bit AdamW kernel per trainable parameter.
 ``cpu``
     the kernels the step launches (:func:`kernels_per_step`, counted from the architecture) at
     ``kernel_us`` each, plus the Python loop per parameter tensor of the optimizers that have one
@@ -22,12 +27,13 @@ The two combine as ``(gpu^p + cpu^p)^(1/p)``: ``p`` = 1 would add them (no overl
 takes the larger (perfect overlap); the fitted value sits between, since synchronisations (the loss,
 the optimizer) drain the launch queue a few times per step.
 
-Kernel counts were fitted to the kernels torch.profiler recorded in 22 profiled steps
-(``data/measurements/h100_diagnose_*.jsonl``), which do not depend on the host; the time constants
+Kernel counts were fitted to the kernels torch.profiler recorded in 44 profiled steps (the records
+with a ``profile`` in ``data/measurements``), which do not depend on the host; the time constants
 were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured steps of the
 runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error. Figures for
 other GPUs scale by their datasheet peak and bandwidth, which assumes the same kernel efficiency and a
-host CPU like the one measured (about 30 us per launched kernel); multi-GPU runs are assumed to scale
+host CPU like the ones measured (20-43 us per launched kernel on the device hosts; a CPU-bound step
+moves with the host by as much); multi-GPU runs are assumed to scale
 linearly (no communication time).
 """
 
@@ -41,7 +47,7 @@ from .estimator import TrainConfig, memory_model
 # Tensor-core utilisation of the matrix products, per method (fitted, H100). Full fine-tuning's big
 # bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small adapter products and to
 # bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the memory term does not see.
-UTIL = {"full_bf16": 0.80, "full_mixed": 0.80, "lora": 0.594, "qlora": 0.564}
+UTIL = {"full_bf16": 0.80, "full_mixed": 0.784, "lora": 0.581, "qlora": 0.534}
 
 
 @dataclass(frozen=True)
@@ -61,18 +67,21 @@ class KernelCounts:
 
 @dataclass(frozen=True)
 class StepConstants:
-    k_act: float = 13.708  # passes over one materialised layer's bytes per token
-    k_logits: float = 5.151  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
-    k_eager: float = 6.999  # passes over eager attention's bf16 scores
-    k_state: float = 1.179  # passes over full fine-tuning's weights and optimizer states
-    k_fused: float = 25.851  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
-    attn_util: float = 0.331  # tensor-core utilisation of flash attention's products
-    k_8bit: float = 28.947  # passes over full fine-tuning's fp32 master weights by bitsandbytes' 8-bit AdamW kernel
-    kernel_us: float = 22.938  # CPU time per launched kernel
-    overlap_p: float = 1.796  # how GPU and CPU time combine (see the module docstring)
+    k_act: float = 13.177  # passes over one materialised layer's bytes per token
+    k_logits: float = 5.578  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 7.264  # passes over eager attention's bf16 scores
+    k_state: float = 1.187  # passes over full fine-tuning's weights and optimizer states
+    k_fused: float = 24.603  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
+    # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
+    # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
+    # parameter of full fine-tuning, in passes over 4 bytes
+    k_8bit: float = 30.172
+    kernel_us: float = 23.438  # CPU time per launched kernel
+    overlap_p: float = 1.865  # how GPU and CPU time combine (see the module docstring)
     # Python loops per parameter tensor beyond the kernels: bitsandbytes' AdamW8bit (one launch and its
     # bookkeeping per tensor), torch SGD (foreach, not fused; one measured run).
-    adamw8bit_tensor_ms: float = 0.098
+    adamw8bit_tensor_ms: float = 0.011
     sgd_tensor_ms: float = 0.21
 
 
@@ -140,8 +149,8 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
         traffic += k.k_fused * 2.0 * (arch.q_dim + 2 * arch.num_kv_heads * arch.head_dim + 2 * arch.intermediate_size) * arch.num_layers * tokens * (1.5 if gc else 1.0)
     if cfg.method == "full":
         traffic += k.k_state * (mm.weights + mm.opt_gpu)
-        if cfg.optimizer == "adamw8bit" and cfg.precision == "mixed":
-            traffic += k.k_8bit * mm.weights
+        if cfg.optimizer == "adamw8bit":
+            traffic += k.k_8bit * 4.0 * mm.trainable_params
     memory = traffic / (bandwidth_gbs * 1e9)
     launch = kernels_per_step(arch, cfg, kc) * k.kernel_us / 1e6
     per_tensor = {"sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
