@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import statistics
 import subprocess
@@ -44,11 +45,16 @@ def cold(runs: int) -> dict[str, float]:
         "ftdecide recommend --format json": RECOMMEND,
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
-    for _ in range(runs):
+    # As after 'pip install', which compiles bytecode: children may write .pyc files (an editable install
+    # under PYTHONDONTWRITEBYTECODE would compile ftdecide's modules from source on every call, ~30 ms),
+    # and one unmeasured round writes them.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for rnd in range(runs + 1):
         for name, args in cmds.items():
             t = time.perf_counter()
-            subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-            times[name].append(time.perf_counter() - t)
+            subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)
+            if rnd:
+                times[name].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
