@@ -116,3 +116,23 @@ def test_bad_input_is_one_line_exit_2(args, msg):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "__all__"), ("logfire", "logfire")])
+def test_main_turns_off_pydantic_plugin_discovery_unless_set(monkeypatch, capsys, preset, expected):
+    """The console entry point spares pydantic's scan of every installed distribution for plugins; a value
+    the user set is theirs."""
+    import os
+    import sys
+
+    from ftdecide import cli
+
+    if preset is None:
+        monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    else:
+        monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset)
+    monkeypatch.setattr(sys, "argv", ["ftdecide", "gpus", "--format", "json"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == expected

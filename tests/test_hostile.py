@@ -134,7 +134,7 @@ SCENARIOS = [
     ("bomb.yaml", "alias"),
     ("big.yaml", "1 MiB"),
     ("dupe.yaml", "dupe.yaml:2:"),
-    ("unknown.yaml", "unknown.yaml:2: colour"),
+    ("unknown.yaml", "unknown.yaml:2: colour: unknown field"),
     ("wrongtype.yaml", "wrongtype.yaml:3: dataset-size"),
     ("list.yaml", "mapping"),
     ("deep.yaml", "deep"),
@@ -265,3 +265,24 @@ def test_rich_markup_in_user_text_is_printed_literally(tmp_path, monkeypatch, ca
     for cmd in (["estimate"], ["fit"], ["recommend"]):
         code, out, err = call([*cmd, "--model", str(cfg)], monkeypatch, capsys)
         assert code == 0 and "[/evil]" in out, (cmd, err)
+
+
+@pytest.mark.parametrize("exc, needle", [(PermissionError(13, "Permission denied"), "permission denied"),
+                                         (OSError(5, "Input/output error"), "cannot read (Input/output error)")])
+def test_unreadable_file_is_one_line(exc, needle, tmp_path, monkeypatch, capsys):
+    """A file that exists but cannot be opened. The tests run as root, which chmod cannot lock out, so
+    open() itself is made to fail the way the kernel reports it."""
+    import builtins
+
+    f = tmp_path / "scenario.yaml"
+    f.write_text("model: llama-3.1-8b\n")
+    real_open = builtins.open
+
+    def failing_open(path, *a, **k):
+        if str(path) == str(f):
+            raise exc
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    line = one_line(["recommend", "--scenario", str(f)], monkeypatch, capsys)
+    assert line == f"ftdecide: error: {f}: {needle}"

@@ -24,9 +24,7 @@ def _key(k: Any) -> str:
 
 def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
     """(name, validated Scenario, line) of each scenario of a parsed scenarios file."""
-    from pydantic import ValidationError
-
-    from .recommend import Scenario
+    from .recommend import validate_scenario
 
     defaults: dict = {}
     items = data
@@ -53,15 +51,7 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
         if name in names:
             raise InputError(f"{path}:{line}: scenario name '{name}' is used twice")
         names.add(name)
-        try:
-            sc = Scenario(**fields)
-        except ValidationError as e:
-            err = e.errors()[0]
-            key = str(err["loc"][0]) if err["loc"] else ""
-            kl = getattr(raw, "key_lines", {})
-            where = kl.get(key) or kl.get(key.replace("_", "-")) or line
-            what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            raise InputError(f"{path}:{where}: scenario '{name}': {key.replace('_', '-') or 'input'}: {what}") from None
+        sc = validate_scenario(fields, path, getattr(raw, "key_lines", {}), line, name)
         out.append((name, sc, line))
     return out
 

@@ -148,7 +148,7 @@ def recommend(
     """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
 
     def go():
-        from .recommend import Scenario, recommend as core
+        from .recommend import recommend as core, validate_scenario
 
         fields: dict = {}
         lines = {}
@@ -164,15 +164,7 @@ def recommend(
                 fields[k] = v
         if "model" not in fields:
             raise InputError("--model is required (or 'model:' in --scenario)")
-        from pydantic import ValidationError
-
-        try:
-            sc = Scenario(**fields)
-        except ValidationError as e:
-            err = e.errors()[0]
-            key = str(err["loc"][0]) if err["loc"] else ""
-            where = f"{scenario}:{lines[key]}: " if scenario and key in lines else ""
-            raise InputError(f"{where}{_validation_line(e)}") from None
+        sc = validate_scenario(fields, scenario, lines)
         return core(sc, list(rules)), sc
 
     res, sc = _run(go)

@@ -243,6 +243,26 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None) -> dict:
     }
 
 
+def validate_scenario(fields: dict, path: Optional[str] = None, key_lines: Optional[dict] = None, line: Optional[int] = None,
+                      name: Optional[str] = None) -> Scenario:
+    """``Scenario(**fields)``, or an InputError of one line: ``path:line:`` of the offending key when the
+    fields came from a file (``key_lines``: key -> 1-based line; ``line``: the scenario's own line, used
+    when the key has none), the scenario's ``name`` in a file of many, then the option and what is wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Scenario(**fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        kl = key_lines or {}
+        at = kl.get(key) or kl.get(key.replace("_", "-")) or line
+        where = f"{path}:{at}: " if path and at else ""
+        label = f"scenario '{name}': " if name else ""
+        what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(f"{where}{label}{key.replace('_', '-') or 'input'}: {what}") from None
+
+
 def model_source(arch: Arch) -> str:
     """Where the architecture came from, as the output states it."""
     if arch.assumed:
