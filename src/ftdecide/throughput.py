@@ -27,7 +27,7 @@ The two combine as ``(gpu^p + cpu^p)^(1/p)``: ``p`` = 1 would add them (no overl
 takes the larger (perfect overlap); the fitted value sits between, since synchronisations (the loss,
 the optimizer) drain the launch queue a few times per step.
 
-Kernel counts were fitted to the kernels torch.profiler recorded in 44 profiled steps (the records
+Kernel counts were fitted to the kernels torch.profiler recorded in 62 profiled steps (the records
 with a ``profile`` in ``data/measurements``), which do not depend on the host; the time constants
 were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the measured steps of the
 runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error. Figures for
@@ -47,7 +47,7 @@ from .estimator import TrainConfig, memory_model
 # Tensor-core utilisation of the matrix products, per method (fitted, H100). Full fine-tuning's big
 # bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small adapter products and to
 # bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the memory term does not see.
-UTIL = {"full_bf16": 0.80, "full_mixed": 0.784, "lora": 0.581, "qlora": 0.534}
+UTIL = {"full_bf16": 0.80, "full_mixed": 0.79, "lora": 0.586, "qlora": 0.539}
 
 
 @dataclass(frozen=True)
@@ -55,30 +55,30 @@ class KernelCounts:
     """Kernels launched per step (forward, backward, optimizer), by what launches them. A pass is one
     run over a layer: forward and backward make 2, checkpointing's recompute a third."""
 
-    layer_pass: float = 49.35  # norms, projections, rotary, attention, MLP, residual adds
-    eager_layer_pass: float = 21.98  # eager attention's extra ops (softcap, mask, softmax, dropout)
-    adapter_pass: float = 10.58  # one LoRA adapter: dropout, A, B, scale, add
-    qlinear_pass: float = 4.46  # one 4-bit linear: dequantise, matmul
-    expert_pass: float = 1.0  # one MoE expert in transformers' loop over experts
-    full_layer: float = 34.86  # full fine-tuning's weight gradients and casts
-    adafactor_tensor: float = 23.48  # transformers' Adafactor: its Python loop of factored updates per tensor
-    fixed: float = 373.73  # embeddings, loss, logits, fused AdamW's multi-tensor kernels
+    layer_pass: float = 47.84  # norms, projections, rotary, attention, MLP, residual adds
+    eager_layer_pass: float = 23.96  # eager attention's extra ops (softcap, mask, softmax, dropout)
+    adapter_pass: float = 10.68  # one LoRA adapter: dropout, A, B, scale, add
+    qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
+    expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
+    full_layer: float = 34.13  # full fine-tuning's weight gradients and casts
+    adafactor_tensor: float = 24.11  # transformers' Adafactor: its Python loop of factored updates per tensor
+    fixed: float = 309.92  # embeddings, loss, logits, fused AdamW's multi-tensor kernels
 
 
 @dataclass(frozen=True)
 class StepConstants:
-    k_act: float = 13.177  # passes over one materialised layer's bytes per token
-    k_logits: float = 5.578  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
-    k_eager: float = 7.264  # passes over eager attention's bf16 scores
-    k_state: float = 1.187  # passes over full fine-tuning's weights and optimizer states
-    k_fused: float = 24.603  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    k_act: float = 13.428  # passes over one materialised layer's bytes per token
+    k_logits: float = 6.952  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 6.6  # passes over eager attention's bf16 scores
+    k_state: float = 1.358  # passes over full fine-tuning's weights and optimizer states
+    k_fused: float = 25.331  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
     # parameter of full fine-tuning, in passes over 4 bytes
-    k_8bit: float = 30.172
-    kernel_us: float = 23.438  # CPU time per launched kernel
-    overlap_p: float = 1.865  # how GPU and CPU time combine (see the module docstring)
+    k_8bit: float = 30.641
+    kernel_us: float = 24.935  # CPU time per launched kernel
+    overlap_p: float = 2.022  # how GPU and CPU time combine (see the module docstring)
     # Python loops per parameter tensor beyond the kernels: bitsandbytes' AdamW8bit (one launch and its
     # bookkeeping per tensor), torch SGD (foreach, not fused; one measured run).
     adamw8bit_tensor_ms: float = 0.011

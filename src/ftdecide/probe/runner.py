@@ -75,6 +75,39 @@ def versions() -> dict[str, str]:
     return out
 
 
+def host_info() -> dict:
+    """The host CPU: its model name and a dispatch micro-benchmark, ``host_launch_us``: CPU microseconds
+    per small in-place op launched on the GPU (torch's dispatcher and the CUDA launch, no autograd).
+    A training step bound by the CPU moves with this figure, not with the GPU."""
+    import platform
+
+    import torch
+
+    out: dict = {"cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    out["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        x = torch.zeros(16, device="cuda")
+        for _ in range(500):  # warm the dispatcher and the allocator
+            x.add_(1)
+        torch.cuda.synchronize()
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(2000):
+                x.add_(1)
+            runs.append((time.perf_counter() - t0) / 2000 * 1e6)
+            torch.cuda.synchronize()
+        out["host_launch_us"] = round(sorted(runs)[2], 3)
+    return out
+
+
 def _device():
     import torch
 
@@ -317,6 +350,7 @@ def run_grid(probes: Iterable[dict], out=None) -> Iterator[dict]:
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
         meta["gpu_total_gib"] = total / GIB
+        meta.update(host_info())
     for probe in probes:
         rec = run_probe(probe)
         rec["software"] = meta
