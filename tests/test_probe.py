@@ -144,3 +144,27 @@ def test_probe_table_shows_measured_and_estimate(monkeypatch):
     res = cli.invoke(app, ["probe", "--model", "qwen2.5-0.5b", "--seq-len", "512"])
     assert res.exit_code == 0, res.output
     assert "peak allocated GiB" in res.stdout and "-9.1%" in res.stdout and "tokens/s" in res.stdout
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_host_info_names_the_cpu_and_times_dispatch_only_with_a_gpu(monkeypatch, cuda):
+    """host_info with a stand-in torch: the CPU is always named; the dispatch micro-benchmark
+    (microseconds per op, the median of 5 timed loops of 2000 launches) only runs on a CUDA device."""
+    import sys
+    import types
+
+    calls = []
+
+    class T:
+        def add_(self, v):
+            calls.append(v)
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: cuda, synchronize=lambda: None),
+                                 zeros=lambda *a, **k: T())
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    info = runner.host_info()
+    assert isinstance(info["cpu"], str) and info["cpu"]
+    if cuda:
+        assert len(calls) == 500 + 5 * 2000 and info["host_launch_us"] > 0
+    else:
+        assert "host_launch_us" not in info and calls == []
