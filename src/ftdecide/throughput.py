@@ -109,9 +109,16 @@ KERNELS = KernelCounts()
 def kernels_per_step(arch: Arch, cfg: TrainConfig, kc: KernelCounts = KERNELS) -> float:
     """Kernels one training step launches (forward, backward and optimizer), counted from the layers,
     adapters, 4-bit linears, experts and parameter tensors of ``cfg`` on ``arch``."""
+    return _kernels(arch, cfg, _adapted(arch, cfg), kc)
+
+
+def _adapted(arch: Arch, cfg: TrainConfig) -> tuple[str, ...]:
+    return arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
+
+
+def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCounts) -> float:
     L = arch.num_layers
     passes = 3 if cfg.gradient_checkpointing else 2
-    mods: tuple[str, ...] = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
     per_layer = kc.layer_pass + len(mods) * kc.adapter_pass
     if arch.attention == "eager":
         per_layer += kc.eager_layer_pass
@@ -137,26 +144,29 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
     ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), and ``total``."""
     tokens = cfg.seq_len * cfg.batch_size
     gc = cfg.gradient_checkpointing
-    attn = 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens * (4.0 / 3.0 if gc else 1.0)
-    flops = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens - 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens
-    matmul = flops / (tflops * 1e12 * UTIL[util_key(cfg)]) + attn / (tflops * 1e12 * k.attn_util)
+    recompute = 1.5 if gc else 1.0  # checkpointing runs the forward (a third of forward + backward) again
+    peak = tflops * 1e12
+    attn = 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens  # the attention share of train_flops_per_token
+    linear = train_flops_per_token(arch, cfg.method, cfg.seq_len, gc) * tokens - attn
+    matmul = linear / (peak * UTIL[util_key(cfg)]) + attn * (4.0 / 3.0 if gc else 1.0) / (peak * k.attn_util)
     mm = memory_model(arch, cfg)
-    traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * (1.5 if gc else 1.0)
+    traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * recompute
     traffic += k.k_logits * 4.0 * arch.vocab_size * tokens
     if arch.attention == "eager":
         traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * cfg.seq_len * tokens
     if arch.fused_qkv:
-        traffic += k.k_fused * 2.0 * (arch.q_dim + 2 * arch.num_kv_heads * arch.head_dim + 2 * arch.intermediate_size) * arch.num_layers * tokens * (1.5 if gc else 1.0)
+        shapes = arch.linear_shapes()
+        fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
+        traffic += k.k_fused * 2.0 * fused_out * arch.num_layers * tokens * recompute
     if cfg.method == "full":
         traffic += k.k_state * (mm.weights + mm.opt_gpu)
         if cfg.optimizer == "adamw8bit":
             traffic += k.k_8bit * 4.0 * mm.trainable_params
     memory = traffic / (bandwidth_gbs * 1e9)
-    launch = kernels_per_step(arch, cfg, kc) * k.kernel_us / 1e6
+    mods = _adapted(arch, cfg)
+    launch = _kernels(arch, cfg, mods, kc) * k.kernel_us / 1e6
     per_tensor = {"sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
-    if per_tensor:
-        mods = arch.resolve_targets(cfg.lora_targets) if cfg.method != "full" else ()
-        launch += per_tensor * _trainable_tensors(arch, cfg, mods) / 1e3
+    launch += per_tensor * _trainable_tensors(arch, cfg, mods) / 1e3
     p = k.overlap_p
     gpu = matmul + memory
     return {"matmul": matmul, "memory": memory, "launch": launch, "total": (gpu ** p + launch ** p) ** (1.0 / p)}
