@@ -52,6 +52,12 @@ def predictions(d):
             "seeds' table": (seeds / GIB, seeds / GIB)}
 
 
+def _time_stats(errs: list[float]) -> str:
+    """Median abs error, worst under, worst over and the count within 25%, as table cells."""
+    return (f"{statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
+            f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)}")
+
+
 def main():
     rows = load()
     methods = ["full_bf16", "full_mixed", "lora", "qlora"]
@@ -90,8 +96,7 @@ def main():
         for m in methods + ["all"]:
             errs = [f(a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
             u = (f"{UTIL[m]:.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
-            out.append(f"| {name} | {m} | {len(errs)} | {u} | {statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
-                       f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)} |")
+            out.append(f"| {name} | {m} | {len(errs)} | {u} | {_time_stats(errs)} |")
     out += ["", "By what bounds the step (the model's longer stream: GPU kernels, or the CPU launching them):", "",
             "| bound | runs | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|"]
     from ftdecide.throughput import kernels_per_step, step_seconds
@@ -102,8 +107,7 @@ def main():
             s = step_seconds(a, c, 989.0, 3350.0)
             if (s["launch"] > s["matmul"] + s["memory"]) == (bound == "cpu"):
                 errs.append(c.seq_len * c.batch_size / s["total"] / d["tokens_per_s"] - 1)
-        out.append(f"| {bound} | {len(errs)} | {statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
-                   f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)} |")
+        out.append(f"| {bound} | {len(errs)} | {_time_stats(errs)} |")
     prof = [(d, a, c) for d, a, c in timed if "profile" in d]
     kerr = [kernels_per_step(a, c) / d["profile"]["kernels"] - 1 for d, a, c in prof]
     out += ["", f"Kernels per step (ftdecide/throughput.py) against torch.profiler's count on {len(kerr)} profiled steps: "

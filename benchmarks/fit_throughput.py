@@ -1,6 +1,8 @@
 """Fit the step-time model of ftdecide/throughput.py to the measured runs.
 
-    python benchmarks/fit_throughput.py        # needs numpy and scipy (not ftdecide dependencies)
+    python benchmarks/fit_throughput.py [NAME ...]   # needs numpy and scipy (not ftdecide dependencies)
+
+NAMEs of StepConstants fields (k_fused, attn_util, ...) are held at 0: what the fit loses without them.
 
 Two stages, physics first:
 
