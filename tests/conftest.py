@@ -16,3 +16,38 @@ def load_runs(include_shared=True):
 @pytest.fixture(scope="session")
 def runs():
     return load_runs()
+
+
+class CliResult:
+    """What one run of the command line left: exit status, stdout, stderr."""
+
+    def __init__(self, exit_code: int, stdout: str, stderr: str):
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def invoke(argv, env=None) -> CliResult:
+    """``ftdecide ARGV`` through :func:`ftdecide.cli.main`, the one error boundary, with stdout and
+    stderr captured (pipes, not a terminal)."""
+    import contextlib
+    import io
+    import os
+
+    from ftdecide.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return CliResult(code, out.getvalue(), err.getvalue())

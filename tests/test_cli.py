@@ -1,15 +1,13 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from ftdecide.cli import app
+from conftest import invoke
 
-runner = CliRunner()
 
 
 def run(*args):
-    return runner.invoke(app, list(args))
+    return invoke(list(args))
 
 
 def rec(*args):
@@ -111,7 +109,7 @@ def test_rules_check_cli(tmp_path):
     (("estimate", "--model", "llama-3.1-8b", "--lora-targets", "w_proj"), "w_proj"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg):
-    r = runner.invoke(app, list(args))
+    r = invoke(list(args))
     assert r.exit_code == 2, r.output
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
@@ -131,8 +129,5 @@ def test_main_turns_off_pydantic_plugin_discovery_unless_set(monkeypatch, capsys
         monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
     else:
         monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset)
-    monkeypatch.setattr(sys, "argv", ["ftdecide", "gpus", "--format", "json"])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    assert e.value.code == 0 and json.loads(capsys.readouterr().out)
+    assert cli.main(["gpus", "--format", "json"]) == 0 and json.loads(capsys.readouterr().out)
     assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == expected

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ftdecide import catalog
-from ftdecide.estimator import ALLOCATOR_HEADROOM, CUDA_CONTEXT_GIB, GIB, LOGITS_BLOCK_HEADROOM, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
+from ftdecide.calibration import DEFAULT as CAL, Calibration
+from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
 from ftdecide.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import H100_TOTAL_GIB, config_from_record as cfg_of
 from ftdecide import estimator, throughput
@@ -36,7 +37,7 @@ def test_optimizer_states_hand_computed():
 def test_required_adds_context_and_headroom():
     e = estimate_memory(catalog.resolve_model("llama-3.1-8b"), TrainConfig(method="lora"))
     logits_block = 128256 * 2048 * 4 / GIB  # fp32 logits of one 2048-token sequence
-    assert e.required_gib == pytest.approx(e.peak_allocated_gib * (1 + ALLOCATOR_HEADROOM) + CUDA_CONTEXT_GIB + LOGITS_BLOCK_HEADROOM * logits_block)
+    assert e.required_gib == pytest.approx(e.peak_allocated_gib * (1 + CAL.allocator_headroom) + CUDA_CONTEXT_GIB + CAL.logits_block_headroom * logits_block)
     assert sum(e.breakdown.values()) == pytest.approx(e.peak_allocated_gib)
 
 
@@ -102,7 +103,7 @@ def test_kernel_counts_against_profiled_steps(runs):
 
 def test_kernel_count_hand_computed():
     """llama-3.1-8b LoRA on q and v, checkpointing on: 32 layers x 3 passes x (layer + 2 adapters) + fixed."""
-    k = throughput.KERNELS
+    k = CAL.kernels
     a = catalog.resolve_model("llama-3.1-8b")
     n = kernels_per_step(a, TrainConfig(method="lora", lora_targets="qv", gradient_checkpointing=True))
     assert n == pytest.approx(k.fixed + 32 * 3 * (k.layer_pass + 2 * k.adapter_pass))
@@ -131,12 +132,8 @@ def test_qlora_saves_every_4bit_linear_input():
     a = catalog.resolve_model("llama-3.1-8b")
     cfg = TrainConfig(method="qlora", lora_targets="mlp")
     mods = a.resolve_targets("mlp")
-    with_term = estimator._layer_terms(a, cfg, mods)[0]
-    saved, estimator.QLORA_INPUT_BYTES = estimator.QLORA_INPUT_BYTES, 0.0
-    try:
-        without = estimator._layer_terms(a, cfg, mods)[0]
-    finally:
-        estimator.QLORA_INPUT_BYTES = saved
+    with_term = estimator._layer_terms(a, cfg, mods, CAL)[0]
+    without = estimator._layer_terms(a, cfg, mods, Calibration(qlora_input_bytes=0.0))[0]
     assert with_term - without == pytest.approx(2 * (3 * 4096 + 4096 + 2 * 4096 + 14336))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ftdecide import expr
 from ftdecide.cli import main
-from ftdecide.recommend import rule_schema
+from ftdecide.rulenames import schema as rule_schema
 from ftdecide.rules import check_data, render_message
 from ftdecide.yamlio import parse_yaml
 
@@ -18,13 +18,9 @@ SCHEMA = rule_schema()
 
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
-    old, sys.argv = sys.argv, ["ftdecide", *argv]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
-            main()
-    finally:
-        sys.argv = old
-    return e.value.code, out.getvalue(), err.getvalue()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("argv", [

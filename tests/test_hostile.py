@@ -15,11 +15,9 @@ M = ["--model", "llama-3.1-8b"]
 
 
 def call(argv, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["ftdecide", *argv])
-    with pytest.raises(SystemExit) as e:
-        main()
+    code = main(list(argv))
     out, err = capsys.readouterr()
-    return e.value.code, out, err
+    return code, out, err
 
 
 def one_line(argv, monkeypatch, capsys) -> str:

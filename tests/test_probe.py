@@ -5,16 +5,14 @@ The GPU path itself runs on the device tool (benchmarks/device_probe.sh); CI has
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from ftdecide import catalog
-from ftdecide.cli import app
+from conftest import invoke
 from ftdecide.estimator import TrainConfig, estimate_memory
 from ftdecide.hfconfig import arch_from_hf_config
 from ftdecide.probe import runner
 from ftdecide.probe.records import compare, config_from_record, record_from_config
 
-cli = CliRunner()
 
 
 @pytest.mark.parametrize("name", [a.name for a in catalog.models()])
@@ -66,7 +64,7 @@ def test_probe_without_the_extra_says_so(monkeypatch):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    line = _one_line_exit_2(cli.invoke(app, ["probe", "--model", "qwen2.5-0.5b"]))
+    line = _one_line_exit_2(invoke(["probe", "--model", "qwen2.5-0.5b"]))
     assert "pip install 'ftdecide[probe]'" in line and "torch" in line
 
 
@@ -81,7 +79,7 @@ def test_probe_without_the_extra_says_so(monkeypatch):
 ])
 def test_probe_bad_input_is_one_line(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    line = _one_line_exit_2(cli.invoke(app, ["probe", *args]))
+    line = _one_line_exit_2(invoke(["probe", *args]))
     assert needle in line.lower()
 
 
@@ -91,7 +89,7 @@ def test_probe_grid_reports_the_line_of_a_bad_record(tmp_path):
     bad = json.dumps({"arch": "x", "hf_config": {"model_type": "llama"}, "method": "lora", "seq": 1, "batch": 1, "gc": True})
     p = tmp_path / "g.jsonl"
     p.write_text(good + "\n\n" + bad + "\n")
-    line = _one_line_exit_2(cli.invoke(app, ["probe", "--grid", str(p)]))
+    line = _one_line_exit_2(invoke(["probe", "--grid", str(p)]))
     assert f"{p}:3:" in line and "missing" in line
 
 
@@ -113,7 +111,7 @@ def test_probe_grid_appends_json_lines_with_estimates(tmp_path, monkeypatch):
     out = tmp_path / "results.jsonl"
     out.write_text('{"earlier": true}\n')
     for _ in range(2):
-        res = cli.invoke(app, ["probe", "--grid", str(grid), "--out", str(out)])
+        res = invoke(["probe", "--grid", str(grid), "--out", str(out)])
         assert res.exit_code == 0, res.output
     lines = [json.loads(l) for l in out.read_text().splitlines()]
     assert len(lines) == 1 + 2 * 3 and lines[0] == {"earlier": True}
@@ -126,11 +124,11 @@ def test_probe_from_recommendation_json(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "unavailable", lambda methods: None)
     seen = []
     monkeypatch.setattr(runner, "run_grid", lambda recs, out=None: (seen.extend(recs), _fake_grid(recs))[1])
-    rec = cli.invoke(app, ["recommend", "--model", "qwen2.5-1.5b", "--gpu", "h100", "--seq-len", "1024", "--format", "json"])
+    rec = invoke(["recommend", "--model", "qwen2.5-1.5b", "--gpu", "h100", "--seq-len", "1024", "--format", "json"])
     doc = json.loads(rec.stdout)
     p = tmp_path / "rec.json"
     p.write_text(rec.stdout)
-    res = cli.invoke(app, ["probe", "--from-json", str(p), "--format", "json"])
+    res = invoke(["probe", "--from-json", str(p), "--format", "json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     plan = doc["recommendation"]
@@ -141,7 +139,7 @@ def test_probe_from_recommendation_json(tmp_path, monkeypatch):
 def test_probe_table_shows_measured_and_estimate(monkeypatch):
     monkeypatch.setattr(runner, "unavailable", lambda methods: None)
     monkeypatch.setattr(runner, "run_grid", _fake_grid)
-    res = cli.invoke(app, ["probe", "--model", "qwen2.5-0.5b", "--seq-len", "512"])
+    res = invoke(["probe", "--model", "qwen2.5-0.5b", "--seq-len", "512"])
     assert res.exit_code == 0, res.output
     assert "peak allocated GiB" in res.stdout and "-9.1%" in res.stdout and "tokens/s" in res.stdout
 

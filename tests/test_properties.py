@@ -12,24 +12,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ftdecide import catalog, expr
 from ftdecide.cli import main
 from ftdecide.estimator import TrainConfig, estimate_memory
-from ftdecide.recommend import rule_schema
+from ftdecide.rulenames import schema as rule_schema
 
 SCHEMA = rule_schema()
 
 
 def run_cli(argv):
     out, err = io.StringIO(), io.StringIO()
-    old = sys.argv
-    sys.argv = ["ftdecide", *argv]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-                code = 0
-            except SystemExit as e:
-                code = e.code
-    finally:
-        sys.argv = old
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
 

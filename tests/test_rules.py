@@ -2,7 +2,8 @@ import pytest
 
 from ftdecide import expr, rules
 from ftdecide.errors import InputError
-from ftdecide.recommend import default_rule_paths, rule_schema
+from ftdecide.recommend import default_rule_paths
+from ftdecide.rulenames import schema as rule_schema
 
 S = rule_schema()
 

@@ -1,3 +1,3 @@
-from ftdecide.cli import main
+from ftdecide.cli import run
 
-main()
+run()

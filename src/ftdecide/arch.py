@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .errors import InputError
+
 # Linear modules of one decoder layer that LoRA can target, by the names peft matches.
 ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
@@ -181,7 +183,7 @@ class Arch(BaseModel):
         """Module names of one layer that a LoRA target spec selects.
 
         ``targets`` is ``all-linear``, ``attn``, ``mlp``, ``qv`` or a comma-separated list of module
-        names (``q_proj,v_proj``). Raises ValueError naming the unknown modules."""
+        names (``q_proj,v_proj``). Raises InputError naming the unknown modules."""
         names = self.linear_shapes()
         if isinstance(targets, str):
             spec = targets.strip()
@@ -199,7 +201,7 @@ class Arch(BaseModel):
             elif m not in out:
                 out.append(m)
         if unknown or not out:
-            raise ValueError(
+            raise InputError(
                 f"LoRA target(s) {', '.join(unknown) or targets!r} not in {self.name}; its linear modules are {', '.join(names)}"
             )
         return tuple(out)

@@ -1,21 +1,30 @@
-"""The command line: parse, call the core, render. Every InputError is one line on stderr, exit 2."""
+"""The command line: parse, call the core, render. Nothing here computes or formats a result.
+
+:func:`main` is the one error boundary (pyupgrade's ``main(argv) -> int``): bad input of any kind, an
+:class:`~ftdecide.errors.InputError` or a usage error of typer, is one line on stderr and exit 2; any
+other exception is a bug of ftdecide, reported in one line with exit 70 (``EX_SOFTWARE``) and a request
+to report it. Commands raise; they never print an error or exit themselves.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from enum import Enum
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from .errors import InputError, one_line
+from .errors import InputError, one_line, require_finite
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Decide how to fine-tune a language model - and why.")
 rules_app = typer.Typer(no_args_is_help=True, help="Show and check rule files.")
 app.add_typer(rules_app, name="rules")
+
+EXIT_INPUT = 2  # bad input: the user's to fix
+EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): ftdecide's to fix
+EXIT_INTERRUPTED = 130
 
 
 class Fmt(str, Enum):
@@ -43,7 +52,7 @@ class EmitKind(str, Enum):
 
 # Options shared by estimate, fit and probe ("the same flags as estimate").
 MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
-METHOD_OPT = typer.Option("lora", help="full, lora or qlora")
+METHOD_OPT = typer.Option("lora", help="full, lora or qlora (the methods of 'ftdecide rules schema')")
 PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
 OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor")
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")
@@ -53,14 +62,38 @@ RANK_OPT = typer.Option(16, help="LoRA rank")
 TARGETS_OPT = typer.Option("all-linear", help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
 DROPOUT_OPT = typer.Option(0.05, help="LoRA dropout")
 GPUS_OPT = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding")
+GPU_OPT = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)")
+GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _finite(**values: Any) -> None:
+    """NaN and infinity pass typer's float parsing; refuse them by option name."""
+    for k, v in values.items():
+        require_finite(_flag(k), v)
+
+
+def _validation_error(e) -> InputError:
+    """A pydantic error about command-line values, as the option that carries it."""
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "input"
+    return InputError(f"{where.replace('_', '-')}: {err['msg']}")
 
 
 def _train_config(**fields):
-    """TrainConfig from command-line values; NaN and infinity are refused by name."""
+    """TrainConfig from command-line values; a bad value is an InputError naming its option."""
+    from pydantic import ValidationError
+
     from .estimator import TrainConfig
 
     _finite(lora_dropout=fields.get("lora_dropout"))
-    return TrainConfig(**fields)
+    try:
+        return TrainConfig(**fields)
+    except ValidationError as e:
+        raise _validation_error(e) from None
 
 
 def _console():
@@ -73,59 +106,15 @@ def _console():
                    highlight=not plain, width=None if tty else 140, soft_wrap=False)
 
 
-def _fail(msg: str) -> None:
-    sys.stderr.write(f"ftdecide: error: {one_line(msg)}\n")
-    raise typer.Exit(2)
-
-
-def _validation_line(e) -> str:
-    err = e.errors()[0]
-    where = ".".join(str(x) for x in err["loc"]) or "input"
-    return f"{where.replace('_', '-')}: {err['msg']}"
-
-
-def _run(fn):
-    from pydantic import ValidationError
-
-    try:
-        return fn()
-    except InputError as e:
-        _fail(str(e))
-    except ValidationError as e:
-        _fail(_validation_line(e))
-    except ValueError as e:
-        _fail(str(e))
-
-
-def _finite(**values) -> None:
-    """NaN and infinity pass typer's float parsing; refuse them by option name."""
-    for k, v in values.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise InputError(f"--{k.replace('_', '-')}: must be a finite number")
-
-
-def _scenario_from_file(path: str) -> dict:
-    from .yamlio import LineDict, load_yaml
-
-    data = load_yaml(path, "scenario file")
-    if not isinstance(data, dict):
-        raise InputError(f"{path}:1:1: a scenario file is a mapping of recommend's options")
-    out = {}
-    for k, v in data.items():
-        key = str(k).replace("-", "_")
-        if key == "rules":
-            continue
-        out[key] = v
-    if isinstance(data, LineDict):
-        out["_lines"] = data.key_lines
-    return out
+def _json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
 @app.command()
 def recommend(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, path to config.json, or a size like 13b"),
-    gpu: Optional[str] = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)"),
-    gpu_memory: Optional[float] = typer.Option(None, help="GPU memory in GiB, instead of --gpu"),
+    gpu: Optional[str] = GPU_OPT,
+    gpu_memory: Optional[float] = GPU_MEMORY_OPT,
     gpus: Optional[int] = typer.Option(None, help="number of GPUs (ZeRO-3/FSDP beyond 1)"),
     dataset_size: Optional[int] = typer.Option(None, help="training examples"),
     seq_len: Optional[int] = typer.Option(None, help="tokens per example"),
@@ -137,8 +126,8 @@ def recommend(
     price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
     precision: Optional[str] = typer.Option(None, help="full fine-tuning precision: bf16 or mixed"),
     optimizer: Optional[str] = typer.Option(None, help="adamw, adamw8bit, sgd, adafactor"),
-    rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
-    scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields"),
+    rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
+    scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
     format: Fmt = typer.Option(Fmt.table, "--format"),
     emit: Optional[EmitKind] = typer.Option(None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory"),
@@ -146,36 +135,28 @@ def recommend(
     dataset: str = typer.Option("train.jsonl", "--dataset", help="training data path written into --emit configs"),
 ) -> None:
     """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
+    from dataclasses import replace
 
-    def go():
-        from .recommend import recommend as core, validate_scenario
+    from .recommend import recommend as core, validate_scenario
+    from .scenarios import load_scenario
 
-        fields: dict = {}
-        lines = {}
-        if scenario:
-            fields = _scenario_from_file(scenario)
-            lines = fields.pop("_lines", {})
-        cli = dict(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus, dataset_size=dataset_size, seq_len=seq_len, task=task,
-                   quality=quality, budget=budget, serving=serving, epochs=epochs, price_per_hour=price_per_hour, precision=precision, optimizer=optimizer)
-        for k, v in cli.items():
-            if v is not None:
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise InputError(f"--{k.replace('_', '-')}: must be a finite number")
-                fields[k] = v
-        if "model" not in fields:
-            raise InputError("--model is required (or 'model:' in --scenario)")
-        sc = validate_scenario(fields, scenario, lines)
-        return core(sc, list(rules)), sc
-
-    res, sc = _run(go)
+    given = dict(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus, dataset_size=dataset_size, seq_len=seq_len, task=task, quality=quality,
+                 budget=budget, serving=serving, epochs=epochs, price_per_hour=price_per_hour, precision=precision, optimizer=optimizer)
+    fields = {k: v for k, v in given.items() if v is not None}
+    _finite(**fields)
+    if rules:
+        fields["rules"] = list(rules)
+    if scenario:
+        sc = load_scenario(scenario, fields)
+    elif "model" not in fields:
+        raise InputError("--model is required (or 'model:' in --scenario)")
+    else:
+        sc = validate_scenario(fields)
+    res = core(sc)
     if emit is not None:
-        def make():
-            from .catalog import resolve_model
-            from .emit import emit as emit_config
+        from .emit import emit as emit_config
 
-            return emit_config(emit.value, res, resolve_model(sc.model), dataset=dataset)
-
-        text = _run(make)
+        text = emit_config(emit.value, res, dataset=dataset)
         if out is None:
             sys.stdout.write(text)
             return
@@ -183,10 +164,10 @@ def recommend(
             with open(out, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as e:
-            _fail(f"{out}: cannot write ({e.strerror or e})")
-        res = {**res, "emitted": {"kind": emit.value, "path": out}}
+            raise InputError(f"cannot write ({e.strerror or e})", out) from None
+        res = replace(res, emitted={"kind": emit.value, "path": out})
     if format == Fmt.json:
-        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+        _json(res.to_json())
     elif format == Fmt.markdown:
         from .render import recommendation_markdown
 
@@ -214,33 +195,26 @@ def estimate(
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Memory breakdown of one training configuration (GiB = 2^30 bytes)."""
+    from .catalog import resolve_model
+    from .estimator import estimate_memory
+    from .render import estimate_json, estimate_table
 
-    def go():
-        from .catalog import resolve_model
-        from .estimator import estimate_memory
-
-        arch = resolve_model(model)
-        cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                            gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                            lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
-        return arch, cfg, estimate_memory(arch, cfg)
-
-    arch, cfg, est = _run(go)
-    d = est.as_dict()
+    arch = resolve_model(model)
+    cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                        gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                        lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
+    est = estimate_memory(arch, cfg)
     if format == EstFmt.json:
-        d = {"model": arch.name, "config": cfg.model_dump(), **d}
-        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+        _json(estimate_json(arch, cfg, est))
     else:
-        from .render import estimate_table
-
-        estimate_table(d, f"{arch.name}: {method} ({optimizer}), seq {seq_len} x micro-batch {batch_size}", _console())
+        estimate_table(arch, cfg, est, _console())
 
 
 @app.command()
 def fit(
     model: str = MODEL_OPT,
-    gpu: Optional[str] = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)"),
-    gpu_memory: Optional[float] = typer.Option(None, help="GPU memory in GiB, instead of --gpu"),
+    gpu: Optional[str] = GPU_OPT,
+    gpu_memory: Optional[float] = GPU_MEMORY_OPT,
     gpus: int = GPUS_OPT,
     seq_len: int = SEQ_OPT,
     precision: str = PRECISION_OPT,
@@ -251,36 +225,21 @@ def fit(
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
+    from .catalog import resolve_model
+    from .fit import fit_table
+    from .recommend import resolve_hardware, validate_scenario
+    from .render import fit_json, fit_table as render_fit
 
-    def go():
-        from .catalog import resolve_model
-        from .fit import fit_table
-        from .recommend import Scenario, resolve_hardware
-
-        _finite(gpu_memory=gpu_memory)
-        arch = resolve_model(model)
-        hw = resolve_hardware(Scenario(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus))
-        base = _train_config(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
-                             lora_dropout=lora_dropout, gpus=gpus)
-        return arch, hw, fit_table(arch, hw.memory_gib, seq_len, base)
-
-    arch, hw, rows = _run(go)
-    doc = {"model": arch.name, "gpu": hw.name, "gpus": gpus, "memory_gib": hw.memory_gib, "seq_len": seq_len,
-           "rows": [r.__dict__ for r in rows]}
+    _finite(gpu_memory=gpu_memory)
+    arch = resolve_model(model)
+    hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
+    base = _train_config(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
+                         lora_dropout=lora_dropout, gpus=gpus)
+    rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    from .render import esc
-
-    t = Table(title=esc(f"{arch.name} on {gpus}x {hw.name} ({hw.memory_gib:g} GiB each)"))
-    for c in ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}"):
-        t.add_column(c, justify="left" if c in ("method", "checkpointing") else "right")
-    for r in rows:
-        t.add_row(r.method, "on" if r.gradient_checkpointing else "off", str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
-                  f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit", f"{r.required_gib_at_1:.1f}")
-    _console().print(t)
+        _json(fit_json(arch, hw, gpus, seq_len, rows))
+    else:
+        render_fit(arch, hw, gpus, seq_len, rows, _console())
 
 
 @app.command()
@@ -291,29 +250,23 @@ def batch(
     fail_if_infeasible: bool = typer.Option(False, help="exit 1 when any scenario has no feasible plan"),
 ) -> None:
     """Recommend for many scenarios in one call: one result each. Exit 2 only for bad input."""
+    from .batch import CSV_COLUMNS, csv_row, result_json, run
+    from .results import SCHEMA_VERSION
+    from .scenarios import parse_scenarios
+    from .yamlio import load_yaml
 
-    def go():
-        from .batch import parse_scenarios, run
-        from .yamlio import load_yaml
-
-        return run(parse_scenarios(load_yaml(file, "scenarios file"), file), file, list(rules))
-
-    results = _run(go)
+    results = run(parse_scenarios(load_yaml(file, "scenarios file"), file), file, list(rules))
     if format == BatchFmt.json:
-        from .recommend import SCHEMA_VERSION
-
-        sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "results": results}, indent=2) + "\n")
+        _json({"schema_version": SCHEMA_VERSION, "results": [result_json(n, r) for n, r in results]})
     else:
         import csv
 
-        from .batch import CSV_COLUMNS, csv_row
-
         w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
-        for r in results:
-            w.writerow(csv_row(r))
-    if fail_if_infeasible and not all(r["recommendation"]["feasible"] for r in results):
-        bad = [r["name"] for r in results if not r["recommendation"]["feasible"]]
+        for n, r in results:
+            w.writerow(csv_row(n, r))
+    bad = [n for n, r in results if not r.plan.feasible]
+    if fail_if_infeasible and bad:
         sys.stderr.write(f"ftdecide: {len(bad)} scenario(s) infeasible: {one_line(', '.join(bad))}\n")
         raise typer.Exit(1)
 
@@ -328,55 +281,15 @@ def mix_cmd(
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Sampling weights for multi-task fine-tuning, with the effective examples per task per epoch."""
+    from .mix import mix, parse_tasks
+    from .render import mix_json, mix_table
 
-    def go():
-        from .mix import mix, parse_tasks
-
-        _finite(temperature=temperature, max_upsample=max_upsample)
-        return mix(parse_tasks(list(tasks)), temperature, cap, max_upsample, epoch_size)
-
-    rows = _run(go)
+    _finite(temperature=temperature, max_upsample=max_upsample)
+    rows = mix(parse_tasks(list(tasks)), temperature, cap, max_upsample, epoch_size)
     if format == EstFmt.json:
-        doc = {"temperature": temperature, "cap": cap, "max_upsample": max_upsample,
-               "tasks": [{"task": r.task, "examples": r.examples, "weight": round(r.weight, 6), "per_epoch": round(r.per_epoch, 1),
-                          "repeats": round(r.repeats, 4)} for r in rows]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    from .render import esc
-
-    t = Table(title=f"task mix (T={temperature:g}{f', cap {cap:,}' if cap else ''}, at most {max_upsample:g}x per epoch)")
-    for c in ("task", "examples", "weight", "per epoch", "repeats"):
-        t.add_column(c, justify="left" if c == "task" else "right")
-    for r in rows:
-        t.add_row(esc(r.task), f"{r.examples:,}", f"{r.weight:.3f}", f"{r.per_epoch:,.0f}", f"{r.repeats:.2f}x")
-    _console().print(t)
-
-
-def _probe_records(path: str) -> list[dict]:
-    """Probe records of a grid file: one JSON object per line (see ftdecide.probe.records)."""
-    from .probe.records import arch_from_record, config_from_record
-    from .yamlio import read_text
-
-    out = []
-    for i, line in enumerate(read_text(path, "grid file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-            arch_from_record(rec), config_from_record(rec)
-        except (ValueError, KeyError, TypeError) as e:
-            what = f"missing field {e}" if isinstance(e, KeyError) else (_validation_line(e) if hasattr(e, "errors") else str(e))
-            raise InputError(f"{path}:{i}: not a probe record: {what}") from None
-        except InputError as e:
-            raise InputError(f"{path}:{i}: {e}") from None
-        out.append(rec)
-    if not out:
-        raise InputError(f"{path}: no probe records")
-    return out
+        _json(mix_json(rows, temperature, cap, max_upsample))
+    else:
+        mix_table(rows, temperature, cap, max_upsample, _console())
 
 
 @app.command()
@@ -401,58 +314,31 @@ def probe(
     """Measure real training steps on the local GPU (random weights, no download) beside the estimate.
 
     Needs the probe extra (pip install 'ftdecide[probe]') and a CUDA GPU."""
+    from .probe import session
 
-    def go():
-        from .catalog import resolve_model
-        from .probe.records import config_from_recommendation, record_from_config
-
-        if sum(x is not None for x in (model, from_json, grid)) != 1:
-            raise InputError("give exactly one of --model, --from-json or --grid")
-        if grid:
-            return _probe_records(grid)
-        if from_json:
-            from .yamlio import load_json
-
-            name, cfg = config_from_recommendation(load_json(from_json, "recommendation"), from_json)
-            arch = resolve_model(name)
-        else:
-            arch = resolve_model(model)
-            cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                                gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                                lora_dropout=lora_dropout)
-        from .estimator import estimate_memory
-
-        estimate_memory(arch, cfg)  # a rank or target the model lacks is an input error before any GPU work
-        return [record_from_config(arch, cfg, reentrant=reentrant, steps=steps)]
-
-    records = _run(go)
-    from .probe import runner
-
-    why = runner.unavailable([r["method"] for r in records] + [r.get("optim", "") for r in records])
-    if why:
-        _fail(why)
-    from .catalog import gpu_for_device
-    from .probe.records import compare
-
+    if sum(x is not None for x in (model, from_json, grid)) != 1:
+        raise InputError("give exactly one of --model, --from-json or --grid")
+    if grid:
+        records = session.records_from_grid(grid)
+    elif from_json:
+        records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
+    else:
+        cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
+                            gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+                            lora_dropout=lora_dropout)
+        records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
+    sink = session.open_sink(out) if (grid and out) else None
     try:
-        sink = open(out, "a", encoding="utf-8") if (grid and out) else None
-    except OSError as e:
-        _fail(f"{out}: cannot append: {e.strerror}")
-    try:
-        for rec in runner.run_grid(records):
-            g = gpu_for_device(rec.get("software", {}).get("gpu", ""))
-            rec.update(compare(rec, g.bf16_tflops if g else None, g.memory_bandwidth_gbs if g else None))
+        for rec in session.measure(records):
             if grid:
                 (sink or sys.stdout).write(json.dumps(rec) + "\n")
                 (sink or sys.stdout).flush()
             elif format == EstFmt.json:
-                sys.stdout.write(json.dumps(rec, indent=2) + "\n")
+                _json(rec)
             else:
                 from .render import probe_table
 
                 probe_table(rec, _console())
-    except Exception as e:  # noqa: BLE001 - a failure inside torch is reported in one line, not a traceback
-        _fail(f"probe failed: {type(e).__name__}: {e}")
     finally:
         if sink:
             sink.close()
@@ -462,132 +348,129 @@ def probe(
 def models(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
     """The model catalog."""
     from .catalog import models as all_models
+    from .render import models_json, models_table
 
-    rows = [{"name": a.name, "hf_id": a.aliases[0] if a.aliases else "", "family": a.family, "params": a.total_params(), "layers": a.num_layers,
-             "hidden": a.hidden_size, "heads": a.num_heads, "kv_heads": a.num_kv_heads, "vocab": a.vocab_size, "source": a.source} for a in all_models()]
     if format == EstFmt.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    t = Table(title="models")
-    for c in ("name", "hf_id", "family", "params", "layers", "hidden", "heads", "kv_heads", "vocab"):
-        t.add_column(c)
-    for r in rows:
-        t.add_row(r["name"], r["hf_id"], r["family"], f"{r['params'] / 1e9:.2f}B", *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")))
-    _console().print(t)
+        _json(models_json(all_models()))
+    else:
+        models_table(all_models(), _console())
 
 
 @app.command()
 def gpus(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
     """The GPU catalog."""
     from .catalog import gpus as all_gpus
+    from .render import gpus_json, gpus_table
 
-    rows = [g.model_dump() for g in all_gpus()]
     if format == EstFmt.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    t = Table(title="GPUs")
-    for c in ("name", "memory GiB", "bf16 TFLOPS", "bf16", "USD/h"):
-        t.add_column(c)
-    for g in rows:
-        t.add_row(g["name"], f"{g['memory_gib']:g}", f"{g['bf16_tflops']:g}", "yes" if g["bf16"] else "no", f"{g['price_per_hour']:.2f}")
-    _console().print(t)
+        _json(gpus_json(all_gpus()))
+    else:
+        gpus_table(all_gpus(), _console())
 
 
 @rules_app.command("show")
 def rules_show(rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
                format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
     """List the rules in force (defaults plus --rules files)."""
+    from . import rulenames
+    from .recommend import default_rule_paths
+    from .render import rules_json, rules_table
+    from .rules import load_rules
 
-    def go():
-        from .recommend import default_rule_paths, rule_schema
-        from .rules import load_rules
-
-        return load_rules(default_rule_paths() + list(rules), rule_schema())
-
-    rs = _run(go)
-    rows = [{"id": lr.rule.id, "priority": lr.rule.priority, "when": lr.rule.when, "prefer": lr.rule.prefer, "forbid": lr.rule.forbid,
-             "set": lr.rule.set.model_dump(exclude_none=True), "source": f"{lr.path}:{lr.line}"} for lr in rs.rules]
+    rs = load_rules(default_rule_paths() + list(rules), rulenames.schema())
     if format == EstFmt.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    from .render import esc
-
-    t = Table(title="rules in force")
-    for c in ("id", "priority", "when", "effects"):
-        t.add_column(c)
-    for r in rows:
-        eff = " ".join(filter(None, [f"prefer {r['prefer']}" if r["prefer"] else "", f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
-                                    " ".join(f"{k}={v}" for k, v in r["set"].items())]))
-        t.add_row(esc(r["id"]), str(r["priority"]), esc(r["when"]), esc(eff))
-    _console().print(t)
+        _json(rules_json(rs))
+    else:
+        rules_table(rs, _console())
 
 
 @rules_app.command("schema")
 def rules_schema_cmd() -> None:
     """The JSON Schema of rule files, for editors (yaml-language-server) to validate and complete them."""
-    from .recommend import rule_schema
+    from . import rulenames
     from .rules import json_schema
 
-    sys.stdout.write(json.dumps(json_schema(rule_schema()), indent=2) + "\n")
+    _json(json_schema(rulenames.schema()))
 
 
 @rules_app.command("check")
 def rules_check(files: List[str] = typer.Argument(..., help="rule files to validate")) -> None:
     """Validate rule files; prints every problem as file:line:column: message [rule-id]; exit 2 if any."""
-    from .recommend import rule_schema
+    from . import rulenames
     from .rules import check_file
 
-    schema = rule_schema()
+    schema = rulenames.schema()
     problems = [p for f in files for p in check_file(f, schema)]
     for p in problems:
         sys.stdout.write(f"{one_line(str(p))}\n")
     if problems:
         sys.stderr.write(f"ftdecide: error: {one_line(f'{len(problems)} problem(s) in ' + ', '.join(files))}\n")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INPUT)
     sys.stdout.write(f"{', '.join(files)}: ok\n")
 
 
-def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """click's UsageError and typer's Abort. typer 0.2x vendors click as typer._click and raises its
-    classes; only an older typer needs the separate click package, whose import costs ~10 ms a call."""
+def _click_exceptions() -> tuple[type, ...]:
+    """click's UsageError. typer 0.2x vendors click as typer._click and raises its classes; only an
+    older typer needs the separate click package, whose import costs ~10 ms a call."""
     for mod in ("typer._click.exceptions", "click.exceptions"):
         try:
-            return (__import__(mod, fromlist=["UsageError"]).UsageError,), (typer.Abort,)
+            return (__import__(mod, fromlist=["UsageError"]).UsageError,)
         except (ImportError, AttributeError):
             continue
-    return (), (typer.Abort,)  # pragma: no cover - typer always ships one of the two
+    return ()  # pragma: no cover - typer always ships one of the two
 
 
-def main() -> None:
-    """Console-script entry point. Usage errors (an unknown option, a value that is not a number) are one
-    line on stderr and exit 2, like every other bad input; nothing ends in a traceback."""
-    usage_errors, aborts = _click_exceptions()
+def _error(text: str) -> None:
+    sys.stderr.write(f"ftdecide: error: {one_line(text)}\n")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run ftdecide on ``argv`` (default ``sys.argv[1:]``) and return the exit status: 0 done, 1 a
+    command's own verdict (``batch --fail-if-infeasible``), 2 bad input (one line on stderr), 70 a bug
+    of ftdecide (one line, and a request to report it), 130 interrupted. Nothing ends in a traceback."""
+    usage_errors = _click_exceptions()
     # ftdecide's models use no pydantic plugins; without this, pydantic scans every installed
     # distribution's entry points for them when the first model is built (6-16 ms a call, more in
     # large environments). A value the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=argv, prog_name="ftdecide", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
+    except InputError as e:
+        _error(str(e))
+        return EXIT_INPUT
     except usage_errors as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare 'ftdecide': the help, as click would
             e.show()
-            sys.exit(2)
+            return EXIT_INPUT
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        sys.stderr.write(f"ftdecide: error: {one_line(where + ' '.join(e.format_message().split(' ')))}\n")
-        sys.exit(2)
-    except aborts:
-        sys.stderr.write("ftdecide: aborted\n")
-        sys.exit(130)
-    except KeyboardInterrupt:
+        _error(where + " ".join(e.format_message().split(" ")))
+        return EXIT_INPUT
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("ftdecide: interrupted\n")
-        sys.exit(130)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # '| head' closed the pipe: not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        _quiet_stdout()
+        return 0
+    except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a message
+        _error(f"internal error: {type(e).__name__}: {e}")
+        sys.stderr.write("ftdecide: this is a bug in ftdecide, not in your input; please report it with the command line that caused it "
+                         "(rerun with FTDECIDE_TRACEBACK=1 for the traceback)\n")
+        if os.environ.get("FTDECIDE_TRACEBACK"):
+            raise
+        return EXIT_BUG
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so that the interpreter's final flush does not
+    report the same broken pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run() -> None:
+    """Console-script entry point: :func:`main` as the process's exit status."""
+    sys.exit(main())

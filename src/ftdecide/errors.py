@@ -1,10 +1,39 @@
-"""The one error type the CLI turns into a single line on stderr and exit code 2, and the helper that
-keeps any text on one line."""
+"""The one error type for bad input, and the helper that keeps any text on one line.
+
+``InputError`` is structured, like yamllint's ``LintProblem``: what is wrong (``message``) and, for
+files, where (``path``, ``line``, ``column``, 1-based). Its text is ``path:line:column: message``.
+The command line's single boundary (``ftdecide.cli.main``) turns it into one line on stderr and exit 2;
+any other exception is a bug of ftdecide, reported as such with its own exit code. Core modules say what
+is wrong with a value in the user's terms (``seq_len``, ``LoRA rank``), never a command-line flag.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
 
 
 class InputError(Exception):
-    """Bad input: an unknown name, an impossible number, a broken file. The message is one line that
-    names what is wrong (with ``file:line:column`` for files)."""
+    """Bad input: an unknown name, an impossible number, a broken file."""
+
+    def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None, column: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.column = column
+
+    def at(self, path: Optional[str] = None, line: Optional[int] = None, column: Optional[int] = None, prefix: str = "") -> "InputError":
+        """The same error placed in a file (what is already known is kept) and optionally prefixed."""
+        return InputError(prefix + self.message, self.path or path, self.line or line, self.column or column)
+
+    @property
+    def where(self) -> str:
+        parts = [p for p in (self.path, self.line, self.column) if p is not None]
+        return ":".join(str(p) for p in parts)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
 
 
 def one_line(text: str) -> str:
@@ -12,3 +41,10 @@ def one_line(text: str) -> str:
     may carry into a message or a generated file) are escaped, so nothing can start a new line."""
     flat = " ".join(text.splitlines())
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in flat).strip()
+
+
+def require_finite(name: str, value) -> None:
+    """InputError naming ``name`` when ``value`` is a float NaN or infinity (typer's float parsing and
+    YAML both accept them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{name}: must be a finite number")

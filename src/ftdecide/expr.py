@@ -168,17 +168,6 @@ def _check(node: ast.AST, schema: Mapping[str, str], depth: int) -> str:
     raise ExprError(f"'{ast.unparse(node)}' is not allowed in a condition", _col(node))
 
 
-def names(tree: ast.Expression) -> set[str]:
-    """The dotted names a parsed condition reads."""
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Name, ast.Attribute)):
-            n = _dotted(node)
-            if n and n not in _CONSTS:
-                out.add(n)
-    return out
-
-
 def evaluate(tree: ast.Expression, env: Mapping[str, Any]) -> Any:
     """Evaluate a condition parsed by :func:`parse`; ExprError on division by zero or overflow."""
     return _eval(tree.body, env)

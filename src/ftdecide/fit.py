@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from . import methods
 from .arch import Arch
 from .estimator import TrainConfig, memory_model
 
@@ -44,14 +45,15 @@ class FitRow:
 
 
 def fit_table(arch: Arch, memory_gib: float, seq_len: int, base: Optional[TrainConfig] = None,
-              methods: tuple[str, ...] = ("full", "lora", "qlora")) -> list[FitRow]:
+              method_names: Optional[tuple[str, ...]] = None) -> list[FitRow]:
     """Per method, with and without gradient checkpointing, what fits in ``memory_gib`` GiB.
 
     ``base`` carries everything else (optimizer, precision, LoRA rank and targets, GPUs for sharding).
-    Raises ValueError where the LoRA shape does not fit the architecture."""
+    ``method_names`` default to every registered method. Raises InputError where the LoRA shape does
+    not fit the architecture."""
     base = base or TrainConfig()
     rows = []
-    for method in methods:
+    for method in method_names or methods.names():
         mm = memory_model(arch, base.model_copy(update={"method": method}))
         for gc in (True, False):
             def batch_ok(b: int, gc=gc) -> bool:

@@ -1,8 +1,24 @@
-"""Render results for people: rich tables and markdown. JSON is ``json.dumps`` of the core's dicts."""
+"""Everything the commands show: rich tables, markdown and the JSON documents of each command.
+
+The core returns typed objects (:mod:`ftdecide.results`, :class:`ftdecide.estimator.MemoryEstimate`,
+:class:`ftdecide.fit.FitRow`, ...); the functions here turn them into text, and know nothing of how
+the input was read. ``*_json`` functions return JSON-ready values; the ``recommend`` document is
+:meth:`ftdecide.results.Recommendation.to_json`. Every string that came from a user's file or argument
+is escaped before rich sees it, so it is never read as markup.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from .arch import Arch
+    from .catalog import GPU
+    from .estimator import MemoryEstimate, TrainConfig
+    from .fit import FitRow
+    from .mix import TaskMix
+    from .results import Plan, Recommendation
+    from .rules import RuleSet
 
 
 def esc(text: str) -> str:
@@ -11,118 +27,207 @@ def esc(text: str) -> str:
     return escape(str(text))
 
 
+def _table(title: str, columns: Iterable[str], right: Iterable[str] = ()):
+    from rich.table import Table
+
+    t = Table(title=esc(title))
+    right = set(right)
+    for c in columns:
+        t.add_column(c, justify="right" if c in right else "left")
+    return t
+
+
 def _bar(used: float, total: float, width: int = 20) -> str:
     frac = used / total if total > 0 else 1.0
     n = min(width, int(round(frac * width)))
     return ("█" * n + "░" * (width - n)) + ("▶" if frac > 1 else " ")
 
 
-def recommendation_markdown(res: dict[str, Any]) -> str:
-    sc, rec = res["scenario"], res["recommendation"]
-    lines = [f"# ftdecide: {sc['model']} on {sc['gpus']}x {sc['gpu']}", ""]
-    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for c in res["candidates"]:
-        m = c["memory"]
-        lines.append(f"| {c['method']} | {'yes' if c['fits'] else 'no'} | {m['required_gib']:.1f} / {m['gpu_memory_gib']:g} | {m['peak_allocated_gib']:.1f} | "
-                     f"{c['micro_batch_size']} | {'on' if c['gradient_checkpointing'] else 'off'} | {c['tokens_per_second']:,.0f} | {c['time_hours']:.2f} | {c['cost_usd']:,.2f} |")
-    lines.append("")
-    lines.append(f"**Recommendation:** {_rec_line(rec)}")
-    if rec.get("reasons"):
-        lines += ["", "## Reasons"] + [f"- {r['message']} (`{r['rule']}`)" for r in rec["reasons"]]
-    if rec.get("evaluation"):
-        ev, dep = rec["evaluation"], rec["deployment"]
-        lines += ["", "## Evaluation", f"- hold out {ev['held_out_examples']:,} examples; measure {ev['task_metric']}", f"- {ev['regression_check']}",
-                  "", "## Deployment", f"- {dep['advice']}" + (f" (adapter: {dep['adapter_size_mb']:,.1f} MB)" if "adapter_size_mb" in dep else "")]
-    if res["warnings"]:
-        lines += ["", "## Warnings"] + [f"- {w['message']} (`{w['rule']}`)" for w in res["warnings"]]
-    if res["alternatives"]:
-        lines += ["", "## Alternatives"] + [f"- {a['message']}" for a in res["alternatives"]]
-    return "\n".join(lines) + "\n"
-
-
-def _rec_line(rec: dict[str, Any]) -> str:
-    if not rec["feasible"]:
+# --- recommend ------------------------------------------------------------------------------------
+def _rec_line(plan: "Plan") -> str:
+    c = plan.candidate
+    if c is None:
         return "nothing fits - see alternatives"
-    s = rec["method"].upper() if rec["method"] != "full" else "full fine-tuning"
-    if rec.get("lora"):
-        lo = rec["lora"]
-        s += f" r={lo['rank']} alpha={lo['alpha']} targets={lo['targets']} dropout={lo['dropout']}"
-    s += (f", lr {rec['learning_rate']:.0e}, {rec['epochs']} epochs, micro-batch {rec['micro_batch_size']} x {rec['gradient_accumulation_steps']} accumulation"
-          f", checkpointing {'on' if rec['gradient_checkpointing'] else 'off'}, {rec['precision']}: ~{rec['time_hours']:.1f} h, ${rec['cost_usd']:,.2f}")
+    spec = c.config.method_spec
+    s = spec.label if spec.trains_base else spec.name.upper()
+    if plan.lora:
+        lo = plan.lora
+        s += f" r={lo.rank} alpha={lo.alpha} targets={lo.targets} dropout={lo.dropout}"
+    s += (f", lr {plan.learning_rate:.0e}, {plan.epochs} epochs, micro-batch {c.micro_batch_size} x {plan.gradient_accumulation_steps} accumulation"
+          f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}: ~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}")
     return s
 
 
-def recommendation_table(res: dict[str, Any], console, explain: bool = False) -> None:
-    from rich.table import Table
+def _deploy_size(plan: "Plan") -> str:
+    dep = plan.deployment
+    if dep is None:
+        return ""
+    if dep.adapter_size_mb is not None:
+        return f" (adapter {dep.adapter_size_mb:,.1f} MB)"
+    return f" ({(dep.size_mb or 0) / 1e3:,.1f} GB)"
 
-    sc, rec = res["scenario"], res["recommendation"]
-    t = Table(title=esc(f"{sc['model']} on {sc['gpus']}x {sc['gpu']} ({sc['gpu_memory_gib']:g} GiB) - {sc['task']}, {sc['dataset_size']:,} examples x {sc['seq_len']} tokens x {sc['epochs']} epochs"))
-    for col in ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"):
-        t.add_column(col, justify="right" if col in ("time", "cost", "micro-batch", "tokens/s") else "left")
-    for c in res["candidates"]:
-        m = c["memory"]
-        style = "bold green" if c["method"] == rec.get("method") else ("" if c["fits"] else "red")
-        t.add_row(c["method"], "yes" if c["fits"] else "no", f"{m['required_gib']:.1f} / {m['gpu_memory_gib']:g} GiB",
-                  _bar(m["required_gib"], m["gpu_memory_gib"]), str(c["micro_batch_size"]), "on" if c["gradient_checkpointing"] else "off",
-                  f"{c['tokens_per_second']:,.0f}",
-                  f"{c['time_hours']:.2f} h", f"${c['cost_usd']:,.2f}", style=style)
+
+def recommendation_markdown(res: "Recommendation") -> str:
+    plan = res.plan
+    lines = [f"# ftdecide: {res.arch.name} on {res.scenario.gpus}x {res.gpu.name}", ""]
+    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for c in res.candidates:
+        est = c.estimate
+        lines.append(f"| {c.method} | {'yes' if c.fits else 'no'} | {round(est.required_gib, 2):.1f} / {c.gpu_memory_gib:g} | "
+                     f"{round(est.peak_allocated_gib, 2):.1f} | {c.micro_batch_size} | {'on' if c.gradient_checkpointing else 'off'} | "
+                     f"{round(c.tokens_per_second, 1):,.0f} | {round(c.time_hours, 3):.2f} | {round(c.cost_usd, 2):,.2f} |")
+    lines.append("")
+    lines.append(f"**Recommendation:** {_rec_line(plan)}")
+    if plan.reasons:
+        lines += ["", "## Reasons"] + [f"- {r.message} (`{r.rule}`)" for r in plan.reasons]
+    if plan.evaluation and plan.deployment:
+        ev, dep = plan.evaluation, plan.deployment
+        lines += ["", "## Evaluation", f"- hold out {ev.held_out_examples:,} examples; measure {ev.task_metric}", f"- {ev.regression_check}",
+                  "", "## Deployment", f"- {dep.advice}" + (f" (adapter: {dep.adapter_size_mb:,.1f} MB)" if dep.adapter_size_mb is not None else "")]
+    if res.warnings:
+        lines += ["", "## Warnings"] + [f"- {w.message} (`{w.rule}`)" for w in res.warnings]
+    if res.alternatives:
+        lines += ["", "## Alternatives"] + [f"- {a.message}" for a in res.alternatives]
+    return "\n".join(lines) + "\n"
+
+
+def recommendation_table(res: "Recommendation", console, explain: bool = False) -> None:
+    sc, plan = res.scenario, res.plan
+    t = _table(f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
+               f"{sc.seq_len} tokens x {plan.epochs} epochs",
+               ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
+               right=("time", "cost", "micro-batch", "tokens/s"))
+    for c in res.candidates:
+        req = round(c.required_gib, 2)
+        style = "bold green" if c.method == plan.method else ("" if c.fits else "red")
+        t.add_row(c.method, "yes" if c.fits else "no", f"{req:.1f} / {c.gpu_memory_gib:g} GiB", _bar(req, c.gpu_memory_gib), str(c.micro_batch_size),
+                  "on" if c.gradient_checkpointing else "off", f"{round(c.tokens_per_second, 1):,.0f}", f"{round(c.time_hours, 3):.2f} h",
+                  f"${round(c.cost_usd, 2):,.2f}", style=style)
     console.print(t)
-    # Messages come from rule files and names from config files: never read them as rich markup.
-    console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(rec))}")
-    for r in rec.get("reasons", []):
-        console.print(f"  • {esc(r['message'])} [dim]({esc(r['rule'])})[/dim]")
-    for w in res["warnings"]:
-        console.print(f"  [yellow]! {esc(w['message'])}[/yellow] [dim]({esc(w['rule'])})[/dim]")
-    for a in res["alternatives"]:
-        console.print(f"  → {esc(a['message'])}")
-    if rec.get("evaluation"):
-        ev, dep = rec["evaluation"], rec["deployment"]
-        console.print(f"  evaluate: hold out {ev['held_out_examples']:,} examples, {esc(ev['task_metric'])}; forgetting: perplexity +{ev['perplexity_rise_max']:.0%} "
-                      f"or a benchmark -{ev['benchmark_drop_max_points']:g}-3 points")
-        size = f" (adapter {dep['adapter_size_mb']:,.1f} MB)" if "adapter_size_mb" in dep else f" ({dep['size_mb'] / 1e3:,.1f} GB)"
-        console.print(f"  deploy: {esc(dep['advice'])}{size}")
+    console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(plan))}")
+    for r in plan.reasons:
+        console.print(f"  • {esc(r.message)} [dim]({esc(r.rule)})[/dim]")
+    for w in res.warnings:
+        console.print(f"  [yellow]! {esc(w.message)}[/yellow] [dim]({esc(w.rule)})[/dim]")
+    for a in res.alternatives:
+        console.print(f"  → {esc(a.message)}")
+    if plan.evaluation and plan.deployment:
+        ev, dep = plan.evaluation, plan.deployment
+        console.print(f"  evaluate: hold out {ev.held_out_examples:,} examples, {esc(ev.task_metric)}; forgetting: perplexity +{ev.perplexity_rise_max:.0%} "
+                      f"or a benchmark -{ev.benchmark_drop_max_points:g}-3 points")
+        console.print(f"  deploy: {esc(dep.advice)}{_deploy_size(plan)}")
     if explain:
-        console.print(f"[dim]rules fired: {', '.join(res['rules_fired'])}[/dim]")
-        a = res["assumptions"]
+        console.print(f"[dim]rules fired: {esc(', '.join(res.rules_fired))}[/dim]")
+        a = res.assumptions
         console.print(f"[dim]time: {a['time']}; FLOPs {a['flops_per_token']}; matmul utilisation {a['matmul_utilisation']}; memory: {a['memory']}[/dim]")
-        for c in res["candidates"]:
-            console.print(f"[dim]{c['method']}: " + ", ".join(f"{k} {v:.2f}" for k, v in c["memory"]["breakdown"].items()) + " GiB[/dim]")
+        for c in res.candidates:
+            console.print(f"[dim]{c.method}: " + ", ".join(f"{k} {round(v, 3):.2f}" for k, v in c.estimate.breakdown.items()) + " GiB[/dim]")
 
 
-def estimate_table(d: dict[str, Any], title: str, console) -> None:
-    from rich.table import Table
+# --- estimate -------------------------------------------------------------------------------------
+def estimate_json(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate") -> dict[str, Any]:
+    return {"model": arch.name, "config": cfg.model_dump(), **est.as_dict()}
 
-    t = Table(title=esc(title))
-    t.add_column("term")
-    t.add_column("GiB", justify="right")
+
+def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", console) -> None:
+    d = est.as_dict()
+    t = _table(f"{arch.name}: {cfg.method} ({cfg.optimizer}), seq {cfg.seq_len} x micro-batch {cfg.batch_size}", ("term", "GiB"), right=("GiB",))
     for k, v in d["breakdown"].items():
         t.add_row(k, f"{v:.2f}")
     t.add_row("[bold]peak allocated[/bold]", f"[bold]{d['peak_allocated_gib']:.2f}[/bold]")
     t.add_row("[bold]required on the GPU[/bold]", f"[bold]{d['required_gib']:.2f}[/bold]")
     console.print(t)
     console.print(f"parameters: {d['total_params']:,} total, {d['trainable_params']:,} trainable; peak during {d['peak_phase']}")
-    for n in d.get("notes", []):
-        console.print(f"  • {n}")
+    for n in d["notes"]:
+        console.print(f"  • {esc(n)}")
 
 
+# --- fit ------------------------------------------------------------------------------------------
+def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"]) -> dict[str, Any]:
+    return {"model": arch.name, "gpu": gpu.name, "gpus": gpus, "memory_gib": gpu.memory_gib, "seq_len": seq_len, "rows": [r.__dict__ for r in rows]}
+
+
+def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console) -> None:
+    cols = ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}")
+    t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
+    for r in rows:
+        t.add_row(r.method, "on" if r.gradient_checkpointing else "off", str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
+                  f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit", f"{r.required_gib_at_1:.1f}")
+    console.print(t)
+
+
+# --- mix ------------------------------------------------------------------------------------------
+def mix_json(rows: list["TaskMix"], temperature: float, cap, max_upsample: float) -> dict[str, Any]:
+    return {"temperature": temperature, "cap": cap, "max_upsample": max_upsample,
+            "tasks": [{"task": r.task, "examples": r.examples, "weight": round(r.weight, 6), "per_epoch": round(r.per_epoch, 1),
+                       "repeats": round(r.repeats, 4)} for r in rows]}
+
+
+def mix_table(rows: list["TaskMix"], temperature: float, cap, max_upsample: float, console) -> None:
+    cols = ("task", "examples", "weight", "per epoch", "repeats")
+    t = _table(f"task mix (T={temperature:g}{f', cap {cap:,}' if cap else ''}, at most {max_upsample:g}x per epoch)", cols, right=cols[1:])
+    for r in rows:
+        t.add_row(esc(r.task), f"{r.examples:,}", f"{r.weight:.3f}", f"{r.per_epoch:,.0f}", f"{r.repeats:.2f}x")
+    console.print(t)
+
+
+# --- catalogs -------------------------------------------------------------------------------------
+def models_json(archs: list["Arch"]) -> list[dict[str, Any]]:
+    return [{"name": a.name, "hf_id": a.aliases[0] if a.aliases else "", "family": a.family, "params": a.total_params(), "layers": a.num_layers,
+             "hidden": a.hidden_size, "heads": a.num_heads, "kv_heads": a.num_kv_heads, "vocab": a.vocab_size, "source": a.source} for a in archs]
+
+
+def models_table(archs: list["Arch"], console) -> None:
+    t = _table("models", ("name", "hf_id", "family", "params", "layers", "hidden", "heads", "kv_heads", "vocab"))
+    for r in models_json(archs):
+        t.add_row(esc(r["name"]), esc(r["hf_id"]), esc(r["family"]), f"{r['params'] / 1e9:.2f}B",
+                  *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")))
+    console.print(t)
+
+
+def gpus_json(gpus: list["GPU"]) -> list[dict[str, Any]]:
+    return [g.model_dump() for g in gpus]
+
+
+def gpus_table(gpus: list["GPU"], console) -> None:
+    t = _table("GPUs", ("name", "memory GiB", "bf16 TFLOPS", "bf16", "USD/h"))
+    for g in gpus:
+        t.add_row(esc(g.name), f"{g.memory_gib:g}", f"{g.bf16_tflops:g}", "yes" if g.bf16 else "no", f"{g.price_per_hour:.2f}")
+    console.print(t)
+
+
+# --- rules ----------------------------------------------------------------------------------------
+def rules_json(rs: "RuleSet") -> list[dict[str, Any]]:
+    return [{"id": lr.rule.id, "priority": lr.rule.priority, "when": lr.rule.when, "prefer": lr.rule.prefer, "forbid": lr.rule.forbid,
+             "set": lr.rule.set.model_dump(exclude_none=True), "source": f"{lr.path}:{lr.line}"} for lr in rs.rules]
+
+
+def rules_table(rs: "RuleSet", console) -> None:
+    t = _table("rules in force", ("id", "priority", "when", "effects"))
+    for r in rules_json(rs):
+        eff = " ".join(filter(None, [f"prefer {r['prefer']}" if r["prefer"] else "", f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
+                                    " ".join(f"{k}={v}" for k, v in r["set"].items())]))
+        t.add_row(esc(r["id"]), str(r["priority"]), esc(r["when"]), esc(eff))
+    console.print(t)
+
+
+# --- probe ----------------------------------------------------------------------------------------
 def probe_table(rec: dict[str, Any], console) -> None:
-    """One measured probe beside ftdecide's estimate."""
-    from rich.table import Table
-
+    """One measured probe beside ftdecide's estimate (``rec``: a probe record, see
+    :mod:`ftdecide.probe.records`)."""
     est, err = rec.get("estimate", {}), rec.get("error", {})
     sw = rec.get("software", {})
     title = f"{rec['arch']}: {rec['method']} ({rec.get('optim', 'adamw')}), seq {rec['seq']} x micro-batch {rec['batch']} on {sw.get('gpu', '?')}"
-    t = Table(title=esc(title))
-    for c in ("", "measured", "ftdecide", "error"):
-        t.add_column(c, justify="right" if c else "left")
+    t = _table(title, ("", "measured", "ftdecide", "error"), right=("measured", "ftdecide", "error"))
     ok = rec.get("status") == "ok"
 
     def pct(k):
         return f"{err[k]:+.1%}" if k in err else ""
 
-    t.add_row("status", rec.get("status", "?"), "fits" if est.get("fits_card") else "does not fit", "agree" if err.get("fits_agree") else "DISAGREE")
-    t.add_row("peak allocated GiB", f"{rec.get('peak_alloc_gib', 0):.2f}" + ("" if ok else " (at OOM)"), f"{est.get('peak_allocated_gib', 0):.2f}", pct("peak_allocated"))
+    t.add_row("status", esc(rec.get("status", "?")), "fits" if est.get("fits_card") else "does not fit", "agree" if err.get("fits_agree") else "DISAGREE")
+    t.add_row("peak allocated GiB", f"{rec.get('peak_alloc_gib', 0):.2f}" + ("" if ok else " (at OOM)"), f"{est.get('peak_allocated_gib', 0):.2f}",
+              pct("peak_allocated"))
     t.add_row("peak reserved GiB", f"{rec.get('peak_reserved_gib', 0):.2f}", "", "")
     t.add_row("CUDA context GiB", f"{rec.get('cuda_context_gib', 0):.2f}", "", "")
     t.add_row("required GiB", "", f"{est.get('required_gib', 0):.2f}", "")

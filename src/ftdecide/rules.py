@@ -9,7 +9,7 @@ A rule file::
         description: Reasoning benefits from capacity.
         when: task == "math"
         priority: 30                     # higher wins where rules set the same thing
-        prefer: lora                     # full | lora | qlora
+        prefer: lora                     # a method of 'ftdecide rules schema' (full, lora, qlora, ...)
         forbid: [full]                   # methods ruled out
         set: {rank: 64}                  # rank, alpha, targets, dropout, lora_learning_rate,
                                          # full_learning_rate, epochs
@@ -27,18 +27,24 @@ same priority that set one key to different values are reported as a conflict wa
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import expr
+from . import expr, methods
 from .errors import InputError
+from .results import Message
 from .yamlio import LineDict, load_yaml
 
-MethodName = Literal["full", "lora", "qlora"]
-SETTABLE = {"rank": int, "alpha": int, "targets": str, "dropout": float, "lora_learning_rate": float, "full_learning_rate": float, "epochs": int}
+
+def _method_name(v: Any) -> Any:
+    if isinstance(v, str) and v not in methods.names():
+        raise ValueError(f"unknown method '{v}' (choose from {', '.join(methods.names())})")
+    return v
 
 
 class SetEffect(BaseModel):
@@ -60,12 +66,24 @@ class Rule(BaseModel):
     description: str = ""
     when: str
     priority: int = Field(0, ge=-1000, le=1000)
-    prefer: Optional[MethodName] = None
-    forbid: list[MethodName] = []
+    prefer: Optional[str] = None
+    forbid: list[str] = []
     set: SetEffect = SetEffect()
     warn: Optional[str] = None
     note: Optional[str] = None
     enabled: bool = True
+
+    @field_validator("prefer")
+    @classmethod
+    def _prefer_known(cls, v: Optional[str]) -> Optional[str]:
+        return _method_name(v)
+
+    @field_validator("forbid")
+    @classmethod
+    def _forbid_known(cls, v: list[str]) -> list[str]:
+        for m in v:
+            _method_name(m)
+        return v
 
     @field_validator("when", mode="before")
     @classmethod
@@ -76,6 +94,9 @@ class Rule(BaseModel):
 
 
 class RuleFile(BaseModel):
+    # The schema of a whole file, for 'ftdecide rules schema'; files are checked piece by piece by
+    # check_data, so that every problem gets its own line. (A docstring would become the schema's
+    # description.)
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = 1
     disable: list[str] = []
@@ -105,10 +126,11 @@ class LoadedRule:
     line: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class RuleSet:
-    rules: list[LoadedRule] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
+    """The rules in force, in order (later files' rules after, replacing same ids)."""
+
+    rules: tuple[LoadedRule, ...] = ()
 
 
 def _line_of(node: Any, key: Any = None) -> int:
@@ -119,11 +141,11 @@ def _line_of(node: Any, key: Any = None) -> int:
     return 1
 
 
-def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Problem], RuleFile | None, list[LoadedRule], list[str]]:
-    """Validate parsed YAML; returns every problem found, and what loaded cleanly."""
+def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Problem], list[LoadedRule], list[str]]:
+    """Validate parsed YAML: (every problem found, the rules that loaded cleanly, the ids to disable)."""
     problems: list[Problem] = []
     if not isinstance(data, dict):
-        return [Problem(path, 1, 1, "a rule file is a mapping with 'rules:' (and optional 'version:', 'disable:')")], None, [], []
+        return [Problem(path, 1, 1, "a rule file is a mapping with 'rules:' (and optional 'version:', 'disable:')")], [], []
     top_unknown = [k for k in data if k not in ("version", "disable", "rules")]
     for k in top_unknown:
         problems.append(Problem(path, _line_of(data, k), 1, f"unknown field '{k}' (allowed: version, disable, rules)"))
@@ -176,9 +198,7 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
             problems.append(Problem(path, wline, wcol + e.col - 1, f"when: {e}", rule.id))
             continue
         loaded.append(LoadedRule(rule, tree, path, line))
-    if problems:
-        return problems, None, loaded, disable
-    return problems, RuleFile(version=1, disable=disable, rules=[lr.rule for lr in loaded]), loaded, disable
+    return problems, loaded, disable
 
 
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
@@ -215,33 +235,44 @@ def check_file(path: str, schema: dict[str, str]) -> list[Problem]:
     try:
         data = load_yaml(path, "rule file")
     except InputError as e:
-        msg = str(e)
-        m = re.match(r"^(.*?):(\d+)(?::(\d+))?: (.*)$", msg)
-        if m and m.group(1) == path:
-            return [Problem(path, int(m.group(2)), int(m.group(3) or 1), m.group(4))]
-        return [Problem(path, 1, 1, msg[len(path) + 2 :] if msg.startswith(path + ":") else msg)]
+        return [Problem(path, e.line or 1, e.column or 1, e.message)]
     return check_data(data, path, schema)[0]
+
+
+def _file_key(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        return ()  # load_yaml reports the file's problem
+
+
+@lru_cache(maxsize=64)
+def _load_file(path: str, key: tuple, schema: tuple[tuple[str, str], ...]) -> tuple[tuple[LoadedRule, ...], tuple[str, ...]]:
+    data = load_yaml(path, "rule file")
+    problems, loaded, disable = check_data(data, path, dict(schema))
+    if problems:
+        extra = f" (and {len(problems) - 1} more; run 'ftdecide rules check {path}')" if len(problems) > 1 else ""
+        p = problems[0]
+        rid = f" [{p.rule}]" if p.rule else ""
+        raise InputError(f"{p.message}{rid}{extra}", p.path, p.line, p.column)
+    return tuple(loaded), tuple(disable)
 
 
 def load_rules(paths: list[str], schema: dict[str, str]) -> RuleSet:
     """Load rule files in order (later files extend and override earlier ones); the first problem
-    becomes an InputError with file:line:column."""
-    rs = RuleSet()
+    becomes an InputError with file:line:column. A file is parsed once per process while it is
+    unchanged (``batch`` runs many scenarios over the same rules)."""
     by_id: dict[str, LoadedRule] = {}
+    frozen_schema = tuple(sorted(schema.items()))
     for path in paths:
-        data = load_yaml(path, "rule file")
-        problems, _, loaded, disable = check_data(data, path, schema)
-        if problems:
-            extra = f" (and {len(problems) - 1} more; run 'ftdecide rules check {path}')" if len(problems) > 1 else ""
-            raise InputError(f"{problems[0]}{extra}")
+        loaded, disable = _load_file(path, _file_key(path), frozen_schema)
         for rid in disable:
             by_id.pop(rid, None)
         for lr in loaded:
             by_id.pop(lr.rule.id, None)  # replacing keeps the new file position
             by_id[lr.rule.id] = lr
-        rs.sources.append(path)
-    rs.rules = [lr for lr in by_id.values() if lr.rule.enabled]
-    return rs
+    return RuleSet(tuple(lr for lr in by_id.values() if lr.rule.enabled))
 
 
 @dataclass
@@ -253,8 +284,8 @@ class Outcome:
     preferences: list[tuple[int, int, str, str]]  # (priority, order, method, rule id)
     settings: dict[str, Any]
     setting_rule: dict[str, str]
-    warnings: list[dict[str, str]]
-    notes: list[dict[str, str]]
+    warnings: list[Message]
+    notes: list[Message]
 
 
 def evaluate(rs: RuleSet, env: dict[str, Any]) -> Outcome:
@@ -281,12 +312,13 @@ def evaluate(rs: RuleSet, env: dict[str, Any]) -> Outcome:
             prefs.append((r.priority, order[id(lr)], r.prefer, r.id))
         for k, v in r.set.model_dump(exclude_none=True).items():
             if k in settings and setting_prio[k] == r.priority and settings[k] != v:
-                warnings.append({"rule": r.id, "message": f"conflicting effects: '{setting_rule[k]}' and '{r.id}' (same priority {r.priority}) set {k} to {settings[k]} and {v}; {v} was used"})
+                warnings.append(Message(r.id, f"conflicting effects: '{setting_rule[k]}' and '{r.id}' (same priority {r.priority}) "
+                                              f"set {k} to {settings[k]} and {v}; {v} was used"))
             settings[k], setting_rule[k], setting_prio[k] = v, r.id, r.priority
         if r.warn:
-            warnings.append({"rule": r.id, "message": render_message(r.warn, env)})
+            warnings.append(Message(r.id, render_message(r.warn, env)))
         if r.note:
-            notes.append({"rule": r.id, "message": render_message(r.note, env)})
+            notes.append(Message(r.id, render_message(r.note, env)))
     return Outcome(fired, forbidden, prefs, settings, setting_rule, warnings, notes)
 
 
@@ -300,6 +332,9 @@ def json_schema(names: dict[str, str]) -> dict:
     listing = ", ".join(f"{k} ({v})" for k, v in sorted(names.items()))
     rule["when"]["description"] = ("A condition in ftdecide's expression language (comparisons, and/or/not, in [...], + - * / // %, "
                                    f"min/max/abs) over: {listing}")
+    # The method names come from the registry, not from a Literal, so the enums are written here.
+    rule["prefer"]["anyOf"][0] = {"enum": list(methods.names()), **rule["prefer"]["anyOf"][0]}
+    rule["forbid"]["items"] = {"enum": list(methods.names()), **rule["forbid"]["items"]}
     rule["prefer"]["description"] = "the method this rule prefers when it fires"
     rule["forbid"]["description"] = "methods ruled out when this rule fires"
     rule["priority"]["description"] = "higher wins where rules prefer or set the same thing"

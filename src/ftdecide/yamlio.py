@@ -40,27 +40,27 @@ def read_text(path: str, what: str = "file") -> str:
     """The UTF-8 text of ``path``, or an InputError naming why it cannot be read."""
     try:
         if os.path.isdir(path):
-            raise InputError(f"{path}: is a directory, not a {what}")
+            raise InputError(f"is a directory, not a {what}", path)
         size = os.path.getsize(path)
         if size > MAX_BYTES:
-            raise InputError(f"{path}: {what} is {size} bytes; the limit is {MAX_BYTES} (1 MiB)")
+            raise InputError(f"{what} is {size} bytes; the limit is {MAX_BYTES} (1 MiB)", path)
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except InputError:
         raise
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError("no such file", path) from None
     except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+        raise InputError("permission denied", path) from None
     except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise InputError(f"cannot read ({e.strerror or e})", path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+        raise InputError(f"not UTF-8 text (byte 0x{raw[e.start]:02x})", path, line) from None
     if not text.strip():
-        raise InputError(f"{path}: {what} is empty")
+        raise InputError(f"{what} is empty", path)
     return text
 
 
@@ -104,12 +104,12 @@ def _check_events(text: str, path: str) -> None:
             aliases += 1
             if aliases > MAX_ALIASES:
                 m = ev.start_mark
-                raise InputError(f"{path}:{m.line + 1}:{m.column + 1}: more than {MAX_ALIASES} YAML aliases (alias bomb?)")
+                raise InputError(f"more than {MAX_ALIASES} YAML aliases (alias bomb?)", path, m.line + 1, m.column + 1)
         elif isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
                 m = ev.start_mark
-                raise InputError(f"{path}:{m.line + 1}:{m.column + 1}: nested deeper than {MAX_DEPTH} levels")
+                raise InputError(f"nested deeper than {MAX_DEPTH} levels", path, m.line + 1, m.column + 1)
         elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -123,15 +123,15 @@ def parse_yaml(text: str, path: str):
         raise
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
-        pos = f"{m.line + 1}:{m.column + 1}" if m else "1:1"
+        line, col = (m.line + 1, m.column + 1) if m else (1, 1)
         what = e.problem or e.context or "invalid YAML"
         if "python/" in str(what) or "could not determine a constructor" in str(what):
             what = f"{what} (Python tags are not allowed)"
-        raise InputError(f"{path}:{pos}: {what}") from None
+        raise InputError(str(what), path, line, col) from None
     except yaml.YAMLError as e:
-        raise InputError(f"{path}: invalid YAML ({e})") from None
+        raise InputError(f"invalid YAML ({e})", path) from None
     except RecursionError:
-        raise InputError(f"{path}: nested too deeply") from None
+        raise InputError("nested too deeply", path) from None
 
 
 def load_yaml(path: str, what: str = "YAML file"):
@@ -154,13 +154,13 @@ def load_json(path: str, what: str = "JSON file"):
         d = {}
         for k, v in pairs:
             if k in d:
-                raise InputError(f"{path}: duplicate key '{k}'")
+                raise InputError(f"duplicate key '{k}'", path)
             d[k] = v
         return d
 
     try:
         return json.loads(text, object_pairs_hook=_no_dupes)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+        raise InputError(f"invalid JSON ({e.msg})", path, e.lineno, e.colno) from None
     except RecursionError:
-        raise InputError(f"{path}: nested too deeply") from None
+        raise InputError("nested too deeply", path) from None

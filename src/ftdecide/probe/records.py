@@ -11,15 +11,19 @@ from __future__ import annotations
 from ..arch import Arch
 from ..estimator import TrainConfig
 from ..hfconfig import arch_from_hf_config
+from ..methods import from_variant, get, names, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
 H100_TOTAL_GIB = 79.18
 
 
 def config_from_record(d: dict) -> TrainConfig:
-    """The TrainConfig a record was measured with."""
-    m = d["method"]
-    return TrainConfig(method="full" if m.startswith("full") else m, precision="mixed" if m == "full_mixed" else "bf16",
+    """The TrainConfig a record was measured with (``method`` is a method variant: ``full_mixed``, ...)."""
+    try:
+        method, precision = from_variant(d["method"])
+    except KeyError:
+        raise ValueError(f"unknown method '{d['method']}' (choose from {', '.join(variants())})") from None
+    return TrainConfig(method=method.name, precision=precision,
                        optimizer=d.get("optim", "adamw"), seq_len=d["seq"], batch_size=d["batch"], gradient_checkpointing=bool(d["gc"]),
                        lora_rank=d.get("r") or 16, lora_targets=d.get("targets") or "all-linear", lora_dropout=d.get("dropout") or 0.0)
 
@@ -30,10 +34,9 @@ def arch_from_record(d: dict) -> Arch:
 
 def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, steps: int = 3) -> dict:
     """The probe record (before measurement) of ``cfg`` on ``arch``; inverse of :func:`config_from_record`."""
-    method = cfg.method if cfg.method != "full" else ("full_mixed" if cfg.precision == "mixed" else "full_bf16")
-    rec = {"arch": arch.name, "hf_config": arch.to_hf_config(), "method": method, "optim": cfg.optimizer,
+    rec = {"arch": arch.name, "hf_config": arch.to_hf_config(), "method": cfg.variant, "optim": cfg.optimizer,
            "seq": cfg.seq_len, "batch": cfg.batch_size, "gc": cfg.gradient_checkpointing, "steps": steps}
-    if cfg.method != "full":
+    if cfg.method_spec.adapter:
         rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
     if reentrant:
         rec["reentrant"] = True
@@ -47,15 +50,18 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
     try:
         sc, rec = doc["scenario"], doc["recommendation"]
         if not rec.get("feasible"):
-            raise InputError(f"{source}: the recommendation is not feasible: there is no plan to probe")
+            raise InputError("the recommendation is not feasible: there is no plan to probe", source)
         lora = rec.get("lora") or {}
-        cfg = TrainConfig(method=rec["method"], precision=sc.get("precision", "bf16") if rec["method"] == "full" else "bf16",
+        if rec["method"] not in names():
+            raise InputError(f"unknown method '{rec['method']}' in the recommendation", source)
+        method = get(rec["method"])
+        cfg = TrainConfig(method=method.name, precision=method.precision_for(sc.get("precision", "bf16")),
                           optimizer=sc.get("optimizer", "adamw"), seq_len=sc["seq_len"], batch_size=rec["micro_batch_size"],
                           gradient_checkpointing=bool(rec["gradient_checkpointing"]), lora_rank=lora.get("rank", 16),
                           lora_targets=lora.get("targets", "all-linear"), lora_dropout=lora.get("dropout", 0.05))
         return sc["model"], cfg
     except (KeyError, TypeError, AttributeError) as e:
-        raise InputError(f"{source}: not a 'ftdecide recommend --format json' document (missing {e})") from None
+        raise InputError(f"not a 'ftdecide recommend --format json' document (missing {e})", source) from None
 
 
 def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None = None) -> dict:

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
+from ..methods import ProbeRecipe, from_variant, variants as all_variants
+
 GIB = 2**30
 
 # Module names per target set, by model family (phi3 fuses q/k/v and gate/up).
@@ -50,7 +52,10 @@ def unavailable(methods: Iterable[str]) -> str | None:
     and a CUDA GPU are needed (bitsandbytes only for QLoRA and 8-bit AdamW)."""
     import importlib.util
 
-    need = ["torch", "transformers", "peft"] + (["bitsandbytes"] if any(m in ("qlora", "adamw8bit") for m in methods) else [])
+    need = ["torch", "transformers", "peft"]
+    for m in methods:
+        extra = _recipe(m).needs if m in all_variants() else (("bitsandbytes",) if m == "adamw8bit" else ())
+        need += [n for n in extra if n not in need]
     missing = [n for n in need if importlib.util.find_spec(n) is None]
     if missing:
         return f"probe needs {', '.join(missing)}: pip install 'ftdecide[probe]'"
@@ -114,8 +119,14 @@ def _device():
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _recipe(variant: str) -> ProbeRecipe:
+    method, _ = from_variant(variant)
+    return method.probe_recipe(variant)
+
+
 def _build_base(hf_config: dict, method: str):
-    """Build the base model with random weights directly on the device."""
+    """Build the base model with random weights directly on the device, as the method variant's
+    :class:`ftdecide.methods.ProbeRecipe` says (dtype, 4-bit linears)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -123,13 +134,14 @@ def _build_base(hf_config: dict, method: str):
     model_type = cfg.pop("model_type")
     config = AutoConfig.for_model(model_type, **cfg)
     config.use_cache = False
-    dtype = torch.float32 if method == "full_mixed" else torch.bfloat16
+    recipe = _recipe(method)
+    dtype = getattr(torch, recipe.dtype)
     with _device():
         try:
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
         except TypeError:
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", torch_dtype=dtype)
-    if method == "qlora":
+    if recipe.quantize_4bit:
         _quantize_linears(model)
     return model
 
@@ -276,10 +288,11 @@ def run_probe(probe: dict, model=None) -> dict:
             torch.cuda.synchronize()
             rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
         train_model = model
-        if method in ("lora", "qlora"):
+        recipe = _recipe(method)
+        if recipe.adapter:
             from peft import LoraConfig, get_peft_model
 
-            if method == "qlora":
+            if recipe.kbit_prepare:
                 from peft import prepare_model_for_kbit_training
 
                 model = prepare_model_for_kbit_training(
@@ -338,7 +351,8 @@ def run_probe(probe: dict, model=None) -> dict:
 
 
 def _build_key(probe: dict) -> str:
-    return json.dumps([probe["hf_config"], probe["method"] if probe["method"] in ("full_mixed", "qlora") else "bf16"], sort_keys=True)
+    recipe = _recipe(probe["method"])
+    return json.dumps([probe["hf_config"], recipe.dtype, recipe.quantize_4bit], sort_keys=True)
 
 
 def run_grid(probes: Iterable[dict], out=None) -> Iterator[dict]:

@@ -1,0 +1,160 @@
+"""Every fitted or measured constant of the memory and step-time models, in one frozen object.
+
+The models (:mod:`ftdecide.estimator`, :mod:`ftdecide.throughput`) take a :class:`Calibration` as an
+argument and default to :data:`DEFAULT`. Nothing rewrites module globals: a refit
+(``benchmarks/fit_coefficients.py``, ``benchmarks/fit_throughput.py``) builds a new object with
+``dataclasses.replace`` and passes it in, and the estimator's memo is keyed on the object, so a refit is
+never served a model built from other constants.
+
+Memory constants are bytes per value (fitted) or GiB (2**30 bytes, measured); time constants are stated
+with their units. The data behind each fit: ``data/measurements`` (H100 SXM, torch 2.11,
+transformers 5.17, peft 0.21, bitsandbytes 0.50) and ``shared/calibration``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ActCoef:
+    """Bytes saved per value by one method variant (fitted; the terms are described in
+    :mod:`ftdecide.estimator`)."""
+
+    a_h: float
+    a_q: float
+    a_kv: float
+    a_i: float
+    a_e: float  # eager attention: per head per key position
+    c_h: float  # per token, outside the layers (final norm)
+    g: float  # per layer with checkpointing
+    nodrop: float = 0.0  # LoRA with dropout 0: inputs of targeted o_proj/down_proj
+    nodrop_h: float = 0.0  # LoRA with dropout 0: the normed input of each targeted block (attention, MLP)
+    big: float = 0.0  # QLoRA: bytes per value of the largest linear (dequantization workspace)
+    big_gc: float = 0.0
+    recompute: float = 1.0  # share of one saved layer that checkpointed backward holds at once
+    a_n: float = 0.0  # per extra norm beyond two per layer (Gemma 2's post-attention/post-MLP norms)
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Kernels launched per step (forward, backward, optimizer), by what launches them. A pass is one
+    run over a layer: forward and backward make 2, checkpointing's recompute a third. Fitted to the
+    kernels torch.profiler recorded in 62 profiled steps."""
+
+    layer_pass: float = 47.84  # norms, projections, rotary, attention, MLP, residual adds
+    eager_layer_pass: float = 23.96  # eager attention's extra ops (softcap, mask, softmax, dropout)
+    adapter_pass: float = 10.68  # one LoRA adapter: dropout, A, B, scale, add
+    qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
+    expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
+    full_layer: float = 34.13  # full fine-tuning's weight gradients and casts
+    adafactor_tensor: float = 24.11  # transformers' Adafactor: its Python loop of factored updates per tensor
+    fixed: float = 309.92  # embeddings, loss, logits, fused AdamW's multi-tensor kernels
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """Constants of the step-time model (:mod:`ftdecide.throughput`), fitted by log-error least squares."""
+
+    k_act: float = 13.428  # passes over one materialised layer's bytes per token
+    k_logits: float = 6.952  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 6.6  # passes over eager attention's bf16 scores
+    k_state: float = 1.358  # passes over full fine-tuning's weights and optimizer states
+    k_fused: float = 25.331  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
+    # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
+    # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
+    # parameter of full fine-tuning, in passes over 4 bytes
+    k_8bit: float = 30.641
+    kernel_us: float = 24.935  # CPU microseconds per launched kernel
+    overlap_p: float = 2.022  # how GPU and CPU time combine (see ftdecide.throughput)
+    # Python loops per parameter tensor beyond the kernels (ms): bitsandbytes' AdamW8bit (one launch and
+    # its bookkeeping per tensor), torch SGD (foreach, not fused; one measured run).
+    adamw8bit_tensor_ms: float = 0.011
+    sgd_tensor_ms: float = 0.21
+    # Checkpointing runs the forward (a third of forward + backward) once more: 1.5x the memory-bound
+    # passes over activations, and 4/3 of attention's FLOPs (2 forward-equivalents of 6 become 8).
+    recompute_traffic: float = 1.5
+    recompute_attention: float = 4.0 / 3.0
+
+
+def _coef() -> tuple[tuple[str, ActCoef], ...]:
+    # Fitted by least squares on data/measurements (benchmarks/fit_coefficients.py). Physics fixes the
+    # form; these constants are the bytes the stack really keeps. Keys are method variants
+    # (ftdecide.methods: Method.variant).
+    return (
+        ("full_bf16", ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2)),
+        ("full_mixed", ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2)),
+        ("lora", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47,
+                         recompute=0.91, a_n=2.66)),
+        ("qlora", ActCoef(a_h=0.0, a_q=0.0, a_kv=7.49, a_i=10.14, a_e=3.81, c_h=2.52, g=3.64, nodrop=2.26, nodrop_h=2.34,
+                          big=14.43, big_gc=21.82, recompute=0.0, a_n=0.0)),
+    )
+
+
+def _util() -> tuple[tuple[str, float], ...]:
+    # Tensor-core utilisation of the matrix products, per method variant (fitted, H100). Full
+    # fine-tuning's big bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small
+    # adapter products and to bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the
+    # memory term does not see.
+    return (("full_bf16", 0.80), ("full_mixed", 0.79), ("lora", 0.586), ("qlora", 0.539))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The constants both models read. Hashable, so that memo keys can hold it."""
+
+    coef: tuple[tuple[str, ActCoef], ...] = field(default_factory=_coef)
+    util: tuple[tuple[str, float], ...] = field(default_factory=_util)
+    # CUDA context + cuBLAS workspaces, torch 2.11 on an H100: total - free - reserved after a step
+    # (ftdecide probe), GiB.
+    cuda_context_gib: float = 0.75
+    # The caching allocator's reserved-but-unusable memory when the card is nearly full: a share of the
+    # peak (size rounding, partly used segments) plus a share of the largest block the step asks for,
+    # the fp32 logits of the loss (tokens x vocab x 4 B), which cannot be carved from the fragments
+    # smaller tensors leave. Fitted so that required_gib separates the measured runs that fit an 80 GB
+    # card from those that ran out of memory: with the measured 0.75 GiB context, the pairs that
+    # separate all runs lie on a narrow band from (0.010, 0.375) to (0.025, 0.3125)
+    # (benchmarks/accuracy.py); this one is inside it.
+    allocator_headroom: float = 0.015
+    logits_block_headroom: float = 0.35
+    dropout_bytes: float = 3.0  # dropout output (bf16, 2 B) + its mask (1 B) per targeted input value
+    # bitsandbytes' MatMul4Bit saves its input for the backward of every 4-bit linear, adapted or not
+    # (``ctx.tensors = (A, B)`` whenever the input needs a gradient), in the compute dtype (bf16); plain
+    # nn.Linear under torch autograd saves nothing for a frozen weight, so LoRA has no such term.
+    qlora_input_bytes: float = 2.0
+    logits_saved: float = 4.0  # fp32 log-softmax output, per vocab entry per token
+    logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
+    logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
+    softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
+    step: StepConstants = field(default_factory=StepConstants)
+    kernels: KernelCounts = field(default_factory=KernelCounts)
+
+    def act(self, variant: str) -> ActCoef:
+        """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...)."""
+        for k, c in self.coef:
+            if k == variant:
+                return c
+        raise KeyError(variant)
+
+    def utilisation(self, variant: str) -> float:
+        """Tensor-core utilisation of a method variant's matrix products (share of dense bf16 peak)."""
+        for k, u in self.util:
+            if k == variant:
+                return u
+        raise KeyError(variant)
+
+    def with_act(self, variant: str, coef: ActCoef) -> "Calibration":
+        """A copy with ``variant``'s activation coefficients replaced (for refits)."""
+        from dataclasses import replace
+
+        return replace(self, coef=tuple((k, coef if k == variant else c) for k, c in self.coef))
+
+    def with_util(self, values: dict[str, float]) -> "Calibration":
+        """A copy with some utilisations replaced (for refits)."""
+        from dataclasses import replace
+
+        return replace(self, util=tuple((k, values.get(k, u)) for k, u in self.util))
+
+
+DEFAULT = Calibration()

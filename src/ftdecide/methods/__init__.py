@@ -1,0 +1,208 @@
+"""Fine-tuning methods: one module each, registered here, asked by the rest of the code.
+
+A method combines three choices: what trains (every weight, or an adapter), whether the frozen base is
+quantised, and the precision of what trains. Each module of this package builds one :class:`Method`
+(or a subclass) and passes it to :func:`register`; the package imports every module of itself on first
+use, so a new method is one new file here plus its data and tests (the way pyupgrade's fixes and
+yamllint's rules register themselves). No other module compares a method's name: the estimator, the
+step-time model, the recommender, the emitters and the probe ask the method.
+
+A method answers, for an architecture (:class:`ftdecide.arch.Arch`) and a configuration
+(:class:`ftdecide.estimator.TrainConfig`):
+
+- its *variant* for a precision: the key of its fitted constants (``full_bf16``, ``full_mixed``,
+  ``lora``, ``qlora``) in :class:`ftdecide.calibration.Calibration` and in measured records;
+- which linear modules it adapts, and how many parameters train;
+- the bytes of its weights (GPU-resident, base and adapters), bytes per trainable parameter, and the
+  trainable matrices an optimizer keeps state for;
+- its memory terms beyond the common ones (QLoRA: the input every 4-bit linear saves, the
+  dequantisation workspace), its FLOPs per parameter per token and the kernels it adds per layer;
+- its probe recipe (dtype, 4-bit base, adapter, k-bit preparation) and its emitter keys.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from ..policy import DEFAULT_LORA_LEARNING_RATE
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from ..arch import Arch
+    from ..calibration import ActCoef, Calibration, KernelCounts
+    from ..estimator import TrainConfig
+
+
+@dataclass(frozen=True)
+class ProbeRecipe:
+    """How ``ftdecide probe`` builds and wraps the model for a method variant."""
+
+    dtype: str  # torch dtype of the base weights as built: "bfloat16" or "float32"
+    quantize_4bit: bool  # replace every linear but the head by bitsandbytes NF4
+    adapter: Optional[str]  # "lora" or None
+    kbit_prepare: bool  # peft's prepare_model_for_kbit_training (fp32 norms and embeddings)
+    needs: tuple[str, ...] = ()  # packages beyond torch, transformers and peft
+
+
+@dataclass(frozen=True)
+class EmitKeys:
+    """What each trainer calls this method (``None``: the trainer lacks it)."""
+
+    axolotl_adapter: Optional[str]  # axolotl's ``adapter:``; "" for full fine-tuning (no key)
+    llamafactory_type: str  # LLaMA-Factory's ``finetuning_type``
+    quantization_bit: Optional[int] = None  # 4 for a 4-bit base (axolotl load_in_4bit, LLaMA-Factory quantization_bit)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A fine-tuning method: the base class holds what full fine-tuning and adapter methods share;
+    subclasses override the hooks that differ. Memory in bytes, unless a name says otherwise."""
+
+    name: str
+    label: str  # how people write it: "full fine-tuning", "LoRA", "QLoRA"
+    summary: str  # one line for help texts
+    # Order among the methods that fit when no rule prefers one (lower first): the cheapest method with
+    # the quality of a full update comes first.
+    fallback_order: int
+    emit_keys: EmitKeys
+    trains_base: bool = False  # every weight trains (gradients and optimizer states for all of them)
+    adapter: Optional[str] = None  # "lora" for LoRA-family adapters
+    quantized_base: bool = False  # frozen base in 4-bit NF4
+    precisions: tuple[str, ...] = ("bf16",)  # precisions of what trains that the method supports
+    learning_rate_setting: str = "lora_learning_rate"  # the rules' key for its learning rate
+    default_learning_rate: float = DEFAULT_LORA_LEARNING_RATE  # when no rule sets it
+
+    # --- identity ---------------------------------------------------------------------------
+    @property
+    def short_label(self) -> str:
+        """The name in compact lists ("full", "LoRA", "QLoRA")."""
+        return self.label if self.adapter else self.name
+
+    def variant(self, precision: str) -> str:
+        """Key of this method's fitted constants and of its measured records for ``precision``."""
+        return self.name
+
+    def precision_for(self, requested: str) -> str:
+        """The precision the method runs at when ``requested`` is asked for the plan (adapters train
+        in fp32 under bf16 autocast whatever full fine-tuning would use)."""
+        return requested if requested in self.precisions else self.precisions[0]
+
+    # --- parameters ---------------------------------------------------------------------------
+    def adapted_modules(self, arch: "Arch", cfg: "TrainConfig") -> tuple[str, ...]:
+        """Linear modules of one layer that get an adapter (none for full fine-tuning). Raises
+        InputError for targets the architecture lacks or a rank beyond its layers."""
+        return ()
+
+    def adapter_params(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> int:
+        """Parameters the method adds to the model (0 for full fine-tuning)."""
+        return 0
+
+    def trainable_params(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> int:
+        return arch.total_params() if self.trains_base else self.adapter_params(arch, cfg, mods)
+
+    def param_bytes(self, cfg: "TrainConfig") -> float:
+        """Bytes per trainable parameter (and per gradient): adapters are fp32."""
+        return 4.0
+
+    def weight_bytes(self, arch: "Arch", cfg: "TrainConfig", adapter_params: int) -> float:
+        """Bytes of the model's parameters as they sit on the GPU: a bf16 base plus fp32 adapters."""
+        return arch.total_params() * 2.0 + adapter_params * 4.0
+
+    def trainable_matrices(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> list[tuple[int, int, int]]:
+        """(rows, cols, count) of the trainable matrices, for the optimizers' per-tensor rules."""
+        shapes = arch.linear_shapes()
+        L = arch.num_layers
+        out: list[tuple[int, int, int]] = []
+        for m in mods:
+            i, o, n = shapes[m]
+            out += [(cfg.lora_rank, i, n * L), (o, cfg.lora_rank, n * L)]
+        return out
+
+    def trainable_tensors(self, arch: "Arch", mods: tuple[str, ...]) -> int:
+        """Parameter tensors the optimizer loops over."""
+        return 2 * len(mods) * arch.num_layers
+
+    # --- memory terms beyond the common ones ---------------------------------------------------
+    def layer_extra_bytes(self, arch: "Arch", cal: "Calibration") -> float:
+        """Bytes per token one layer saves because of the method itself (beyond the fitted terms)."""
+        return 0.0
+
+    def workspace_bytes(self, arch: "Arch", coef: "ActCoef", gc: bool) -> float:
+        """A transient buffer that does not scale with tokens (QLoRA's dequantised weight)."""
+        return 0.0
+
+    # --- step time ----------------------------------------------------------------------------
+    @property
+    def flops_per_param(self) -> float:
+        """Training FLOPs per active parameter per token without recompute: forward 2, input
+        gradients 2, weight gradients 2 only where the base trains."""
+        return 6.0 if self.trains_base else 4.0
+
+    def kernels_per_layer_pass(self, arch: "Arch", mods: tuple[str, ...], kc: "KernelCounts") -> float:
+        """Kernels the method adds to one pass over one layer."""
+        return len(mods) * kc.adapter_pass
+
+    def kernels_per_layer_step(self, kc: "KernelCounts") -> float:
+        """Kernels the method adds once per layer per step (weight gradients and their casts)."""
+        return 0.0
+
+    # --- probe ----------------------------------------------------------------------------------
+    def probe_recipe(self, variant: str) -> ProbeRecipe:
+        return ProbeRecipe(dtype="bfloat16", quantize_4bit=self.quantized_base, adapter=self.adapter,
+                           kbit_prepare=self.quantized_base, needs=("bitsandbytes",) if self.quantized_base else ())
+
+
+_REGISTRY: dict[str, Method] = {}
+_VARIANTS: dict[str, tuple[Method, str]] = {}
+_LOADED = False
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (each method module calls this once)."""
+    if method.name in _REGISTRY:
+        raise RuntimeError(f"method '{method.name}' registered twice")
+    _REGISTRY[method.name] = method
+    for p in method.precisions:
+        _VARIANTS[method.variant(p)] = (method, p)
+    return method
+
+
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def all_methods() -> tuple[Method, ...]:
+    """Every registered method in the order the outputs list them: methods that train the base first,
+    then adapter methods, quantised bases last (by name within each group)."""
+    _load()
+    return tuple(sorted(_REGISTRY.values(), key=lambda m: (not m.trains_base, m.quantized_base, m.name)))
+
+
+def names() -> tuple[str, ...]:
+    """Names of every registered method, in output order."""
+    return tuple(m.name for m in all_methods())
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; KeyError if none is."""
+    _load()
+    return _REGISTRY[name]
+
+
+def from_variant(variant: str) -> tuple[Method, str]:
+    """(method, precision) of a variant key such as ``full_mixed``; KeyError if unknown."""
+    _load()
+    return _VARIANTS[variant]
+
+
+def variants() -> tuple[str, ...]:
+    """Every variant key (what measured records call their method)."""
+    _load()
+    return tuple(_VARIANTS)

@@ -1,0 +1,51 @@
+"""Full fine-tuning: every weight trains.
+
+``bf16``: bf16 weights, gradients and optimizer states (2 B per parameter each; fused AdamW keeps bf16
+states for bf16 parameters). ``mixed``: fp32 master weights, gradients and states under bf16 autocast
+(4 B each). FLOPs: 6 per parameter per token (forward 2, input gradients 2, weight gradients 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..policy import DEFAULT_FULL_LEARNING_RATE
+from . import EmitKeys, Method, ProbeRecipe, register
+
+
+@dataclass(frozen=True)
+class FullFineTuning(Method):
+    def variant(self, precision: str) -> str:
+        return "full_mixed" if precision == "mixed" else "full_bf16"
+
+    def param_bytes(self, cfg) -> float:
+        return 4.0 if cfg.precision == "mixed" else 2.0
+
+    def weight_bytes(self, arch, cfg, adapter_params: int) -> float:
+        return arch.total_params() * self.param_bytes(cfg)
+
+    def trainable_matrices(self, arch, cfg, mods):
+        L = arch.num_layers
+        out = [(o, i, n * L) for i, o, n in arch.linear_shapes().values()]
+        if arch.is_moe:
+            e = arch.expert_intermediate
+            out += [(e, arch.hidden_size, 3 * arch.num_experts * L), (arch.num_experts, arch.hidden_size, L)]
+        out.append((arch.vocab_size, arch.hidden_size, 1 if arch.tie_embeddings else 2))
+        return out
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return arch.param_tensors()
+
+    def kernels_per_layer_step(self, kc) -> float:
+        return kc.full_layer
+
+    def probe_recipe(self, variant: str) -> ProbeRecipe:
+        return ProbeRecipe(dtype="float32" if variant == "full_mixed" else "bfloat16", quantize_4bit=False, adapter=None, kbit_prepare=False)
+
+
+METHOD = register(FullFineTuning(
+    name="full", label="full fine-tuning", summary="every weight trains (bf16, or fp32 master weights with --precision mixed)",
+    fallback_order=2, trains_base=True, precisions=("bf16", "mixed"), learning_rate_setting="full_learning_rate",
+    default_learning_rate=DEFAULT_FULL_LEARNING_RATE,
+    emit_keys=EmitKeys(axolotl_adapter="", llamafactory_type="full"),
+))

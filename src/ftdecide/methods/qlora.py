@@ -1,0 +1,45 @@
+"""QLoRA: LoRA adapters over a 4-bit NF4 base (bitsandbytes, double quantisation, bf16 compute).
+
+Weights: 0.5 B per quantised parameter (every nn.Linear but the head), its constants (one 8-bit absmax
+per 64 weights and one fp32 per 256 absmax with double quantisation), 4 B for every other parameter
+(``prepare_model_for_kbit_training`` casts embeddings, norms and head to fp32), plus the fp32 adapters.
+Memory beyond LoRA's: bitsandbytes' ``MatMul4Bit`` saves its bf16 input for the backward of every
+4-bit linear (``Calibration.qlora_input_bytes`` per input value), and dequantises the largest weight into
+a workspace (fitted bytes per value of the largest linear, with and without checkpointing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import EmitKeys, register
+from .lora import LoraFamily
+
+NF4_BYTES = 0.5
+BLOCK = 64  # weights per absmax
+DOUBLE_QUANT_BLOCK = 256  # absmax values per fp32 constant of the second quantisation
+
+
+@dataclass(frozen=True)
+class QuantizedLora(LoraFamily):
+    def weight_bytes(self, arch, cfg, adapter_params: int) -> float:
+        q = arch.quantizable_params()
+        consts = q / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
+        return q * NF4_BYTES + consts + (arch.total_params() - q) * 4.0 + adapter_params * 4.0
+
+    def layer_extra_bytes(self, arch, cal) -> float:
+        return cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
+
+    def workspace_bytes(self, arch, coef, gc: bool) -> float:
+        biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
+        return biggest * (coef.big_gc if gc else coef.big)
+
+    def kernels_per_layer_pass(self, arch, mods, kc) -> float:
+        return super().kernels_per_layer_pass(arch, mods, kc) + kc.qlinear_pass * sum(n for _, _, n in arch.linear_shapes().values())
+
+
+METHOD = register(QuantizedLora(
+    name="qlora", label="QLoRA", summary="LoRA adapters over a 4-bit NF4 base (bitsandbytes)",
+    fallback_order=1, adapter="lora", quantized_base=True,
+    emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
+))

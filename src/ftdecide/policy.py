@@ -1,0 +1,42 @@
+"""Policy numbers of the recommendation, each with its reason. The default rules
+(``configs/rules/default.yaml``, rule ``default-lora``) set the same LoRA shape, learning rates and
+epochs, and a team changes them there; the values here are what a plan uses when every rule that sets
+them has been disabled, and what ``estimate``, ``fit`` and ``probe`` assume when not told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """rank, alpha, targets (as :meth:`ftdecide.arch.Arch.resolve_targets` takes them), dropout."""
+
+    rank: int = 16
+    alpha: int = 32
+    targets: str = "all-linear"
+    dropout: float = 0.05
+
+
+# r=16 on all linear layers with alpha = 2r and dropout 0.05: QLoRA's recipe (Dettmers et al. 2023), the
+# common default of peft, axolotl and LLaMA-Factory examples.
+DEFAULT_LORA = LoraShape()
+DEFAULT_EPOCHS = 3  # the seeds' decision tables: 1-3 epochs for instruction data; more overfits
+DEFAULT_LORA_LEARNING_RATE = 2e-4  # LoRA's rate is about 10x full fine-tuning's (Hu et al. 2021)
+DEFAULT_FULL_LEARNING_RATE = 2e-5
+DEFAULT_GPU = "a100-80gb"  # the most rented training card when --gpu is not given
+
+# Examples per optimizer step the plan aims for: micro-batch x accumulation x GPUs. 16 is the
+# seeds' and the trainers' usual effective batch for instruction tuning at 2k tokens.
+GLOBAL_BATCH = 16
+# Micro-batches tried, largest first (powers of two up to the global batch: no accumulation beyond it).
+MICRO_BATCHES = (16, 8, 4, 2, 1)
+# Without checkpointing a plan is taken only if it still allows this micro-batch: below it, the ~1/3
+# extra compute of checkpointing costs less than the lost parallelism of tiny micro-batches.
+MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING = 4
+# GPU counts an alternative may propose for sharding (one node of 8, then two).
+ALTERNATIVE_GPU_COUNTS = (2, 4, 8, 16)
+# A smaller model proposed as an alternative is sized with QLoRA at the plan's rank, capped here:
+# higher ranks are for large updates (math), and the alternative is about fitting at all.
+ALTERNATIVE_MAX_RANK = 64

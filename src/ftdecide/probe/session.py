@@ -1,0 +1,94 @@
+"""What ``ftdecide probe`` does around the measurement: read the records to run (a grid file, a
+recommendation, or one configuration), check that this machine can run them, and put ftdecide's
+estimate beside each result. The command line only picks which and renders.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Iterator
+
+from ..errors import InputError
+
+
+def records_from_grid(path: str) -> list[dict]:
+    """Probe records of a grid file: one JSON object per line (see :mod:`ftdecide.probe.records`);
+    InputError names the line of a bad one."""
+    from pydantic import ValidationError
+
+    from ..yamlio import read_text
+    from .records import arch_from_record, config_from_record
+
+    out = []
+    for i, line in enumerate(read_text(path, "grid file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            arch_from_record(rec), config_from_record(rec)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"]) or "input"
+            raise InputError(f"not a probe record: {where.replace('_', '-')}: {err['msg']}", path, i) from None
+        except KeyError as e:
+            raise InputError(f"not a probe record: missing field {e}", path, i) from None
+        except (ValueError, TypeError) as e:
+            raise InputError(f"not a probe record: {e}", path, i) from None
+        except InputError as e:
+            raise e.at(path, i) from None
+        out.append(rec)
+    if not out:
+        raise InputError("no probe records", path)
+    return out
+
+
+def records_from_config(model: str, cfg, reentrant: bool = False, steps: int = 3) -> list[dict]:
+    """The one probe record of ``cfg`` on ``model``; a rank or target the model lacks is an input error
+    before any GPU work."""
+    from ..catalog import resolve_model
+    from ..estimator import estimate_memory
+    from .records import record_from_config
+
+    arch = resolve_model(model)
+    estimate_memory(arch, cfg)
+    return [record_from_config(arch, cfg, reentrant=reentrant, steps=steps)]
+
+
+def records_from_recommendation(path: str, reentrant: bool = False, steps: int = 3) -> list[dict]:
+    """The probe record of the plan in a ``recommend --format json`` file."""
+    from ..yamlio import load_json
+    from .records import config_from_recommendation
+
+    name, cfg = config_from_recommendation(load_json(path, "recommendation"), path)
+    return records_from_config(name, cfg, reentrant=reentrant, steps=steps)
+
+
+def open_sink(path: str) -> IO[str]:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot append: {e.strerror}", path) from None
+
+
+def measure(records: list[dict]) -> Iterator[dict]:
+    """Run each record on this machine's GPU and yield it with ftdecide's ``estimate`` and ``error``
+    beside the measurement. InputError when the probe extra or a CUDA GPU is missing, or when torch
+    fails (reported in one line: the configuration, not ftdecide, is what the user changes)."""
+    from ..catalog import gpu_for_device
+    from . import runner
+    from .records import compare
+
+    why = runner.unavailable([r["method"] for r in records] + [r.get("optim", "") for r in records])
+    if why:
+        raise InputError(why)
+    try:
+        for rec in runner.run_grid(records):
+            g = gpu_for_device(rec.get("software", {}).get("gpu", ""))
+            rec.update(compare(rec, g.bf16_tflops if g else None, g.memory_bandwidth_gbs if g else None))
+            yield rec
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a failure inside torch is reported in one line, not a traceback
+        raise InputError(f"probe failed: {type(e).__name__}: {e}") from None
