@@ -31,7 +31,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from ftdecide.estimator import GIB, estimate_memory  # noqa: E402
 from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
 from ftdecide.probe.records import H100_TOTAL_GIB as CARD_GIB, config_from_record as config, read_records  # noqa: E402
-from ftdecide.throughput import UTIL, tokens_per_second  # noqa: E402
+from ftdecide.calibration import DEFAULT  # noqa: E402
+from ftdecide.methods import variants  # noqa: E402
+from ftdecide.throughput import tokens_per_second  # noqa: E402
+
 
 def load():
     return read_records(ROOT / "data" / "measurements", ROOT.parent / "shared" / "calibration")
@@ -41,10 +44,10 @@ def predictions(d):
     arch = arch_from_hf_config(d["hf_config"], d["arch"])
     e = estimate_memory(arch, config(d))
     n = arch.total_params()
-    m = d["method"]
-    if m.startswith("full"):
+    spec = config(d).method_spec
+    if spec.trains_base:
         acc, seeds = 8 * n, 16 * n
-    elif m == "lora":
+    elif not spec.quantized_base:
         acc, seeds = 2 * n, 2.5e9 * n / 1e9
     else:
         acc, seeds = 0.5 * n, 0.6e9 * n / 1e9
@@ -60,7 +63,7 @@ def _time_stats(errs: list[float]) -> str:
 
 def main():
     rows = load()
-    methods = ["full_bf16", "full_mixed", "lora", "qlora"]
+    methods = list(variants())
     out = [f"Runs: {len(rows)} ({sum(d['status'] == 'ok' for d in rows)} fit, {sum(d['status'] == 'oom' for d in rows)} out of memory), H100 80GB.", ""]
     out.append("| estimator | method | runs | median abs error | worst under | worst over | OOM agreement |")
     out.append("|---|---|---|---|---|---|---|")
@@ -84,18 +87,18 @@ def main():
             "ftdecide/throughput.py), beside one flat utilisation per method (6N/4N FLOPs at the method's median MFU).", "",
             "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|---|---|"]
     timed = [(d, arch_from_hf_config(d["hf_config"], d["arch"]), config(d)) for d in rows if d["status"] == "ok" and d.get("tokens_per_s")]
-    from ftdecide.throughput import train_flops_per_token, util_key
+    from ftdecide.throughput import train_flops_per_token
 
     mfu = {}
     for d, a, c in timed:
-        mfu.setdefault(util_key(c), []).append(d["tokens_per_s"] * train_flops_per_token(a, c.method, c.seq_len, c.gradient_checkpointing) / 989e12)
+        mfu.setdefault(c.variant, []).append(d["tokens_per_s"] * train_flops_per_token(a, c) / 989e12)
     flat = {k: statistics.median(v) for k, v in mfu.items()}
     models = {"ftdecide": lambda a, c: tokens_per_second(a, c, 989.0, 3350.0),
-              "flat MFU": lambda a, c: flat[util_key(c)] * 989e12 / train_flops_per_token(a, c.method, c.seq_len, c.gradient_checkpointing)}
+              "flat MFU": lambda a, c: flat[c.variant] * 989e12 / train_flops_per_token(a, c)}
     for name, f in models.items():
         for m in methods + ["all"]:
             errs = [f(a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
-            u = (f"{UTIL[m]:.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
+            u = (f"{DEFAULT.utilisation(m):.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
             out.append(f"| {name} | {m} | {len(errs)} | {u} | {_time_stats(errs)} |")
     out += ["", "By what bounds the step (the model's longer stream: GPU kernels, or the CPU launching them):", "",
             "| bound | runs | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|"]

@@ -6,7 +6,8 @@ The form of every term is fixed by what autograd saves (see ftdecide/estimator.p
 bytes per value. Loss: squared relative error of peak_allocated_gib on runs that fit, under-estimates
 weighted 3x (an under-estimate is an OOM for the user), plus runs that ran out of memory whose estimate
 falls below the memory they had already allocated when they failed (a lower bound of their true peak).
-Prints the fitted ActCoef to paste into COEF.
+Prints the fitted ActCoef to paste into ftdecide/calibration.py (``_coef``). Each trial is a new frozen
+Calibration (``Calibration.with_act``) passed to the estimator; nothing is rewritten in place.
 """
 
 from __future__ import annotations
@@ -24,22 +25,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
 from ftdecide import estimator  # noqa: E402
+from ftdecide.calibration import DEFAULT  # noqa: E402
+from ftdecide.methods import variants  # noqa: E402
 from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
 
 
 def main(key: str, names: list[str]) -> None:
-    classes = {"full_bf16": ("full_bf16",), "full_mixed": ("full_mixed",), "lora": ("lora",), "qlora": ("qlora",)}
-    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load() if d["method"] in classes[key]]
-    base = estimator.COEF[key]
+    if key not in variants():
+        raise SystemExit(f"unknown method variant {key!r} (choose from {', '.join(variants())})")
+    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load() if d["method"] == key]
+    base = DEFAULT.act(key)
     names = names or [f.name for f in dataclasses.fields(base)]
     # a term at zero gets a starting value so that the simplex explores it
     x0 = np.array([getattr(base, n) or 1.0 for n in names])
 
     def loss(x):
-        estimator.COEF[key] = dataclasses.replace(base, **{n: max(0.0, float(v)) for n, v in zip(names, x)})
+        cal = DEFAULT.with_act(key, dataclasses.replace(base, **{n: max(0.0, float(v)) for n, v in zip(names, x)}))
         total = 0.0
         for arch, cfg, d in runs:
-            e = estimator.estimate_memory(arch, cfg).peak_allocated_gib / d["peak_alloc_gib"] - 1
+            e = estimator.estimate_memory(arch, cfg, cal).peak_allocated_gib / d["peak_alloc_gib"] - 1
             if d["status"] == "ok":
                 total += e * e * (3.0 if e < 0 else 1.0)
             elif e < 0:

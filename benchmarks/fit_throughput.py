@@ -34,22 +34,23 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
 from ftdecide import throughput  # noqa: E402
+from ftdecide.calibration import DEFAULT, KernelCounts, StepConstants  # noqa: E402
 from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
 
 TFLOPS, BW = 989.0, 3350.0
 
 
-def fit_kernels(runs) -> throughput.KernelCounts:
-    names = [f.name for f in dataclasses.fields(throughput.KernelCounts)]
+def fit_kernels(runs) -> KernelCounts:
+    names = [f.name for f in dataclasses.fields(KernelCounts)]
     rows, counts = [], []
     for a, c, d in runs:
         if "profile" not in d:
             continue
         # the count is linear in the constants: probe it one unit vector at a time
-        rows.append([throughput.kernels_per_step(a, c, throughput.KernelCounts(**{n: float(n == m) for n in names})) for m in names])
+        rows.append([throughput.kernels_per_step(a, c, KernelCounts(**{n: float(n == m) for n in names})) for m in names])
         counts.append(d["profile"]["kernels"])
     x, _ = nnls(np.array(rows), np.array(counts, float))
-    kc = throughput.KernelCounts(**{n: round(float(v), 2) for n, v in zip(names, x)})
+    kc = KernelCounts(**{n: round(float(v), 2) for n, v in zip(names, x)})
     err = [throughput.kernels_per_step(a, c, kc) / d["profile"]["kernels"] - 1 for a, c, d in runs if "profile" in d]
     print(f"kernel counts: {len(err)} profiled steps, median |error| {np.median(np.abs(err)):.1%}, worst {min(err):+.1%} / {max(err):+.1%}")
     print(kc)
@@ -60,16 +61,22 @@ def main() -> None:
     runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load()
             if d["status"] == "ok" and d.get("tokens_per_s")]
     kc = fit_kernels(runs)
-    keys = list(throughput.UTIL)
-    names = [f.name for f in dataclasses.fields(throughput.StepConstants) if f.name != "sgd_tensor_ms"]
+    keys = [k for k, _ in DEFAULT.util]
+    # sgd_tensor_ms comes from one measured run; the recompute factors are fixed by what checkpointing redoes
+    fixed = ("sgd_tensor_ms", "recompute_traffic", "recompute_attention")
+    names = [f.name for f in dataclasses.fields(StepConstants) if f.name not in fixed]
+
+    def calibration(x):
+        # a new frozen Calibration per trial: nothing in ftdecide is rewritten
+        step = dataclasses.replace(DEFAULT.step, **{n: float(v) for n, v in zip(names, x[len(keys):])})
+        return dataclasses.replace(DEFAULT, util=tuple((k, float(v)) for k, v in zip(keys, x[: len(keys)])), step=step, kernels=kc)
 
     def residuals(x):
-        throughput.UTIL.update(zip(keys, x[: len(keys)]))
-        k = throughput.StepConstants(**dict(zip(names, x[len(keys):])))
-        return [math.log(throughput.step_seconds(a, c, TFLOPS, BW, k, kc)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
+        cal = calibration(x)
+        return [math.log(throughput.step_seconds(a, c, TFLOPS, BW, cal)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
                 for a, c, d in runs]
 
-    x0 = [throughput.UTIL[k] for k in keys] + [getattr(throughput.STEP, n) for n in names]
+    x0 = [DEFAULT.utilisation(k) for k in keys] + [getattr(DEFAULT.step, n) for n in names]
     lo = [0.05] * len(keys) + [0.0] * len(names)
     hi = [0.8] * len(keys) + [100.0] * len(names)
     lo[len(keys) + names.index("overlap_p")] = 1.0
@@ -80,7 +87,7 @@ def main() -> None:
     err = [math.exp(-r) - 1 for r in residuals(res.x)]  # tokens/s: predicted / measured - 1
     print(f"{len(runs)} runs; within 25%: {sum(abs(e) <= 0.25 for e in err)}; median |error| {np.median(np.abs(err)):.1%}")
     print("UTIL =", {k: round(float(v), 3) for k, v in zip(keys, res.x)})
-    print(throughput.StepConstants(**{n: round(float(v), 3) for n, v in zip(names, res.x[len(keys):])}))
+    print(dataclasses.replace(DEFAULT.step, **{n: round(float(v), 3) for n, v in zip(names, res.x[len(keys):])}))
 
 
 if __name__ == "__main__":

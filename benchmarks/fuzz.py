@@ -32,7 +32,7 @@ def _context(schema):
 def targets():
     from ftdecide import expr, rules, yamlio
     from ftdecide.errors import InputError
-    from ftdecide.recommend import rule_schema
+    from ftdecide.rulenames import schema as rule_schema
 
     schema = rule_schema()
     env = _context(schema)
