@@ -51,20 +51,29 @@ def predictions(d):
         acc, seeds = 2 * n, 2.5e9 * n / 1e9
     else:
         acc, seeds = 0.5 * n, 0.6e9 * n / 1e9
-    return {"ftdecide": (e.peak_allocated_gib, e.required_gib), "accelerate estimate-memory": (acc / GIB, acc / GIB),
-            "seeds' table": (seeds / GIB, seeds / GIB)}
+    return {
+        "ftdecide": (e.peak_allocated_gib, e.required_gib),
+        "accelerate estimate-memory": (acc / GIB, acc / GIB),
+        "seeds' table": (seeds / GIB, seeds / GIB),
+    }
 
 
 def _time_stats(errs: list[float]) -> str:
     """Median abs error, worst under, worst over and the count within 25%, as table cells."""
-    return (f"{statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
-            f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)}")
+    return (
+        f"{statistics.median(abs(e) for e in errs):.1%} | {min(errs):+.1%} | {max(errs):+.1%} | "
+        f"{sum(abs(e) <= 0.25 for e in errs)}/{len(errs)}"
+    )
 
 
 def main():
     rows = load()
     methods = list(variants())
-    out = [f"Runs: {len(rows)} ({sum(d['status'] == 'ok' for d in rows)} fit, {sum(d['status'] == 'oom' for d in rows)} out of memory), H100 80GB.", ""]
+    out = [
+        f"Runs: {len(rows)} ({sum(d['status'] == 'ok' for d in rows)} fit, "
+        f"{sum(d['status'] == 'oom' for d in rows)} out of memory), H100 80GB.",
+        "",
+    ]
     out.append("| estimator | method | runs | median abs error | worst under | worst over | OOM agreement |")
     out.append("|---|---|---|---|---|---|---|")
     preds = [(d, predictions(d)) for d in rows]
@@ -75,17 +84,28 @@ def main():
             agree = sum((p[1] <= CARD_GIB) == (d["status"] == "ok") for d, p in sel)
             if not ok:
                 continue
-            out.append(f"| {name} | {m} | {len(ok)} | {statistics.median(abs(e) for e in ok):.1%} | {min(ok):+.1%} | {max(ok):+.1%} | {agree}/{len(sel)} |")
+            out.append(
+                f"| {name} | {m} | {len(ok)} | {statistics.median(abs(e) for e in ok):.1%} | {min(ok):+.1%} | {max(ok):+.1%} | "
+                f"{agree}/{len(sel)} |"
+            )
     out.append("")
     out.append("OOM disagreements of ftdecide (required_gib vs the card):")
     for d, p in preds:
         req = p["ftdecide"][1]
         if (req <= CARD_GIB) != (d["status"] == "ok"):
-            out.append(f"- {d['arch']} {d['method']} {d.get('targets') or ''} r={d.get('r')} seq {d['seq']} x {d['batch']} gc={d['gc']}: measured {d['status']} "
-                       f"({d['peak_alloc_gib']:.1f} GiB), predicted required {req:.1f} GiB")
-    out += ["", "Throughput: predicted vs measured tokens/s on the runs that fit (H100 SXM: 989 TFLOPS, 3350 GB/s; "
-            "ftdecide/throughput.py), beside one flat utilisation per method (6N/4N FLOPs at the method's median MFU).", "",
-            "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|---|---|"]
+            out.append(
+                f"- {d['arch']} {d['method']} {d.get('targets') or ''} r={d.get('r')} seq {d['seq']} x {d['batch']} gc={d['gc']}: "
+                f"measured {d['status']} "
+                f"({d['peak_alloc_gib']:.1f} GiB), predicted required {req:.1f} GiB"
+            )
+    out += [
+        "",
+        "Throughput: predicted vs measured tokens/s on the runs that fit (H100 SXM: 989 TFLOPS, 3350 GB/s; "
+        "ftdecide/throughput.py), beside one flat utilisation per method (6N/4N FLOPs at the method's median MFU).",
+        "",
+        "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     timed = [(d, arch_from_hf_config(d["hf_config"], d["arch"]), config(d)) for d in rows if d["status"] == "ok" and d.get("tokens_per_s")]
     from ftdecide.throughput import train_flops_per_token
 
@@ -93,15 +113,22 @@ def main():
     for d, a, c in timed:
         mfu.setdefault(c.variant, []).append(d["tokens_per_s"] * train_flops_per_token(a, c) / 989e12)
     flat = {k: statistics.median(v) for k, v in mfu.items()}
-    models = {"ftdecide": lambda a, c: tokens_per_second(a, c, 989.0, 3350.0),
-              "flat MFU": lambda a, c: flat[c.variant] * 989e12 / train_flops_per_token(a, c)}
+    models = {
+        "ftdecide": lambda a, c: tokens_per_second(a, c, 989.0, 3350.0),
+        "flat MFU": lambda a, c: flat[c.variant] * 989e12 / train_flops_per_token(a, c),
+    }
     for name, f in models.items():
         for m in methods + ["all"]:
             errs = [f(a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
             u = (f"{DEFAULT.utilisation(m):.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
             out.append(f"| {name} | {m} | {len(errs)} | {u} | {_time_stats(errs)} |")
-    out += ["", "By what bounds the step (the model's longer stream: GPU kernels, or the CPU launching them):", "",
-            "| bound | runs | median abs error | worst under | worst over | within 25% |", "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "By what bounds the step (the model's longer stream: GPU kernels, or the CPU launching them):",
+        "",
+        "| bound | runs | median abs error | worst under | worst over | within 25% |",
+        "|---|---|---|---|---|---|",
+    ]
     from ftdecide.throughput import kernels_per_step, step_seconds
 
     for bound in ("gpu", "cpu"):
@@ -113,8 +140,11 @@ def main():
         out.append(f"| {bound} | {len(errs)} | {_time_stats(errs)} |")
     prof = [(d, a, c) for d, a, c in timed if "profile" in d]
     kerr = [kernels_per_step(a, c) / d["profile"]["kernels"] - 1 for d, a, c in prof]
-    out += ["", f"Kernels per step (ftdecide/throughput.py) against torch.profiler's count on {len(kerr)} profiled steps: "
-            f"median abs error {statistics.median(abs(e) for e in kerr):.1%}, worst {min(kerr):+.1%} / {max(kerr):+.1%}."]
+    out += [
+        "",
+        f"Kernels per step (ftdecide/throughput.py) against torch.profiler's count on {len(kerr)} profiled steps: "
+        f"median abs error {statistics.median(abs(e) for e in kerr):.1%}, worst {min(kerr):+.1%} / {max(kerr):+.1%}.",
+    ]
     # the host's speed: measured step time per kernel of the profiled steps that kept the GPU busy less than half the time
     hosts: dict[str, list[float]] = {}
     for d, _, _ in prof:
@@ -122,7 +152,9 @@ def main():
         if p["gpu_busy_s"] < 0.5 * p["wall_s"]:
             hosts.setdefault(d["src"], []).append(d["seq"] * d["batch"] / d["tokens_per_s"] / p["kernels"] * 1e6)
     for f, v in sorted(hosts.items()):
-        out.append(f"CPU-bound profiled steps in {f}: {len(v)}, {min(v):.0f}-{max(v):.0f} us per kernel (median {statistics.median(v):.0f}).")
+        out.append(
+            f"CPU-bound profiled steps in {f}: {len(v)}, {min(v):.0f}-{max(v):.0f} us per kernel (median {statistics.median(v):.0f})."
+        )
     print("\n".join(out))
 
 

@@ -48,9 +48,8 @@ def _profiled(model, probe, steps=3):
         wall = time.perf_counter() - t0
         if ctx:
             ctx.__exit__(None, None, None)
-    kernels, syncs, nonzero, launches, top = 0.0, 0, 0, 0, []
+    syncs, nonzero, launches, top = 0, 0, 0, []
     for e in ctx.key_averages():
-        dev_t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
         if e.key.startswith(("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")):
             syncs += e.count
         if e.key == "aten::nonzero":
@@ -64,8 +63,15 @@ def _profiled(model, probe, steps=3):
         k = e.name[:90]
         by[k] = by.get(k, 0.0) + (e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total) / 1e6
     top = sorted(by.items(), key=lambda kv: -kv[1])[:12]
-    out["profile"] = {"wall_s": wall, "gpu_busy_s": busy, "kernels": len(evts), "launch_calls": launches,
-                      "syncs": syncs, "nonzero": nonzero, "top": [[k, round(v, 5)] for k, v in top]}
+    out["profile"] = {
+        "wall_s": wall,
+        "gpu_busy_s": busy,
+        "kernels": len(evts),
+        "launch_calls": launches,
+        "syncs": syncs,
+        "nonzero": nonzero,
+        "top": [[k, round(v, 5)] for k, v in top],
+    }
     del opt
     return out
 
@@ -78,6 +84,9 @@ if __name__ == "__main__":
     with open(dest, "a") as fh:
         for rec in R.run_grid(probes, fh):
             p = rec.get("profile", {})
-            print(f"# {rec['arch']} {rec['method']} {rec.get('optim')} {rec.get('targets')} r={rec.get('r')} {rec['seq']}x{rec['batch']} "
-                  f"gc={rec['gc']} {rec['status']} tok/s={rec.get('tokens_per_s', 0):.0f} wall={p.get('wall_s', 0):.3f} "
-                  f"busy={p.get('gpu_busy_s', 0):.3f} kernels={p.get('kernels')} syncs={p.get('syncs')} nonzero={p.get('nonzero')}", flush=True)
+            print(
+                f"# {rec['arch']} {rec['method']} {rec.get('optim')} {rec.get('targets')} r={rec.get('r')} {rec['seq']}x{rec['batch']} "
+                f"gc={rec['gc']} {rec['status']} tok/s={rec.get('tokens_per_s', 0):.0f} wall={p.get('wall_s', 0):.3f} "
+                f"busy={p.get('gpu_busy_s', 0):.3f} kernels={p.get('kernels')} syncs={p.get('syncs')} nonzero={p.get('nonzero')}",
+                flush=True,
+            )

@@ -40,7 +40,7 @@ def main(key: str, names: list[str]) -> None:
     x0 = np.array([getattr(base, n) or 1.0 for n in names])
 
     def loss(x):
-        cal = DEFAULT.with_act(key, dataclasses.replace(base, **{n: max(0.0, float(v)) for n, v in zip(names, x)}))
+        cal = DEFAULT.with_act(key, dataclasses.replace(base, **{n: max(0.0, float(v)) for n, v in zip(names, x, strict=True)}))
         total = 0.0
         for arch, cfg, d in runs:
             e = estimator.estimate_memory(arch, cfg, cal).peak_allocated_gib / d["peak_alloc_gib"] - 1
@@ -53,7 +53,7 @@ def main(key: str, names: list[str]) -> None:
     print(f"{key}: {len(runs)} runs, loss before {loss(x0):.4f}")
     res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-3, "fatol": 1e-7})
     print(f"loss after {res.fun:.4f}")
-    print(dataclasses.replace(base, **{n: round(max(0.0, float(v)), 2) for n, v in zip(names, res.x)}))
+    print(dataclasses.replace(base, **{n: round(max(0.0, float(v)), 2) for n, v in zip(names, res.x, strict=True)}))
 
 
 if __name__ == "__main__":

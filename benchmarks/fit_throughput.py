@@ -50,7 +50,7 @@ def fit_kernels(runs) -> KernelCounts:
         rows.append([throughput.kernels_per_step(a, c, KernelCounts(**{n: float(n == m) for n in names})) for m in names])
         counts.append(d["profile"]["kernels"])
     x, _ = nnls(np.array(rows), np.array(counts, float))
-    kc = KernelCounts(**{n: round(float(v), 2) for n, v in zip(names, x)})
+    kc = KernelCounts(**{n: round(float(v), 2) for n, v in zip(names, x, strict=True)})
     err = [throughput.kernels_per_step(a, c, kc) / d["profile"]["kernels"] - 1 for a, c, d in runs if "profile" in d]
     print(f"kernel counts: {len(err)} profiled steps, median |error| {np.median(np.abs(err)):.1%}, worst {min(err):+.1%} / {max(err):+.1%}")
     print(kc)
@@ -58,8 +58,7 @@ def fit_kernels(runs) -> KernelCounts:
 
 
 def main() -> None:
-    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load()
-            if d["status"] == "ok" and d.get("tokens_per_s")]
+    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load() if d["status"] == "ok" and d.get("tokens_per_s")]
     kc = fit_kernels(runs)
     keys = [k for k, _ in DEFAULT.util]
     # sgd_tensor_ms comes from one measured run; the recompute factors are fixed by what checkpointing redoes
@@ -68,13 +67,16 @@ def main() -> None:
 
     def calibration(x):
         # a new frozen Calibration per trial: nothing in ftdecide is rewritten
-        step = dataclasses.replace(DEFAULT.step, **{n: float(v) for n, v in zip(names, x[len(keys):])})
-        return dataclasses.replace(DEFAULT, util=tuple((k, float(v)) for k, v in zip(keys, x[: len(keys)])), step=step, kernels=kc)
+        step = dataclasses.replace(DEFAULT.step, **{n: float(v) for n, v in zip(names, x[len(keys) :], strict=True)})
+        util = tuple((k, float(v)) for k, v in zip(keys, x[: len(keys)], strict=True))
+        return dataclasses.replace(DEFAULT, util=util, step=step, kernels=kc)
 
     def residuals(x):
         cal = calibration(x)
-        return [math.log(throughput.step_seconds(a, c, TFLOPS, BW, cal)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
-                for a, c, d in runs]
+        return [
+            math.log(throughput.step_seconds(a, c, TFLOPS, BW, cal)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
+            for a, c, d in runs
+        ]
 
     x0 = [DEFAULT.utilisation(k) for k in keys] + [getattr(DEFAULT.step, n) for n in names]
     lo = [0.05] * len(keys) + [0.0] * len(names)
@@ -86,8 +88,8 @@ def main() -> None:
     res = least_squares(residuals, np.clip(x0, lo, hi), bounds=(lo, hi))
     err = [math.exp(-r) - 1 for r in residuals(res.x)]  # tokens/s: predicted / measured - 1
     print(f"{len(runs)} runs; within 25%: {sum(abs(e) <= 0.25 for e in err)}; median |error| {np.median(np.abs(err)):.1%}")
-    print("UTIL =", {k: round(float(v), 3) for k, v in zip(keys, res.x)})
-    print(dataclasses.replace(DEFAULT.step, **{n: round(float(v), 3) for n, v in zip(names, res.x[len(keys):])}))
+    print("UTIL =", {k: round(float(v), 3) for k, v in zip(keys, res.x, strict=True)})
+    print(dataclasses.replace(DEFAULT.step, **{n: round(float(v), 3) for n, v in zip(names, res.x[len(keys) :], strict=True)}))
 
 
 if __name__ == "__main__":

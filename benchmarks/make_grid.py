@@ -11,23 +11,185 @@ import json
 import pathlib
 
 ARCH = {
-    "qwen25_05b": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "qwen25_15b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "qwen25_3b": dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "qwen25_7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "qwen25_14b": dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-    "qwen25_32b": dict(model_type="qwen2", hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-    "llama32_1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, head_dim=64),
-    "llama32_3b": dict(model_type="llama", hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, head_dim=128),
-    "llama31_8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
-    "llama2_7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, tie_word_embeddings=False),
-    "llama2_13b": dict(model_type="llama", hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40, vocab_size=32000, tie_word_embeddings=False),
-    "tinyllama_11b": dict(model_type="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=False),
-    "mistral_7b": dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=32000, tie_word_embeddings=False, sliding_window=None),
-    "phi3_mini": dict(model_type="phi3", hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, vocab_size=32064, tie_word_embeddings=False),
-    "gemma2_2b": dict(model_type="gemma2", hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=256000, tie_word_embeddings=True),
-    "gemma2_9b": dict(model_type="gemma2", hidden_size=3584, intermediate_size=14336, num_hidden_layers=42, num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=256000, tie_word_embeddings=True),
-    "qwen15_moe_a27b": dict(model_type="qwen2_moe", hidden_size=2048, intermediate_size=5632, moe_intermediate_size=1408, shared_expert_intermediate_size=5632, num_experts=60, num_experts_per_tok=4, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16, vocab_size=151936, tie_word_embeddings=False),
+    "qwen25_05b": dict(
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen25_15b": dict(
+        model_type="qwen2",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen25_3b": dict(
+        model_type="qwen2",
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen25_7b": dict(
+        model_type="qwen2",
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
+    "qwen25_14b": dict(
+        model_type="qwen2",
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=48,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
+    "qwen25_32b": dict(
+        model_type="qwen2",
+        hidden_size=5120,
+        intermediate_size=27648,
+        num_hidden_layers=64,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
+    "llama32_1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        head_dim=64,
+    ),
+    "llama32_3b": dict(
+        model_type="llama",
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        head_dim=128,
+    ),
+    "llama31_8b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),
+    "llama2_7b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),
+    "llama2_13b": dict(
+        model_type="llama",
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),
+    "tinyllama_11b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),
+    "mistral_7b": dict(
+        model_type="mistral",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+        sliding_window=None,
+    ),
+    "phi3_mini": dict(
+        model_type="phi3",
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32064,
+        tie_word_embeddings=False,
+    ),
+    "gemma2_2b": dict(
+        model_type="gemma2",
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        vocab_size=256000,
+        tie_word_embeddings=True,
+    ),
+    "gemma2_9b": dict(
+        model_type="gemma2",
+        hidden_size=3584,
+        intermediate_size=14336,
+        num_hidden_layers=42,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=256,
+        vocab_size=256000,
+        tie_word_embeddings=True,
+    ),
+    "qwen15_moe_a27b": dict(
+        model_type="qwen2_moe",
+        hidden_size=2048,
+        intermediate_size=5632,
+        moe_intermediate_size=1408,
+        shared_expert_intermediate_size=5632,
+        num_experts=60,
+        num_experts_per_tok=4,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        vocab_size=151936,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -74,12 +236,27 @@ def grid_a():
             g.append(probe(arch, "full_bf16", seq, batch, gc))
     g.append(probe("llama2_13b", "full_bf16", 512, 1, True))  # 13B x 8 B/param: does not fit 80 GB
     # full bf16 with 8-bit AdamW
-    for arch, seq, batch, gc in (("llama32_1b", 2048, 4, False), ("qwen25_3b", 1024, 4, True), ("llama31_8b", 2048, 2, True), ("mistral_7b", 1024, 8, True), ("gemma2_2b", 512, 8, False)):
+    for arch, seq, batch, gc in (
+        ("llama32_1b", 2048, 4, False),
+        ("qwen25_3b", 1024, 4, True),
+        ("llama31_8b", 2048, 2, True),
+        ("mistral_7b", 1024, 8, True),
+        ("gemma2_2b", 512, 8, False),
+    ):
         g.append(probe(arch, "full_bf16", seq, batch, gc, optim="adamw8bit"))
     # full mixed precision (fp32 master weights)
-    for arch, seq, batch, gc in (("qwen25_05b", 512, 8, False), ("qwen25_05b", 8192, 2, True), ("llama32_1b", 512, 4, False), ("tinyllama_11b", 2048, 4, True),
-                                 ("tinyllama_11b", 1024, 8, False), ("qwen25_15b", 2048, 2, True), ("gemma2_2b", 1024, 2, True), ("llama32_3b", 1024, 1, True),
-                                 ("phi3_mini", 1024, 1, True), ("llama31_8b", 512, 1, True)):
+    for arch, seq, batch, gc in (
+        ("qwen25_05b", 512, 8, False),
+        ("qwen25_05b", 8192, 2, True),
+        ("llama32_1b", 512, 4, False),
+        ("tinyllama_11b", 2048, 4, True),
+        ("tinyllama_11b", 1024, 8, False),
+        ("qwen25_15b", 2048, 2, True),
+        ("gemma2_2b", 1024, 2, True),
+        ("llama32_3b", 1024, 1, True),
+        ("phi3_mini", 1024, 1, True),
+        ("llama31_8b", 512, 1, True),
+    ):
         g.append(probe(arch, "full_mixed", seq, batch, gc))
     for arch, seq, batch, gc in (("qwen25_15b", 1024, 4, True), ("llama32_3b", 2048, 2, True), ("phi3_mini", 512, 2, True)):
         g.append(probe(arch, "full_mixed", seq, batch, gc, optim="adamw8bit"))
@@ -90,20 +267,35 @@ def grid_b():
     """LoRA: ranks, targets, dropout, checkpointing kinds, long sequences, big batches, 32B and MoE."""
     g = []
     for arch in ("llama31_8b", "qwen25_7b", "mistral_7b", "gemma2_9b", "llama2_7b"):
-        for seq, batch, gc, r, t in ((256, 16, False, 8, "all-linear"), (1024, 2, False, 64, "all-linear"), (4096, 2, True, 16, "all-linear"),
-                                     (16384, 1, True, 16, "all-linear"), (2048, 8, True, 128, "attn"), (512, 4, False, 16, "qv")):
+        for seq, batch, gc, r, t in (
+            (256, 16, False, 8, "all-linear"),
+            (1024, 2, False, 64, "all-linear"),
+            (4096, 2, True, 16, "all-linear"),
+            (16384, 1, True, 16, "all-linear"),
+            (2048, 8, True, 128, "attn"),
+            (512, 4, False, 16, "qv"),
+        ):
             g.append(probe(arch, "lora", seq, batch, gc, r=r, targets=t))
     for arch in ("qwen25_05b", "llama32_1b", "llama32_3b", "qwen25_3b", "phi3_mini", "gemma2_2b", "tinyllama_11b"):
-        for seq, batch, gc, r, t, d in ((1024, 4, False, 4, "all-linear", 0.05), (2048, 4, True, 256, "all-linear", 0.05), (4096, 2, False, 32, "mlp", 0.0),
-                                        (8192, 2, True, 16, "attn", 0.1)):
+        for seq, batch, gc, r, t, d in (
+            (1024, 4, False, 4, "all-linear", 0.05),
+            (2048, 4, True, 256, "all-linear", 0.05),
+            (4096, 2, False, 32, "mlp", 0.0),
+            (8192, 2, True, 16, "attn", 0.1),
+        ):
             g.append(probe(arch, "lora", seq, batch, gc, r=r, targets=t, dropout=d))
     for arch in ("llama31_8b", "qwen25_14b", "llama2_13b"):
         g.append(probe(arch, "lora", 2048, 2, True, r=16, reentrant=True))
         g.append(probe(arch, "lora", 1024, 4, False, r=16, dropout=0.0))
         g.append(probe(arch, "lora", 2048, 4, True, r=16, optim="adamw8bit"))
-    g += [probe("qwen25_32b", "lora", 512, 1, True, r=16), probe("qwen25_32b", "lora", 2048, 2, True, r=8, targets="attn"),
-          probe("qwen25_32b", "lora", 1024, 2, False, r=16), probe("llama2_13b", "lora", 4096, 8, False, r=16),
-          probe("llama31_8b", "lora", 8192, 4, False, r=16), probe("gemma2_9b", "lora", 4096, 4, False, r=16)]
+    g += [
+        probe("qwen25_32b", "lora", 512, 1, True, r=16),
+        probe("qwen25_32b", "lora", 2048, 2, True, r=8, targets="attn"),
+        probe("qwen25_32b", "lora", 1024, 2, False, r=16),
+        probe("llama2_13b", "lora", 4096, 8, False, r=16),
+        probe("llama31_8b", "lora", 8192, 4, False, r=16),
+        probe("gemma2_9b", "lora", 4096, 4, False, r=16),
+    ]
     for seq, batch, gc, t in ((512, 4, False, "attn"), (2048, 2, True, "all-linear"), (4096, 2, True, "attn"), (2048, 8, False, "attn")):
         g.append(probe("qwen15_moe_a27b", "lora", seq, batch, gc, r=16, targets=t))
     return g
@@ -113,16 +305,31 @@ def grid_c():
     """QLoRA across sizes, with both optimizers, long sequences and runs that do not fit."""
     g = []
     for arch in ("llama31_8b", "mistral_7b", "qwen25_7b", "gemma2_9b", "qwen25_14b", "llama2_13b", "qwen25_32b"):
-        for seq, batch, gc, r, t in ((512, 4, False, 16, "all-linear"), (2048, 2, True, 64, "all-linear"), (8192, 1, True, 16, "attn"), (1024, 8, True, 8, "qv")):
+        for seq, batch, gc, r, t in (
+            (512, 4, False, 16, "all-linear"),
+            (2048, 2, True, 64, "all-linear"),
+            (8192, 1, True, 16, "attn"),
+            (1024, 8, True, 8, "qv"),
+        ):
             g.append(probe(arch, "qlora", seq, batch, gc, r=r, targets=t))
     for arch in ("qwen25_05b", "llama32_1b", "llama32_3b", "phi3_mini", "gemma2_2b", "qwen25_3b"):
         for seq, batch, gc, r in ((1024, 4, False, 16), (4096, 4, True, 32), (16384, 1, True, 128)):
             g.append(probe(arch, "qlora", seq, batch, gc, r=r))
-    for arch, seq, batch, gc in (("llama31_8b", 2048, 4, True), ("qwen25_14b", 1024, 2, True), ("qwen25_32b", 2048, 1, True), ("mistral_7b", 512, 16, True)):
+    for arch, seq, batch, gc in (
+        ("llama31_8b", 2048, 4, True),
+        ("qwen25_14b", 1024, 2, True),
+        ("qwen25_32b", 2048, 1, True),
+        ("mistral_7b", 512, 16, True),
+    ):
         g.append(probe(arch, "qlora", seq, batch, gc, r=16, optim="adamw8bit"))
-    g += [probe("llama31_8b", "qlora", 4096, 8, False, r=16), probe("qwen25_32b", "qlora", 4096, 4, False, r=16),
-          probe("llama31_8b", "qlora", 16384, 4, True, r=16), probe("qwen25_14b", "qlora", 2048, 4, True, r=16, dropout=0.0, reentrant=True),
-          probe("qwen25_7b", "qlora", 2048, 16, True, r=16), probe("gemma2_9b", "qlora", 2048, 4, False, r=16)]
+    g += [
+        probe("llama31_8b", "qlora", 4096, 8, False, r=16),
+        probe("qwen25_32b", "qlora", 4096, 4, False, r=16),
+        probe("llama31_8b", "qlora", 16384, 4, True, r=16),
+        probe("qwen25_14b", "qlora", 2048, 4, True, r=16, dropout=0.0, reentrant=True),
+        probe("qwen25_7b", "qlora", 2048, 16, True, r=16),
+        probe("gemma2_9b", "qlora", 2048, 4, False, r=16),
+    ]
     return g
 
 
@@ -135,13 +342,15 @@ def optimizers():
     from ftdecide.estimator import TrainConfig
     from ftdecide.probe.records import record_from_config
 
-    runs = [("qwen2.5-0.5b", dict(method="full", optimizer="adafactor", seq_len=512, batch_size=2)),
-            ("llama-3.2-1b", dict(method="full", optimizer="adafactor", seq_len=1024, batch_size=2)),
-            ("qwen2.5-1.5b", dict(method="full", optimizer="adafactor", seq_len=512, batch_size=4, gradient_checkpointing=False)),
-            ("llama-3.2-3b", dict(method="full", optimizer="adafactor", seq_len=1024, batch_size=1)),
-            ("llama-3.2-1b", dict(method="lora", optimizer="adafactor", seq_len=1024, batch_size=4)),
-            ("qwen2.5-1.5b", dict(method="full", optimizer="sgd", seq_len=1024, batch_size=2)),
-            ("llama-3.2-1b", dict(method="full", precision="mixed", optimizer="adafactor", seq_len=512, batch_size=2))]
+    runs = [
+        ("qwen2.5-0.5b", dict(method="full", optimizer="adafactor", seq_len=512, batch_size=2)),
+        ("llama-3.2-1b", dict(method="full", optimizer="adafactor", seq_len=1024, batch_size=2)),
+        ("qwen2.5-1.5b", dict(method="full", optimizer="adafactor", seq_len=512, batch_size=4, gradient_checkpointing=False)),
+        ("llama-3.2-3b", dict(method="full", optimizer="adafactor", seq_len=1024, batch_size=1)),
+        ("llama-3.2-1b", dict(method="lora", optimizer="adafactor", seq_len=1024, batch_size=4)),
+        ("qwen2.5-1.5b", dict(method="full", optimizer="sgd", seq_len=1024, batch_size=2)),
+        ("llama-3.2-1b", dict(method="full", precision="mixed", optimizer="adafactor", seq_len=512, batch_size=2)),
+    ]
     return [record_from_config(catalog.resolve_model(m), TrainConfig(**kw), steps=4) for m, kw in runs]
 
 

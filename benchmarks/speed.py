@@ -6,7 +6,8 @@
    pydantic, rich, yaml"`` (the issue's baseline); the same plus ``from pydantic import BaseModel``
    (pydantic 2 imports its model machinery lazily, so the bare import leaves out what any pydantic
    model costs); the same plus one pydantic model class built and validated once (the floor of any
-   command that validates its input with pydantic, as ftdecide's design asks); and ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
+   command that validates its input with pydantic, as ftdecide's design asks); and
+   ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
    --dataset-size 50000 --task instruction --format json``.
 2. Core loop. ``estimate_memory(arch, cfg)`` over 576 prebuilt configurations (3 methods x 4 sequence
    lengths x 4 micro-batches x 3 ranks x checkpointing on/off) for 2 s; the search path
@@ -27,14 +28,28 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-RECOMMEND = ["-m", "ftdecide", "recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--dataset-size", "50000",
-             "--task", "instruction", "--format", "json"]
+RECOMMEND = [
+    "-m",
+    "ftdecide",
+    "recommend",
+    "--model",
+    "llama-3.1-8b",
+    "--gpu",
+    "rtx-4090",
+    "--dataset-size",
+    "50000",
+    "--task",
+    "instruction",
+    "--format",
+    "json",
+]
 
 
 # The least any command that validates its input with a pydantic model can cost: one model class with
 # one constrained field, built and used once (pydantic builds its validator at class creation).
-ONE_MODEL = ("import typer, pydantic, rich, yaml\nfrom pydantic import BaseModel, Field\n"
-             "class A(BaseModel):\n    x: int = Field(1, ge=0)\nA(x=2)")
+ONE_MODEL = (
+    "import typer, pydantic, rich, yaml\nfrom pydantic import BaseModel, Field\nclass A(BaseModel):\n    x: int = Field(1, ge=0)\nA(x=2)"
+)
 
 
 def cold(runs: int) -> dict[str, float]:
@@ -73,8 +88,14 @@ def core() -> dict[str, float]:
     from ftdecide.fit import fit_table
 
     arch = catalog.resolve_model("llama-3.1-8b")
-    cfgs = [TrainConfig(method=m, seq_len=s, batch_size=b, lora_rank=r, gradient_checkpointing=gc)
-            for m in ("full", "lora", "qlora") for s in (512, 1024, 2048, 4096) for b in (1, 2, 4, 8) for r in (8, 16, 64) for gc in (True, False)]
+    cfgs = [
+        TrainConfig(method=m, seq_len=s, batch_size=b, lora_rank=r, gradient_checkpointing=gc)
+        for m in ("full", "lora", "qlora")
+        for s in (512, 1024, 2048, 4096)
+        for b in (1, 2, 4, 8)
+        for r in (8, 16, 64)
+        for gc in (True, False)
+    ]
     mm = memory_model(arch, TrainConfig(method="lora"))
     points = [(s, b, gc) for s in range(256, 16385, 256) for b in (1, 2, 4, 8, 16) for gc in (True, False)]
     t = time.perf_counter()
@@ -98,8 +119,10 @@ def main() -> None:
     print(f"Cold process, median of {args.runs} interleaved runs ({sys.executable}):")
     for k, v in c.items():
         print(f"  {k:<40} {v * 1e3:7.1f} ms")
-    print(f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x; "
-          f"one pydantic model alone: {one_model / base:.2f}x")
+    print(
+        f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x; "
+        f"one pydantic model alone: {one_model / base:.2f}x"
+    )
     print("Core loop:")
     for k, v in core().items():
         print(f"  {k:<55} {v:,.1f}")

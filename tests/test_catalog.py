@@ -16,16 +16,44 @@ def test_catalog_sizes():
     assert all(g.source for g in catalog.gpus())
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("meta-llama/Llama-3.1-8B", "llama-3.1-8b"), ("meta-llama/Llama-2-7b-hf", "llama-2-7b"), ("Qwen/Qwen2.5-7B", "qwen2.5-7b"),
-    ("mistralai/Mistral-7B-v0.1", "mistral-7b"), ("llama-3.1-8b", "llama-3.1-8b"), ("LLAMA 3.1 8B", "llama-3.1-8b"), ("llama_3.1_8b", "llama-3.1-8b"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("meta-llama/Llama-3.1-8B", "llama-3.1-8b"),
+        ("meta-llama/Llama-2-7b-hf", "llama-2-7b"),
+        ("Qwen/Qwen2.5-7B", "qwen2.5-7b"),
+        ("mistralai/Mistral-7B-v0.1", "mistral-7b"),
+        ("llama-3.1-8b", "llama-3.1-8b"),
+        ("LLAMA 3.1 8B", "llama-3.1-8b"),
+        ("llama_3.1_8b", "llama-3.1-8b"),
+    ],
+)
 def test_model_names_resolve_loosely(name, expected):
     assert catalog.resolve_model(name).name == expected
 
 
-@pytest.mark.parametrize("name", ["h200", "h100", "h100-pcie", "a100-80gb", "a100-40gb", "l40s", "a6000", "l4", "a10g", "rtx-4090",
-                                  "rtx-3090", "rtx-5090", "t4", "v100-32gb", "mi300x", "RTX 4090", "rtx_4090"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "h200",
+        "h100",
+        "h100-pcie",
+        "a100-80gb",
+        "a100-40gb",
+        "l40s",
+        "a6000",
+        "l4",
+        "a10g",
+        "rtx-4090",
+        "rtx-3090",
+        "rtx-5090",
+        "t4",
+        "v100-32gb",
+        "mi300x",
+        "RTX 4090",
+        "rtx_4090",
+    ],
+)
 def test_gpu_names_resolve(name):
     assert catalog.resolve_gpu(name).memory_gib > 10
 
@@ -47,8 +75,20 @@ def test_config_json_path(tmp_path):
     import json
 
     p = tmp_path / "config.json"
-    p.write_text(json.dumps({"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                             "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}))
+    p.write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "hidden_size": 896,
+                "intermediate_size": 4864,
+                "num_hidden_layers": 24,
+                "num_attention_heads": 14,
+                "num_key_value_heads": 2,
+                "vocab_size": 151936,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     assert catalog.resolve_model(str(p)).total_params() == 494032768
     p.write_text(json.dumps({"model_type": "llama", "hidden_size": 10}))
     with pytest.raises(InputError, match="missing intermediate_size"):

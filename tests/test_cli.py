@@ -5,7 +5,6 @@ import pytest
 from conftest import invoke
 
 
-
 def run(*args):
     return invoke(list(args))
 
@@ -33,14 +32,17 @@ def test_seed_70b_on_24gb_nothing_fits_with_alternatives():
     assert not any(c["fits"] for c in d["candidates"])
 
 
-@pytest.mark.parametrize("args,method,rank", [
-    (("--task", "code"), "lora", 32),
-    (("--task", "math"), "lora", 64),
-    (("--task", "style"), "lora", 4),
-    (("--task", "chat", "--serving", "multi-tenant"), "lora", 8),
-    (("--task", "math", "--quality", "best", "--dataset-size", "100000", "--model", "qwen2.5-0.5b"), "full", None),
-    (("--task", "continued-pretraining", "--dataset-size", "2000000", "--model", "qwen2.5-1.5b"), "full", None),
-])
+@pytest.mark.parametrize(
+    "args,method,rank",
+    [
+        (("--task", "code"), "lora", 32),
+        (("--task", "math"), "lora", 64),
+        (("--task", "style"), "lora", 4),
+        (("--task", "chat", "--serving", "multi-tenant"), "lora", 8),
+        (("--task", "math", "--quality", "best", "--dataset-size", "100000", "--model", "qwen2.5-0.5b"), "full", None),
+        (("--task", "continued-pretraining", "--dataset-size", "2000000", "--model", "qwen2.5-1.5b"), "full", None),
+    ],
+)
 def test_use_case_table(args, method, rank):
     base = {"--model": "llama-3.1-8b", "--gpu": "a100-80gb", "--dataset-size": "20000"}
     it = iter(args)
@@ -60,7 +62,22 @@ def test_laptop_gpu_gets_qlora():
 
 
 def test_budget_forbids_full_and_team_policy(tmp_path):
-    d = rec("--model", "qwen2.5-0.5b", "--gpu", "h100", "--task", "math", "--quality", "best", "--dataset-size", "100000", "--rules", "examples/team-policy.yaml", "--budget", "100")
+    d = rec(
+        "--model",
+        "qwen2.5-0.5b",
+        "--gpu",
+        "h100",
+        "--task",
+        "math",
+        "--quality",
+        "best",
+        "--dataset-size",
+        "100000",
+        "--rules",
+        "examples/team-policy.yaml",
+        "--budget",
+        "100",
+    )
     assert d["recommendation"]["method"] != "full"
     assert "no-cheap-full-ft" in d["rules_fired"]
 
@@ -96,18 +113,21 @@ def test_rules_check_cli(tmp_path):
     assert r.exit_code == 2 and f"{f}:4:" in r.stdout and "[a]" in r.stdout
 
 
-@pytest.mark.parametrize("args,msg", [
-    (("recommend", "--model", "llama-9b-nope"), "unknown model"),
-    (("recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-9999"), "unknown GPU"),
-    (("recommend", "--model", "llama-3.1-8b", "--dataset-size", "-5"), "dataset-size"),
-    (("recommend", "--model", "llama-3.1-8b", "--task", "poetry"), "task"),
-    (("recommend", "--model", "llama-3.1-8b", "--budget", "nan"), "finite"),
-    (("recommend", "--model", "llama-3.1-8b", "--gpu-memory", "0.2"), "CUDA context"),
-    (("recommend", "--model", "llama-3.1-8b", "--rules", "/nonexistent.yaml"), "no such file"),
-    (("recommend", "--scenario", "README.md"), "README.md"),
-    (("estimate", "--model", "llama-3.1-8b", "--lora-rank", "100000"), "rank"),
-    (("estimate", "--model", "llama-3.1-8b", "--lora-targets", "w_proj"), "w_proj"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (("recommend", "--model", "llama-9b-nope"), "unknown model"),
+        (("recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-9999"), "unknown GPU"),
+        (("recommend", "--model", "llama-3.1-8b", "--dataset-size", "-5"), "dataset-size"),
+        (("recommend", "--model", "llama-3.1-8b", "--task", "poetry"), "task"),
+        (("recommend", "--model", "llama-3.1-8b", "--budget", "nan"), "finite"),
+        (("recommend", "--model", "llama-3.1-8b", "--gpu-memory", "0.2"), "CUDA context"),
+        (("recommend", "--model", "llama-3.1-8b", "--rules", "/nonexistent.yaml"), "no such file"),
+        (("recommend", "--scenario", "README.md"), "README.md"),
+        (("estimate", "--model", "llama-3.1-8b", "--lora-rank", "100000"), "rank"),
+        (("estimate", "--model", "llama-3.1-8b", "--lora-targets", "w_proj"), "w_proj"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args, msg):
     r = invoke(list(args))
     assert r.exit_code == 2, r.output
@@ -121,7 +141,6 @@ def test_main_turns_off_pydantic_plugin_discovery_unless_set(monkeypatch, capsys
     """The console entry point spares pydantic's scan of every installed distribution for plugins; a value
     the user set is theirs."""
     import os
-    import sys
 
     from ftdecide import cli
 

@@ -7,9 +7,9 @@ from ftdecide import catalog
 from ftdecide.calibration import DEFAULT as CAL, Calibration
 from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
 from ftdecide.hfconfig import arch_from_hf_config
-from ftdecide.probe.records import H100_TOTAL_GIB, config_from_record as cfg_of
-from ftdecide import estimator, throughput
-from ftdecide.throughput import kernels_per_step, step_seconds, tokens_per_second
+from ftdecide.probe.records import config_from_record as cfg_of
+from ftdecide import estimator
+from ftdecide.throughput import kernels_per_step, step_seconds
 
 
 def test_weights_by_method_hand_computed():
@@ -31,13 +31,17 @@ def test_optimizer_states_hand_computed():
     assert optimizer_bytes(a, TrainConfig(method="full", optimizer="sgd"), n, 2.0, ()) == 0
     small = 24 * (2 * 896 + 896 + 128 + 128) + 896  # norms and q/k/v biases: < 4096 values each, fp32 states
     big = n - small
-    assert optimizer_bytes(a, TrainConfig(method="full", optimizer="adamw8bit"), n, 2.0, ()) == pytest.approx(big * (2 + 8 / 256) + small * 8)
+    assert optimizer_bytes(a, TrainConfig(method="full", optimizer="adamw8bit"), n, 2.0, ()) == pytest.approx(
+        big * (2 + 8 / 256) + small * 8
+    )
 
 
 def test_required_adds_context_and_headroom():
     e = estimate_memory(catalog.resolve_model("llama-3.1-8b"), TrainConfig(method="lora"))
     logits_block = 128256 * 2048 * 4 / GIB  # fp32 logits of one 2048-token sequence
-    assert e.required_gib == pytest.approx(e.peak_allocated_gib * (1 + CAL.allocator_headroom) + CUDA_CONTEXT_GIB + CAL.logits_block_headroom * logits_block)
+    assert e.required_gib == pytest.approx(
+        e.peak_allocated_gib * (1 + CAL.allocator_headroom) + CUDA_CONTEXT_GIB + CAL.logits_block_headroom * logits_block
+    )
     assert sum(e.breakdown.values()) == pytest.approx(e.peak_allocated_gib)
 
 
@@ -94,8 +98,11 @@ def test_all_measured_runs_error_bounds(runs):
 
 def test_kernel_counts_against_profiled_steps(runs):
     """Kernels per step from the architecture against what torch.profiler counted (44 profiled steps)."""
-    errs = [kernels_per_step(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d)) / d["profile"]["kernels"] - 1
-            for d in runs if "profile" in d]
+    errs = [
+        kernels_per_step(arch_from_hf_config(d["hf_config"], d["arch"]), cfg_of(d)) / d["profile"]["kernels"] - 1
+        for d in runs
+        if "profile" in d
+    ]
     assert len(errs) >= 40
     assert statistics.median(abs(e) for e in errs) <= 0.05
     assert max(abs(e) for e in errs) <= 0.20
@@ -112,8 +119,13 @@ def test_kernel_count_hand_computed():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-2b", "phi-3-mini", "qwen1.5-moe-a2.7b"]),
-       st.sampled_from(["full", "lora", "qlora"]), st.integers(16, 8192), st.integers(1, 16), st.booleans())
+@given(
+    st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-2b", "phi-3-mini", "qwen1.5-moe-a2.7b"]),
+    st.sampled_from(["full", "lora", "qlora"]),
+    st.integers(16, 8192),
+    st.integers(1, 16),
+    st.booleans(),
+)
 def test_step_time_combines_gpu_and_cpu(model, method, seq, batch, gc):
     """The step is at least its longer stream and at most both in series; more tokens never make it shorter."""
     a = catalog.resolve_model(model)
@@ -141,7 +153,9 @@ small_models = st.sampled_from(["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "m
 
 
 @settings(max_examples=60, deadline=None)
-@given(small_models, st.sampled_from(["full", "lora", "qlora"]), st.integers(16, 8192), st.integers(1, 16), st.booleans(), st.integers(1, 128))
+@given(
+    small_models, st.sampled_from(["full", "lora", "qlora"]), st.integers(16, 8192), st.integers(1, 16), st.booleans(), st.integers(1, 128)
+)
 def test_monotone_and_finite(model, method, seq, batch, gc, rank):
     a = catalog.resolve_model(model)
     base = dict(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc, lora_rank=rank)
@@ -157,7 +171,10 @@ def test_monotone_and_finite(model, method, seq, batch, gc, rank):
 @given(small_models, st.integers(128, 8192), st.integers(1, 8), st.booleans())
 def test_qlora_le_lora_le_full(model, seq, batch, gc):
     a = catalog.resolve_model(model)
-    est = {m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)) for m in ("full", "lora", "qlora")}
+    est = {
+        m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc))
+        for m in ("full", "lora", "qlora")
+    }
     static = {m: e.breakdown["weights"] + e.breakdown["optimizer"] for m, e in est.items()}
     # Weights and optimizer states always order QLoRA <= LoRA <= full for the same shape.
     assert static["lora"] <= static["full"]

@@ -3,7 +3,6 @@ kept so that they stay fixed. Each comment says what went wrong before the fix."
 
 import contextlib
 import io
-import sys
 
 import pytest
 
@@ -23,11 +22,14 @@ def run(argv):
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("argv", [
-    ["recommend", "--model", "llama-3.1-8b", "--gpu", "\x1e"],  # a record separator split the error into two lines
-    ["estimate", "--model", "0\r0"],  # a carriage return did too
-    ["estimate", "--model", "x\u2028y"],  # and a Unicode line separator
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["recommend", "--model", "llama-3.1-8b", "--gpu", "\x1e"],  # a record separator split the error into two lines
+        ["estimate", "--model", "0\r0"],  # a carriage return did too
+        ["estimate", "--model", "x\u2028y"],  # and a Unicode line separator
+    ],
+)
 def test_control_characters_stay_on_one_line(argv):
     code, out, err = run(argv)
     assert code == 2 and out == "" and len(err.splitlines()) == 1
@@ -43,7 +45,7 @@ def test_python_syntax_warning_does_not_reach_stderr(capsys):
 def test_nul_in_a_condition_is_named():
     # a NUL byte made ast.parse raise ValueError, reported as "too deeply nested"
     with pytest.raises(expr.ExprError, match="NUL"):
-        expr.parse("task == \"a\x00\"", SCHEMA)
+        expr.parse('task == "a\x00"', SCHEMA)
 
 
 def test_huge_format_width_in_a_message_is_refused():

@@ -24,7 +24,7 @@ def one_line(argv, monkeypatch, capsys) -> str:
     code, out, err = call(argv, monkeypatch, capsys)
     assert code == 2, (code, out, err)
     assert out == ""
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("ftdecide: error: "), err
     assert "Traceback" not in err
     return lines[0]
@@ -102,7 +102,9 @@ def test_bad_argument(argv, needle, monkeypatch, capsys):
 def _files(tmp):
     big = tmp / "big.yaml"
     big.write_text("model: llama-3.1-8b\n" + "# padding\n" * 120_000)
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20))
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(20)
+    )
     files = {
         "empty.yaml": "",
         "latin1.yaml": b"model: llama\xe9\n",
@@ -153,10 +155,40 @@ CONFIGS = [
     ([1, 2], "not a model config"),
     ({"model_type": "bert", "hidden_size": 768}, "not supported"),
     ({"model_type": "llama", "hidden_size": 4096}, "missing"),
-    ({"model_type": "llama", "hidden_size": -1, "intermediate_size": 1, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 1}, "positive"),
-    ({"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-      "num_key_value_heads": 5, "vocab_size": 32000}, "multiple"),
-    ({"model_type": "llama", "hidden_size": True, "intermediate_size": 1, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 1}, "positive"),
+    (
+        {
+            "model_type": "llama",
+            "hidden_size": -1,
+            "intermediate_size": 1,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 1,
+            "vocab_size": 1,
+        },
+        "positive",
+    ),
+    (
+        {
+            "model_type": "llama",
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 5,
+            "vocab_size": 32000,
+        },
+        "multiple",
+    ),
+    (
+        {
+            "model_type": "llama",
+            "hidden_size": True,
+            "intermediate_size": 1,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 1,
+            "vocab_size": 1,
+        },
+        "positive",
+    ),
 ]
 
 
@@ -180,12 +212,12 @@ def test_directory_without_config_json(tmp_path, monkeypatch, capsys):
 
 RULES = [
     ("rules:\n  - id: a\n    when: true\n    colour: red\n", ":4:", "[a]"),
-    ("rules:\n  - id: a\n    when: tsk == \"chat\"\n", ":3:11", "unknown name 'tsk'"),
+    ('rules:\n  - id: a\n    when: tsk == "chat"\n', ":3:11", "unknown name 'tsk'"),
     ("rules:\n  - id: a\n    when: task > 3\n", ":3:", "type error"),
     ("rules:\n  - id: a\n    when: true\n    prefer: full\n    forbid: [full]\n", ":5:", "conflicting effects"),
     ("rules:\n  - id: a\n    when: " + "not " * 40 + "true\n", ":3:", "nested deeper"),
-    ("rules:\n  - id: a\n    when: true\n    warn: \"{memory.full:999999999}\"\n", ":2:", "unsupported format"),
-    ("rules:\n  - id: a\n    when: \"1and true\"\n", ":3:12", "true/false operands"),  # and no SyntaxWarning on stderr
+    ('rules:\n  - id: a\n    when: true\n    warn: "{memory.full:999999999}"\n', ":2:", "unsupported format"),
+    ('rules:\n  - id: a\n    when: "1and true"\n', ":3:12", "true/false operands"),  # and no SyntaxWarning on stderr
     ("rules:\n  - id: Bad Id\n    when: true\n", ":2:", "id"),
     ("version: 2\nrules: []\n", ":1:", "version"),
 ]
@@ -208,11 +240,13 @@ def test_division_by_zero_in_a_rule_at_evaluation(tmp_path, monkeypatch, capsys)
 
 def test_rules_check_reports_all_problems_with_lines(tmp_path, monkeypatch, capsys):
     p = tmp_path / "team.yaml"
-    p.write_text("".join(t.replace("rules:\n", "").replace("id: a", f"id: r{i}") for i, (t, _, _) in enumerate(RULES[:5])).join(["rules:\n", ""]))
+    p.write_text(
+        "".join(t.replace("rules:\n", "").replace("id: a", f"id: r{i}") for i, (t, _, _) in enumerate(RULES[:5])).join(["rules:\n", ""])
+    )
     code, out, err = call(["rules", "check", str(p)], monkeypatch, capsys)
     assert code == 2 and len(out.splitlines()) == 5 and len(err.splitlines()) == 1
-    for i, l in enumerate(out.splitlines()):
-        assert l.startswith(f"{p}:") and l.endswith(f"[r{i}]")
+    for i, ln in enumerate(out.splitlines()):
+        assert ln.startswith(f"{p}:") and ln.endswith(f"[r{i}]")
 
 
 def test_json_output_stays_one_document_with_warnings(monkeypatch, capsys):
@@ -258,15 +292,31 @@ def test_rich_markup_in_user_text_is_printed_literally(tmp_path, monkeypatch, ca
     code, out, err = call(["mix", "[/x]=5", "b=3"], monkeypatch, capsys)
     assert code == 0 and "[/x]" in out
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"_name_or_path": "[/evil]", "model_type": "llama", "hidden_size": 512, "intermediate_size": 1024,
-                               "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "_name_or_path": "[/evil]",
+                "model_type": "llama",
+                "hidden_size": 512,
+                "intermediate_size": 1024,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 8,
+                "vocab_size": 1000,
+            }
+        )
+    )
     for cmd in (["estimate"], ["fit"], ["recommend"]):
         code, out, err = call([*cmd, "--model", str(cfg)], monkeypatch, capsys)
         assert code == 0 and "[/evil]" in out, (cmd, err)
 
 
-@pytest.mark.parametrize("exc, needle", [(PermissionError(13, "Permission denied"), "permission denied"),
-                                         (OSError(5, "Input/output error"), "cannot read (Input/output error)")])
+@pytest.mark.parametrize(
+    "exc, needle",
+    [
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (OSError(5, "Input/output error"), "cannot read (Input/output error)"),
+    ],
+)
 def test_unreadable_file_is_one_line(exc, needle, tmp_path, monkeypatch, capsys):
     """A file that exists but cannot be opened. The tests run as root, which chmod cannot lock out, so
     open() itself is made to fail the way the kernel reports it."""

@@ -14,7 +14,6 @@ from ftdecide.probe import runner
 from ftdecide.probe.records import compare, config_from_record, record_from_config
 
 
-
 @pytest.mark.parametrize("name", [a.name for a in catalog.models()])
 def test_hf_config_round_trip_keeps_the_architecture(name):
     a = catalog.resolve_model(name)
@@ -22,11 +21,14 @@ def test_hf_config_round_trip_keeps_the_architecture(name):
     assert (b.total_params(), b.linear_shapes(), b.attention) == (a.total_params(), a.linear_shapes(), a.attention)
 
 
-@pytest.mark.parametrize("cfg", [
-    TrainConfig(method="full", precision="mixed", optimizer="adamw8bit", seq_len=512, batch_size=4, gradient_checkpointing=False),
-    TrainConfig(method="qlora", lora_rank=64, lora_targets="qv", lora_dropout=0.0, seq_len=4096),
-    TrainConfig(method="lora", optimizer="sgd"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(method="full", precision="mixed", optimizer="adamw8bit", seq_len=512, batch_size=4, gradient_checkpointing=False),
+        TrainConfig(method="qlora", lora_rank=64, lora_targets="qv", lora_dropout=0.0, seq_len=4096),
+        TrainConfig(method="lora", optimizer="sgd"),
+    ],
+)
 def test_record_round_trip(cfg):
     a = catalog.resolve_model("qwen2.5-0.5b")
     rec = record_from_config(a, cfg)
@@ -54,7 +56,7 @@ def test_compare_reports_error_against_measurement():
 
 def _one_line_exit_2(res):
     assert res.exit_code == 2, res.output
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("ftdecide: error:"), res.stderr
     assert res.stdout == ""
     return lines[0]
@@ -68,15 +70,18 @@ def test_probe_without_the_extra_says_so(monkeypatch):
     assert "pip install 'ftdecide[probe]'" in line and "torch" in line
 
 
-@pytest.mark.parametrize("args,needle", [
-    ([], "exactly one of"),
-    (["--model", "qwen2.5-0.5b", "--grid", "x.jsonl"], "exactly one of"),
-    (["--model", "no-such-model"], "unknown model"),
-    (["--model", "qwen2.5-0.5b", "--lora-rank", "5000"], "exceeds"),
-    (["--model", "qwen2.5-0.5b", "--seq-len", "0"], "seq-len"),
-    (["--grid", "missing.jsonl"], "missing.jsonl"),
-    (["--from-json", "missing.json"], "missing.json"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ([], "exactly one of"),
+        (["--model", "qwen2.5-0.5b", "--grid", "x.jsonl"], "exactly one of"),
+        (["--model", "no-such-model"], "unknown model"),
+        (["--model", "qwen2.5-0.5b", "--lora-rank", "5000"], "exceeds"),
+        (["--model", "qwen2.5-0.5b", "--seq-len", "0"], "seq-len"),
+        (["--grid", "missing.jsonl"], "missing.jsonl"),
+        (["--from-json", "missing.json"], "missing.json"),
+    ],
+)
 def test_probe_bad_input_is_one_line(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = _one_line_exit_2(invoke(["probe", *args]))
@@ -97,8 +102,15 @@ def _fake_grid(records, out=None):
     for r in records:
         a, cfg = arch_from_hf_config(r["hf_config"], r["arch"]), config_from_record(r)
         peak = estimate_memory(a, cfg).peak_allocated_gib
-        yield {**r, "status": "ok", "peak_alloc_gib": peak * 1.1, "peak_reserved_gib": peak * 1.2, "cuda_context_gib": 0.5,
-               "tokens_per_s": 5000.0, "software": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_total_gib": 79.18}}
+        yield {
+            **r,
+            "status": "ok",
+            "peak_alloc_gib": peak * 1.1,
+            "peak_reserved_gib": peak * 1.2,
+            "cuda_context_gib": 0.5,
+            "tokens_per_s": 5000.0,
+            "software": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_total_gib": 79.18},
+        }
 
 
 def test_probe_grid_appends_json_lines_with_estimates(tmp_path, monkeypatch):
@@ -113,7 +125,7 @@ def test_probe_grid_appends_json_lines_with_estimates(tmp_path, monkeypatch):
     for _ in range(2):
         res = invoke(["probe", "--grid", str(grid), "--out", str(out)])
         assert res.exit_code == 0, res.output
-    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert len(lines) == 1 + 2 * 3 and lines[0] == {"earlier": True}
     for r in lines[1:]:
         assert r["error"]["peak_allocated"] == pytest.approx(1 / 1.1 - 1, abs=1e-3)
@@ -157,8 +169,7 @@ def test_host_info_names_the_cpu_and_times_dispatch_only_with_a_gpu(monkeypatch,
         def add_(self, v):
             calls.append(v)
 
-    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: cuda, synchronize=lambda: None),
-                                 zeros=lambda *a, **k: T())
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: cuda, synchronize=lambda: None), zeros=lambda *a, **k: T())
     monkeypatch.setitem(sys.modules, "torch", fake)
     info = runner.host_info()
     assert isinstance(info["cpu"], str) and info["cpu"]

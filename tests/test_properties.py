@@ -5,7 +5,6 @@ import contextlib
 import io
 import json
 import math
-import sys
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -41,17 +40,27 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["nan", "inf", "-inf", "1e999", "0x10", "", " ", "1_000", "abc", "--", "-0"]),
 )
-names = st.one_of(st.sampled_from(["llama-3.1-8b", "qwen2.5-0.5b", "13b", "mixtral-8x7b", "h100", "t4", "rtx-4090"]),
-                  st.text(min_size=0, max_size=30))
+names = st.one_of(
+    st.sampled_from(["llama-3.1-8b", "qwen2.5-0.5b", "13b", "mixtral-8x7b", "h100", "t4", "rtx-4090"]), st.text(min_size=0, max_size=30)
+)
 
 RECOMMEND_NUMERIC = ["--dataset-size", "--seq-len", "--gpus", "--budget", "--epochs", "--gpu-memory", "--price-per-hour"]
-ENUMS = {"--task": ["chat", "math", "code", "poetry"], "--quality": ["best", "meh"], "--serving": ["single", "multi-tenant", "x"],
-         "--optimizer": ["adamw", "adamw8bit", "sgd", "adafactor", "lion"], "--precision": ["bf16", "mixed", "fp8"]}
+ENUMS = {
+    "--task": ["chat", "math", "code", "poetry"],
+    "--quality": ["best", "meh"],
+    "--serving": ["single", "multi-tenant", "x"],
+    "--optimizer": ["adamw", "adamw8bit", "sgd", "adafactor", "lion"],
+    "--precision": ["bf16", "mixed", "fp8"],
+}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=names, gpu=names, opts=st.dictionaries(st.sampled_from(RECOMMEND_NUMERIC), numbers, max_size=3),
-       enums=st.dictionaries(st.sampled_from(sorted(ENUMS)), st.integers(0, 3), max_size=2))
+@given(
+    model=names,
+    gpu=names,
+    opts=st.dictionaries(st.sampled_from(RECOMMEND_NUMERIC), numbers, max_size=3),
+    enums=st.dictionaries(st.sampled_from(sorted(ENUMS)), st.integers(0, 3), max_size=2),
+)
 def test_recommend_any_input(model, gpu, opts, enums):
     argv = ["recommend", "--model", model, "--gpu", gpu, "--format", "json"]
     for k, v in opts.items():
@@ -74,9 +83,13 @@ ESTIMATE_NUMERIC = ["--seq-len", "--batch-size", "--lora-rank", "--lora-dropout"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=names, method=st.sampled_from(["full", "lora", "qlora", "dora", ""]),
-       targets=st.sampled_from(["all-linear", "qv", "attn", "mlp", "q_proj,v_proj", "w_proj", ",", ""]),
-       opts=st.dictionaries(st.sampled_from(ESTIMATE_NUMERIC), numbers, max_size=3), command=st.sampled_from(["estimate", "fit"]))
+@given(
+    model=names,
+    method=st.sampled_from(["full", "lora", "qlora", "dora", ""]),
+    targets=st.sampled_from(["all-linear", "qv", "attn", "mlp", "q_proj,v_proj", "w_proj", ",", ""]),
+    opts=st.dictionaries(st.sampled_from(ESTIMATE_NUMERIC), numbers, max_size=3),
+    command=st.sampled_from(["estimate", "fit"]),
+)
 def test_estimate_and_fit_any_input(model, method, targets, opts, command):
     argv = [command, "--model", model, "--lora-targets", targets, "--format", "json"]
     if command == "estimate":
@@ -96,19 +109,32 @@ BOOL_NAMES = sorted(k for k, v in SCHEMA.items() if v == "bool")
 
 
 def num_expr():
-    leaf = st.one_of(st.sampled_from(NUM_NAMES), st.integers(-5, 10**6).map(str), st.floats(-1e6, 1e6, allow_nan=False).map(repr), st.just("0"))
-    return st.recursive(leaf, lambda e: st.one_of(
-        st.tuples(e, st.sampled_from(["+", "-", "*", "/", "//", "%"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-        st.lists(e, min_size=2, max_size=3).map(lambda xs: f"max({', '.join(xs)})"),
-        e.map(lambda x: f"abs({x})"), e.map(lambda x: f"-{x}")), max_leaves=8)
+    leaf = st.one_of(
+        st.sampled_from(NUM_NAMES), st.integers(-5, 10**6).map(str), st.floats(-1e6, 1e6, allow_nan=False).map(repr), st.just("0")
+    )
+    return st.recursive(
+        leaf,
+        lambda e: st.one_of(
+            st.tuples(e, st.sampled_from(["+", "-", "*", "/", "//", "%"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.lists(e, min_size=2, max_size=3).map(lambda xs: f"max({', '.join(xs)})"),
+            e.map(lambda x: f"abs({x})"),
+            e.map(lambda x: f"-{x}"),
+        ),
+        max_leaves=8,
+    )
 
 
 def bool_expr():
     cmp = st.tuples(num_expr(), st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), num_expr()).map(" ".join)
     s = st.sampled_from(['task == "math"', 'quality != "best"', 'task in ["chat", "code"]', 'serving not in ["single"]'])
     leaf = st.one_of(cmp, s, st.sampled_from(BOOL_NAMES), st.sampled_from(["true", "false"]))
-    return st.recursive(leaf, lambda e: st.one_of(
-        st.tuples(e, st.sampled_from(["and", "or"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"), e.map(lambda x: f"not {x}")), max_leaves=6)
+    return st.recursive(
+        leaf,
+        lambda e: st.one_of(
+            st.tuples(e, st.sampled_from(["and", "or"]), e).map(lambda t: f"({t[0]} {t[1]} {t[2]})"), e.map(lambda x: f"not {x}")
+        ),
+        max_leaves=6,
+    )
 
 
 def _env(values):
@@ -156,10 +182,17 @@ def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
 
 # --- estimator invariants -----------------------------------------------------------------------------
 
+
 @settings(max_examples=80, deadline=None)
-@given(model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini"]),
-       method=st.sampled_from(["full", "lora", "qlora"]), layers=st.integers(1, 80), extra=st.integers(1, 40),
-       seq=st.integers(16, 32768), batch=st.integers(1, 64), gc=st.booleans())
+@given(
+    model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini"]),
+    method=st.sampled_from(["full", "lora", "qlora"]),
+    layers=st.integers(1, 80),
+    extra=st.integers(1, 40),
+    seq=st.integers(16, 32768),
+    batch=st.integers(1, 64),
+    gc=st.booleans(),
+)
 def test_monotone_in_model_size(model, method, layers, extra, seq, batch, gc):
     a = catalog.resolve_model(model)
     cfg = TrainConfig(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)

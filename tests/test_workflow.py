@@ -25,14 +25,25 @@ def rec(*args):
 
 
 def documented(name):
-    return {l.strip() for l in (DATA / name).read_text().splitlines() if l.strip() and not l.startswith("#")}
+    return {ln.strip() for ln in (DATA / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")}
 
 
 # One recommendation per method, with different shapes, so each field can be traced back.
 PLANS = {
     "qlora": ("--model", "llama-3.1-8b", "--gpu", "t4", "--seq-len", "1024"),
     "lora": ("--model", "qwen2.5-7b", "--gpu", "a100-80gb", "--task", "math"),
-    "full": ("--model", "qwen2.5-0.5b", "--gpu", "h100", "--dataset-size", "5000000", "--task", "continued-pretraining", "--quality", "best"),
+    "full": (
+        "--model",
+        "qwen2.5-0.5b",
+        "--gpu",
+        "h100",
+        "--dataset-size",
+        "5000000",
+        "--task",
+        "continued-pretraining",
+        "--quality",
+        "best",
+    ),
 }
 
 
@@ -60,8 +71,11 @@ def _literal(node):
 
 def _calls(tree):
     """{function name: {keyword: literal value}} of the calls of a module."""
-    return {n.func.id: {k.arg: v for k in n.keywords if (v := _literal(k.value)) is not _literal}
-            for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return {
+        n.func.id: {k.arg: v for k in n.keywords if (v := _literal(k.value)) is not _literal}
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
 
 
 def test_peft_and_trl_carry_the_recommendation(plan):
@@ -73,7 +87,9 @@ def test_peft_and_trl_carry_the_recommendation(plan):
         if r["lora"]:
             lc = calls["LoraConfig"]
             assert (lc["r"], lc["lora_alpha"], lc["lora_dropout"]) == (r["lora"]["rank"], r["lora"]["alpha"], r["lora"]["dropout"])
-            assert lc["target_modules"] == ("all-linear" if r["lora"]["targets"] == "all-linear" else list(arch.resolve_targets(r["lora"]["targets"])))
+            assert lc["target_modules"] == (
+                "all-linear" if r["lora"]["targets"] == "all-linear" else list(arch.resolve_targets(r["lora"]["targets"]))
+            )
         else:
             assert "LoraConfig" not in calls and "lora_config = None" in text
         assert ("BitsAndBytesConfig" in calls) == (r["method"] == "qlora")
@@ -101,8 +117,16 @@ def test_axolotl_uses_documented_keys_and_the_recommendation(plan):
     if r["lora"]:
         assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_dropout"]) == (r["lora"]["rank"], r["lora"]["alpha"], r["lora"]["dropout"])
         assert cfg.get("lora_target_linear") == (r["lora"]["targets"] == "all-linear" or None)
-    assert (cfg["micro_batch_size"], cfg["gradient_accumulation_steps"], cfg["num_epochs"]) == (r["micro_batch_size"], r["gradient_accumulation_steps"], r["epochs"])
-    assert (cfg["sequence_len"], cfg["learning_rate"], cfg["gradient_checkpointing"]) == (sc["seq_len"], r["learning_rate"], r["gradient_checkpointing"])
+    assert (cfg["micro_batch_size"], cfg["gradient_accumulation_steps"], cfg["num_epochs"]) == (
+        r["micro_batch_size"],
+        r["gradient_accumulation_steps"],
+        r["epochs"],
+    )
+    assert (cfg["sequence_len"], cfg["learning_rate"], cfg["gradient_checkpointing"]) == (
+        sc["seq_len"],
+        r["learning_rate"],
+        r["gradient_checkpointing"],
+    )
     assert cfg["bf16"] == cfg["flash_attention"] == (r["precision"] == "bf16")
     assert cfg["datasets"][0]["path"] == "d.jsonl"
 
@@ -117,7 +141,10 @@ def test_llamafactory_uses_documented_keys_and_the_recommendation(plan):
     if r["lora"]:
         assert (cfg["lora_rank"], cfg["lora_alpha"], cfg["lora_dropout"]) == (r["lora"]["rank"], r["lora"]["alpha"], r["lora"]["dropout"])
         assert cfg["lora_target"] == ("all" if r["lora"]["targets"] == "all-linear" else cfg["lora_target"])
-    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (r["micro_batch_size"], r["gradient_accumulation_steps"])
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (
+        r["micro_batch_size"],
+        r["gradient_accumulation_steps"],
+    )
     assert (cfg["cutoff_len"], cfg["learning_rate"], cfg["num_train_epochs"]) == (sc["seq_len"], r["learning_rate"], r["epochs"])
     assert cfg["disable_gradient_checkpointing"] == (not r["gradient_checkpointing"])
     assert cfg["bf16"] == (r["precision"] == "bf16")
@@ -132,7 +159,6 @@ def test_emitted_configs_load_in_the_real_libraries(plan, tmp_path):
     from transformers import BitsAndBytesConfig
     from trl import SFTConfig
 
-    arch = catalog.resolve_model(plan["scenario"]["model"])
     for kind in ("peft", "trl"):
         path = tmp_path / f"{kind}_{plan['recommendation']['method']}.py"
         path.write_text(emit(kind, plan))
@@ -155,11 +181,14 @@ def test_emit_cli_writes_file_and_reports_it(tmp_path):
     assert r.exit_code == 0 and r.stdout.startswith("# Generated by ftdecide")
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("--model", "llama-3.1-70b", "--gpu", "rtx-4090", "--emit", "trl"), "no method fits"),
-    (("--model", "13b", "--gpu", "a100-80gb", "--emit", "peft"), "not a checkpoint"),
-    (("--model", "llama-3.1-8b", "--emit", "peft", "--out", "/nonexistent-dir/x.py"), "cannot write"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("--model", "llama-3.1-70b", "--gpu", "rtx-4090", "--emit", "trl"), "no method fits"),
+        (("--model", "13b", "--gpu", "a100-80gb", "--emit", "peft"), "not a checkpoint"),
+        (("--model", "llama-3.1-8b", "--emit", "peft", "--out", "/nonexistent-dir/x.py"), "cannot write"),
+    ],
+)
 def test_emit_bad_input(args, needle):
     r = invoke(["recommend", *args])
     assert r.exit_code == 2 and r.stdout == "" and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -167,8 +196,16 @@ def test_emit_bad_input(args, needle):
 
 # --- the Hugging Face cache ----------------------------------------------------------------------
 
-TINY = {"model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 8, "num_attention_heads": 16,
-        "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": False}
+TINY = {
+    "model_type": "llama",
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "vocab_size": 32000,
+    "tie_word_embeddings": False,
+}
 
 
 def fake_cache(root: pathlib.Path, repo: str, cfg: dict, with_ref=True, commit="0123456789abcdef0123456789abcdef01234567"):
@@ -186,9 +223,15 @@ def fake_cache(root: pathlib.Path, repo: str, cfg: dict, with_ref=True, commit="
 def test_model_from_the_local_hf_cache(where, tmp_path, monkeypatch):
     for v in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(v, raising=False)
-    hub = {"HF_HUB_CACHE": tmp_path / "hub", "HF_HOME": tmp_path / "hf" / "hub", "XDG_CACHE_HOME": tmp_path / "xdg" / "huggingface" / "hub",
-           "HOME": tmp_path / "home" / ".cache" / "huggingface" / "hub"}[where]
-    monkeypatch.setenv(where, str({"HF_HUB_CACHE": hub, "HF_HOME": tmp_path / "hf", "XDG_CACHE_HOME": tmp_path / "xdg", "HOME": tmp_path / "home"}[where]))
+    hub = {
+        "HF_HUB_CACHE": tmp_path / "hub",
+        "HF_HOME": tmp_path / "hf" / "hub",
+        "XDG_CACHE_HOME": tmp_path / "xdg" / "huggingface" / "hub",
+        "HOME": tmp_path / "home" / ".cache" / "huggingface" / "hub",
+    }[where]
+    monkeypatch.setenv(
+        where, str({"HF_HUB_CACHE": hub, "HF_HOME": tmp_path / "hf", "XDG_CACHE_HOME": tmp_path / "xdg", "HOME": tmp_path / "home"}[where])
+    )
     cfg_path = fake_cache(hub, "acme/tiny-llama", TINY)
     doc = rec("--model", "acme/tiny-llama", "--gpu", "rtx-4090")
     sc = doc["scenario"]
@@ -214,6 +257,7 @@ def test_broken_cached_config_is_one_line(tmp_path, monkeypatch):
 
 # --- batch ----------------------------------------------------------------------------------------------
 
+
 def test_batch_json_and_csv_one_result_per_scenario():
     r = invoke(["batch", "examples/scenarios.yaml", "--format", "json"])
     assert r.exit_code == 0, r.output
@@ -233,15 +277,18 @@ def test_batch_fail_if_infeasible_exits_1_with_output():
     assert r.exit_code == 1 and len(r.stdout.splitlines()) == 5 and "70b-on-4090" in r.stderr
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("- model: llama-3.1-8b\n- model: nope-model\n  gpu: h100\n", "s.yaml:2: scenario 'scenario-2': unknown model"),
-    ("- model: llama-3.1-8b\n  colour: red\n", "s.yaml:2: scenario 'scenario-1': colour: unknown field"),
-    ("- {model: llama-3.1-8b, name: a}\n- {model: mistral-7b, name: a}\n", "used twice"),
-    ("scenarios: []\n", "list of scenarios"),
-    ("scenarios:\n  - model: llama-3.1-8b\nextra: 1\n", "s.yaml:3: unknown field 'extra'"),
-    ("- 42\n", "not a mapping"),
-    ("- model: llama-3.1-8b\n  seq_len: -1\n", "s.yaml:2: scenario 'scenario-1': seq-len"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("- model: llama-3.1-8b\n- model: nope-model\n  gpu: h100\n", "s.yaml:2: scenario 'scenario-2': unknown model"),
+        ("- model: llama-3.1-8b\n  colour: red\n", "s.yaml:2: scenario 'scenario-1': colour: unknown field"),
+        ("- {model: llama-3.1-8b, name: a}\n- {model: mistral-7b, name: a}\n", "used twice"),
+        ("scenarios: []\n", "list of scenarios"),
+        ("scenarios:\n  - model: llama-3.1-8b\nextra: 1\n", "s.yaml:3: unknown field 'extra'"),
+        ("- 42\n", "not a mapping"),
+        ("- model: llama-3.1-8b\n  seq_len: -1\n", "s.yaml:2: scenario 'scenario-1': seq-len"),
+    ],
+)
 def test_batch_bad_input_names_file_and_line(text, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.yaml").write_text(text)
@@ -251,10 +298,11 @@ def test_batch_bad_input_names_file_and_line(text, needle, tmp_path, monkeypatch
 
 # --- mix ------------------------------------------------------------------------------------------------
 
+
 def test_mix_temperature_weights_hand_computed():
     r = invoke(["mix", "code=20000", "chat=5000", "math=800", "--format", "json"])
     rows = {t["task"]: t for t in json.loads(r.stdout)["tasks"]}
-    raw = {"code": 20000 ** 0.7, "chat": 5000 ** 0.7, "math": 800 ** 0.7}
+    raw = {"code": 20000**0.7, "chat": 5000**0.7, "math": 800**0.7}
     for t, v in raw.items():
         assert rows[t]["weight"] == pytest.approx(v / sum(raw.values()), abs=1e-6)
         assert rows[t]["per_epoch"] == pytest.approx(v / sum(raw.values()) * 25800, abs=0.1)
@@ -273,9 +321,18 @@ def test_mix_caps():
     assert rows["a"]["weight"] == pytest.approx(rows["b"]["weight"]) and sum(t["weight"] for t in rows.values()) == pytest.approx(1)
 
 
-@pytest.mark.parametrize("args,needle", [(["code"], "TASK=N"), (["code=abc"], "whole number"), (["code=0"], "between"),
-                                         (["a=1", "a=2"], "twice"), (["a=1", "--temperature", "2"], "temperature"),
-                                         (["a=1", "--max-upsample", "0.5"], "max-upsample"), (["a=1", "--temperature", "nan"], "finite")])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["code"], "TASK=N"),
+        (["code=abc"], "whole number"),
+        (["code=0"], "between"),
+        (["a=1", "a=2"], "twice"),
+        (["a=1", "--temperature", "2"], "temperature"),
+        (["a=1", "--max-upsample", "0.5"], "max-upsample"),
+        (["a=1", "--temperature", "nan"], "finite"),
+    ],
+)
 def test_mix_bad_input(args, needle):
     r = invoke(["mix", *args])
     assert r.exit_code == 2 and needle in r.stderr and r.stdout == ""
@@ -283,12 +340,16 @@ def test_mix_bad_input(args, needle):
 
 # --- rules schema, evaluation, deployment -------------------------------------------------------------
 
+
 def test_rules_schema_matches_the_models_and_the_example():
     r = invoke(["rules", "schema"])
     schema = json.loads(r.stdout)
     assert schema == json.loads((ROOT / "examples" / "ftdecide-rules.schema.json").read_text())  # regenerate with: ftdecide rules schema
     rule = schema["$defs"]["Rule"]
-    assert set(rule["properties"]) >= {"id", "when", "prefer", "forbid", "set", "priority", "warn", "note"} and rule["additionalProperties"] is False
+    assert (
+        set(rule["properties"]) >= {"id", "when", "prefer", "forbid", "set", "priority", "warn", "note"}
+        and rule["additionalProperties"] is False
+    )
     assert "fits.lora (bool)" in rule["properties"]["when"]["description"]
     policy = yaml.safe_load((ROOT / "examples" / "team-policy.yaml").read_text())
     assert (ROOT / "examples" / "team-policy.yaml").read_text().startswith("# yaml-language-server: $schema=./ftdecide-rules.schema.json")
@@ -321,8 +382,9 @@ def test_names_from_files_cannot_inject_code_into_emitted_configs(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(cfg))
     for kind in ("peft", "trl", "axolotl", "llamafactory"):
-        r = invoke(["recommend", "--model", str(folder / "config.json"), "--gpu", "a100-80gb", "--emit", kind,
-                                "--dataset", "d\nimport shutil"])
+        r = invoke(
+            ["recommend", "--model", str(folder / "config.json"), "--gpu", "a100-80gb", "--emit", kind, "--dataset", "d\nimport shutil"]
+        )
         assert r.exit_code == 0, r.output
         text = r.stdout
         for line in text.splitlines():
@@ -330,8 +392,12 @@ def test_names_from_files_cannot_inject_code_into_emitted_configs(tmp_path):
                 assert line.startswith("#"), line  # only inside the one-line header comment
         if kind in ("peft", "trl"):
             tree = ast.parse(text)
-            imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                        for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module)])}
+            imported = {
+                a.name.split(".")[0]
+                for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module)])
+            }
             assert imported <= {"torch", "peft", "transformers", "trl", "sys", "datasets"}, imported
         else:
             doc = yaml.safe_load(text)

@@ -118,15 +118,24 @@ class Arch(BaseModel):
         """A ``config.json`` dict that transformers builds this architecture from (the fields ftdecide reads
         back with :func:`ftdecide.hfconfig.arch_from_hf_config`; the rest take the family's defaults)."""
         cfg: dict = {
-            "model_type": self.family, "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-            "head_dim": self.head_dim, "vocab_size": self.vocab_size, "tie_word_embeddings": self.tie_embeddings,
+            "model_type": self.family,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab_size,
+            "tie_word_embeddings": self.tie_embeddings,
         }
         if self.is_moe:
             cfg["num_experts_per_tok"] = self.experts_per_token
             if self.family == "qwen2_moe":
-                cfg.update(num_experts=self.num_experts, moe_intermediate_size=self.moe_intermediate_size,
-                           shared_expert_intermediate_size=self.shared_expert_intermediate_size)
+                cfg.update(
+                    num_experts=self.num_experts,
+                    moe_intermediate_size=self.moe_intermediate_size,
+                    shared_expert_intermediate_size=self.shared_expert_intermediate_size,
+                )
             else:
                 cfg["num_local_experts"] = self.num_experts
         return cfg

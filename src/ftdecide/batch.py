@@ -13,9 +13,27 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .results import Recommendation
 
-CSV_COLUMNS = ("name", "model", "gpu", "gpus", "feasible", "method", "rank", "alpha", "targets", "micro_batch_size",
-               "gradient_accumulation_steps", "gradient_checkpointing", "learning_rate", "epochs", "required_gib",
-               "gpu_memory_gib", "time_hours", "cost_usd", "warnings")
+CSV_COLUMNS = (
+    "name",
+    "model",
+    "gpu",
+    "gpus",
+    "feasible",
+    "method",
+    "rank",
+    "alpha",
+    "targets",
+    "micro_batch_size",
+    "gradient_accumulation_steps",
+    "gradient_checkpointing",
+    "learning_rate",
+    "epochs",
+    "required_gib",
+    "gpu_memory_gib",
+    "time_hours",
+    "cost_usd",
+    "warnings",
+)
 
 
 def run(scenarios: list[tuple[str, Any, int]], path: str, rule_paths: list[str]) -> list[tuple[str, "Recommendation"]]:
@@ -42,11 +60,23 @@ def csv_row(name: str, res: "Recommendation") -> dict:
     plan, c = res.plan, res.plan.candidate
     lora = plan.lora
     return {
-        "name": name, "model": res.arch.name, "gpu": res.gpu.name, "gpus": res.scenario.gpus, "feasible": plan.feasible,
-        "method": plan.method or "", "rank": lora.rank if lora else "", "alpha": lora.alpha if lora else "", "targets": lora.targets if lora else "",
-        "micro_batch_size": c.micro_batch_size if c else "", "gradient_accumulation_steps": plan.gradient_accumulation_steps if c else "",
-        "gradient_checkpointing": c.gradient_checkpointing if c else "", "learning_rate": plan.learning_rate or "", "epochs": plan.epochs,
-        "required_gib": round(c.required_gib, 2) if c else "", "gpu_memory_gib": res.gpu.memory_gib,
-        "time_hours": round(c.time_hours, 3) if c else "", "cost_usd": round(c.cost_usd, 2) if c else "",
+        "name": name,
+        "model": res.arch.name,
+        "gpu": res.gpu.name,
+        "gpus": res.scenario.gpus,
+        "feasible": plan.feasible,
+        "method": plan.method or "",
+        "rank": lora.rank if lora else "",
+        "alpha": lora.alpha if lora else "",
+        "targets": lora.targets if lora else "",
+        "micro_batch_size": c.micro_batch_size if c else "",
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps if c else "",
+        "gradient_checkpointing": c.gradient_checkpointing if c else "",
+        "learning_rate": plan.learning_rate or "",
+        "epochs": plan.epochs,
+        "required_gib": round(c.required_gib, 2) if c else "",
+        "gpu_memory_gib": res.gpu.memory_gib,
+        "time_hours": round(c.time_hours, 3) if c else "",
+        "cost_usd": round(c.cost_usd, 2) if c else "",
         "warnings": " | ".join(w.message for w in res.warnings),
     }

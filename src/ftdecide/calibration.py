@@ -85,10 +85,28 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
     return (
         ("full_bf16", ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2)),
         ("full_mixed", ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2)),
-        ("lora", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47,
-                         recompute=0.91, a_n=2.66)),
-        ("qlora", ActCoef(a_h=0.0, a_q=0.0, a_kv=7.49, a_i=10.14, a_e=3.81, c_h=2.52, g=3.64, nodrop=2.26, nodrop_h=2.34,
-                          big=14.43, big_gc=21.82, recompute=0.0, a_n=0.0)),
+        (
+            "lora",
+            ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47, recompute=0.91, a_n=2.66),
+        ),
+        (
+            "qlora",
+            ActCoef(
+                a_h=0.0,
+                a_q=0.0,
+                a_kv=7.49,
+                a_i=10.14,
+                a_e=3.81,
+                c_h=2.52,
+                g=3.64,
+                nodrop=2.26,
+                nodrop_h=2.34,
+                big=14.43,
+                big_gc=21.82,
+                recompute=0.0,
+                a_n=0.0,
+            ),
+        ),
     )
 
 

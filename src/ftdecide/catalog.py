@@ -134,7 +134,9 @@ def resolve_model(spec: str) -> Arch:
     if sized is not None:
         return sized
     names = [a.name for a in ordered] + [a.aliases[0] for a in ordered if a.aliases]
-    raise InputError(f"unknown model '{spec}'{_suggest(spec, names)} (see 'ftdecide models', or pass a config.json path or a size like 13b)")
+    raise InputError(
+        f"unknown model '{spec}'{_suggest(spec, names)} (see 'ftdecide models', or pass a config.json path or a size like 13b)"
+    )
 
 
 def resolve_gpu(spec: str) -> GPU:
@@ -149,12 +151,19 @@ def resolve_gpu(spec: str) -> GPU:
 def custom_gpu(memory_gib: float) -> GPU:
     """A GPU known only by its memory (``--gpu-memory``); throughput, bandwidth and price of an A100 are assumed."""
     ref = resolve_gpu("a100-80gb")
-    return GPU(name=f"custom-{memory_gib:g}gib", memory_gib=memory_gib, bf16_tflops=ref.bf16_tflops, memory_bandwidth_gbs=ref.memory_bandwidth_gbs, price_per_hour=ref.price_per_hour,
-               source=f"--gpu-memory {memory_gib:g}; throughput and price of the A100 assumed")
+    return GPU(
+        name=f"custom-{memory_gib:g}gib",
+        memory_gib=memory_gib,
+        bf16_tflops=ref.bf16_tflops,
+        memory_bandwidth_gbs=ref.memory_bandwidth_gbs,
+        price_per_hour=ref.price_per_hour,
+        source=f"--gpu-memory {memory_gib:g}; throughput and price of the A100 assumed",
+    )
 
 
 def gpu_for_device(device_name: str) -> GPU | None:
     """The catalog GPU whose name or alias the driver's device name contains (longest match), or None."""
+
     def bare(x: str) -> str:  # vendor words say nothing about the model
         return re.sub(r"nvidia|geforce|tesla|amd|instinct", "", norm(x))
 

@@ -102,8 +102,15 @@ def _console():
     # NO_COLOR (https://no-color.org: set and not empty) or a pipe: plain text, no escape codes at all.
     tty = sys.stdout.isatty()
     plain = bool(os.environ.get("NO_COLOR")) or not tty
-    return Console(file=sys.stdout, color_system=None if plain else "auto", force_terminal=False if plain else None, no_color=plain,
-                   highlight=not plain, width=None if tty else 140, soft_wrap=False)
+    return Console(
+        file=sys.stdout,
+        color_system=None if plain else "auto",
+        force_terminal=False if plain else None,
+        no_color=plain,
+        highlight=not plain,
+        width=None if tty else 140,
+        soft_wrap=False,
+    )
 
 
 def _json(doc: Any) -> None:
@@ -131,7 +138,9 @@ def recommend(
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
     format: Fmt = typer.Option(Fmt.table, "--format"),
     emit: Optional[EmitKind] = typer.Option(None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory"),
-    out: Optional[str] = typer.Option(None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"
+    ),
     dataset: str = typer.Option("train.jsonl", "--dataset", help="training data path written into --emit configs"),
 ) -> None:
     """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
@@ -140,8 +149,22 @@ def recommend(
     from .recommend import recommend as core, validate_scenario
     from .scenarios import load_scenario
 
-    given = dict(model=model, gpu=gpu, gpu_memory=gpu_memory, gpus=gpus, dataset_size=dataset_size, seq_len=seq_len, task=task, quality=quality,
-                 budget=budget, serving=serving, epochs=epochs, price_per_hour=price_per_hour, precision=precision, optimizer=optimizer)
+    given = dict(
+        model=model,
+        gpu=gpu,
+        gpu_memory=gpu_memory,
+        gpus=gpus,
+        dataset_size=dataset_size,
+        seq_len=seq_len,
+        task=task,
+        quality=quality,
+        budget=budget,
+        serving=serving,
+        epochs=epochs,
+        price_per_hour=price_per_hour,
+        precision=precision,
+        optimizer=optimizer,
+    )
     fields = {k: v for k, v in given.items() if v is not None}
     _finite(**fields)
     if rules:
@@ -200,9 +223,19 @@ def estimate(
     from .render import estimate_json, estimate_table
 
     arch = resolve_model(model)
-    cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                        gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                        lora_dropout=lora_dropout, gpus=gpus, offload_optimizer=offload_optimizer)
+    cfg = _train_config(
+        method=method,
+        precision=precision,
+        optimizer=optimizer,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        lora_rank=lora_rank,
+        lora_targets=lora_targets,
+        lora_dropout=lora_dropout,
+        gpus=gpus,
+        offload_optimizer=offload_optimizer,
+    )
     est = estimate_memory(arch, cfg)
     if format == EstFmt.json:
         _json(estimate_json(arch, cfg, est))
@@ -233,8 +266,15 @@ def fit(
     _finite(gpu_memory=gpu_memory)
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
-    base = _train_config(precision=precision, optimizer=optimizer, seq_len=seq_len, lora_rank=lora_rank, lora_targets=lora_targets,
-                         lora_dropout=lora_dropout, gpus=gpus)
+    base = _train_config(
+        precision=precision,
+        optimizer=optimizer,
+        seq_len=seq_len,
+        lora_rank=lora_rank,
+        lora_targets=lora_targets,
+        lora_dropout=lora_dropout,
+        gpus=gpus,
+    )
     rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
         _json(fit_json(arch, hw, gpus, seq_len, rows))
@@ -323,9 +363,17 @@ def probe(
     elif from_json:
         records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
     else:
-        cfg = _train_config(method=method, precision=precision, optimizer=optimizer, seq_len=seq_len, batch_size=batch_size,
-                            gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
-                            lora_dropout=lora_dropout)
+        cfg = _train_config(
+            method=method,
+            precision=precision,
+            optimizer=optimizer,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            gradient_checkpointing=gradient_checkpointing,
+            lora_rank=lora_rank,
+            lora_targets=lora_targets,
+            lora_dropout=lora_dropout,
+        )
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
     sink = session.open_sink(out) if (grid and out) else None
     try:
@@ -369,8 +417,10 @@ def gpus(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
 
 
 @rules_app.command("show")
-def rules_show(rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
-               format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
+def rules_show(
+    rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
+    format: EstFmt = typer.Option(EstFmt.table, "--format"),
+) -> None:
     """List the rules in force (defaults plus --rules files)."""
     from . import rulenames
     from .recommend import default_rule_paths
@@ -454,8 +504,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a message
         _error(f"internal error: {type(e).__name__}: {e}")
-        sys.stderr.write("ftdecide: this is a bug in ftdecide, not in your input; please report it with the command line that caused it "
-                         "(rerun with FTDECIDE_TRACEBACK=1 for the traceback)\n")
+        sys.stderr.write(
+            "ftdecide: this is a bug in ftdecide, not in your input; please report it with the command line that caused it "
+            "(rerun with FTDECIDE_TRACEBACK=1 for the traceback)\n"
+        )
         if os.environ.get("FTDECIDE_TRACEBACK"):
             raise
         return EXIT_BUG

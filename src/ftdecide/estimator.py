@@ -244,10 +244,15 @@ class MemoryModel:
         if fwd >= bwd and fwd >= opt:
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": 0.0, "overhead": cal.logits_fwd_transient * lv}
         elif bwd >= opt:
-            phase, held = "backward", {"activations": act, "logits": logits, "gradients": self.head_grad,
-                                       "overhead": cal.logits_bwd_transient * lv + recompute}
+            phase, held = (
+                "backward",
+                {"activations": act, "logits": logits, "gradients": self.head_grad, "overhead": cal.logits_bwd_transient * lv + recompute},
+            )
         else:
-            phase, held = "optimizer", {"activations": 0.0, "logits": 0.0, "gradients": self.grads, "overhead": recompute + self.opt_transient}
+            phase, held = (
+                "optimizer",
+                {"activations": 0.0, "logits": 0.0, "gradients": self.grads, "overhead": recompute + self.opt_transient},
+            )
         return self.weights + self.opt_gpu + max(fwd, bwd, opt), phase, held
 
     def required_gib(self, seq_len: int, batch_size: int, gc: bool) -> float:
@@ -261,8 +266,15 @@ class MemoryModel:
         peak, phase, held = self.peak_bytes(seq_len, batch_size, gc)
         breakdown = {"weights": self.weights / GIB, "optimizer": self.opt_gpu / GIB}
         breakdown.update({k: v / GIB for k, v in held.items()})
-        return MemoryEstimate(peak_allocated_gib=peak / GIB, required_gib=self.required_gib(seq_len, batch_size, gc), breakdown=breakdown,
-                              total_params=self.total_params, trainable_params=self.trainable_params, peak_phase=phase, notes=list(self.notes))
+        return MemoryEstimate(
+            peak_allocated_gib=peak / GIB,
+            required_gib=self.required_gib(seq_len, batch_size, gc),
+            breakdown=breakdown,
+            total_params=self.total_params,
+            trainable_params=self.trainable_params,
+            peak_phase=phase,
+            notes=list(self.notes),
+        )
 
 
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
@@ -285,12 +297,25 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     logits_saved = _logits_saved_per_token(arch, cal)
     return MemoryModel(
-        weights=weights, opt_gpu=0.0 if cfg.offload_optimizer else opt, grads=grads,
+        weights=weights,
+        opt_gpu=0.0 if cfg.offload_optimizer else opt,
+        grads=grads,
         head_grad=arch.vocab_size * arch.hidden_size * param_bytes / shard if method.trains_base else 0.0,
-        opt_transient=_optimizer_transient(arch, cfg, mods), layer_base=layer_base, layer_eager=layer_eager,
-        stored_gc=c.g * arch.hidden_size * arch.num_layers, per_token=c.c_h * arch.hidden_size + logits_saved, logits_saved=logits_saved,
-        vocab=arch.vocab_size, layers=arch.num_layers, ws_gc=method.workspace_bytes(arch, c, True), ws_nogc=method.workspace_bytes(arch, c, False),
-        recompute=c.recompute, total_params=arch.total_params() + adapter, trainable_params=trainable, notes=tuple(notes), cal=cal,
+        opt_transient=_optimizer_transient(arch, cfg, mods),
+        layer_base=layer_base,
+        layer_eager=layer_eager,
+        stored_gc=c.g * arch.hidden_size * arch.num_layers,
+        per_token=c.c_h * arch.hidden_size + logits_saved,
+        logits_saved=logits_saved,
+        vocab=arch.vocab_size,
+        layers=arch.num_layers,
+        ws_gc=method.workspace_bytes(arch, c, True),
+        ws_nogc=method.workspace_bytes(arch, c, False),
+        recompute=c.recompute,
+        total_params=arch.total_params() + adapter,
+        trainable_params=trainable,
+        notes=tuple(notes),
+        cal=cal,
     )
 
 
@@ -303,8 +328,18 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
     Raises InputError for a LoRA target that the architecture lacks or a rank beyond its layers."""
     # Keyed on the identity of the architecture and the calibration (both frozen): checked below, so a
     # recycled id() is never served another object's model.
-    key = (id(arch), id(cal), cfg.method, cfg.precision, cfg.optimizer, cfg.lora_rank, cfg.lora_targets,
-           cfg.lora_dropout > 0, cfg.gpus, cfg.offload_optimizer)
+    key = (
+        id(arch),
+        id(cal),
+        cfg.method,
+        cfg.precision,
+        cfg.optimizer,
+        cfg.lora_rank,
+        cfg.lora_targets,
+        cfg.lora_dropout > 0,
+        cfg.gpus,
+        cfg.offload_optimizer,
+    )
     hit = _MODELS.get(key)
     if hit is not None and hit[0] is arch and hit[1] is cal:
         return hit[2]

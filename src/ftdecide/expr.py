@@ -134,10 +134,10 @@ def _check(node: ast.AST, schema: Mapping[str, str], depth: int) -> str:
         return NUM
     if isinstance(node, ast.Compare):
         left = _check(node.left, schema, d)
-        for op, comp in zip(node.ops, node.comparators):
+        for op, comp in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, (ast.In, ast.NotIn)):
                 if not isinstance(comp, (ast.List, ast.Tuple)):
-                    raise ExprError("'in' needs a list literal on its right, like [\"chat\", \"code\"]", _col(comp))
+                    raise ExprError('\'in\' needs a list literal on its right, like ["chat", "code"]', _col(comp))
                 for el in comp.elts:
                     et = _check(el, schema, d)
                     if et != left:
@@ -210,7 +210,7 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
         return r
     if isinstance(node, ast.Compare):
         left = _eval(node.left, env)
-        for op, comp in zip(node.ops, node.comparators):
+        for op, comp in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, (ast.In, ast.NotIn)):
                 items = [_eval(e, env) for e in comp.elts]
                 ok = (left in items) == isinstance(op, ast.In)

@@ -44,8 +44,9 @@ class FitRow:
     required_gib_at_1: float
 
 
-def fit_table(arch: Arch, memory_gib: float, seq_len: int, base: Optional[TrainConfig] = None,
-              method_names: Optional[tuple[str, ...]] = None) -> list[FitRow]:
+def fit_table(
+    arch: Arch, memory_gib: float, seq_len: int, base: Optional[TrainConfig] = None, method_names: Optional[tuple[str, ...]] = None
+) -> list[FitRow]:
     """Per method, with and without gradient checkpointing, what fits in ``memory_gib`` GiB.
 
     ``base`` carries everything else (optimizer, precision, LoRA rank and targets, GPUs for sharding).
@@ -56,11 +57,14 @@ def fit_table(arch: Arch, memory_gib: float, seq_len: int, base: Optional[TrainC
     for method in method_names or methods.names():
         mm = memory_model(arch, base.model_copy(update={"method": method}))
         for gc in (True, False):
-            def batch_ok(b: int, gc=gc) -> bool:
+
+            def batch_ok(b: int, gc=gc, mm=mm) -> bool:
                 return mm.required_gib(seq_len, b, gc) <= memory_gib
 
-            def seq_ok(s: int, gc=gc) -> bool:
+            def seq_ok(s: int, gc=gc, mm=mm) -> bool:
                 return mm.required_gib(s, 1, gc) <= memory_gib
 
-            rows.append(FitRow(method, gc, _largest(batch_ok, MAX_BATCH), _largest(seq_ok, MAX_SEQ), round(mm.required_gib(seq_len, 1, gc), 3)))
+            rows.append(
+                FitRow(method, gc, _largest(batch_ok, MAX_BATCH), _largest(seq_ok, MAX_SEQ), round(mm.required_gib(seq_len, 1, gc), 3))
+            )
     return rows

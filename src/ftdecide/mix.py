@@ -46,8 +46,9 @@ def parse_tasks(items: list[str]) -> dict[str, int]:
     return out
 
 
-def mix(tasks: dict[str, int], temperature: float = 0.7, cap: Optional[int] = None, max_upsample: float = 10.0,
-        epoch_size: Optional[int] = None) -> list[TaskMix]:
+def mix(
+    tasks: dict[str, int], temperature: float = 0.7, cap: Optional[int] = None, max_upsample: float = 10.0, epoch_size: Optional[int] = None
+) -> list[TaskMix]:
     """Weights and effective examples per epoch of each task (see the module docstring)."""
     if not 0.0 <= temperature <= 1.0:
         raise InputError(f"--temperature {temperature:g}: must be between 0 (uniform) and 1 (proportional)")

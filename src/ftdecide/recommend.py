@@ -20,10 +20,29 @@ from .calibration import DEFAULT, Calibration
 from .catalog import GPU
 from .errors import InputError
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
-from .policy import (ALTERNATIVE_GPU_COUNTS, ALTERNATIVE_MAX_RANK, DEFAULT_EPOCHS, DEFAULT_GPU, DEFAULT_LORA, GLOBAL_BATCH, MICRO_BATCHES,
-                     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING, LoraShape)
-from .results import (SCHEMA_VERSION, Alternative, Candidate, Deployment, Evaluation, LoraSettings, Message, Plan, Recommendation,
-                      accumulation_steps)
+from .policy import (
+    ALTERNATIVE_GPU_COUNTS,
+    ALTERNATIVE_MAX_RANK,
+    DEFAULT_EPOCHS,
+    DEFAULT_GPU,
+    DEFAULT_LORA,
+    GLOBAL_BATCH,
+    MICRO_BATCHES,
+    MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
+    LoraShape,
+)
+from .results import (
+    SCHEMA_VERSION,
+    Alternative,
+    Candidate,
+    Deployment,
+    Evaluation,
+    LoraSettings,
+    Message,
+    Plan,
+    Recommendation,
+    accumulation_steps,
+)
 from .throughput import step_seconds, train_flops_per_token
 
 __all__ = ["SCHEMA_VERSION", "Scenario", "recommend", "resolve_hardware", "train_config", "validate_scenario"]
@@ -62,8 +81,9 @@ class Scenario(BaseModel):
         return v
 
 
-def validate_scenario(fields: dict, path: Optional[str] = None, key_lines: Optional[dict] = None, line: Optional[int] = None,
-                      name: Optional[str] = None) -> Scenario:
+def validate_scenario(
+    fields: dict, path: Optional[str] = None, key_lines: Optional[dict] = None, line: Optional[int] = None, name: Optional[str] = None
+) -> Scenario:
     """``Scenario(**fields)``, or an InputError placed in the file: the line of the offending key when
     the fields came from a file (``key_lines``: key -> 1-based line; ``line``: the scenario's own line,
     used when the key has none), the scenario's ``name`` in a file of many, then the option and what is
@@ -98,14 +118,29 @@ def default_rule_paths() -> list[str]:
     return [str(catalog.config_dir() / "rules" / "default.yaml")]
 
 
-def train_config(sc: Scenario, method: methods.Method, lora: LoraShape, batch_size: int = 1, gradient_checkpointing: bool = True,
-                 gpus: Optional[int] = None) -> TrainConfig:
+def train_config(
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    batch_size: int = 1,
+    gradient_checkpointing: bool = True,
+    gpus: Optional[int] = None,
+) -> TrainConfig:
     """The one place a scenario becomes a :class:`TrainConfig`: candidates, the fit search and every
     alternative are sized with it, so they differ only in what they say they change."""
-    return TrainConfig(method=method.name, precision=method.precision_for(sc.precision), optimizer=sc.optimizer, seq_len=sc.seq_len,
-                       batch_size=batch_size, gradient_checkpointing=gradient_checkpointing, lora_rank=lora.rank,
-                       lora_targets=lora.targets, lora_dropout=lora.dropout, gpus=sc.gpus if gpus is None else gpus,
-                       offload_optimizer=sc.offload_optimizer)
+    return TrainConfig(
+        method=method.name,
+        precision=method.precision_for(sc.precision),
+        optimizer=sc.optimizer,
+        seq_len=sc.seq_len,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        lora_rank=lora.rank,
+        lora_targets=lora.targets,
+        lora_dropout=lora.dropout,
+        gpus=sc.gpus if gpus is None else gpus,
+        offload_optimizer=sc.offload_optimizer,
+    )
 
 
 def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, cal: Calibration):
@@ -127,15 +162,25 @@ def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora
     return cfg, estimate_memory(arch, cfg, cal), False
 
 
-def _candidate(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, epochs: int, price: float,
-               cal: Calibration) -> Candidate:
+def _candidate(
+    arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, epochs: int, price: float, cal: Calibration
+) -> Candidate:
     cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal)
     tokens = sc.dataset_size * sc.seq_len * epochs
     tps = cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal)["total"]
     hours = tokens / (tps * sc.gpus) / 3600
     mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
-    return Candidate(method=method.name, fits=fits, config=cfg, estimate=est, gpu_memory_gib=gpu.memory_gib, tokens_per_second=tps,
-                     mfu=mfu, time_hours=hours, cost_usd=hours * price * sc.gpus)
+    return Candidate(
+        method=method.name,
+        fits=fits,
+        config=cfg,
+        estimate=est,
+        gpu_memory_gib=gpu.memory_gib,
+        tokens_per_second=tps,
+        mfu=mfu,
+        time_hours=hours,
+        cost_usd=hours * price * sc.gpus,
+    )
 
 
 def _lora_from_rules(arch: Arch, settings: dict) -> LoraShape:
@@ -158,12 +203,14 @@ def _assumptions(cal: Calibration) -> dict:
         by_flops.setdefault(m.flops_per_param, []).append(m.short_label)
     flops = ", ".join(f"{f:g}N {'/'.join(names)}" for f, names in by_flops.items())
     return {
-        "matmul_utilisation": dict(cal.util), "attention_utilisation": cal.step.attn_util,
+        "matmul_utilisation": dict(cal.util),
+        "attention_utilisation": cal.step.attn_util,
         "flops_per_token": f"{flops}, +2N with checkpointing, + attention",
         "time": "per step: the GPU stream (FLOPs at the method's matmul utilisation, attention at its own, memory-bound traffic at "
-                "the GPU's bandwidth) against the CPU stream (kernels launched x time per kernel), combined by a fitted p-norm "
-                "(ftdecide/throughput.py); GPUs scale linearly",
-        "memory": "peak of the Hugging Face stack (transformers+peft+bitsandbytes, sdpa, bf16 autocast), plus CUDA context and allocator headroom",
+        "the GPU's bandwidth) against the CPU stream (kernels launched x time per kernel), combined by a fitted p-norm "
+        "(ftdecide/throughput.py); GPUs scale linearly",
+        "memory": "peak of the Hugging Face stack (transformers+peft+bitsandbytes, sdpa, bf16 autocast), "
+        "plus CUDA context and allocator headroom",
         "global_batch_size": GLOBAL_BATCH,
     }
 
@@ -192,8 +239,9 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs)))
 
     allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
-    method = next((m for _, _, name, _ in sorted(outcome.preferences, key=lambda p: (-p[0], -p[1]))
-                   for m in allowed if m.name == name), None)
+    method = next(
+        (m for _, _, name, _ in sorted(outcome.preferences, key=lambda p: (-p[0], -p[1])) for m in allowed if m.name == name), None
+    )
     if method is None and allowed:
         method = min(allowed, key=lambda m: m.fallback_order)
 
@@ -201,27 +249,46 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
     if method is None:
-        warnings.append(Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}"))
+        warnings.append(
+            Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")
+        )
         plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.gpus)
         alternatives = alternatives_for(arch, gpu, sc, lora, cal)
     else:
         chosen = cands[method.name]
         plan = Plan(
-            candidate=chosen, epochs=epochs, reasons=tuple(outcome.notes),
+            candidate=chosen,
+            epochs=epochs,
+            reasons=tuple(outcome.notes),
             lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if method.adapter else None,
             learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
-            gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.gpus), gpus=sc.gpus,
-            precision="bf16" if gpu.bf16 else "fp16", evaluation=evaluation_plan(sc, method), deployment=deployment_note(arch, sc, method, chosen),
+            gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.gpus),
+            gpus=sc.gpus,
+            precision="bf16" if gpu.bf16 else "fp16",
+            evaluation=evaluation_plan(sc, method),
+            deployment=deployment_note(arch, sc, method, chosen),
         )
         alternatives = [
-            Alternative("method", f"{m.name} also fits ({round(cands[m.name].required_gib, 2):.1f} GiB, ${round(cands[m.name].cost_usd, 2):,.2f})",
-                        {"method": m.name, "cost_usd": round(cands[m.name].cost_usd, 2), "time_hours": round(cands[m.name].time_hours, 3)})
-            for m in allowed if m is not method
+            Alternative(
+                "method",
+                f"{m.name} also fits ({round(cands[m.name].required_gib, 2):.1f} GiB, ${round(cands[m.name].cost_usd, 2):,.2f})",
+                {"method": m.name, "cost_usd": round(cands[m.name].cost_usd, 2), "time_hours": round(cands[m.name].time_hours, 3)},
+            )
+            for m in allowed
+            if m is not method
         ]
     return Recommendation(
-        scenario=sc, arch=arch, gpu=gpu, price_per_hour=price, model_source=model_source(arch), plan=plan,
-        candidates=tuple(cands.values()), warnings=tuple(warnings), alternatives=tuple(alternatives),
-        rules_fired=tuple(lr.rule.id for lr in outcome.fired), assumptions=_assumptions(cal),
+        scenario=sc,
+        arch=arch,
+        gpu=gpu,
+        price_per_hour=price,
+        model_source=model_source(arch),
+        plan=plan,
+        candidates=tuple(cands.values()),
+        warnings=tuple(warnings),
+        alternatives=tuple(alternatives),
+        rules_fired=tuple(lr.rule.id for lr in outcome.fired),
+        assumptions=_assumptions(cal),
     )
 
 
@@ -243,7 +310,9 @@ BENCHMARK_DROP_MAX_POINTS = 2.0
 HELD_OUT_SHARE, HELD_OUT_MIN, HELD_OUT_MAX, HELD_OUT_MAX_SHARE = 0.05, 200, 2000, 5
 
 _TASK_METRIC = {
-    "classification": "accuracy / macro-F1", "code": "pass@1 on held-out problems with tests", "math": "exact-match accuracy of final answers",
+    "classification": "accuracy / macro-F1",
+    "code": "pass@1 on held-out problems with tests",
+    "math": "exact-match accuracy of final answers",
     "style": "pairwise preference (human or LLM judge) against the base model",
 }
 
@@ -254,12 +323,16 @@ def evaluation_plan(sc: Scenario, method: methods.Method) -> Evaluation:
     return Evaluation(
         held_out_examples=held_out,
         task_metric=_TASK_METRIC.get(sc.task, "task metric (exact match, ROUGE or LLM-judge win rate) against the base model"),
-        regression_check=(f"general-capability check before and after: perplexity on general text rising by more than {PERPLEXITY_RISE_MAX:.0%}, "
-                          f"or a general benchmark (e.g. MMLU, HellaSwag) dropping by more than {BENCHMARK_DROP_MAX_POINTS:g}-3 points, signals forgetting"),
+        regression_check=(
+            f"general-capability check before and after: perplexity on general text rising by more than {PERPLEXITY_RISE_MAX:.0%}, "
+            f"or a general benchmark (e.g. MMLU, HellaSwag) dropping by more than {BENCHMARK_DROP_MAX_POINTS:g}-3 points, "
+            "signals forgetting"
+        ),
         perplexity_rise_max=PERPLEXITY_RISE_MAX,
         benchmark_drop_max_points=BENCHMARK_DROP_MAX_POINTS,
-        if_forgetting="lower the learning rate or epochs, mix in general data, or use a lower LoRA rank" if method.adapter else
-                      "lower the learning rate or epochs, or mix in general data (full fine-tuning forgets most)",
+        if_forgetting="lower the learning rate or epochs, mix in general data, or use a lower LoRA rank"
+        if method.adapter
+        else "lower the learning rate or epochs, or mix in general data (full fine-tuning forgets most)",
     )
 
 
@@ -267,8 +340,11 @@ def deployment_note(arch: Arch, sc: Scenario, method: methods.Method, chosen: Ca
     """How to serve the result; sizes on disk in MB (10^6 bytes)."""
     if method.trains_base:
         size = arch.total_params() * 2 / 1e6
-        return Deployment("full model", f"the fine-tuned weights replace the base model: {size / 1e3:,.1f} GB in bf16 per task; serve it like the base",
-                          size_mb=round(size, 1))
+        return Deployment(
+            "full model",
+            f"the fine-tuned weights replace the base model: {size / 1e3:,.1f} GB in bf16 per task; serve it like the base",
+            size_mb=round(size, 1),
+        )
     adapter_mb = chosen.trainable_params * 4 / 1e6  # peft saves the fp32 adapter weights
     if sc.serving == "multi-tenant":
         advice = "keep adapters unmerged and serve many of them over one base model (vLLM / LoRAX multi-LoRA); each adapter is small"
@@ -290,20 +366,30 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
     larger catalog GPU, more GPUs of this kind, or a smaller model of the same generation. Every
     configuration is micro-batch 1 with checkpointing, the least a run needs."""
     out: list[Alternative] = []
-    leanest = min((m for m in methods.all_methods() if m.adapter), key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib)
+    leanest = min(
+        (m for m in methods.all_methods() if m.adapter),
+        key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,
+    )
     need = estimate_memory(arch, train_config(sc, leanest, lora, gpus=1), cal).required_gib
     bigger = sorted((g for g in catalog.gpus() if g.memory_gib >= need and g.memory_gib > gpu.memory_gib), key=lambda g: g.price_per_hour)
     if bigger:
         g = bigger[0]
-        out.append(Alternative("gpu", f"{leanest.label} needs {need:.1f} GiB: one {g.name} ({g.memory_gib:g} GiB, ${g.price_per_hour}/h) fits it",
-                               {"gpu": g.name}))
+        out.append(
+            Alternative(
+                "gpu",
+                f"{leanest.label} needs {need:.1f} GiB: one {g.name} ({g.memory_gib:g} GiB, ${g.price_per_hour}/h) fits it",
+                {"gpu": g.name},
+            )
+        )
     lora_method = methods.get("lora") if "lora" in methods.names() else leanest
     for n in ALTERNATIVE_GPU_COUNTS:
         if n <= sc.gpus:
             continue
         req = estimate_memory(arch, train_config(sc, lora_method, lora, gpus=n), cal).required_gib
         if req <= gpu.memory_gib:
-            out.append(Alternative("gpus", f"{lora_method.label} with ZeRO-3/FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n}))
+            out.append(
+                Alternative("gpus", f"{lora_method.label} with ZeRO-3/FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n})
+            )
             break
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
     for a in sorted(smaller, key=lambda a: -a.total_params()):
@@ -313,6 +399,10 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
             continue  # the plan's targets name modules this model lacks
         req = estimate_memory(a, train_config(sc, leanest, shape), cal).required_gib
         if req <= gpu.memory_gib:
-            out.append(Alternative("model", f"{a.name} ({a.total_params() / 1e9:.1f}B) fits with {leanest.label} in {req:.1f} GiB", {"model": a.name}))
+            out.append(
+                Alternative(
+                    "model", f"{a.name} ({a.total_params() / 1e9:.1f}B) fits with {leanest.label} in {req:.1f} GiB", {"model": a.name}
+                )
+            )
             break
     return out

@@ -53,8 +53,12 @@ def _rec_line(plan: "Plan") -> str:
     if plan.lora:
         lo = plan.lora
         s += f" r={lo.rank} alpha={lo.alpha} targets={lo.targets} dropout={lo.dropout}"
-    s += (f", lr {plan.learning_rate:.0e}, {plan.epochs} epochs, micro-batch {c.micro_batch_size} x {plan.gradient_accumulation_steps} accumulation"
-          f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}: ~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}")
+    s += (
+        f", lr {plan.learning_rate:.0e}, {plan.epochs} epochs, micro-batch {c.micro_batch_size} x "
+        f"{plan.gradient_accumulation_steps} accumulation"
+        f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}: "
+        f"~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}"
+    )
     return s
 
 
@@ -74,17 +78,26 @@ def recommendation_markdown(res: "Recommendation") -> str:
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for c in res.candidates:
         est = c.estimate
-        lines.append(f"| {c.method} | {'yes' if c.fits else 'no'} | {round(est.required_gib, 2):.1f} / {c.gpu_memory_gib:g} | "
-                     f"{round(est.peak_allocated_gib, 2):.1f} | {c.micro_batch_size} | {'on' if c.gradient_checkpointing else 'off'} | "
-                     f"{round(c.tokens_per_second, 1):,.0f} | {round(c.time_hours, 3):.2f} | {round(c.cost_usd, 2):,.2f} |")
+        lines.append(
+            f"| {c.method} | {'yes' if c.fits else 'no'} | {round(est.required_gib, 2):.1f} / {c.gpu_memory_gib:g} | "
+            f"{round(est.peak_allocated_gib, 2):.1f} | {c.micro_batch_size} | {'on' if c.gradient_checkpointing else 'off'} | "
+            f"{round(c.tokens_per_second, 1):,.0f} | {round(c.time_hours, 3):.2f} | {round(c.cost_usd, 2):,.2f} |"
+        )
     lines.append("")
     lines.append(f"**Recommendation:** {_rec_line(plan)}")
     if plan.reasons:
         lines += ["", "## Reasons"] + [f"- {r.message} (`{r.rule}`)" for r in plan.reasons]
     if plan.evaluation and plan.deployment:
         ev, dep = plan.evaluation, plan.deployment
-        lines += ["", "## Evaluation", f"- hold out {ev.held_out_examples:,} examples; measure {ev.task_metric}", f"- {ev.regression_check}",
-                  "", "## Deployment", f"- {dep.advice}" + (f" (adapter: {dep.adapter_size_mb:,.1f} MB)" if dep.adapter_size_mb is not None else "")]
+        lines += [
+            "",
+            "## Evaluation",
+            f"- hold out {ev.held_out_examples:,} examples; measure {ev.task_metric}",
+            f"- {ev.regression_check}",
+            "",
+            "## Deployment",
+            f"- {dep.advice}" + (f" (adapter: {dep.adapter_size_mb:,.1f} MB)" if dep.adapter_size_mb is not None else ""),
+        ]
     if res.warnings:
         lines += ["", "## Warnings"] + [f"- {w.message} (`{w.rule}`)" for w in res.warnings]
     if res.alternatives:
@@ -94,16 +107,27 @@ def recommendation_markdown(res: "Recommendation") -> str:
 
 def recommendation_table(res: "Recommendation", console, explain: bool = False) -> None:
     sc, plan = res.scenario, res.plan
-    t = _table(f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
-               f"{sc.seq_len} tokens x {plan.epochs} epochs",
-               ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
-               right=("time", "cost", "micro-batch", "tokens/s"))
+    t = _table(
+        f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
+        f"{sc.seq_len} tokens x {plan.epochs} epochs",
+        ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
+        right=("time", "cost", "micro-batch", "tokens/s"),
+    )
     for c in res.candidates:
         req = round(c.required_gib, 2)
         style = "bold green" if c.method == plan.method else ("" if c.fits else "red")
-        t.add_row(c.method, "yes" if c.fits else "no", f"{req:.1f} / {c.gpu_memory_gib:g} GiB", _bar(req, c.gpu_memory_gib), str(c.micro_batch_size),
-                  "on" if c.gradient_checkpointing else "off", f"{round(c.tokens_per_second, 1):,.0f}", f"{round(c.time_hours, 3):.2f} h",
-                  f"${round(c.cost_usd, 2):,.2f}", style=style)
+        t.add_row(
+            c.method,
+            "yes" if c.fits else "no",
+            f"{req:.1f} / {c.gpu_memory_gib:g} GiB",
+            _bar(req, c.gpu_memory_gib),
+            str(c.micro_batch_size),
+            "on" if c.gradient_checkpointing else "off",
+            f"{round(c.tokens_per_second, 1):,.0f}",
+            f"{round(c.time_hours, 3):.2f} h",
+            f"${round(c.cost_usd, 2):,.2f}",
+            style=style,
+        )
     console.print(t)
     console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(plan))}")
     for r in plan.reasons:
@@ -114,15 +138,23 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
         console.print(f"  → {esc(a.message)}")
     if plan.evaluation and plan.deployment:
         ev, dep = plan.evaluation, plan.deployment
-        console.print(f"  evaluate: hold out {ev.held_out_examples:,} examples, {esc(ev.task_metric)}; forgetting: perplexity +{ev.perplexity_rise_max:.0%} "
-                      f"or a benchmark -{ev.benchmark_drop_max_points:g}-3 points")
+        console.print(
+            f"  evaluate: hold out {ev.held_out_examples:,} examples, {esc(ev.task_metric)}; "
+            f"forgetting: perplexity +{ev.perplexity_rise_max:.0%} "
+            f"or a benchmark -{ev.benchmark_drop_max_points:g}-3 points"
+        )
         console.print(f"  deploy: {esc(dep.advice)}{_deploy_size(plan)}")
     if explain:
         console.print(f"[dim]rules fired: {esc(', '.join(res.rules_fired))}[/dim]")
         a = res.assumptions
-        console.print(f"[dim]time: {a['time']}; FLOPs {a['flops_per_token']}; matmul utilisation {a['matmul_utilisation']}; memory: {a['memory']}[/dim]")
+        console.print(
+            f"[dim]time: {a['time']}; FLOPs {a['flops_per_token']}; matmul utilisation {a['matmul_utilisation']}; "
+            f"memory: {a['memory']}[/dim]"
+        )
         for c in res.candidates:
-            console.print(f"[dim]{c.method}: " + ", ".join(f"{k} {round(v, 3):.2f}" for k, v in c.estimate.breakdown.items()) + " GiB[/dim]")
+            console.print(
+                f"[dim]{c.method}: " + ", ".join(f"{k} {round(v, 3):.2f}" for k, v in c.estimate.breakdown.items()) + " GiB[/dim]"
+            )
 
 
 # --- estimate -------------------------------------------------------------------------------------
@@ -132,7 +164,9 @@ def estimate_json(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate") -> di
 
 def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", console) -> None:
     d = est.as_dict()
-    t = _table(f"{arch.name}: {cfg.method} ({cfg.optimizer}), seq {cfg.seq_len} x micro-batch {cfg.batch_size}", ("term", "GiB"), right=("GiB",))
+    t = _table(
+        f"{arch.name}: {cfg.method} ({cfg.optimizer}), seq {cfg.seq_len} x micro-batch {cfg.batch_size}", ("term", "GiB"), right=("GiB",)
+    )
     for k, v in d["breakdown"].items():
         t.add_row(k, f"{v:.2f}")
     t.add_row("[bold]peak allocated[/bold]", f"[bold]{d['peak_allocated_gib']:.2f}[/bold]")
@@ -145,23 +179,47 @@ def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", cons
 
 # --- fit ------------------------------------------------------------------------------------------
 def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"]) -> dict[str, Any]:
-    return {"model": arch.name, "gpu": gpu.name, "gpus": gpus, "memory_gib": gpu.memory_gib, "seq_len": seq_len, "rows": [r.__dict__ for r in rows]}
+    return {
+        "model": arch.name,
+        "gpu": gpu.name,
+        "gpus": gpus,
+        "memory_gib": gpu.memory_gib,
+        "seq_len": seq_len,
+        "rows": [r.__dict__ for r in rows],
+    }
 
 
 def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console) -> None:
     cols = ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}")
     t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
     for r in rows:
-        t.add_row(r.method, "on" if r.gradient_checkpointing else "off", str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
-                  f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit", f"{r.required_gib_at_1:.1f}")
+        t.add_row(
+            r.method,
+            "on" if r.gradient_checkpointing else "off",
+            str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
+            f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit",
+            f"{r.required_gib_at_1:.1f}",
+        )
     console.print(t)
 
 
 # --- mix ------------------------------------------------------------------------------------------
 def mix_json(rows: list["TaskMix"], temperature: float, cap, max_upsample: float) -> dict[str, Any]:
-    return {"temperature": temperature, "cap": cap, "max_upsample": max_upsample,
-            "tasks": [{"task": r.task, "examples": r.examples, "weight": round(r.weight, 6), "per_epoch": round(r.per_epoch, 1),
-                       "repeats": round(r.repeats, 4)} for r in rows]}
+    return {
+        "temperature": temperature,
+        "cap": cap,
+        "max_upsample": max_upsample,
+        "tasks": [
+            {
+                "task": r.task,
+                "examples": r.examples,
+                "weight": round(r.weight, 6),
+                "per_epoch": round(r.per_epoch, 1),
+                "repeats": round(r.repeats, 4),
+            }
+            for r in rows
+        ],
+    }
 
 
 def mix_table(rows: list["TaskMix"], temperature: float, cap, max_upsample: float, console) -> None:
@@ -174,15 +232,33 @@ def mix_table(rows: list["TaskMix"], temperature: float, cap, max_upsample: floa
 
 # --- catalogs -------------------------------------------------------------------------------------
 def models_json(archs: list["Arch"]) -> list[dict[str, Any]]:
-    return [{"name": a.name, "hf_id": a.aliases[0] if a.aliases else "", "family": a.family, "params": a.total_params(), "layers": a.num_layers,
-             "hidden": a.hidden_size, "heads": a.num_heads, "kv_heads": a.num_kv_heads, "vocab": a.vocab_size, "source": a.source} for a in archs]
+    return [
+        {
+            "name": a.name,
+            "hf_id": a.aliases[0] if a.aliases else "",
+            "family": a.family,
+            "params": a.total_params(),
+            "layers": a.num_layers,
+            "hidden": a.hidden_size,
+            "heads": a.num_heads,
+            "kv_heads": a.num_kv_heads,
+            "vocab": a.vocab_size,
+            "source": a.source,
+        }
+        for a in archs
+    ]
 
 
 def models_table(archs: list["Arch"], console) -> None:
     t = _table("models", ("name", "hf_id", "family", "params", "layers", "hidden", "heads", "kv_heads", "vocab"))
     for r in models_json(archs):
-        t.add_row(esc(r["name"]), esc(r["hf_id"]), esc(r["family"]), f"{r['params'] / 1e9:.2f}B",
-                  *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")))
+        t.add_row(
+            esc(r["name"]),
+            esc(r["hf_id"]),
+            esc(r["family"]),
+            f"{r['params'] / 1e9:.2f}B",
+            *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")),
+        )
     console.print(t)
 
 
@@ -199,15 +275,33 @@ def gpus_table(gpus: list["GPU"], console) -> None:
 
 # --- rules ----------------------------------------------------------------------------------------
 def rules_json(rs: "RuleSet") -> list[dict[str, Any]]:
-    return [{"id": lr.rule.id, "priority": lr.rule.priority, "when": lr.rule.when, "prefer": lr.rule.prefer, "forbid": lr.rule.forbid,
-             "set": lr.rule.set.model_dump(exclude_none=True), "source": f"{lr.path}:{lr.line}"} for lr in rs.rules]
+    return [
+        {
+            "id": lr.rule.id,
+            "priority": lr.rule.priority,
+            "when": lr.rule.when,
+            "prefer": lr.rule.prefer,
+            "forbid": lr.rule.forbid,
+            "set": lr.rule.set.model_dump(exclude_none=True),
+            "source": f"{lr.path}:{lr.line}",
+        }
+        for lr in rs.rules
+    ]
 
 
 def rules_table(rs: "RuleSet", console) -> None:
     t = _table("rules in force", ("id", "priority", "when", "effects"))
     for r in rules_json(rs):
-        eff = " ".join(filter(None, [f"prefer {r['prefer']}" if r["prefer"] else "", f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
-                                    " ".join(f"{k}={v}" for k, v in r["set"].items())]))
+        eff = " ".join(
+            filter(
+                None,
+                [
+                    f"prefer {r['prefer']}" if r["prefer"] else "",
+                    f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
+                    " ".join(f"{k}={v}" for k, v in r["set"].items()),
+                ],
+            )
+        )
         t.add_row(esc(r["id"]), str(r["priority"]), esc(r["when"]), esc(eff))
     console.print(t)
 
@@ -218,19 +312,36 @@ def probe_table(rec: dict[str, Any], console) -> None:
     :mod:`ftdecide.probe.records`)."""
     est, err = rec.get("estimate", {}), rec.get("error", {})
     sw = rec.get("software", {})
-    title = f"{rec['arch']}: {rec['method']} ({rec.get('optim', 'adamw')}), seq {rec['seq']} x micro-batch {rec['batch']} on {sw.get('gpu', '?')}"
+    title = (
+        f"{rec['arch']}: {rec['method']} ({rec.get('optim', 'adamw')}), seq {rec['seq']} x micro-batch {rec['batch']} "
+        f"on {sw.get('gpu', '?')}"
+    )
     t = _table(title, ("", "measured", "ftdecide", "error"), right=("measured", "ftdecide", "error"))
     ok = rec.get("status") == "ok"
 
     def pct(k):
         return f"{err[k]:+.1%}" if k in err else ""
 
-    t.add_row("status", esc(rec.get("status", "?")), "fits" if est.get("fits_card") else "does not fit", "agree" if err.get("fits_agree") else "DISAGREE")
-    t.add_row("peak allocated GiB", f"{rec.get('peak_alloc_gib', 0):.2f}" + ("" if ok else " (at OOM)"), f"{est.get('peak_allocated_gib', 0):.2f}",
-              pct("peak_allocated"))
+    t.add_row(
+        "status",
+        esc(rec.get("status", "?")),
+        "fits" if est.get("fits_card") else "does not fit",
+        "agree" if err.get("fits_agree") else "DISAGREE",
+    )
+    t.add_row(
+        "peak allocated GiB",
+        f"{rec.get('peak_alloc_gib', 0):.2f}" + ("" if ok else " (at OOM)"),
+        f"{est.get('peak_allocated_gib', 0):.2f}",
+        pct("peak_allocated"),
+    )
     t.add_row("peak reserved GiB", f"{rec.get('peak_reserved_gib', 0):.2f}", "", "")
     t.add_row("CUDA context GiB", f"{rec.get('cuda_context_gib', 0):.2f}", "", "")
     t.add_row("required GiB", "", f"{est.get('required_gib', 0):.2f}", "")
     if ok:
-        t.add_row("tokens/s", f"{rec.get('tokens_per_s', 0):,.0f}", f"{est['tokens_per_s']:,.0f}" if "tokens_per_s" in est else "", pct("tokens_per_s"))
+        t.add_row(
+            "tokens/s",
+            f"{rec.get('tokens_per_s', 0):,.0f}",
+            f"{est['tokens_per_s']:,.0f}" if "tokens_per_s" in est else "",
+            pct("tokens_per_s"),
+        )
     console.print(t)

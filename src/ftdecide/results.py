@@ -183,15 +183,24 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         c = self.candidate
-        out: dict[str, Any] = {"method": self.method, "feasible": self.feasible, "lora": self.lora.to_json() if self.lora else None,
-                               "learning_rate": self.learning_rate, "epochs": self.epochs}
+        out: dict[str, Any] = {
+            "method": self.method,
+            "feasible": self.feasible,
+            "lora": self.lora.to_json() if self.lora else None,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
+        }
         if c is None:
             out.update(micro_batch_size=None, gradient_checkpointing=None, reasons=[r.to_json() for r in self.reasons])
             return out
         out.update(
-            micro_batch_size=c.micro_batch_size, gradient_accumulation_steps=self.gradient_accumulation_steps,
-            global_batch_size=self.global_batch_size, gradient_checkpointing=c.gradient_checkpointing, precision=self.precision,
-            time_hours=round(c.time_hours, 3), cost_usd=round(c.cost_usd, 2),
+            micro_batch_size=c.micro_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            global_batch_size=self.global_batch_size,
+            gradient_checkpointing=c.gradient_checkpointing,
+            precision=self.precision,
+            time_hours=round(c.time_hours, 3),
+            cost_usd=round(c.cost_usd, 2),
         )
         if self.gpus > 1:
             out["distributed"] = "ZeRO-3 / FSDP across %d GPUs" % self.gpus
@@ -231,9 +240,14 @@ class Recommendation:
         sc = self.scenario
         return {
             **sc.model_dump(exclude={"model", "gpu", "gpu_memory", "rules"}),
-            "model": self.arch.name, "model_source": self.model_source, "model_id": self.arch.model_id or None,
-            "total_params": self.arch.total_params(), "gpu": self.gpu.name, "gpu_memory_gib": self.gpu.memory_gib,
-            "price_per_hour": self.price_per_hour, "epochs": self.plan.epochs,
+            "model": self.arch.name,
+            "model_source": self.model_source,
+            "model_id": self.arch.model_id or None,
+            "total_params": self.arch.total_params(),
+            "gpu": self.gpu.name,
+            "gpu_memory_gib": self.gpu.memory_gib,
+            "price_per_hour": self.price_per_hour,
+            "epochs": self.plan.epochs,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -187,7 +187,9 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
             for bad in _template_names(text) - set(schema):
                 problems.append(Problem(path, line, 1, f"unknown name '{bad}' in message", rule.id))
             for spec in _bad_specs(text):
-                problems.append(Problem(path, line, 1, f"unsupported format '{spec}' in message (width and precision up to 2 digits)", rule.id))
+                problems.append(
+                    Problem(path, line, 1, f"unsupported format '{spec}' in message (width and precision up to 2 digits)", rule.id)
+                )
         wline, wcol = _line_of(raw, "when"), 1
         pos = getattr(raw, "value_pos", {}).get("when")
         if pos and isinstance(raw.get("when"), str) and "\n" not in raw["when"] and pos[0] == wline:
@@ -312,8 +314,13 @@ def evaluate(rs: RuleSet, env: dict[str, Any]) -> Outcome:
             prefs.append((r.priority, order[id(lr)], r.prefer, r.id))
         for k, v in r.set.model_dump(exclude_none=True).items():
             if k in settings and setting_prio[k] == r.priority and settings[k] != v:
-                warnings.append(Message(r.id, f"conflicting effects: '{setting_rule[k]}' and '{r.id}' (same priority {r.priority}) "
-                                              f"set {k} to {settings[k]} and {v}; {v} was used"))
+                warnings.append(
+                    Message(
+                        r.id,
+                        f"conflicting effects: '{setting_rule[k]}' and '{r.id}' (same priority {r.priority}) "
+                        f"set {k} to {settings[k]} and {v}; {v} was used",
+                    )
+                )
             settings[k], setting_rule[k], setting_prio[k] = v, r.id, r.priority
         if r.warn:
             warnings.append(Message(r.id, render_message(r.warn, env)))
@@ -330,8 +337,9 @@ def json_schema(names: dict[str, str]) -> dict:
     schema["title"] = "ftdecide rule file"
     rule = schema["$defs"]["Rule"]["properties"]
     listing = ", ".join(f"{k} ({v})" for k, v in sorted(names.items()))
-    rule["when"]["description"] = ("A condition in ftdecide's expression language (comparisons, and/or/not, in [...], + - * / // %, "
-                                   f"min/max/abs) over: {listing}")
+    rule["when"]["description"] = (
+        f"A condition in ftdecide's expression language (comparisons, and/or/not, in [...], + - * / // %, min/max/abs) over: {listing}"
+    )
     # The method names come from the registry, not from a Literal, so the enums are written here.
     rule["prefer"]["anyOf"][0] = {"enum": list(methods.names()), **rule["prefer"]["anyOf"][0]}
     rule["forbid"]["items"] = {"enum": list(methods.names()), **rule["forbid"]["items"]}

@@ -89,5 +89,3 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
         sc = validate_scenario(fields, path, getattr(raw, "key_lines", {}), line, name)
         out.append((name, sc, line))
     return out
-
-

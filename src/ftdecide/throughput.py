@@ -111,7 +111,7 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
     launch += per_tensor * method.trainable_tensors(arch, mods) / 1e3
     p = k.overlap_p
     gpu = matmul + memory
-    return {"matmul": matmul, "memory": memory, "launch": launch, "total": (gpu ** p + launch ** p) ** (1.0 / p)}
+    return {"matmul": matmul, "memory": memory, "launch": launch, "total": (gpu**p + launch**p) ** (1.0 / p)}
 
 
 def tokens_per_second(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, cal: Calibration = DEFAULT) -> float:

@@ -150,8 +150,13 @@ class Method:
 
     # --- probe ----------------------------------------------------------------------------------
     def probe_recipe(self, variant: str) -> ProbeRecipe:
-        return ProbeRecipe(dtype="bfloat16", quantize_4bit=self.quantized_base, adapter=self.adapter,
-                           kbit_prepare=self.quantized_base, needs=("bitsandbytes",) if self.quantized_base else ())
+        return ProbeRecipe(
+            dtype="bfloat16",
+            quantize_4bit=self.quantized_base,
+            adapter=self.adapter,
+            kbit_prepare=self.quantized_base,
+            needs=("bitsandbytes",) if self.quantized_base else (),
+        )
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -40,12 +40,21 @@ class FullFineTuning(Method):
         return kc.full_layer
 
     def probe_recipe(self, variant: str) -> ProbeRecipe:
-        return ProbeRecipe(dtype="float32" if variant == "full_mixed" else "bfloat16", quantize_4bit=False, adapter=None, kbit_prepare=False)
+        return ProbeRecipe(
+            dtype="float32" if variant == "full_mixed" else "bfloat16", quantize_4bit=False, adapter=None, kbit_prepare=False
+        )
 
 
-METHOD = register(FullFineTuning(
-    name="full", label="full fine-tuning", summary="every weight trains (bf16, or fp32 master weights with --precision mixed)",
-    fallback_order=2, trains_base=True, precisions=("bf16", "mixed"), learning_rate_setting="full_learning_rate",
-    default_learning_rate=DEFAULT_FULL_LEARNING_RATE,
-    emit_keys=EmitKeys(axolotl_adapter="", llamafactory_type="full"),
-))
+METHOD = register(
+    FullFineTuning(
+        name="full",
+        label="full fine-tuning",
+        summary="every weight trains (bf16, or fp32 master weights with --precision mixed)",
+        fallback_order=2,
+        trains_base=True,
+        precisions=("bf16", "mixed"),
+        learning_rate_setting="full_learning_rate",
+        default_learning_rate=DEFAULT_FULL_LEARNING_RATE,
+        emit_keys=EmitKeys(axolotl_adapter="", llamafactory_type="full"),
+    )
+)

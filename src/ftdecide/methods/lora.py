@@ -18,14 +18,22 @@ class LoraFamily(Method):
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         mods = arch.resolve_targets(cfg.lora_targets)
         if cfg.lora_rank > arch.max_lora_rank(mods):
-            raise InputError(f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_lora_rank(mods)}) of {arch.name}")
+            raise InputError(
+                f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_lora_rank(mods)}) of {arch.name}"
+            )
         return mods
 
     def adapter_params(self, arch, cfg, mods) -> int:
         return arch.lora_params(cfg.lora_rank, mods)
 
 
-METHOD = register(LoraFamily(
-    name="lora", label="LoRA", summary="low-rank adapters on a frozen bf16 base",
-    fallback_order=0, adapter="lora", emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
-))
+METHOD = register(
+    LoraFamily(
+        name="lora",
+        label="LoRA",
+        summary="low-rank adapters on a frozen bf16 base",
+        fallback_order=0,
+        adapter="lora",
+        emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
+    )
+)

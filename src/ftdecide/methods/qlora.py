@@ -38,8 +38,14 @@ class QuantizedLora(LoraFamily):
         return super().kernels_per_layer_pass(arch, mods, kc) + kc.qlinear_pass * sum(n for _, _, n in arch.linear_shapes().values())
 
 
-METHOD = register(QuantizedLora(
-    name="qlora", label="QLoRA", summary="LoRA adapters over a 4-bit NF4 base (bitsandbytes)",
-    fallback_order=1, adapter="lora", quantized_base=True,
-    emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
-))
+METHOD = register(
+    QuantizedLora(
+        name="qlora",
+        label="QLoRA",
+        summary="LoRA adapters over a 4-bit NF4 base (bitsandbytes)",
+        fallback_order=1,
+        adapter="lora",
+        quantized_base=True,
+        emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
+    )
+)

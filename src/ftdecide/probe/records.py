@@ -23,9 +23,17 @@ def config_from_record(d: dict) -> TrainConfig:
         method, precision = from_variant(d["method"])
     except KeyError:
         raise ValueError(f"unknown method '{d['method']}' (choose from {', '.join(variants())})") from None
-    return TrainConfig(method=method.name, precision=precision,
-                       optimizer=d.get("optim", "adamw"), seq_len=d["seq"], batch_size=d["batch"], gradient_checkpointing=bool(d["gc"]),
-                       lora_rank=d.get("r") or 16, lora_targets=d.get("targets") or "all-linear", lora_dropout=d.get("dropout") or 0.0)
+    return TrainConfig(
+        method=method.name,
+        precision=precision,
+        optimizer=d.get("optim", "adamw"),
+        seq_len=d["seq"],
+        batch_size=d["batch"],
+        gradient_checkpointing=bool(d["gc"]),
+        lora_rank=d.get("r") or 16,
+        lora_targets=d.get("targets") or "all-linear",
+        lora_dropout=d.get("dropout") or 0.0,
+    )
 
 
 def arch_from_record(d: dict) -> Arch:
@@ -34,8 +42,16 @@ def arch_from_record(d: dict) -> Arch:
 
 def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, steps: int = 3) -> dict:
     """The probe record (before measurement) of ``cfg`` on ``arch``; inverse of :func:`config_from_record`."""
-    rec = {"arch": arch.name, "hf_config": arch.to_hf_config(), "method": cfg.variant, "optim": cfg.optimizer,
-           "seq": cfg.seq_len, "batch": cfg.batch_size, "gc": cfg.gradient_checkpointing, "steps": steps}
+    rec = {
+        "arch": arch.name,
+        "hf_config": arch.to_hf_config(),
+        "method": cfg.variant,
+        "optim": cfg.optimizer,
+        "seq": cfg.seq_len,
+        "batch": cfg.batch_size,
+        "gc": cfg.gradient_checkpointing,
+        "steps": steps,
+    }
     if cfg.method_spec.adapter:
         rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
     if reentrant:
@@ -55,10 +71,17 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
         if rec["method"] not in names():
             raise InputError(f"unknown method '{rec['method']}' in the recommendation", source)
         method = get(rec["method"])
-        cfg = TrainConfig(method=method.name, precision=method.precision_for(sc.get("precision", "bf16")),
-                          optimizer=sc.get("optimizer", "adamw"), seq_len=sc["seq_len"], batch_size=rec["micro_batch_size"],
-                          gradient_checkpointing=bool(rec["gradient_checkpointing"]), lora_rank=lora.get("rank", 16),
-                          lora_targets=lora.get("targets", "all-linear"), lora_dropout=lora.get("dropout", 0.05))
+        cfg = TrainConfig(
+            method=method.name,
+            precision=method.precision_for(sc.get("precision", "bf16")),
+            optimizer=sc.get("optimizer", "adamw"),
+            seq_len=sc["seq_len"],
+            batch_size=rec["micro_batch_size"],
+            gradient_checkpointing=bool(rec["gradient_checkpointing"]),
+            lora_rank=lora.get("rank", 16),
+            lora_targets=lora.get("targets", "all-linear"),
+            lora_dropout=lora.get("dropout", 0.05),
+        )
         return sc["model"], cfg
     except (KeyError, TypeError, AttributeError) as e:
         raise InputError(f"not a 'ftdecide recommend --format json' document (missing {e})", source) from None
@@ -74,7 +97,11 @@ def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None 
     arch, cfg = arch_from_record(rec), config_from_record(rec)
     est = estimate_memory(arch, cfg)
     card = (rec.get("software") or {}).get("gpu_total_gib") or H100_TOTAL_GIB
-    out = {"peak_allocated_gib": round(est.peak_allocated_gib, 3), "required_gib": round(est.required_gib, 3), "fits_card": est.required_gib <= card}
+    out = {
+        "peak_allocated_gib": round(est.peak_allocated_gib, 3),
+        "required_gib": round(est.required_gib, 3),
+        "fits_card": est.required_gib <= card,
+    }
     err: dict = {"fits_agree": out["fits_card"] == (rec.get("status") == "ok")}
     if tflops and bandwidth_gbs:
         out["tokens_per_s"] = round(tokens_per_second(arch, cfg, tflops, bandwidth_gbs), 1)

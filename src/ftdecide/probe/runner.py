@@ -314,9 +314,7 @@ def run_probe(probe: dict, model=None) -> dict:
             peft_model = get_peft_model(model, cfg)
             train_model = peft_model
         if probe.get("gc"):
-            train_model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))}
-            )
+            train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))})
             if probe.get("reentrant") and hasattr(train_model, "enable_input_require_grads"):
                 train_model.enable_input_require_grads()
         elif hasattr(train_model, "gradient_checkpointing_disable"):
@@ -338,7 +336,7 @@ def run_probe(probe: dict, model=None) -> dict:
             free, total = torch.cuda.mem_get_info()
             # held by the driver beyond PyTorch's pool: CUDA context, cuBLAS workspaces (and other processes)
             rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
-        for p in (model.parameters() if model is not None else []):
+        for p in model.parameters() if model is not None else []:
             p.grad = None
     if peft_model is not None and not own:
         peft_model.unload()
