@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ftdecide import catalog
+from ftdecide.throughput import tokens_per_second
 from conftest import invoke
 from ftdecide.estimator import TrainConfig, estimate_memory
 from ftdecide.hfconfig import arch_from_hf_config
@@ -129,7 +130,11 @@ def test_probe_grid_appends_json_lines_with_estimates(tmp_path, monkeypatch):
     assert len(lines) == 1 + 2 * 3 and lines[0] == {"earlier": True}
     for r in lines[1:]:
         assert r["error"]["peak_allocated"] == pytest.approx(1 / 1.1 - 1, abs=1e-3)
-        assert r["estimate"]["tokens_per_s"] > 0  # the H100's figures were found from the device name
+        # the H100's figures were found from the device name: the catalog's h100 (SXM) throughput
+        h100 = catalog.resolve_gpu("h100")
+        arch, cfg = arch_from_hf_config(r["hf_config"], r["arch"]), config_from_record(r)
+        expected = tokens_per_second(arch, cfg, h100.bf16_tflops, h100.memory_bandwidth_gbs)
+        assert r["estimate"]["tokens_per_s"] == round(expected, 1)
 
 
 def test_probe_from_recommendation_json(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import methods
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
-from .policy import DEFAULT_LORA
+from .policy import DEFAULT_LORA, DEFAULT_METHOD
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: str = "lora"
+    method: str = DEFAULT_METHOD
     precision: Precision = "bf16"
     optimizer: Optimizer = "adamw"
     seq_len: int = Field(2048, gt=0, le=1_048_576)

@@ -25,6 +25,10 @@ DEFAULT_LORA = LoraShape()
 DEFAULT_EPOCHS = 3  # the seeds' decision tables: 1-3 epochs for instruction data; more overfits
 DEFAULT_LORA_LEARNING_RATE = 2e-4  # LoRA's rate is about 10x full fine-tuning's (Hu et al. 2021)
 DEFAULT_FULL_LEARNING_RATE = 2e-5
+# What estimate, fit and probe assume without --method; also the method an alternative proposes for
+# sharding over more GPUs: a bf16 base shards under ZeRO-3/FSDP as it is, while QLoRA's 4-bit base needs
+# bnb_4bit_quant_storage set to shard at all.
+DEFAULT_METHOD = "lora"
 DEFAULT_GPU = "a100-80gb"  # the most rented training card when --gpu is not given
 
 # Examples per optimizer step the plan aims for: micro-batch x accumulation x GPUs. 16 is the

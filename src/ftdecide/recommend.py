@@ -26,6 +26,7 @@ from .policy import (
     DEFAULT_EPOCHS,
     DEFAULT_GPU,
     DEFAULT_LORA,
+    DEFAULT_METHOD,
     GLOBAL_BATCH,
     MICRO_BATCHES,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
@@ -381,14 +382,14 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
                 {"gpu": g.name},
             )
         )
-    lora_method = methods.get("lora") if "lora" in methods.names() else leanest
+    sharded = methods.get(DEFAULT_METHOD)
     for n in ALTERNATIVE_GPU_COUNTS:
         if n <= sc.gpus:
             continue
-        req = estimate_memory(arch, train_config(sc, lora_method, lora, gpus=n), cal).required_gib
+        req = estimate_memory(arch, train_config(sc, sharded, lora, gpus=n), cal).required_gib
         if req <= gpu.memory_gib:
             out.append(
-                Alternative("gpus", f"{lora_method.label} with ZeRO-3/FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n})
+                Alternative("gpus", f"{sharded.label} with ZeRO-3/FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n})
             )
             break
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]

@@ -1,0 +1,235 @@
+"""Decisions of ``recommend(Scenario(...))`` as tables: a scenario, and what the default rules and the
+memory model make of it. Each expectation follows from a rule of configs/rules/default.yaml or from the
+estimate against the card, as each id says."""
+
+import ast
+import pathlib
+
+import pytest
+
+from conftest import invoke
+from ftdecide import methods, rulenames
+from ftdecide.catalog import resolve_gpu, resolve_model
+from ftdecide.errors import InputError
+from ftdecide.estimator import TrainConfig, estimate_memory
+from ftdecide.policy import GLOBAL_BATCH
+from ftdecide.recommend import Scenario, recommend
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# (scenario, method, (rank, alpha) or None, precision, {method: fits}, rules that must fire)
+PLANS = [
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="rtx-4090", dataset_size=50_000),
+        "lora",
+        (16, 32),
+        "bf16",
+        {"full": False, "lora": True, "qlora": True},
+        {"default-lora", "memory-wall-full"},
+        id="8b-on-24gb-lora-default-shape",
+    ),
+    pytest.param(
+        dict(model="qwen2.5-7b", gpu="a100-80gb", task="math"),
+        "lora",
+        (64, 128),
+        "bf16",
+        {"full": True, "lora": True, "qlora": True},
+        {"math-capacity"},
+        id="math-sets-rank-64",
+    ),
+    pytest.param(
+        dict(model="qwen2.5-0.5b", gpu="h100", dataset_size=5_000_000, task="continued-pretraining", quality="best"),
+        "full",
+        None,
+        "bf16",
+        {"full": True, "lora": True, "qlora": True},
+        {"domain-pretraining-full", "best-quality-full"},
+        id="pretraining-best-quality-full",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="t4", seq_len=1024),
+        "qlora",
+        (16, 32),
+        "fp16",
+        {"full": False, "lora": False, "qlora": True},
+        {"memory-wall-lora", "no-bf16"},
+        id="t4-only-qlora-fits-fp16",
+    ),
+    pytest.param(
+        dict(model="gemma-2-9b", gpu="a100-80gb", serving="multi-tenant"),
+        "lora",
+        (8, 16),
+        "bf16",
+        {"full": True, "lora": True, "qlora": True},
+        {"multi-tenant", "multi-tenant-rank"},
+        id="multi-tenant-small-adapters-no-full",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", budget=100, rules=(str(ROOT / "examples" / "team-policy.yaml"),)),
+        "lora",
+        (16, 32),
+        "bf16",
+        {"full": True, "lora": True, "qlora": True},
+        {"no-cheap-full-ft"},
+        id="scenario-rules-forbid-full",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, shape, precision, fits, fired", PLANS)
+def test_plan(fields, method, shape, precision, fits, fired):
+    res = recommend(Scenario(**fields))
+    plan = res.plan
+    assert plan.method == method
+    assert (plan.lora.rank, plan.lora.alpha) == shape if shape else plan.lora is None
+    assert plan.precision == precision
+    assert {c.method: c.fits for c in res.candidates} == fits
+    assert fired <= set(res.rules_fired)
+    chosen = res.candidate(method)
+    # the plan reaches the global batch the recommendation aims for
+    assert plan.global_batch_size == GLOBAL_BATCH
+    assert plan.gradient_accumulation_steps * chosen.micro_batch_size == GLOBAL_BATCH
+    # every other method that fits and is not forbidden is offered, none that does not fit
+    offered = {a.details["method"] for a in res.alternatives if a.kind == "method"}
+    forbidden = {"full"} if fired & {"no-cheap-full-ft", "multi-tenant"} else set()  # the rules that forbid full here
+    assert offered == {m for m, ok in fits.items() if ok and m != method} - forbidden
+
+
+# (scenario, {alternative kind: what it proposes})
+INFEASIBLE = [
+    pytest.param(
+        dict(model="llama-3.1-70b", gpu="rtx-4090"),
+        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
+        id="70b-on-4090-offered-llama-3.1-8b-not-llama-2",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-70b", gpu="rtx-4090", gpus=4),
+        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
+        id="bigger-gpu-is-sized-for-one-gpu",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu_memory=10),
+        {"gpu": {"gpu": "rtx-4080"}, "gpus": {"gpus": 4}, "model": {"model": "llama-3.2-3b"}},
+        id="10gib-offered-llama-3.2-3b",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, expected", INFEASIBLE)
+def test_alternatives_when_nothing_fits(fields, expected):
+    res = recommend(Scenario(**fields))
+    assert not res.plan.feasible and res.plan.method is None
+    assert {a.kind: a.details for a in res.alternatives} == expected
+    assert res.warnings[-1].rule == "feasibility"
+
+
+def test_bigger_gpu_alternative_fits_what_it_says():
+    """The proposed card holds QLoRA of the model on one GPU (micro-batch 1, checkpointing), and no
+    cheaper card of the catalog that is larger than the user's does."""
+    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4))
+    alt = next(a for a in res.alternatives if a.kind == "gpu")
+    need = estimate_memory(resolve_model("llama-3.1-70b"), TrainConfig(method="qlora", gpus=1)).required_gib
+    gpu = resolve_gpu(alt.details["gpu"])
+    assert gpu.memory_gib >= need
+    assert alt.message == (f"QLoRA needs {need:.1f} GiB: one {gpu.name} ({gpu.memory_gib:g} GiB, ${gpu.price_per_hour}/h) fits it")
+
+
+def test_smaller_model_is_the_same_generation():
+    """Same model_type and vocabulary: every Llama offered to a Llama-3.1 user has Llama 3's tokenizer."""
+    for fields in ({"model": "llama-3.1-70b", "gpu": "rtx-4090"}, {"model": "llama-3.1-8b", "gpu_memory": 10}):
+        res = recommend(Scenario(**fields))
+        (alt,) = [a for a in res.alternatives if a.kind == "model"]
+        assert resolve_model(alt.details["model"]).vocab_size == res.arch.vocab_size == 128_256
+
+
+def test_rule_names_schema_and_values_come_from_one_table():
+    """Every name a rule may read has a value of its declared type, for every method of the registry."""
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090"))
+    facts = rulenames.Facts(res.scenario, res.arch, res.gpu, {c.method: c for c in res.candidates}, res.plan.epochs)
+    env = rulenames.environment(facts)
+    schema = rulenames.schema()
+    assert set(env) == set(schema)
+    py = {"bool": bool, "number": (int, float), "string": str}
+    for name, kind in schema.items():
+        assert isinstance(env[name], py[kind]) and (kind == "bool" or not isinstance(env[name], bool)), name
+    for m in methods.names():
+        assert {f"fits.{m}", f"memory.{m}", f"cost.{m}", f"time.{m}"} <= set(schema)
+
+
+def test_no_module_outside_the_registry_compares_a_method_name():
+    """A method is asked, never tested by name: no comparison against a method or variant name
+    outside src/ftdecide/methods/."""
+    names = set(methods.names()) | set(methods.variants())
+    offenders = []
+    for path in (ROOT / "src" / "ftdecide").rglob("*.py"):
+        if "methods" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    consts = [side] + (list(side.elts) if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [])
+                    if any(isinstance(c, ast.Constant) and c.value in names for c in consts):
+                        offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_registry_order_and_lookup():
+    assert methods.names() == ("full", "lora", "qlora")
+    assert methods.from_variant("full_mixed") == (methods.get("full"), "mixed")
+    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora"}
+    with pytest.raises(KeyError):
+        methods.get("dora")
+
+
+def test_lora_shape_the_model_lacks_is_an_input_error_with_its_message():
+    with pytest.raises(InputError) as e:
+        estimate_memory(resolve_model("llama-3.1-8b"), TrainConfig(lora_targets="w_proj"))
+    assert e.value.message.startswith("LoRA target(s) 'w_proj' not in llama-3.1-8b; its linear modules are q_proj,")
+    with pytest.raises(InputError, match="LoRA rank 8192 exceeds the smallest targeted layer dimension"):
+        estimate_memory(resolve_model("llama-3.1-8b"), TrainConfig(lora_rank=8192))
+
+
+def test_scenario_file_rules_are_applied_relative_to_the_file(tmp_path):
+    """A 'rules:' key in a --scenario file is honoured (it was silently dropped), relative to the file."""
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "team.yaml").write_text(
+        "version: 1\nrules:\n  - id: always-qlora\n    when: true\n    priority: 500\n    prefer: qlora\n    note: team prefers QLoRA\n"
+    )
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("model: llama-3.1-8b\ngpu: a100-80gb\nrules: policy/team.yaml\n")
+    r = invoke(["recommend", "--scenario", str(sc), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    doc = json.loads(r.stdout)
+    assert doc["recommendation"]["method"] == "qlora" and "always-qlora" in doc["rules_fired"]
+    assert "rules" not in doc["scenario"]
+    batch = tmp_path / "b.yaml"
+    batch.write_text("defaults: {rules: [policy/team.yaml]}\nscenarios:\n  - {name: a, model: llama-3.1-8b, gpu: a100-80gb}\n")
+    r = invoke(["batch", str(batch), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].startswith("a,llama-3.1-8b,a100-80gb,1,True,qlora,")
+
+
+def test_scenario_file_rules_missing_names_the_file(tmp_path):
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("model: llama-3.1-8b\nrules: [nope.yaml]\n")
+    r = invoke(["recommend", "--scenario", str(sc)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == f"ftdecide: error: {tmp_path / 'nope.yaml'}: no such file\n"
+
+
+def test_a_bug_is_not_blamed_on_the_input(monkeypatch):
+    """Any exception that is not an InputError is ftdecide's: exit 70, one line naming it and a request
+    to report it, no traceback."""
+
+    def boom(*a, **k):
+        raise ValueError("bad internal state")
+
+    monkeypatch.setattr("ftdecide.recommend.recommend", boom)
+    monkeypatch.delenv("FTDECIDE_TRACEBACK", raising=False)
+    r = invoke(["recommend", "--model", "llama-3.1-8b"])
+    assert r.exit_code == 70 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert lines[0] == "ftdecide: error: internal error: ValueError: bad internal state"
+    assert "please report it" in lines[1] and len(lines) == 2 and "Traceback" not in r.stderr
