@@ -113,7 +113,7 @@ def resolve_model(spec: str) -> Arch:
     Llama-like shape; ``Arch.assumed`` says so). ``Arch.source`` says which was used."""
     spec = spec.strip()
     if not spec:
-        raise InputError("--model is empty")
+        raise InputError("the model name is empty")
     looks_like_path = spec.endswith(".json") or os.sep in spec and os.path.exists(spec)
     if looks_like_path:
         path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
@@ -157,7 +157,7 @@ def custom_gpu(memory_gib: float) -> GPU:
         bf16_tflops=ref.bf16_tflops,
         memory_bandwidth_gbs=ref.memory_bandwidth_gbs,
         price_per_hour=ref.price_per_hour,
-        source=f"--gpu-memory {memory_gib:g}; throughput and price of the A100 assumed",
+        source=f"GPU memory {memory_gib:g} GiB given; throughput and price of the A100 assumed",
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from .errors import InputError, one_line, require_finite
-from .policy import DEFAULT_METHOD
+from .policy import DEFAULT_LORA, DEFAULT_METHOD
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Decide how to fine-tune a language model - and why.")
 rules_app = typer.Typer(no_args_is_help=True, help="Show and check rule files.")
@@ -59,9 +59,9 @@ OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor")
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")
 BATCH_OPT = typer.Option(1, help="micro-batch size")
 GC_OPT = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing")
-RANK_OPT = typer.Option(16, help="LoRA rank")
-TARGETS_OPT = typer.Option("all-linear", help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
-DROPOUT_OPT = typer.Option(0.05, help="LoRA dropout")
+RANK_OPT = typer.Option(DEFAULT_LORA.rank, help="LoRA rank")
+TARGETS_OPT = typer.Option(DEFAULT_LORA.targets, help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
+DROPOUT_OPT = typer.Option(DEFAULT_LORA.dropout, help="LoRA dropout")
 GPUS_OPT = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding")
 GPU_OPT = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")

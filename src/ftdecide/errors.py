@@ -43,8 +43,18 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in flat).strip()
 
 
-def require_finite(name: str, value) -> None:
-    """InputError naming ``name`` when ``value`` is a float NaN or infinity (typer's float parsing and
-    YAML both accept them)."""
+def finite(value):
+    """``value``, or ValueError when it is a float NaN or infinity (typer's float parsing and YAML both
+    accept them): the one check, for pydantic validators (which turn the ValueError into a
+    ValidationError naming the field) and for :func:`require_finite`."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise InputError(f"{name}: must be a finite number")
+        raise ValueError("must be a finite number")
+    return value
+
+
+def require_finite(name: str, value) -> None:
+    """InputError naming ``name`` when ``value`` is a float NaN or infinity."""
+    try:
+        finite(value)
+    except ValueError as e:
+        raise InputError(f"{name}: {e}") from None

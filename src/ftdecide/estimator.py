@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import methods
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
+from .errors import finite
 from .policy import DEFAULT_LORA, DEFAULT_METHOD
 
 GIB = 2**30
@@ -100,9 +101,7 @@ class TrainConfig(BaseModel):
     @field_validator("lora_dropout")
     @classmethod
     def _finite(cls, v: float) -> float:
-        if v != v:
-            raise ValueError("must be a number")
-        return v
+        return finite(v)
 
     @property
     def method_spec(self) -> methods.Method:

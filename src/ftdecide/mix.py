@@ -51,13 +51,13 @@ def mix(
 ) -> list[TaskMix]:
     """Weights and effective examples per epoch of each task (see the module docstring)."""
     if not 0.0 <= temperature <= 1.0:
-        raise InputError(f"--temperature {temperature:g}: must be between 0 (uniform) and 1 (proportional)")
+        raise InputError(f"temperature {temperature:g}: must be between 0 (uniform) and 1 (proportional)")
     if cap is not None and cap < 1:
-        raise InputError("--cap must be at least 1")
+        raise InputError("cap must be at least 1")
     if not max_upsample >= 1.0 or max_upsample != max_upsample or max_upsample == float("inf"):
-        raise InputError("--max-upsample must be a finite number of at least 1")
+        raise InputError("max-upsample must be a finite number of at least 1")
     if epoch_size is not None and not 0 < epoch_size <= 10**13:
-        raise InputError("--epoch-size must be between 1 and 10^13")
+        raise InputError("epoch-size must be between 1 and 10^13")
     size = epoch_size or sum(tasks.values())
     raw = {t: float(min(n, cap) if cap else n) ** temperature for t, n in tasks.items()}
     total = sum(raw.values())

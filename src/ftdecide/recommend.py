@@ -8,7 +8,6 @@ policy number from :mod:`ftdecide.policy` or the rule files, every name a rule m
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Literal, Optional
 
@@ -18,7 +17,7 @@ from . import catalog, methods, rulenames, rules
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
-from .errors import InputError
+from .errors import InputError, finite
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
@@ -77,9 +76,7 @@ class Scenario(BaseModel):
     @field_validator("gpu_memory", "budget", "price_per_hour")
     @classmethod
     def _finite(cls, v):
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return finite(v)
 
 
 def validate_scenario(

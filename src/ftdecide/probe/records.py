@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..arch import Arch
 from ..estimator import TrainConfig
 from ..hfconfig import arch_from_hf_config
+from ..policy import DEFAULT_LORA
 from ..methods import from_variant, get, names, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
@@ -30,8 +31,8 @@ def config_from_record(d: dict) -> TrainConfig:
         seq_len=d["seq"],
         batch_size=d["batch"],
         gradient_checkpointing=bool(d["gc"]),
-        lora_rank=d.get("r") or 16,
-        lora_targets=d.get("targets") or "all-linear",
+        lora_rank=d.get("r") or DEFAULT_LORA.rank,
+        lora_targets=d.get("targets") or DEFAULT_LORA.targets,
         lora_dropout=d.get("dropout") or 0.0,
     )
 
@@ -78,9 +79,9 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             seq_len=sc["seq_len"],
             batch_size=rec["micro_batch_size"],
             gradient_checkpointing=bool(rec["gradient_checkpointing"]),
-            lora_rank=lora.get("rank", 16),
-            lora_targets=lora.get("targets", "all-linear"),
-            lora_dropout=lora.get("dropout", 0.05),
+            lora_rank=lora.get("rank", DEFAULT_LORA.rank),
+            lora_targets=lora.get("targets", DEFAULT_LORA.targets),
+            lora_dropout=lora.get("dropout", DEFAULT_LORA.dropout),
         )
         return sc["model"], cfg
     except (KeyError, TypeError, AttributeError) as e:

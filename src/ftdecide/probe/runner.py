@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
+from ..policy import DEFAULT_LORA
 from ..methods import ProbeRecipe, from_variant, variants as all_variants
 
 GIB = 2**30
@@ -303,12 +304,12 @@ def run_probe(probe: dict, model=None) -> dict:
             else:
                 for p in model.parameters():
                     p.requires_grad_(False)
-            r = int(probe.get("r", 16))
+            r = int(probe.get("r", DEFAULT_LORA.rank))
             cfg = LoraConfig(
                 r=r,
                 lora_alpha=2 * r,
-                lora_dropout=float(probe.get("dropout", 0.05)),
-                target_modules=lora_target_modules(probe.get("targets", "all-linear"), probe["hf_config"]["model_type"]),
+                lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
+                target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
                 task_type="CAUSAL_LM",
             )
             peft_model = get_peft_model(model, cfg)
