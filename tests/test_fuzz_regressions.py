@@ -52,6 +52,6 @@ def test_huge_format_width_in_a_message_is_refused():
     # "{memory.full:999999999}" built a gigabyte string when the warning was rendered
     data = parse_yaml('rules:\n  - id: w\n    when: true\n    warn: "{memory.full:999999999}"\n', "r.yaml")
     problems = check_data(data, "r.yaml", SCHEMA)[0]
-    assert [p.message for p in problems] == ["unsupported format '999999999' in message (width and precision up to 2 digits)"]
+    assert [p.message for p in problems] == ["unsupported format '999999999' in message (width and precision up to 2 digits; no 'c')"]
     assert render_message("{memory.full:999999999} GiB", {"memory.full": 1.5}) == "{memory.full:999999999} GiB"
     assert render_message("{memory.full:.1f} GiB", {"memory.full": 1.25}) == "1.2 GiB"

@@ -39,13 +39,15 @@ class Arch(BaseModel):
 
     name: str
     family: str = Field(description="transformers model_type: llama, mistral, qwen2, gemma2, phi3, mixtral, qwen2_moe, ...")
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    num_layers: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
+    # Upper bounds far above any real model (Llama-3.1-405B: hidden 16,384, MLP 53,248, 126 layers, 128
+    # heads; the largest vocabularies about 262k), so that arithmetic on them stays finite and exact.
+    hidden_size: int = Field(gt=0, le=1 << 18)
+    intermediate_size: int = Field(gt=0, le=1 << 20)
+    num_layers: int = Field(gt=0, le=10_000)
+    num_heads: int = Field(gt=0, le=1 << 14)
+    num_kv_heads: int = Field(gt=0, le=1 << 14)
+    head_dim: int = Field(gt=0, le=1 << 14)
+    vocab_size: int = Field(gt=0, le=1 << 24)
     tie_embeddings: bool = False
     mlp: Literal["gated", "plain"] = "gated"
     qkv_bias: bool = False
@@ -54,10 +56,10 @@ class Arch(BaseModel):
     attention: Literal["sdpa", "eager"] = Field(
         "sdpa", description="eager where the model's attention needs it (Gemma 2 logit softcapping): s^2 memory"
     )
-    num_experts: int = Field(0, ge=0)
-    experts_per_token: int = Field(0, ge=0)
-    moe_intermediate_size: int = Field(0, ge=0)
-    shared_expert_intermediate_size: int = Field(0, ge=0)
+    num_experts: int = Field(0, ge=0, le=1 << 14)
+    experts_per_token: int = Field(0, ge=0, le=1 << 14)
+    moe_intermediate_size: int = Field(0, ge=0, le=1 << 20)
+    shared_expert_intermediate_size: int = Field(0, ge=0, le=1 << 20)
     params_published: Optional[int] = None
     source: str = ""
     model_id: str = Field("", description="what from_pretrained loads: a Hugging Face id or a local folder; empty for a bare size")

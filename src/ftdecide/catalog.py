@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from .arch import Arch
-from .errors import InputError
+from .errors import InputError, preview
 from .hfconfig import arch_from_hf_config, arch_from_size
 from .yamlio import load_json, load_package_yaml
 
@@ -134,9 +134,8 @@ def resolve_model(spec: str) -> Arch:
     if sized is not None:
         return sized
     names = [a.name for a in ordered] + [a.aliases[0] for a in ordered if a.aliases]
-    raise InputError(
-        f"unknown model '{spec}'{_suggest(spec, names)} (see 'ftdecide models', or pass a config.json path or a size like 13b)"
-    )
+    hint = _suggest(spec, names) if len(spec) <= 100 else ""  # difflib is quadratic in the length
+    raise InputError(f"unknown model {preview(spec)}{hint} (see 'ftdecide models', or pass a config.json path or a size like 13b)")
 
 
 def resolve_gpu(spec: str) -> GPU:
@@ -144,7 +143,8 @@ def resolve_gpu(spec: str) -> GPU:
     index, ordered = _gpus()
     hit = index.get(norm(spec))
     if hit is None:
-        raise InputError(f"unknown GPU '{spec}'{_suggest(spec, [g.name for g in ordered])} (see 'ftdecide gpus', or use --gpu-memory GIB)")
+        hint = _suggest(spec, [g.name for g in ordered]) if len(spec) <= 100 else ""
+        raise InputError(f"unknown GPU {preview(spec)}{hint} (see 'ftdecide gpus', or use --gpu-memory GIB)")
     return hit
 
 

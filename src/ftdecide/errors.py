@@ -43,6 +43,17 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in flat).strip()
 
 
+def preview(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for echoing user data in a message: the value may be
+    a long string or a large structure (which is never walked past what the cut needs, for strings)."""
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def finite(value):
     """``value``, or ValueError when it is a float NaN or infinity (typer's float parsing and YAML both
     accept them): the one check, for pydantic validators (which turn the ValueError into a

@@ -56,6 +56,16 @@ def _col(node: ast.AST) -> int:
     return getattr(node, "col_offset", 0) + 1
 
 
+def _show(node: ast.AST, limit: int = 60) -> str:
+    """Source text of ``node`` for a message, cut to ``limit`` characters. ``ast.unparse`` recurses once
+    per level and more, so a deep node (hundreds of nested ``not``) is named by its type instead."""
+    try:
+        text = ast.unparse(node)
+    except (RecursionError, ValueError):
+        return f"<{type(node).__name__.lower()} expression>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _dotted(node: ast.AST) -> str | None:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -109,7 +119,7 @@ def _check(node: ast.AST, schema: Mapping[str, str], depth: int) -> str:
             return BOOL
         if name is None or name not in schema:
             known = ", ".join(sorted(schema))
-            raise ExprError(f"unknown name '{name or ast.unparse(node)}' (known: {known})", _col(node))
+            raise ExprError(f"unknown name '{name or _show(node)}' (known: {known})", _col(node))
         return schema[name]
     if isinstance(node, ast.BoolOp):
         for v in node.values:
@@ -157,7 +167,7 @@ def _check(node: ast.AST, schema: Mapping[str, str], depth: int) -> str:
     if isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else None
         if fname not in _CALLS or node.keywords:
-            raise ExprError(f"call to '{ast.unparse(node.func)}' is not allowed (only min, max, abs)", _col(node))
+            raise ExprError(f"call to '{_show(node.func)}' is not allowed (only min, max, abs)", _col(node))
         n = len(node.args)
         if (fname == "abs" and n != 1) or (fname != "abs" and n < 2):
             raise ExprError(f"{fname}() takes {'one argument' if fname == 'abs' else 'two or more arguments'}", _col(node))
@@ -165,7 +175,7 @@ def _check(node: ast.AST, schema: Mapping[str, str], depth: int) -> str:
             if _check(a, schema, d) != NUM:
                 raise ExprError(f"{fname}() needs numbers", _col(a))
         return NUM
-    raise ExprError(f"'{ast.unparse(node)}' is not allowed in a condition", _col(node))
+    raise ExprError(f"'{_show(node)}' is not allowed in a condition", _col(node))
 
 
 def evaluate(tree: ast.Expression, env: Mapping[str, Any]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .arch import Arch
-from .errors import InputError
+from .errors import InputError, preview
 
 # model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
 FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
@@ -24,6 +24,15 @@ FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
     "qwen2_moe": (True, False, 2, "sdpa"),
 }
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+_OPTIONAL_INTS = (
+    "num_key_value_heads",
+    "head_dim",
+    "num_local_experts",
+    "num_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+)
 
 
 def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
@@ -33,8 +42,8 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     mt = cfg.get("model_type")
     if mt is None:
         raise InputError(f"{name}: not a model config: no 'model_type' field")
-    if mt not in FAMILIES:
-        raise InputError(f"{name}: model_type '{mt}' is not supported (supported: {', '.join(sorted(FAMILIES))})")
+    if not isinstance(mt, str) or mt not in FAMILIES:
+        raise InputError(f"{name}: model_type {preview(mt)} is not supported (supported: {', '.join(sorted(FAMILIES))})")
     missing = [k for k in _REQUIRED if k not in cfg]
     if mt == "qwen2_moe" and "moe_intermediate_size" not in cfg:
         missing.append("moe_intermediate_size")
@@ -43,7 +52,14 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     for k in _REQUIRED:
         v = cfg[k]
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise InputError(f"{name}: '{k}' must be a positive integer, got {v!r}")
+            raise InputError(f"{name}: '{k}' must be a positive integer, got {preview(v)}")
+    for k in _OPTIONAL_INTS:
+        v = cfg.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise InputError(f"{name}: '{k}' must be a whole number, got {preview(v)}")
+    path_name = cfg.get("_name_or_path")
+    if path_name is not None and not isinstance(path_name, str):
+        raise InputError(f"{name}: '_name_or_path' must be a string, got {preview(path_name)}")
     bias, fused, norms, attn = FAMILIES[mt]
     heads = cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads") or heads
@@ -73,7 +89,11 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             source=name,
         )
     except ValueError as e:
-        raise InputError(f"{name}: {e.errors()[0]['msg'] if hasattr(e, 'errors') else e}") from None
+        if hasattr(e, "errors"):
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise InputError(f"{name}: {field + ': ' if field else ''}{err['msg']}") from None
+        raise InputError(f"{name}: {e}") from None
 
 
 # Bare sizes ("13b", "0.5B"): a Llama-like shape of about that many parameters.
@@ -89,7 +109,7 @@ def arch_from_size(text: str) -> Arch | None:
         return None
     n = float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)
     if not (1e7 <= n <= 2e12):
-        raise InputError(f"model size {text!r} is outside 10M..2T parameters")
+        raise InputError(f"model size {preview(text)} is outside 10M..2T parameters")
     best = None
     for h in range(512, 32769, 128):
         L = max(2, round(h / 128))

@@ -36,14 +36,14 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import expr, methods
-from .errors import InputError
+from .errors import InputError, preview
 from .results import Message
 from .yamlio import LineDict, load_yaml
 
 
 def _method_name(v: Any) -> Any:
     if isinstance(v, str) and v not in methods.names():
-        raise ValueError(f"unknown method '{v}' (choose from {', '.join(methods.names())})")
+        raise ValueError(f"unknown method {preview(v)} (choose from {', '.join(methods.names())})")
     return v
 
 
@@ -154,7 +154,7 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
         problems.append(Problem(path, _line_of(data, "rules"), 1, "'rules' must be a list"))
         raw_rules = []
     if data.get("version", 1) != 1:
-        problems.append(Problem(path, _line_of(data, "version"), 1, f"unsupported version {data.get('version')!r} (expected 1)"))
+        problems.append(Problem(path, _line_of(data, "version"), 1, f"unsupported version {preview(data.get('version'))} (expected 1)"))
     disable = data.get("disable", [])
     if not isinstance(disable, list) or not all(isinstance(x, str) for x in disable):
         problems.append(Problem(path, _line_of(data, "disable"), 1, "'disable' must be a list of rule ids"))
@@ -188,7 +188,7 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
                 problems.append(Problem(path, line, 1, f"unknown name '{bad}' in message", rule.id))
             for spec in _bad_specs(text):
                 problems.append(
-                    Problem(path, line, 1, f"unsupported format '{spec}' in message (width and precision up to 2 digits)", rule.id)
+                    Problem(path, line, 1, f"unsupported format '{spec}' in message (width and precision up to 2 digits; no 'c')", rule.id)
                 )
         wline, wcol = _line_of(raw, "when"), 1
         pos = getattr(raw, "value_pos", {}).get("when")
@@ -206,7 +206,8 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
 # A format spec as messages need it ("{cost.full:,.0f}"), with width and precision of at most two
 # digits: "{x:999999999}" would otherwise build a gigabyte string.
-_SPEC = re.compile(r"^(?:.?[<>^=])?[+\- ]?#?0?\d{0,2}[,_]?(?:\.\d{1,2})?[bcdeEfFgGnosxX%]?$")
+# No 'c' (a number as a character: overflows above 0x10FFFF and makes lone surrogates below it).
+_SPEC = re.compile(r"^(?:.?[<>^=])?[+\- ]?#?0?\d{0,2}[,_]?(?:\.\d{1,2})?[bdeEfFgGnosxX%]?$")
 
 
 def _bad_specs(text: Optional[str]) -> list[str]:
@@ -226,7 +227,7 @@ def render_message(text: str, env: dict[str, Any]) -> str:
             return m.group(0)
         try:
             return format(v, m.group(2) or "")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             return str(v)
 
     return _TEMPLATE.sub(sub, text)

@@ -3,8 +3,10 @@
 Every failure is an :class:`~ftdecide.errors.InputError` whose message starts with ``file:line:column``
 (or ``file:`` when no position applies): a missing, unreadable or oversized file, bytes that are not
 UTF-8, invalid syntax, Python tags (only the safe loader is used, so ``!!python/object`` is refused,
-never run), alias bombs (more than :data:`MAX_ALIASES` aliases), duplicate keys, or nesting deeper than
-:data:`MAX_DEPTH`.
+never run), alias bombs (more than :data:`MAX_ALIASES` aliases, or a document that aliases expand to
+more than :data:`MAX_EXPANDED_NODES` nodes: nine levels of ten aliases are 90 aliases and 10^9 nodes),
+duplicate keys, nesting deeper than :data:`MAX_DEPTH`, or a path that is not a regular file (a FIFO or a
+device would block or never end).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .errors import InputError
 MAX_BYTES = 1024 * 1024
 MAX_ALIASES = 100
 MAX_DEPTH = 64
+# Nodes a document may hold once every alias is expanded: a rule file of a few hundred rules has a few
+# thousand; anything that walks the data (validation, str(), repr()) walks the expanded tree.
+MAX_EXPANDED_NODES = 100_000
 
 try:  # the C loader is several times faster and just as safe
     _Base = yaml.CSafeLoader  # type: ignore[attr-defined]
@@ -39,13 +44,13 @@ class LineDict(dict):
 def read_text(path: str, what: str = "file") -> str:
     """The UTF-8 text of ``path``, or an InputError naming why it cannot be read."""
     try:
-        if os.path.isdir(path):
-            raise InputError(f"is a directory, not a {what}", path)
-        size = os.path.getsize(path)
-        if size > MAX_BYTES:
-            raise InputError(f"{what} is {size} bytes; the limit is {MAX_BYTES} (1 MiB)", path)
+        st = regular_file(path, what)
+        if st.st_size > MAX_BYTES:
+            raise InputError(f"{what} is {st.st_size} bytes; the limit is {MAX_BYTES} (1 MiB)", path)
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:  # it grew since the stat
+            raise InputError(f"{what} is over the limit of {MAX_BYTES} bytes (1 MiB)", path)
     except InputError:
         raise
     except FileNotFoundError:
@@ -62,6 +67,28 @@ def read_text(path: str, what: str = "file") -> str:
     if not text.strip():
         raise InputError(f"{what} is empty", path)
     return text
+
+
+def regular_file(path: str, what: str = "file") -> os.stat_result:
+    """``os.stat`` of ``path`` when it is a regular file (links followed); InputError otherwise, before
+    anything opens it: reading a FIFO blocks until a writer comes, a device may never end."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except ValueError:  # a NUL byte in the path
+        raise InputError("the path holds a NUL byte", path) from None
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except PermissionError:
+        raise InputError("permission denied", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror or e})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"is a directory, not a {what}", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"is not a regular file (a pipe, socket or device), not a {what}", path)
+    return st
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
@@ -97,21 +124,46 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _check_events(text: str, path: str) -> None:
-    """Refuse alias bombs and deep nesting before anything is constructed."""
-    aliases = depth = 0
+    """Refuse alias bombs and deep nesting before anything is constructed. The expanded size is counted
+    from the events: each anchor remembers how many nodes its value expands to, and each alias adds that
+    many, so the count is the size of the tree the loader would hand over."""
+    aliases = 0
+    sizes: dict[str, int] = {}  # anchor -> expanded nodes
+    open_nodes: list[list] = []  # [anchor, expanded nodes so far] of each open collection
+    total = 0
+
+    def add(n: int, mark) -> None:
+        nonlocal total
+        total += n
+        if open_nodes:
+            open_nodes[-1][1] += n
+        if total > MAX_EXPANDED_NODES:
+            raise InputError(
+                f"expands to more than {MAX_EXPANDED_NODES:,} nodes through its aliases (alias bomb?)", path, mark.line + 1, mark.column + 1
+            )
+
     for ev in yaml.parse(text, Loader=_Base):
+        m = ev.start_mark
         if isinstance(ev, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_ALIASES:
-                m = ev.start_mark
                 raise InputError(f"more than {MAX_ALIASES} YAML aliases (alias bomb?)", path, m.line + 1, m.column + 1)
+            add(sizes.get(ev.anchor, 1), m)
+        elif isinstance(ev, yaml.ScalarEvent):
+            if ev.anchor:
+                sizes[ev.anchor] = 1
+            add(1, m)
         elif isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                m = ev.start_mark
+            if len(open_nodes) >= MAX_DEPTH:
                 raise InputError(f"nested deeper than {MAX_DEPTH} levels", path, m.line + 1, m.column + 1)
+            add(1, m)
+            open_nodes.append([ev.anchor, 1])
         elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+            anchor, n = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = n
+            if open_nodes:
+                open_nodes[-1][1] += n
 
 
 def parse_yaml(text: str, path: str):
