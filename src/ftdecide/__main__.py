@@ -1,3 +1,3 @@
-from ftdecide.cli import run
+from ftdecide._entry import run
 
 run()

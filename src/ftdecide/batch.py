@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .results import Recommendation
@@ -55,8 +55,23 @@ def result_json(name: str, res: "Recommendation") -> dict:
     return {"name": name, **res.to_json()}
 
 
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet will show as text: one line (control characters escaped), and a leading
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return (what Excel, LibreOffice and Sheets read as a
+    formula) neutralised by a leading apostrophe, as OWASP's CSV-injection advice has it. Numbers and
+    booleans are ftdecide's own and pass as they are."""
+    if not isinstance(value, str):
+        return value
+    text = one_line(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def csv_row(name: str, res: "Recommendation") -> dict:
-    """One flat row of :data:`CSV_COLUMNS`."""
+    """One flat row of :data:`CSV_COLUMNS`, every text cell through :func:`csv_cell`."""
+    return {k: csv_cell(v) for k, v in _row(name, res).items()}
+
+
+def _row(name: str, res: "Recommendation") -> dict:
     plan, c = res.plan, res.plan.candidate
     lora = plan.lora
     return {

@@ -97,21 +97,44 @@ def _train_config(**fields):
         raise _validation_error(e) from None
 
 
+MIN_WIDTH = 40  # narrower than this, a table cannot show its columns
+
+
+def _width(tty: bool) -> int | None:
+    """Columns for tables: 140 into a pipe or file; on a terminal its own width, unless COLUMNS (which
+    rich would obey) is not a usable number (COLUMNS=0 made every table vanish), then 80."""
+    if not tty:
+        return 140
+    cols = os.environ.get("COLUMNS")
+    if cols is None:
+        return None
+    try:
+        return max(MIN_WIDTH, int(cols)) if int(cols) > 0 else 80
+    except ValueError:
+        return 80
+
+
 def _console():
     from rich.console import Console
 
     # NO_COLOR (https://no-color.org: set and not empty) or a pipe: plain text, no escape codes at all.
     tty = sys.stdout.isatty()
     plain = bool(os.environ.get("NO_COLOR")) or not tty
-    return Console(
+    console = Console(
         file=sys.stdout,
         color_system=None if plain else "auto",
         force_terminal=False if plain else None,
         no_color=plain,
         highlight=not plain,
-        width=None if tty else 140,
+        width=_width(tty),
         soft_wrap=False,
     )
+    console.on_broken_pipe = _broken_pipe  # rich would exit 1, the code batch keeps for infeasible plans
+    return console
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def _json(doc: Any) -> None:
@@ -184,11 +207,7 @@ def recommend(
         if out is None:
             sys.stdout.write(text)
             return
-        try:
-            with open(out, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as e:
-            raise InputError(f"cannot write ({e.strerror or e})", out) from None
+        _write_file(out, text)
         res = replace(res, emitted={"kind": emit.value, "path": out})
     if format == Fmt.json:
         _json(res.to_json())
@@ -200,6 +219,26 @@ def recommend(
         from .render import recommendation_table
 
         recommendation_table(res, _console(), explain)
+
+
+def _write_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (replacing a regular file); anything else at ``path`` (a FIFO would
+    block, a device never end) is refused before it is opened."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot write ({getattr(e, 'strerror', None) or 'the path holds a NUL byte'})", path) from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InputError("cannot write: not a regular file", path)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as e:
+        raise InputError(f"cannot write ({e.strerror or e})", path) from None
 
 
 @app.command()
@@ -484,6 +523,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # distribution's entry points for them when the first model is built (6-16 ms a call, more in
     # large environments). A value the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _tolerant_stdout()
     try:
         rc = app(args=argv, prog_name="ftdecide", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
@@ -491,9 +531,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         _error(str(e))
         return EXIT_INPUT
     except usage_errors as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare 'ftdecide': the help, as click would
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare 'ftdecide' (or 'ftdecide rules') asks for the help
             e.show()
-            return EXIT_INPUT
+            return 0
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         _error(where + " ".join(e.format_message().split(" ")))
         return EXIT_INPUT
@@ -514,6 +554,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_BUG
 
 
+def _tolerant_stdout() -> None:
+    """A stdout that cannot encode a character (ASCII, latin-1, a Windows code page) writes it as an
+    escape instead of raising in the middle of a table; the tables pick ASCII symbols for such a stream
+    (:func:`ftdecide.render.symbols`)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # pragma: no cover - a closed or detached stream
+            pass
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe, point stdout at /dev/null so that the interpreter's final flush does not
     report the same broken pipe again."""
@@ -524,6 +576,13 @@ def _quiet_stdout() -> None:
         pass
 
 
-def run() -> None:
-    """Console-script entry point: :func:`main` as the process's exit status."""
-    sys.exit(main())
+def finish(code: int) -> int:
+    """Flush stdout before the interpreter does: a reader that has gone (``| head -1``) is not an error,
+    so a broken pipe here keeps the command's own status instead of Python's 120."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except (OSError, ValueError):
+        pass
+    return code

@@ -59,6 +59,12 @@ def mix(
     if epoch_size is not None and not 0 < epoch_size <= 10**13:
         raise InputError("epoch-size must be between 1 and 10^13")
     size = epoch_size or sum(tasks.values())
+    if size > max_upsample * sum(tasks.values()):
+        # even with every task at its cap the epoch cannot be filled: more repeats than allowed
+        raise InputError(
+            f"epoch-size {size:,} needs every task repeated more than max-upsample ({max_upsample:g}x) times: "
+            f"at most {int(max_upsample * sum(tasks.values())):,} examples per epoch"
+        )
     raw = {t: float(min(n, cap) if cap else n) ** temperature for t, n in tasks.items()}
     total = sum(raw.values())
     w = {t: v / total for t, v in raw.items()}
@@ -78,5 +84,5 @@ def mix(
         base = sum(raw[t] for t in free)
         w = {**{t: raw[t] / base * left for t in free}, **fixed}
     s = sum(w.values())
-    w = {t: v / s for t, v in w.items()}  # every task at its cap: normalise what is left
+    w = {t: v / s for t, v in w.items()}  # rounding only: the epoch fits under the caps (checked above)
     return [TaskMix(t, n, w[t], w[t] * size, w[t] * size / n) for t, n in tasks.items()]

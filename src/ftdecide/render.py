@@ -21,10 +21,34 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from .rules import RuleSet
 
 
-def esc(text: str) -> str:
+def clean(text) -> str:
+    """``text`` with every control character, line break and lone surrogate escaped (``\\x1b``,
+    ``\\ud800``): names and messages come from config files, rule files and the command line, and an
+    ANSI or OSC sequence among them must not reach the terminal."""
+    from .errors import one_line
+
+    return one_line(str(text))
+
+
+def esc(text) -> str:
+    """:func:`clean`, then escaped for rich markup (a name like ``[bold]`` stays text)."""
     from rich.markup import escape
 
-    return escape(str(text))
+    return escape(clean(text))
+
+
+# Symbols of the table and the lines under it, and their ASCII stand-ins for a stream that cannot
+# encode them (PYTHONIOENCODING=ascii, latin-1, a Windows code page redirected to a file).
+_UNICODE = {"full": "█", "empty": "░", "over": "▶", "bullet": "•", "arrow": "→"}
+_ASCII = {"full": "#", "empty": ".", "over": ">", "bullet": "*", "arrow": "->"}
+
+
+def symbols(encoding: str | None) -> dict[str, str]:
+    try:
+        "".join(_UNICODE.values()).encode(encoding or "ascii")
+        return _UNICODE
+    except (LookupError, UnicodeEncodeError):
+        return _ASCII
 
 
 def _table(title: str, columns: Iterable[str], right: Iterable[str] = ()):
@@ -37,10 +61,10 @@ def _table(title: str, columns: Iterable[str], right: Iterable[str] = ()):
     return t
 
 
-def _bar(used: float, total: float, width: int = 20) -> str:
+def _bar(used: float, total: float, sym: dict[str, str], width: int = 20) -> str:
     frac = used / total if total > 0 else 1.0
     n = min(width, int(round(frac * width)))
-    return ("█" * n + "░" * (width - n)) + ("▶" if frac > 1 else " ")
+    return (sym["full"] * n + sym["empty"] * (width - n)) + (sym["over"] if frac > 1 else " ")
 
 
 # --- recommend ------------------------------------------------------------------------------------
@@ -72,8 +96,9 @@ def _deploy_size(plan: "Plan") -> str:
 
 
 def recommendation_markdown(res: "Recommendation") -> str:
+    """The recommendation as markdown; every name and message is :func:`clean`."""
     plan = res.plan
-    lines = [f"# ftdecide: {res.arch.name} on {res.scenario.gpus}x {res.gpu.name}", ""]
+    lines = [f"# ftdecide: {clean(res.arch.name)} on {res.scenario.gpus}x {clean(res.gpu.name)}", ""]
     lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for c in res.candidates:
@@ -84,9 +109,9 @@ def recommendation_markdown(res: "Recommendation") -> str:
             f"{round(c.tokens_per_second, 1):,.0f} | {round(c.time_hours, 3):.2f} | {round(c.cost_usd, 2):,.2f} |"
         )
     lines.append("")
-    lines.append(f"**Recommendation:** {_rec_line(plan)}")
+    lines.append(f"**Recommendation:** {clean(_rec_line(plan))}")
     if plan.reasons:
-        lines += ["", "## Reasons"] + [f"- {r.message} (`{r.rule}`)" for r in plan.reasons]
+        lines += ["", "## Reasons"] + [f"- {clean(r.message)} (`{clean(r.rule)}`)" for r in plan.reasons]
     if plan.evaluation and plan.deployment:
         ev, dep = plan.evaluation, plan.deployment
         lines += [
@@ -99,14 +124,15 @@ def recommendation_markdown(res: "Recommendation") -> str:
             f"- {dep.advice}" + (f" (adapter: {dep.adapter_size_mb:,.1f} MB)" if dep.adapter_size_mb is not None else ""),
         ]
     if res.warnings:
-        lines += ["", "## Warnings"] + [f"- {w.message} (`{w.rule}`)" for w in res.warnings]
+        lines += ["", "## Warnings"] + [f"- {clean(w.message)} (`{clean(w.rule)}`)" for w in res.warnings]
     if res.alternatives:
-        lines += ["", "## Alternatives"] + [f"- {a.message}" for a in res.alternatives]
+        lines += ["", "## Alternatives"] + [f"- {clean(a.message)}" for a in res.alternatives]
     return "\n".join(lines) + "\n"
 
 
 def recommendation_table(res: "Recommendation", console, explain: bool = False) -> None:
     sc, plan = res.scenario, res.plan
+    sym = symbols(console.encoding)
     t = _table(
         f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
         f"{sc.seq_len} tokens x {plan.epochs} epochs",
@@ -120,7 +146,7 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
             c.method,
             "yes" if c.fits else "no",
             f"{req:.1f} / {c.gpu_memory_gib:g} GiB",
-            _bar(req, c.gpu_memory_gib),
+            _bar(req, c.gpu_memory_gib, sym),
             str(c.micro_batch_size),
             "on" if c.gradient_checkpointing else "off",
             f"{round(c.tokens_per_second, 1):,.0f}",
@@ -131,11 +157,11 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
     console.print(t)
     console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(plan))}")
     for r in plan.reasons:
-        console.print(f"  • {esc(r.message)} [dim]({esc(r.rule)})[/dim]")
+        console.print(f"  {sym['bullet']} {esc(r.message)} [dim]({esc(r.rule)})[/dim]")
     for w in res.warnings:
         console.print(f"  [yellow]! {esc(w.message)}[/yellow] [dim]({esc(w.rule)})[/dim]")
     for a in res.alternatives:
-        console.print(f"  → {esc(a.message)}")
+        console.print(f"  {sym['arrow']} {esc(a.message)}")
     if plan.evaluation and plan.deployment:
         ev, dep = plan.evaluation, plan.deployment
         console.print(
@@ -174,7 +200,7 @@ def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", cons
     console.print(t)
     console.print(f"parameters: {d['total_params']:,} total, {d['trainable_params']:,} trainable; peak during {d['peak_phase']}")
     for n in d["notes"]:
-        console.print(f"  • {esc(n)}")
+        console.print(f"  {symbols(console.encoding)['bullet']} {esc(n)}")
 
 
 # --- fit ------------------------------------------------------------------------------------------
@@ -194,7 +220,7 @@ def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["Fit
     t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
     for r in rows:
         t.add_row(
-            r.method,
+            esc(r.method),
             "on" if r.gradient_checkpointing else "off",
             str(r.max_micro_batch) if r.max_micro_batch else "does not fit",
             f"{r.max_seq_len:,}" if r.max_seq_len else "does not fit",

@@ -148,7 +148,7 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
         return [Problem(path, 1, 1, "a rule file is a mapping with 'rules:' (and optional 'version:', 'disable:')")], [], []
     top_unknown = [k for k in data if k not in ("version", "disable", "rules")]
     for k in top_unknown:
-        problems.append(Problem(path, _line_of(data, k), 1, f"unknown field '{k}' (allowed: version, disable, rules)"))
+        problems.append(Problem(path, _line_of(data, k), 1, f"unknown field {preview(k)} (allowed: version, disable, rules)"))
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list):
         problems.append(Problem(path, _line_of(data, "rules"), 1, "'rules' must be a list"))

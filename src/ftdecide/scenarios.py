@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .yamlio import LineDict, load_yaml
+from .errors import InputError, preview
+from .yamlio import load_yaml
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .recommend import Scenario
@@ -38,7 +38,7 @@ def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
     data = load_yaml(path, "scenario file")
     if not isinstance(data, dict):
         raise InputError("a scenario file is a mapping of recommend's options", path, 1, 1)
-    fields = {_key(k): v for k, v in data.items()}
+    fields, lines = _fields(data, path)
     if "rules" in fields:
         fields["rules"] = _rule_paths(fields["rules"], path)
     overrides = dict(overrides)
@@ -48,11 +48,21 @@ def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
         fields["rules"] = fields.get("rules", []) + extra_rules
     if "model" not in fields:
         raise InputError("a model is required: 'model:' in the scenario file or --model", path, 1, 1)
-    return validate_scenario(fields, path, data.key_lines if isinstance(data, LineDict) else {})
+    return validate_scenario(fields, path, lines)
 
 
 def _key(k: Any) -> str:
     return str(k).replace("-", "_")
+
+
+def _fields(mapping: dict, path: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """(options with dashes as underscores, the line of each) of one mapping; a key that is not a
+    string (``1:``, ``true:``) is refused with its line."""
+    lines = getattr(mapping, "key_lines", {})
+    for k in mapping:
+        if not isinstance(k, str):
+            raise InputError(f"key {preview(k)} is not an option name", path, lines.get(k, getattr(mapping, "line", 1) or 1))
+    return {_key(k): v for k, v in mapping.items()}, {_key(k): n for k, n in lines.items()}
 
 
 def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
@@ -65,7 +75,9 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
         unknown = [k for k in data if k not in ("scenarios", "defaults")]
         if unknown:
             line = getattr(data, "key_lines", {}).get(unknown[0], 1)
-            raise InputError(f"unknown field '{unknown[0]}' (a scenarios file has 'scenarios:' and optional 'defaults:')", path, line)
+            raise InputError(
+                f"unknown field {preview(unknown[0])} (a scenarios file has 'scenarios:' and optional 'defaults:')", path, line
+            )
         items = data.get("scenarios")
         defaults = data.get("defaults") or {}
         if not isinstance(defaults, dict):
@@ -78,14 +90,18 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
         line = getattr(raw, "line", 1) or 1
         if not isinstance(raw, dict):
             raise InputError(f"scenario {i} is not a mapping of recommend's options", path, line)
-        fields = {_key(k): v for k, v in defaults.items()}
-        fields.update({_key(k): v for k, v in raw.items()})
+        fields = _fields(defaults, path)[0]
+        own, lines = _fields(raw, path)
+        fields.update(own)
         if "rules" in fields:
             fields["rules"] = _rule_paths(fields["rules"], path)
-        name = str(fields.pop("name", "") or f"scenario-{i}")
+        name = fields.pop("name", "") or f"scenario-{i}"
+        if not isinstance(name, (str, int)) or isinstance(name, bool):
+            raise InputError(f"scenario {i}: 'name' must be a string, got {preview(name)}", path, lines.get("name", line))
+        name = str(name)
         if name in names:
             raise InputError(f"scenario name '{name}' is used twice", path, line)
         names.add(name)
-        sc = validate_scenario(fields, path, getattr(raw, "key_lines", {}), line, name)
+        sc = validate_scenario(fields, path, lines, line, name)
         out.append((name, sc, line))
     return out

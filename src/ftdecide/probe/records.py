@@ -61,16 +61,28 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
 
 
 def config_from_recommendation(doc: dict, source: str = "recommendation") -> tuple[str, TrainConfig]:
-    """(model name, TrainConfig) of the plan in a ``recommend --format json`` document."""
-    from ..errors import InputError
+    """(model name, TrainConfig) of the plan in a ``recommend --format json`` document; InputError for
+    anything else, whatever its fields hold."""
+    from pydantic import ValidationError
+
+    from ..errors import InputError, preview
+
+    def bad(what: str) -> InputError:
+        return InputError(f"not a 'ftdecide recommend --format json' document ({what})", source)
 
     try:
         sc, rec = doc["scenario"], doc["recommendation"]
+        if not isinstance(sc, dict) or not isinstance(rec, dict):
+            raise bad("'scenario' and 'recommendation' must be objects")
         if not rec.get("feasible"):
             raise InputError("the recommendation is not feasible: there is no plan to probe", source)
+        if not isinstance(sc["model"], str):
+            raise bad(f"'scenario.model' must be a string, got {preview(sc['model'])}")
+        if not isinstance(rec["method"], str) or rec["method"] not in names():
+            raise InputError(f"unknown method {preview(rec['method'])} in the recommendation", source)
         lora = rec.get("lora") or {}
-        if rec["method"] not in names():
-            raise InputError(f"unknown method '{rec['method']}' in the recommendation", source)
+        if not isinstance(lora, dict):
+            raise bad("'recommendation.lora' must be an object")
         method = get(rec["method"])
         cfg = TrainConfig(
             method=method.name,
@@ -84,8 +96,13 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             lora_dropout=lora.get("dropout", DEFAULT_LORA.dropout),
         )
         return sc["model"], cfg
-    except (KeyError, TypeError, AttributeError) as e:
-        raise InputError(f"not a 'ftdecide recommend --format json' document (missing {e})", source) from None
+    except KeyError as e:
+        raise bad(f"missing {e}") from None
+    except (TypeError, AttributeError) as e:
+        raise bad(str(e)) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise bad(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
 
 
 def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None = None) -> dict:

@@ -36,6 +36,8 @@ def records_from_grid(path: str) -> list[dict]:
             raise InputError(f"not a probe record: missing field {e}", path, i) from None
         except (ValueError, TypeError) as e:
             raise InputError(f"not a probe record: {e}", path, i) from None
+        except RecursionError:
+            raise InputError("not a probe record: nested too deeply", path, i) from None
         except InputError as e:
             raise e.at(path, i) from None
         out.append(rec)
@@ -66,6 +68,18 @@ def records_from_recommendation(path: str, reentrant: bool = False, steps: int =
 
 
 def open_sink(path: str) -> IO[str]:
+    """``path`` opened for appending; anything there that is not a regular file is refused unopened."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("cannot append: not a regular file", path)
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise InputError("cannot append: the path holds a NUL byte", path) from None
     try:
         return open(path, "a", encoding="utf-8")
     except OSError as e:
