@@ -3,13 +3,17 @@
     pip install atheris
     python benchmarks/fuzz.py -max_total_time=600 benchmarks/fuzz_corpus   # seeds: default rules
 
-Each input is split by its first byte (mod 3): a condition (``expr.parse`` then ``expr.evaluate``
-against a typical context), a whole rule file (``yamlio.parse_yaml`` then ``rules.check_data``), or a
-``config.json`` (``json.loads``, ``arch_from_hf_config``, then ``estimate_memory`` of LoRA on it). The
-only acceptable outcomes are a value, ``ExprError`` or ``InputError`` (for rule files: a list of
-problems); anything else is a crash that libFuzzer saves as ``crash-*``; keep it as a regression test in
-tests/test_fuzz_regressions.py. Without atheris, ``--hypothesis N`` runs the same
-two targets on N random inputs each.
+Each input is split by its first byte (mod 5): a condition (``expr.parse`` then ``expr.evaluate``
+against a typical context), a whole rule file (``yamlio.parse_yaml`` then ``rules.check_data``), a
+``config.json`` (``json.loads``, ``arch_from_hf_config``, then ``estimate_memory`` of LoRA on it), the
+emitters (the input, split at NUL bytes, becomes the model id, the model name and the dataset path of a
+recommendation; every emitted Python file must parse with ``ast`` and give those strings back from its
+literals, every YAML file must load and give them back), or YAML expansion (the input parsed as YAML:
+it either loads within :data:`ftdecide.yamlio.MAX_EXPANDED_NODES` nodes, counted after the load, or is
+refused with an InputError). The only acceptable outcomes are a value, ``ExprError`` or ``InputError``
+(for rule files: a list of problems); anything else is a crash that libFuzzer saves as ``crash-*``;
+keep it as a regression test in tests/test_fuzz_regressions.py. Without atheris, ``--hypothesis N``
+runs the same targets on N random inputs each.
 """
 
 from __future__ import annotations
@@ -73,11 +77,55 @@ def targets():
             return
         try:
             est = estimate_memory(arch, TrainConfig(method="lora", lora_rank=8))
-        except ValueError:  # a rank beyond the layers, or targets the model lacks
+        except InputError:  # a rank beyond the layers, or targets the model lacks
             return
-        assert est.peak_allocated_gib > 0, est
+        assert est.peak_allocated_gib > 0 and est.required_gib < float("inf"), est
 
-    return condition, rule_file, model_config
+    from ftdecide.emit import KINDS, emit
+    from ftdecide.recommend import Scenario, recommend
+
+    base = recommend(Scenario(model="qwen2.5-7b", gpu="a100-80gb"))
+
+    def emitters(text: str) -> None:
+        import ast
+        import dataclasses
+
+        import yaml
+
+        model_id, name, dataset = (text.split("\x00") + ["m", "n", "d"])[:3]
+        if not model_id or not dataset:
+            return
+        res = dataclasses.replace(base, arch=base.arch.model_copy(update={"model_id": model_id, "name": name}))
+        for kind in KINDS:
+            out = emit(kind, res, dataset=dataset)
+            if kind in ("peft", "trl"):
+                found = {
+                    n.targets[0].id: ast.literal_eval(n.value)
+                    for n in ast.parse(out).body
+                    if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id in ("MODEL", "DATASET")
+                }
+                assert found["MODEL"] == model_id and found.get("DATASET", dataset) == dataset, (kind, found)
+                assert out.splitlines()[0] == "# -*- coding: utf-8 -*-"
+            else:
+                doc = yaml.safe_load(out)
+                assert doc["base_model" if kind == "axolotl" else "model_name_or_path"] == model_id, kind
+
+    def yaml_expansion(text: str) -> None:
+        try:
+            data = yamlio.parse_yaml(text, "fuzz.yaml")
+        except InputError:
+            return
+
+        def count(node) -> int:
+            if isinstance(node, dict):
+                return 1 + sum(count(k) + count(v) for k, v in node.items())
+            if isinstance(node, list):
+                return 1 + sum(count(v) for v in node)
+            return 1
+
+        assert count(data) <= yamlio.MAX_EXPANDED_NODES + 1, "expanded past the limit"
+
+    return condition, rule_file, model_config, emitters, yaml_expansion
 
 
 def one_input(data: bytes, *targets) -> None:

@@ -543,6 +543,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokenPipeError:  # '| head' closed the pipe: not an error of ours
         _quiet_stdout()
         return 0
+    except SystemExit as e:
+        # click turns a broken pipe inside a command into exit 1, the status batch keeps for infeasible plans
+        if isinstance(e.__context__, BrokenPipeError):
+            _quiet_stdout()
+            return 0
+        return e.code if isinstance(e.code, int) else 1
     except Exception as e:  # noqa: BLE001 - the one place a bug is turned into a message
         _error(f"internal error: {type(e).__name__}: {e}")
         sys.stderr.write(
