@@ -127,7 +127,10 @@ def test_axolotl_uses_documented_keys_and_the_recommendation(plan):
         r["learning_rate"],
         r["gradient_checkpointing"],
     )
-    assert cfg["bf16"] == cfg["flash_attention"] == (r["precision"] == "bf16")
+    assert cfg["bf16"] == (r["precision"] == "bf16")
+    # the attention the estimate assumed (sdpa; eager for Gemma 2), and the evaluation plan's held-out share
+    assert cfg["attn_implementation"] == catalog.resolve_model(sc["model"]).attention
+    assert cfg["val_set_size"] == round(r["evaluation"]["held_out_examples"] / sc["dataset_size"], 4)
     assert cfg["datasets"][0]["path"] == "d.jsonl"
 
 

@@ -92,6 +92,28 @@ def _gpus() -> tuple[dict[str, GPU], list[GPU]]:
     return index, ordered
 
 
+# Words that name a variant of a checkpoint, not another architecture: instruction- and chat-tuned
+# releases (Llama-3.1-8B-Instruct, gemma-2-9b-it, Llama-2-7b-chat-hf) share the base model's config.
+_VARIANT_WORDS = frozenset({"instruct", "it", "chat", "hf", "base", "meta"})
+
+
+def variant_key(name: str) -> str:
+    """``name`` without its organisation and variant words, loosely: ``Qwen/Qwen2.5-7B-Instruct`` and
+    ``qwen2.5-7b`` give the same key, ``mistralai/Mistral-7B-Instruct-v0.3`` and ``mistral-7b-v0.3``
+    too; a version suffix (``v0.3``) is kept, since versions may differ in shape."""
+    tail = name.split("/", 1)[-1].lower()
+    return "".join(p for p in re.split(r"[-_\s]+", tail) if p and p not in _VARIANT_WORDS)
+
+
+@functools.lru_cache(maxsize=1)
+def _variants() -> dict[str, Arch]:
+    index: dict[str, Arch] = {}
+    for arch in _models()[1]:
+        for k in (arch.name, *arch.aliases):
+            index.setdefault(variant_key(k), arch)
+    return index
+
+
 def models() -> list[Arch]:
     """Every catalog model, in catalog order."""
     return _models()[1]
@@ -128,8 +150,12 @@ def resolve_model(spec: str) -> Arch:
             return arch.model_copy(update={"name": spec, "source": f"Hugging Face cache: {cached}", "model_id": spec})
     index, ordered = _models()
     hit = index.get(norm(spec))
+    variant = hit is None and "/" in spec and _variants().get(variant_key(spec))
+    if variant:
+        hit = variant.model_copy(update={"source": f"{variant.source}; '{spec}' is a variant of {variant.name}, with its architecture"})
     if hit is not None:
-        return hit
+        # an id the user gave (an Instruct release, an alias) is what they will load: keep it exactly
+        return hit.model_copy(update={"model_id": spec}) if "/" in spec else hit
     sized = arch_from_size(spec)
     if sized is not None:
         return sized
@@ -139,10 +165,15 @@ def resolve_model(spec: str) -> Arch:
 
 
 def resolve_gpu(spec: str) -> GPU:
-    """A catalog GPU by name or alias."""
+    """A catalog GPU by name or alias, or by the name the driver reports (``NVIDIA GeForce RTX 4090``,
+    ``NVIDIA A100-SXM4-40GB``); a name that several cards start with (``A100``) is an error listing them."""
     index, ordered = _gpus()
-    hit = index.get(norm(spec))
+    hit = index.get(norm(spec)) or (gpu_for_device(spec) if len(norm(spec)) > 4 else None)
     if hit is None:
+        key = norm(spec)
+        several = [g.name for g in ordered if key and any(norm(k).startswith(key) for k in (g.name, *g.aliases))]
+        if len(several) > 1:
+            raise InputError(f"GPU {preview(spec)} is ambiguous: {', '.join(several)}")
         hint = _suggest(spec, [g.name for g in ordered]) if len(spec) <= 100 else ""
         raise InputError(f"unknown GPU {preview(spec)}{hint} (see 'ftdecide gpus', or use --gpu-memory GIB)")
     return hit

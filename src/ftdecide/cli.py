@@ -138,7 +138,8 @@ def _broken_pipe() -> None:
 
 
 def _json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    # allow_nan=False: NaN or infinity in a document is a bug to report (exit 70), never invalid JSON on stdout
+    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 @app.command()

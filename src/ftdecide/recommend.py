@@ -143,10 +143,13 @@ def train_config(
 
 def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, cal: Calibration):
     """(config, estimate, fits): the largest micro-batch of :data:`MICRO_BATCHES` that fits, without
-    checkpointing where that still allows :data:`MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING`."""
+    checkpointing where that still allows :data:`MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING`. Micro-batches
+    beyond the global batch's share of one GPU (16 over 8 GPUs: 2) are not tried, so that more GPUs do
+    not grow the global batch."""
     small = None
+    share = max(1, GLOBAL_BATCH // sc.gpus)
     for gc in (False, True):
-        for mb in MICRO_BATCHES:
+        for mb in (m for m in MICRO_BATCHES if m <= share):
             cfg = train_config(sc, method, lora, mb, gc)
             est = estimate_memory(arch, cfg, cal)
             if est.required_gib <= gpu.memory_gib:
@@ -254,10 +257,14 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         alternatives = alternatives_for(arch, gpu, sc, lora, cal)
     else:
         chosen = cands[method.name]
+        # a note of a rule that preferred another method did not lead here: it is shown apart, as such
+        prefer_of = {lr.rule.id: lr.rule.prefer for lr in outcome.fired}
+        followed = tuple(n for n in outcome.notes if prefer_of.get(n.rule) in (None, method.name))
         plan = Plan(
             candidate=chosen,
             epochs=epochs,
-            reasons=tuple(outcome.notes),
+            reasons=followed,
+            not_followed=tuple(n for n in outcome.notes if n not in followed),
             lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if method.adapter else None,
             learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
             gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.gpus),
@@ -266,6 +273,15 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             evaluation=evaluation_plan(sc, method),
             deployment=deployment_note(arch, sc, method, chosen),
         )
+        if plan.global_batch_size != GLOBAL_BATCH:
+            warnings.append(
+                Message(
+                    "global-batch",
+                    f"global batch {plan.global_batch_size} examples, not {GLOBAL_BATCH}: {GLOBAL_BATCH} does not divide evenly over "
+                    f"{sc.gpus} GPUs x micro-batch {chosen.micro_batch_size}; scale the learning rate with it, or pick a GPU count that "
+                    f"divides {GLOBAL_BATCH}",
+                )
+            )
         alternatives = [
             Alternative(
                 "method",

@@ -112,6 +112,9 @@ def recommendation_markdown(res: "Recommendation") -> str:
     lines.append(f"**Recommendation:** {clean(_rec_line(plan))}")
     if plan.reasons:
         lines += ["", "## Reasons"] + [f"- {clean(r.message)} (`{clean(r.rule)}`)" for r in plan.reasons]
+    if plan.not_followed:
+        lines += ["", "## Not followed (the rule preferred a method the plan does not use)"]
+        lines += [f"- {clean(r.message)} (`{clean(r.rule)}`)" for r in plan.not_followed]
     if plan.evaluation and plan.deployment:
         ev, dep = plan.evaluation, plan.deployment
         lines += [
@@ -158,6 +161,8 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
     console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(plan))}")
     for r in plan.reasons:
         console.print(f"  {sym['bullet']} {esc(r.message)} [dim]({esc(r.rule)})[/dim]")
+    for r in plan.not_followed:
+        console.print(f"  [dim]{sym['bullet']} not followed: {esc(r.message)} ({esc(r.rule)})[/dim]")
     for w in res.warnings:
         console.print(f"  [yellow]! {esc(w.message)}[/yellow] [dim]({esc(w.rule)})[/dim]")
     for a in res.alternatives:

@@ -158,6 +158,8 @@ class Plan:
     precision: str = "bf16"
     evaluation: Optional[Evaluation] = None
     deployment: Optional[Deployment] = None
+    # notes of rules that fired but preferred a method the plan does not use (forbidden, or not fitting)
+    not_followed: tuple[Message, ...] = ()
 
     @property
     def feasible(self) -> bool:
@@ -205,6 +207,7 @@ class Plan:
         if self.gpus > 1:
             out["distributed"] = "ZeRO-3 / FSDP across %d GPUs" % self.gpus
         out["reasons"] = [r.to_json() for r in self.reasons]
+        out["not_followed"] = [r.to_json() for r in self.not_followed]
         if self.evaluation:
             out["evaluation"] = self.evaluation.to_json()
         if self.deployment:
