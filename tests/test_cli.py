@@ -116,7 +116,13 @@ def test_rules_check_cli(tmp_path):
     f = tmp_path / "x.yaml"
     f.write_text("version: 1\nrules:\n  - id: a\n    when: task > 3\n")
     r = run("rules", "check", str(f))
-    assert r.exit_code == 2 and f"{f}:4:" in r.stdout and "[a]" in r.stdout
+    # one problem: the one stderr line of any bad input; several: each on stdout, their count on stderr
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.startswith(f"ftdecide: error: {f}:4:") and r.stderr.rstrip().endswith("[a]")
+    assert len(r.stderr.splitlines()) == 1
+    f.write_text("version: 1\nrules:\n  - id: a\n    when: task > 3\n  - id: b\n    when: nope\n")
+    r = run("rules", "check", str(f))
+    assert r.exit_code == 2 and r.stdout.splitlines()[0].startswith(f"{f}:4:") and r.stdout.splitlines()[1].startswith(f"{f}:6:")
+    assert r.stderr == f"ftdecide: error: 2 problems in {f}\n"
 
 
 @pytest.mark.parametrize(

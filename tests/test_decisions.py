@@ -104,8 +104,8 @@ INFEASIBLE = [
     ),
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090", gpus=4),
-        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
-        id="bigger-gpu-is-sized-for-one-gpu",
+        {"seq_len": {"seq_len": 1024}, "gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
+        id="bigger-gpu-is-sized-for-one-gpu-and-a-shorter-sequence-comes-first",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
@@ -120,6 +120,7 @@ def test_alternatives_when_nothing_fits(fields, expected):
     res = recommend(Scenario(**fields))
     assert not res.plan.feasible and res.plan.method is None
     assert {a.kind: a.details for a in res.alternatives} == expected
+    assert [a.kind for a in res.alternatives] == list(expected)  # the cheap switches before new hardware
     assert res.warnings[-1].rule == "feasibility"
 
 
@@ -208,7 +209,7 @@ def test_scenario_file_rules_are_applied_relative_to_the_file(tmp_path):
     batch.write_text("defaults: {rules: [policy/team.yaml]}\nscenarios:\n  - {name: a, model: llama-3.1-8b, gpu: a100-80gb}\n")
     r = invoke(["batch", str(batch), "--format", "csv"])
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines()[1].startswith("a,llama-3.1-8b,a100-80gb,1,True,qlora,")
+    assert r.stdout.splitlines()[1].startswith("a,llama-3.1-8b,a100-80gb,1,true,qlora,")
 
 
 def test_scenario_file_rules_missing_names_the_file(tmp_path):
@@ -233,3 +234,29 @@ def test_a_bug_is_not_blamed_on_the_input(monkeypatch):
     lines = r.stderr.splitlines()
     assert lines[0] == "ftdecide: error: internal error: ValueError: bad internal state"
     assert "please report it" in lines[1] and len(lines) == 2 and "Traceback" not in r.stderr
+
+
+def test_cheap_switches_lower_rank_and_8bit_optimizer():
+    """On a card between what QLoRA needs at rank 8 and at rank 64 (computed, not assumed), the rank is
+    offered; the 8-bit optimizer only where it makes a method fit."""
+    from dataclasses import replace as dc_replace
+
+    from ftdecide import recommend as rec
+    from ftdecide.catalog import custom_gpu
+    from ftdecide.policy import DEFAULT_LORA
+
+    arch = resolve_model("llama-3.1-8b")
+    sc = Scenario(model="llama-3.1-8b")
+    big = dc_replace(DEFAULT_LORA, rank=512, alpha=1024)
+    need = {r: estimate_memory(arch, TrainConfig(method="qlora", lora_rank=r)).required_gib for r in (8, 512)}
+    gpu = custom_gpu((need[8] + need[512]) / 2)
+    switches = rec._cheap_switches(arch, gpu, sc, big, rec.DEFAULT)
+    kinds = {a.kind: a.details for a in switches}
+    assert kinds["rank"] == {"rank": 8}
+    with_8bit = estimate_memory(arch, TrainConfig(method="qlora", lora_rank=512, optimizer="adamw8bit")).required_gib
+    assert ("optimizer" in kinds) == (with_8bit <= gpu.memory_gib)
+
+
+def test_fit_and_recommend_agree_on_micro_batch_or_say_why():
+    r = invoke(["fit", "--model", "qwen2.5-0.5b", "--gpu", "h100"])
+    assert r.exit_code == 0 and "recommend takes at most micro-batch 16" in r.stdout

@@ -271,7 +271,7 @@ def test_batch_json_and_csv_one_result_per_scenario():
     assert doc["results"][1]["recommendation"] == single["recommendation"]
     r = invoke(["batch", "examples/scenarios.yaml", "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert [row["feasible"] for row in rows] == ["True", "True", "False", "True"]
+    assert [row["feasible"] for row in rows] == ["true", "true", "false", "true"]
     assert rows[1]["rank"] == "32" and rows[3]["rank"] == "64" and rows[2]["method"] == ""
 
 

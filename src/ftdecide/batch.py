@@ -59,7 +59,9 @@ def csv_cell(value: Any) -> Any:
     """A text cell a spreadsheet will show as text: one line (control characters escaped), and a leading
     ``=``, ``+``, ``-``, ``@``, tab or carriage return (what Excel, LibreOffice and Sheets read as a
     formula) neutralised by a leading apostrophe, as OWASP's CSV-injection advice has it. Numbers and
-    booleans are ftdecide's own and pass as they are."""
+    booleans are ftdecide's own: numbers pass as they are, booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # what spreadsheets and JSON readers take; Python's True is neither
     if not isinstance(value, str):
         return value
     text = one_line(value)

@@ -129,6 +129,13 @@ def _suggest(name: str, names: list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(spec: str) -> Arch:
     """A path to a ``config.json`` (or a folder holding one); a Hugging Face id ``org/name`` found in the
     local cache (see :mod:`ftdecide.hfcache`); a catalog name or alias; or a bare size such as ``13b`` (a
@@ -136,7 +143,8 @@ def resolve_model(spec: str) -> Arch:
     spec = spec.strip()
     if not spec:
         raise InputError("the model name is empty")
-    looks_like_path = spec.endswith(".json") or os.sep in spec and os.path.exists(spec)
+    # a path, or a bare folder name holding a config.json (as from_pretrained takes a local folder)
+    looks_like_path = spec.endswith(".json") or (os.sep in spec and os.path.exists(spec)) or _is_file(os.path.join(spec, "config.json"))
     if looks_like_path:
         path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
         arch = arch_from_hf_config(load_json(path, "config.json"), path)
@@ -181,14 +189,16 @@ def resolve_gpu(spec: str) -> GPU:
 
 def custom_gpu(memory_gib: float) -> GPU:
     """A GPU known only by its memory (``--gpu-memory``); throughput, bandwidth and price of an A100 are assumed."""
-    ref = resolve_gpu("a100-80gb")
+    from .policy import DEFAULT_GPU
+
+    ref = resolve_gpu(DEFAULT_GPU)
     return GPU(
         name=f"custom-{memory_gib:g}gib",
         memory_gib=memory_gib,
         bf16_tflops=ref.bf16_tflops,
         memory_bandwidth_gbs=ref.memory_bandwidth_gbs,
         price_per_hour=ref.price_per_hour,
-        source=f"GPU memory {memory_gib:g} GiB given; throughput and price of the A100 assumed",
+        source=f"GPU memory {memory_gib:g} GiB given; throughput and price of the {ref.name} assumed",
     )
 
 

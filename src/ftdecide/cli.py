@@ -17,10 +17,14 @@ from typing import Any, List, Optional
 import typer
 
 from .errors import InputError, one_line, require_finite
-from .policy import DEFAULT_LORA, DEFAULT_METHOD
+from .policy import DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, SCENARIO_DEFAULTS as SD
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, help="Decide how to fine-tune a language model - and why.")
-rules_app = typer.Typer(no_args_is_help=True, help="Show and check rule files.")
+# rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
+# panels cut them ("--gradient-check...")
+app = typer.Typer(
+    add_completion=True, no_args_is_help=True, rich_markup_mode=None, help="Decide how to fine-tune a language model - and why."
+)
+rules_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Show and check rule files.")
 app.add_typer(rules_app, name="rules")
 
 EXIT_INPUT = 2  # bad input: the user's to fix
@@ -63,7 +67,7 @@ RANK_OPT = typer.Option(DEFAULT_LORA.rank, help="LoRA rank")
 TARGETS_OPT = typer.Option(DEFAULT_LORA.targets, help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
 DROPOUT_OPT = typer.Option(DEFAULT_LORA.dropout, help="LoRA dropout")
 GPUS_OPT = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding")
-GPU_OPT = typer.Option(None, help="GPU from 'ftdecide gpus' (default a100-80gb)")
+GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
 
 
@@ -147,17 +151,22 @@ def recommend(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, path to config.json, or a size like 13b"),
     gpu: Optional[str] = GPU_OPT,
     gpu_memory: Optional[float] = GPU_MEMORY_OPT,
-    gpus: Optional[int] = typer.Option(None, help="number of GPUs (ZeRO-3/FSDP beyond 1)"),
-    dataset_size: Optional[int] = typer.Option(None, help="training examples"),
-    seq_len: Optional[int] = typer.Option(None, help="tokens per example"),
-    task: Optional[str] = typer.Option(None, help="chat, instruction, style, classification, domain, code, math, continued-pretraining"),
-    quality: Optional[str] = typer.Option(None, help="prototype, production, best"),
-    budget: Optional[float] = typer.Option(None, help="USD"),
-    serving: Optional[str] = typer.Option(None, help="single, multi-tenant, latency-critical"),
-    epochs: Optional[int] = typer.Option(None),
+    gpus: Optional[int] = typer.Option(None, help=f"number of GPUs, FSDP beyond 1 (default {SD['gpus']})"),
+    dataset_size: Optional[int] = typer.Option(None, help=f"training examples (default {SD['dataset_size']:,})"),
+    seq_len: Optional[int] = typer.Option(None, help=f"tokens per example (default {SD['seq_len']})"),
+    task: Optional[str] = typer.Option(
+        None, help=f"chat, instruction, style, classification, domain, code, math, continued-pretraining (default {SD['task']})"
+    ),
+    quality: Optional[str] = typer.Option(None, help=f"prototype, production, best (default {SD['quality']})"),
+    budget: Optional[float] = typer.Option(None, help="USD (default: none)"),
+    serving: Optional[str] = typer.Option(None, help=f"single, multi-tenant, latency-critical (default {SD['serving']})"),
+    epochs: Optional[int] = typer.Option(None, help="epochs (default: what the rules set, 3)"),
     price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
-    precision: Optional[str] = typer.Option(None, help="full fine-tuning precision: bf16 or mixed"),
-    optimizer: Optional[str] = typer.Option(None, help="adamw, adamw8bit, sgd, adafactor"),
+    precision: Optional[str] = typer.Option(None, help=f"full fine-tuning precision: bf16 or mixed (default {SD['precision']})"),
+    optimizer: Optional[str] = typer.Option(None, help=f"adamw, adamw8bit, sgd, adafactor (default {SD['optimizer']})"),
+    offload_optimizer: Optional[bool] = typer.Option(
+        None, "--offload-optimizer/--no-offload-optimizer", help="optimizer states in CPU memory"
+    ),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
@@ -189,7 +198,10 @@ def recommend(
         price_per_hour=price_per_hour,
         precision=precision,
         optimizer=optimizer,
+        offload_optimizer=offload_optimizer,
     )
+    if out is not None and emit is None:
+        raise InputError("--out names the file for --emit: give --emit KIND too")
     fields = {k: v for k, v in given.items() if v is not None}
     _finite(**fields)
     if rules:
@@ -209,6 +221,7 @@ def recommend(
             sys.stdout.write(text)
             return
         _write_file(out, text)
+        sys.stderr.write(f"ftdecide: wrote {one_line(out)} ({emit.value} config)\n")
         res = replace(res, emitted={"kind": emit.value, "path": out})
     if format == Fmt.json:
         _json(res.to_json())
@@ -296,6 +309,7 @@ def fit(
     lora_rank: int = RANK_OPT,
     lora_targets: str = TARGETS_OPT,
     lora_dropout: float = DROPOUT_OPT,
+    offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
@@ -315,6 +329,7 @@ def fit(
         lora_targets=lora_targets,
         lora_dropout=lora_dropout,
         gpus=gpus,
+        offload_optimizer=offload_optimizer,
     )
     rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
@@ -486,16 +501,19 @@ def rules_schema_cmd() -> None:
 
 @rules_app.command("check")
 def rules_check(files: List[str] = typer.Argument(..., help="rule files to validate")) -> None:
-    """Validate rule files; prints every problem as file:line:column: message [rule-id]; exit 2 if any."""
+    """Validate rule files; every problem as file:line:column: message [rule-id] (one problem: on stderr, like any bad
+    input; several: on stdout, with their count on stderr); exit 2 if any."""
     from . import rulenames
     from .rules import check_file
 
     schema = rulenames.schema()
     problems = [p for f in files for p in check_file(f, schema)]
-    for p in problems:
+    if len(problems) == 1:  # one problem: the one line every bad input gets, on stderr
+        raise InputError(str(problems[0]))
+    for p in problems:  # several: each on stdout (file:line:column: message [rule]), a count on stderr
         sys.stdout.write(f"{one_line(str(p))}\n")
     if problems:
-        sys.stderr.write(f"ftdecide: error: {one_line(f'{len(problems)} problem(s) in ' + ', '.join(files))}\n")
+        sys.stderr.write(f"ftdecide: error: {one_line(f'{len(problems)} problems in ' + ', '.join(files))}\n")
         raise typer.Exit(EXIT_INPUT)
     sys.stdout.write(f"{', '.join(files)}: ok\n")
 

@@ -25,6 +25,18 @@ DEFAULT_LORA = LoraShape()
 DEFAULT_EPOCHS = 3  # the seeds' decision tables: 1-3 epochs for instruction data; more overfits
 DEFAULT_LORA_LEARNING_RATE = 2e-4  # LoRA's rate is about 10x full fine-tuning's (Hu et al. 2021)
 DEFAULT_FULL_LEARNING_RATE = 2e-5
+# What a scenario assumes for what it leaves out (recommend's options; the CLI's help shows them).
+SCENARIO_DEFAULTS = {
+    "gpus": 1,
+    "dataset_size": 10_000,
+    "seq_len": 2048,
+    "task": "instruction",
+    "quality": "production",
+    "serving": "single",
+    "precision": "bf16",
+    "optimizer": "adamw",
+}
+
 # What estimate, fit and probe assume without --method; also the method an alternative proposes for
 # sharding over more GPUs: a bf16 base shards under ZeRO-3/FSDP as it is, while QLoRA's 4-bit base needs
 # bnb_4bit_quant_storage set to shard at all.
@@ -44,3 +56,7 @@ ALTERNATIVE_GPU_COUNTS = (2, 4, 8, 16)
 # A smaller model proposed as an alternative is sized with QLoRA at the plan's rank, capped here:
 # higher ranks are for large updates (math), and the alternative is about fitting at all.
 ALTERNATIVE_MAX_RANK = 64
+# Cheap switches an infeasible plan is offered before other hardware: lower LoRA ranks tried (largest
+# first), and the shortest sequence worth proposing (halving from the plan's).
+ALTERNATIVE_RANKS = (8, 4)
+ALTERNATIVE_MIN_SEQ_LEN = 256

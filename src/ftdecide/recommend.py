@@ -22,6 +22,8 @@ from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
     ALTERNATIVE_MAX_RANK,
+    ALTERNATIVE_MIN_SEQ_LEN,
+    ALTERNATIVE_RANKS,
     DEFAULT_EPOCHS,
     DEFAULT_GPU,
     DEFAULT_LORA,
@@ -29,6 +31,7 @@ from .policy import (
     GLOBAL_BATCH,
     MICRO_BATCHES,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
+    SCENARIO_DEFAULTS,
     LoraShape,
 )
 from .results import (
@@ -59,17 +62,17 @@ class Scenario(BaseModel):
     model: str
     gpu: Optional[str] = None
     gpu_memory: Optional[float] = Field(None, gt=0, le=4096)
-    gpus: int = Field(1, ge=1, le=1024)
-    dataset_size: int = Field(10_000, ge=1, le=10_000_000_000)
-    seq_len: int = Field(2048, ge=16, le=1_048_576)
-    task: Task = "instruction"
-    quality: Literal["prototype", "production", "best"] = "production"
+    gpus: int = Field(SCENARIO_DEFAULTS["gpus"], ge=1, le=1024)
+    dataset_size: int = Field(SCENARIO_DEFAULTS["dataset_size"], ge=1, le=10_000_000_000)
+    seq_len: int = Field(SCENARIO_DEFAULTS["seq_len"], ge=16, le=1_048_576)
+    task: Task = SCENARIO_DEFAULTS["task"]
+    quality: Literal["prototype", "production", "best"] = SCENARIO_DEFAULTS["quality"]
     budget: Optional[float] = Field(None, gt=0, le=1e9)
-    serving: Literal["single", "multi-tenant", "latency-critical"] = "single"
+    serving: Literal["single", "multi-tenant", "latency-critical"] = SCENARIO_DEFAULTS["serving"]
     epochs: Optional[int] = Field(None, ge=1, le=100)
     price_per_hour: Optional[float] = Field(None, ge=0, le=10_000)
-    precision: Literal["bf16", "mixed"] = "bf16"
-    optimizer: Literal["adamw", "adamw8bit", "sgd", "adafactor"] = "adamw"
+    precision: Literal["bf16", "mixed"] = SCENARIO_DEFAULTS["precision"]
+    optimizer: Literal["adamw", "adamw8bit", "sgd", "adafactor"] = SCENARIO_DEFAULTS["optimizer"]
     offload_optimizer: bool = False
     rules: tuple[str, ...] = Field((), max_length=64)
 
@@ -249,6 +252,17 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     warnings = list(outcome.warnings)
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
+    if sc.gpu_memory is not None:
+        what = "speed" if sc.price_per_hour is not None else "speed and price"
+        warnings.append(
+            Message(
+                "gpu",
+                f"a GPU known only by its memory ({gpu.memory_gib:g} GiB): the {what} of the {DEFAULT_GPU} are assumed "
+                f"({gpu.bf16_tflops:g} TFLOPS bf16, {gpu.memory_bandwidth_gbs:g} GB/s"
+                + (f", ${gpu.price_per_hour}/h)" if sc.price_per_hour is None else ")")
+                + "; time and cost hold only for a card like it",
+            )
+        )
     if method is None:
         warnings.append(
             Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")
@@ -375,11 +389,50 @@ def _same_generation(a: Arch, b: Arch) -> bool:
     return a.family == b.family and a.vocab_size == b.vocab_size
 
 
-def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT) -> list[Alternative]:
-    """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: one
-    larger catalog GPU, more GPUs of this kind, or a smaller model of the same generation. Every
-    configuration is micro-batch 1 with checkpointing, the least a run needs."""
+def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration) -> list[Alternative]:
+    """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: an 8-bit
+    optimizer, a lower LoRA rank, a shorter sequence. Each names the method it makes fit (the first in
+    fallback order) and is sized at micro-batch 1 with checkpointing."""
     out: list[Alternative] = []
+    order = sorted(methods.all_methods(), key=lambda m: m.fallback_order)
+
+    def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
+        for m in order:
+            req = estimate_memory(arch, train_config(scenario, m, shape), cal).required_gib
+            if req <= gpu.memory_gib:
+                return m, req
+        return None
+
+    if sc.optimizer != "adamw8bit":
+        hit = fits(sc.model_copy(update={"optimizer": "adamw8bit"}), lora)
+        if hit:
+            out.append(
+                Alternative(
+                    "optimizer", f"{hit[0].label} fits with an 8-bit AdamW (bitsandbytes) in {hit[1]:.1f} GiB", {"optimizer": "adamw8bit"}
+                )
+            )
+    for rank in ALTERNATIVE_RANKS:
+        if rank < lora.rank:
+            hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))
+            if hit and hit[0].adapter:
+                out.append(Alternative("rank", f"{hit[0].label} fits at rank {rank} in {hit[1]:.1f} GiB", {"rank": rank}))
+                break
+    seq = sc.seq_len // 2
+    while seq >= ALTERNATIVE_MIN_SEQ_LEN:
+        hit = fits(sc.model_copy(update={"seq_len": seq}), lora)
+        if hit:
+            out.append(Alternative("seq_len", f"{hit[0].label} fits at {seq:,} tokens per example in {hit[1]:.1f} GiB", {"seq_len": seq}))
+            break
+        seq //= 2
+    return out
+
+
+def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT) -> list[Alternative]:
+    """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: first
+    the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU,
+    more GPUs of this kind, or a smaller model of the same generation. Every configuration is
+    micro-batch 1 with checkpointing, the least a run needs."""
+    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal)
     leanest = min(
         (m for m in methods.all_methods() if m.adapter),
         key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,

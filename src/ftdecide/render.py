@@ -95,19 +95,39 @@ def _deploy_size(plan: "Plan") -> str:
     return f" ({(dep.size_mb or 0) / 1e3:,.1f} GB)"
 
 
+# The stack the figures assume, said under every recommendation (not only with --explain): users of
+# Unsloth, torchtune or Liger kernels need less memory than these figures.
+STACK = (
+    "figures for Hugging Face transformers + peft (+ bitsandbytes), sdpa attention (eager for Gemma 2), bf16 autocast",
+    "not modelled: Liger kernels, paged optimizers, offload, Unsloth (each needs less memory)",
+)
+
+
+def _margin(required: float, total: float) -> str:
+    """GiB left on the card and its share: a plan with a few percent left has no room for a longer
+    example or a fragmented allocator."""
+    free = total - required
+    if total <= 0:
+        return "-"
+    return f"{free:.1f} GiB ({free / total:.0%})" if free >= 0 else f"{-free:.1f} GiB short"
+
+
 def recommendation_markdown(res: "Recommendation") -> str:
     """The recommendation as markdown; every name and message is :func:`clean`."""
     plan = res.plan
     lines = [f"# ftdecide: {clean(res.arch.name)} on {res.scenario.gpus}x {clean(res.gpu.name)}", ""]
-    lines.append("| method | fits | required GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| method | fits | required GiB | free GiB | peak GiB | micro-batch | checkpointing | tokens/s | hours | cost USD |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in res.candidates:
         est = c.estimate
+        hours, cost = f"{round(c.time_hours, 3):.2f}", f"{round(c.cost_usd, 2):,.2f}"
         lines.append(
             f"| {c.method} | {'yes' if c.fits else 'no'} | {round(est.required_gib, 2):.1f} / {c.gpu_memory_gib:g} | "
+            f"{_margin(round(est.required_gib, 2), c.gpu_memory_gib)} | "
             f"{round(est.peak_allocated_gib, 2):.1f} | {c.micro_batch_size} | {'on' if c.gradient_checkpointing else 'off'} | "
-            f"{round(c.tokens_per_second, 1):,.0f} | {round(c.time_hours, 3):.2f} | {round(c.cost_usd, 2):,.2f} |"
+            f"{round(c.tokens_per_second, 1):,.0f} | {hours if c.fits else f'({hours})'} | {cost if c.fits else f'({cost})'} |"
         )
+    lines += ["", f"_{'; '.join(STACK)}; (...): does not fit, the time and cost it would take._"]
     lines.append("")
     lines.append(f"**Recommendation:** {clean(_rec_line(plan))}")
     if plan.reasons:
@@ -139,25 +159,32 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
     t = _table(
         f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
         f"{sc.seq_len} tokens x {plan.epochs} epochs",
-        ("method", "fits", "memory (required / GPU)", "", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
-        right=("time", "cost", "micro-batch", "tokens/s"),
+        ("method", "fits", "memory (required / GPU)", "use", "free", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
+        right=("free", "time", "cost", "micro-batch", "tokens/s"),
     )
     for c in res.candidates:
         req = round(c.required_gib, 2)
         style = "bold green" if c.method == plan.method else ("" if c.fits else "red")
+        # what a method that does not fit would take is shown in parentheses: it is not a plan
+        time, cost = f"{round(c.time_hours, 3):.2f} h", f"${round(c.cost_usd, 2):,.2f}"
         t.add_row(
             c.method,
             "yes" if c.fits else "no",
             f"{req:.1f} / {c.gpu_memory_gib:g} GiB",
             _bar(req, c.gpu_memory_gib, sym),
+            _margin(req, c.gpu_memory_gib),
             str(c.micro_batch_size),
             "on" if c.gradient_checkpointing else "off",
             f"{round(c.tokens_per_second, 1):,.0f}",
-            f"{round(c.time_hours, 3):.2f} h",
-            f"${round(c.cost_usd, 2):,.2f}",
+            time if c.fits else f"({time})",
+            cost if c.fits else f"({cost})",
             style=style,
         )
     console.print(t)
+    for line in STACK:
+        console.print(f"[dim]{esc(line)}[/dim]")
+    if not all(c.fits for c in res.candidates):
+        console.print("[dim](...): does not fit; the time and cost it would take[/dim]")
     console.print(f"[bold]Recommendation:[/bold] {esc(_rec_line(plan))}")
     for r in plan.reasons:
         console.print(f"  {sym['bullet']} {esc(r.message)} [dim]({esc(r.rule)})[/dim]")
@@ -221,6 +248,8 @@ def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitR
 
 
 def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console) -> None:
+    from .policy import GLOBAL_BATCH, MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING
+
     cols = ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}")
     t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
     for r in rows:
@@ -232,6 +261,11 @@ def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["Fit
             f"{r.required_gib_at_1:.1f}",
         )
     console.print(t)
+    # why recommend's micro-batch can be smaller than the largest that fits
+    console.print(
+        f"[dim]recommend takes at most micro-batch {max(1, GLOBAL_BATCH // gpus)} (its global batch of {GLOBAL_BATCH} over {gpus} GPU(s)), "
+        f"and checkpointing off only where a micro-batch of {MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING} or more fits without it[/dim]"
+    )
 
 
 # --- mix ------------------------------------------------------------------------------------------
@@ -314,6 +348,8 @@ def rules_json(rs: "RuleSet") -> list[dict[str, Any]]:
             "prefer": lr.rule.prefer,
             "forbid": lr.rule.forbid,
             "set": lr.rule.set.model_dump(exclude_none=True),
+            "warn": lr.rule.warn,
+            "note": lr.rule.note,
             "source": f"{lr.path}:{lr.line}",
         }
         for lr in rs.rules
@@ -330,6 +366,8 @@ def rules_table(rs: "RuleSet", console) -> None:
                     f"prefer {r['prefer']}" if r["prefer"] else "",
                     f"forbid {','.join(r['forbid'])}" if r["forbid"] else "",
                     " ".join(f"{k}={v}" for k, v in r["set"].items()),
+                    "warn" if r["warn"] else "",
+                    "note" if r["note"] else "",
                 ],
             )
         )

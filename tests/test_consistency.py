@@ -1,0 +1,235 @@
+"""One story told the same everywhere (issue 13): the recommendation, its alternatives and the files it
+emits agree with one another and with the estimate. Each test runs the command line as a user would."""
+
+import ast
+import json
+
+import pytest
+import yaml
+
+from conftest import invoke
+
+
+def doc(*args):
+    r = invoke(["recommend", *args, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def estimate(*args):
+    r = invoke(["estimate", *args, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def emitted(kind, *args):
+    r = invoke(["recommend", *args, "--emit", kind])
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+# 1 --------------------------------------------------------------------------------------------------
+def test_bigger_gpu_alternative_is_sized_for_the_one_gpu_it_proposes():
+    d = doc("--model", "llama-3.1-70b", "--gpu", "rtx-3090", "--gpus", "2", "--dataset-size", "10000", "--seq-len", "512")
+    (alt,) = [a for a in d["alternatives"] if a["kind"] == "gpu"]
+    one_gpu = estimate("--model", "llama-3.1-70b", "--method", "qlora", "--seq-len", "512")["required_gib"]
+    assert alt["message"].startswith(f"QLoRA needs {one_gpu:.1f} GiB: one {alt['gpu']}")
+    gpus = {g["name"]: g for g in json.loads(invoke(["gpus", "--format", "json"]).stdout)}
+    assert gpus[alt["gpu"]]["memory_gib"] >= one_gpu
+
+
+# 2 --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("gpus, exact", [(1, True), (2, True), (4, True), (8, True), (16, True), (3, False)])
+def test_global_batch_stays_16_across_gpu_counts(gpus, exact):
+    d = doc("--model", "qwen2.5-0.5b", "--gpu", "h100", "--gpus", str(gpus))
+    r = d["recommendation"]
+    assert r["global_batch_size"] == r["micro_batch_size"] * r["gradient_accumulation_steps"] * gpus
+    assert (r["global_batch_size"] == 16) == exact
+    warned = [w for w in d["warnings"] if w["rule"] == "global-batch"]
+    assert bool(warned) == (not exact)
+    assert d["assumptions"]["global_batch_size"] == 16
+
+
+# 3 --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "model_id, arch",
+    [
+        ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("meta-llama/Meta-Llama-3-8B", "llama-3.1-8b"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", "mistral-7b-v0.3"),
+        ("google/gemma-2-9b-it", "gemma-2-9b"),
+    ],
+)
+def test_model_variants_keep_the_users_exact_id(model_id, arch):
+    d = doc("--model", model_id, "--gpu", "h100")
+    assert d["scenario"]["model"] == arch and d["scenario"]["model_id"] == model_id
+    text = emitted("trl", "--model", model_id, "--gpu", "h100")
+    assert f"MODEL = {model_id!a}" in text
+    assert yaml.safe_load(emitted("axolotl", "--model", model_id, "--gpu", "h100"))["base_model"] == model_id
+
+
+# 4 --------------------------------------------------------------------------------------------------
+def test_multi_gpu_full_fine_tuning_emits_the_sharding_that_was_estimated():
+    args = ("--model", "qwen2.5-7b", "--gpu", "a100-80gb", "--gpus", "8", "--task", "continued-pretraining", "--quality", "best")
+    args += ("--dataset-size", "2000000")
+    d = doc(*args)
+    assert d["recommendation"]["method"] == "full" and d["recommendation"]["precision"] == "bf16"
+    cfg = yaml.safe_load(emitted("axolotl", *args))
+    assert "deepspeed" not in cfg  # ZeRO-3 would keep fp32 master weights and moments: twice the estimate
+    assert cfg["fsdp_version"] == 2 and cfg["fsdp_config"]["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
+    assert cfg["bf16"] is True and cfg["attn_implementation"] == "sdpa"
+    header = emitted("trl", *args).splitlines()[2]
+    assert "Sized for: bfloat16 weights and optimizer states; optimizer adamw_torch_fused; attention sdpa; FSDP2 over 8 GPUs" in header
+
+
+@pytest.mark.parametrize("kind", ["peft", "trl"])
+def test_emitted_attention_is_the_estimated_one(kind):
+    text = emitted(kind, "--model", "gemma-2-9b", "--gpu", "h100")
+    assert "attn_implementation='eager'" in text and "flash_attention_2" not in text
+    text = emitted(kind, "--model", "qwen2.5-7b", "--gpu", "h100")
+    assert "attn_implementation='sdpa'" in text
+
+
+# 5 --------------------------------------------------------------------------------------------------
+def test_emitted_files_hold_out_the_evaluation_split():
+    args = ("--model", "qwen2.5-7b", "--gpu", "h100", "--dataset-size", "40000")
+    held = doc(*args)["recommendation"]["evaluation"]["held_out_examples"]
+    assert held == 2000
+    assert yaml.safe_load(emitted("axolotl", *args))["val_set_size"] == round(held / 40000, 4)
+    assert yaml.safe_load(emitted("llamafactory", *args))["val_size"] == held
+    tree = ast.parse(emitted("trl", *args))
+    values = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    assert ast.literal_eval(values["HELD_OUT"]) == held
+
+
+# 6 --------------------------------------------------------------------------------------------------
+def test_reasons_are_those_of_the_chosen_plan(tmp_path):
+    team = tmp_path / "team.yaml"
+    team.write_text("version: 1\nrules:\n  - {id: no-full-over-100, when: cost.full > 100, priority: 500, forbid: [full]}\n")
+    d = doc("--model", "llama-3.1-8b", "--gpu", "h100", "--dataset-size", "500000", "--quality", "best", "--rules", str(team))
+    rec = d["recommendation"]
+    assert rec["method"] != "full" and "no-full-over-100" in d["rules_fired"]
+    assert "best-quality-full" not in [r["rule"] for r in rec["reasons"]]
+    assert "best-quality-full" in [r["rule"] for r in rec["not_followed"]]
+    table = invoke(
+        ["recommend", "--model", "llama-3.1-8b", "--gpu", "h100", "--dataset-size", "500000", "--quality", "best", "--rules", str(team)]
+    ).stdout
+    followed = [line for line in table.splitlines() if "not followed:" in line]
+    assert followed and "best-quality-full" in table.split("not followed:", 1)[1]
+
+
+# 7 --------------------------------------------------------------------------------------------------
+def test_ambiguous_gpu_names_are_errors_listing_the_cards():
+    r = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "A100"])
+    assert r.exit_code == 2 and r.stderr == "ftdecide: error: GPU 'A100' is ambiguous: a100-80gb, a100-40gb\n"
+
+
+@pytest.mark.parametrize(
+    "name, gpu",
+    [("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA A100-SXM4-40GB", "a100-40gb"), ("NVIDIA GeForce RTX 4090", "rtx-4090")],
+)
+def test_nvidia_smi_names_resolve(name, gpu):
+    assert doc("--model", "qwen2.5-0.5b", "--gpu", name)["scenario"]["gpu"] == gpu
+
+
+def test_gpu_memory_says_what_speed_and_price_it_assumes():
+    d = doc("--model", "llama-3.1-8b", "--gpu-memory", "44.4")
+    (w,) = [w for w in d["warnings"] if w["rule"] == "gpu"]
+    assert w["message"].startswith("a GPU known only by its memory (44.4 GiB): the speed and price of the a100-80gb are assumed")
+    assert "312 TFLOPS bf16" in w["message"] and "$1.79/h" in w["message"]
+    d = doc("--model", "llama-3.1-8b", "--gpu-memory", "44.4", "--price-per-hour", "1")
+    (w,) = [w for w in d["warnings"] if w["rule"] == "gpu"]
+    assert "the speed of the a100-80gb" in w["message"] and "$" not in w["message"]
+
+
+# 8 --------------------------------------------------------------------------------------------------
+def test_table_shows_margin_stack_and_marks_what_does_not_fit():
+    out = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090"]).stdout
+    header = next(line for line in out.splitlines() if "method" in line and "fits" in line)
+    assert " use " in header and " free " in header
+    assert "3.3 GiB (14%)" in out  # LoRA: 20.32 of 23.6 GiB required
+    assert "not modelled: Liger kernels, paged optimizers, offload, Unsloth (each needs less memory)" in out
+    assert "(...): does not fit; the time and cost it would take" in out
+    full_row = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("full"))
+    assert "($" in full_row and " h)" in full_row
+    md = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--format", "markdown"]).stdout
+    assert "| free GiB |" in md and "not modelled: Liger kernels" in md
+
+
+# 9 --------------------------------------------------------------------------------------------------
+def test_alternatives_prefer_the_same_generation_and_cheap_switches():
+    d = doc("--model", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "4")
+    kinds = [a["kind"] for a in d["alternatives"]]
+    assert kinds[0] == "seq_len" and kinds.index("seq_len") < kinds.index("gpu")
+    (model,) = [a["model"] for a in d["alternatives"] if a["kind"] == "model"]
+    assert model == "llama-3.1-8b"
+
+
+# 10 -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["recommend", "estimate", "fit"])
+def test_help_at_80_columns_shows_whole_option_names_and_defaults(command):
+    r = invoke([command, "--help"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and "…" not in r.stdout
+    if command == "recommend":
+        for text in ("--dataset-size", "(default 10,000)", "(default 2048)", "(default instruction)", "--offload-optimizer"):
+            assert text in r.stdout, text
+    elif command == "estimate":
+        assert "--gradient-checkpointing / --no-gradient-checkpointing" in r.stdout
+    else:
+        assert "--offload-optimizer" in r.stdout and "[default: 2048]" in r.stdout
+
+
+def test_offload_optimizer_on_recommend_and_fit():
+    d = doc("--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--precision", "mixed", "--offload-optimizer")
+    assert d["scenario"]["offload_optimizer"] is True
+    full = next(c for c in d["candidates"] if c["method"] == "full")
+    assert full["memory"]["breakdown"]["optimizer"] == 0.0
+    r = invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--offload-optimizer", "--format", "json"])
+    off = json.loads(r.stdout)["rows"]
+    on = json.loads(invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--format", "json"]).stdout)["rows"]
+    assert off[0]["required_gib_at_1"] < on[0]["required_gib_at_1"]
+
+
+def test_out_needs_emit_and_emit_out_says_what_it_wrote(tmp_path):
+    r = invoke(["recommend", "--model", "llama-3.1-8b", "--out", str(tmp_path / "x.yaml")])
+    assert r.exit_code == 2 and "--out names the file for --emit" in r.stderr
+    out = tmp_path / "a.yaml"
+    r = invoke(["recommend", "--model", "llama-3.1-8b", "--emit", "axolotl", "--out", str(out)])
+    assert r.exit_code == 0 and r.stderr == f"ftdecide: wrote {out} (axolotl config)\n" and out.is_file()
+
+
+def test_bare_folder_name_holding_a_config(tmp_path, monkeypatch):
+    folder = tmp_path / "mymodel"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 2048,
+                "intermediate_size": 8192,
+                "num_hidden_layers": 16,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "vocab_size": 128256,
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    assert estimate("--model", "mymodel")["model"] == "mymodel/config.json"
+    assert doc("--model", "mymodel")["scenario"]["model_source"] == f"config.json: {folder.name}/config.json"
+
+
+def test_rules_show_names_warn_and_note_effects(tmp_path):
+    team = tmp_path / "t.yaml"
+    team.write_text('version: 1\nrules:\n  - {id: only-warns, when: "true", warn: careful}\n')
+    out = invoke(["rules", "show", "--rules", str(team)]).stdout
+    row = next(line for line in out.splitlines() if "only-warns" in line)
+    assert "warn" in row
+
+
+def test_classification_has_its_own_note():
+    d = doc("--model", "qwen2.5-7b", "--gpu", "h100", "--task", "classification")
+    notes = {r["rule"]: r["message"] for r in d["recommendation"]["reasons"]}
+    assert "classification-small-rank" in notes and "style" not in notes["classification-small-rank"]
+    assert "style-small-rank" not in notes
