@@ -58,6 +58,19 @@ def predictions(d):
     }
 
 
+def card_gib(d) -> float:
+    """The memory the record's GPU reported (H100 80GB for records that predate the field)."""
+    return (d.get("software") or {}).get("gpu_total_gib") or CARD_GIB
+
+
+def gpu_figures(d) -> tuple[float, float]:
+    """(dense bf16 TFLOPS, GB/s) of the record's GPU from the catalog; the H100 SXM where unknown."""
+    from ftdecide.catalog import gpu_for_device
+
+    g = gpu_for_device((d.get("software") or {}).get("gpu", ""))
+    return (g.bf16_tflops, g.memory_bandwidth_gbs) if g else (989.0, 3350.0)
+
+
 def _time_stats(errs: list[float]) -> str:
     """Median abs error, worst under, worst over and the count within 25%, as table cells."""
     return (
@@ -71,7 +84,7 @@ def main():
     methods = list(variants())
     out = [
         f"Runs: {len(rows)} ({sum(d['status'] == 'ok' for d in rows)} fit, "
-        f"{sum(d['status'] == 'oom' for d in rows)} out of memory), H100 80GB.",
+        f"{sum(d['status'] == 'oom' for d in rows)} out of memory): H100 80GB, and H200 for the DoRA runs.",
         "",
     ]
     out.append("| estimator | method | runs | median abs error | worst under | worst over | OOM agreement |")
@@ -81,7 +94,7 @@ def main():
         for m in methods + ["all"]:
             sel = [(d, p[name]) for d, p in preds if m == "all" or d["method"] == m]
             ok = [(p[0] / d["peak_alloc_gib"] - 1) for d, p in sel if d["status"] == "ok"]
-            agree = sum((p[1] <= CARD_GIB) == (d["status"] == "ok") for d, p in sel)
+            agree = sum((p[1] <= card_gib(d)) == (d["status"] == "ok") for d, p in sel)
             if not ok:
                 continue
             out.append(
@@ -92,7 +105,7 @@ def main():
     out.append("OOM disagreements of ftdecide (required_gib vs the card):")
     for d, p in preds:
         req = p["ftdecide"][1]
-        if (req <= CARD_GIB) != (d["status"] == "ok"):
+        if (req <= card_gib(d)) != (d["status"] == "ok"):
             out.append(
                 f"- {d['arch']} {d['method']} {d.get('targets') or ''} r={d.get('r')} seq {d['seq']} x {d['batch']} gc={d['gc']}: "
                 f"measured {d['status']} "
@@ -100,7 +113,8 @@ def main():
             )
     out += [
         "",
-        "Throughput: predicted vs measured tokens/s on the runs that fit (H100 SXM: 989 TFLOPS, 3350 GB/s; "
+        "Throughput: predicted vs measured tokens/s on the runs that fit (at the catalog figures of the record's GPU, H100 SXM: "
+        "989 TFLOPS, 3350 GB/s; H200: 989 TFLOPS, 4800 GB/s; "
         "ftdecide/throughput.py), beside one flat utilisation per method (6N/4N FLOPs at the method's median MFU).",
         "",
         "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |",
@@ -111,15 +125,15 @@ def main():
 
     mfu = {}
     for d, a, c in timed:
-        mfu.setdefault(c.variant, []).append(d["tokens_per_s"] * train_flops_per_token(a, c) / 989e12)
+        mfu.setdefault(c.variant, []).append(d["tokens_per_s"] * train_flops_per_token(a, c) / (gpu_figures(d)[0] * 1e12))
     flat = {k: statistics.median(v) for k, v in mfu.items()}
     models = {
-        "ftdecide": lambda a, c: tokens_per_second(a, c, 989.0, 3350.0),
-        "flat MFU": lambda a, c: flat[c.variant] * 989e12 / train_flops_per_token(a, c),
+        "ftdecide": lambda d, a, c: tokens_per_second(a, c, *gpu_figures(d)),
+        "flat MFU": lambda d, a, c: flat[c.variant] * gpu_figures(d)[0] * 1e12 / train_flops_per_token(a, c),
     }
     for name, f in models.items():
         for m in methods + ["all"]:
-            errs = [f(a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
+            errs = [f(d, a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
             u = (f"{DEFAULT.utilisation(m):.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
             out.append(f"| {name} | {m} | {len(errs)} | {u} | {_time_stats(errs)} |")
     out += [
@@ -134,7 +148,7 @@ def main():
     for bound in ("gpu", "cpu"):
         errs = []
         for d, a, c in timed:
-            s = step_seconds(a, c, 989.0, 3350.0)
+            s = step_seconds(a, c, *gpu_figures(d))
             if (s["launch"] > s["matmul"] + s["memory"]) == (bound == "cpu"):
                 errs.append(c.seq_len * c.batch_size / s["total"] / d["tokens_per_s"] - 1)
         out.append(f"| {bound} | {len(errs)} | {_time_stats(errs)} |")

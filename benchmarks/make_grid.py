@@ -195,7 +195,7 @@ ARCH = {
 
 def probe(arch, method, seq, batch, gc, optim="adamw", r=None, targets=None, dropout=0.05, **kw):
     p = {"arch": arch, "hf_config": ARCH[arch], "method": method, "optim": optim, "seq": seq, "batch": batch, "gc": gc}
-    if method in ("lora", "qlora"):
+    if method in ("lora", "qlora", "dora"):
         p.update(r=r or 16, targets=targets or "all-linear", dropout=dropout)
     p.update(kw)
     return p
@@ -354,6 +354,35 @@ def optimizers():
     return [record_from_config(catalog.resolve_model(m), TrainConfig(**kw), steps=4) for m, kw in runs]
 
 
+def dora():
+    """DoRA (peft use_dora) across families, shapes, targets, ranks, dropout and checkpointing, with LoRA
+    twins of some runs (the same configuration without the magnitude) and runs near the 140 GiB of an
+    H200 without checkpointing, where DoRA's kept results add up. Measured one configuration per process
+    (benchmarks/device_dora.sh)."""
+    g = []
+    for arch in ("qwen25_05b", "llama32_1b", "qwen25_15b", "gemma2_2b", "llama32_3b", "phi3_mini"):
+        for seq, batch, gc in ((512, 4, False), (2048, 2, True), (1024, 4, False), (4096, 1, True)):
+            g.append(probe(arch, "dora", seq, batch, gc, r=16))
+    for arch in ("mistral_7b", "llama31_8b", "qwen25_7b"):
+        for seq, batch, gc in ((2048, 4, True), (1024, 2, False), (4096, 2, True)):
+            g.append(probe(arch, "dora", seq, batch, gc, r=16))
+    # targets, rank, dropout 0 (base result reused: no second base matmul)
+    for arch in ("llama32_1b", "qwen25_15b"):
+        g.append(probe(arch, "dora", 2048, 4, False, r=16, targets="attn"))
+        g.append(probe(arch, "dora", 2048, 4, False, r=16, targets="mlp"))
+        g.append(probe(arch, "dora", 2048, 4, True, r=64))
+        g.append(probe(arch, "dora", 2048, 4, False, r=8, dropout=0.0))
+        g.append(probe(arch, "dora", 1024, 8, True, r=16, dropout=0.0))
+    # near the card without checkpointing
+    g.append(probe("llama31_8b", "dora", 2048, 4, False, r=16))
+    g.append(probe("llama31_8b", "dora", 4096, 2, False, r=16))
+    g.append(probe("qwen25_7b", "dora", 2048, 2, False, r=16))
+    # LoRA twins of DoRA runs above
+    for arch, seq, batch, gc in (("llama32_1b", 1024, 4, False), ("qwen25_15b", 2048, 2, True), ("llama31_8b", 1024, 2, False)):
+        g.append(probe(arch, "lora", seq, batch, gc, r=16))
+    return g
+
+
 # data/grids/timing_recheck.jsonl is not generated here: it re-ran, with 6 steps, the 13 runs whose
 # tokens/s the step-time model missed by more than 25% at the time plus 20 others drawn at random
 # (seed 1), to tell measurement noise from model error (docs/accuracy.md).
@@ -362,7 +391,7 @@ def optimizers():
 def main():
     out = pathlib.Path(__file__).resolve().parent.parent / "data" / "grids"
     out.mkdir(parents=True, exist_ok=True)
-    for name, rows in {"smoke": smoke(), "a": grid_a(), "b": grid_b(), "c": grid_c(), "optimizers": optimizers()}.items():
+    for name, rows in {"smoke": smoke(), "a": grid_a(), "b": grid_b(), "c": grid_c(), "optimizers": optimizers(), "dora": dora()}.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(name, len(rows))
 

@@ -233,3 +233,29 @@ def test_classification_has_its_own_note():
     notes = {r["rule"]: r["message"] for r in d["recommendation"]["reasons"]}
     assert "classification-small-rank" in notes and "style" not in notes["classification-small-rank"]
     assert "style-small-rank" not in notes
+
+
+# DoRA (issue 12, first method of the family) -------------------------------------------------------------
+DORA = ("--model", "llama-3.1-8b", "--gpu", "h100", "--task", "code", "--quality", "best", "--dataset-size", "50000")
+
+
+def test_dora_is_recommended_for_large_updates_at_best_quality_and_emitted_as_dora():
+    d = doc(*DORA)
+    assert d["recommendation"]["method"] == "dora" and "dora-large-update" in d["rules_fired"]
+    dora = next(c for c in d["candidates"] if c["method"] == "dora")
+    lora = next(c for c in d["candidates"] if c["method"] == "lora")
+    # the magnitude vectors: one per output feature of every adapted linear (peft's lora_magnitude_vector)
+    assert dora["trainable_params"] - lora["trainable_params"] == 32 * (4096 + 1024 + 1024 + 4096 + 14336 + 14336 + 4096)
+    assert "use_dora=True," in emitted("peft", *DORA)
+    assert yaml.safe_load(emitted("axolotl", *DORA))["peft_use_dora"] is True
+    lf = yaml.safe_load(emitted("llamafactory", *DORA))
+    assert lf["use_dora"] is True and lf["finetuning_type"] == "lora"
+    assert "use_dora" not in emitted("peft", "--model", "llama-3.1-8b", "--gpu", "h100")
+
+
+def test_dora_estimate_and_rules_names():
+    e = estimate("--model", "llama-3.1-8b", "--method", "dora", "--no-gradient-checkpointing", "--seq-len", "1024", "--batch-size", "2")
+    assert e["config"]["method"] == "dora" and e["trainable_params"] == 43_319_296  # measured by peft on the H200
+    assert e["peak_allocated_gib"] == pytest.approx(57.61, rel=0.03)  # measured: 57.61 GiB
+    schema = json.loads(invoke(["rules", "schema"]).stdout)
+    assert "dora" in schema["$defs"]["Rule"]["properties"]["prefer"]["anyOf"][0]["enum"]

@@ -24,7 +24,7 @@ PLANS = [
         "lora",
         (16, 32),
         "bf16",
-        {"full": False, "lora": True, "qlora": True},
+        {"full": False, "lora": True, "qlora": True, "dora": True},
         {"default-lora", "memory-wall-full"},
         id="8b-on-24gb-lora-default-shape",
     ),
@@ -33,7 +33,7 @@ PLANS = [
         "lora",
         (64, 128),
         "bf16",
-        {"full": True, "lora": True, "qlora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True},
         {"math-capacity"},
         id="math-sets-rank-64",
     ),
@@ -42,7 +42,7 @@ PLANS = [
         "full",
         None,
         "bf16",
-        {"full": True, "lora": True, "qlora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True},
         {"domain-pretraining-full", "best-quality-full"},
         id="pretraining-best-quality-full",
     ),
@@ -51,7 +51,7 @@ PLANS = [
         "qlora",
         (16, 32),
         "fp16",
-        {"full": False, "lora": False, "qlora": True},
+        {"full": False, "lora": False, "qlora": True, "dora": False},
         {"memory-wall-lora", "no-bf16"},
         id="t4-only-qlora-fits-fp16",
     ),
@@ -60,7 +60,7 @@ PLANS = [
         "lora",
         (8, 16),
         "bf16",
-        {"full": True, "lora": True, "qlora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True},
         {"multi-tenant", "multi-tenant-rank"},
         id="multi-tenant-small-adapters-no-full",
     ),
@@ -69,7 +69,7 @@ PLANS = [
         "lora",
         (16, 32),
         "bf16",
-        {"full": True, "lora": True, "qlora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True},
         {"no-cheap-full-ft"},
         id="scenario-rules-forbid-full",
     ),
@@ -175,11 +175,11 @@ def test_no_module_outside_the_registry_compares_a_method_name():
 
 
 def test_registry_order_and_lookup():
-    assert methods.names() == ("full", "lora", "qlora")
+    assert methods.names() == ("full", "lora", "qlora", "dora")
     assert methods.from_variant("full_mixed") == (methods.get("full"), "mixed")
-    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora"}
+    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora", "dora"}
     with pytest.raises(KeyError):
-        methods.get("dora")
+        methods.get("ia3")
 
 
 def test_lora_shape_the_model_lacks_is_an_input_error_with_its_message():

@@ -34,6 +34,7 @@ class ActCoef:
     big_gc: float = 0.0
     recompute: float = 1.0  # share of one saved layer that checkpointed backward holds at once
     a_n: float = 0.0  # per extra norm beyond two per layer (Gemma 2's post-attention/post-MLP norms)
+    a_o: float = 0.0  # DoRA: per output value of each adapted linear (its base and LoRA results, kept for the magnitude's gradient)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class KernelCounts:
     layer_pass: float = 47.84  # norms, projections, rotary, attention, MLP, residual adds
     eager_layer_pass: float = 23.96  # eager attention's extra ops (softcap, mask, softmax, dropout)
     adapter_pass: float = 10.68  # one LoRA adapter: dropout, A, B, scale, add
+    # DoRA's extra kernels per adapted linear and pass (peft's DoraLinearLayer.forward: eye, A and B over
+    # it, transpose, cast, scale-add, norm, div, sub, muls, add; the base product again with dropout):
+    # fitted with DoRA's utilisation to the tokens/s of the 44 DoRA runs of
+    # data/measurements/h200_dora_2026-11-29.jsonl (H200: 989 TFLOPS, 4800 GB/s); not from profiled steps
+    dora_pass: float = 15.47
     qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
     expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
     full_layer: float = 34.13  # full fine-tuning's weight gradients and casts
@@ -107,15 +113,41 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
                 a_n=0.0,
             ),
         ),
+        # DoRA: the LoRA terms refitted, plus a_o per adapted output value and the identities its weight
+        # norm is built through (big: bytes per in x in entry of every adapted linear of every layer,
+        # kept without checkpointing; big_gc: one layer's with it). Fitted by bounded least squares on
+        # the 46 DoRA runs of data/measurements/h200_dora_2026-11-29.jsonl
+        # (python benchmarks/fit_coefficients.py --least-squares dora a_h a_q a_kv a_i a_o c_h g recompute
+        # big big_gc a_n nodrop nodrop_h)
+        (
+            "dora",
+            ActCoef(
+                a_h=5.78,
+                a_q=9.08,
+                a_kv=23.58,
+                a_i=4.78,
+                a_e=0.28,
+                c_h=0.0,
+                g=1.89,
+                nodrop=2.56,
+                nodrop_h=0.0,
+                recompute=1.53,
+                a_n=1.93,
+                a_o=3.74,
+                big=1.39,
+                big_gc=0.01,
+            ),
+        ),
     )
 
 
 def _util() -> tuple[tuple[str, float], ...]:
-    # Tensor-core utilisation of the matrix products, per method variant (fitted, H100). Full
+    # Tensor-core utilisation of the matrix products, per method variant (fitted, H100; DoRA on the H200
+    # runs with dora_pass, see KernelCounts: its elementwise weight-norm work runs at no tensor-core rate). Full
     # fine-tuning's big bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small
     # adapter products and to bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the
     # memory term does not see.
-    return (("full_bf16", 0.80), ("full_mixed", 0.79), ("lora", 0.586), ("qlora", 0.539))
+    return (("full_bf16", 0.80), ("full_mixed", 0.79), ("lora", 0.586), ("qlora", 0.539), ("dora", 0.353))
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class EmitKind(str, Enum):
 
 # Options shared by estimate, fit and probe ("the same flags as estimate").
 MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
-METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora or qlora (the methods of 'ftdecide rules schema')")
+METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora or dora (the methods of 'ftdecide rules schema')")
 PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
 OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor")
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")

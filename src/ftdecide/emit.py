@@ -113,8 +113,9 @@ def _lora_config_py(p: _Plan) -> str:
     if not p.lora:
         return "lora_config = None  # full fine-tuning: every weight trains"
     targets = '"all-linear"' if p.all_linear else _py(p.modules)
+    extra = "".join(f"    {k}={_py(v)},\n" for k, v in p.keys.peft_lora_options)
     return (
-        f"lora_config = LoraConfig(\n    r={p.lora.rank},\n    lora_alpha={p.lora.alpha},\n    lora_dropout={p.lora.dropout!r},\n"
+        f"lora_config = LoraConfig(\n    r={p.lora.rank},\n    lora_alpha={p.lora.alpha},\n    lora_dropout={p.lora.dropout!r},\n{extra}"
         f'    target_modules={targets},\n    bias="none",\n    task_type="CAUSAL_LM",\n)'
     )
 
@@ -268,6 +269,7 @@ def emit_axolotl(p: _Plan) -> str:
         cfg["adapter"] = p.keys.axolotl_adapter
     if p.lora:
         cfg.update(lora_r=p.lora.rank, lora_alpha=p.lora.alpha, lora_dropout=p.lora.dropout)
+        cfg.update(dict(p.keys.axolotl_options))
         if p.all_linear:
             cfg["lora_target_linear"] = True
         else:
@@ -312,6 +314,7 @@ def emit_llamafactory(p: _Plan) -> str:
             lora_dropout=p.lora.dropout,
             lora_target="all" if p.all_linear else ",".join(p.modules),
         )
+        cfg.update(dict(p.keys.llamafactory_options))
     cfg.update(
         dataset="ftdecide_data",
         dataset_dir="data",

@@ -180,9 +180,10 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
-    layer += cfg.method_spec.layer_extra_bytes(arch, cal)
+    layer += cfg.method_spec.layer_extra_bytes(arch, mods, cal)
     if mods:
         shapes = arch.linear_shapes()
+        layer += c.a_o * sum(shapes[m][1] * shapes[m][2] for m in mods)
         if cfg.lora_dropout > 0:
             layer += cal.dropout_bytes * sum(shapes[m][0] for m in mods)
         else:
@@ -308,8 +309,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         logits_saved=logits_saved,
         vocab=arch.vocab_size,
         layers=arch.num_layers,
-        ws_gc=method.workspace_bytes(arch, c, True),
-        ws_nogc=method.workspace_bytes(arch, c, False),
+        ws_gc=method.workspace_bytes(arch, mods, c, True),
+        ws_nogc=method.workspace_bytes(arch, mods, c, False),
         recompute=c.recompute,
         total_params=arch.total_params() + adapter,
         trainable_params=trainable,

@@ -55,7 +55,10 @@ def train_flops_per_token(arch: Arch, cfg: TrainConfig, seq_len: int | None = No
     seq_len = cfg.seq_len if seq_len is None else seq_len
     gc = cfg.gradient_checkpointing if gc is None else gc
     n = arch.active_params()
-    f = cfg.method_spec.flops_per_param * n + (2.0 * n if gc else 0.0)
+    method = cfg.method_spec
+    f = method.flops_per_param * n + (2.0 * n if gc else 0.0)
+    if method.adapter:
+        f += method.extra_flops_per_token(arch, cfg.model_copy(update={"gradient_checkpointing": gc}), method.adapted_modules(arch, cfg))
     return f + 6.0 * arch.num_layers * seq_len * arch.q_dim
 
 

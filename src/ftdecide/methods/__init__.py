@@ -43,6 +43,7 @@ class ProbeRecipe:
     quantize_4bit: bool  # replace every linear but the head by bitsandbytes NF4
     adapter: Optional[str]  # "lora" or None
     kbit_prepare: bool  # peft's prepare_model_for_kbit_training (fp32 norms and embeddings)
+    use_dora: bool = False  # LoraConfig(use_dora=True)
     needs: tuple[str, ...] = ()  # packages beyond torch, transformers and peft
 
 
@@ -53,6 +54,9 @@ class EmitKeys:
     axolotl_adapter: Optional[str]  # axolotl's ``adapter:``; "" for full fine-tuning (no key)
     llamafactory_type: str  # LLaMA-Factory's ``finetuning_type``
     quantization_bit: Optional[int] = None  # 4 for a 4-bit base (axolotl load_in_4bit, LLaMA-Factory quantization_bit)
+    peft_lora_options: tuple[tuple[str, object], ...] = ()  # extra LoraConfig keywords (use_dora=True)
+    axolotl_options: tuple[tuple[str, object], ...] = ()  # extra axolotl keys (peft_use_dora: true)
+    llamafactory_options: tuple[tuple[str, object], ...] = ()  # extra LLaMA-Factory keys (use_dora: true)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Method:
     # the quality of a full update comes first.
     fallback_order: int
     emit_keys: EmitKeys
+    # Position in tables and JSON lists (methods that train the base, then adapters by how common they are).
+    display_order: int = 0
     trains_base: bool = False  # every weight trains (gradients and optimizer states for all of them)
     adapter: Optional[str] = None  # "lora" for LoRA-family adapters
     quantized_base: bool = False  # frozen base in 4-bit NF4
@@ -125,11 +131,11 @@ class Method:
         return 2 * len(mods) * arch.num_layers
 
     # --- memory terms beyond the common ones ---------------------------------------------------
-    def layer_extra_bytes(self, arch: "Arch", cal: "Calibration") -> float:
+    def layer_extra_bytes(self, arch: "Arch", mods: tuple[str, ...], cal: "Calibration") -> float:
         """Bytes per token one layer saves because of the method itself (beyond the fitted terms)."""
         return 0.0
 
-    def workspace_bytes(self, arch: "Arch", coef: "ActCoef", gc: bool) -> float:
+    def workspace_bytes(self, arch: "Arch", mods: tuple[str, ...], coef: "ActCoef", gc: bool) -> float:
         """A transient buffer that does not scale with tokens (QLoRA's dequantised weight)."""
         return 0.0
 
@@ -139,6 +145,10 @@ class Method:
         """Training FLOPs per active parameter per token without recompute: forward 2, input
         gradients 2, weight gradients 2 only where the base trains."""
         return 6.0 if self.trains_base else 4.0
+
+    def extra_flops_per_token(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> float:
+        """Training FLOPs per token the method adds beyond ``flops_per_param`` x active parameters."""
+        return 0.0
 
     def kernels_per_layer_pass(self, arch: "Arch", mods: tuple[str, ...], kc: "KernelCounts") -> float:
         """Kernels the method adds to one pass over one layer."""
@@ -184,10 +194,9 @@ def _load() -> None:
 
 
 def all_methods() -> tuple[Method, ...]:
-    """Every registered method in the order the outputs list them: methods that train the base first,
-    then adapter methods, quantised bases last (by name within each group)."""
+    """Every registered method in the order the outputs list them (``display_order``, then name)."""
     _load()
-    return tuple(sorted(_REGISTRY.values(), key=lambda m: (not m.trains_base, m.quantized_base, m.name)))
+    return tuple(sorted(_REGISTRY.values(), key=lambda m: (m.display_order, m.name)))
 
 
 def names() -> tuple[str, ...]:

@@ -33,6 +33,7 @@ METHOD = register(
         label="LoRA",
         summary="low-rank adapters on a frozen bf16 base",
         fallback_order=0,
+        display_order=1,
         adapter="lora",
         emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
     )

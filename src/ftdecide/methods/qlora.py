@@ -27,10 +27,10 @@ class QuantizedLora(LoraFamily):
         consts = q / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
         return q * NF4_BYTES + consts + (arch.total_params() - q) * 4.0 + adapter_params * 4.0
 
-    def layer_extra_bytes(self, arch, cal) -> float:
+    def layer_extra_bytes(self, arch, mods, cal) -> float:
         return cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
 
-    def workspace_bytes(self, arch, coef, gc: bool) -> float:
+    def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
         return biggest * (coef.big_gc if gc else coef.big)
 
@@ -47,5 +47,6 @@ METHOD = register(
         adapter="lora",
         quantized_base=True,
         emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
+        display_order=2,
     )
 )

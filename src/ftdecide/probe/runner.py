@@ -311,6 +311,7 @@ def run_probe(probe: dict, model=None) -> dict:
                 lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
                 target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
                 task_type="CAUSAL_LM",
+                use_dora=recipe.use_dora,
             )
             peft_model = get_peft_model(model, cfg)
             train_model = peft_model

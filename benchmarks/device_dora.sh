@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One device call: measure lines FIRST..LAST of a probe grid, one configuration per process (memory a
+# case leaves behind must not reach the next), appending result lines to $OUT/results.jsonl.
+#   bash benchmarks/device_dora.sh data/grids/dora.jsonl 1 25
+# ftdecide's own dependencies (pydantic) and bitsandbytes travel as wheels in .whl/ (see the device README).
+set -u
+grid=$1; first=$2; last=$3
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+sed -n "${first},${last}p" "$grid" > /tmp/part.jsonl
+i=0
+while IFS= read -r line; do
+  i=$((i + 1))
+  printf '%s\n' "$line" > /tmp/one.jsonl
+  timeout 120 python3 -m ftdecide.probe.runner /tmp/one.jsonl >> "$OUT/results.jsonl" 2>> "$OUT/log.txt" || echo "run $i failed: $?" >> "$OUT/log.txt"
+done < /tmp/part.jsonl
+grep -c . "$OUT/results.jsonl"
+tail -n 30 "$OUT/log.txt"

@@ -1,0 +1,77 @@
+"""DoRA: LoRA whose update is split into a magnitude and a direction (peft ``LoraConfig(use_dora=True)``).
+
+Parameters: LoRA's ``r x (in + out)`` per adapted linear plus a magnitude vector of ``out`` (peft's
+``lora_magnitude_vector``), all fp32. Memory beyond LoRA's, from peft's ``DoraLinearLayer.forward``: the
+base and LoRA results of each adapted linear are kept for the magnitude's gradient (``ActCoef.a_o`` bytes
+per output value), and one linear at a time builds its full ``in x out`` weight ``W + s*BA`` and its norm,
+through an ``in x in`` identity in the input's dtype (the workspace: ``big``/``big_gc`` bytes per weight of
+the largest adapted linear, plus 2 B per identity entry). Without checkpointing the kept results of every
+layer add up; with it one layer's do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import EmitKeys, ProbeRecipe, register
+from .lora import LoraFamily
+
+IDENTITY_BYTES = 2.0  # torch.eye in the input's dtype (bf16)
+
+
+@dataclass(frozen=True)
+class DoRA(LoraFamily):
+    def adapter_params(self, arch, cfg, mods) -> int:
+        shapes = arch.linear_shapes()
+        magnitude = arch.num_layers * sum(shapes[m][1] * shapes[m][2] for m in mods)
+        return super().adapter_params(arch, cfg, mods) + magnitude
+
+    def trainable_matrices(self, arch, cfg, mods):
+        shapes = arch.linear_shapes()
+        L = arch.num_layers
+        return super().trainable_matrices(arch, cfg, mods) + [(shapes[m][1], 1, shapes[m][2] * L) for m in mods]
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return 3 * len(mods) * arch.num_layers
+
+    def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
+        # One in x in identity per adapted linear (``big``/``big_gc`` bytes per entry): every layer's
+        # without checkpointing, one layer's (the recomputed one) with it.
+        shapes = arch.linear_shapes()
+        identities = sum(shapes[m][0] ** 2 * shapes[m][2] for m in mods)
+        return identities * (coef.big_gc if gc else coef.big * arch.num_layers)
+
+    def extra_flops_per_token(self, arch, cfg, mods) -> float:
+        # With dropout, peft recomputes each adapted linear's base product on the dropped-out input
+        # (forward 2, input gradient 2 per weight; checkpointing's recompute 2 more); without dropout it
+        # reuses the base result.
+        if cfg.lora_dropout <= 0:
+            return 0.0
+        shapes = arch.linear_shapes()
+        weights = arch.num_layers * sum(shapes[m][0] * shapes[m][1] * shapes[m][2] for m in mods)
+        return (6.0 if cfg.gradient_checkpointing else 4.0) * weights
+
+    def kernels_per_layer_pass(self, arch, mods, kc) -> float:
+        return len(mods) * (kc.adapter_pass + kc.dora_pass)
+
+    def probe_recipe(self, variant: str) -> ProbeRecipe:
+        return ProbeRecipe(dtype="bfloat16", quantize_4bit=False, adapter="lora", kbit_prepare=False, use_dora=True)
+
+
+METHOD = register(
+    DoRA(
+        name="dora",
+        label="DoRA",
+        summary="LoRA with a separate magnitude (peft use_dora): often better at large updates, more memory and time",
+        fallback_order=3,
+        display_order=3,
+        adapter="lora",
+        emit_keys=EmitKeys(
+            axolotl_adapter="lora",
+            llamafactory_type="lora",
+            peft_lora_options=(("use_dora", True),),
+            axolotl_options=(("peft_use_dora", True),),
+            llamafactory_options=(("use_dora", True),),
+        ),
+    )
+)
