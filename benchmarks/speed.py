@@ -9,7 +9,7 @@
    command that validates its input with pydantic, as ftdecide's design asks); and
    ``python -m ftdecide recommend --model llama-3.1-8b --gpu rtx-4090
    --dataset-size 50000 --task instruction --format json``.
-2. Core loop. ``estimate_memory(arch, cfg)`` over 576 prebuilt configurations (3 methods x 4 sequence
+2. Core loop. ``estimate_memory(arch, cfg)`` over 192 prebuilt configurations per method (the registered methods x 4 sequence
    lengths x 4 micro-batches x 3 ranks x checkpointing on/off) for 2 s; the search path
    (``memory_model(...).required_gib(seq, batch, gc)``) the same way; and ``fit_table`` for one model
    and GPU (the work of ``ftdecide fit``).
@@ -83,6 +83,7 @@ def rate(fn, items, seconds: float = 2.0) -> float:
 
 
 def core() -> dict[str, float]:
+    from ftdecide import methods
     from ftdecide import catalog
     from ftdecide.estimator import TrainConfig, estimate_memory, memory_model
     from ftdecide.fit import fit_table
@@ -90,7 +91,7 @@ def core() -> dict[str, float]:
     arch = catalog.resolve_model("llama-3.1-8b")
     cfgs = [
         TrainConfig(method=m, seq_len=s, batch_size=b, lora_rank=r, gradient_checkpointing=gc)
-        for m in ("full", "lora", "qlora")
+        for m in methods.names()
         for s in (512, 1024, 2048, 4096)
         for b in (1, 2, 4, 8)
         for r in (8, 16, 64)

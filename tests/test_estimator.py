@@ -3,6 +3,7 @@ import statistics
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from ftdecide import methods
 from ftdecide import catalog
 from ftdecide.calibration import DEFAULT as CAL, Calibration
 from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
@@ -122,7 +123,7 @@ def test_kernel_count_hand_computed():
 @settings(max_examples=60, deadline=None)
 @given(
     st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-2b", "phi-3-mini", "qwen1.5-moe-a2.7b"]),
-    st.sampled_from(["full", "lora", "qlora"]),
+    st.sampled_from(list(methods.names())),
     st.integers(16, 8192),
     st.integers(1, 16),
     st.booleans(),
@@ -154,9 +155,7 @@ small_models = st.sampled_from(["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "m
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    small_models, st.sampled_from(["full", "lora", "qlora"]), st.integers(16, 8192), st.integers(1, 16), st.booleans(), st.integers(1, 128)
-)
+@given(small_models, st.sampled_from(list(methods.names())), st.integers(16, 8192), st.integers(1, 16), st.booleans(), st.integers(1, 128))
 def test_monotone_and_finite(model, method, seq, batch, gc, rank):
     a = catalog.resolve_model(model)
     base = dict(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc, lora_rank=rank)
@@ -172,10 +171,7 @@ def test_monotone_and_finite(model, method, seq, batch, gc, rank):
 @given(small_models, st.integers(128, 8192), st.integers(1, 8), st.booleans())
 def test_qlora_le_lora_le_full(model, seq, batch, gc):
     a = catalog.resolve_model(model)
-    est = {
-        m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc))
-        for m in ("full", "lora", "qlora")
-    }
+    est = {m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)) for m in methods.names()}
     static = {m: e.breakdown["weights"] + e.breakdown["optimizer"] for m, e in est.items()}
     # Weights and optimizer states always order QLoRA <= LoRA <= full for the same shape.
     assert static["lora"] <= static["full"]

@@ -8,6 +8,7 @@ import math
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from ftdecide import methods
 from ftdecide import catalog, expr
 from ftdecide.cli import main
 from ftdecide.estimator import TrainConfig, estimate_memory
@@ -186,7 +187,7 @@ def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
 @settings(max_examples=80, deadline=None)
 @given(
     model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini"]),
-    method=st.sampled_from(["full", "lora", "qlora"]),
+    method=st.sampled_from(list(methods.names())),
     layers=st.integers(1, 80),
     extra=st.integers(1, 40),
     seq=st.integers(16, 32768),
