@@ -93,6 +93,16 @@ ARCH = {
         tie_word_embeddings=True,
         head_dim=128,
     ),
+    "llama31_70b": dict(
+        model_type="llama",
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),
     "llama31_8b": dict(
         model_type="llama",
         hidden_size=4096,
@@ -358,7 +368,7 @@ def dora():
     """DoRA (peft use_dora) across families, shapes, targets, ranks, dropout and checkpointing, with LoRA
     twins of some runs (the same configuration without the magnitude) and runs near the 140 GiB of an
     H200 without checkpointing, where DoRA's kept results add up. Measured one configuration per process
-    (benchmarks/device_dora.sh)."""
+    (benchmarks/device_grid.sh)."""
     g = []
     for arch in ("qwen25_05b", "llama32_1b", "qwen25_15b", "gemma2_2b", "llama32_3b", "phi3_mini"):
         for seq, batch, gc in ((512, 4, False), (2048, 2, True), (1024, 4, False), (4096, 1, True)):
@@ -383,6 +393,38 @@ def dora():
     return g
 
 
+def fsdp():
+    """FSDP2 per-GPU peaks under the fake process group (issue 10's first data; ``world_size`` N runs rank 0
+    of an N-GPU job on one GPU): full bf16 and mixed, LoRA and DoRA, world sizes 2-32, checkpointing on and
+    off, 0.5B to 70B. Kept apart from the single-GPU data (data/scaleout/), whose accuracy bounds CI checks."""
+    g = []
+    for arch, n in (("qwen25_05b", 2), ("llama32_1b", 4), ("qwen25_15b", 8), ("llama32_3b", 2), ("llama31_8b", 8), ("qwen25_7b", 4)):
+        g.append(probe(arch, "full_bf16", 2048, 2, True, world_size=n, strategy="fsdp"))
+    for arch, n in (("llama32_1b", 8), ("llama31_8b", 16), ("qwen25_7b", 32)):
+        g.append(probe(arch, "full_mixed", 1024, 2, True, world_size=n, strategy="fsdp"))
+    for arch, n, gc in (("qwen25_05b", 8, False), ("llama32_3b", 4, False), ("llama31_8b", 2, True), ("llama31_70b", 8, True)):
+        g.append(probe(arch, "lora", 2048, 2, gc, r=16, world_size=n, strategy="fsdp"))
+    g.append(probe("llama31_8b", "full_bf16", 1024, 1, False, world_size=8, strategy="fsdp"))
+    g.append(probe("llama31_70b", "full_bf16", 2048, 1, True, world_size=32, strategy="fsdp"))
+    g.append(probe("llama32_1b", "dora", 1024, 2, True, r=16, world_size=4, strategy="fsdp"))
+    # a second set: other families, world sizes up to 64, checkpointing off, 8-bit AdamW, MoE, 32B
+    g.append(probe("gemma2_2b", "full_bf16", 1024, 2, True, world_size=4, strategy="fsdp"))
+    g.append(probe("mistral_7b", "full_bf16", 2048, 1, True, world_size=8, strategy="fsdp"))
+    g.append(probe("phi3_mini", "full_bf16", 1024, 2, False, world_size=4, strategy="fsdp"))
+    g.append(probe("qwen15_moe_a27b", "full_bf16", 1024, 2, True, world_size=8, strategy="fsdp"))
+    g.append(probe("qwen25_14b", "full_bf16", 2048, 1, True, world_size=16, strategy="fsdp"))
+    g.append(probe("qwen25_32b", "full_bf16", 1024, 1, True, world_size=64, strategy="fsdp"))
+    g.append(probe("llama31_8b", "full_bf16", 2048, 2, True, world_size=8, strategy="fsdp", optim="adamw8bit"))
+    g.append(probe("qwen25_3b", "full_mixed", 2048, 2, True, world_size=4, strategy="fsdp"))
+    g.append(probe("llama31_70b", "full_mixed", 1024, 1, True, world_size=64, strategy="fsdp"))
+    g.append(probe("qwen25_32b", "lora", 2048, 2, True, r=16, world_size=4, strategy="fsdp"))
+    g.append(probe("gemma2_9b", "lora", 1024, 2, True, r=16, world_size=2, strategy="fsdp"))
+    g.append(probe("llama31_8b", "lora", 1024, 4, False, r=16, world_size=8, strategy="fsdp"))
+    g.append(probe("qwen25_7b", "lora", 4096, 1, True, r=64, world_size=16, strategy="fsdp"))
+    g.append(probe("llama32_3b", "full_bf16", 4096, 1, True, world_size=2, strategy="fsdp"))
+    return g
+
+
 # data/grids/timing_recheck.jsonl is not generated here: it re-ran, with 6 steps, the 13 runs whose
 # tokens/s the step-time model missed by more than 25% at the time plus 20 others drawn at random
 # (seed 1), to tell measurement noise from model error (docs/accuracy.md).
@@ -391,7 +433,8 @@ def dora():
 def main():
     out = pathlib.Path(__file__).resolve().parent.parent / "data" / "grids"
     out.mkdir(parents=True, exist_ok=True)
-    for name, rows in {"smoke": smoke(), "a": grid_a(), "b": grid_b(), "c": grid_c(), "optimizers": optimizers(), "dora": dora()}.items():
+    grids = {"smoke": smoke(), "a": grid_a(), "b": grid_b(), "c": grid_c(), "optimizers": optimizers(), "dora": dora(), "fsdp": fsdp()}
+    for name, rows in grids.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(name, len(rows))
 

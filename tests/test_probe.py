@@ -182,3 +182,19 @@ def test_host_info_names_the_cpu_and_times_dispatch_only_with_a_gpu(monkeypatch,
         assert len(calls) == 500 + 5 * 2000 and info["host_launch_us"] > 0
     else:
         assert "host_launch_us" not in info and calls == []
+
+
+def test_scaleout_records_parse_and_stay_apart_from_the_single_gpu_data():
+    """FSDP2 runs measured as rank 0 under the fake process group (data/scaleout/, issue 10's first data):
+    each names its world size, which becomes the configuration's GPU count; the single-GPU accuracy data
+    (data/measurements/) does not include them."""
+    import pathlib
+
+    from ftdecide.probe.records import read_records
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "data"
+    rows = [json.loads(line) for line in (root / "scaleout" / "h200_fsdp_fake_2026-11-29.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and all(r["fake_process_group"] and r["strategy"] == "fsdp" for r in rows)
+    assert {config_from_record(r).gpus for r in rows} == {r["world_size"] for r in rows} == {2, 4, 8, 16, 32, 64}
+    assert [r["status"] for r in rows].count("error") == 1  # bitsandbytes' 8-bit AdamW cannot step DTensors
+    assert not any(r.get("world_size") for r in read_records(root / "measurements"))

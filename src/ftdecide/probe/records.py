@@ -34,6 +34,7 @@ def config_from_record(d: dict) -> TrainConfig:
         lora_rank=d.get("r") or DEFAULT_LORA.rank,
         lora_targets=d.get("targets") or DEFAULT_LORA.targets,
         lora_dropout=d.get("dropout") or 0.0,
+        gpus=int(d.get("world_size") or 1),
     )
 
 

@@ -273,6 +273,10 @@ def run_probe(probe: dict, model=None) -> dict:
     ``model`` may be a base model already built for this architecture and method (it is reused across
     probes of one build, as in the calibration file).
     """
+    if int(probe.get("world_size", 1)) > 1:  # an N-GPU FSDP2 job, as its rank 0 under the fake process group
+        from .sharded import run_fsdp_probe
+
+        return run_fsdp_probe(probe)
     import torch
 
     rec = dict(probe)

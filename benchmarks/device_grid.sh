@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: measure lines FIRST..LAST of a probe grid, one configuration per process (memory a
 # case leaves behind must not reach the next), appending result lines to $OUT/results.jsonl.
-#   bash benchmarks/device_dora.sh data/grids/dora.jsonl 1 25
+#   bash benchmarks/device_grid.sh data/grids/dora.jsonl 1 25   [SECONDS per run, default 120]
 # ftdecide's own dependencies (pydantic) and bitsandbytes travel as wheels in .whl/ (see the device README).
 set -u
 grid=$1; first=$2; last=$3
@@ -12,7 +12,7 @@ i=0
 while IFS= read -r line; do
   i=$((i + 1))
   printf '%s\n' "$line" > /tmp/one.jsonl
-  timeout 120 python3 -m ftdecide.probe.runner /tmp/one.jsonl >> "$OUT/results.jsonl" 2>> "$OUT/log.txt" || echo "run $i failed: $?" >> "$OUT/log.txt"
+  timeout "${4:-120}" python3 -m ftdecide.probe.runner /tmp/one.jsonl >> "$OUT/results.jsonl" 2>> "$OUT/log.txt" || echo "run $i failed: $?" >> "$OUT/log.txt"
 done < /tmp/part.jsonl
 grep -c . "$OUT/results.jsonl"
 tail -n 30 "$OUT/log.txt"

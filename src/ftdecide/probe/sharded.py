@@ -1,0 +1,121 @@
+"""Per-GPU memory of an N-GPU FSDP2 job, measured on one GPU under torch's fake process group.
+
+``torch.distributed.init_process_group("fake", store=FakeStore(), rank=0, world_size=N)`` makes every
+collective return at once without moving data, while every allocation a real rank makes still happens:
+rank 0's peak is the per-GPU peak of the N-GPU job. The model is built on the meta device and sharded
+before it is materialised, so a model far larger than the card can be measured at the world size that
+makes it fit (the weights hold random values: memory, not loss, is measured; tokens/s under the fake
+group is not a real job's).
+
+FSDP2 as accelerate applies it (``fsdp_version: 2``): ``fully_shard`` on each decoder layer and on the
+root, parameters resharded after forward; ``full_mixed`` keeps fp32 sharded parameters with
+``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``. LoRA and DoRA are applied by peft before
+sharding. Imports torch inside functions only, like :mod:`ftdecide.probe.runner`; run one configuration
+per process (memory a case leaves behind must not reach the next).
+"""
+
+from __future__ import annotations
+
+import time
+
+GIB = 2**30
+
+
+def _decoder_layers(model) -> list:
+    return [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+
+
+def _materialise(model, device) -> None:
+    """Allocate the sharded parameters on ``device`` with small random values, and rebuild the rotary
+    embeddings' buffers, which ``to_empty`` leaves uninitialised."""
+    import torch
+
+    model.to_empty(device=device)
+    with torch.no_grad():
+        for p in model.parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            local.normal_(0.0, 0.02)
+        for m in model.modules():
+            if hasattr(m, "inv_freq") and hasattr(m, "rope_init_fn"):
+                try:
+                    inv_freq, scaling = m.rope_init_fn(m.config, device)
+                    m.inv_freq = inv_freq
+                    if hasattr(m, "original_inv_freq"):
+                        m.original_inv_freq = inv_freq
+                    m.attention_scaling = scaling
+                except Exception:  # noqa: BLE001 - a rotary layout this does not know: values only, not memory
+                    pass
+
+
+def run_fsdp_probe(probe: dict) -> dict:
+    """Measure ``probe`` (a probe record with ``world_size`` N > 1 and ``strategy`` "fsdp") as rank 0 of
+    an N-rank FSDP2 job; returns the record plus the measured fields, like ``runner.run_probe``."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..policy import DEFAULT_LORA
+    from .runner import _count, _recipe, _run_steps, lora_target_modules
+
+    rec = dict(probe)
+    n = int(probe["world_size"])
+    if not dist.is_initialized():
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
+    device = torch.device("cuda", torch.cuda.current_device())
+    recipe = _recipe(probe["method"])
+    try:
+        t0 = time.perf_counter()
+        cfg = dict(probe["hf_config"])
+        config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        config.use_cache = False
+        dtype = getattr(torch, recipe.dtype)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
+        train_model = model
+        if recipe.adapter:
+            from peft import LoraConfig, get_peft_model
+
+            for p in model.parameters():
+                p.requires_grad_(False)
+            r = int(probe.get("r", DEFAULT_LORA.rank))
+            lcfg = LoraConfig(
+                r=r,
+                lora_alpha=2 * r,
+                lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
+                target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
+                task_type="CAUSAL_LM",
+                use_dora=recipe.use_dora,
+            )
+            train_model = get_peft_model(model, lcfg)
+        if probe.get("gc"):
+            train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"reshard_after_forward": True}
+        if dtype == torch.float32:
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        for layer in _decoder_layers(train_model):
+            fully_shard(layer, **kwargs)
+        fully_shard(train_model, **kwargs)
+        _materialise(train_model, device)
+        rec["build_s"] = round(time.perf_counter() - t0, 2)
+        torch.cuda.synchronize()
+        rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
+        train_model.train()
+        rec["total_params"], rec["trainable_params"] = _count(train_model)
+        torch.cuda.reset_peak_memory_stats()
+        rec.update(_run_steps(train_model, probe, max(2, int(probe.get("steps", 3)))))
+        rec["status"] = "ok"
+    except torch.OutOfMemoryError:
+        rec["status"] = "oom"
+    except Exception as e:  # noqa: BLE001 - recorded with the run, so that a grid goes on
+        rec["status"] = "error"
+        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    # the last step's phases reset the counter: the peak is the largest of them and of what came before
+    phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
+    rec["peak_alloc_gib"] = max([torch.cuda.max_memory_allocated() / GIB, *phases])
+    rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+    free, total = torch.cuda.mem_get_info()
+    rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
+    rec["fake_process_group"] = True
+    return rec
