@@ -109,7 +109,7 @@ INFEASIBLE = [
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
-        {"gpu": {"gpu": "rtx-4080"}, "gpus": {"gpus": 4}, "model": {"model": "llama-3.2-3b"}},
+        {"gpu": {"gpu": "rtx-4080"}, "gpus": {"gpus": 8}, "model": {"model": "llama-3.2-3b"}},
         id="10gib-offered-llama-3.2-3b",
     ),
 ]

@@ -58,12 +58,34 @@ def test_lora_trainable_params_equal_peft_counts(runs):
     assert seen > 150
 
 
-def test_sharding_divides_states():
+def test_sharding_divides_states_and_adds_the_layers_in_flight():
+    """Over N GPUs each holds 1/N of the weights plus what FSDP2 gathers: fsdp_layers_in_flight decoder
+    layers in bf16, and for full fine-tuning fsdp_grad_layers layers of unsharded gradients."""
     a = catalog.resolve_model("llama-3.1-70b")
     one = estimate_memory(a, TrainConfig(method="full", seq_len=1024))
     eight = estimate_memory(a, TrainConfig(method="full", seq_len=1024, gpus=8))
-    assert eight.breakdown["weights"] == pytest.approx(one.breakdown["weights"] / 8)
-    assert any("ZeRO-3" in n for n in eight.notes)
+    layer = (a.total_params() - 2 * 128256 * 8192) / 80  # Llama-3.1-70B: untied embeddings and head
+    in_flight = (CAL.fsdp_layers_in_flight * 2 + CAL.fsdp_grad_layers * 2) * layer / GIB
+    assert eight.breakdown["weights"] == pytest.approx(one.breakdown["weights"] / 8 + in_flight)
+    assert any("FSDP" in n for n in eight.notes)
+    lora = estimate_memory(a, TrainConfig(method="lora", seq_len=1024, gpus=8))
+    lora_one = estimate_memory(a, TrainConfig(method="lora", seq_len=1024))
+    assert lora.breakdown["weights"] == pytest.approx(lora_one.breakdown["weights"] / 8 + CAL.fsdp_layers_in_flight * 2 * layer / GIB)
+
+
+def test_scaleout_runs_within_the_interim_bounds():
+    """The 29 FSDP2 runs measured under the fake process group (data/scaleout): median <= 3%, no
+    under-estimate worse than -12%. Interim bounds, looser than the single-GPU ones, until strategies are
+    modelled and measured at scale (issue 10)."""
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "data" / "scaleout" / "h200_fsdp_fake_2026-11-29.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    errs = _errors(rows)
+    assert len(errs) == 29
+    assert statistics.median(abs(e) for e in errs) <= 0.03
+    assert min(errs) >= -0.12
 
 
 def _errors(rows):

@@ -177,6 +177,13 @@ class Calibration:
     logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
     logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
     softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
+    # FSDP2 over N GPUs (interim, until strategies are units, issue 10): decoder layers held unsharded in
+    # bf16 beyond each GPU's shard, and layers of unsharded gradients waiting for their reduce-scatter
+    # where the base trains. Fitted by non-negative least squares to the residuals of the 29 FSDP2 runs of
+    # data/scaleout/h200_fsdp_fake_2026-11-29.jsonl (rank 0 under torch's fake process group; leave-one-out
+    # median 2.9%, worst -12.8% / +16.9%, against 13.2% / -55.6% without them).
+    fsdp_layers_in_flight: float = 4.57
+    fsdp_grad_layers: float = 1.17
     step: StepConstants = field(default_factory=StepConstants)
     kernels: KernelCounts = field(default_factory=KernelCounts)
 

@@ -66,7 +66,7 @@ GC_OPT = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointin
 RANK_OPT = typer.Option(DEFAULT_LORA.rank, help="LoRA rank")
 TARGETS_OPT = typer.Option(DEFAULT_LORA.targets, help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
 DROPOUT_OPT = typer.Option(DEFAULT_LORA.dropout, help="LoRA dropout")
-GPUS_OPT = typer.Option(1, help="GPUs for ZeRO-3/FSDP sharding")
+GPUS_OPT = typer.Option(1, help="GPUs for FSDP sharding")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
 

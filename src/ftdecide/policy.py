@@ -38,7 +38,7 @@ SCENARIO_DEFAULTS = {
 }
 
 # What estimate, fit and probe assume without --method; also the method an alternative proposes for
-# sharding over more GPUs: a bf16 base shards under ZeRO-3/FSDP as it is, while QLoRA's 4-bit base needs
+# sharding over more GPUs: a bf16 base shards under FSDP as it is, while QLoRA's 4-bit base needs
 # bnb_4bit_quant_storage set to shard at all.
 DEFAULT_METHOD = "lora"
 DEFAULT_GPU = "a100-80gb"  # the most rented training card when --gpu is not given

@@ -103,14 +103,14 @@ def validate_scenario(
         raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None
 
 
-# Measured (data/scaleout/, FSDP2 under torch's fake process group, 29 runs of 0.5B-70B over 2-64 GPUs):
-# the per-GPU figures of --gpus N divide weights, gradients and states evenly and add nothing for the
-# gathered layers, the unsharded root or the reduce-scatter buffers. Said with every multi-GPU plan until
-# strategies are modelled (issue 10).
+# Multi-GPU figures rest on 29 FSDP2 runs measured as rank 0 under torch's fake process group
+# (data/scaleout/, 0.5B-70B over 2-64 GPUs) and an interim in-flight term fitted to them
+# (estimator._in_flight_bytes). Said with every multi-GPU plan until strategies are modelled and measured
+# on real GPUs (issues 10 and 11).
 MULTI_GPU_CAVEAT = (
-    "per-GPU memory over {gpus} GPUs shards weights, gradients and optimizer states evenly and leaves out what "
-    "FSDP gathers in flight: against FSDP2 runs measured under torch's fake process group it is a median 13% low, "
-    "up to 56% for large models over many GPUs; keep that margin"
+    "per-GPU memory over {gpus} GPUs is FSDP2's, from an interim fit to 29 runs measured under torch's fake "
+    "process group (median 2.6%, worst -11.9% low); strategies other than FSDP and runs on real GPUs are not "
+    "measured yet: keep a margin"
 )
 
 
@@ -467,9 +467,7 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
             continue
         req = estimate_memory(arch, train_config(sc, sharded, lora, gpus=n), cal).required_gib
         if req <= gpu.memory_gib:
-            out.append(
-                Alternative("gpus", f"{sharded.label} with ZeRO-3/FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n})
-            )
+            out.append(Alternative("gpus", f"{sharded.label} with FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n}))
             break
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
     for a in sorted(smaller, key=lambda a: -a.total_params()):

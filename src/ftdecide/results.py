@@ -205,7 +205,7 @@ class Plan:
             cost_usd=round(c.cost_usd, 2),
         )
         if self.gpus > 1:
-            out["distributed"] = "ZeRO-3 / FSDP across %d GPUs" % self.gpus
+            out["distributed"] = "FSDP2 across %d GPUs" % self.gpus
         out["reasons"] = [r.to_json() for r in self.reasons]
         out["not_followed"] = [r.to_json() for r in self.not_followed]
         if self.evaluation:
