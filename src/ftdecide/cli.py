@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .errors import InputError, one_line, require_finite
+from .errors import InputError, one_line, require_finite, validation_problem
 from .policy import DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
@@ -83,9 +83,7 @@ def _finite(**values: Any) -> None:
 
 def _validation_error(e) -> InputError:
     """A pydantic error about command-line values, as the option that carries it."""
-    err = e.errors()[0]
-    where = ".".join(str(x) for x in err["loc"]) or "input"
-    return InputError(f"{where.replace('_', '-')}: {err['msg']}")
+    return InputError(validation_problem(e, dashes=True))
 
 
 def _train_config(**fields):

@@ -54,6 +54,17 @@ def preview(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def validation_problem(e, dashes: bool = False) -> str:
+    """``field: message`` of the first error of a pydantic ``ValidationError`` (nested fields joined with
+    dots; ``dashes``: written as command-line options are, ``seq-len``), or the message alone where no
+    field applies."""
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"])
+    if dashes:
+        where = where.replace("_", "-")
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
 def finite(value):
     """``value``, or ValueError when it is a float NaN or infinity (typer's float parsing and YAML both
     accept them): the one check, for pydantic validators (which turn the ValueError into a

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .arch import Arch
-from .errors import InputError, preview
+from .errors import InputError, preview, validation_problem
 
 # model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
 FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
@@ -89,11 +89,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             source=name,
         )
     except ValueError as e:
-        if hasattr(e, "errors"):
-            err = e.errors()[0]
-            field = ".".join(str(x) for x in err["loc"])
-            raise InputError(f"{name}: {field + ': ' if field else ''}{err['msg']}") from None
-        raise InputError(f"{name}: {e}") from None
+        raise InputError(f"{name}: {validation_problem(e) if hasattr(e, 'errors') else e}") from None
 
 
 # Bare sizes ("13b", "0.5B"): a Llama-like shape of about that many parameters.

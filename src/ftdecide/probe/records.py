@@ -66,7 +66,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
     anything else, whatever its fields hold."""
     from pydantic import ValidationError
 
-    from ..errors import InputError, preview
+    from ..errors import InputError, preview, validation_problem
 
     def bad(what: str) -> InputError:
         return InputError(f"not a 'ftdecide recommend --format json' document ({what})", source)
@@ -102,8 +102,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
     except (TypeError, AttributeError) as e:
         raise bad(str(e)) from None
     except ValidationError as e:
-        err = e.errors()[0]
-        raise bad(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        raise bad(validation_problem(e)) from None
 
 
 def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None = None) -> dict:

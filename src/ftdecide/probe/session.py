@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import IO, Iterator
 
-from ..errors import InputError
+from ..errors import InputError, validation_problem
 
 
 def records_from_grid(path: str) -> list[dict]:
@@ -29,9 +29,7 @@ def records_from_grid(path: str) -> list[dict]:
                 raise ValueError("not a JSON object")
             arch_from_record(rec), config_from_record(rec)
         except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "input"
-            raise InputError(f"not a probe record: {where.replace('_', '-')}: {err['msg']}", path, i) from None
+            raise InputError(f"not a probe record: {validation_problem(e, dashes=True)}", path, i) from None
         except KeyError as e:
             raise InputError(f"not a probe record: missing field {e}", path, i) from None
         except (ValueError, TypeError) as e:
