@@ -51,14 +51,8 @@ def read_text(path: str, what: str = "file") -> str:
             raw = fh.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:  # it grew since the stat
             raise InputError(f"{what} is over the limit of {MAX_BYTES} bytes (1 MiB)", path)
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except PermissionError:
-        raise InputError("permission denied", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read ({e.strerror or e})", path) from None
+    except OSError as e:  # opened after the stat: the file may have gone or be unreadable
+        raise _os_error(e, path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -67,6 +61,14 @@ def read_text(path: str, what: str = "file") -> str:
     if not text.strip():
         raise InputError(f"{what} is empty", path)
     return text
+
+
+def _os_error(e: OSError, path: str) -> InputError:
+    if isinstance(e, FileNotFoundError):
+        return InputError("no such file", path)
+    if isinstance(e, PermissionError):
+        return InputError("permission denied", path)
+    return InputError(f"cannot read ({e.strerror or e})", path)
 
 
 def regular_file(path: str, what: str = "file") -> os.stat_result:
@@ -78,12 +80,8 @@ def regular_file(path: str, what: str = "file") -> os.stat_result:
         st = os.stat(path)
     except ValueError:  # a NUL byte in the path
         raise InputError("the path holds a NUL byte", path) from None
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except PermissionError:
-        raise InputError("permission denied", path) from None
     except OSError as e:
-        raise InputError(f"cannot read ({e.strerror or e})", path) from None
+        raise _os_error(e, path) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"is a directory, not a {what}", path)
     if not stat.S_ISREG(st.st_mode):

@@ -295,7 +295,7 @@ def run_probe(probe: dict, model=None) -> dict:
         train_model = model
         recipe = _recipe(method)
         if recipe.adapter:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
             if recipe.kbit_prepare:
                 from peft import prepare_model_for_kbit_training
@@ -308,16 +308,7 @@ def run_probe(probe: dict, model=None) -> dict:
             else:
                 for p in model.parameters():
                     p.requires_grad_(False)
-            r = int(probe.get("r", DEFAULT_LORA.rank))
-            cfg = LoraConfig(
-                r=r,
-                lora_alpha=2 * r,
-                lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
-                target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
-                task_type="CAUSAL_LM",
-                use_dora=recipe.use_dora,
-            )
-            peft_model = get_peft_model(model, cfg)
+            peft_model = get_peft_model(model, lora_config(probe, recipe))
             train_model = peft_model
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))})
@@ -336,8 +327,7 @@ def run_probe(probe: dict, model=None) -> dict:
         rec["status"] = "oom"
     finally:
         if cuda:
-            phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
-            rec["peak_alloc_gib"] = max([torch.cuda.max_memory_allocated() / GIB, *phases])
+            rec["peak_alloc_gib"] = peak_alloc_gib(rec)
             rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
             free, total = torch.cuda.mem_get_info()
             # held by the driver beyond PyTorch's pool: CUDA context, cuBLAS workspaces (and other processes)
@@ -352,6 +342,30 @@ def run_probe(probe: dict, model=None) -> dict:
     if cuda:
         torch.cuda.empty_cache()
     return rec
+
+
+def lora_config(probe: dict, recipe: ProbeRecipe):
+    """peft's LoraConfig of a probe record (alpha = 2r, as the recommendation's default shape)."""
+    from peft import LoraConfig
+
+    r = int(probe.get("r", DEFAULT_LORA.rank))
+    return LoraConfig(
+        r=r,
+        lora_alpha=2 * r,
+        lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
+        target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
+        task_type="CAUSAL_LM",
+        use_dora=recipe.use_dora,
+    )
+
+
+def peak_alloc_gib(rec: dict) -> float:
+    """The step's peak allocation, GiB: the last step's phases reset the counter, so the peak is the
+    largest of them, of what came before them and of the counter now."""
+    import torch
+
+    phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
+    return max([torch.cuda.max_memory_allocated() / GIB, *phases])
 
 
 def _build_key(probe: dict) -> str:

@@ -56,8 +56,7 @@ def run_fsdp_probe(probe: dict) -> dict:
     from torch.testing._internal.distributed.fake_pg import FakeStore
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ..policy import DEFAULT_LORA
-    from .runner import _count, _recipe, _run_steps, lora_target_modules
+    from .runner import _count, _recipe, _run_steps, lora_config, peak_alloc_gib
 
     rec = dict(probe)
     n = int(probe["world_size"])
@@ -75,20 +74,11 @@ def run_fsdp_probe(probe: dict) -> dict:
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
         train_model = model
         if recipe.adapter:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
             for p in model.parameters():
                 p.requires_grad_(False)
-            r = int(probe.get("r", DEFAULT_LORA.rank))
-            lcfg = LoraConfig(
-                r=r,
-                lora_alpha=2 * r,
-                lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
-                target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
-                task_type="CAUSAL_LM",
-                use_dora=recipe.use_dora,
-            )
-            train_model = get_peft_model(model, lcfg)
+            train_model = get_peft_model(model, lora_config(probe, recipe))
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         kwargs = {"reshard_after_forward": True}
@@ -111,9 +101,7 @@ def run_fsdp_probe(probe: dict) -> dict:
     except Exception as e:  # noqa: BLE001 - recorded with the run, so that a grid goes on
         rec["status"] = "error"
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-    # the last step's phases reset the counter: the peak is the largest of them and of what came before
-    phases = [rec.get(k, 0.0) for k in ("peak_prior_gib", "peak_fwd_gib", "peak_bwd_gib", "peak_opt_gib")]
-    rec["peak_alloc_gib"] = max([torch.cuda.max_memory_allocated() / GIB, *phases])
+    rec["peak_alloc_gib"] = peak_alloc_gib(rec)
     rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
     free, total = torch.cuda.mem_get_info()
     rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
