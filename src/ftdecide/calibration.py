@@ -35,6 +35,7 @@ class ActCoef:
     recompute: float = 1.0  # share of one saved layer that checkpointed backward holds at once
     a_n: float = 0.0  # per extra norm beyond two per layer (Gemma 2's post-attention/post-MLP norms)
     a_o: float = 0.0  # DoRA: per output value of each adapted linear (its base and LoRA results, kept for the magnitude's gradient)
+    a_in: float = 0.0  # IA3: per input value of each feed-forward module it scales (kept in fp32)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class KernelCounts:
     # fitted with DoRA's utilisation to the tokens/s of the 44 DoRA runs of
     # data/measurements/h200_dora_2026-11-29.jsonl (H200: 989 TFLOPS, 4800 GB/s); not from profiled steps
     dora_pass: float = 15.47
+    ia3_pass: float = 3.0  # one IA3 vector: cast, multiply, cast back (counted from peft's IA3Layer.forward, not profiled)
     qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
     expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
     full_layer: float = 34.13  # full fine-tuning's weight gradients and casts
@@ -138,6 +140,11 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
                 big_gc=0.01,
             ),
         ),
+        # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
+        # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
+        ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.0, a_in=4.0)),
+        ("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
+        ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
     )
 
 
@@ -147,7 +154,16 @@ def _util() -> tuple[tuple[str, float], ...]:
     # fine-tuning's big bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small
     # adapter products and to bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the
     # memory term does not see.
-    return (("full_bf16", 0.80), ("full_mixed", 0.79), ("lora", 0.586), ("qlora", 0.539), ("dora", 0.353))
+    return (
+        ("full_bf16", 0.80),
+        ("full_mixed", 0.79),
+        ("lora", 0.586),
+        ("qlora", 0.539),
+        ("dora", 0.353),
+        ("ia3", 0.586),
+        ("prompt", 0.586),
+        ("prefix", 0.586),
+    )
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,14 @@ from . import methods
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import finite
-from .policy import DEFAULT_LORA, DEFAULT_METHOD
+from .policy import DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
 CUDA_CONTEXT_GIB = DEFAULT.cuda_context_gib
 
 Precision = Literal["bf16", "mixed"]
-Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
+Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor", "paged_adamw_8bit", "paged_adamw_32bit"]
 
 
 class TrainConfig(BaseModel):
@@ -88,8 +88,12 @@ class TrainConfig(BaseModel):
     lora_rank: int = Field(DEFAULT_LORA.rank, gt=0, le=65536)
     lora_targets: str = DEFAULT_LORA.targets
     lora_dropout: float = Field(DEFAULT_LORA.dropout, ge=0.0, lt=1.0)
+    virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, gt=0, le=65536)
+    ia3_targets: str = "default"
     gpus: int = Field(1, gt=0, le=4096)
     offload_optimizer: bool = False
+    liger: bool = False
+    offload_activations: bool = False
 
     @field_validator("method")
     @classmethod
@@ -180,16 +184,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
-    layer += cfg.method_spec.layer_extra_bytes(arch, mods, cal)
-    if mods:
-        shapes = arch.linear_shapes()
-        layer += c.a_o * sum(shapes[m][1] * shapes[m][2] for m in mods)
-        if cfg.lora_dropout > 0:
-            layer += cal.dropout_bytes * sum(shapes[m][0] for m in mods)
-        else:
-            layer += c.nodrop * sum(shapes[m][0] for m in mods if m in ("o_proj", "down_proj"))
-            blocks = ({"q_proj", "k_proj", "v_proj", "qkv_proj"}, {"gate_proj", "up_proj", "gate_up_proj"})
-            layer += c.nodrop_h * h * sum(1 for b in blocks if b & set(mods))
+    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
     eager = c.a_e * arch.num_heads if arch.attention == "eager" else 0.0
     return layer, eager
 

@@ -41,7 +41,7 @@ class ProbeRecipe:
 
     dtype: str  # torch dtype of the base weights as built: "bfloat16" or "float32"
     quantize_4bit: bool  # replace every linear but the head by bitsandbytes NF4
-    adapter: Optional[str]  # "lora" or None
+    adapter: Optional[str]  # the peft adapter family ("lora", "ia3", "prompt", "prefix") or None
     kbit_prepare: bool  # peft's prepare_model_for_kbit_training (fp32 norms and embeddings)
     use_dora: bool = False  # LoraConfig(use_dora=True)
     needs: tuple[str, ...] = ()  # packages beyond torch, transformers and peft
@@ -52,11 +52,12 @@ class EmitKeys:
     """What each trainer calls this method (``None``: the trainer lacks it)."""
 
     axolotl_adapter: Optional[str]  # axolotl's ``adapter:``; "" for full fine-tuning (no key)
-    llamafactory_type: str  # LLaMA-Factory's ``finetuning_type``
+    llamafactory_type: Optional[str]  # LLaMA-Factory's ``finetuning_type`` (None: it lacks the method)
     quantization_bit: Optional[int] = None  # 4 for a 4-bit base (axolotl load_in_4bit, LLaMA-Factory quantization_bit)
     peft_lora_options: tuple[tuple[str, object], ...] = ()  # extra LoraConfig keywords (use_dora=True)
     axolotl_options: tuple[tuple[str, object], ...] = ()  # extra axolotl keys (peft_use_dora: true)
     llamafactory_options: tuple[tuple[str, object], ...] = ()  # extra LLaMA-Factory keys (use_dora: true)
+    peft_class: str = "LoraConfig"  # peft's config class the TRL script builds
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class Method:
     precisions: tuple[str, ...] = ("bf16",)  # precisions of what trains that the method supports
     learning_rate_setting: str = "lora_learning_rate"  # the rules' key for its learning rate
     default_learning_rate: float = DEFAULT_LORA_LEARNING_RATE  # when no rule sets it
+    # TrainConfig fields the method reads beyond the common ones: giving another method's option
+    # (prompt tuning with a LoRA rank) is an input error, not silently ignored.
+    options: tuple[str, ...] = ()
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -131,8 +135,18 @@ class Method:
         return 2 * len(mods) * arch.num_layers
 
     # --- memory terms beyond the common ones ---------------------------------------------------
-    def layer_extra_bytes(self, arch: "Arch", mods: tuple[str, ...], cal: "Calibration") -> float:
-        """Bytes per token one layer saves because of the method itself (beyond the fitted terms)."""
+    def layer_extra_bytes(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...], cal: "Calibration", coef: "ActCoef") -> float:
+        """Bytes per token one layer saves because of the method itself (beyond the base's fitted terms)."""
+        return 0.0
+
+    def extra_tokens(self, cfg: "TrainConfig") -> int:
+        """Positions the method adds to every sequence the layers and the loss see (prompt tuning's
+        virtual tokens), beyond ``seq_len``."""
+        return 0
+
+    def sequence_bytes(self, arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> float:
+        """Bytes per sequence (not per token) the method holds through forward and backward (prefix
+        tuning's virtual keys and values)."""
         return 0.0
 
     def workspace_bytes(self, arch: "Arch", mods: tuple[str, ...], coef: "ActCoef", gc: bool) -> float:
@@ -159,6 +173,11 @@ class Method:
         return 0.0
 
     # --- probe ----------------------------------------------------------------------------------
+    def peft_config(self, arch: "Arch", cfg: "TrainConfig"):
+        """peft's config object that wraps the base for this method (imports peft: probe only), or None
+        where nothing wraps it."""
+        return None
+
     def probe_recipe(self, variant: str) -> ProbeRecipe:
         return ProbeRecipe(
             dtype="bfloat16",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import EmitKeys, ProbeRecipe, register
-from .lora import LoraFamily
+from .lora import LORA_OPTIONS, LoraFamily
 
 IDENTITY_BYTES = 2.0  # torch.eye in the input's dtype (bf16)
 
@@ -66,6 +66,7 @@ METHOD = register(
         fallback_order=3,
         display_order=3,
         adapter="lora",
+        options=LORA_OPTIONS,
         emit_keys=EmitKeys(
             axolotl_adapter="lora",
             llamafactory_type="lora",

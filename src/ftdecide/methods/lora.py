@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from ..errors import InputError
 from . import EmitKeys, Method, register
 
+LORA_OPTIONS = ("lora_rank", "lora_targets", "lora_dropout")
+
 
 @dataclass(frozen=True)
 class LoraFamily(Method):
@@ -26,6 +28,33 @@ class LoraFamily(Method):
     def adapter_params(self, arch, cfg, mods) -> int:
         return arch.lora_params(cfg.lora_rank, mods)
 
+    def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
+        # What adapters make a frozen layer keep: a_o per adapted output (DoRA's kept results); with
+        # dropout, a dropped-out copy and mask of every adapted input; without, the inputs of adapted
+        # o_proj/down_proj and the normed input of each adapted block, which a frozen layer would not keep.
+        shapes = arch.linear_shapes()
+        out = coef.a_o * sum(shapes[m][1] * shapes[m][2] for m in mods)
+        if cfg.lora_dropout > 0:
+            return out + cal.dropout_bytes * sum(shapes[m][0] for m in mods)
+        out += coef.nodrop * sum(shapes[m][0] for m in mods if m in ("o_proj", "down_proj"))
+        blocks = ({"q_proj", "k_proj", "v_proj", "qkv_proj"}, {"gate_proj", "up_proj", "gate_up_proj"})
+        return out + coef.nodrop_h * arch.hidden_size * sum(1 for b in blocks if b & set(mods))
+
+    def peft_config(self, arch, cfg):
+        """peft's LoraConfig (alpha = 2r, as the recommendation's default shape)."""
+        from peft import LoraConfig
+
+        from ..probe.runner import lora_target_modules
+
+        return LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=2 * cfg.lora_rank,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=lora_target_modules(cfg.lora_targets, arch.family),
+            task_type="CAUSAL_LM",
+            use_dora=self.probe_recipe(cfg.variant).use_dora,
+        )
+
 
 METHOD = register(
     LoraFamily(
@@ -35,6 +64,7 @@ METHOD = register(
         fallback_order=0,
         display_order=1,
         adapter="lora",
+        options=LORA_OPTIONS,
         emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
     )
 )

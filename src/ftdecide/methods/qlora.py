@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import EmitKeys, register
-from .lora import LoraFamily
+from .lora import LORA_OPTIONS, LoraFamily
 
 NF4_BYTES = 0.5
 BLOCK = 64  # weights per absmax
@@ -27,8 +27,9 @@ class QuantizedLora(LoraFamily):
         consts = q / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
         return q * NF4_BYTES + consts + (arch.total_params() - q) * 4.0 + adapter_params * 4.0
 
-    def layer_extra_bytes(self, arch, mods, cal) -> float:
-        return cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
+    def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
+        saved_inputs = cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
+        return super().layer_extra_bytes(arch, cfg, mods, cal, coef) + saved_inputs
 
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
@@ -45,6 +46,7 @@ METHOD = register(
         summary="LoRA adapters over a 4-bit NF4 base (bitsandbytes)",
         fallback_order=1,
         adapter="lora",
+        options=LORA_OPTIONS,
         quantized_base=True,
         emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
         display_order=2,

@@ -1,8 +1,9 @@
 """Probe records (one JSON object per measured run) to and from the estimator's types. Pure: no torch.
 
 A record is what ``ftdecide probe`` and ``data/measurements/*.jsonl`` hold: the configuration
-(``arch``, ``hf_config``, ``method`` in full_bf16/full_mixed/lora/qlora, ``optim``, ``seq``, ``batch``,
-``gc``, ``r``, ``targets``, ``dropout``) and, once measured, ``status`` (ok/oom), ``peak_alloc_gib``,
+(``arch``, ``hf_config``, ``method``: a method variant such as full_bf16 or lora, ``optim``, ``seq``,
+``batch``, ``gc``; LoRA's ``r``, ``targets``, ``dropout``; prompt and prefix tuning's ``vt``; IA3's
+``ia3_targets``; the levers ``liger`` and ``offload_act``) and, once measured, ``status`` (ok/oom), ``peak_alloc_gib``,
 ``peak_reserved_gib``, ``tokens_per_s`` and the software versions.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from ..arch import Arch
 from ..estimator import TrainConfig
 from ..hfconfig import arch_from_hf_config
-from ..policy import DEFAULT_LORA
+from ..policy import DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
 from ..methods import from_variant, get, names, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
@@ -34,7 +35,11 @@ def config_from_record(d: dict) -> TrainConfig:
         lora_rank=d.get("r") or DEFAULT_LORA.rank,
         lora_targets=d.get("targets") or DEFAULT_LORA.targets,
         lora_dropout=d.get("dropout") or 0.0,
+        virtual_tokens=d.get("vt") or DEFAULT_VIRTUAL_TOKENS,
+        ia3_targets=d.get("ia3_targets") or "default",
         gpus=int(d.get("world_size") or 1),
+        liger=bool(d.get("liger")),
+        offload_activations=bool(d.get("offload_act")),
     )
 
 
@@ -54,8 +59,17 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
         "gc": cfg.gradient_checkpointing,
         "steps": steps,
     }
-    if cfg.method_spec.adapter:
+    options = cfg.method_spec.options
+    if "lora_rank" in options:
         rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
+    if "virtual_tokens" in options:
+        rec["vt"] = cfg.virtual_tokens
+    if "ia3_targets" in options and cfg.ia3_targets != "default":
+        rec["ia3_targets"] = cfg.ia3_targets
+    if cfg.liger:
+        rec["liger"] = True
+    if cfg.offload_activations:
+        rec["offload_act"] = True
     if reentrant:
         rec["reentrant"] = True
     return rec

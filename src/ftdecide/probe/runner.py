@@ -24,8 +24,8 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from ..policy import DEFAULT_LORA
 from ..methods import ProbeRecipe, from_variant, variants as all_variants
+from .records import arch_from_record, config_from_record
 
 GIB = 2**30
 
@@ -188,6 +188,10 @@ def _make_optimizer(params, optim: str, method: str):
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(params, lr=1e-5)
+    if optim.startswith("paged_"):  # transformers' names: paged_adamw_8bit, paged_adamw_32bit
+        import bitsandbytes as bnb
+
+        return (bnb.optim.PagedAdamW8bit if optim == "paged_adamw_8bit" else bnb.optim.PagedAdamW32bit)(params, lr=1e-5)
     if optim == "sgd":
         return torch.optim.SGD(params, lr=1e-5, momentum=0.0)
     if optim == "adafactor":
@@ -225,6 +229,7 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
     step_s: list[float] = []
     detail: dict[str, float] = {}
     gen = torch.Generator(device=dev).manual_seed(0)
+    offload = _offload_context(model) if probe.get("offload_act") else None
     for i in range(steps):
         ids = torch.randint(0, vocab, (batch, seq), device=dev, generator=gen)
         if cuda:
@@ -237,6 +242,8 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
             detail["peak_prior_gib"] = torch.cuda.max_memory_allocated() / GIB
             detail["alloc_before_fwd_gib"] = torch.cuda.memory_allocated() / GIB
             torch.cuda.reset_peak_memory_stats()
+        if offload is not None:
+            offload.__enter__()
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
             loss = model(input_ids=ids, labels=ids).loss
         if last:
@@ -245,6 +252,8 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
             torch.cuda.reset_peak_memory_stats()
         loss.backward()
         del loss
+        if offload is not None:
+            offload.__exit__(None, None, None)
         if last:
             detail["peak_bwd_gib"] = torch.cuda.max_memory_allocated() / GIB
             detail["alloc_after_bwd_gib"] = torch.cuda.memory_allocated() / GIB
@@ -253,6 +262,9 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
         opt.zero_grad(set_to_none=True)
         if last:
             detail["peak_opt_gib"] = torch.cuda.max_memory_allocated() / GIB
+            free, total = torch.cuda.mem_get_info()
+            # what the driver sees in use: with paged optimizers, their states in managed memory too
+            detail["gpu_used_gib"] = (total - free) / GIB
         if cuda:
             torch.cuda.synchronize()
         step_s.append(time.perf_counter() - t0)
@@ -294,7 +306,14 @@ def run_probe(probe: dict, model=None) -> dict:
             rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
         train_model = model
         recipe = _recipe(method)
-        if recipe.adapter:
+        spec, _ = from_variant(method)
+        if probe.get("liger"):
+            # as transformers' Trainer does with use_liger_kernel: patch the instance before peft wraps it
+            from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+
+            _apply_liger_kernel_to_instance(model=model)
+        adapter = spec.peft_config(arch_from_record(probe), config_from_record(probe))
+        if adapter is not None:
             from peft import get_peft_model
 
             if recipe.kbit_prepare:
@@ -308,7 +327,7 @@ def run_probe(probe: dict, model=None) -> dict:
             else:
                 for p in model.parameters():
                     p.requires_grad_(False)
-            peft_model = get_peft_model(model, lora_config(probe, recipe))
+            peft_model = get_peft_model(model, adapter)
             train_model = peft_model
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))})
@@ -318,6 +337,8 @@ def run_probe(probe: dict, model=None) -> dict:
             train_model.gradient_checkpointing_disable()
         train_model.train()
         rec["total_params"], rec["trainable_params"] = _count(train_model)
+        if peft_model is not None:
+            rec["peft_trainable_params"] = peft_model.get_nb_trainable_parameters()[0]
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -344,19 +365,24 @@ def run_probe(probe: dict, model=None) -> dict:
     return rec
 
 
-def lora_config(probe: dict, recipe: ProbeRecipe):
-    """peft's LoraConfig of a probe record (alpha = 2r, as the recommendation's default shape)."""
-    from peft import LoraConfig
+def _offload_context(model):
+    """TRL's activation offloading (``SFTConfig(activation_offloading=True)``): every saved tensor of
+    1 KiB and more goes to pinned CPU memory during forward, except the output head's, and comes back
+    for backward on a side stream."""
+    try:
+        from trl.models.activation_offloading import get_act_offloading_ctx_manager
+    except ImportError:  # trl's package __init__ may need what is not installed; the module needs torch
+        import importlib.util
+        import pathlib
+        import site
 
-    r = int(probe.get("r", DEFAULT_LORA.rank))
-    return LoraConfig(
-        r=r,
-        lora_alpha=2 * r,
-        lora_dropout=float(probe.get("dropout", DEFAULT_LORA.dropout)),
-        target_modules=lora_target_modules(probe.get("targets", DEFAULT_LORA.targets), probe["hf_config"]["model_type"]),
-        task_type="CAUSAL_LM",
-        use_dora=recipe.use_dora,
-    )
+        paths = [pathlib.Path(p) / "trl/models/activation_offloading.py" for p in [*sys.path, *site.getsitepackages()]]
+        path = next(p for p in paths if p.is_file())
+        spec = importlib.util.spec_from_file_location("_trl_activation_offloading", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        get_act_offloading_ctx_manager = mod.get_act_offloading_ctx_manager
+    return get_act_offloading_ctx_manager(model)
 
 
 def peak_alloc_gib(rec: dict) -> float:

@@ -56,7 +56,9 @@ def run_fsdp_probe(probe: dict) -> dict:
     from torch.testing._internal.distributed.fake_pg import FakeStore
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .runner import _count, _recipe, _run_steps, lora_config, peak_alloc_gib
+    from .records import arch_from_record, config_from_record
+    from ..methods import from_variant
+    from .runner import _count, _recipe, _run_steps, peak_alloc_gib
 
     rec = dict(probe)
     n = int(probe["world_size"])
@@ -73,12 +75,14 @@ def run_fsdp_probe(probe: dict) -> dict:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
         train_model = model
-        if recipe.adapter:
+        spec, _ = from_variant(probe["method"])
+        adapter = spec.peft_config(arch_from_record(probe), config_from_record(probe))
+        if adapter is not None:
             from peft import get_peft_model
 
             for p in model.parameters():
                 p.requires_grad_(False)
-            train_model = get_peft_model(model, lora_config(probe, recipe))
+            train_model = get_peft_model(model, adapter)
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         kwargs = {"reshard_after_forward": True}

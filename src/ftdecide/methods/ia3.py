@@ -1,0 +1,82 @@
+"""IA3: learned vectors that rescale a few activations of a frozen bf16 base (peft ``IA3Config``).
+
+Parameters, as peft counts them: one fp32 vector per adapted linear and layer, of its ``out_features``
+for the modules whose output is scaled (keys and values) and of its ``in_features`` for the
+feed-forward modules whose input is scaled (``down_proj``): about 0.01% of a 7B model. The default
+modules are peft's for the family (``TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING``: k_proj,
+v_proj and down_proj for Llama, Mistral, Qwen2 and Gemma; Phi-3's fused qkv_proj and down_proj).
+
+Memory beyond a frozen base's: peft's ``IA3Layer`` multiplies by an fp32 vector, so each scaled output
+is kept for the vector's gradient (``ActCoef.a_o`` bytes per value) and each scaled feed-forward input is
+kept in fp32 (``ActCoef.a_in``); both fitted on the IA3 runs of ``data/measurements``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from . import EmitKeys, Method, register
+
+FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_modules)
+
+
+@dataclass(frozen=True)
+class IA3(Method):
+    def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
+        if arch.is_moe:
+            raise InputError(
+                f"IA3 on {arch.name}: peft cannot scale its experts (fused 3-D parameters in transformers 5); use LoRA on attention"
+            )
+        names = arch.linear_shapes()
+        if cfg.ia3_targets != "default":
+            return arch.resolve_targets(cfg.ia3_targets)
+        keys = ("qkv_proj",) if "qkv_proj" in names else ("k_proj", "v_proj")
+        return keys + FEEDFORWARD
+
+    @staticmethod
+    def _scaled(arch, mods) -> tuple[int, int]:
+        """(output values scaled, feed-forward input values scaled) per token per layer."""
+        shapes = arch.linear_shapes()
+        outs = sum(shapes[m][1] * shapes[m][2] for m in mods if m not in FEEDFORWARD)
+        ins = sum(shapes[m][0] * shapes[m][2] for m in mods if m in FEEDFORWARD)
+        return outs, ins
+
+    def adapter_params(self, arch, cfg, mods) -> int:
+        return arch.num_layers * sum(self._scaled(arch, mods))
+
+    def trainable_matrices(self, arch, cfg, mods):
+        shapes = arch.linear_shapes()
+        L = arch.num_layers
+        return [(1, shapes[m][0] if m in FEEDFORWARD else shapes[m][1], shapes[m][2] * L) for m in mods]
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return len(mods) * arch.num_layers
+
+    def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
+        outs, ins = self._scaled(arch, mods)
+        return coef.a_o * outs + coef.a_in * ins
+
+    def kernels_per_layer_pass(self, arch, mods, kc) -> float:
+        return len(mods) * kc.ia3_pass
+
+    def peft_config(self, arch, cfg):
+        from peft import IA3Config
+
+        mods = list(self.adapted_modules(arch, cfg))
+        return IA3Config(task_type="CAUSAL_LM", target_modules=mods, feedforward_modules=[m for m in mods if m in FEEDFORWARD])
+
+
+METHOD = register(
+    IA3(
+        name="ia3",
+        label="IA3",
+        summary="learned rescaling vectors on keys, values and the MLP input (~0.01% of the weights): for very small data sets",
+        fallback_order=5,
+        display_order=5,
+        adapter="ia3",
+        options=("ia3_targets",),
+        default_learning_rate=3e-3,
+        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="IA3Config"),
+    )
+)

@@ -1,0 +1,54 @@
+"""Prefix tuning: trainable keys and values of ``virtual_tokens`` positions in every layer of a frozen
+bf16 base (peft ``PrefixTuningConfig``, no reparameterisation).
+
+Parameters, as peft counts them: ``virtual_tokens x layers x 2 x kv_dim`` (one fp32 embedding that
+peft reshapes into each layer's keys and values; grouped-query models get ``num_key_value_heads``
+heads). Memory beyond a frozen base's: the prefix keys and values of every layer, per sequence, as the
+attention sees them (bf16) and as the embedding produced them (fp32), kept until backward. The base is
+frozen and the gradient reaches the prefixes through attention only, but each layer still keeps its
+input-gradient activations. Li and Liang (2021) trained it on GPT-2 and BART; on causal LMs it trains
+less reliably than LoRA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import EmitKeys, Method, register
+
+PREFIX_BYTES = 2.0 + 4.0  # bf16 keys/values the attention reads + the fp32 embedding output they came from
+
+
+@dataclass(frozen=True)
+class PrefixTuning(Method):
+    def adapter_params(self, arch, cfg, mods) -> int:
+        return cfg.virtual_tokens * arch.num_layers * 2 * arch.kv_dim
+
+    def trainable_matrices(self, arch, cfg, mods):
+        return [(cfg.virtual_tokens, arch.num_layers * 2 * arch.kv_dim, 1)]
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return 1
+
+    def sequence_bytes(self, arch, cfg, cal) -> float:
+        return PREFIX_BYTES * cfg.virtual_tokens * arch.num_layers * 2 * arch.kv_dim
+
+    def peft_config(self, arch, cfg):
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.virtual_tokens)
+
+
+METHOD = register(
+    PrefixTuning(
+        name="prefix",
+        label="prefix tuning",
+        summary="trainable keys and values at every layer: weaker than LoRA on causal LMs",
+        fallback_order=6,
+        display_order=6,
+        adapter="prefix",
+        options=("virtual_tokens",),
+        default_learning_rate=1e-2,
+        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PrefixTuningConfig"),
+    )
+)

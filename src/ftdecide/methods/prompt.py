@@ -1,0 +1,50 @@
+"""Prompt tuning: trainable soft tokens prepended to the input of a frozen bf16 base (peft
+``PromptTuningConfig``).
+
+Parameters: ``virtual_tokens x hidden`` (peft's prompt embedding, fp32). The base is frozen, but the
+gradient must reach the input, so every layer keeps what a frozen layer keeps for its input gradient,
+over ``seq_len + virtual_tokens`` positions: the layers, the logits and the loss all see the virtual
+tokens (peft pads the labels with -100 for them). Lester et al. (2021): it matches full fine-tuning
+from about 10B parameters and is weak below 1B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import EmitKeys, Method, register
+
+
+@dataclass(frozen=True)
+class PromptTuning(Method):
+    def adapter_params(self, arch, cfg, mods) -> int:
+        return cfg.virtual_tokens * arch.hidden_size
+
+    def trainable_matrices(self, arch, cfg, mods):
+        return [(cfg.virtual_tokens, arch.hidden_size, 1)]
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return 1
+
+    def extra_tokens(self, cfg) -> int:
+        return cfg.virtual_tokens
+
+    def peft_config(self, arch, cfg):
+        from peft import PromptTuningConfig
+
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.virtual_tokens)
+
+
+METHOD = register(
+    PromptTuning(
+        name="prompt",
+        label="prompt tuning",
+        summary="trainable soft tokens at the input only: style and format on models of ~10B and up",
+        fallback_order=7,
+        display_order=7,
+        adapter="prompt",
+        options=("virtual_tokens",),
+        default_learning_rate=3e-2,
+        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PromptTuningConfig"),
+    )
+)
