@@ -35,9 +35,8 @@ def main() -> int:
         ):
             rec = {"arch": name, "method": method, "vt": 20, "software": versions}
             try:
-                rec["ftdecide"] = TrainConfig(method=method, virtual_tokens=20).method_spec.trainable_params(
-                    arch, TrainConfig(method=method), TrainConfig(method=method).method_spec.adapted_modules(arch, TrainConfig(method=method))
-                )
+                tc = TrainConfig(method=method, virtual_tokens=20)
+                rec["ftdecide"] = tc.method_spec.trainable_params(arch, tc, tc.method_spec.adapted_modules(arch, tc))
             except Exception as e:  # noqa: BLE001 - recorded, the comparison says what failed
                 rec["ftdecide_error"] = str(e)
             try:
