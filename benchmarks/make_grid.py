@@ -510,7 +510,17 @@ def levers():
 def main():
     out = pathlib.Path(__file__).resolve().parent.parent / "data" / "grids"
     out.mkdir(parents=True, exist_ok=True)
-    grids = {"smoke": smoke(), "a": grid_a(), "b": grid_b(), "c": grid_c(), "optimizers": optimizers(), "dora": dora(), "fsdp": fsdp(), "peft_family": peft_family(), "levers": levers()}
+    grids = {
+        "smoke": smoke(),
+        "a": grid_a(),
+        "b": grid_b(),
+        "c": grid_c(),
+        "optimizers": optimizers(),
+        "dora": dora(),
+        "fsdp": fsdp(),
+        "peft_family": peft_family(),
+        "levers": levers(),
+    }
     for name, rows in grids.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(name, len(rows))
