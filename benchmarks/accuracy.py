@@ -58,6 +58,14 @@ def predictions(d):
     }
 
 
+LEVERS = {
+    "none": lambda d: not d.get("liger") and not d.get("offload_act") and not d.get("optim", "").startswith("paged_"),
+    "liger": lambda d: bool(d.get("liger")),
+    "offload activations": lambda d: bool(d.get("offload_act")),
+    "paged optimizer": lambda d: d.get("optim", "").startswith("paged_"),
+}
+
+
 def card_gib(d) -> float:
     """The memory the record's GPU reported (H100 80GB for records that predate the field)."""
     return (d.get("software") or {}).get("gpu_total_gib") or CARD_GIB
@@ -84,7 +92,7 @@ def main():
     methods = list(variants())
     out = [
         f"Runs: {len(rows)} ({sum(d['status'] == 'ok' for d in rows)} fit, "
-        f"{sum(d['status'] == 'oom' for d in rows)} out of memory): H100 80GB, and H200 for the DoRA runs.",
+        f"{sum(d['status'] == 'oom' for d in rows)} out of memory): H100 80GB, and H200 for the DoRA, PEFT-family and lever runs.",
         "",
     ]
     out.append("| estimator | method | runs | median abs error | worst under | worst over | OOM agreement |")
@@ -100,6 +108,21 @@ def main():
             out.append(
                 f"| {name} | {m} | {len(ok)} | {statistics.median(abs(e) for e in ok):.1%} | {min(ok):+.1%} | {max(ok):+.1%} | "
                 f"{agree}/{len(sel)} |"
+            )
+    out += [
+        "",
+        "By lever (ftdecide; runs of every method with the lever switched on):",
+        "",
+        "| lever | runs | median abs error | worst under | worst over | OOM agreement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lever, pick in LEVERS.items():
+        sel = [(d, p["ftdecide"]) for d, p in preds if pick(d)]
+        ok = [(p[0] / d["peak_alloc_gib"] - 1) for d, p in sel if d["status"] == "ok"]
+        agree = sum((p[1] <= card_gib(d)) == (d["status"] == "ok") for d, p in sel)
+        if ok:
+            out.append(
+                f"| {lever} | {len(ok)} | {statistics.median(abs(e) for e in ok):.1%} | {min(ok):+.1%} | {max(ok):+.1%} | {agree}/{len(sel)} |"
             )
     out.append("")
     out.append("OOM disagreements of ftdecide (required_gib vs the card):")
@@ -120,7 +143,12 @@ def main():
         "| time model | method | runs | matmul utilisation | median abs error | worst under | worst over | within 25% |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    timed = [(d, arch_from_hf_config(d["hf_config"], d["arch"]), config(d)) for d in rows if d["status"] == "ok" and d.get("tokens_per_s")]
+    # steps measured beside other probes on the same GPU (concurrent_runs) time the sharing, not the run
+    timed = [
+        (d, arch_from_hf_config(d["hf_config"], d["arch"]), config(d))
+        for d in rows
+        if d["status"] == "ok" and d.get("tokens_per_s") and d.get("concurrent_runs", 1) == 1
+    ]
     from ftdecide.throughput import train_flops_per_token
 
     mfu = {}
@@ -134,6 +162,8 @@ def main():
     for name, f in models.items():
         for m in methods + ["all"]:
             errs = [f(d, a, c) / d["tokens_per_s"] - 1 for d, a, c in timed if m == "all" or d["method"] == m]
+            if not errs:
+                continue
             u = (f"{DEFAULT.utilisation(m):.2f}" if name == "ftdecide" else f"{flat[m]:.2f}") if m != "all" else ""
             out.append(f"| {name} | {m} | {len(errs)} | {u} | {_time_stats(errs)} |")
     out += [

@@ -34,7 +34,12 @@ from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
 def main(key: str, names: list[str]) -> None:
     if key not in variants():
         raise SystemExit(f"unknown method variant {key!r} (choose from {', '.join(variants())})")
-    runs = [(arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d) for d in load() if d["method"] == key]
+    # runs with a lever switched on (Liger, activation offload) are fitted by fit_levers.py, on these constants
+    runs = [
+        (arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d)
+        for d in load()
+        if d["method"] == key and not d.get("liger") and not d.get("offload_act")
+    ]
     base = DEFAULT.act(key)
     names = names or [f.name for f in dataclasses.fields(base)]
     # a term at zero gets a starting value so that the simplex explores it

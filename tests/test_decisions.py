@@ -24,7 +24,8 @@ PLANS = [
         "lora",
         (16, 32),
         "bf16",
-        {"full": False, "lora": True, "qlora": True, "dora": True},
+        # prefix tuning trains without checkpointing (it fails with it): 8B over 2048 tokens needs 28.9 GiB
+        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": False, "prompt": True},
         {"default-lora", "memory-wall-full"},
         id="8b-on-24gb-lora-default-shape",
     ),
@@ -33,7 +34,7 @@ PLANS = [
         "lora",
         (64, 128),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
         {"math-capacity"},
         id="math-sets-rank-64",
     ),
@@ -42,7 +43,7 @@ PLANS = [
         "full",
         None,
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
         {"domain-pretraining-full", "best-quality-full"},
         id="pretraining-best-quality-full",
     ),
@@ -51,7 +52,7 @@ PLANS = [
         "qlora",
         (16, 32),
         "fp16",
-        {"full": False, "lora": False, "qlora": True, "dora": False},
+        {"full": False, "lora": False, "qlora": True, "dora": False, "ia3": False, "prefix": False, "prompt": False},
         {"memory-wall-lora", "no-bf16"},
         id="t4-only-qlora-fits-fp16",
     ),
@@ -60,7 +61,7 @@ PLANS = [
         "lora",
         (8, 16),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
         {"multi-tenant", "multi-tenant-rank"},
         id="multi-tenant-small-adapters-no-full",
     ),
@@ -69,9 +70,39 @@ PLANS = [
         "lora",
         (16, 32),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
         {"no-cheap-full-ft"},
         id="scenario-rules-forbid-full",
+    ),
+    # a few hundred examples: IA3's vectors (ia3-few-shot), never full fine-tuning (small-data-no-full)
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=400, task="classification"),
+        "ia3",
+        None,
+        "bf16",
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"ia3-few-shot", "small-data-no-full", "prefix-weak-causal"},
+        id="few-shot-ia3",
+    ),
+    # style on a 14B model at prototype quality: soft tokens (prompt-tuning-style)
+    pytest.param(
+        dict(model="qwen2.5-14b", gpu="a100-80gb", task="style", quality="prototype"),
+        "prompt",
+        None,
+        "bf16",
+        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"prompt-tuning-style"},
+        id="style-on-14b-prompt-tuning",
+    ),
+    # the same on a 7B model: prompt tuning is out of scope under ~10B (prompt-tuning-scope), LoRA it is
+    pytest.param(
+        dict(model="qwen2.5-7b", gpu="a100-80gb", task="style", quality="prototype"),
+        "lora",
+        (4, 8),
+        "bf16",
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"prompt-tuning-scope", "style-small-rank"},
+        id="style-on-7b-lora",
     ),
 ]
 
@@ -91,7 +122,8 @@ def test_plan(fields, method, shape, precision, fits, fired):
     assert plan.gradient_accumulation_steps * chosen.micro_batch_size == GLOBAL_BATCH
     # every other method that fits and is not forbidden is offered, none that does not fit
     offered = {a.details["method"] for a in res.alternatives if a.kind == "method"}
-    forbidden = {"full"} if fired & {"no-cheap-full-ft", "multi-tenant"} else set()  # the rules that forbid full here
+    forbidden = {"full"} if fired & {"no-cheap-full-ft", "multi-tenant", "small-data-no-full"} else set()  # the rules that forbid full here
+    forbidden |= {"prefix"} | ({"prompt"} if "prompt-tuning-scope" in res.rules_fired else set())  # prefix-weak-causal
     assert offered == {m for m, ok in fits.items() if ok and m != method} - forbidden
 
 
@@ -175,11 +207,11 @@ def test_no_module_outside_the_registry_compares_a_method_name():
 
 
 def test_registry_order_and_lookup():
-    assert methods.names() == ("full", "lora", "qlora", "dora")
+    assert methods.names() == ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt")
     assert methods.from_variant("full_mixed") == (methods.get("full"), "mixed")
-    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora", "dora"}
+    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora", "dora", "ia3", "prefix", "prompt"}
     with pytest.raises(KeyError):
-        methods.get("ia3")
+        methods.get("adapter")
 
 
 def test_lora_shape_the_model_lacks_is_an_input_error_with_its_message():

@@ -69,6 +69,12 @@ class StepConstants:
     k_eager: float = 6.6  # passes over eager attention's bf16 scores
     k_state: float = 1.358  # passes over full fine-tuning's weights and optimizer states
     k_fused: float = 25.331  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    # Liger's fused linear cross-entropy: passes over the bf16 logit chunks (one kernel computes the
+    # softmax and its gradient in place); set from the kernel's structure, not fitted
+    k_logits_liger: float = 3.0
+    # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s
+    # (an assumption: half of the link's 64 GB/s each way)
+    host_link_gbs: float = 25.0
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
@@ -142,9 +148,9 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
         ),
         # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
         # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
-        ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.0, a_in=4.0)),
+        ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.65, a_in=3.65)),
         ("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
-        ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
+        ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=1.92)),
     )
 
 
@@ -193,6 +199,23 @@ class Calibration:
     logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
     logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
     softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
+    # Liger kernel (liger-kernel 0.8.5, _apply_liger_kernel_to_instance as transformers' Trainer calls it),
+    # fitted by least squares on the 20 Liger runs of data/measurements/h200_peft_levers_2026-11-29.jsonl
+    # (python benchmarks/fit_levers.py liger liger_layer_h liger_layer_i liger_saved_h liger_fwd_h liger_bwd_h):
+    # bytes a layer saves less with Liger's RMSNorm, SwiGLU and RoPE; then, per hidden value per token, what
+    # the fused linear cross-entropy keeps until backward (the input's gradient, computed in forward, and
+    # the shifted hidden states), what it holds for a moment in forward (a chunk of logits, about tokens x
+    # hidden values, and its gradient) and backward's gradients of the hidden states beyond the recomputed
+    # layer. The per-token constants are larger than the tensors named: they also carry what the eager
+    # stack's logits hid in the fits without Liger.
+    liger_layer_h: float = 4.52  # bytes per hidden value a layer saves less (RMSNorm keeps no fp32 copies)
+    liger_layer_i: float = 2.51  # bytes per MLP value a layer saves less (SwiGLU recomputes the activation)
+    liger_saved_h: float = 24.55
+    liger_fwd_h: float = 26.89
+    liger_bwd_h: float = 51.58  # backward's gradients of the hidden states beyond the recomputed layer
+    # TRL's activation offloading (torchtune's OffloadActivations): layers' worth of saved tensors that
+    # stay on the GPU (the forward stash of five tensors, the layer brought back ahead of backward).
+    offload_kept_layers: float = 2.93
     # FSDP2 over N GPUs (interim, until strategies are units, issue 10): decoder layers held unsharded in
     # bf16 beyond each GPU's shard, and layers of unsharded gradients waiting for their reduce-scatter
     # where the base trains. Fitted by non-negative least squares to the residuals of the 29 FSDP2 runs of

@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import methods
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
-from .errors import finite
+from .errors import InputError, finite
 from .policy import DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 GIB = 2**30
@@ -106,6 +106,19 @@ class TrainConfig(BaseModel):
     @classmethod
     def _finite(cls, v: float) -> float:
         return finite(v)
+
+    def run_problem(self) -> str | None:
+        """Why this configuration cannot be trained as asked (one line), or None. The estimator sizes any
+        configuration; commands refuse these where a user asked for them."""
+        spec = self.method_spec
+        if self.gradient_checkpointing and not spec.supports_checkpointing:
+            return (
+                f"{spec.label} does not train with gradient checkpointing on peft 0.21 and transformers 5.17 (measured: the "
+                "recomputed attention's mask no longer matches the prefix); use --no-gradient-checkpointing"
+            )
+        if "virtual_tokens" in spec.options and self.virtual_tokens > self.seq_len:
+            return f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)"
+        return None
 
     @property
     def method_spec(self) -> methods.Method:
@@ -223,6 +236,11 @@ class MemoryModel:
     stored_gc: float  # bytes per token all layers keep with checkpointing
     per_token: float  # bytes per token outside the layers: final norm and saved logits
     logits_saved: float  # the saved-logits share of per_token
+    logits_fwd: float  # bytes per token the loss holds for a moment in forward (the logits and their fp32 copies)
+    logits_bwd: float  # bytes per token of the loss's backward beyond what forward freed
+    logits_block: float  # bytes per token of the largest single block the loss asks for (fragmentation headroom)
+    head_grad_in_fwd: bool  # Liger computes the head's weight gradient in forward: it is held from then on
+    tied_head: bool  # the head shares the embedding's weight (its two gradients are summed at the end of backward)
     vocab: int
     layers: int
     ws_gc: float  # method workspace (QLoRA dequantisation) with / without checkpointing
@@ -232,30 +250,39 @@ class MemoryModel:
     trainable_params: int
     notes: tuple[str, ...]
     cal: Calibration = DEFAULT
+    extra_tokens: int = 0  # positions the method adds to every sequence (prompt tuning)
+    seq_bytes: float = 0.0  # bytes per sequence held through the step (prefix tuning's keys and values)
+    kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
-        return self.layer_base + self.layer_eager * seq_len
+        return self.layer_base + self.layer_eager * (seq_len + self.extra_tokens)
 
     def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
         """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
-        cal = self.cal
-        tokens = seq_len * batch_size
+        tokens = (seq_len + self.extra_tokens) * batch_size
         layer = self.layer_bytes(seq_len)
         stored = self.stored_gc if gc else layer * self.layers
-        lv = self.vocab * tokens
-        act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc)
+        if self.kept_layers is not None:
+            # offloaded: what the layers save goes to CPU memory but the tensors in flight (the forward
+            # stash, the layers brought back ahead of backward) stay; the loss's saved logits are still on
+            # the GPU when the loss peaks
+            stored = min(stored, self.kept_layers * (self.stored_gc / self.layers if gc else layer))
+        act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
         logits = self.logits_saved * tokens
         recompute = self.recompute * layer * tokens if gc else 0.0
-        fwd = act + logits + cal.logits_fwd_transient * lv
-        bwd = act + logits + self.head_grad + cal.logits_bwd_transient * lv + recompute
-        opt = self.grads + recompute + self.opt_transient
+        fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
+        fwd = act + logits + self.logits_fwd * tokens + fwd_grad
+        bwd = act + logits + self.head_grad + self.logits_bwd * tokens + recompute
+        # the end of backward, where every gradient is held (and, with Liger on a tied head, the head's
+        # gradient from forward until the embedding's is added to it), then the optimizer step
+        opt = self.grads + recompute + self.opt_transient + (self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0)
         if fwd >= bwd and fwd >= opt:
-            phase, held = "forward", {"activations": act, "logits": logits, "gradients": 0.0, "overhead": cal.logits_fwd_transient * lv}
+            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": self.logits_fwd * tokens}
         elif bwd >= opt:
             phase, held = (
                 "backward",
-                {"activations": act, "logits": logits, "gradients": self.head_grad, "overhead": cal.logits_bwd_transient * lv + recompute},
+                {"activations": act, "logits": logits, "gradients": self.head_grad, "overhead": self.logits_bwd * tokens + recompute},
             )
         else:
             phase, held = (
@@ -268,8 +295,8 @@ class MemoryModel:
         """GiB the card must have for this shape: the peak plus CUDA context and allocator fragmentation."""
         cal = self.cal
         peak = self.peak_bytes(seq_len, batch_size, gc)[0] / GIB
-        logits_block = 4.0 * self.vocab * seq_len * batch_size / GIB
-        return peak * (1 + cal.allocator_headroom) + cal.cuda_context_gib + cal.logits_block_headroom * logits_block
+        block = self.logits_block * (seq_len + self.extra_tokens) * batch_size / GIB
+        return peak * (1 + cal.allocator_headroom) + cal.cuda_context_gib + cal.logits_block_headroom * block
 
     def estimate(self, seq_len: int, batch_size: int, gc: bool) -> MemoryEstimate:
         peak, phase, held = self.peak_bytes(seq_len, batch_size, gc)
@@ -288,6 +315,12 @@ class MemoryModel:
 
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
+    if cfg.liger:
+        from .levers import liger_problem
+
+        problem = liger_problem(arch, cfg)
+        if problem:
+            raise InputError(problem)
     mods = method.adapted_modules(arch, cfg)
     adapter = method.adapter_params(arch, cfg, mods)
     trainable = method.trainable_params(arch, cfg, mods)
@@ -304,22 +337,52 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
             f"FSDP: weights, gradients and optimizer states sharded over {shard} GPUs, plus the layers gathered in flight "
             "(an interim fit to 29 FSDP2 runs, data/scaleout: leave-one-out median 2.9%, worst -12.8%)"
         )
+    opt_gpu = opt
     if cfg.offload_optimizer:
+        opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
+    elif cfg.optimizer.startswith("paged_"):
+        opt_gpu = 0.0
+        notes.append(
+            f"paged optimizer: its {opt / GIB:.2f} GiB of states live in CUDA managed memory, outside this peak: on the GPU "
+            "while it has room, paged to CPU memory (and slower steps) when it has not"
+        )
     c = cal.act(cfg.variant)
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
-    logits_saved = _logits_saved_per_token(arch, cal)
+    head_grad = arch.vocab_size * arch.hidden_size * param_bytes / shard if method.trains_base else 0.0
+    if cfg.liger:
+        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
+        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
+        # (tokens x hidden) for backward, and computes the head's weight gradient there and then. Its
+        # RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
+        i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
+        layer_base = max(0.0, layer_base - cal.liger_layer_h * arch.hidden_size - cal.liger_layer_i * i_eff)
+        logits_saved = cal.liger_saved_h * arch.hidden_size
+        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
+        notes.append("Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels")
+    else:
+        logits_saved = _logits_saved_per_token(arch, cal)
+        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
+        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
+        logits_block = 4.0 * arch.vocab_size
+    if cfg.offload_activations:
+        notes.append("activations offloaded to CPU memory during forward (TRL activation_offloading), back for backward")
     return MemoryModel(
         weights=weights,
-        opt_gpu=0.0 if cfg.offload_optimizer else opt,
+        opt_gpu=opt_gpu,
         grads=grads,
-        head_grad=arch.vocab_size * arch.hidden_size * param_bytes / shard if method.trains_base else 0.0,
+        head_grad=head_grad,
         opt_transient=_optimizer_transient(arch, cfg, mods),
         layer_base=layer_base,
         layer_eager=layer_eager,
         stored_gc=c.g * arch.hidden_size * arch.num_layers,
         per_token=c.c_h * arch.hidden_size + logits_saved,
         logits_saved=logits_saved,
+        logits_fwd=logits_fwd,
+        logits_bwd=logits_bwd,
+        logits_block=logits_block,
+        head_grad_in_fwd=cfg.liger and method.trains_base,
+        tied_head=arch.tie_embeddings,
         vocab=arch.vocab_size,
         layers=arch.num_layers,
         ws_gc=method.workspace_bytes(arch, mods, c, True),
@@ -329,6 +392,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         trainable_params=trainable,
         notes=tuple(notes),
         cal=cal,
+        extra_tokens=method.extra_tokens(cfg),
+        seq_bytes=method.sequence_bytes(arch, cfg, cal),
+        kept_layers=cal.offload_kept_layers if cfg.offload_activations else None,
     )
 
 
@@ -352,6 +418,10 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.lora_dropout > 0,
         cfg.gpus,
         cfg.offload_optimizer,
+        cfg.virtual_tokens if cfg.method_spec.options else 0,
+        cfg.ia3_targets,
+        cfg.liger,
+        cfg.offload_activations,
     )
     hit = _MODELS.get(key)
     if hit is not None and hit[0] is arch and hit[1] is cal:

@@ -56,7 +56,7 @@ def fit_table(
     rows = []
     for method in method_names or methods.names():
         mm = memory_model(arch, base.model_copy(update={"method": method}))
-        for gc in (True, False):
+        for gc in (True, False) if methods.get(method).supports_checkpointing else (False,):
 
             def batch_ok(b: int, gc=gc, mm=mm) -> bool:
                 return mm.required_gib(seq_len, b, gc) <= memory_gib

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import catalog, methods, rulenames, rules
 from .arch import Arch
@@ -28,6 +28,7 @@ from .policy import (
     DEFAULT_GPU,
     DEFAULT_LORA,
     DEFAULT_METHOD,
+    DEFAULT_VIRTUAL_TOKENS,
     GLOBAL_BATCH,
     MICRO_BATCHES,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
@@ -72,9 +73,19 @@ class Scenario(BaseModel):
     epochs: Optional[int] = Field(None, ge=1, le=100)
     price_per_hour: Optional[float] = Field(None, ge=0, le=10_000)
     precision: Literal["bf16", "mixed"] = SCENARIO_DEFAULTS["precision"]
-    optimizer: Literal["adamw", "adamw8bit", "sgd", "adafactor"] = SCENARIO_DEFAULTS["optimizer"]
+    optimizer: Literal["adamw", "adamw8bit", "sgd", "adafactor", "paged_adamw_8bit", "paged_adamw_32bit"] = SCENARIO_DEFAULTS["optimizer"]
     offload_optimizer: bool = False
+    liger: bool = False
+    offload_activations: bool = False
+    virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, ge=1, le=65536)
     rules: tuple[str, ...] = Field((), max_length=64)
+
+    @model_validator(mode="after")
+    def _virtual_tokens_fit(self) -> "Scenario":
+        # only when given: the default is shortened to the sequence for short ones
+        if "virtual_tokens" in self.model_fields_set and self.virtual_tokens > self.seq_len:
+            raise ValueError(f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)")
+        return self
 
     @field_validator("gpu_memory", "budget", "price_per_hour")
     @classmethod
@@ -135,7 +146,7 @@ def train_config(
     method: methods.Method,
     lora: LoraShape,
     batch_size: int = 1,
-    gradient_checkpointing: bool = True,
+    gradient_checkpointing: Optional[bool] = None,
     gpus: Optional[int] = None,
 ) -> TrainConfig:
     """The one place a scenario becomes a :class:`TrainConfig`: candidates, the fit search and every
@@ -146,12 +157,15 @@ def train_config(
         optimizer=sc.optimizer,
         seq_len=sc.seq_len,
         batch_size=batch_size,
-        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing=method.supports_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
         lora_rank=lora.rank,
         lora_targets=lora.targets,
         lora_dropout=lora.dropout,
+        virtual_tokens=min(sc.virtual_tokens, sc.seq_len),
         gpus=sc.gpus if gpus is None else gpus,
         offload_optimizer=sc.offload_optimizer,
+        liger=sc.liger,
+        offload_activations=sc.offload_activations,
     )
 
 
@@ -162,7 +176,7 @@ def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora
     not grow the global batch."""
     small = None
     share = max(1, GLOBAL_BATCH // sc.gpus)
-    for gc in (False, True):
+    for gc in (False, True) if method.supports_checkpointing else (False,):
         for mb in (m for m in MICRO_BATCHES if m <= share):
             cfg = train_config(sc, method, lora, mb, gc)
             est = estimate_memory(arch, cfg, cal)
@@ -292,7 +306,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             epochs=epochs,
             reasons=followed,
             not_followed=tuple(n for n in outcome.notes if n not in followed),
-            lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if method.adapter else None,
+            lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if "lora_rank" in method.options else None,
+            method_settings=method.settings(arch, chosen.config),
             learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
             gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.gpus),
             gpus=sc.gpus,
@@ -387,13 +402,23 @@ def deployment_note(arch: Arch, sc: Scenario, method: methods.Method, chosen: Ca
             size_mb=round(size, 1),
         )
     adapter_mb = chosen.trainable_params * 4 / 1e6  # peft saves the fp32 adapter weights
+    if not method.mergeable:
+        advice = (
+            f"serve through peft (PeftModel.from_pretrained): the {method.label} tokens cannot be merged into the weights; "
+            "they lengthen every sequence a little, and many tasks can share one base model"
+        )
+        return Deployment(
+            f"{method.label} adapter", advice, adapter_size_mb=round(adapter_mb, 3), adapter_size_mb_bf16=round(adapter_mb / 2, 3)
+        )
     if sc.serving == "multi-tenant":
         advice = "keep adapters unmerged and serve many of them over one base model (vLLM / LoRAX multi-LoRA); each adapter is small"
     else:
         advice = "merge the adapter into the base weights (merge_and_unload) for single-model serving: no extra latency"
         if method.quantized_base:
             advice += "; merge into the bf16 base, not the 4-bit one, then quantize again if needed"
-    return Deployment("LoRA adapter", advice, adapter_size_mb=round(adapter_mb, 1), adapter_size_mb_bf16=round(adapter_mb / 2, 1))
+    return Deployment(
+        f"{method.label} adapter", advice, adapter_size_mb=round(adapter_mb, 1), adapter_size_mb_bf16=round(adapter_mb / 2, 1)
+    )
 
 
 def _same_generation(a: Arch, b: Arch) -> bool:

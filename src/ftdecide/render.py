@@ -73,10 +73,12 @@ def _rec_line(plan: "Plan") -> str:
     if c is None:
         return "nothing fits - see alternatives"
     spec = c.config.method_spec
-    s = spec.label if spec.trains_base else spec.name.upper()
+    s = spec.name.upper() if plan.lora else spec.label
     if plan.lora:
         lo = plan.lora
         s += f" r={lo.rank} alpha={lo.alpha} targets={lo.targets} dropout={lo.dropout}"
+    for k, v in (plan.method_settings or {}).items():
+        s += f" {k}={','.join(map(str, v)) if isinstance(v, list) else v}"
     s += (
         f", lr {plan.learning_rate:.0e}, {plan.epochs} epochs, micro-batch {c.micro_batch_size} x "
         f"{plan.gradient_accumulation_steps} accumulation"

@@ -160,6 +160,8 @@ class Plan:
     deployment: Optional[Deployment] = None
     # notes of rules that fired but preferred a method the plan does not use (forbidden, or not fitting)
     not_followed: tuple[Message, ...] = ()
+    # the method's own settings beyond LoRA's shape (IA3's modules, prompt tuning's virtual tokens)
+    method_settings: Optional[dict] = None
 
     @property
     def feasible(self) -> bool:
@@ -189,6 +191,7 @@ class Plan:
             "method": self.method,
             "feasible": self.feasible,
             "lora": self.lora.to_json() if self.lora else None,
+            "method_settings": dict(self.method_settings or {}),
             "learning_rate": self.learning_rate,
             "epochs": self.epochs,
         }

@@ -87,18 +87,21 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
     """Seconds of one micro-batch step of ``cfg`` on a GPU of ``tflops`` dense bf16 TFLOPS and
     ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), and ``total``."""
     k, method = cal.step, cfg.method_spec
-    tokens = cfg.seq_len * cfg.batch_size
+    # prompt tuning's virtual tokens pass through every layer and the loss like real ones
+    seq = cfg.seq_len + method.extra_tokens(cfg)
+    tokens = seq * cfg.batch_size
     gc = cfg.gradient_checkpointing
     recompute = k.recompute_traffic if gc else 1.0
     peak = tflops * 1e12
-    attn = 6.0 * arch.num_layers * cfg.seq_len * arch.q_dim * tokens  # the attention share of train_flops_per_token
-    linear = train_flops_per_token(arch, cfg) * tokens - attn
+    attn = 6.0 * arch.num_layers * seq * arch.q_dim * tokens  # the attention share of train_flops_per_token
+    linear = train_flops_per_token(arch, cfg, seq_len=seq) * tokens - attn
     matmul = linear / (peak * cal.utilisation(cfg.variant)) + attn * (k.recompute_attention if gc else 1.0) / (peak * k.attn_util)
     mm = memory_model(arch, cfg, cal)
     traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * recompute
-    traffic += k.k_logits * 4.0 * arch.vocab_size * tokens
+    # Liger's fused cross-entropy reads bf16 logit chunks in one kernel instead of the fp32 passes
+    traffic += (k.k_logits_liger * 2.0 if cfg.liger else k.k_logits * 4.0) * arch.vocab_size * tokens
     if arch.attention == "eager":
-        traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * cfg.seq_len * tokens
+        traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * seq * tokens
     if arch.fused_qkv:
         shapes = arch.linear_shapes()
         fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
@@ -114,7 +117,14 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
     launch += per_tensor * method.trainable_tensors(arch, mods) / 1e3
     p = k.overlap_p
     gpu = matmul + memory
-    return {"matmul": matmul, "memory": memory, "launch": launch, "total": (gpu**p + launch**p) ** (1.0 / p)}
+    offload = 0.0
+    if cfg.offload_activations:
+        # every saved tensor crosses the host link twice (out in forward, back in backward) on a side
+        # stream: hidden behind the kernels unless it takes longer than they do
+        saved = (mm.stored_gc if gc else mm.layer_bytes(cfg.seq_len) * arch.num_layers) * tokens
+        offload = 2.0 * saved / (k.host_link_gbs * 1e9)
+        gpu = max(gpu, offload)
+    return {"matmul": matmul, "memory": memory, "offload": offload, "launch": launch, "total": (gpu**p + launch**p) ** (1.0 / p)}
 
 
 def tokens_per_second(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, cal: Calibration = DEFAULT) -> float:

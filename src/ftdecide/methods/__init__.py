@@ -83,6 +83,10 @@ class Method:
     # TrainConfig fields the method reads beyond the common ones: giving another method's option
     # (prompt tuning with a LoRA rank) is an input error, not silently ignored.
     options: tuple[str, ...] = ()
+    # merge_and_unload folds the trained weights into the base (no serving latency); soft prompts cannot be
+    mergeable: bool = True
+    # trains under gradient checkpointing on the measured stack (peft 0.21, transformers 5.17)
+    supports_checkpointing: bool = True
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -171,6 +175,10 @@ class Method:
     def kernels_per_layer_step(self, kc: "KernelCounts") -> float:
         """Kernels the method adds once per layer per step (weight gradients and their casts)."""
         return 0.0
+
+    def settings(self, arch: "Arch", cfg: "TrainConfig") -> dict:
+        """The method's own settings as the plan states them (beyond LoRA's shape), JSON-ready."""
+        return {}
 
     # --- probe ----------------------------------------------------------------------------------
     def peft_config(self, arch: "Arch", cfg: "TrainConfig"):

@@ -4,7 +4,10 @@ Parameters, as peft counts them: one fp32 vector per adapted linear and layer, o
 for the modules whose output is scaled (keys and values) and of its ``in_features`` for the
 feed-forward modules whose input is scaled (``down_proj``): about 0.01% of a 7B model. The default
 modules are peft's for the family (``TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING``: k_proj,
-v_proj and down_proj for Llama, Mistral, Qwen2 and Gemma; Phi-3's fused qkv_proj and down_proj).
+v_proj and down_proj for Llama and Mistral; q_proj, v_proj and down_proj for Qwen2 and Gemma). peft has
+no default for Phi-3: ftdecide scales its fused qkv_proj and down_proj, and the emitted config names them.
+On MoE models only attention (and a shared expert) is scaled: the routed experts are fused 3-D
+parameters that peft cannot wrap.
 
 Memory beyond a frozen base's: peft's ``IA3Layer`` multiplies by an fp32 vector, so each scaled output
 is kept for the vector's gradient (``ActCoef.a_o`` bytes per value) and each scaled feed-forward input is
@@ -15,24 +18,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InputError
 from . import EmitKeys, Method, register
 
 FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_modules)
+# Families whose peft default scales queries rather than keys (peft 0.21's
+# TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, checked by data/counts/peft_trainable_2026-11-29.jsonl)
+QUERY_FAMILIES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text")
 
 
 @dataclass(frozen=True)
 class IA3(Method):
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
-        if arch.is_moe:
-            raise InputError(
-                f"IA3 on {arch.name}: peft cannot scale its experts (fused 3-D parameters in transformers 5); use LoRA on attention"
-            )
         names = arch.linear_shapes()
         if cfg.ia3_targets != "default":
             return arch.resolve_targets(cfg.ia3_targets)
-        keys = ("qkv_proj",) if "qkv_proj" in names else ("k_proj", "v_proj")
-        return keys + FEEDFORWARD
+        if "qkv_proj" in names:
+            keys: tuple[str, ...] = ("qkv_proj",)
+        elif arch.family in QUERY_FAMILIES:
+            keys = ("q_proj", "v_proj")
+        else:
+            keys = ("k_proj", "v_proj")
+        # MoE: the routed experts are fused 3-D parameters, which peft cannot scale; a shared expert's
+        # down_proj is an nn.Linear and is scaled
+        return keys + tuple(m for m in FEEDFORWARD if m in names)
 
     @staticmethod
     def _scaled(arch, mods) -> tuple[int, int]:
@@ -59,6 +67,10 @@ class IA3(Method):
 
     def kernels_per_layer_pass(self, arch, mods, kc) -> float:
         return len(mods) * kc.ia3_pass
+
+    def settings(self, arch, cfg) -> dict:
+        mods = self.adapted_modules(arch, cfg)
+        return {"target_modules": list(mods), "feedforward_modules": [m for m in mods if m in FEEDFORWARD]}
 
     def peft_config(self, arch, cfg):
         from peft import IA3Config

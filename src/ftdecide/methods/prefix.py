@@ -30,8 +30,16 @@ class PrefixTuning(Method):
     def trainable_tensors(self, arch, mods) -> int:
         return 1
 
+    def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
+        # with the prefix, attention runs with an explicit mask, and transformers repeats grouped keys and
+        # values to every query head for it: the expanded copies are what attention keeps
+        return coef.a_o * 2 * (arch.q_dim - arch.kv_dim)
+
     def sequence_bytes(self, arch, cfg, cal) -> float:
         return PREFIX_BYTES * cfg.virtual_tokens * arch.num_layers * 2 * arch.kv_dim
+
+    def settings(self, arch, cfg) -> dict:
+        return {"virtual_tokens": cfg.virtual_tokens}
 
     def peft_config(self, arch, cfg):
         from peft import PrefixTuningConfig
@@ -48,6 +56,8 @@ METHOD = register(
         display_order=6,
         adapter="prefix",
         options=("virtual_tokens",),
+        mergeable=False,
+        supports_checkpointing=False,
         default_learning_rate=1e-2,
         emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PrefixTuningConfig"),
     )

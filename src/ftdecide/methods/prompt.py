@@ -29,6 +29,9 @@ class PromptTuning(Method):
     def extra_tokens(self, cfg) -> int:
         return cfg.virtual_tokens
 
+    def settings(self, arch, cfg) -> dict:
+        return {"virtual_tokens": cfg.virtual_tokens}
+
     def peft_config(self, arch, cfg):
         from peft import PromptTuningConfig
 
@@ -44,6 +47,7 @@ METHOD = register(
         display_order=7,
         adapter="prompt",
         options=("virtual_tokens",),
+        mergeable=False,
         default_learning_rate=3e-2,
         emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PromptTuningConfig"),
     )
