@@ -136,8 +136,14 @@ INFEASIBLE = [
     ),
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090", gpus=4),
-        {"seq_len": {"seq_len": 1024}, "gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
-        id="bigger-gpu-is-sized-for-one-gpu-and-a-shorter-sequence-comes-first",
+        {
+            "offload_activations": {"offload_activations": True},
+            "seq_len": {"seq_len": 1024},
+            "gpu": {"gpu": "a100-80gb"},
+            "gpus": {"gpus": 16},
+            "model": {"model": "llama-3.1-8b"},
+        },
+        id="bigger-gpu-is-sized-for-one-gpu-and-the-switches-on-own-gpus-come-first",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
@@ -178,7 +184,8 @@ def test_smaller_model_is_the_same_generation():
 def test_rule_names_schema_and_values_come_from_one_table():
     """Every name a rule may read has a value of its declared type, for every method of the registry."""
     res = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090"))
-    facts = rulenames.Facts(res.scenario, res.arch, res.gpu, {c.method: c for c in res.candidates}, res.plan.epochs)
+    levers = {lever: {m: 20.5 for m in methods.names()} for lever in rulenames.LEVERS}
+    facts = rulenames.Facts(res.scenario, res.arch, res.gpu, {c.method: c for c in res.candidates}, res.plan.epochs, levers)
     env = rulenames.environment(facts)
     schema = rulenames.schema()
     assert set(env) == set(schema)
@@ -186,7 +193,8 @@ def test_rule_names_schema_and_values_come_from_one_table():
     for name, kind in schema.items():
         assert isinstance(env[name], py[kind]) and (kind == "bool" or not isinstance(env[name], bool)), name
     for m in methods.names():
-        assert {f"fits.{m}", f"memory.{m}", f"cost.{m}", f"time.{m}"} <= set(schema)
+        assert {f"fits.{m}", f"memory.{m}", f"cost.{m}", f"time.{m}", f"fits_liger.{m}", f"memory_offload.{m}"} <= set(schema)
+    assert env["fits_liger.lora"] is (20.5 <= res.gpu.memory_gib) and env["memory_liger.lora"] == 20.5
 
 
 def test_no_module_outside_the_registry_compares_a_method_name():

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from .errors import InputError, one_line, require_finite, validation_problem
-from .policy import DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, SCENARIO_DEFAULTS as SD
+from .policy import DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS, SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
 # panels cut them ("--gradient-check...")
@@ -57,15 +57,28 @@ class EmitKind(str, Enum):
 
 # Options shared by estimate, fit and probe ("the same flags as estimate").
 MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
-METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora or dora (the methods of 'ftdecide rules schema')")
+METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora, dora, ia3, prompt or prefix")
 PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
-OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor")
+OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor, paged_adamw_8bit, paged_adamw_32bit")
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")
 BATCH_OPT = typer.Option(1, help="micro-batch size")
-GC_OPT = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing")
-RANK_OPT = typer.Option(DEFAULT_LORA.rank, help="LoRA rank")
-TARGETS_OPT = typer.Option(DEFAULT_LORA.targets, help="all-linear, attn, mlp, qv, or names like q_proj,v_proj")
-DROPOUT_OPT = typer.Option(DEFAULT_LORA.dropout, help="LoRA dropout")
+GC_OPT = typer.Option(
+    None, "--gradient-checkpointing/--no-gradient-checkpointing", help="default on (off for prefix tuning, which fails with it)"
+)
+# Method options default to None so that one given to a method that lacks it is refused, not ignored.
+RANK_OPT = typer.Option(None, help=f"LoRA, QLoRA, DoRA: rank (default {DEFAULT_LORA.rank})")
+TARGETS_OPT = typer.Option(
+    None, help=f"LoRA, QLoRA, DoRA: all-linear, attn, mlp, qv, or names like q_proj,v_proj (default {DEFAULT_LORA.targets})"
+)
+DROPOUT_OPT = typer.Option(None, help=f"LoRA, QLoRA, DoRA: dropout (default {DEFAULT_LORA.dropout})")
+VT_OPT = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})")
+IA3_OPT = typer.Option(None, help="IA3: modules to scale, like k_proj,v_proj,down_proj (default: peft's for the family)")
+LIGER_OPT = typer.Option(False, "--liger/--no-liger", help="liger-kernel: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE")
+OFFLOAD_ACT_OPT = typer.Option(
+    False, "--offload-activations/--no-offload-activations", help="saved activations in CPU memory (TRL activation_offloading)"
+)
+# TrainConfig fields that belong to some methods only
+METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets")
 GPUS_OPT = typer.Option(1, help="GPUs for FSDP sharding")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
@@ -86,17 +99,33 @@ def _validation_error(e) -> InputError:
     return InputError(validation_problem(e, dashes=True))
 
 
-def _train_config(**fields):
-    """TrainConfig from command-line values; a bad value is an InputError naming its option."""
+def _train_config(check_options: bool = True, **fields):
+    """TrainConfig from command-line values; a bad value is an InputError naming its option. With
+    ``check_options``, an option of another method (prompt tuning with --lora-rank) is refused, and so is
+    a configuration that cannot train as asked (:meth:`TrainConfig.run_problem`)."""
     from pydantic import ValidationError
 
+    from . import methods
     from .estimator import TrainConfig
 
     _finite(lora_dropout=fields.get("lora_dropout"))
+    method = fields.get("method", DEFAULT_METHOD)
+    spec = methods.get(method) if method in methods.names() else None
+    if check_options and spec is not None:
+        for f in METHOD_FIELDS:
+            if fields.get(f) is not None and f not in spec.options:
+                own = f"its options: {', '.join(_flag(o) for o in spec.options)}" if spec.options else "it has no options of its own"
+                raise InputError(f"{spec.label} takes no {_flag(f)} ({own})")
+    if fields.get("gradient_checkpointing") is None:
+        fields["gradient_checkpointing"] = spec.supports_checkpointing if spec is not None else True
     try:
-        return TrainConfig(**fields)
+        cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
         raise _validation_error(e) from None
+    problem = cfg.run_problem() if check_options else None
+    if problem:
+        raise InputError(problem)
+    return cfg
 
 
 MIN_WIDTH = 40  # narrower than this, a table cannot show its columns
@@ -161,10 +190,17 @@ def recommend(
     epochs: Optional[int] = typer.Option(None, help="epochs (default: what the rules set, 3)"),
     price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
     precision: Optional[str] = typer.Option(None, help=f"full fine-tuning precision: bf16 or mixed (default {SD['precision']})"),
-    optimizer: Optional[str] = typer.Option(None, help=f"adamw, adamw8bit, sgd, adafactor (default {SD['optimizer']})"),
+    optimizer: Optional[str] = typer.Option(
+        None, help=f"adamw, adamw8bit, sgd, adafactor, paged_adamw_8bit, paged_adamw_32bit (default {SD['optimizer']})"
+    ),
     offload_optimizer: Optional[bool] = typer.Option(
         None, "--offload-optimizer/--no-offload-optimizer", help="optimizer states in CPU memory"
     ),
+    liger: Optional[bool] = typer.Option(None, "--liger/--no-liger", help="size every method with liger-kernel switched on"),
+    offload_activations: Optional[bool] = typer.Option(
+        None, "--offload-activations/--no-offload-activations", help="size every method with activations offloaded to CPU memory"
+    ),
+    virtual_tokens: Optional[int] = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
@@ -175,7 +211,7 @@ def recommend(
     ),
     dataset: str = typer.Option("train.jsonl", "--dataset", help="training data path written into --emit configs"),
 ) -> None:
-    """Recommend full fine-tuning, LoRA or QLoRA for a model, GPUs, data and goal."""
+    """Recommend a fine-tuning method (full, LoRA, QLoRA, DoRA, IA3, prompt or prefix tuning) for a model, GPUs, data and goal."""
     from dataclasses import replace
 
     from .recommend import recommend as core, validate_scenario
@@ -197,6 +233,9 @@ def recommend(
         precision=precision,
         optimizer=optimizer,
         offload_optimizer=offload_optimizer,
+        liger=liger,
+        offload_activations=offload_activations,
+        virtual_tokens=virtual_tokens,
     )
     if out is not None and emit is None:
         raise InputError("--out names the file for --emit: give --emit KIND too")
@@ -261,12 +300,16 @@ def estimate(
     optimizer: str = OPTIMIZER_OPT,
     seq_len: int = SEQ_OPT,
     batch_size: int = BATCH_OPT,
-    gradient_checkpointing: bool = GC_OPT,
-    lora_rank: int = RANK_OPT,
-    lora_targets: str = TARGETS_OPT,
-    lora_dropout: float = DROPOUT_OPT,
+    gradient_checkpointing: Optional[bool] = GC_OPT,
+    lora_rank: Optional[int] = RANK_OPT,
+    lora_targets: Optional[str] = TARGETS_OPT,
+    lora_dropout: Optional[float] = DROPOUT_OPT,
+    virtual_tokens: Optional[int] = VT_OPT,
+    ia3_targets: Optional[str] = IA3_OPT,
     gpus: int = GPUS_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
+    liger: bool = LIGER_OPT,
+    offload_activations: bool = OFFLOAD_ACT_OPT,
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Memory breakdown of one training configuration (GiB = 2^30 bytes)."""
@@ -285,8 +328,12 @@ def estimate(
         lora_rank=lora_rank,
         lora_targets=lora_targets,
         lora_dropout=lora_dropout,
+        virtual_tokens=virtual_tokens,
+        ia3_targets=ia3_targets,
         gpus=gpus,
         offload_optimizer=offload_optimizer,
+        liger=liger,
+        offload_activations=offload_activations,
     )
     est = estimate_memory(arch, cfg)
     if format == EstFmt.json:
@@ -304,10 +351,14 @@ def fit(
     seq_len: int = SEQ_OPT,
     precision: str = PRECISION_OPT,
     optimizer: str = OPTIMIZER_OPT,
-    lora_rank: int = RANK_OPT,
-    lora_targets: str = TARGETS_OPT,
-    lora_dropout: float = DROPOUT_OPT,
+    lora_rank: Optional[int] = RANK_OPT,
+    lora_targets: Optional[str] = TARGETS_OPT,
+    lora_dropout: Optional[float] = DROPOUT_OPT,
+    virtual_tokens: Optional[int] = VT_OPT,
+    ia3_targets: Optional[str] = IA3_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
+    liger: bool = LIGER_OPT,
+    offload_activations: bool = OFFLOAD_ACT_OPT,
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
@@ -320,14 +371,19 @@ def fit(
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
     base = _train_config(
+        check_options=False,
         precision=precision,
         optimizer=optimizer,
         seq_len=seq_len,
         lora_rank=lora_rank,
         lora_targets=lora_targets,
         lora_dropout=lora_dropout,
+        virtual_tokens=virtual_tokens,
+        ia3_targets=ia3_targets,
         gpus=gpus,
         offload_optimizer=offload_optimizer,
+        liger=liger,
+        offload_activations=offload_activations,
     )
     rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
@@ -394,10 +450,14 @@ def probe(
     optimizer: str = OPTIMIZER_OPT,
     seq_len: int = SEQ_OPT,
     batch_size: int = BATCH_OPT,
-    gradient_checkpointing: bool = GC_OPT,
-    lora_rank: int = RANK_OPT,
-    lora_targets: str = TARGETS_OPT,
-    lora_dropout: float = DROPOUT_OPT,
+    gradient_checkpointing: Optional[bool] = GC_OPT,
+    lora_rank: Optional[int] = RANK_OPT,
+    lora_targets: Optional[str] = TARGETS_OPT,
+    lora_dropout: Optional[float] = DROPOUT_OPT,
+    virtual_tokens: Optional[int] = VT_OPT,
+    ia3_targets: Optional[str] = IA3_OPT,
+    liger: bool = LIGER_OPT,
+    offload_activations: bool = OFFLOAD_ACT_OPT,
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
     steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
     from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
@@ -427,6 +487,10 @@ def probe(
             lora_rank=lora_rank,
             lora_targets=lora_targets,
             lora_dropout=lora_dropout,
+            virtual_tokens=virtual_tokens,
+            ia3_targets=ia3_targets,
+            liger=liger,
+            offload_activations=offload_activations,
         )
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
     sink = session.open_sink(out) if (grid and out) else None

@@ -318,7 +318,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     if cfg.liger:
         from .levers import liger_problem
 
-        problem = liger_problem(arch, cfg)
+        problem = liger_problem(arch)
         if problem:
             raise InputError(problem)
     mods = method.adapted_modules(arch, cfg)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .arch import Arch
-    from .estimator import TrainConfig
 
 # liger-kernel 0.8.5, liger_kernel/transformers/monkey_patch.py: MODEL_TYPE_TO_APPLY_LIGER_FN (the
 # text models among its keys; transformers' model_type).
@@ -49,8 +48,8 @@ LIGER_MODEL_TYPES = (
 )
 
 
-def liger_problem(arch: "Arch", cfg: "TrainConfig") -> Optional[str]:
-    """Why Liger cannot be switched on for ``cfg`` on ``arch`` (one line), or None."""
+def liger_problem(arch: "Arch") -> Optional[str]:
+    """Why Liger cannot be switched on for ``arch`` (one line), or None."""
     if arch.family not in LIGER_MODEL_TYPES:
         return (
             f"Liger kernel does not patch {arch.name} (model_type '{arch.family}'); it patches "

@@ -8,6 +8,7 @@ policy number from :mod:`ftdecide.policy` or the rule files, every name a rule m
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Literal, Optional
 
@@ -18,6 +19,7 @@ from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
 from .errors import InputError, finite
+from .levers import liger_problem
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
@@ -212,6 +214,15 @@ def _candidate(
     )
 
 
+def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Calibration) -> dict[str, float]:
+    """{method: GiB required at micro-batch 1} with the scenario field of a lever switched on; infinite
+    where the model cannot have it (Liger on a family it does not patch)."""
+    if field == "liger" and liger_problem(arch):
+        return {m.name: math.inf for m in methods.all_methods()}
+    on = sc.model_copy(update={field: True})
+    return {m.name: estimate_memory(arch, train_config(on, m, lora), cal).required_gib for m in methods.all_methods()}
+
+
 def _lora_from_rules(arch: Arch, settings: dict) -> LoraShape:
     """The LoRA shape the rules set. The rank is capped by the targeted layers; a rule's alpha
     holds for the rank it set, and where the rank had to shrink alpha stays 2x rank."""
@@ -257,15 +268,20 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     def size(lora: LoraShape, epochs: int) -> dict[str, Candidate]:
         return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal) for m in all_methods}
 
+    def levers(lora: LoraShape) -> dict[str, dict[str, float]]:
+        return {lever: _lever_sizes(arch, sc, field, lora, cal) for lever, field in rulenames.LEVERS.items()}
+
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
     epochs0 = sc.epochs or DEFAULT_EPOCHS
-    first = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, size(DEFAULT_LORA, epochs0), epochs0)))
+    first = rules.evaluate(
+        rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, size(DEFAULT_LORA, epochs0), epochs0, levers(DEFAULT_LORA)))
+    )
     st = first.settings
     epochs = sc.epochs or int(st.get("epochs", DEFAULT_EPOCHS))
     lora = _lora_from_rules(arch, st)
     cands = size(lora, epochs)
-    outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs)))
+    outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora))))
 
     allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
     method = next(
@@ -441,6 +457,24 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
                 return m, req
         return None
 
+    if not sc.liger and not liger_problem(arch):
+        hit = fits(sc.model_copy(update={"liger": True}), lora)
+        if hit:
+            out.append(
+                Alternative(
+                    "liger", f"{hit[0].label} fits with --liger (liger-kernel: no logits held) in {hit[1]:.1f} GiB", {"liger": True}
+                )
+            )
+    if not sc.offload_activations:
+        hit = fits(sc.model_copy(update={"offload_activations": True}), lora)
+        if hit:
+            out.append(
+                Alternative(
+                    "offload_activations",
+                    f"{hit[0].label} fits with --offload-activations (saved activations in CPU memory) in {hit[1]:.1f} GiB",
+                    {"offload_activations": True},
+                )
+            )
     if sc.optimizer != "adamw8bit":
         hit = fits(sc.model_copy(update={"optimizer": "adamw8bit"}), lora)
         if hit:
@@ -452,7 +486,7 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
             hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))
-            if hit and hit[0].adapter:
+            if hit and "lora_rank" in hit[0].options:
                 out.append(Alternative("rank", f"{hit[0].label} fits at rank {rank} in {hit[1]:.1f} GiB", {"rank": rank}))
                 break
     seq = sc.seq_len // 2

@@ -101,7 +101,7 @@ def _deploy_size(plan: "Plan") -> str:
 # Unsloth, torchtune or Liger kernels need less memory than these figures.
 STACK = (
     "figures for Hugging Face transformers + peft (+ bitsandbytes), sdpa attention (eager for Gemma 2), bf16 autocast",
-    "not modelled: Liger kernels, paged optimizers, offload, Unsloth (each needs less memory)",
+    "levers sized when switched on: --liger, --offload-activations, --optimizer paged_adamw_8bit; not modelled: Unsloth",
 )
 
 

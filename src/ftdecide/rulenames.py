@@ -9,7 +9,7 @@ method registry.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -32,6 +32,8 @@ class Facts:
     gpu: "GPU"
     candidates: dict[str, "Candidate"]
     epochs: int
+    # {lever: {method: GiB required at micro-batch 1 with the lever switched on}} (inf where it cannot be)
+    levers: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,39 @@ def _base() -> list[Name]:
         Name("vocab_size", NUM, lambda f: f.arch.vocab_size, "vocabulary size"),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
         Name("bf16_supported", BOOL, lambda f: f.gpu.bf16, "whether the GPU has bf16"),
+        Name("optimizer", STR, lambda f: f.scenario.optimizer, "the optimizer"),
+        Name("liger", BOOL, lambda f: f.scenario.liger, "whether Liger kernel is switched on"),
+        Name("offload_activations", BOOL, lambda f: f.scenario.offload_activations, "whether activations are offloaded"),
     ]
 
 
+# Levers a rule can weigh for a method that misses the GPU: the scenario field each switches on.
+LEVERS = {"liger": "liger", "offload": "offload_activations"}
+
+
 def _per_method(m: str) -> list[Name]:
-    return [
+    out = [
         Name(f"fits.{m}", BOOL, lambda f: f.candidates[m].fits, f"whether {m} fits"),
         Name(f"memory.{m}", NUM, lambda f: round(f.candidates[m].required_gib, 2), f"GiB {m} requires per GPU"),
         Name(f"cost.{m}", NUM, lambda f: round(f.candidates[m].cost_usd, 2), f"USD of {m}"),
         Name(f"time.{m}", NUM, lambda f: round(f.candidates[m].time_hours, 3), f"hours of {m}"),
     ]
+    for lever in LEVERS:
+        out += [
+            Name(
+                f"memory_{lever}.{m}",
+                NUM,
+                lambda f, lever=lever: round(f.levers[lever][m], 2),
+                f"GiB {m} requires at micro-batch 1 with {lever} (infinite where the model cannot have it)",
+            ),
+            Name(
+                f"fits_{lever}.{m}",
+                BOOL,
+                lambda f, lever=lever: f.levers[lever][m] <= f.gpu.memory_gib,
+                f"whether {m} fits with {lever}",
+            ),
+        ]
+    return out
 
 
 @lru_cache(maxsize=1)
