@@ -121,9 +121,8 @@ def main():
         ok = [(p[0] / d["peak_alloc_gib"] - 1) for d, p in sel if d["status"] == "ok"]
         agree = sum((p[1] <= card_gib(d)) == (d["status"] == "ok") for d, p in sel)
         if ok:
-            out.append(
-                f"| {lever} | {len(ok)} | {statistics.median(abs(e) for e in ok):.1%} | {min(ok):+.1%} | {max(ok):+.1%} | {agree}/{len(sel)} |"
-            )
+            med = statistics.median(abs(e) for e in ok)
+            out.append(f"| {lever} | {len(ok)} | {med:.1%} | {min(ok):+.1%} | {max(ok):+.1%} | {agree}/{len(sel)} |")
     out.append("")
     out.append("OOM disagreements of ftdecide (required_gib vs the card):")
     for d, p in preds:

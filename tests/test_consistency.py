@@ -154,7 +154,7 @@ def test_table_shows_margin_stack_and_marks_what_does_not_fit():
     full_row = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("full"))
     assert "($" in full_row and " h)" in full_row
     md = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--format", "markdown"]).stdout
-    assert "| free GiB |" in md and "not modelled: Liger kernels" in md
+    assert "| free GiB |" in md and "levers sized when switched on: --liger" in md
 
 
 # 9 --------------------------------------------------------------------------------------------------

@@ -194,7 +194,10 @@ def test_monotone_and_finite(model, method, seq, batch, gc, rank):
 @given(small_models, st.integers(128, 8192), st.integers(1, 8), st.booleans())
 def test_qlora_le_lora_le_full(model, seq, batch, gc):
     a = catalog.resolve_model(model)
-    est = {m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)) for m in ("full", "lora", "qlora")}
+    est = {
+        m: estimate_memory(a, TrainConfig(method=m, seq_len=seq, batch_size=batch, gradient_checkpointing=gc))
+        for m in ("full", "lora", "qlora")
+    }
     static = {m: e.breakdown["weights"] + e.breakdown["optimizer"] for m, e in est.items()}
     # Weights and optimizer states always order QLoRA <= LoRA <= full for the same shape.
     assert static["lora"] <= static["full"]
