@@ -91,7 +91,7 @@ def test_peft_and_trl_carry_the_recommendation(plan):
                 "all-linear" if r["lora"]["targets"] == "all-linear" else list(arch.resolve_targets(r["lora"]["targets"]))
             )
         else:
-            assert "LoraConfig" not in calls and "lora_config = None" in text
+            assert "LoraConfig" not in calls and "peft_config = None" in text
         assert ("BitsAndBytesConfig" in calls) == (r["method"] == "qlora")
         if r["method"] == "qlora":
             assert calls["BitsAndBytesConfig"] == {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
@@ -167,7 +167,7 @@ def test_emitted_configs_load_in_the_real_libraries(plan, tmp_path):
         path.write_text(emit(kind, plan))
         ns: dict = {"__name__": "emitted"}  # not __main__: build the configs, do not train
         exec(compile(path.read_text(), str(path), "exec"), ns)
-        assert ns["lora_config"] is None or isinstance(ns["lora_config"], LoraConfig)
+        assert ns["peft_config"] is None or isinstance(ns["peft_config"], LoraConfig)
         assert ns["bnb_config"] is None or isinstance(ns["bnb_config"], BitsAndBytesConfig)
         if kind == "trl":
             assert isinstance(ns["sft_config"], SFTConfig)

@@ -57,7 +57,9 @@ class EmitKeys:
     peft_lora_options: tuple[tuple[str, object], ...] = ()  # extra LoraConfig keywords (use_dora=True)
     axolotl_options: tuple[tuple[str, object], ...] = ()  # extra axolotl keys (peft_use_dora: true)
     llamafactory_options: tuple[tuple[str, object], ...] = ()  # extra LLaMA-Factory keys (use_dora: true)
-    peft_class: str = "LoraConfig"  # peft's config class the TRL script builds
+    peft_class: str = "LoraConfig"  # peft's config class the peft and TRL scripts build
+    # (plan setting, peft keyword) for the methods whose settings are not LoRA's shape
+    peft_settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

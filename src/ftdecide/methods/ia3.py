@@ -89,6 +89,11 @@ METHOD = register(
         adapter="ia3",
         options=("ia3_targets",),
         default_learning_rate=3e-3,
-        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="IA3Config"),
+        emit_keys=EmitKeys(
+            axolotl_adapter=None,
+            llamafactory_type=None,
+            peft_settings=(("target_modules", "target_modules"), ("feedforward_modules", "feedforward_modules")),
+            peft_class="IA3Config",
+        ),
     )
 )

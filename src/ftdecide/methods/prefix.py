@@ -59,6 +59,11 @@ METHOD = register(
         mergeable=False,
         supports_checkpointing=False,
         default_learning_rate=1e-2,
-        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PrefixTuningConfig"),
+        emit_keys=EmitKeys(
+            axolotl_adapter=None,
+            llamafactory_type=None,
+            peft_settings=(("virtual_tokens", "num_virtual_tokens"),),
+            peft_class="PrefixTuningConfig",
+        ),
     )
 )

@@ -49,6 +49,11 @@ METHOD = register(
         options=("virtual_tokens",),
         mergeable=False,
         default_learning_rate=3e-2,
-        emit_keys=EmitKeys(axolotl_adapter=None, llamafactory_type=None, peft_class="PromptTuningConfig"),
+        emit_keys=EmitKeys(
+            axolotl_adapter=None,
+            llamafactory_type=None,
+            peft_settings=(("virtual_tokens", "num_virtual_tokens"),),
+            peft_class="PromptTuningConfig",
+        ),
     )
 )
