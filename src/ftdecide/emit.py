@@ -137,10 +137,8 @@ def _peft_config_py(p: _Plan) -> str:
     if p.lora:
         targets = '"all-linear"' if p.all_linear else _py(p.modules)
         extra = "".join(f"    {k}={_py(v)},\n" for k, v in p.keys.peft_lora_options)
-        return (
-            f"peft_config = LoraConfig(\n    r={p.lora.rank},\n    lora_alpha={p.lora.alpha},\n    lora_dropout={p.lora.dropout!r},\n{extra}"
-            f'    target_modules={targets},\n    bias="none",\n    task_type="CAUSAL_LM",\n)'
-        )
+        shape = f"    r={p.lora.rank},\n    lora_alpha={p.lora.alpha},\n    lora_dropout={p.lora.dropout!r},\n"
+        return f'peft_config = LoraConfig(\n{shape}{extra}    target_modules={targets},\n    bias="none",\n    task_type="CAUSAL_LM",\n)'
     args = "".join(f"    {kw}={_py(p.settings[name])},\n" for name, kw in p.keys.peft_settings)
     return f'peft_config = {p.keys.peft_class}(\n{args}    task_type="CAUSAL_LM",\n)'
 
