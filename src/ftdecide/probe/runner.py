@@ -48,14 +48,21 @@ def lora_target_modules(targets: str, model_type: str) -> Any:
     return [t.strip() for t in targets.split(",") if t.strip()]
 
 
-def unavailable(methods: Iterable[str]) -> str | None:
-    """Why probes of ``methods`` cannot run here (one line), or None: the ``probe`` extra's packages
-    and a CUDA GPU are needed (bitsandbytes only for QLoRA and 8-bit AdamW)."""
+def unavailable(records: Iterable[dict]) -> str | None:
+    """Why the probe records cannot run here (one line), or None: the ``probe`` extra's packages and a
+    CUDA GPU are needed; bitsandbytes for QLoRA and the 8-bit and paged optimizers, liger-kernel for
+    ``liger``, trl for ``offload_act``."""
     import importlib.util
 
     need = ["torch", "transformers", "peft"]
-    for m in methods:
-        extra = _recipe(m).needs if m in all_variants() else (("bitsandbytes",) if m == "adamw8bit" else ())
+    for r in records:
+        extra = list(_recipe(r["method"]).needs) if r["method"] in all_variants() else []
+        if r.get("optim", "") in ("adamw8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+            extra.append("bitsandbytes")
+        if r.get("liger"):
+            extra.append("liger_kernel")
+        if r.get("offload_act"):
+            extra.append("trl")
         need += [n for n in extra if n not in need]
     missing = [n for n in need if importlib.util.find_spec(n) is None]
     if missing:

@@ -92,7 +92,7 @@ def measure(records: list[dict]) -> Iterator[dict]:
     from . import runner
     from .records import compare
 
-    why = runner.unavailable([r["method"] for r in records] + [r.get("optim", "") for r in records])
+    why = runner.unavailable(records)
     if why:
         raise InputError(why)
     try:
