@@ -502,6 +502,34 @@ def levers():
     return g
 
 
+def houlsby():
+    """Houlsby adapters (the adapters library's double_seq_bn, reduction factor 16 and 64): measured on
+    transformers 4.57, which the adapters library requires (benchmarks/device_adapters.sh)."""
+    return [
+        probe("llama32_1b", "adapter", 1024, 4, False),
+        probe("llama32_1b", "adapter", 2048, 2, True),
+        probe("llama31_8b", "adapter", 1024, 2, False),
+        probe("llama31_8b", "adapter", 2048, 4, True),
+        probe("llama32_1b", "adapter", 1024, 4, False, reduction=64),
+        probe("mistral_7b", "adapter", 2048, 2, True),
+        probe("qwen25_05b", "adapter", 1024, 4, False),
+        probe("phi3_mini", "adapter", 1024, 2, False),
+    ]
+
+
+def lever_timing():
+    """Step times of the levers, one run at a time on the GPU (six steps): Liger, with a twin without it,
+    and activation offload with and without checkpointing."""
+    return [
+        probe("qwen25_05b", "full_bf16", 2048, 4, True, liger=True, steps=6),
+        probe("qwen25_05b", "full_bf16", 2048, 4, True, steps=6),
+        probe("llama31_8b", "lora", 4096, 2, True, r=16, liger=True, steps=6),
+        probe("llama31_8b", "lora", 4096, 2, True, r=16, offload_act=True, steps=6),
+        probe("llama32_1b", "lora", 2048, 4, False, r=16, offload_act=True, steps=6),
+        probe("qwen25_05b", "lora", 2048, 8, False, r=16, liger=True, steps=6),
+    ]
+
+
 # data/grids/timing_recheck.jsonl is not generated here: it re-ran, with 6 steps, the 13 runs whose
 # tokens/s the step-time model missed by more than 25% at the time plus 20 others drawn at random
 # (seed 1), to tell measurement noise from model error (docs/accuracy.md).
@@ -519,6 +547,8 @@ def main():
         "dora": dora(),
         "fsdp": fsdp(),
         "peft_family": peft_family(),
+        "houlsby": houlsby(),
+        "lever_timing": lever_timing(),
         "levers": levers(),
     }
     for name, rows in grids.items():

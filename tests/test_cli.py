@@ -21,7 +21,7 @@ def test_seed_7b_chat_on_a100_is_lora_r16_all_linear():
     assert d["schema_version"] == "1.0" and r["feasible"] and r["method"] == "lora"
     assert r["lora"] == {"rank": 16, "alpha": 32, "targets": "all-linear", "dropout": 0.05}
     assert r["learning_rate"] == pytest.approx(10 * 2e-5)  # LoRA's rate is 10x full FT's
-    assert [c["method"] for c in d["candidates"]] == ["full", "lora", "qlora", "dora", "ia3", "prefix", "prompt"]
+    assert [c["method"] for c in d["candidates"]] == ["full", "lora", "qlora", "dora", "ia3", "prefix", "prompt", "adapter"]
 
 
 def test_seed_70b_on_24gb_nothing_fits_with_alternatives():

@@ -25,7 +25,7 @@ PLANS = [
         (16, 32),
         "bf16",
         # prefix tuning trains without checkpointing (it fails with it): 8B over 2048 tokens needs 28.9 GiB
-        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": False, "prompt": True},
+        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": False, "prompt": True, "adapter": True},
         {"default-lora", "memory-wall-full"},
         id="8b-on-24gb-lora-default-shape",
     ),
@@ -34,7 +34,7 @@ PLANS = [
         "lora",
         (64, 128),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"math-capacity"},
         id="math-sets-rank-64",
     ),
@@ -43,7 +43,7 @@ PLANS = [
         "full",
         None,
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"domain-pretraining-full", "best-quality-full"},
         id="pretraining-best-quality-full",
     ),
@@ -52,7 +52,7 @@ PLANS = [
         "qlora",
         (16, 32),
         "fp16",
-        {"full": False, "lora": False, "qlora": True, "dora": False, "ia3": False, "prefix": False, "prompt": False},
+        {"full": False, "lora": False, "qlora": True, "dora": False, "ia3": False, "prefix": False, "prompt": False, "adapter": False},
         {"memory-wall-lora", "no-bf16"},
         id="t4-only-qlora-fits-fp16",
     ),
@@ -61,7 +61,7 @@ PLANS = [
         "lora",
         (8, 16),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"multi-tenant", "multi-tenant-rank"},
         id="multi-tenant-small-adapters-no-full",
     ),
@@ -70,7 +70,7 @@ PLANS = [
         "lora",
         (16, 32),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"no-cheap-full-ft"},
         id="scenario-rules-forbid-full",
     ),
@@ -80,7 +80,7 @@ PLANS = [
         "ia3",
         None,
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"ia3-few-shot", "small-data-no-full", "prefix-weak-causal"},
         id="few-shot-ia3",
     ),
@@ -90,7 +90,7 @@ PLANS = [
         "prompt",
         None,
         "bf16",
-        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": False, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"prompt-tuning-style"},
         id="style-on-14b-prompt-tuning",
     ),
@@ -100,7 +100,7 @@ PLANS = [
         "lora",
         (4, 8),
         "bf16",
-        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True},
+        {"full": True, "lora": True, "qlora": True, "dora": True, "ia3": True, "prefix": True, "prompt": True, "adapter": True},
         {"prompt-tuning-scope", "style-small-rank"},
         id="style-on-7b-lora",
     ),
@@ -123,7 +123,8 @@ def test_plan(fields, method, shape, precision, fits, fired):
     # every other method that fits and is not forbidden is offered, none that does not fit
     offered = {a.details["method"] for a in res.alternatives if a.kind == "method"}
     forbidden = {"full"} if fired & {"no-cheap-full-ft", "multi-tenant", "small-data-no-full"} else set()  # the rules that forbid full here
-    forbidden |= {"prefix"} | ({"prompt"} if "prompt-tuning-scope" in res.rules_fired else set())  # prefix-weak-causal
+    # prefix-weak-causal and adapter-latency always; prompt-tuning-scope where it fired
+    forbidden |= {"prefix", "adapter"} | ({"prompt"} if "prompt-tuning-scope" in res.rules_fired else set())
     assert offered == {m for m, ok in fits.items() if ok and m != method} - forbidden
 
 
@@ -215,11 +216,11 @@ def test_no_module_outside_the_registry_compares_a_method_name():
 
 
 def test_registry_order_and_lookup():
-    assert methods.names() == ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt")
+    assert methods.names() == ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt", "adapter")
     assert methods.from_variant("full_mixed") == (methods.get("full"), "mixed")
-    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora", "dora", "ia3", "prefix", "prompt"}
+    assert set(methods.variants()) == {"full_bf16", "full_mixed", "lora", "qlora", "dora", "ia3", "prefix", "prompt", "adapter"}
     with pytest.raises(KeyError):
-        methods.get("adapter")
+        methods.get("houlsby")
 
 
 def test_lora_shape_the_model_lacks_is_an_input_error_with_its_message():

@@ -78,7 +78,7 @@ NAMES = [
     (["recommend", *M, "--quality", "great"], "quality"),
     (["recommend", *M, "--serving", "everywhere"], "serving"),
     (["recommend", *M, "--optimizer", "lion"], "optimizer"),
-    (["estimate", *M, "--method", "adapter"], "method"),
+    (["estimate", *M, "--method", "houlsby"], "method"),
     (["estimate", *M, "--precision", "fp8"], "precision"),
     (["estimate", *M, "--lora-targets", "w_proj"], "w_proj"),
     (["estimate", "--model", ""], "empty"),

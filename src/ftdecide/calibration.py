@@ -149,6 +149,7 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
         # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
         # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
         ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.65, a_in=3.65)),
+        ("adapter", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=6.0, a_in=6.0)),
         ("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
         ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=1.92)),
     )
@@ -169,6 +170,7 @@ def _util() -> tuple[tuple[str, float], ...]:
         ("ia3", 0.586),
         ("prompt", 0.586),
         ("prefix", 0.586),
+        ("adapter", 0.586),
     )
 
 

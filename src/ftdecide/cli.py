@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from .errors import InputError, one_line, require_finite, validation_problem
-from .policy import DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS, SCENARIO_DEFAULTS as SD
+from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS, SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
 # panels cut them ("--gradient-check...")
@@ -57,7 +57,7 @@ class EmitKind(str, Enum):
 
 # Options shared by estimate, fit and probe ("the same flags as estimate").
 MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
-METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora, dora, ia3, prompt or prefix")
+METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora, dora, ia3, prompt, prefix or adapter (Houlsby)")
 PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
 OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor, paged_adamw_8bit, paged_adamw_32bit")
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")
@@ -72,13 +72,14 @@ TARGETS_OPT = typer.Option(
 )
 DROPOUT_OPT = typer.Option(None, help=f"LoRA, QLoRA, DoRA: dropout (default {DEFAULT_LORA.dropout})")
 VT_OPT = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})")
+REDUCTION_OPT = typer.Option(None, help=f"Houlsby adapters: bottleneck = hidden / this (default {DEFAULT_ADAPTER_REDUCTION})")
 IA3_OPT = typer.Option(None, help="IA3: modules to scale, like k_proj,v_proj,down_proj (default: peft's for the family)")
 LIGER_OPT = typer.Option(False, "--liger/--no-liger", help="liger-kernel: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE")
 OFFLOAD_ACT_OPT = typer.Option(
     False, "--offload-activations/--no-offload-activations", help="saved activations in CPU memory (TRL activation_offloading)"
 )
 # TrainConfig fields that belong to some methods only
-METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets")
+METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets", "adapter_reduction")
 GPUS_OPT = typer.Option(1, help="GPUs for FSDP sharding")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
@@ -306,6 +307,7 @@ def estimate(
     lora_dropout: Optional[float] = DROPOUT_OPT,
     virtual_tokens: Optional[int] = VT_OPT,
     ia3_targets: Optional[str] = IA3_OPT,
+    adapter_reduction: Optional[int] = REDUCTION_OPT,
     gpus: int = GPUS_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
@@ -330,6 +332,7 @@ def estimate(
         lora_dropout=lora_dropout,
         virtual_tokens=virtual_tokens,
         ia3_targets=ia3_targets,
+        adapter_reduction=adapter_reduction,
         gpus=gpus,
         offload_optimizer=offload_optimizer,
         liger=liger,
@@ -356,6 +359,7 @@ def fit(
     lora_dropout: Optional[float] = DROPOUT_OPT,
     virtual_tokens: Optional[int] = VT_OPT,
     ia3_targets: Optional[str] = IA3_OPT,
+    adapter_reduction: Optional[int] = REDUCTION_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
@@ -380,6 +384,7 @@ def fit(
         lora_dropout=lora_dropout,
         virtual_tokens=virtual_tokens,
         ia3_targets=ia3_targets,
+        adapter_reduction=adapter_reduction,
         gpus=gpus,
         offload_optimizer=offload_optimizer,
         liger=liger,
@@ -456,6 +461,7 @@ def probe(
     lora_dropout: Optional[float] = DROPOUT_OPT,
     virtual_tokens: Optional[int] = VT_OPT,
     ia3_targets: Optional[str] = IA3_OPT,
+    adapter_reduction: Optional[int] = REDUCTION_OPT,
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
@@ -489,6 +495,7 @@ def probe(
             lora_dropout=lora_dropout,
             virtual_tokens=virtual_tokens,
             ia3_targets=ia3_targets,
+            adapter_reduction=adapter_reduction,
             liger=liger,
             offload_activations=offload_activations,
         )

@@ -163,6 +163,7 @@ def _attn(p: _Plan) -> str:
 
 
 def emit_peft(p: _Plan) -> str:
+    _refuse("peft", bool(p.keys.peft_class), p.spec.label, p.keys.elsewhere)
     return f"""{_PY_PREAMBLE}{_comment(p.header)}
 # peft: the model with its adapter, ready for any training loop. Run it to print the trainable parameters.
 import torch
@@ -198,6 +199,7 @@ if __name__ == "__main__":
 
 
 def emit_trl(p: _Plan) -> str:
+    _refuse("TRL (through peft)", bool(p.keys.peft_class), p.spec.label, p.keys.elsewhere)
     return f"""{_PY_PREAMBLE}{_comment(p.header)}
 # TRL (>= 1.0, transformers >= 5): supervised fine-tuning on a JSONL dataset ("messages",
 # "prompt"/"completion" or "text" per line).
@@ -299,7 +301,7 @@ def _yaml(header: str, body: dict) -> str:
 
 
 def emit_axolotl(p: _Plan) -> str:
-    _refuse("axolotl", p.keys.axolotl_adapter is not None, p.spec.label)
+    _refuse("axolotl", p.keys.axolotl_adapter is not None, p.spec.label, p.keys.elsewhere)
     _refuse("axolotl", p.gc or not p.offload_act, "activation offloading without gradient checkpointing", "--emit trl")
     cfg: dict[str, Any] = {"base_model": p.model_id}
     if p.liger:
@@ -346,7 +348,7 @@ def emit_axolotl(p: _Plan) -> str:
 
 
 def emit_llamafactory(p: _Plan) -> str:
-    _refuse("LLaMA-Factory", p.keys.llamafactory_type is not None, p.spec.label)
+    _refuse("LLaMA-Factory", p.keys.llamafactory_type is not None, p.spec.label, p.keys.elsewhere)
     _refuse("LLaMA-Factory", not p.offload_act, "activation offloading", "--emit trl or --emit axolotl")
     cfg: dict[str, Any] = {"model_name_or_path": p.model_id}
     if p.liger:

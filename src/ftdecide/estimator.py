@@ -63,7 +63,7 @@ from . import methods
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import InputError, finite
-from .policy import DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
+from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
@@ -90,6 +90,7 @@ class TrainConfig(BaseModel):
     lora_dropout: float = Field(DEFAULT_LORA.dropout, ge=0.0, lt=1.0)
     virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, gt=0, le=65536)
     ia3_targets: str = "default"
+    adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, gt=0, le=65536)
     gpus: int = Field(1, gt=0, le=4096)
     offload_optimizer: bool = False
     liger: bool = False
@@ -420,6 +421,7 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.offload_optimizer,
         cfg.virtual_tokens if cfg.method_spec.options else 0,
         cfg.ia3_targets,
+        cfg.adapter_reduction,
         cfg.liger,
         cfg.offload_activations,
     )

@@ -31,6 +31,7 @@ from .policy import (
     DEFAULT_LORA,
     DEFAULT_METHOD,
     DEFAULT_VIRTUAL_TOKENS,
+    DEFAULT_ADAPTER_REDUCTION,
     GLOBAL_BATCH,
     MICRO_BATCHES,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
@@ -80,6 +81,7 @@ class Scenario(BaseModel):
     liger: bool = False
     offload_activations: bool = False
     virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, ge=1, le=65536)
+    adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, ge=1, le=65536)
     rules: tuple[str, ...] = Field((), max_length=64)
 
     @model_validator(mode="after")
@@ -164,6 +166,7 @@ def train_config(
         lora_targets=lora.targets,
         lora_dropout=lora.dropout,
         virtual_tokens=min(sc.virtual_tokens, sc.seq_len),
+        adapter_reduction=sc.adapter_reduction,
         gpus=sc.gpus if gpus is None else gpus,
         offload_optimizer=sc.offload_optimizer,
         liger=sc.liger,
@@ -306,6 +309,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
                 + "; time and cost hold only for a card like it",
             )
         )
+    if method is not None and method.serving_warning:
+        warnings.append(Message("serving", method.serving_warning))
     if method is None:
         warnings.append(
             Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")

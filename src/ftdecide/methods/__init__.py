@@ -41,7 +41,7 @@ class ProbeRecipe:
 
     dtype: str  # torch dtype of the base weights as built: "bfloat16" or "float32"
     quantize_4bit: bool  # replace every linear but the head by bitsandbytes NF4
-    adapter: Optional[str]  # the peft adapter family ("lora", "ia3", "prompt", "prefix") or None
+    adapter: Optional[str]  # the adapter family ("lora", "ia3", "prompt", "prefix", "houlsby") or None
     kbit_prepare: bool  # peft's prepare_model_for_kbit_training (fp32 norms and embeddings)
     use_dora: bool = False  # LoraConfig(use_dora=True)
     needs: tuple[str, ...] = ()  # packages beyond torch, transformers and peft
@@ -60,6 +60,8 @@ class EmitKeys:
     peft_class: str = "LoraConfig"  # peft's config class the peft and TRL scripts build
     # (plan setting, peft keyword) for the methods whose settings are not LoRA's shape
     peft_settings: tuple[tuple[str, str], ...] = ()
+    # where to train the method when a trainer lacks it (what a refusal names)
+    elsewhere: str = "--emit peft or --emit trl"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Method:
     mergeable: bool = True
     # trains under gradient checkpointing on the measured stack (peft 0.21, transformers 5.17)
     supports_checkpointing: bool = True
+    # said with every plan that uses the method (Houlsby adapters' inference latency)
+    serving_warning: str = ""
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -187,6 +191,23 @@ class Method:
         """peft's config object that wraps the base for this method (imports peft: probe only), or None
         where nothing wraps it."""
         return None
+
+    def wrap_for_probe(self, model, arch: "Arch", cfg: "TrainConfig"):
+        """The model the probe trains: the base wrapped by peft with :meth:`peft_config` (the base frozen
+        first), or the base itself where there is no peft config. Imports peft: probe only."""
+        adapter = self.peft_config(arch, cfg)
+        if adapter is None:
+            return model
+        from peft import get_peft_model
+
+        if not self.recipe_kbit:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        return get_peft_model(model, adapter)
+
+    @property
+    def recipe_kbit(self) -> bool:
+        return self.probe_recipe(self.variant(self.precisions[0])).kbit_prepare
 
     def probe_recipe(self, variant: str) -> ProbeRecipe:
         return ProbeRecipe(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..arch import Arch
 from ..estimator import TrainConfig
 from ..hfconfig import arch_from_hf_config
-from ..policy import DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
+from ..policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
 from ..methods import from_variant, get, names, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
@@ -37,6 +37,7 @@ def config_from_record(d: dict) -> TrainConfig:
         lora_dropout=d.get("dropout") or 0.0,
         virtual_tokens=d.get("vt") or DEFAULT_VIRTUAL_TOKENS,
         ia3_targets=d.get("ia3_targets") or "default",
+        adapter_reduction=d.get("reduction") or DEFAULT_ADAPTER_REDUCTION,
         gpus=int(d.get("world_size") or 1),
         liger=bool(d.get("liger")),
         offload_activations=bool(d.get("offload_act")),
@@ -64,6 +65,8 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
         rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
     if "virtual_tokens" in options:
         rec["vt"] = cfg.virtual_tokens
+    if "adapter_reduction" in options:
+        rec["reduction"] = cfg.adapter_reduction
     if "ia3_targets" in options and cfg.ia3_targets != "default":
         rec["ia3_targets"] = cfg.ia3_targets
     if cfg.liger:

@@ -319,23 +319,17 @@ def run_probe(probe: dict, model=None) -> dict:
             from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
             _apply_liger_kernel_to_instance(model=model)
-        adapter = spec.peft_config(arch_from_record(probe), config_from_record(probe))
-        if adapter is not None:
-            from peft import get_peft_model
+        if recipe.kbit_prepare:
+            from peft import prepare_model_for_kbit_training
 
-            if recipe.kbit_prepare:
-                from peft import prepare_model_for_kbit_training
-
-                model = prepare_model_for_kbit_training(
-                    model,
-                    use_gradient_checkpointing=bool(probe.get("gc")),
-                    gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))},
-                )
-            else:
-                for p in model.parameters():
-                    p.requires_grad_(False)
-            peft_model = get_peft_model(model, adapter)
-            train_model = peft_model
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=bool(probe.get("gc")),
+                gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))},
+            )
+        wrapped = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
+        if wrapped is not model:
+            peft_model = train_model = wrapped
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": bool(probe.get("reentrant", False))})
             if probe.get("reentrant") and hasattr(train_model, "enable_input_require_grads"):
@@ -344,8 +338,9 @@ def run_probe(probe: dict, model=None) -> dict:
             train_model.gradient_checkpointing_disable()
         train_model.train()
         rec["total_params"], rec["trainable_params"] = _count(train_model)
-        if peft_model is not None:
+        if hasattr(peft_model, "get_nb_trainable_parameters"):
             rec["peft_trainable_params"] = peft_model.get_nb_trainable_parameters()[0]
+        rec["trainable_dtypes"] = sorted({str(p.dtype).replace("torch.", "") for p in train_model.parameters() if p.requires_grad})
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -362,7 +357,7 @@ def run_probe(probe: dict, model=None) -> dict:
             rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
         for p in model.parameters() if model is not None else []:
             p.grad = None
-    if peft_model is not None and not own:
+    if peft_model is not None and not own and hasattr(peft_model, "unload"):
         peft_model.unload()
     if own:
         del model, peft_model
