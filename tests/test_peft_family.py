@@ -213,3 +213,34 @@ def test_levers_reach_every_trainer_in_its_own_keys():
     assert yaml.safe_load(emit("axolotl", off))["activation_offloading"] is True
     r = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--offload-activations", "--emit", "llamafactory"])
     assert r.exit_code == 2 and "LLaMA-Factory has no activation offloading: use --emit trl or --emit axolotl" in r.stderr
+
+
+def test_houlsby_adapter_parameters_as_the_adapters_library_builds_them():
+    """Two bottlenecks per layer, each Linear(h, h/r) and Linear(h/r, h) with biases: Llama-3.2-1B
+    (h 2048, 16 layers) at r 16 has 2 x 16 x (2 x 2048 x 128 + 128 + 2048) parameters."""
+    a = catalog.resolve_model("llama-3.2-1b")
+    for r, b in ((16, 128), (64, 32)):
+        e = estimate_memory(a, TrainConfig(method="adapter", adapter_reduction=r))
+        assert e.trainable_params == 2 * 16 * (2 * 2048 * b + b + 2048)
+        assert "not yet measured on a GPU" in " ".join(e.notes)
+
+
+def test_houlsby_adapters_refused_where_the_library_lacks_the_model():
+    r = invoke(["estimate", "--model", "phi-3-mini", "--method", "adapter"])
+    assert r.exit_code == 2 and "has no Houlsby adapters for phi-3-mini (model_type 'phi3')" in r.stderr
+    res = recommend(Scenario(model="phi-3-mini", gpu="a100-80gb"))
+    assert not next(c for c in res.candidates if c.method == "adapter").fits
+
+
+def test_houlsby_adapters_only_when_a_team_asks_and_then_with_the_latency_warning(tmp_path):
+    default = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb"))
+    assert "adapter-latency" in default.rules_fired and default.plan.method != "adapter"
+    team = tmp_path / "adapters.yaml"
+    team.write_text(
+        'version: 1\ndisable: [adapter-latency]\nrules:\n  - id: want-adapters\n    when: "true"\n    priority: 90\n    prefer: adapter\n'
+    )
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb", rules=(str(team),)))
+    assert res.plan.method == "adapter" and res.plan.method_settings == {"adapter_config": "double_seq_bn", "reduction_factor": 16}
+    assert [w.rule for w in res.warnings if "inference latency" in w.message] == ["serving"]
+    r = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--rules", team, "--emit", "trl"])
+    assert r.exit_code == 2 and r.stderr.startswith("ftdecide: error: TRL (through peft) has no Houlsby adapters: use the adapters library")

@@ -53,6 +53,9 @@ class KernelCounts:
     # data/measurements/h200_dora_2026-11-29.jsonl (H200: 989 TFLOPS, 4800 GB/s); not from profiled steps
     dora_pass: float = 15.47
     ia3_pass: float = 3.0  # one IA3 vector: cast, multiply, cast back (counted from peft's IA3Layer.forward, not profiled)
+    # Liger's fused cross-entropy per chunk of tokens: the logits product, the loss-and-gradient kernel, the
+    # input-gradient product, the head's gradient, two slices (counted from liger-kernel 0.8.5's loop)
+    liger_chunk: float = 6.0
     qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
     expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
     full_layer: float = 34.13  # full fine-tuning's weight gradients and casts

@@ -338,6 +338,9 @@ def estimate(
         liger=liger,
         offload_activations=offload_activations,
     )
+    why_not = cfg.method_spec.unsupported(arch)
+    if why_not:
+        raise InputError(why_not)
     est = estimate_memory(arch, cfg)
     if format == EstFmt.json:
         _json(estimate_json(arch, cfg, est))

@@ -200,6 +200,7 @@ def _candidate(
     arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, epochs: int, price: float, cal: Calibration
 ) -> Candidate:
     cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal)
+    fits = fits and method.unsupported(arch) is None  # sized, but its library cannot train this model
     tokens = sc.dataset_size * sc.seq_len * epochs
     tps = cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal)["total"]
     hours = tokens / (tps * sc.gpus) / 3600

@@ -80,7 +80,18 @@ def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCoun
     n = kc.fixed + L * passes * per_layer + method.kernels_per_layer_step(kc) * L
     if cfg.optimizer == "adafactor":
         n += kc.adafactor_tensor * method.trainable_tensors(arch, mods)
+    if cfg.liger:
+        n += kc.liger_chunk * liger_chunks(arch, (cfg.seq_len + method.extra_tokens(cfg)) * cfg.batch_size)
     return n
+
+
+def liger_chunks(arch: Arch, tokens: int) -> int:
+    """Chunks liger-kernel's fused linear cross-entropy splits ``tokens`` into (0.8.5,
+    ``fused_linear_cross_entropy_forward``): each holds about tokens x hidden logits, rounded to a power of
+    two; a small model with a large vocabulary runs many small chunks, each a few kernels and products."""
+    inc = -(-arch.vocab_size // arch.hidden_size)
+    chunk = min(tokens, 1 << max(0, (-(-tokens // inc) - 1).bit_length()))
+    return -(-tokens // chunk)
 
 
 def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, cal: Calibration = DEFAULT) -> dict[str, float]:

@@ -93,6 +93,8 @@ class Method:
     supports_checkpointing: bool = True
     # said with every plan that uses the method (Houlsby adapters' inference latency)
     serving_warning: str = ""
+    # its memory terms were fitted on measured runs; False: read from its structure, and every estimate says so
+    measured: bool = True
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -181,6 +183,11 @@ class Method:
     def kernels_per_layer_step(self, kc: "KernelCounts") -> float:
         """Kernels the method adds once per layer per step (weight gradients and their casts)."""
         return 0.0
+
+    def unsupported(self, arch: "Arch") -> Optional[str]:
+        """Why the method's library cannot train ``arch`` (one line), or None. The estimate is still made;
+        a plan does not use the method, and a command that asks for it is refused."""
+        return None
 
     def settings(self, arch: "Arch", cfg: "TrainConfig") -> dict:
         """The method's own settings as the plan states them (beyond LoRA's shape), JSON-ready."""

@@ -7,12 +7,18 @@ an up-projection ``hidden/r x hidden``, with biases; two adapters per layer; ``r
 the same count per adapter without biases.
 
 Memory beyond a frozen base's: each adapter keeps its input, its bottleneck activation and its output for
-backward (``ActCoef.a_o`` bytes per hidden value and ``ActCoef.a_in`` per bottleneck value, fitted on the
-adapter runs of ``data/measurements``). The adapters stay in the forward pass at inference: they cannot be
-merged into the weights (Houlsby et al. 2019; the reason LoRA replaced them).
+backward (``ActCoef.a_o`` bytes per hidden value and ``ActCoef.a_in`` per bottleneck value). NOT MEASURED:
+these two are read from the structure (bf16 input and output, 2 B each, the swish's input and output in
+the bottleneck, and the fp32 adapter output under autocast: 6 B per value), not fitted; every estimate
+with this method says so (``measured=False``). The parameter count is read from the adapters library's
+code (``Adapter``: two ``nn.Linear`` with biases, no layer norm, gate or learned scaling in this config).
 
-The adapters library pins transformers 4.57; its runs were measured on that stack (the probe needs
-``adapters``).
+The adapters stay in the forward pass at inference: they cannot be merged into the weights (Houlsby et
+al. 2019; the reason LoRA replaced them).
+
+The adapters library pins transformers 4.57: ``ftdecide probe`` measures this method on that stack (the
+``adapters`` package; benchmarks/device_adapters.sh carries it). It supports Llama, Mistral and Qwen2 but
+not Phi-3 (adapters 1.3.0: "Model phi3 not pre-supported").
 """
 
 from __future__ import annotations
@@ -22,10 +28,21 @@ from dataclasses import dataclass
 from . import EmitKeys, Method, ProbeRecipe, register
 
 ADAPTERS_PER_LAYER = 2  # after attention and after the MLP
+# Decoder model types the adapters library 1.3.0 supports (models/auto/adapter_model.py and the
+# interfaces of wrappers/interfaces.py); Phi-3 and the MoE models are not among them.
+ADAPTERS_MODEL_TYPES = ("llama", "mistral", "gemma2", "gemma3_text", "qwen2", "qwen3")
 
 
 @dataclass(frozen=True)
 class HoulsbyAdapters(Method):
+    def unsupported(self, arch):
+        if arch.family in ADAPTERS_MODEL_TYPES:
+            return None
+        return (
+            f"the adapters library (1.3.0) has no Houlsby adapters for {arch.name} (model_type '{arch.family}'); "
+            f"it supports {', '.join(ADAPTERS_MODEL_TYPES)}"
+        )
+
     @staticmethod
     def _bottleneck(arch, cfg) -> int:
         return max(1, arch.hidden_size // cfg.adapter_reduction)
@@ -61,8 +78,12 @@ class HoulsbyAdapters(Method):
         import adapters
         from adapters import DoubleSeqBnConfig
 
+        device = next(model.parameters()).device
         adapters.init(model)
         model.add_adapter("ftdecide", config=DoubleSeqBnConfig(reduction_factor=cfg.adapter_reduction))
+        # add_adapter builds the new layers on the CPU whatever the model's device (the session's first
+        # runs failed on it: "mat1 is on cuda:0, different from other tensors on cpu")
+        model.adapter_to("ftdecide", device=device)
         model.train_adapter("ftdecide")  # freezes the base, trains the adapter
         return model
 
@@ -77,6 +98,7 @@ METHOD = register(
         adapter="houlsby",
         options=("adapter_reduction",),
         mergeable=False,
+        measured=False,
         default_learning_rate=1e-4,
         serving_warning=(
             "Houlsby adapters stay in every forward pass (two bottleneck layers per block): inference latency that a merged "
