@@ -207,14 +207,10 @@ class Method:
             return model
         from peft import get_peft_model
 
-        if not self.recipe_kbit:
+        if not self.quantized_base:  # prepare_model_for_kbit_training froze a 4-bit base already
             for p in model.parameters():
                 p.requires_grad_(False)
         return get_peft_model(model, adapter)
-
-    @property
-    def recipe_kbit(self) -> bool:
-        return self.probe_recipe(self.variant(self.precisions[0])).kbit_prepare
 
     def probe_recipe(self, variant: str) -> ProbeRecipe:
         return ProbeRecipe(

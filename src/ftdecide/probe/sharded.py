@@ -74,15 +74,8 @@ def run_fsdp_probe(probe: dict) -> dict:
         dtype = getattr(torch, recipe.dtype)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
-        train_model = model
         spec, _ = from_variant(probe["method"])
-        adapter = spec.peft_config(arch_from_record(probe), config_from_record(probe))
-        if adapter is not None:
-            from peft import get_peft_model
-
-            for p in model.parameters():
-                p.requires_grad_(False)
-            train_model = get_peft_model(model, adapter)
+        train_model = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
         if probe.get("gc"):
             train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         kwargs = {"reshard_after_forward": True}
