@@ -59,7 +59,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import methods
+from . import methods, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import InputError, finite
@@ -91,8 +91,11 @@ class TrainConfig(BaseModel):
     virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, gt=0, le=65536)
     ia3_targets: str = "default"
     adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, gt=0, le=65536)
-    gpus: int = Field(1, gt=0, le=4096)
+    gpus: int = Field(1, gt=0, le=4096)  # GPUs per node
+    nodes: int = Field(1, gt=0, le=4096)
+    strategy: str = "auto"
     offload_optimizer: bool = False
+    offload_params: bool = False
     liger: bool = False
     offload_activations: bool = False
 
@@ -108,6 +111,23 @@ class TrainConfig(BaseModel):
     def _finite(cls, v: float) -> float:
         return finite(v)
 
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        if v != "auto" and v not in strategies.names():
+            raise ValueError(f"unknown strategy '{v}' (choose from auto, {', '.join(strategies.names())})")
+        return v
+
+    @property
+    def world_size(self) -> int:
+        """GPUs in all: per node x nodes."""
+        return self.gpus * self.nodes
+
+    @property
+    def strategy_spec(self) -> "strategies.Strategy":
+        """The distribution strategy this configuration trains with (``auto`` resolved)."""
+        return strategies.resolve(self)
+
     def run_problem(self) -> str | None:
         """Why this configuration cannot be trained as asked (one line), or None. The estimator sizes any
         configuration; commands refuse these where a user asked for them."""
@@ -119,7 +139,7 @@ class TrainConfig(BaseModel):
             )
         if "virtual_tokens" in spec.options and self.virtual_tokens > self.seq_len:
             return f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)"
-        return None
+        return self.strategy_spec.problem(self)
 
     @property
     def method_spec(self) -> methods.Method:
@@ -201,20 +221,6 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
     eager = c.a_e * arch.num_heads if arch.attention == "eager" else 0.0
     return layer, eager
-
-
-def _in_flight_bytes(arch: Arch, cfg: TrainConfig, cal: Calibration) -> float:
-    """Bytes FSDP2 holds unsharded beyond each GPU's shard: decoder layers all-gathered in bf16 (the one
-    computing, the one prefetched, and what their transfers keep) and, where the base trains, the
-    unsharded gradients of layers waiting for their reduce-scatter. An interim term (two constants of
-    :class:`Calibration`) until strategies are modelled as units (issue 10)."""
-    method = cfg.method_spec
-    layer_params = (arch.total_params() - arch.embedding_params() - arch.head_params()) / arch.num_layers
-    # gathered in the compute dtype (bf16, also for fp32 master weights under the mixed-precision policy),
-    # or in the base's own storage where that is smaller (QLoRA's 4-bit weights)
-    gathered = min(2.0, method.weight_bytes(arch, cfg, 0) / arch.total_params())
-    grads = cal.fsdp_grad_layers * layer_params * method.param_bytes(cfg) if method.trains_base else 0.0
-    return cal.fsdp_layers_in_flight * layer_params * gathered + grads
 
 
 def _logits_saved_per_token(arch: Arch, cal: Calibration) -> float:
@@ -326,18 +332,18 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     adapter = method.adapter_params(arch, cfg, mods)
     trainable = method.trainable_params(arch, cfg, mods)
     param_bytes = method.param_bytes(cfg)
-    shard = cfg.gpus
     notes: list[str] = []
     weights = weight_bytes(arch, cfg, adapter)
     grads = trainable * param_bytes
     opt = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
-    if shard > 1:
-        weights, grads, opt = weights / shard, grads / shard, opt / shard
-        weights += _in_flight_bytes(arch, cfg, cal)
-        notes.append(
-            f"FSDP: weights, gradients and optimizer states sharded over {shard} GPUs, plus the layers gathered in flight "
-            "(an interim fit to 29 FSDP2 runs, data/scaleout: leave-one-out median 2.9%, worst -12.8%)"
-        )
+    strategy = cfg.strategy_spec
+    share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
+    grad_share = share.grads / grads if grads else 1.0
+    # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
+    weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
+    notes += share.notes
+    if cfg.world_size > 1 or strategy.name != "single":
+        notes.append(f"{strategy.label}: {strategy.basis}")
     why_not = method.unsupported(arch)
     if why_not:
         notes.append(f"not trainable: {why_not}")
@@ -355,7 +361,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         )
     c = cal.act(cfg.variant)
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
-    head_grad = arch.vocab_size * arch.hidden_size * param_bytes / shard if method.trains_base else 0.0
+    head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
     if cfg.liger:
         # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
         # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
@@ -426,6 +432,9 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.lora_targets,
         cfg.lora_dropout > 0,
         cfg.gpus,
+        cfg.nodes,
+        cfg.strategy,
+        cfg.offload_params,
         cfg.offload_optimizer,
         cfg.virtual_tokens if cfg.method_spec.options else 0,
         cfg.ia3_targets,

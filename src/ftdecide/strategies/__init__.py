@@ -1,0 +1,141 @@
+"""Distribution strategies: one module each, registered here, asked by the rest of the code.
+
+A strategy says, for a configuration on ``world`` GPUs (``gpus`` per node x ``nodes``):
+
+- how the model states divide over the GPUs and what each GPU holds beyond its share (:meth:`Strategy.per_gpu`:
+  bytes of weights, gradients and optimizer states, and the buffers of the strategy itself: DDP's gradient
+  buckets, FSDP's gathered layers, ZeRO's communication buckets);
+- the bytes each GPU sends per optimizer step and per micro-batch, by collective (:meth:`Strategy.traffic`),
+  and how much of that hides behind the kernels (``overlap``);
+- its launch configuration for accelerate and DeepSpeed (:meth:`Strategy.accelerate_config`,
+  :meth:`Strategy.deepspeed_config`);
+- whether its memory figures are measured or modelled (``measured``).
+
+The estimator, the step-time model, the recommender and the emitters ask the strategy; none names one.
+A new strategy is one module here plus its data and tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from ..arch import Arch
+    from ..calibration import Calibration
+    from ..estimator import TrainConfig
+
+
+@dataclass(frozen=True)
+class Shares:
+    """What one GPU holds of the model states, in bytes, and the strategy's own buffers."""
+
+    weights: float
+    grads: float
+    optimizer: float
+    buffers: float = 0.0  # the strategy's own: buckets, gathered layers in flight
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes one GPU sends per optimizer step (``per_step``: gradient synchronisation, the update's
+    all-gather) and per micro-batch (``per_micro_batch``: parameters gathered for forward and backward),
+    by collective, ring algorithms counted as NCCL's bus bytes."""
+
+    per_step: dict[str, float] = field(default_factory=dict)
+    per_micro_batch: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A way to train on several GPUs. Bytes unless a name says otherwise."""
+
+    name: str
+    label: str
+    summary: str
+    measured: bool  # memory figures fitted to measured runs (True) or modelled from the engine's code
+    basis: str  # what the figures rest on, said with every plan that uses the strategy
+    overlap: float  # share of the communication hidden behind the kernels (assumed until timed on real GPUs)
+    engine: str = "torch"  # "torch" (accelerate's FSDP/DDP) or "deepspeed"
+    shards_parameters: bool = False  # whether --offload-params means anything
+
+    def per_gpu(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> Shares:
+        """The share of one GPU of ``weights``, ``grads`` and ``optimizer`` (the whole model's bytes as one
+        GPU would hold them), plus the strategy's buffers."""
+        raise NotImplementedError
+
+    def traffic(self, arch: "Arch", cfg: "TrainConfig") -> Traffic:
+        """Bytes one GPU sends, by collective."""
+        raise NotImplementedError
+
+    def problem(self, cfg: "TrainConfig") -> Optional[str]:
+        """Why ``cfg`` cannot run with this strategy (one line), or None."""
+        if cfg.offload_params and not self.shards_parameters:
+            return f"--offload-params needs sharded parameters: {self.label} keeps a full copy on every GPU (use fsdp or zero3)"
+        return None
+
+    def accelerate_config(self, world: int, nodes: int, layer_cls: str, mixed: bool, offload_params: bool) -> dict:
+        """An accelerate config (the YAML ``accelerate launch --config_file`` reads)."""
+        raise NotImplementedError
+
+    def deepspeed_config(
+        self, arch: "Arch", micro_batch: int, accumulation: int, bf16: bool, offload_optimizer: bool, offload_params: bool
+    ) -> Optional[dict]:
+        """A DeepSpeed ``ds_config.json``, or None where DeepSpeed does not run the strategy."""
+        return None
+
+
+_REGISTRY: dict[str, Strategy] = {}
+_LOADED = False
+
+
+def register(strategy: Strategy) -> Strategy:
+    if strategy.name in _REGISTRY:
+        raise RuntimeError(f"strategy '{strategy.name}' registered twice")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def names() -> tuple[str, ...]:
+    """Every strategy one can ask for by name (``single`` is implied by one GPU)."""
+    _load()
+    return tuple(n for n in ("ddp", "fsdp", "zero1", "zero2", "zero3") if n in _REGISTRY) + tuple(
+        sorted(n for n in _REGISTRY if n not in ("single", "ddp", "fsdp", "zero1", "zero2", "zero3"))
+    )
+
+
+def get(name: str) -> Strategy:
+    _load()
+    return _REGISTRY[name]
+
+
+# What ``--strategy auto`` means where no GPU memory is known (``estimate``): FSDP2, what the emitters
+# launched before strategies were units. Where the GPU is known (recommend, fit), auto is the fastest
+# strategy that fits.
+AUTO_DEFAULT = "fsdp"
+
+
+def resolve(cfg: "TrainConfig") -> Strategy:
+    """The strategy ``cfg`` trains with: the named one (ZeRO-3 with offload on one GPU is a real plan), or
+    for ``auto`` one GPU alone, or :data:`AUTO_DEFAULT` on several."""
+    if cfg.strategy != "auto":
+        return get(cfg.strategy)
+    return get("single" if cfg.world_size == 1 else AUTO_DEFAULT)
+
+
+def ring(world: int) -> float:
+    """Bus bytes per payload byte of a ring all-gather or reduce-scatter over ``world`` GPUs ((N-1)/N);
+    an all-reduce is twice that."""
+    return (world - 1) / world if world > 1 else 0.0
