@@ -132,16 +132,17 @@ def test_plan(fields, method, shape, precision, fits, fired):
 INFEASIBLE = [
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090"),
-        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 16}, "model": {"model": "llama-3.1-8b"}},
+        # LoRA over 16 GPUs needs more than 95% of a 4090 (the safety margin): 4 nodes of 8
+        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 8, "nodes": 4}, "model": {"model": "llama-3.1-8b"}},
         id="70b-on-4090-offered-llama-3.1-8b-not-llama-2",
     ),
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090", gpus=4),
         {
             "offload_activations": {"offload_activations": True},
-            "seq_len": {"seq_len": 1024},
+            "seq_len": {"seq_len": 512},
             "gpu": {"gpu": "a100-80gb"},
-            "gpus": {"gpus": 16},
+            "gpus": {"gpus": 8, "nodes": 4},
             "model": {"model": "llama-3.1-8b"},
         },
         id="bigger-gpu-is-sized-for-one-gpu-and-the-switches-on-own-gpus-come-first",
@@ -291,7 +292,7 @@ def test_cheap_switches_lower_rank_and_8bit_optimizer():
     big = dc_replace(DEFAULT_LORA, rank=512, alpha=1024)
     need = {r: estimate_memory(arch, TrainConfig(method="qlora", lora_rank=r)).required_gib for r in (8, 512)}
     gpu = custom_gpu((need[8] + need[512]) / 2)
-    switches = rec._cheap_switches(arch, gpu, sc, big, rec.DEFAULT)
+    switches = rec._cheap_switches(arch, gpu, sc, big, rec.DEFAULT, 0.0)  # no margin: the card is sized between the two
     kinds = {a.kind: a.details for a in switches}
     assert kinds["rank"] == {"rank": 8}
     with_8bit = estimate_memory(arch, TrainConfig(method="qlora", lora_rank=512, optimizer="adamw8bit")).required_gib

@@ -78,6 +78,9 @@ class StepConstants:
     # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s
     # (an assumption: half of the link's 64 GB/s each way)
     host_link_gbs: float = 25.0
+    # NCCL's bus bandwidth as a share of the link's (nccl-tests all-reduce reach about 80% of NVLink's and of
+    # InfiniBand's line rate on large messages); an assumption until multi-GPU runs are timed (issue 11)
+    nccl_efficiency: float = 0.8
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable

@@ -44,6 +44,9 @@ class GPU(BaseModel):
     price_per_hour: float = Field(ge=0)
     source: str = ""
     aliases: tuple[str, ...] = ()
+    intra_node_gbs: float = Field(32.0, gt=0, description="GB/s one GPU sends to its peers in the node, one way")
+    inter_node_gbs: float = Field(1.6, gt=0, description="GB/s one GPU sends to other nodes, one way")
+    link_source: str = ""
 
 
 def norm(name: str) -> str:
@@ -198,6 +201,9 @@ def custom_gpu(memory_gib: float) -> GPU:
         bf16_tflops=ref.bf16_tflops,
         memory_bandwidth_gbs=ref.memory_bandwidth_gbs,
         price_per_hour=ref.price_per_hour,
+        intra_node_gbs=ref.intra_node_gbs,
+        inter_node_gbs=ref.inter_node_gbs,
+        link_source=f"the {ref.name}'s links assumed",
         source=f"GPU memory {memory_gib:g} GiB given; throughput and price of the {ref.name} assumed",
     )
 

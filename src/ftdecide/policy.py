@@ -57,8 +57,9 @@ MICRO_BATCHES = (16, 8, 4, 2, 1)
 # Without checkpointing a plan is taken only if it still allows this micro-batch: below it, the ~1/3
 # extra compute of checkpointing costs less than the lost parallelism of tiny micro-batches.
 MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING = 4
-# GPU counts an alternative may propose for sharding (one node of 8, then two).
-ALTERNATIVE_GPU_COUNTS = (2, 4, 8, 16)
+# GPU counts an alternative may propose for sharding: up to one node of 8, then whole nodes of 8.
+GPUS_PER_NODE = 8
+ALTERNATIVE_GPU_COUNTS = (2, 4, 8, 16, 32, 64)
 # A smaller model proposed as an alternative is sized with QLoRA at the plan's rank, capped here:
 # higher ranks are for large updates (math), and the alternative is about fitting at all.
 ALTERNATIVE_MAX_RANK = 64
@@ -66,3 +67,7 @@ ALTERNATIVE_MAX_RANK = 64
 # first), and the shortest sequence worth proposing (halving from the plan's).
 ALTERNATIVE_RANKS = (8, 4)
 ALTERNATIVE_MIN_SEQ_LEN = 256
+
+# Share of each GPU's memory every plan leaves free by default (the rules' ``safety_margin``): a plan at
+# 79.0 of 79.6 GiB is right by the estimate but has no room for another driver, torch version or process.
+SAFETY_MARGIN = 0.05

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import catalog, methods, rulenames, rules
+from . import catalog, methods, rulenames, rules, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
@@ -34,6 +34,8 @@ from .policy import (
     DEFAULT_ADAPTER_REDUCTION,
     GLOBAL_BATCH,
     MICRO_BATCHES,
+    SAFETY_MARGIN,
+    GPUS_PER_NODE,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
     SCENARIO_DEFAULTS,
     LoraShape,
@@ -50,7 +52,7 @@ from .results import (
     Recommendation,
     accumulation_steps,
 )
-from .throughput import step_seconds, train_flops_per_token
+from .throughput import link_gbs, step_seconds, train_flops_per_token
 
 __all__ = ["SCHEMA_VERSION", "Scenario", "recommend", "resolve_hardware", "train_config", "validate_scenario"]
 
@@ -66,7 +68,10 @@ class Scenario(BaseModel):
     model: str
     gpu: Optional[str] = None
     gpu_memory: Optional[float] = Field(None, gt=0, le=4096)
-    gpus: int = Field(SCENARIO_DEFAULTS["gpus"], ge=1, le=1024)
+    gpus: int = Field(SCENARIO_DEFAULTS["gpus"], ge=1, le=1024)  # per node
+    nodes: int = Field(1, ge=1, le=1024)
+    strategy: str = "auto"
+    offload_params: bool = False
     dataset_size: int = Field(SCENARIO_DEFAULTS["dataset_size"], ge=1, le=10_000_000_000)
     seq_len: int = Field(SCENARIO_DEFAULTS["seq_len"], ge=16, le=1_048_576)
     task: Task = SCENARIO_DEFAULTS["task"]
@@ -83,6 +88,17 @@ class Scenario(BaseModel):
     virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, ge=1, le=65536)
     adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, ge=1, le=65536)
     rules: tuple[str, ...] = Field((), max_length=64)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        if v != "auto" and v not in strategies.names():
+            raise ValueError(f"unknown strategy '{v}' (choose from auto, {', '.join(strategies.names())})")
+        return v
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus * self.nodes
 
     @model_validator(mode="after")
     def _virtual_tokens_fit(self) -> "Scenario":
@@ -118,15 +134,15 @@ def validate_scenario(
         raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None
 
 
-# Multi-GPU figures rest on 29 FSDP2 runs measured as rank 0 under torch's fake process group
-# (data/scaleout/, 0.5B-70B over 2-64 GPUs) and an interim in-flight term fitted to them
-# (estimator._in_flight_bytes). Said with every multi-GPU plan until strategies are modelled and measured
-# on real GPUs (issues 10 and 11).
+# Said with every plan on several GPUs: what its per-GPU memory rests on (the strategy's basis: measured
+# under torch's fake process group for FSDP2, modelled for DDP and ZeRO) and that communication time is
+# modelled, until multi-GPU runs are timed (issue 11).
 MULTI_GPU_CAVEAT = (
-    "per-GPU memory over {gpus} GPUs is FSDP2's, from an interim fit to 29 runs measured under torch's fake "
-    "process group (median 2.6%, worst -11.9% low); strategies other than FSDP and runs on real GPUs are not "
-    "measured yet: keep a margin"
+    "{label} over {world} GPUs: per-GPU memory {basis}; communication time modelled ({link:g} GB/s links, "
+    "{overlap:.0%} hidden behind the kernels), not timed on real GPUs: keep a margin"
 )
+# Strategies ``auto`` weighs on several GPUs, in the order ties go (a replica first: the least traffic).
+AUTO_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero3")
 
 
 def resolve_hardware(sc: Scenario) -> GPU:
@@ -152,6 +168,7 @@ def train_config(
     batch_size: int = 1,
     gradient_checkpointing: Optional[bool] = None,
     gpus: Optional[int] = None,
+    strategy: Optional[str] = None,
 ) -> TrainConfig:
     """The one place a scenario becomes a :class:`TrainConfig`: candidates, the fit search and every
     alternative are sized with it, so they differ only in what they say they change."""
@@ -168,42 +185,92 @@ def train_config(
         virtual_tokens=min(sc.virtual_tokens, sc.seq_len),
         adapter_reduction=sc.adapter_reduction,
         gpus=sc.gpus if gpus is None else gpus,
+        nodes=sc.nodes if gpus is None else 1,
+        strategy=sc.strategy if strategy is None else strategy,
+        offload_params=sc.offload_params,
         offload_optimizer=sc.offload_optimizer,
         liger=sc.liger,
         offload_activations=sc.offload_activations,
     )
 
 
-def _fit_config(arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, cal: Calibration):
+def _fit_config(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    cal: Calibration,
+    strategy: Optional[str] = None,
+    capacity: Optional[float] = None,
+):
     """(config, estimate, fits): the largest micro-batch of :data:`MICRO_BATCHES` that fits, without
     checkpointing where that still allows :data:`MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING`. Micro-batches
     beyond the global batch's share of one GPU (16 over 8 GPUs: 2) are not tried, so that more GPUs do
     not grow the global batch."""
     small = None
-    share = max(1, GLOBAL_BATCH // sc.gpus)
+    share = max(1, GLOBAL_BATCH // sc.world_size)
     for gc in (False, True) if method.supports_checkpointing else (False,):
         for mb in (m for m in MICRO_BATCHES if m <= share):
-            cfg = train_config(sc, method, lora, mb, gc)
+            cfg = train_config(sc, method, lora, mb, gc, strategy=strategy)
             est = estimate_memory(arch, cfg, cal)
-            if est.required_gib <= gpu.memory_gib:
+            if est.required_gib <= (gpu.memory_gib if capacity is None else capacity):
                 if gc or mb >= MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING:
                     return cfg, est, True
                 small = small or (cfg, est)
                 break
     if small:
         return small[0], small[1], True
-    cfg = train_config(sc, method, lora)
+    cfg = train_config(sc, method, lora, strategy=strategy)
     return cfg, estimate_memory(arch, cfg, cal), False
 
 
 def _candidate(
-    arch: Arch, gpu: GPU, sc: Scenario, method: methods.Method, lora: LoraShape, epochs: int, price: float, cal: Calibration
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    capacity: float,
 ) -> Candidate:
-    cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal)
+    """The method sized for the scenario's GPUs. With ``auto`` on several GPUs, every strategy of
+    :data:`AUTO_ORDER` that can run the plan is sized and the cheapest that fits is kept (the first,
+    where none fits)."""
+    if sc.strategy != "auto" or sc.world_size == 1:
+        return _sized(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
+    options = []
+    for name in AUTO_ORDER:
+        c = _sized(arch, gpu, sc, method, lora, epochs, price, cal, name, capacity)
+        if c.config.run_problem() is None:
+            options.append(c)
+    fitting = [c for c in options if c.fits]
+    return min(fitting, key=lambda c: c.cost_usd) if fitting else options[-1]
+
+
+def _sized(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    strategy: Optional[str],
+    capacity: float,
+) -> Candidate:
+    cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity)
     fits = fits and method.unsupported(arch) is None  # sized, but its library cannot train this model
     tokens = sc.dataset_size * sc.seq_len * epochs
-    tps = cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal)["total"]
-    hours = tokens / (tps * sc.gpus) / 3600
+    world = sc.world_size
+    link = link_gbs(gpu, sc.nodes)
+    accumulation = accumulation_steps(cfg.batch_size, world)
+    step = step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
+    tps = cfg.seq_len * cfg.batch_size / step["total"]
+    hours = tokens / (tps * world) / 3600
     mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(
         method=method.name,
@@ -214,7 +281,7 @@ def _candidate(
         tokens_per_second=tps,
         mfu=mfu,
         time_hours=hours,
-        cost_usd=hours * price * sc.gpus,
+        cost_usd=hours * price * world,
     )
 
 
@@ -269,8 +336,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     rs = rules.load_rules(default_rule_paths() + list(sc.rules) + list(rule_paths or []), rulenames.schema())
     all_methods = methods.all_methods()
 
-    def size(lora: LoraShape, epochs: int) -> dict[str, Candidate]:
-        return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal) for m in all_methods}
+    def size(lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
+        return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
 
     def levers(lora: LoraShape) -> dict[str, dict[str, float]]:
         return {lever: _lever_sizes(arch, sc, field, lora, cal) for lever, field in rulenames.LEVERS.items()}
@@ -279,13 +346,17 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
     epochs0 = sc.epochs or DEFAULT_EPOCHS
     first = rules.evaluate(
-        rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, size(DEFAULT_LORA, epochs0), epochs0, levers(DEFAULT_LORA)))
+        rs,
+        rulenames.environment(
+            rulenames.Facts(sc, arch, gpu, size(DEFAULT_LORA, epochs0, SAFETY_MARGIN), epochs0, levers(DEFAULT_LORA), SAFETY_MARGIN)
+        ),
     )
     st = first.settings
+    margin = float(st.get("safety_margin", SAFETY_MARGIN))
     epochs = sc.epochs or int(st.get("epochs", DEFAULT_EPOCHS))
     lora = _lora_from_rules(arch, st)
-    cands = size(lora, epochs)
-    outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora))))
+    cands = size(lora, epochs, margin)
+    outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin)))
 
     allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
     method = next(
@@ -297,8 +368,16 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     warnings = list(outcome.warnings)
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
-    if sc.gpus > 1:
-        warnings.append(Message("multi-gpu", MULTI_GPU_CAVEAT.format(gpus=sc.gpus)))
+    if sc.world_size > 1:
+        spec = (cands[method.name] if method else cands[DEFAULT_METHOD]).config.strategy_spec
+        warnings.append(
+            Message(
+                "multi-gpu",
+                MULTI_GPU_CAVEAT.format(
+                    label=spec.label, world=sc.world_size, basis=spec.basis, link=link_gbs(gpu, sc.nodes), overlap=spec.overlap
+                ),
+            )
+        )
     if sc.gpu_memory is not None:
         what = "speed" if sc.price_per_hour is not None else "speed and price"
         warnings.append(
@@ -316,8 +395,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         warnings.append(
             Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")
         )
-        plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.gpus)
-        alternatives = alternatives_for(arch, gpu, sc, lora, cal)
+        plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.world_size, nodes=sc.nodes, safety_margin=margin)
+        alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin)
     else:
         chosen = cands[method.name]
         # a note of a rule that preferred another method did not lead here: it is shown apart, as such
@@ -331,8 +410,10 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if "lora_rank" in method.options else None,
             method_settings=method.settings(arch, chosen.config),
             learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
-            gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.gpus),
-            gpus=sc.gpus,
+            gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.world_size),
+            gpus=sc.world_size,
+            nodes=sc.nodes,
+            safety_margin=margin,
             precision="bf16" if gpu.bf16 else "fp16",
             evaluation=evaluation_plan(sc, method),
             deployment=deployment_note(arch, sc, method, chosen),
@@ -342,7 +423,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
                 Message(
                     "global-batch",
                     f"global batch {plan.global_batch_size} examples, not {GLOBAL_BATCH}: {GLOBAL_BATCH} does not divide evenly over "
-                    f"{sc.gpus} GPUs x micro-batch {chosen.micro_batch_size}; scale the learning rate with it, or pick a GPU count that "
+                    f"{sc.world_size} GPUs x micro-batch {chosen.micro_batch_size}; scale the learning rate with it, or pick a GPU count "
+                    "that "
                     f"divides {GLOBAL_BATCH}",
                 )
             )
@@ -449,7 +531,12 @@ def _same_generation(a: Arch, b: Arch) -> bool:
     return a.family == b.family and a.vocab_size == b.vocab_size
 
 
-def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration) -> list[Alternative]:
+def usable(gpu: GPU, margin: float) -> float:
+    """GiB of ``gpu`` a plan may require, keeping ``margin`` of the card free."""
+    return gpu.memory_gib * (1.0 - margin)
+
+
+def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration, margin: float) -> list[Alternative]:
     """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: an 8-bit
     optimizer, a lower LoRA rank, a shorter sequence. Each names the method it makes fit (the first in
     fallback order) and is sized at micro-batch 1 with checkpointing."""
@@ -459,7 +546,7 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
     def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
         for m in order:
             req = estimate_memory(arch, train_config(scenario, m, shape), cal).required_gib
-            if req <= gpu.memory_gib:
+            if req <= usable(gpu, margin):
                 return m, req
         return None
 
@@ -505,18 +592,22 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
     return out
 
 
-def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT) -> list[Alternative]:
+def alternatives_for(
+    arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT, margin: float = SAFETY_MARGIN
+) -> list[Alternative]:
     """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: first
     the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU,
     more GPUs of this kind, or a smaller model of the same generation. Every configuration is
     micro-batch 1 with checkpointing, the least a run needs."""
-    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal)
+    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin)
     leanest = min(
-        (m for m in methods.all_methods() if m.adapter),
+        (m for m in methods.all_methods() if "lora_rank" in m.options),
         key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,
     )
     need = estimate_memory(arch, train_config(sc, leanest, lora, gpus=1), cal).required_gib
-    bigger = sorted((g for g in catalog.gpus() if g.memory_gib >= need and g.memory_gib > gpu.memory_gib), key=lambda g: g.price_per_hour)
+    bigger = sorted(
+        (g for g in catalog.gpus() if usable(g, margin) >= need and g.memory_gib > gpu.memory_gib), key=lambda g: g.price_per_hour
+    )
     if bigger:
         g = bigger[0]
         out.append(
@@ -530,9 +621,13 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
     for n in ALTERNATIVE_GPU_COUNTS:
         if n <= sc.gpus:
             continue
-        req = estimate_memory(arch, train_config(sc, sharded, lora, gpus=n), cal).required_gib
-        if req <= gpu.memory_gib:
-            out.append(Alternative("gpus", f"{sharded.label} with FSDP over {n}x {gpu.name} needs {req:.1f} GiB per GPU", {"gpus": n}))
+        cfg = train_config(sc, sharded, lora, gpus=n)
+        req = estimate_memory(arch, cfg, cal).required_gib
+        if req <= usable(gpu, margin):
+            label = cfg.strategy_spec.label
+            where = {"gpus": n} if n <= GPUS_PER_NODE else {"gpus": GPUS_PER_NODE, "nodes": n // GPUS_PER_NODE}
+            nodes = f" ({where['nodes']} nodes of {GPUS_PER_NODE})" if "nodes" in where else ""
+            out.append(Alternative("gpus", f"{sharded.label} with {label} over {n}x {gpu.name}{nodes} needs {req:.1f} GiB per GPU", where))
             break
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
     for a in sorted(smaller, key=lambda a: -a.total_params()):
@@ -541,7 +636,7 @@ def alternatives_for(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: C
         except InputError:
             continue  # the plan's targets name modules this model lacks
         req = estimate_memory(a, train_config(sc, leanest, shape), cal).required_gib
-        if req <= gpu.memory_gib:
+        if req <= usable(gpu, margin):
             out.append(
                 Alternative(
                     "model", f"{a.name} ({a.total_params() / 1e9:.1f}B) fits with {leanest.label} in {req:.1f} GiB", {"model": a.name}

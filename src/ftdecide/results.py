@@ -154,7 +154,9 @@ class Plan:
     lora: Optional[LoraSettings] = None
     learning_rate: Optional[float] = None
     gradient_accumulation_steps: Optional[int] = None
-    gpus: int = 1
+    gpus: int = 1  # in all (per node x nodes)
+    nodes: int = 1
+    safety_margin: float = 0.0  # share of each GPU the plan keeps free
     precision: str = "bf16"
     evaluation: Optional[Evaluation] = None
     deployment: Optional[Deployment] = None
@@ -194,6 +196,7 @@ class Plan:
             "method_settings": dict(self.method_settings or {}),
             "learning_rate": self.learning_rate,
             "epochs": self.epochs,
+            "safety_margin": self.safety_margin,
         }
         if c is None:
             out.update(micro_batch_size=None, gradient_checkpointing=None, reasons=[r.to_json() for r in self.reasons])
@@ -207,8 +210,17 @@ class Plan:
             time_hours=round(c.time_hours, 3),
             cost_usd=round(c.cost_usd, 2),
         )
-        if self.gpus > 1:
-            out["distributed"] = "FSDP2 across %d GPUs" % self.gpus
+        if self.gpus > 1 or c.config.strategy_spec.name != "single":
+            spec = c.config.strategy_spec
+            out["distributed"] = f"{spec.label} across {self.gpus} GPUs"
+            out["strategy"] = {
+                "name": spec.name,
+                "label": spec.label,
+                "world_size": self.gpus,
+                "nodes": self.nodes,
+                "measured": spec.measured,
+                "basis": spec.basis,
+            }
         out["reasons"] = [r.to_json() for r in self.reasons]
         out["not_followed"] = [r.to_json() for r in self.not_followed]
         if self.evaluation:

@@ -34,6 +34,7 @@ class Facts:
     epochs: int
     # {lever: {method: GiB required at micro-batch 1 with the lever switched on}} (inf where it cannot be)
     levers: dict[str, dict[str, float]] = field(default_factory=dict)
+    safety_margin: float = 0.0  # share of the card the plan keeps free
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,15 @@ def _base() -> list[Name]:
         Name("has_budget", BOOL, lambda f: f.scenario.budget is not None, "whether a budget was given"),
         Name("gpus", NUM, lambda f: f.scenario.gpus, "GPUs"),
         Name("gpu_memory_gib", NUM, lambda f: f.gpu.memory_gib, "memory of one GPU, GiB"),
+        Name(
+            "usable_gib",
+            NUM,
+            lambda f: round(f.gpu.memory_gib * (1 - f.safety_margin), 2),
+            "GiB a plan may use, the safety margin kept free",
+        ),
+        Name("strategy", STR, lambda f: f.scenario.strategy, "auto, ddp, fsdp, zero1, zero2 or zero3"),
+        Name("nodes", NUM, lambda f: f.scenario.nodes, "nodes"),
+        Name("world_size", NUM, lambda f: f.scenario.world_size, "GPUs in all (per node x nodes)"),
         Name("model_params_b", NUM, lambda f: f.arch.total_params() / 1e9, "parameters, billions"),
         Name("vocab_size", NUM, lambda f: f.arch.vocab_size, "vocabulary size"),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
@@ -90,7 +100,7 @@ def _per_method(m: str) -> list[Name]:
             Name(
                 f"fits_{lever}.{m}",
                 BOOL,
-                lambda f, lever=lever: f.levers[lever][m] <= f.gpu.memory_gib,
+                lambda f, lever=lever: f.levers[lever][m] <= f.gpu.memory_gib * (1 - f.safety_margin),
                 f"whether {m} fits with {lever}",
             ),
         ]

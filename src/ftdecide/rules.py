@@ -55,7 +55,13 @@ class SetEffect(BaseModel):
     dropout: Optional[float] = Field(None, ge=0, lt=1)
     lora_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
     full_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    ia3_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    prompt_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    prefix_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
+    adapter_learning_rate: Optional[float] = Field(None, gt=0, lt=1)
     epochs: Optional[int] = Field(None, gt=0, le=100)
+    # share of each GPU's memory a plan leaves free (another driver, torch version or process)
+    safety_margin: Optional[float] = Field(None, ge=0, lt=0.5)
 
 
 class Rule(BaseModel):

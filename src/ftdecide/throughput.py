@@ -33,8 +33,13 @@ were fitted (``benchmarks/fit_throughput.py``, log-error least squares) on the m
 runs in ``data/measurements`` (H100 SXM); ``benchmarks/accuracy.py`` reports the error. Figures for
 other GPUs scale by their datasheet peak and bandwidth, which assumes the same kernel efficiency and a
 host CPU like the ones measured (20-43 us per launched kernel on the device hosts; a CPU-bound step
-moves with the host by as much); multi-GPU runs are assumed to scale
-linearly (no communication time).
+moves with the host by as much).
+
+On several GPUs the strategy's bytes per step (:meth:`ftdecide.strategies.Strategy.traffic`: all-gather,
+reduce-scatter, all-reduce, as NCCL's ring bus bytes) cross the GPU's link within a node or its network
+share across nodes (the GPU catalog's ``intra_node_gbs`` and ``inter_node_gbs``) at ``nccl_efficiency`` of
+it; the strategy hides ``overlap`` of that behind the kernels, never more than they last. MODELLED: no
+multi-GPU run has been timed yet (issue 11), and the ``assumptions`` of every recommendation say so.
 
 Every constant lives in :class:`ftdecide.calibration.Calibration` (``util``, ``step``, ``kernels``);
 what differs between methods (FLOPs per parameter, kernels per layer) is asked of the method.
@@ -94,9 +99,30 @@ def liger_chunks(arch: Arch, tokens: int) -> int:
     return -(-tokens // chunk)
 
 
-def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, cal: Calibration = DEFAULT) -> dict[str, float]:
+def comm_seconds(arch: Arch, cfg: TrainConfig, link_gbs: float, accumulation: int = 1, cal: Calibration = DEFAULT) -> float:
+    """Seconds one GPU spends sending per micro-batch: the strategy's per-micro-batch bytes plus its
+    per-step bytes spread over ``accumulation`` micro-batches, at ``link_gbs`` GB/s (one way) times NCCL's
+    share of the link (``StepConstants.nccl_efficiency``). Modelled: no multi-GPU run has been timed."""
+    if cfg.world_size == 1:
+        return 0.0
+    t = cfg.strategy_spec.traffic(arch, cfg)
+    per_micro = sum(t.per_micro_batch.values()) + sum(t.per_step.values()) / max(1, accumulation)
+    return per_micro / (link_gbs * 1e9 * cal.step.nccl_efficiency)
+
+
+def step_seconds(
+    arch: Arch,
+    cfg: TrainConfig,
+    tflops: float,
+    bandwidth_gbs: float,
+    cal: Calibration = DEFAULT,
+    link_gbs: float | None = None,
+    accumulation: int = 1,
+) -> dict[str, float]:
     """Seconds of one micro-batch step of ``cfg`` on a GPU of ``tflops`` dense bf16 TFLOPS and
-    ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), and ``total``."""
+    ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), ``comm`` (the
+    communication of several GPUs that the kernels do not hide, at ``link_gbs`` GB/s one way: the GPU's
+    link within a node, its network share across nodes), and ``total``."""
     k, method = cal.step, cfg.method_spec
     # prompt tuning's virtual tokens pass through every layer and the loss like real ones
     seq = cfg.seq_len + method.extra_tokens(cfg)
@@ -135,9 +161,34 @@ def step_seconds(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: flo
         saved = (mm.stored_gc if gc else mm.layer_bytes(cfg.seq_len) * arch.num_layers) * tokens
         offload = 2.0 * saved / (k.host_link_gbs * 1e9)
         gpu = max(gpu, offload)
-    return {"matmul": matmul, "memory": memory, "offload": offload, "launch": launch, "total": (gpu**p + launch**p) ** (1.0 / p)}
+    comm = comm_seconds(arch, cfg, link_gbs, accumulation, cal) if link_gbs else 0.0
+    # the strategy overlaps a share of its transfers with the kernels, never more than the kernels last
+    exposed = comm - min(comm * cfg.strategy_spec.overlap, gpu)
+    gpu += exposed
+    return {
+        "matmul": matmul,
+        "memory": memory,
+        "offload": offload,
+        "comm": exposed,
+        "launch": launch,
+        "total": (gpu**p + launch**p) ** (1.0 / p),
+    }
 
 
-def tokens_per_second(arch: Arch, cfg: TrainConfig, tflops: float, bandwidth_gbs: float, cal: Calibration = DEFAULT) -> float:
+def tokens_per_second(
+    arch: Arch,
+    cfg: TrainConfig,
+    tflops: float,
+    bandwidth_gbs: float,
+    cal: Calibration = DEFAULT,
+    link_gbs: float | None = None,
+    accumulation: int = 1,
+) -> float:
     """Training tokens per second of one GPU (see :func:`step_seconds`)."""
-    return cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, tflops, bandwidth_gbs, cal)["total"]
+    return cfg.seq_len * cfg.batch_size / step_seconds(arch, cfg, tflops, bandwidth_gbs, cal, link_gbs, accumulation)["total"]
+
+
+def link_gbs(gpu, nodes: int) -> float:
+    """GB/s (one way) the collectives of a plan run at: the GPU's link within one node; across nodes, a
+    ring crosses the network, whose per-GPU share bounds it."""
+    return gpu.intra_node_gbs if nodes <= 1 else min(gpu.intra_node_gbs, gpu.inter_node_gbs)

@@ -99,7 +99,8 @@ METHOD = register(
         options=("adapter_reduction",),
         mergeable=False,
         measured=False,
-        default_learning_rate=1e-4,
+        learning_rate_setting="adapter_learning_rate",
+        default_learning_rate=1e-4,  # Houlsby et al. 2019 searched 3e-5 to 3e-3; 1e-4 is the adapters library's examples'
         serving_warning=(
             "Houlsby adapters stay in every forward pass (two bottleneck layers per block): inference latency that a merged "
             "LoRA adapter does not add"
