@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftdecide.emit import KINDS, emit
+from ftdecide.emit import emit
 from ftdecide.recommend import Scenario, recommend
 
 BASE = {
@@ -47,7 +47,10 @@ def _assignments(source: str) -> dict:
 def test_emitted_strings_round_trip(method, model_id, name, dataset):
     res = BASE[method]
     res = dataclasses.replace(res, arch=res.arch.model_copy(update={"model_id": model_id, "name": name}))
-    for kind in KINDS:
+    # the launch configs (accelerate, deepspeed) carry no user string but the header comment
+    accel = emit("accelerate", res, dataset=dataset)
+    assert accel.isascii() and isinstance(yaml.safe_load(accel), dict)
+    for kind in ("peft", "trl", "axolotl", "llamafactory"):
         out = emit(kind, res, dataset=dataset)
         lines = out.splitlines()
         if kind in ("peft", "trl"):

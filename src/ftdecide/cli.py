@@ -53,6 +53,8 @@ class EmitKind(str, Enum):
     trl = "trl"
     axolotl = "axolotl"
     llamafactory = "llamafactory"
+    accelerate = "accelerate"
+    deepspeed = "deepspeed"
 
 
 # Options shared by estimate, fit and probe ("the same flags as estimate").
@@ -80,7 +82,10 @@ OFFLOAD_ACT_OPT = typer.Option(
 )
 # TrainConfig fields that belong to some methods only
 METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets", "adapter_reduction")
-GPUS_OPT = typer.Option(1, help="GPUs for FSDP sharding")
+GPUS_OPT = typer.Option(1, help="GPUs per node")
+NODES_OPT = typer.Option(1, help="nodes (of --gpus GPUs each)")
+STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3 (auto: FSDP2 on several GPUs here)")
+OFFLOAD_PARAMS_OPT = typer.Option(False, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
 
@@ -179,7 +184,12 @@ def recommend(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, path to config.json, or a size like 13b"),
     gpu: Optional[str] = GPU_OPT,
     gpu_memory: Optional[float] = GPU_MEMORY_OPT,
-    gpus: Optional[int] = typer.Option(None, help=f"number of GPUs, FSDP beyond 1 (default {SD['gpus']})"),
+    gpus: Optional[int] = typer.Option(None, help=f"GPUs per node (default {SD['gpus']})"),
+    nodes: Optional[int] = typer.Option(None, help="nodes of --gpus GPUs each (default 1)"),
+    strategy: Optional[str] = typer.Option(None, help="auto (the cheapest that fits), ddp, fsdp, zero1, zero2 or zero3 (default auto)"),
+    offload_params: Optional[bool] = typer.Option(
+        None, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory"
+    ),
     dataset_size: Optional[int] = typer.Option(None, help=f"training examples (default {SD['dataset_size']:,})"),
     seq_len: Optional[int] = typer.Option(None, help=f"tokens per example (default {SD['seq_len']})"),
     task: Optional[str] = typer.Option(
@@ -206,7 +216,9 @@ def recommend(
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
     format: Fmt = typer.Option(Fmt.table, "--format"),
-    emit: Optional[EmitKind] = typer.Option(None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory"),
+    emit: Optional[EmitKind] = typer.Option(
+        None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory, accelerate, deepspeed"
+    ),
     out: Optional[str] = typer.Option(
         None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"
     ),
@@ -223,6 +235,9 @@ def recommend(
         gpu=gpu,
         gpu_memory=gpu_memory,
         gpus=gpus,
+        nodes=nodes,
+        strategy=strategy,
+        offload_params=offload_params,
         dataset_size=dataset_size,
         seq_len=seq_len,
         task=task,
@@ -309,12 +324,15 @@ def estimate(
     ia3_targets: Optional[str] = IA3_OPT,
     adapter_reduction: Optional[int] = REDUCTION_OPT,
     gpus: int = GPUS_OPT,
+    nodes: int = NODES_OPT,
+    strategy: str = STRATEGY_OPT,
+    offload_params: bool = OFFLOAD_PARAMS_OPT,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
-    """Memory breakdown of one training configuration (GiB = 2^30 bytes)."""
+    """Memory breakdown of one training configuration, per GPU (GiB = 2^30 bytes)."""
     from .catalog import resolve_model
     from .estimator import estimate_memory
     from .render import estimate_json, estimate_table
@@ -334,6 +352,9 @@ def estimate(
         ia3_targets=ia3_targets,
         adapter_reduction=adapter_reduction,
         gpus=gpus,
+        nodes=nodes,
+        strategy=strategy,
+        offload_params=offload_params,
         offload_optimizer=offload_optimizer,
         liger=liger,
         offload_activations=offload_activations,
@@ -354,6 +375,9 @@ def fit(
     gpu: Optional[str] = GPU_OPT,
     gpu_memory: Optional[float] = GPU_MEMORY_OPT,
     gpus: int = GPUS_OPT,
+    nodes: int = NODES_OPT,
+    strategy: str = STRATEGY_OPT,
+    offload_params: bool = OFFLOAD_PARAMS_OPT,
     seq_len: int = SEQ_OPT,
     precision: str = PRECISION_OPT,
     optimizer: str = OPTIMIZER_OPT,
@@ -389,10 +413,16 @@ def fit(
         ia3_targets=ia3_targets,
         adapter_reduction=adapter_reduction,
         gpus=gpus,
+        nodes=nodes,
+        strategy=strategy,
+        offload_params=offload_params,
         offload_optimizer=offload_optimizer,
         liger=liger,
         offload_activations=offload_activations,
     )
+    problem = base.strategy_spec.problem(base)
+    if problem:
+        raise InputError(problem)
     rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
         _json(fit_json(arch, hw, gpus, seq_len, rows))
@@ -467,6 +497,8 @@ def probe(
     adapter_reduction: Optional[int] = REDUCTION_OPT,
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
+    gpus: int = typer.Option(1, help="measure rank 0 of an N-GPU FSDP2 job on this one GPU (torch's fake process group)"),
+    strategy: str = typer.Option("auto", help="with --gpus N: fsdp (the only strategy the probe measures yet)"),
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
     steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
     from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
@@ -501,7 +533,14 @@ def probe(
             adapter_reduction=adapter_reduction,
             liger=liger,
             offload_activations=offload_activations,
+            gpus=gpus,
+            strategy=strategy,
         )
+        if cfg.world_size > 1 and cfg.strategy_spec.name != "fsdp":
+            raise InputError(
+                f"probe measures FSDP2 on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} is "
+                "modelled, not probed yet"
+            )
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
     sink = session.open_sink(out) if (grid and out) else None
     try:

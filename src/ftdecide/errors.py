@@ -62,7 +62,8 @@ def validation_problem(e, dashes: bool = False) -> str:
     where = ".".join(str(x) for x in err["loc"])
     if dashes:
         where = where.replace("_", "-")
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+    return f"{where}: {msg}" if where else msg
 
 
 def finite(value):

@@ -71,3 +71,6 @@ ALTERNATIVE_MIN_SEQ_LEN = 256
 # Share of each GPU's memory every plan leaves free by default (the rules' ``safety_margin``): a plan at
 # 79.0 of 79.6 GiB is right by the estimate but has no room for another driver, torch version or process.
 SAFETY_MARGIN = 0.05
+# ``--strategy auto``: a strategy whose memory was measured (FSDP2) is kept over a modelled one (DDP, ZeRO)
+# unless the modelled one is more than this share cheaper by the (modelled) step time.
+MEASURED_STRATEGY_PREFERENCE = 0.05

@@ -35,6 +35,7 @@ from .policy import (
     GLOBAL_BATCH,
     MICRO_BATCHES,
     SAFETY_MARGIN,
+    MEASURED_STRATEGY_PREFERENCE,
     GPUS_PER_NODE,
     MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
     SCENARIO_DEFAULTS,
@@ -247,7 +248,14 @@ def _candidate(
         if c.config.run_problem() is None:
             options.append(c)
     fitting = [c for c in options if c.fits]
-    return min(fitting, key=lambda c: c.cost_usd) if fitting else options[-1]
+    if not fitting:
+        return options[-1]
+    best = min(fitting, key=lambda c: c.cost_usd)
+    # a strategy measured on GPUs wins over a modelled one that is barely cheaper by the model
+    measured = [c for c in fitting if c.config.strategy_spec.measured]
+    if measured and min(c.cost_usd for c in measured) <= best.cost_usd * (1 + MEASURED_STRATEGY_PREFERENCE):
+        return min(measured, key=lambda c: c.cost_usd)
+    return best
 
 
 def _sized(

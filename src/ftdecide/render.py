@@ -82,8 +82,9 @@ def _rec_line(plan: "Plan") -> str:
     s += (
         f", lr {plan.learning_rate:.0e}, {plan.epochs} epochs, micro-batch {c.micro_batch_size} x "
         f"{plan.gradient_accumulation_steps} accumulation"
-        f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}: "
-        f"~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}"
+        f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}"
+        + (f", {plan.gpus}x {c.config.strategy_spec.label}" if plan.gpus > 1 else "")
+        + f": ~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}"
     )
     return s
 
@@ -158,10 +159,15 @@ def recommendation_markdown(res: "Recommendation") -> str:
 def recommendation_table(res: "Recommendation", console, explain: bool = False) -> None:
     sc, plan = res.scenario, res.plan
     sym = symbols(console.encoding)
+    several = sc.world_size > 1
+    nodes = f" ({sc.nodes} nodes)" if sc.nodes > 1 else ""
+    cols = ("method", "fits", "memory (required / GPU)", "use", "free", "micro-batch", "ckpt", "tokens/s", "time", "cost")
+    if several:
+        cols = (*cols[:2], "strategy", *cols[2:])
     t = _table(
-        f"{res.arch.name} on {sc.gpus}x {res.gpu.name} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} examples x "
-        f"{sc.seq_len} tokens x {plan.epochs} epochs",
-        ("method", "fits", "memory (required / GPU)", "use", "free", "micro-batch", "ckpt", "tokens/s", "time", "cost"),
+        f"{res.arch.name} on {sc.world_size}x {res.gpu.name}{nodes} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} "
+        f"examples x {sc.seq_len} tokens x {plan.epochs} epochs",
+        cols,
         right=("free", "time", "cost", "micro-batch", "tokens/s"),
     )
     for c in res.candidates:
@@ -172,6 +178,7 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
         t.add_row(
             c.method,
             "yes" if c.fits else "no",
+            *([c.config.strategy_spec.label] if several else []),
             f"{req:.1f} / {c.gpu_memory_gib:g} GiB",
             _bar(req, c.gpu_memory_gib, sym),
             _margin(req, c.gpu_memory_gib),

@@ -84,6 +84,7 @@ class Candidate:
             "fits": self.fits,
             "micro_batch_size": self.micro_batch_size,
             "gradient_checkpointing": self.gradient_checkpointing,
+            "strategy": self.config.strategy_spec.name,
             "memory": {
                 "peak_allocated_gib": round(est.peak_allocated_gib, 2),
                 "required_gib": round(est.required_gib, 2),

@@ -39,6 +39,7 @@ def config_from_record(d: dict) -> TrainConfig:
         ia3_targets=d.get("ia3_targets") or "default",
         adapter_reduction=d.get("reduction") or DEFAULT_ADAPTER_REDUCTION,
         gpus=int(d.get("world_size") or 1),
+        strategy=d.get("strategy") or "auto",
         liger=bool(d.get("liger")),
         offload_activations=bool(d.get("offload_act")),
     )
@@ -69,6 +70,8 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
         rec["reduction"] = cfg.adapter_reduction
     if "ia3_targets" in options and cfg.ia3_targets != "default":
         rec["ia3_targets"] = cfg.ia3_targets
+    if cfg.world_size > 1:
+        rec.update(world_size=cfg.world_size, strategy=cfg.strategy_spec.name)
     if cfg.liger:
         rec["liger"] = True
     if cfg.offload_activations:

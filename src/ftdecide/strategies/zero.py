@@ -59,8 +59,13 @@ class Zero(Strategy):
             w = 0.0 if cfg.offload_params else w / n
             # the largest layer gathered (weights and gradients) and the prefetch bucket
             buf += 2 * layer_params(arch) * BF16 + b["stage3_prefetch_bucket_size"] * BF16
-        note = f"ZeRO-{self.stage} over {n} GPUs: modelled from DeepSpeed's accounting (fp32 master weights and moments), not measured"
-        return Shares(w, g, o, buffers=buf, notes=(note,))
+        notes = [f"ZeRO-{self.stage} over {n} GPUs: {self.summary}"]
+        if n == 1:
+            notes.append(
+                f"ZeRO-{self.stage} on one GPU partitions nothing: it only moves states to CPU memory with --offload-optimizer"
+                + (" or --offload-params" if self.stage == 3 else "")
+            )
+        return Shares(w, g, o, buffers=buf, notes=tuple(notes))
 
     def traffic(self, arch, cfg) -> Traffic:
         method = cfg.method_spec
