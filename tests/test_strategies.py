@@ -1,0 +1,149 @@
+"""Distribution strategies (issue 10): each a unit with its per-GPU shares, buffers, traffic and launch
+configs; the estimator, step-time model, recommender and emitters ask it. DDP and ZeRO are modelled (their
+figures say so); FSDP2 is fitted to fake-process-group runs (tests/test_estimator.py checks those bounds)."""
+
+import ast
+import json
+
+import pytest
+import yaml
+
+from conftest import invoke
+from ftdecide import catalog, strategies
+from ftdecide.emit import emit
+from ftdecide.estimator import GIB, TrainConfig, estimate_memory
+from ftdecide.recommend import Scenario, recommend
+from ftdecide.strategies.fsdp import layer_params
+from ftdecide.throughput import step_seconds
+
+A8B = catalog.resolve_model("llama-3.1-8b")
+
+
+def test_registry():
+    assert strategies.names() == ("ddp", "fsdp", "zero1", "zero2", "zero3")
+    assert strategies.resolve(TrainConfig()).name == "single"
+    assert strategies.resolve(TrainConfig(gpus=4)).name == "fsdp"  # auto without a GPU to fit: FSDP2
+    assert strategies.resolve(TrainConfig(gpus=2, nodes=2, strategy="zero2")).name == "zero2"
+    assert TrainConfig(gpus=8, nodes=4).world_size == 32
+
+
+def test_ddp_is_a_replica_plus_a_bucket_copy_of_the_gradients():
+    one = estimate_memory(A8B, TrainConfig(method="full", seq_len=1024))
+    ddp = estimate_memory(A8B, TrainConfig(method="full", seq_len=1024, gpus=4, strategy="ddp"))
+    grads = A8B.total_params() * 2  # bf16 gradients, copied once into the reducer's buckets
+    assert ddp.breakdown["weights"] - one.breakdown["weights"] == pytest.approx(grads / GIB)
+    assert ddp.peak_allocated_gib - one.peak_allocated_gib == pytest.approx(grads / GIB)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_zero_follows_deepspeeds_accounting(stage):
+    """bf16 weights and gradients (partitioned from stage 3 and 2), 16 B per parameter partitioned, the
+    reduce and all-gather buckets of hidden^2 bf16 values, and for stage 3 the largest layer gathered and
+    the prefetch bucket of 0.9 hidden^2."""
+    n, p, h = 8, A8B.total_params(), A8B.hidden_size
+    est = estimate_memory(A8B, TrainConfig(method="full", seq_len=1024, gpus=n, strategy=f"zero{stage}"))
+    buffers = 2 * h * h * 2 + ((2 * layer_params(A8B) * 2 + int(0.9 * h * h) * 2) if stage == 3 else 0)
+    weights = (2 * p / n if stage == 3 else 2 * p) + buffers
+    assert est.breakdown["weights"] == pytest.approx(weights / GIB, rel=1e-6)
+    assert est.breakdown["optimizer"] == pytest.approx(16 * p / n / GIB, rel=1e-6)
+    assert "modelled from DeepSpeed" in " ".join(est.notes)
+
+
+def test_zero3_offload_leaves_the_gathered_layers():
+    est = estimate_memory(A8B, TrainConfig(method="full", gpus=8, strategy="zero3", offload_params=True, offload_optimizer=True))
+    h = A8B.hidden_size
+    assert est.breakdown["optimizer"] == 0.0
+    assert est.breakdown["weights"] == pytest.approx((2 * h * h * 2 + 2 * layer_params(A8B) * 2 + int(0.9 * h * h) * 2) / GIB)
+
+
+def test_traffic_is_nccl_ring_bytes():
+    n, p = 8, A8B.total_params()
+    ddp = strategies.get("ddp").traffic(A8B, TrainConfig(method="full", gpus=n, strategy="ddp"))
+    assert ddp.per_step == {"all-reduce": pytest.approx(2 * 7 / 8 * 2 * p)}
+    fsdp = strategies.get("fsdp").traffic(A8B, TrainConfig(method="full", gpus=n, strategy="fsdp"))
+    assert fsdp.per_micro_batch["all-gather"] == pytest.approx(2 * 7 / 8 * 2 * p)
+    assert fsdp.per_micro_batch["reduce-scatter"] == pytest.approx(7 / 8 * 2 * p)
+
+
+def test_communication_time_over_the_link():
+    """DDP of Llama-3.1-8B full fine-tuning over 8 H100s: 2 x 7/8 x 16.06 GB all-reduced at 80% of 450 GB/s,
+    once per 4 micro-batches; 80% of it hidden behind the kernels."""
+    cfg = TrainConfig(method="full", seq_len=2048, gpus=8, strategy="ddp")
+    alone = step_seconds(A8B, cfg, 989, 3350)
+    s = step_seconds(A8B, cfg, 989, 3350, link_gbs=450, accumulation=4)
+    comm = 2 * 7 / 8 * 2 * A8B.total_params() / (450e9 * 0.8) / 4
+    assert s["comm"] == pytest.approx(comm - min(0.8 * comm, alone["matmul"] + alone["memory"]))
+    assert s["total"] > alone["total"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--gpus", "2", "--strategy", "ddp", "--offload-params"], "--offload-params needs sharded parameters: DDP keeps a full copy"),
+        (["--gpus", "2", "--strategy", "zero2", "--offload-params"], "--offload-params needs sharded parameters: ZeRO-2 keeps"),
+        (["--nodes", "0"], "nodes: Input should be greater than 0"),
+        (["--gpus", "0"], "gpus: Input should be greater than 0"),
+        (["--gpus", "2", "--strategy", "zero4"], "strategy: unknown strategy 'zero4' (choose from auto, ddp, fsdp, zero1, zero2, zero3)"),
+    ],
+)
+def test_bad_strategy_input(argv, message):
+    r = invoke(["estimate", "--model", "llama-3.1-8b", *argv])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("ftdecide: error: " + message) and r.stderr.count("\n") == 1
+
+
+def test_zero3_on_one_gpu_says_what_it_means():
+    est = estimate_memory(A8B, TrainConfig(method="full", strategy="zero3", offload_optimizer=True))
+    assert "ZeRO-3 on one GPU partitions nothing: it only moves states to CPU memory" in " ".join(est.notes)
+
+
+def test_auto_picks_the_cheapest_strategy_that_fits():
+    """LoRA of an 8B model on 4 RTX 4090s (PCIe, no peer-to-peer): a replica fits, and DDP sends only the
+    adapters' gradients where FSDP would gather the 16 GB base twice per micro-batch. On 2 H100s (NVLink)
+    FSDP2's gathers hide behind the kernels and the measured strategy is kept. Full fine-tuning of a 70B
+    model on 2 nodes of 8: only sharding fits, and FSDP2 is kept over a ZeRO stage the model finds barely
+    cheaper."""
+    pcie = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", gpus=4))
+    assert pcie.plan.method == "lora" and pcie.candidate("lora").config.strategy == "ddp"
+    nvlink = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=2))
+    assert nvlink.candidate("lora").config.strategy == "fsdp"
+    big = recommend(Scenario(model="llama-3.1-70b", gpu="h100", gpus=8, nodes=2, dataset_size=100_000, task="domain"))
+    assert big.candidate("full").config.strategy == "fsdp"
+    doc = big.to_json()
+    assert doc["recommendation"]["strategy"]["name"] == "fsdp" and doc["recommendation"]["strategy"]["measured"] is True
+    assert doc["recommendation"]["strategy"]["world_size"] == 16 and doc["recommendation"]["strategy"]["nodes"] == 2
+    (w,) = [w for w in doc["warnings"] if w["rule"] == "multi-gpu"]
+    assert "communication time modelled (50 GB/s links" in w["message"]
+
+
+def test_every_plan_keeps_the_safety_margin_a_team_can_change(tmp_path):
+    """The issue's case: Llama-3.1-8B LoRA on one H100 took micro-batch 16 at 79.0 of 79.6 GiB."""
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", dataset_size=50_000))
+    c = res.candidate(res.plan.method)
+    assert c.required_gib <= 0.95 * 79.6 and res.to_json()["recommendation"]["safety_margin"] == 0.05
+    team = tmp_path / "no-margin.yaml"
+    team.write_text('version: 1\nrules:\n  - id: tight\n    when: "true"\n    priority: 50\n    set: {safety_margin: 0.0}\n')
+    tight = recommend(Scenario(model="llama-3.1-8b", gpu="h100", dataset_size=50_000, rules=(str(team),)))
+    assert tight.to_json()["recommendation"]["safety_margin"] == 0.0
+    assert tight.candidate(tight.plan.method).micro_batch_size > c.micro_batch_size
+
+
+def test_emitters_launch_the_strategy():
+    zero = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=4, strategy="zero3"))
+    ds = json.loads(emit("deepspeed", zero))
+    h = A8B.hidden_size
+    assert ds["zero_optimization"]["stage"] == 3 and ds["zero_optimization"]["reduce_bucket_size"] == h * h
+    assert ds["zero_optimization"]["stage3_prefetch_bucket_size"] == int(0.9 * h * h)
+    assert ds["train_micro_batch_size_per_gpu"] == zero.plan.micro_batch_size
+    assert ds["gradient_accumulation_steps"] == zero.plan.gradient_accumulation_steps
+    acc = yaml.safe_load(emit("accelerate", zero))
+    assert acc["distributed_type"] == "DEEPSPEED" and acc["num_processes"] == 4 and acc["deepspeed_config"]["zero3_init_flag"] is True
+    sft = [n for n in ast.walk(ast.parse(emit("trl", zero))) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "SFTConfig"][0]
+    assert {k.arg: ast.literal_eval(k.value) for k in sft.keywords}["deepspeed"] == "ds_config.json"
+    assert yaml.safe_load(emit("axolotl", zero))["deepspeed"] == "ds_config.json"
+    fsdp = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=2, nodes=2, strategy="fsdp"))
+    acc = yaml.safe_load(emit("accelerate", fsdp))
+    assert acc["distributed_type"] == "FSDP" and acc["fsdp_config"]["fsdp_version"] == 2 and acc["num_machines"] == 2
+    assert acc["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    r = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "h100", "--gpus", "2", "--strategy", "fsdp", "--emit", "deepspeed"])
+    assert r.exit_code == 2 and "the plan's strategy is FSDP2, which DeepSpeed does not run" in r.stderr
