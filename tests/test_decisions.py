@@ -128,12 +128,13 @@ def test_plan(fields, method, shape, precision, fits, fired):
     assert offered == {m for m, ok in fits.items() if ok and m != method} - forbidden
 
 
-# (scenario, {alternative kind: what it proposes})
+# (scenario, {alternative kind: what it proposes}, {method: (GPUs per node, nodes, strategy)} of the
+# scale-out alternatives: the fewest GPUs of the user's kind on which each method fits)
 INFEASIBLE = [
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090"),
-        # LoRA over 16 GPUs needs more than 95% of a 4090 (the safety margin): 4 nodes of 8
-        {"gpu": {"gpu": "a100-80gb"}, "gpus": {"gpus": 8, "nodes": 4}, "model": {"model": "llama-3.1-8b"}},
+        {"gpu": {"gpu": "a100-80gb"}, "model": {"model": "llama-3.1-8b"}},
+        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "fsdp"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="70b-on-4090-offered-llama-3.1-8b-not-llama-2",
     ),
     pytest.param(
@@ -142,26 +143,50 @@ INFEASIBLE = [
             "offload_activations": {"offload_activations": True},
             "seq_len": {"seq_len": 512},
             "gpu": {"gpu": "a100-80gb"},
-            "gpus": {"gpus": 8, "nodes": 4},
             "model": {"model": "llama-3.1-8b"},
         },
+        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "fsdp"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="bigger-gpu-is-sized-for-one-gpu-and-the-switches-on-own-gpus-come-first",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
-        {"gpu": {"gpu": "rtx-4080"}, "gpus": {"gpus": 8}, "model": {"model": "llama-3.2-3b"}},
+        {"gpu": {"gpu": "rtx-4080"}, "model": {"model": "llama-3.2-3b"}},
+        {"full": (8, 4, "fsdp"), "lora": (8, 1, "fsdp"), "qlora": (4, 1, "fsdp"), "dora": (8, 1, "fsdp"), "ia3": (4, 1, "zero3")},
         id="10gib-offered-llama-3.2-3b",
     ),
 ]
 
 
-@pytest.mark.parametrize("fields, expected", INFEASIBLE)
-def test_alternatives_when_nothing_fits(fields, expected):
+@pytest.mark.parametrize("fields, expected, scale_out", INFEASIBLE)
+def test_alternatives_when_nothing_fits(fields, expected, scale_out):
     res = recommend(Scenario(**fields))
     assert not res.plan.feasible and res.plan.method is None
-    assert {a.kind: a.details for a in res.alternatives} == expected
-    assert [a.kind for a in res.alternatives] == list(expected)  # the cheap switches before new hardware
+    own = [a for a in res.alternatives if a.kind != "scale_out"]
+    assert {a.kind: a.details for a in own} == expected
+    assert [a.kind for a in own] == list(expected)  # the cheap switches before new hardware
+    more = {
+        a.details["method"]: (a.details["gpus"], a.details["nodes"], a.details["strategy"])
+        for a in res.alternatives
+        if a.kind == "scale_out"
+    }
+    assert more == scale_out
     assert res.warnings[-1].rule == "feasibility"
+
+
+def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
+    """QLoRA of Llama-3.1-70B on RTX 4090s: 8 in one node fit (FSDP2, the cheapest strategy that fits there),
+    4 do not with any strategy."""
+    from ftdecide import recommend as rec
+
+    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090"))
+    (q,) = [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "qlora"]
+    gpu, lora = res.gpu, rec.DEFAULT_LORA
+    usable = rec.usable(gpu, 0.05)
+    assert q.details["required_gib"] <= usable
+    for strategy in rec.AUTO_ORDER:
+        four = rec.train_config(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4), methods.get("qlora"), lora, strategy=strategy)
+        assert estimate_memory(res.arch, four).required_gib > usable, strategy
+    assert q.message.startswith("QLoRA: 8x rtx-4090, FSDP2, ") and f"${q.details['cost_usd']:,.0f}" in q.message
 
 
 def test_bigger_gpu_alternative_fits_what_it_says():

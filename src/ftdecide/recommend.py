@@ -293,6 +293,43 @@ def _sized(
     )
 
 
+def _scale_out(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    margin: float,
+) -> Optional[Alternative]:
+    """The fewest GPUs of this kind beyond the scenario's (up to one node of 8, then whole nodes) on which
+    ``method`` fits, with the strategy ``auto`` picks there, its time and cost; None where 64 do not."""
+    for n in ALTERNATIVE_GPU_COUNTS:
+        if n <= sc.world_size:
+            continue
+        gpus, nodes = (n, 1) if n <= GPUS_PER_NODE else (GPUS_PER_NODE, n // GPUS_PER_NODE)
+        more = sc.model_copy(update={"gpus": gpus, "nodes": nodes})
+        c = _candidate(arch, gpu, more, method, lora, epochs, price, cal, usable(gpu, margin))
+        if c.fits:
+            where = f"{n}x {gpu.name}" + (f" ({nodes} nodes)" if nodes > 1 else "")
+            return Alternative(
+                "scale_out",
+                f"{method.label}: {where}, {c.config.strategy_spec.label}, {c.time_hours:,.1f} h, ${c.cost_usd:,.0f}",
+                {
+                    "method": method.name,
+                    "gpus": gpus,
+                    "nodes": nodes,
+                    "strategy": c.config.strategy_spec.name,
+                    "required_gib": round(c.required_gib, 2),
+                    "time_hours": round(c.time_hours, 3),
+                    "cost_usd": round(c.cost_usd, 2),
+                },
+            )
+    return None
+
+
 def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Calibration) -> dict[str, float]:
     """{method: GiB required at micro-batch 1} with the scenario field of a lever switched on; infinite
     where the model cannot have it (Liger on a family it does not patch)."""
@@ -399,6 +436,7 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         )
     if method is not None and method.serving_warning:
         warnings.append(Message("serving", method.serving_warning))
+    alternatives: list[Alternative]
     if method is None:
         warnings.append(
             Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")
@@ -445,6 +483,14 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             for m in allowed
             if m is not method
         ]
+    # methods that miss these GPUs, on the fewest that fit them; not those a rule forbids for another reason
+    # than their fit (a memory wall's condition reads fits.M: more GPUs are its answer)
+    policy = {m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when}
+    for m in all_methods:
+        if not cands[m.name].fits and m.name not in policy and m.unsupported(arch) is None:
+            hit = _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
+            if hit is not None:
+                alternatives.append(hit)
     return Recommendation(
         scenario=sc,
         arch=arch,
@@ -604,9 +650,9 @@ def alternatives_for(
     arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT, margin: float = SAFETY_MARGIN
 ) -> list[Alternative]:
     """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: first
-    the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU,
-    more GPUs of this kind, or a smaller model of the same generation. Every configuration is
-    micro-batch 1 with checkpointing, the least a run needs."""
+    the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU, or a
+    smaller model of the same generation (micro-batch 1 with checkpointing, the least a run needs). More
+    GPUs of this kind are offered per method by :func:`_scale_out`."""
     out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin)
     leanest = min(
         (m for m in methods.all_methods() if "lora_rank" in m.options),
@@ -625,18 +671,6 @@ def alternatives_for(
                 {"gpu": g.name},
             )
         )
-    sharded = methods.get(DEFAULT_METHOD)
-    for n in ALTERNATIVE_GPU_COUNTS:
-        if n <= sc.gpus:
-            continue
-        cfg = train_config(sc, sharded, lora, gpus=n)
-        req = estimate_memory(arch, cfg, cal).required_gib
-        if req <= usable(gpu, margin):
-            label = cfg.strategy_spec.label
-            where = {"gpus": n} if n <= GPUS_PER_NODE else {"gpus": GPUS_PER_NODE, "nodes": n // GPUS_PER_NODE}
-            nodes = f" ({where['nodes']} nodes of {GPUS_PER_NODE})" if "nodes" in where else ""
-            out.append(Alternative("gpus", f"{sharded.label} with {label} over {n}x {gpu.name}{nodes} needs {req:.1f} GiB per GPU", where))
-            break
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
     for a in sorted(smaller, key=lambda a: -a.total_params()):
         try:
