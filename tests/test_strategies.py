@@ -147,3 +147,16 @@ def test_emitters_launch_the_strategy():
     assert acc["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
     r = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "h100", "--gpus", "2", "--strategy", "fsdp", "--emit", "deepspeed"])
     assert r.exit_code == 2 and "the plan's strategy is FSDP2, which DeepSpeed does not run" in r.stderr
+
+
+def test_rules_read_the_fewest_gpus_a_method_fits_on(tmp_path):
+    """min_gpus.M: the scenario's GPUs where M fits, the scale-out's count where more fit it."""
+    team = tmp_path / "scale.yaml"
+    team.write_text(
+        'version: 1\nrules:\n  - id: say-full-needs\n    when: "not fits.full and min_gpus.full <= 8"\n'
+        '    warn: "full fine-tuning needs {min_gpus.full:.0f} GPUs; LoRA needs {min_gpus.lora:.0f}"\n'
+    )
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", rules=(str(team),)))
+    (scale,) = [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "full"]
+    (w,) = [w for w in res.warnings if w.rule == "say-full-needs"]
+    assert w.message == f"full fine-tuning needs {scale.details['gpus'] * scale.details['nodes']} GPUs; LoRA needs 1"

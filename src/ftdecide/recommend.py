@@ -293,6 +293,16 @@ def _sized(
     )
 
 
+def _min_gpus(sc: Scenario, cands: dict[str, Candidate], scaled: dict[str, Optional[Alternative]]) -> dict[str, float]:
+    """{method: the fewest GPUs it fits on}: the scenario's where it fits, the scale-out's count where more
+    fit it, infinite where 64 do not (or its library cannot train the model)."""
+    out: dict[str, float] = {}
+    for name, c in cands.items():
+        hit = scaled.get(name)
+        out[name] = float(sc.world_size) if c.fits else (hit.details["gpus"] * hit.details["nodes"] if hit else math.inf)
+    return out
+
+
 def _scale_out(
     arch: Arch,
     gpu: GPU,
@@ -384,24 +394,40 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     def size(lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
         return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
 
+    def scale(lora: LoraShape, epochs: int, margin: float, cands: dict[str, Candidate]) -> dict[str, Optional[Alternative]]:
+        return {
+            m.name: _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
+            for m in all_methods
+            if not cands[m.name].fits and m.unsupported(arch) is None
+        }
+
     def levers(lora: LoraShape) -> dict[str, dict[str, float]]:
         return {lever: _lever_sizes(arch, sc, field, lora, cal) for lever, field in rulenames.LEVERS.items()}
 
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
     epochs0 = sc.epochs or DEFAULT_EPOCHS
-    first = rules.evaluate(
-        rs,
-        rulenames.environment(
-            rulenames.Facts(sc, arch, gpu, size(DEFAULT_LORA, epochs0, SAFETY_MARGIN), epochs0, levers(DEFAULT_LORA), SAFETY_MARGIN)
-        ),
+    cands0 = size(DEFAULT_LORA, epochs0, SAFETY_MARGIN)
+    facts0 = rulenames.Facts(
+        sc,
+        arch,
+        gpu,
+        cands0,
+        epochs0,
+        levers(DEFAULT_LORA),
+        SAFETY_MARGIN,
+        _min_gpus(sc, cands0, scale(DEFAULT_LORA, epochs0, SAFETY_MARGIN, cands0)),
     )
+    first = rules.evaluate(rs, rulenames.environment(facts0))
     st = first.settings
     margin = float(st.get("safety_margin", SAFETY_MARGIN))
     epochs = sc.epochs or int(st.get("epochs", DEFAULT_EPOCHS))
     lora = _lora_from_rules(arch, st)
     cands = size(lora, epochs, margin)
-    outcome = rules.evaluate(rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin)))
+    scaled = scale(lora, epochs, margin, cands)
+    outcome = rules.evaluate(
+        rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
+    )
 
     allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
     method = next(
@@ -486,11 +512,7 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     # methods that miss these GPUs, on the fewest that fit them; not those a rule forbids for another reason
     # than their fit (a memory wall's condition reads fits.M: more GPUs are its answer)
     policy = {m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when}
-    for m in all_methods:
-        if not cands[m.name].fits and m.name not in policy and m.unsupported(arch) is None:
-            hit = _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
-            if hit is not None:
-                alternatives.append(hit)
+    alternatives += [hit for name, hit in scaled.items() if hit is not None and name not in policy]
     return Recommendation(
         scenario=sc,
         arch=arch,

@@ -35,6 +35,7 @@ class Facts:
     # {lever: {method: GiB required at micro-batch 1 with the lever switched on}} (inf where it cannot be)
     levers: dict[str, dict[str, float]] = field(default_factory=dict)
     safety_margin: float = 0.0  # share of the card the plan keeps free
+    min_gpus: dict[str, float] = field(default_factory=dict)  # {method: fewest GPUs of this kind it fits on}
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def _per_method(m: str) -> list[Name]:
         Name(f"memory.{m}", NUM, lambda f: round(f.candidates[m].required_gib, 2), f"GiB {m} requires per GPU"),
         Name(f"cost.{m}", NUM, lambda f: round(f.candidates[m].cost_usd, 2), f"USD of {m}"),
         Name(f"time.{m}", NUM, lambda f: round(f.candidates[m].time_hours, 3), f"hours of {m}"),
+        Name(f"min_gpus.{m}", NUM, lambda f: f.min_gpus.get(m, math.inf), f"fewest GPUs of this kind {m} fits on (infinite: not 64)"),
     ]
     for lever in LEVERS:
         out += [
