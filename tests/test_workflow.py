@@ -266,18 +266,27 @@ def test_batch_json_and_csv_one_result_per_scenario():
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     names = [x["name"] for x in doc["results"]]
-    assert names == ["8b-on-4090", "8b-code-on-a100", "70b-on-4090", "qwen-7b-math-budget"]
+    assert names == [
+        "8b-on-4090",
+        "8b-code-on-a100",
+        "70b-on-4090",
+        "qwen-7b-math-budget",
+        "70b-domain-on-two-h100-nodes",
+        "qwen-0.5b-with-liger",
+    ]
     single = rec("--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--task", "code", "--dataset-size", "50000", "--seq-len", "2048")
     assert doc["results"][1]["recommendation"] == single["recommendation"]
     r = invoke(["batch", "examples/scenarios.yaml", "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert [row["feasible"] for row in rows] == ["true", "true", "false", "true"]
+    assert [row["feasible"] for row in rows] == ["true", "true", "false", "true", "true", "true"]
     assert rows[1]["rank"] == "32" and rows[3]["rank"] == "64" and rows[2]["method"] == ""
+    # two nodes of 8: the strategy auto picked for the plan; one GPU: single
+    assert (rows[4]["gpus"], rows[4]["nodes"], rows[4]["strategy"]) == ("8", "2", "fsdp") and rows[0]["strategy"] == "single"
 
 
 def test_batch_fail_if_infeasible_exits_1_with_output():
     r = invoke(["batch", "examples/scenarios.yaml", "--format", "csv", "--fail-if-infeasible"])
-    assert r.exit_code == 1 and len(r.stdout.splitlines()) == 5 and "70b-on-4090" in r.stderr
+    assert r.exit_code == 1 and len(r.stdout.splitlines()) == 7 and "70b-on-4090" in r.stderr  # a header and 6 scenarios
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "time_hours",
     "cost_usd",
     "warnings",
+    "nodes",
+    "strategy",
 )
 
 
@@ -81,6 +83,8 @@ def _row(name: str, res: "Recommendation") -> dict:
         "model": res.arch.name,
         "gpu": res.gpu.name,
         "gpus": res.scenario.gpus,
+        "nodes": res.scenario.nodes,
+        "strategy": c.config.strategy_spec.name if c else "",
         "feasible": plan.feasible,
         "method": plan.method or "",
         "rank": lora.rank if lora else "",

@@ -465,7 +465,11 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     alternatives: list[Alternative]
     if method is None:
         warnings.append(
-            Message("feasibility", f"no method fits {arch.name} on {sc.gpus}x {gpu.name} ({gpu.memory_gib:g} GiB) at seq_len {sc.seq_len}")
+            Message(
+                "feasibility",
+                f"no method fits {arch.name} on {sc.world_size}x {gpu.name} ({gpu.memory_gib:g} GiB, {margin:.0%} kept free) "
+                f"at seq_len {sc.seq_len}",
+            )
         )
         plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.world_size, nodes=sc.nodes, safety_margin=margin)
         alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin)
