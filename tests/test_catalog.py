@@ -96,3 +96,15 @@ def test_config_json_path(tmp_path):
     p.write_text(json.dumps({"foo": 1}))
     with pytest.raises(InputError, match="not a model config"):
         catalog.resolve_model(str(p))
+
+
+def test_every_gpu_cites_its_links():
+    """Communication time reads each GPU's links: every catalog card states them and where they come from,
+    and a card joined by NVLink/NVSwitch or Infinity Fabric has a faster link to its peers than PCIe's 64 GB/s."""
+    from ftdecide import catalog
+
+    for g in catalog.gpus():
+        assert g.intra_node_gbs > 0 and g.inter_node_gbs > 0 and g.link_source, g.name
+        assert g.inter_node_gbs <= g.intra_node_gbs, g.name
+        fabric = any(k in g.link_source for k in ("NVLink 3", "NVLink 4", "NVLink 2", "Infinity Fabric"))
+        assert fabric == (g.intra_node_gbs > 64), g.name
