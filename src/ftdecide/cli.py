@@ -105,6 +105,13 @@ def _validation_error(e) -> InputError:
     return InputError(validation_problem(e, dashes=True))
 
 
+def _config_fields(values: dict) -> dict:
+    """The command's values that are TrainConfig fields (``locals()`` of a command: its options)."""
+    from .estimator import TrainConfig
+
+    return {k: v for k, v in values.items() if k in TrainConfig.model_fields}
+
+
 def _train_config(check_options: bool = True, **fields):
     """TrainConfig from command-line values; a bad value is an InputError naming its option. With
     ``check_options``, an option of another method (prompt tuning with --lora-rank) is refused, and so is
@@ -338,27 +345,7 @@ def estimate(
     from .render import estimate_json, estimate_table
 
     arch = resolve_model(model)
-    cfg = _train_config(
-        method=method,
-        precision=precision,
-        optimizer=optimizer,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        gradient_checkpointing=gradient_checkpointing,
-        lora_rank=lora_rank,
-        lora_targets=lora_targets,
-        lora_dropout=lora_dropout,
-        virtual_tokens=virtual_tokens,
-        ia3_targets=ia3_targets,
-        adapter_reduction=adapter_reduction,
-        gpus=gpus,
-        nodes=nodes,
-        strategy=strategy,
-        offload_params=offload_params,
-        offload_optimizer=offload_optimizer,
-        liger=liger,
-        offload_activations=offload_activations,
-    )
+    cfg = _train_config(**_config_fields(locals()))
     why_not = cfg.method_spec.unsupported(arch)
     if why_not:
         raise InputError(why_not)
@@ -401,25 +388,7 @@ def fit(
     _finite(gpu_memory=gpu_memory)
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
-    base = _train_config(
-        check_options=False,
-        precision=precision,
-        optimizer=optimizer,
-        seq_len=seq_len,
-        lora_rank=lora_rank,
-        lora_targets=lora_targets,
-        lora_dropout=lora_dropout,
-        virtual_tokens=virtual_tokens,
-        ia3_targets=ia3_targets,
-        adapter_reduction=adapter_reduction,
-        gpus=gpus,
-        nodes=nodes,
-        strategy=strategy,
-        offload_params=offload_params,
-        offload_optimizer=offload_optimizer,
-        liger=liger,
-        offload_activations=offload_activations,
-    )
+    base = _train_config(check_options=False, **_config_fields(locals()))
     problem = base.strategy_spec.problem(base)
     if problem:
         raise InputError(problem)
@@ -518,24 +487,7 @@ def probe(
     elif from_json:
         records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
     else:
-        cfg = _train_config(
-            method=method,
-            precision=precision,
-            optimizer=optimizer,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            gradient_checkpointing=gradient_checkpointing,
-            lora_rank=lora_rank,
-            lora_targets=lora_targets,
-            lora_dropout=lora_dropout,
-            virtual_tokens=virtual_tokens,
-            ia3_targets=ia3_targets,
-            adapter_reduction=adapter_reduction,
-            liger=liger,
-            offload_activations=offload_activations,
-            gpus=gpus,
-            strategy=strategy,
-        )
+        cfg = _train_config(**_config_fields(locals()))
         if cfg.world_size > 1 and cfg.strategy_spec.name != "fsdp":
             raise InputError(
                 f"probe measures FSDP2 on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} is "

@@ -22,10 +22,10 @@ A method answers, for an architecture (:class:`ftdecide.arch.Arch`) and a config
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
+
+from ..plugins import import_submodules
 
 from ..policy import DEFAULT_LORA_LEARNING_RATE
 
@@ -241,9 +241,7 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{mod.name}")
+        import_submodules(__name__, __path__)
 
 
 def all_methods() -> tuple[Method, ...]:

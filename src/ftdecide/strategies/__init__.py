@@ -17,10 +17,10 @@ A new strategy is one module here plus its data and tests.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
+
+from ..plugins import import_submodules
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..arch import Arch
@@ -103,9 +103,7 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{mod.name}")
+        import_submodules(__name__, __path__)
 
 
 def names() -> tuple[str, ...]:
