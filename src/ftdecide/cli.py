@@ -467,7 +467,7 @@ def probe(
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
     gpus: int = typer.Option(1, help="measure rank 0 of an N-GPU FSDP2 job on this one GPU (torch's fake process group)"),
-    strategy: str = typer.Option("auto", help="with --gpus N: fsdp (the only strategy the probe measures yet)"),
+    strategy: str = typer.Option("auto", help="with --gpus N: fsdp or ddp (the strategies the probe measures)"),
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
     steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
     from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
@@ -488,10 +488,10 @@ def probe(
         records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
     else:
         cfg = _train_config(**_config_fields(locals()))
-        if cfg.world_size > 1 and cfg.strategy_spec.name != "fsdp":
+        if cfg.world_size > 1 and cfg.strategy_spec.name not in ("fsdp", "ddp"):
             raise InputError(
-                f"probe measures FSDP2 on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} is "
-                "modelled, not probed yet"
+                f"probe measures FSDP2 and DDP on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} "
+                "is modelled, not probed yet"
             )
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
     sink = session.open_sink(out) if (grid and out) else None

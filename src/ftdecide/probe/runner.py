@@ -229,7 +229,8 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
 
     dev = _device()
     batch, seq = int(probe["batch"]), int(probe["seq"])
-    vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") else model.config.vocab_size
+    config = getattr(model, "module", model).config  # DDP wraps the model in .module
+    vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
     cuda = dev.type == "cuda"
@@ -292,10 +293,10 @@ def run_probe(probe: dict, model=None) -> dict:
     ``model`` may be a base model already built for this architecture and method (it is reused across
     probes of one build, as in the calibration file).
     """
-    if int(probe.get("world_size", 1)) > 1:  # an N-GPU FSDP2 job, as its rank 0 under the fake process group
-        from .sharded import run_fsdp_probe
+    if int(probe.get("world_size", 1)) > 1:  # an N-GPU job, as its rank 0 under the fake process group
+        from .sharded import run_sharded_probe
 
-        return run_fsdp_probe(probe)
+        return run_sharded_probe(probe)
     import torch
 
     rec = dict(probe)

@@ -1,4 +1,4 @@
-"""Per-GPU memory of an N-GPU FSDP2 job, measured on one GPU under torch's fake process group.
+"""Per-GPU memory of an N-GPU FSDP2 or DDP job, measured on one GPU under torch's fake process group.
 
 ``torch.distributed.init_process_group("fake", store=FakeStore(), rank=0, world_size=N)`` makes every
 collective return at once without moving data, while every allocation a real rank makes still happens:
@@ -10,8 +10,11 @@ group is not a real job's).
 FSDP2 as accelerate applies it (``fsdp_version: 2``): ``fully_shard`` on each decoder layer and on the
 root, parameters resharded after forward; ``full_mixed`` keeps fp32 sharded parameters with
 ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``. LoRA and DoRA are applied by peft before
-sharding. Imports torch inside functions only, like :mod:`ftdecide.probe.runner`; run one configuration
-per process (memory a case leaves behind must not reach the next).
+sharding. DDP as accelerate applies it (``bucket_cap_mb=25``, ``gradient_as_bucket_view=False``): a
+replica built on the GPU and wrapped, its reducer's buckets allocated as they would be on a real rank (the
+DDP path has not run on a device yet). DeepSpeed ZeRO is not probed yet. Imports torch inside functions
+only, like :mod:`ftdecide.probe.runner`; run one configuration per process (memory a case leaves behind
+must not reach the next).
 """
 
 from __future__ import annotations
@@ -47,23 +50,93 @@ def _materialise(model, device) -> None:
                     pass
 
 
+def run_sharded_probe(probe: dict) -> dict:
+    """Rank 0 of an N-GPU job under the fake process group, by the record's ``strategy`` (default fsdp)."""
+    strategy = probe.get("strategy") or "fsdp"
+    if strategy == "ddp":
+        return run_ddp_probe(probe)
+    if strategy != "fsdp":
+        raise ValueError(f"the probe measures fsdp and ddp under the fake process group, not {strategy!r}")
+    return run_fsdp_probe(probe)
+
+
+def _fake_group(n: int) -> None:
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if not dist.is_initialized():
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
+
+
+def _finish(rec: dict) -> dict:
+    import torch
+
+    from .runner import peak_alloc_gib
+
+    rec["peak_alloc_gib"] = peak_alloc_gib(rec)
+    rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+    free, total = torch.cuda.mem_get_info()
+    rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
+    rec["fake_process_group"] = True
+    return rec
+
+
+def run_ddp_probe(probe: dict) -> dict:
+    """Measure ``probe`` as rank 0 of an N-rank DDP job: the replica as ``runner`` builds it, wrapped in
+    ``DistributedDataParallel`` the way accelerate wraps it."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ..methods import from_variant
+    from .records import arch_from_record, config_from_record
+    from .runner import _build_base, _count, _recipe, _run_steps
+
+    rec = dict(probe)
+    _fake_group(int(probe["world_size"]))
+    try:
+        t0 = time.perf_counter()
+        model = _build_base(probe["hf_config"], probe["method"])
+        recipe = _recipe(probe["method"])
+        if recipe.kbit_prepare:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
+        spec, _ = from_variant(probe["method"])
+        model = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
+        if probe.get("gc"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        rec["total_params"], rec["trainable_params"] = _count(model)
+        ddp = DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()], bucket_cap_mb=25, gradient_as_bucket_view=False, find_unused_parameters=False
+        )
+        rec["build_s"] = round(time.perf_counter() - t0, 2)
+        torch.cuda.synchronize()
+        rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
+        torch.cuda.reset_peak_memory_stats()
+        rec.update(_run_steps(ddp, probe, max(2, int(probe.get("steps", 3)))))
+        rec["status"] = "ok"
+    except torch.OutOfMemoryError:
+        rec["status"] = "oom"
+    except Exception as e:  # noqa: BLE001 - recorded with the run, so that a grid goes on
+        rec["status"] = "error"
+        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    return _finish(rec)
+
+
 def run_fsdp_probe(probe: dict) -> dict:
     """Measure ``probe`` (a probe record with ``world_size`` N > 1 and ``strategy`` "fsdp") as rank 0 of
     an N-rank FSDP2 job; returns the record plus the measured fields, like ``runner.run_probe``."""
     import torch
-    import torch.distributed as dist
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    from torch.testing._internal.distributed.fake_pg import FakeStore
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .records import arch_from_record, config_from_record
     from ..methods import from_variant
-    from .runner import _count, _recipe, _run_steps, peak_alloc_gib
+    from .runner import _count, _recipe, _run_steps
 
     rec = dict(probe)
-    n = int(probe["world_size"])
-    if not dist.is_initialized():
-        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
+    _fake_group(int(probe["world_size"]))
     device = torch.device("cuda", torch.cuda.current_device())
     recipe = _recipe(probe["method"])
     try:
@@ -98,9 +171,4 @@ def run_fsdp_probe(probe: dict) -> dict:
     except Exception as e:  # noqa: BLE001 - recorded with the run, so that a grid goes on
         rec["status"] = "error"
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-    rec["peak_alloc_gib"] = peak_alloc_gib(rec)
-    rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
-    free, total = torch.cuda.mem_get_info()
-    rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
-    rec["fake_process_group"] = True
-    return rec
+    return _finish(rec)
