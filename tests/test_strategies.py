@@ -160,3 +160,27 @@ def test_rules_read_the_fewest_gpus_a_method_fits_on(tmp_path):
     (scale,) = [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "full"]
     (w,) = [w for w in res.warnings if w.rule == "say-full-needs"]
     assert w.message == f"full fine-tuning needs {scale.details['gpus'] * scale.details['nodes']} GPUs; LoRA needs 1"
+
+
+def test_launch_configs_load_in_accelerate_and_deepspeed(tmp_path):
+    """accelerate's and DeepSpeed's own loaders accept every emitted launch config. Runs where accelerate and
+    deepspeed are installed (the device: benchmarks/device_emitters.sh carries deepspeed as a wheel); CI has
+    no torch and skips it."""
+    pytest.importorskip("accelerate")
+    pytest.importorskip("deepspeed")
+    import torch.distributed as dist
+    from accelerate.commands.config.config_args import load_config_from_file
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if not dist.is_initialized():
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=4)
+    for strategy in ("ddp", "fsdp", "zero1", "zero2", "zero3"):
+        res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=4, strategy=strategy))
+        path = tmp_path / f"{strategy}.yaml"
+        path.write_text(emit("accelerate", res))
+        loaded = load_config_from_file(str(path))
+        assert loaded.num_processes == 4, strategy
+        if strategy.startswith("zero"):
+            ds = DeepSpeedConfig(json.loads(emit("deepspeed", res)))
+            assert ds.zero_optimization_stage == int(strategy[-1])
