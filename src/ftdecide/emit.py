@@ -11,10 +11,10 @@ steps, a checkpoint per epoch.
 What is emitted is what was estimated, and each file's header says so: the attention implementation
 the estimate assumes (sdpa; eager for Gemma 2's softcapping), the precision (bf16 weights and optimizer
 states, or fp32 master weights with ``--precision mixed``), the optimizer, the held-out split of the
-evaluation plan, and, on more than one GPU, FSDP2 with every decoder layer sharded (weights, gradients
-and optimizer states in the dtype they were estimated in; QLoRA's 4-bit weights stored as bf16 so FSDP
-can shard them). DeepSpeed's ZeRO-3 would keep fp32 master weights and moments for a bf16 plan, about
-twice the estimate, so it is not what these files ask for.
+evaluation plan, and, on several GPUs, the plan's strategy in each trainer's own keys, which the strategy
+unit supplies (:mod:`ftdecide.strategies`: FSDP2's ``fsdp``/``fsdp_config``, ZeRO's ``deepspeed`` file);
+QLoRA's 4-bit weights are stored as bf16 where parameters are sharded. ``accelerate`` and ``deepspeed``
+write the launch configs themselves.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .errors import InputError, one_line
 from .results import Recommendation
 
 KINDS = ("peft", "trl", "axolotl", "llamafactory", "accelerate", "deepspeed")
-DEEPSPEED_FILE = "ds_config.json"  # what the trainer configs point to; write it with --emit deepspeed
 ACCELERATE_FILE = "accelerate.yaml"  # write it with --emit accelerate
 WARMUP_RATIO = 0.03
 SCHEDULER = "cosine"
@@ -113,16 +112,13 @@ class _Plan:
         )
 
     @property
-    def fsdp(self) -> bool:
-        return self.gpus > 1 and self.strategy_spec.name == "fsdp"
-
-    @property
-    def deepspeed(self) -> bool:
-        return self.strategy_spec.engine == "deepspeed"
+    def sharded(self) -> bool:
+        """Parameters sharded over the GPUs (FSDP2, ZeRO-3): 4-bit weights must be stored as bf16 to shard."""
+        return self.strategy_spec.shards_parameters and (self.gpus > 1 or self.offload_params)
 
     @property
     def launch(self) -> str:
-        if self.gpus == 1 and not self.deepspeed:
+        if self.gpus == 1 and self.strategy_spec.engine != "deepspeed":
             return "python"
         machines = f" --num_machines {self.nodes} --machine_rank $NODE_RANK --main_process_ip $MAIN_IP" if self.nodes > 1 else ""
         return f"accelerate launch --config_file {ACCELERATE_FILE} --num_processes {self.gpus}{machines}"
@@ -163,7 +159,7 @@ def _refuse(trainer: str, has: bool, what: str, elsewhere: str = "--emit peft or
 def _bnb_py(p: _Plan) -> str:
     if not p.spec.quantized_base:
         return "bnb_config = None  # no quantization"
-    storage = "    bnb_4bit_quant_storage=torch.bfloat16,  # FSDP shards 4-bit weights stored as bf16\n" if p.fsdp else ""
+    storage = "    bnb_4bit_quant_storage=torch.bfloat16,  # sharded 4-bit weights are stored as bf16\n" if p.sharded else ""
     return (
         'bnb_config = BitsAndBytesConfig(\n    load_in_4bit=True,\n    bnb_4bit_quant_type="nf4",\n    bnb_4bit_use_double_quant=True,\n'
         f"    bnb_4bit_compute_dtype=torch.{'bfloat16' if p.bf16 else 'float16'},\n{storage})"
@@ -248,7 +244,7 @@ sft_config = SFTConfig(
     eval_strategy="epoch",
     per_device_eval_batch_size={p.micro},
     save_strategy="epoch",
-    report_to="none",{_levers_py(p)}{_fsdp_py(p)}
+    report_to="none",{_levers_py(p)}{_strategy_py(p)}
 )
 
 
@@ -291,15 +287,12 @@ def _levers_py(p: _Plan) -> str:
     return out
 
 
-def _fsdp_py(p: _Plan) -> str:
-    if p.deepspeed:
-        return f"\n    deepspeed={_py(DEEPSPEED_FILE)},  # as estimated: {p.strategy_spec.label} (write it with --emit deepspeed)"
-    if not p.fsdp:
+def _strategy_py(p: _Plan) -> str:
+    args = p.strategy_spec.trainer_args(p.layer_cls, p.offload_params) if p.gpus > 1 or p.strategy_spec.engine == "deepspeed" else {}
+    if not args:
         return ""
-    cfg = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True}
-    if p.layer_cls:
-        cfg["transformer_layer_cls_to_wrap"] = [p.layer_cls]
-    return f'\n    fsdp="full_shard",  # as estimated: every decoder layer sharded over the GPUs\n    fsdp_config={_py(cfg)},'
+    lines = "".join(f"\n    {k}={_py(v)}," for k, v in args.items())
+    return f"\n    # as estimated: {p.strategy_spec.label} over {p.gpus} GPUs ({p.strategy_spec.summary}){lines}"
 
 
 def _comment(text: str) -> str:
@@ -352,14 +345,8 @@ def emit_axolotl(p: _Plan) -> str:
     )
     if p.offload_act:
         cfg["activation_offloading"] = True
-    if p.fsdp:
-        fsdp: dict[str, Any] = {"offload_params": False, "state_dict_type": "FULL_STATE_DICT", "auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}
-        if p.layer_cls:
-            fsdp["transformer_layer_cls_to_wrap"] = p.layer_cls
-        fsdp["reshard_after_forward"] = True
-        cfg.update(fsdp_version=2, fsdp_config=fsdp)
-    if p.deepspeed:
-        cfg["deepspeed"] = DEEPSPEED_FILE
+    if p.gpus > 1 or p.strategy_spec.engine == "deepspeed":
+        cfg.update(p.strategy_spec.axolotl_keys(p.layer_cls, p.offload_params))
     return _yaml(p.header + " (axolotl: `axolotl train this.yaml`)", cfg)
 
 
@@ -405,8 +392,7 @@ def emit_llamafactory(p: _Plan) -> str:
     )
     if p.spec.trains_base and not p.mixed:
         cfg["pure_bf16"] = p.bf16
-    if p.deepspeed:
-        cfg["deepspeed"] = DEEPSPEED_FILE
+    cfg.update(p.strategy_spec.llamafactory_keys())
     header = (
         p.header
         + " (LLaMA-Factory: `"

@@ -81,6 +81,18 @@ class Strategy:
         """An accelerate config (the YAML ``accelerate launch --config_file`` reads)."""
         raise NotImplementedError
 
+    def trainer_args(self, layer_cls: str, offload_params: bool) -> dict:
+        """Keyword arguments of transformers' ``TrainingArguments`` (TRL's ``SFTConfig``) that launch it."""
+        return {}
+
+    def axolotl_keys(self, layer_cls: str, offload_params: bool) -> dict:
+        """axolotl's config keys that launch it."""
+        return {}
+
+    def llamafactory_keys(self) -> dict:
+        """LLaMA-Factory's config keys that launch it (FSDP goes through accelerate's config instead)."""
+        return {}
+
     def deepspeed_config(
         self, arch: "Arch", micro_batch: int, accumulation: int, bf16: bool, offload_optimizer: bool, offload_params: bool
     ) -> Optional[dict]:

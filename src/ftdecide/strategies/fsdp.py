@@ -54,6 +54,19 @@ class FSDP2(Strategy):
             per_micro_batch={"all-gather": 2 * ring(n) * gathered, "reduce-scatter": ring(n) * trainable * reduce_bytes},
         )
 
+    def trainer_args(self, layer_cls, offload_params) -> dict:
+        cfg: dict = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True}
+        if layer_cls:
+            cfg["transformer_layer_cls_to_wrap"] = [layer_cls]
+        return {"fsdp": "full_shard offload" if offload_params else "full_shard", "fsdp_config": cfg}
+
+    def axolotl_keys(self, layer_cls, offload_params) -> dict:
+        fsdp: dict = {"offload_params": offload_params, "state_dict_type": "FULL_STATE_DICT", "auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}
+        if layer_cls:
+            fsdp["transformer_layer_cls_to_wrap"] = layer_cls
+        fsdp["reshard_after_forward"] = True
+        return {"fsdp_version": 2, "fsdp_config": fsdp}
+
     def accelerate_config(self, world, nodes, layer_cls, mixed, offload_params) -> dict:
         fsdp = {
             "fsdp_version": 2,

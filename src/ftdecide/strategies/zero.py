@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from . import Shares, Strategy, Traffic, register, ring
 from .fsdp import layer_params
 
+CONFIG_FILE = "ds_config.json"  # what the trainer configs point to (ftdecide recommend --emit deepspeed writes it)
 STATE_BYTES = 16.0  # fp32 master weight, two fp32 Adam moments, fp32 gradient partition
 BF16 = 2.0
 
@@ -110,11 +111,20 @@ class Zero(Strategy):
             "zero_optimization": zero,
         }
 
+    def trainer_args(self, layer_cls, offload_params) -> dict:
+        return {"deepspeed": CONFIG_FILE}
+
+    def axolotl_keys(self, layer_cls, offload_params) -> dict:
+        return {"deepspeed": CONFIG_FILE}
+
+    def llamafactory_keys(self) -> dict:
+        return {"deepspeed": CONFIG_FILE}
+
     def accelerate_config(self, world, nodes, layer_cls, mixed, offload_params) -> dict:
         return {
             "compute_environment": "LOCAL_MACHINE",
             "distributed_type": "DEEPSPEED",
-            "deepspeed_config": {"deepspeed_config_file": "ds_config.json", "zero3_init_flag": self.stage == 3},
+            "deepspeed_config": {"deepspeed_config_file": CONFIG_FILE, "zero3_init_flag": self.stage == 3},
             "num_machines": nodes,
             "num_processes": world,
         }
