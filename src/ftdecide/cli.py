@@ -488,7 +488,7 @@ def probe(
         records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
     else:
         cfg = _train_config(**_config_fields(locals()))
-        if cfg.world_size > 1 and cfg.strategy_spec.name not in ("fsdp", "ddp"):
+        if cfg.world_size > 1 and not cfg.strategy_spec.probed:
             raise InputError(
                 f"probe measures FSDP2 and DDP on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} "
                 "is modelled, not probed yet"

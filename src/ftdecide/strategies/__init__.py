@@ -61,6 +61,7 @@ class Strategy:
     overlap: float  # share of the communication hidden behind the kernels (assumed until timed on real GPUs)
     engine: str = "torch"  # "torch" (accelerate's FSDP/DDP) or "deepspeed"
     shards_parameters: bool = False  # whether --offload-params means anything
+    probed: bool = False  # ftdecide probe --gpus N measures it (under torch's fake process group)
 
     def per_gpu(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> Shares:
         """The share of one GPU of ``weights``, ``grads`` and ``optimizer`` (the whole model's bytes as one

@@ -42,5 +42,6 @@ STRATEGY = register(
         measured=False,
         basis="modelled from torch's DDP reducer (a replica per GPU plus a bucket copy of the gradients); not measured",
         overlap=0.8,
+        probed=True,
     )
 )

@@ -98,5 +98,6 @@ STRATEGY = register(
         basis="fitted to 29 FSDP2 runs measured as rank 0 under torch's fake process group (median 2.6%, worst -11.9%)",
         overlap=0.7,
         shards_parameters=True,
+        probed=True,
     )
 )
