@@ -423,9 +423,15 @@ def run_grid(probes: Iterable[dict], out=None) -> Iterator[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m ftdecide.probe.runner GRID.jsonl`` runs each line and prints JSON lines."""
+    import os
+
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0], encoding="utf-8") as fh:
         probes = [json.loads(line) for line in fh if line.strip()]
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank trains; rank 0 reports
+        for _ in run_grid(probes):
+            pass
+        return 0
     for rec in run_grid(probes, sys.stdout):
         print(
             f"# {rec.get('arch')} {rec['method']} {rec.get('optim')} r={rec.get('r')} {rec.get('targets')} "

@@ -84,6 +84,47 @@ def open_sink(path: str) -> IO[str]:
         raise InputError(f"cannot append: {e.strerror}", path) from None
 
 
+def _measured(records: list[dict]) -> Iterator[dict]:
+    """Each record measured: a several-GPU record on that many local GPUs through torchrun where the machine
+    has them (one record per torchrun), otherwise in this process (several GPUs as rank 0 under the fake
+    process group)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import runner
+
+    if all(int(r.get("world_size") or 1) == 1 for r in records):
+        yield from runner.run_grid(records)
+        return
+    import torch
+
+    for rec in records:
+        n = int(rec.get("world_size") or 1)
+        if n == 1 or torch.cuda.device_count() < n:
+            yield from runner.run_grid([rec])
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
+            fh.write(json.dumps(rec) + "\n")
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={n}",
+            "-m",
+            "ftdecide.probe.runner",
+            fh.name,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InputError(f"probe over {n} local GPUs (torchrun) failed: {tail}")
+        yield json.loads(lines[-1])
+
+
 def measure(records: list[dict]) -> Iterator[dict]:
     """Run each record on this machine's GPU and yield it with ftdecide's ``estimate`` and ``error``
     beside the measurement. InputError when the probe extra or a CUDA GPU is missing, or when torch
@@ -96,7 +137,7 @@ def measure(records: list[dict]) -> Iterator[dict]:
     if why:
         raise InputError(why)
     try:
-        for rec in runner.run_grid(records):
+        for rec in _measured(records):
             g = gpu_for_device(rec.get("software", {}).get("gpu", ""))
             rec.update(compare(rec, g.bf16_tflops if g else None, g.memory_bandwidth_gbs if g else None))
             yield rec

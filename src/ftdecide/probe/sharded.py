@@ -1,4 +1,5 @@
-"""Per-GPU memory of an N-GPU FSDP2 or DDP job, measured on one GPU under torch's fake process group.
+"""Per-GPU memory of an N-GPU FSDP2 or DDP job: measured on one GPU under torch's fake process group, or
+on N local GPUs under torchrun (``ftdecide probe`` starts it when the machine has them; not yet run).
 
 ``torch.distributed.init_process_group("fake", store=FakeStore(), rank=0, world_size=N)`` makes every
 collective return at once without moving data, while every allocation a real rank makes still happens:
@@ -60,12 +61,25 @@ def run_sharded_probe(probe: dict) -> dict:
     return run_fsdp_probe(probe)
 
 
-def _fake_group(n: int) -> None:
+def _process_group(n: int) -> None:
+    """Under torchrun (``LOCAL_RANK`` set: N real GPUs of this machine) a NCCL group on this rank's GPU;
+    otherwise rank 0 of torch's fake group of ``n``."""
+    import os
+
+    import torch
     import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl")
+        if dist.get_world_size() != n:
+            raise ValueError(f"the record asks for {n} GPUs, torchrun started {dist.get_world_size()}")
+        return
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
-    if not dist.is_initialized():
-        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
 
 
 def _finish(rec: dict) -> dict:
@@ -77,7 +91,9 @@ def _finish(rec: dict) -> dict:
     rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
     free, total = torch.cuda.mem_get_info()
     rec["cuda_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
-    rec["fake_process_group"] = True
+    import torch.distributed as dist
+
+    rec["fake_process_group"] = dist.get_backend() == "fake"
     return rec
 
 
@@ -92,7 +108,7 @@ def run_ddp_probe(probe: dict) -> dict:
     from .runner import _build_base, _count, _recipe, _run_steps
 
     rec = dict(probe)
-    _fake_group(int(probe["world_size"]))
+    _process_group(int(probe["world_size"]))
     try:
         t0 = time.perf_counter()
         model = _build_base(probe["hf_config"], probe["method"])
@@ -136,7 +152,7 @@ def run_fsdp_probe(probe: dict) -> dict:
     from .runner import _count, _recipe, _run_steps
 
     rec = dict(probe)
-    _fake_group(int(probe["world_size"]))
+    _process_group(int(probe["world_size"]))
     device = torch.device("cuda", torch.cuda.current_device())
     recipe = _recipe(probe["method"])
     try:
