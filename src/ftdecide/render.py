@@ -257,7 +257,7 @@ def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitR
 
 
 def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console) -> None:
-    from .policy import GLOBAL_BATCH, MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING
+    from .policy import GLOBAL_BATCH, MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING, SAFETY_MARGIN
 
     cols = ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}")
     t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
@@ -273,7 +273,8 @@ def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["Fit
     # why recommend's micro-batch can be smaller than the largest that fits
     console.print(
         f"[dim]recommend takes at most micro-batch {max(1, GLOBAL_BATCH // gpus)} (its global batch of {GLOBAL_BATCH} over {gpus} GPU(s)), "
-        f"and checkpointing off only where a micro-batch of {MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING} or more fits without it[/dim]"
+        f"and checkpointing off only where a micro-batch of {MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING} or more fits without it; "
+        f"it also keeps {SAFETY_MARGIN:.0%} of each card free (the rules' safety_margin), which this table does not[/dim]"
     )
 
 
