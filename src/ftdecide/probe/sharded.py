@@ -97,40 +97,25 @@ def _finish(rec: dict) -> dict:
     return rec
 
 
-def run_ddp_probe(probe: dict) -> dict:
-    """Measure ``probe`` as rank 0 of an N-rank DDP job: the replica as ``runner`` builds it, wrapped in
-    ``DistributedDataParallel`` the way accelerate wraps it."""
+def _measure(probe: dict, build) -> dict:
+    """Rank 0's record of ``probe``: ``build()`` returns the model to train (sharded or wrapped), which
+    trains for the record's steps; out of memory and other failures are results, so that a grid goes on."""
     import torch
-    from torch.nn.parallel import DistributedDataParallel
 
-    from ..methods import from_variant
-    from .records import arch_from_record, config_from_record
-    from .runner import _build_base, _count, _recipe, _run_steps
+    from .runner import _count, _run_steps
 
     rec = dict(probe)
     _process_group(int(probe["world_size"]))
     try:
         t0 = time.perf_counter()
-        model = _build_base(probe["hf_config"], probe["method"])
-        recipe = _recipe(probe["method"])
-        if recipe.kbit_prepare:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
-        spec, _ = from_variant(probe["method"])
-        model = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
-        if probe.get("gc"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.train()
-        rec["total_params"], rec["trainable_params"] = _count(model)
-        ddp = DistributedDataParallel(
-            model, device_ids=[torch.cuda.current_device()], bucket_cap_mb=25, gradient_as_bucket_view=False, find_unused_parameters=False
-        )
+        model = build()
         rec["build_s"] = round(time.perf_counter() - t0, 2)
         torch.cuda.synchronize()
         rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
+        model.train()
+        rec["total_params"], rec["trainable_params"] = _count(model)
         torch.cuda.reset_peak_memory_stats()
-        rec.update(_run_steps(ddp, probe, max(2, int(probe.get("steps", 3)))))
+        rec.update(_run_steps(model, probe, max(2, int(probe.get("steps", 3)))))
         rec["status"] = "ok"
     except torch.OutOfMemoryError:
         rec["status"] = "oom"
@@ -138,53 +123,68 @@ def run_ddp_probe(probe: dict) -> dict:
         rec["status"] = "error"
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     return _finish(rec)
+
+
+def _wrapped(model, probe: dict):
+    """The method's adapter on ``model`` (peft, or the base itself), checkpointing as the record asks."""
+    from ..methods import from_variant
+    from .records import arch_from_record, config_from_record
+
+    spec, _ = from_variant(probe["method"])
+    model = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
+    if probe.get("gc"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def run_ddp_probe(probe: dict) -> dict:
+    """Measure ``probe`` as rank 0 of an N-rank DDP job: the replica as ``runner`` builds it, wrapped in
+    ``DistributedDataParallel`` the way accelerate wraps it."""
+
+    def build():
+        import torch
+        from torch.nn.parallel import DistributedDataParallel
+
+        from .runner import _build_base, _recipe
+
+        model = _build_base(probe["hf_config"], probe["method"])
+        if _recipe(probe["method"]).kbit_prepare:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
+        model = _wrapped(model, probe)
+        return DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()], bucket_cap_mb=25, gradient_as_bucket_view=False, find_unused_parameters=False
+        )
+
+    return _measure(probe, build)
 
 
 def run_fsdp_probe(probe: dict) -> dict:
     """Measure ``probe`` (a probe record with ``world_size`` N > 1 and ``strategy`` "fsdp") as rank 0 of
     an N-rank FSDP2 job; returns the record plus the measured fields, like ``runner.run_probe``."""
-    import torch
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .records import arch_from_record, config_from_record
-    from ..methods import from_variant
-    from .runner import _count, _recipe, _run_steps
+    def build():
+        import torch
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        from transformers import AutoConfig, AutoModelForCausalLM
 
-    rec = dict(probe)
-    _process_group(int(probe["world_size"]))
-    device = torch.device("cuda", torch.cuda.current_device())
-    recipe = _recipe(probe["method"])
-    try:
-        t0 = time.perf_counter()
+        from .runner import _recipe
+
         cfg = dict(probe["hf_config"])
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         config.use_cache = False
-        dtype = getattr(torch, recipe.dtype)
+        dtype = getattr(torch, _recipe(probe["method"]).dtype)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
-        spec, _ = from_variant(probe["method"])
-        train_model = spec.wrap_for_probe(model, arch_from_record(probe), config_from_record(probe))
-        if probe.get("gc"):
-            train_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = _wrapped(model, probe)
         kwargs = {"reshard_after_forward": True}
         if dtype == torch.float32:
             kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        for layer in _decoder_layers(train_model):
+        for layer in _decoder_layers(model):
             fully_shard(layer, **kwargs)
-        fully_shard(train_model, **kwargs)
-        _materialise(train_model, device)
-        rec["build_s"] = round(time.perf_counter() - t0, 2)
-        torch.cuda.synchronize()
-        rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
-        train_model.train()
-        rec["total_params"], rec["trainable_params"] = _count(train_model)
-        torch.cuda.reset_peak_memory_stats()
-        rec.update(_run_steps(train_model, probe, max(2, int(probe.get("steps", 3)))))
-        rec["status"] = "ok"
-    except torch.OutOfMemoryError:
-        rec["status"] = "oom"
-    except Exception as e:  # noqa: BLE001 - recorded with the run, so that a grid goes on
-        rec["status"] = "error"
-        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-    return _finish(rec)
+        fully_shard(model, **kwargs)
+        _materialise(model, torch.device("cuda", torch.cuda.current_device()))
+        return model
+
+    return _measure(probe, build)
