@@ -14,21 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import EmitKeys, Method, register
+from . import EmitKeys, register
+from ._soft_tokens import SoftTokens
 
 PREFIX_BYTES = 2.0 + 4.0  # bf16 keys/values the attention reads + the fp32 embedding output they came from
 
 
 @dataclass(frozen=True)
-class PrefixTuning(Method):
-    def adapter_params(self, arch, cfg, mods) -> int:
-        return cfg.virtual_tokens * arch.num_layers * 2 * arch.kv_dim
-
-    def trainable_matrices(self, arch, cfg, mods):
-        return [(cfg.virtual_tokens, arch.num_layers * 2 * arch.kv_dim, 1)]
-
-    def trainable_tensors(self, arch, mods) -> int:
-        return 1
+class PrefixTuning(SoftTokens):
+    def width(self, arch) -> int:
+        return arch.num_layers * 2 * arch.kv_dim
 
     def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
         # with the prefix, attention runs with an explicit mask, and transformers repeats grouped keys and
@@ -36,15 +31,7 @@ class PrefixTuning(Method):
         return coef.a_o * 2 * (arch.q_dim - arch.kv_dim)
 
     def sequence_bytes(self, arch, cfg, cal) -> float:
-        return PREFIX_BYTES * cfg.virtual_tokens * arch.num_layers * 2 * arch.kv_dim
-
-    def settings(self, arch, cfg) -> dict:
-        return {"virtual_tokens": cfg.virtual_tokens}
-
-    def peft_config(self, arch, cfg):
-        from peft import PrefixTuningConfig
-
-        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.virtual_tokens)
+        return PREFIX_BYTES * self.adapter_params(arch, cfg, ())
 
 
 METHOD = register(

@@ -12,30 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import EmitKeys, Method, register
+from . import EmitKeys, register
+from ._soft_tokens import SoftTokens
 
 
 @dataclass(frozen=True)
-class PromptTuning(Method):
-    def adapter_params(self, arch, cfg, mods) -> int:
-        return cfg.virtual_tokens * arch.hidden_size
-
-    def trainable_matrices(self, arch, cfg, mods):
-        return [(cfg.virtual_tokens, arch.hidden_size, 1)]
-
-    def trainable_tensors(self, arch, mods) -> int:
-        return 1
+class PromptTuning(SoftTokens):
+    def width(self, arch) -> int:
+        return arch.hidden_size
 
     def extra_tokens(self, cfg) -> int:
         return cfg.virtual_tokens
-
-    def settings(self, arch, cfg) -> dict:
-        return {"virtual_tokens": cfg.virtual_tokens}
-
-    def peft_config(self, arch, cfg):
-        from peft import PromptTuningConfig
-
-        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.virtual_tokens)
 
 
 METHOD = register(

@@ -1,0 +1,32 @@
+"""What prompt and prefix tuning share: one fp32 embedding of ``virtual_tokens`` rows, peft's config of
+``num_virtual_tokens``, the plan's ``virtual_tokens`` setting. Not a method itself (no ``register``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import Method
+
+
+@dataclass(frozen=True)
+class SoftTokens(Method):
+    def width(self, arch) -> int:
+        """Values per virtual token in the trained embedding."""
+        raise NotImplementedError
+
+    def adapter_params(self, arch, cfg, mods) -> int:
+        return cfg.virtual_tokens * self.width(arch)
+
+    def trainable_matrices(self, arch, cfg, mods):
+        return [(cfg.virtual_tokens, self.width(arch), 1)]
+
+    def trainable_tensors(self, arch, mods) -> int:
+        return 1
+
+    def settings(self, arch, cfg) -> dict:
+        return {"virtual_tokens": cfg.virtual_tokens}
+
+    def peft_config(self, arch, cfg):
+        import peft
+
+        return getattr(peft, self.emit_keys.peft_class)(task_type="CAUSAL_LM", num_virtual_tokens=cfg.virtual_tokens)
