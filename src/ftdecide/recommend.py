@@ -394,12 +394,18 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     def size(lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
         return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
 
+    scaled_memo: dict[tuple, Optional[Alternative]] = {}
+
     def scale(lora: LoraShape, epochs: int, margin: float, cands: dict[str, Candidate]) -> dict[str, Optional[Alternative]]:
-        return {
-            m.name: _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
-            for m in all_methods
-            if not cands[m.name].fits and m.unsupported(arch) is None
-        }
+        # both rule passes ask; where the rules left the shape, epochs and margin as they were, once is enough
+        out = {}
+        for m in all_methods:
+            if not cands[m.name].fits and m.unsupported(arch) is None:
+                key = (m.name, lora, epochs, margin)
+                if key not in scaled_memo:
+                    scaled_memo[key] = _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
+                out[m.name] = scaled_memo[key]
+        return out
 
     def levers(lora: LoraShape) -> dict[str, dict[str, float]]:
         return {lever: _lever_sizes(arch, sc, field, lora, cal) for lever, field in rulenames.LEVERS.items()}
