@@ -71,6 +71,16 @@ ARCH = {
         vocab_size=152064,
         tie_word_embeddings=False,
     ),
+    "qwen25_72b": dict(
+        model_type="qwen2",
+        hidden_size=8192,
+        intermediate_size=29568,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
     "llama32_1b": dict(
         model_type="llama",
         hidden_size=2048,
@@ -530,6 +540,73 @@ def lever_timing():
     ]
 
 
+def multigpu():
+    """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
+    and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
+    full (bf16 and mixed), LoRA, QLoRA (DDP) and DoRA; 0.5B to 72B; six steps for the time, the profiler on
+    four (``profile``)."""
+    g = []
+
+    def add(strategy, arch, method, seq, batch, gc, **kw):
+        g.append(probe(arch, method, seq, batch, gc, world_size=2, strategy=strategy, steps=6, **kw))
+
+    add("fsdp", "qwen25_05b", "full_bf16", 2048, 2, True)
+    add("fsdp", "llama32_1b", "full_mixed", 1024, 2, True)
+    add("fsdp", "llama32_1b", "full_bf16", 2048, 4, False)
+    add("fsdp", "qwen25_15b", "lora", 2048, 4, False)
+    add("fsdp", "llama32_3b", "full_bf16", 2048, 2, True, profile=True)
+    add("fsdp", "llama31_8b", "full_bf16", 2048, 2, True, profile=True)
+    add("fsdp", "llama31_8b", "lora", 2048, 2, True)
+    add("fsdp", "qwen25_7b", "full_mixed", 1024, 2, True)
+    add("fsdp", "gemma2_2b", "full_bf16", 1024, 2, True)
+    add("fsdp", "phi3_mini", "lora", 2048, 2, False)
+    add("fsdp", "qwen15_moe_a27b", "full_bf16", 1024, 1, True)
+    add("fsdp", "mistral_7b", "dora", 1024, 2, True)
+    add("fsdp", "qwen25_32b", "lora", 1024, 1, True)
+    add("fsdp", "qwen25_72b", "lora", 1024, 1, True, profile=True)
+    add("ddp", "qwen25_05b", "lora", 2048, 4, False)
+    add("ddp", "llama32_1b", "full_bf16", 1024, 2, True, profile=True)
+    add("ddp", "llama31_8b", "lora", 2048, 2, True)
+    add("ddp", "llama31_8b", "qlora", 2048, 2, True)
+    add("ddp", "qwen25_7b", "qlora", 1024, 4, False)
+    add("ddp", "qwen25_15b", "full_mixed", 1024, 2, True)
+    add("ddp", "phi3_mini", "qlora", 1024, 2, True)
+    add("zero2", "llama32_1b", "full_mixed", 1024, 2, True)
+    add("zero2", "qwen25_15b", "lora", 2048, 4, False)
+    add("zero2", "llama32_3b", "full_mixed", 1024, 2, True)
+    add("zero3", "llama32_1b", "full_mixed", 1024, 2, True, profile=True)
+    add("zero3", "llama32_3b", "full_mixed", 1024, 2, True)
+    add("zero3", "llama31_8b", "full_mixed", 1024, 1, True)
+    add("zero3", "qwen25_15b", "lora", 2048, 4, False)
+    return g
+
+
+def multigpu_single():
+    """The same shapes on one GPU, one run at a time (six steps): the 1-GPU end of the tokens/s scaling,
+    for every multigpu configuration whose single-GPU run fits in an H200."""
+    seen, g = set(), []
+    for r in multigpu():
+        key = (r["arch"], r["method"], r["seq"], r["batch"], r["gc"])
+        too_big = r["arch"] in ("qwen25_72b", "qwen15_moe_a27b", "qwen25_7b") or (r["arch"], r["method"]) == ("llama31_8b", "full_mixed")
+        if key in seen or too_big:
+            continue
+        seen.add(key)
+        g.append({k: v for k, v in r.items() if k not in ("world_size", "strategy", "profile")})
+    return g
+
+
+def multigpu_wide():
+    """Fake-process-group runs at 4 and 8 GPUs of the FSDP2, DDP and ZeRO shapes above: no real run to
+    hold them against until a 4- or 8-GPU machine is lent (issue 11), but data for the estimates (issue 10)."""
+    g = []
+    for r in multigpu():
+        if r["arch"] in ("qwen25_72b",):
+            continue
+        for n in (4, 8):
+            g.append({**{k: v for k, v in r.items() if k != "profile"}, "world_size": n, "steps": 3})
+    return g
+
+
 # data/grids/timing_recheck.jsonl is not generated here: it re-ran, with 6 steps, the 13 runs whose
 # tokens/s the step-time model missed by more than 25% at the time plus 20 others drawn at random
 # (seed 1), to tell measurement noise from model error (docs/accuracy.md).
@@ -550,6 +627,9 @@ def main():
         "houlsby": houlsby(),
         "lever_timing": lever_timing(),
         "levers": levers(),
+        "multigpu": multigpu(),
+        "multigpu_single": multigpu_single(),
+        "multigpu_wide": multigpu_wide(),
     }
     for name, rows in grids.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

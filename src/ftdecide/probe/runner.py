@@ -51,7 +51,7 @@ def lora_target_modules(targets: str, model_type: str) -> Any:
 def unavailable(records: Iterable[dict]) -> str | None:
     """Why the probe records cannot run here (one line), or None: the ``probe`` extra's packages and a
     CUDA GPU are needed; bitsandbytes for QLoRA and the 8-bit and paged optimizers, liger-kernel for
-    ``liger``, trl for ``offload_act``."""
+    ``liger``, trl for ``offload_act``, deepspeed for the ZeRO strategies."""
     import importlib.util
 
     need = ["torch", "transformers", "peft"]
@@ -63,6 +63,8 @@ def unavailable(records: Iterable[dict]) -> str | None:
             extra.append("liger_kernel")
         if r.get("offload_act"):
             extra.append("trl")
+        if str(r.get("strategy", "")).startswith("zero") and int(r.get("world_size") or 1) > 1:
+            extra.append("deepspeed")
         need += [n for n in extra if n not in need]
     missing = [n for n in need if importlib.util.find_spec(n) is None]
     if missing:
@@ -224,15 +226,24 @@ def _count(model) -> tuple[int, int]:
     return total, trainable
 
 
-def _run_steps(model, probe: dict, steps: int = 3) -> dict:
+def _run_steps(model, probe: dict, steps: int = 3, engine=None) -> dict:
+    """Train ``steps`` steps on random tokens, timing each and splitting the last one's peak by phase.
+    ``engine`` (a DeepSpeed engine: ``model`` itself) owns the optimizer: its ``backward`` and ``step``
+    replace ``loss.backward()`` and the optimizer's step. With ``probe["profile"]`` two more steps run
+    under torch.profiler and the record gains the timeline's communication figures
+    (:mod:`ftdecide.probe.timeline`)."""
     import torch
 
     dev = _device()
     batch, seq = int(probe["batch"]), int(probe["seq"])
-    config = getattr(model, "module", model).config  # DDP wraps the model in .module
+    config = getattr(model, "module", model).config  # DDP and DeepSpeed wrap the model in .module
     vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
+    if engine is None:
+        opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
+        backward = _plain_backward
+    else:
+        opt, backward = _EngineStep(engine), engine.backward
     cuda = dev.type == "cuda"
     step_s: list[float] = []
     detail: dict[str, float] = {}
@@ -258,7 +269,7 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
             detail["alloc_after_fwd_gib"] = torch.cuda.memory_allocated() / GIB
             detail["peak_fwd_gib"] = torch.cuda.max_memory_allocated() / GIB
             torch.cuda.reset_peak_memory_stats()
-        loss.backward()
+        backward(loss)
         del loss
         if offload is not None:
             offload.__exit__(None, None, None)
@@ -282,8 +293,65 @@ def _run_steps(model, probe: dict, steps: int = 3) -> dict:
     out["tokens_per_s"] = batch * seq / fastest
     if cuda:
         out["steady_alloc_gib"] = torch.cuda.memory_allocated() / GIB
+    if cuda and probe.get("profile"):
+
+        def one_step(opt=opt):
+            ids = torch.randint(0, vocab, (batch, seq), device=dev, generator=gen)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+                loss = model(input_ids=ids, labels=ids).loss
+            backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        out.update(_profiled(one_step, 2))
     del opt, params
     return out
+
+
+def _plain_backward(loss) -> None:
+    loss.backward()
+
+
+class _EngineStep:
+    """A DeepSpeed engine's step in an optimizer's place (the engine zeroes its own gradients)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def step(self) -> None:
+        self.engine.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+
+def _profiled(step, steps: int) -> dict:
+    """Run ``step`` ``steps`` times under torch.profiler (CUDA kernels only) and return the timeline's
+    communication figures per step (seconds): NCCL kernels' time, the part no compute kernel overlaps,
+    and the compute kernels' busy time."""
+    import json as _json
+    import os
+    import tempfile
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from .timeline import kernels_from_trace, overlap
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path, encoding="utf-8") as fh:
+            trace = _json.load(fh)
+    finally:
+        os.unlink(path)
+    figures = overlap(kernels_from_trace(trace))
+    return {f"profile_{k}": v / steps for k, v in figures.items()}
 
 
 def run_probe(probe: dict, model=None) -> dict:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 11 on a machine with 2 GPUs (device kind nvidia-h200-x2), carrying .whl, .whl_ds and .whl_trl:
+#   bash benchmarks/device_multigpu.sh real GRID FIRST LAST    lines FIRST..LAST under torchrun, NCCL, 2 GPUs
+#   bash benchmarks/device_multigpu.sh fake GRID FIRST LAST    the same lines under the fake process group,
+#                                                               two workers, one per GPU
+#   bash benchmarks/device_multigpu.sh single GRID FIRST LAST  one-GPU runs, two workers, one per GPU
+# One configuration per process (memory a case leaves behind must not reach the next). No new run starts
+# after BUDGET seconds (default 540) so that what was measured comes back within the call's limit; the log
+# says which lines were left. Results: $OUT/<mode>.jsonl, the GPU link in $OUT/topo.txt.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl .whl_ds/*.whl .whl_trl/*.whl >/dev/null 2>&1 || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+start=$(date +%s); budget=${BUDGET:-540}
+[ -f "$OUT/topo.txt" ] || nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
+left() { [ $(( $(date +%s) - start )) -lt "$budget" ]; }
+
+run_one() {  # mode line-number gpu-list
+  local one; one=$(mktemp --suffix=.jsonl)
+  sed -n "${2}p" "$grid" > "$one"
+  case $1 in
+    real) timeout 240 python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m ftdecide.probe.runner "$one" ;;
+    *) CUDA_VISIBLE_DEVICES=$3 timeout 240 python3 -m ftdecide.probe.runner "$one" ;;
+  esac >> "$OUT/$1_$3.jsonl" 2>> "$OUT/$1_$3.log" || echo "line $2 failed: $?" >> "$OUT/$1_$3.log"
+  rm -f "$one"
+}
+
+worker() {  # mode gpu stride offset
+  local i
+  for ((i = first + $4; i <= last; i += $3)); do
+    if ! left; then echo "line $i left: out of time" >> "$OUT/$1_$2.log"; continue; fi
+    run_one "$1" "$i" "$2"
+  done
+}
+
+while [ $# -ge 4 ]; do
+  mode=$1; grid=$2; first=$3; last=$4; shift 4
+  case $mode in
+    real) worker real 01 1 0 ;;
+    fake|single) worker "$mode" 0 2 0 & worker "$mode" 1 2 1 & wait ;;
+  esac
+done
+for f in "$OUT"/*.jsonl; do echo "$f $(grep -c . "$f")"; done
+tail -n 5 "$OUT"/*.log
