@@ -260,6 +260,7 @@ class MemoryModel:
     extra_tokens: int = 0  # positions the method adds to every sequence (prompt tuning)
     seq_bytes: float = 0.0  # bytes per sequence held through the step (prefix tuning's keys and values)
     kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU
+    gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -279,17 +280,23 @@ class MemoryModel:
         logits = self.logits_saved * tokens
         recompute = self.recompute * layer * tokens if gc else 0.0
         fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
-        fwd = act + logits + self.logits_fwd * tokens + fwd_grad
-        bwd = act + logits + self.head_grad + self.logits_bwd * tokens + recompute
+        fwd = act + logits + self.logits_fwd * tokens + fwd_grad + self.gathered
+        bwd = act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered
         # the end of backward, where every gradient is held (and, with Liger on a tied head, the head's
         # gradient from forward until the embedding's is added to it), then the optimizer step
         opt = self.grads + recompute + self.opt_transient + (self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0)
         if fwd >= bwd and fwd >= opt:
-            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": self.logits_fwd * tokens}
+            over = self.logits_fwd * tokens + self.gathered
+            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": over}
         elif bwd >= opt:
             phase, held = (
                 "backward",
-                {"activations": act, "logits": logits, "gradients": self.head_grad, "overhead": self.logits_bwd * tokens + recompute},
+                {
+                    "activations": act,
+                    "logits": logits,
+                    "gradients": self.head_grad,
+                    "overhead": self.logits_bwd * tokens + recompute + self.gathered,
+                },
             )
         else:
             phase, held = (
@@ -341,6 +348,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     grad_share = share.grads / grads if grads else 1.0
     # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
+    gathered = share.compute_buffers
     notes += share.notes
     if cfg.world_size > 1 or strategy.name != "single":
         notes.append(f"{strategy.label}: {strategy.basis}")
@@ -410,6 +418,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         extra_tokens=method.extra_tokens(cfg),
         seq_bytes=method.sequence_bytes(arch, cfg, cal),
         kept_layers=cal.offload_kept_layers if cfg.offload_activations else None,
+        gathered=gathered,
     )
 
 

@@ -36,6 +36,8 @@ class Shares:
     grads: float
     optimizer: float
     buffers: float = 0.0  # the strategy's own: buckets, gathered layers in flight
+    # held through forward and backward only, released before the optimizer step (ZeRO-3's live parameters)
+    compute_buffers: float = 0.0
     notes: tuple[str, ...] = ()
 
 

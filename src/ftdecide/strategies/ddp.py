@@ -3,8 +3,14 @@ accelerate applies it: ``bucket_cap_mb=25``, ``gradient_as_bucket_view=False``).
 
 Memory beyond one GPU's: the reducer's flat buckets hold a second copy of every trainable gradient
 (``gradient_as_bucket_view=False`` copies each gradient into its bucket for the all-reduce), allocated
-when the model is wrapped. MODELLED from torch's ``Reducer``, not measured. This is how LoRA usually goes
-multi-GPU: its gradients, and so its buckets, are small.
+when the model is wrapped. This is how LoRA usually goes multi-GPU: its gradients, and so its buckets, are
+small.
+
+Measured on 2 H200s under torchrun (data/scaleout/h200x2_real_*; torch's fake process group cannot run
+DDP: its reducer's all-reduce hook gets no tensor back): LoRA, QLoRA and mixed-precision full fine-tuning
+within 2.1%. Full fine-tuning of bf16 weights (Llama-3.2-1B) peaked one more gradient-sized buffer above
+that at an early step (its last step did not): counted, as a transient of forward and backward, wherever
+bf16 weights train.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from . import Shares, Strategy, Traffic, register, ring
 @dataclass(frozen=True)
 class DDP(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
-        return Shares(weights, grads, optimizer, buffers=grads, notes=("DDP: a full replica per GPU, plus its gradient buckets",))
+        method = cfg.method_spec
+        early = grads if method.trains_base and method.param_bytes(cfg) == 2.0 else 0.0
+        notes = ("DDP: a full replica per GPU, plus its gradient buckets",)
+        return Shares(weights, grads, optimizer, buffers=grads, compute_buffers=early, notes=notes)
 
     def traffic(self, arch, cfg) -> Traffic:
         method = cfg.method_spec
@@ -39,8 +48,8 @@ STRATEGY = register(
         name="ddp",
         label="DDP",
         summary="a full replica per GPU, gradients all-reduced",
-        measured=False,
-        basis="modelled from torch's DDP reducer (a replica per GPU plus a bucket copy of the gradients); not measured",
+        measured=True,
+        basis="measured on 6 real 2-GPU runs (H200, NCCL): within 2.1%, the bf16 full fine-tuning run's early-step buffer counted",
         overlap=0.8,
         probed=True,
     )
