@@ -1,6 +1,7 @@
-"""Per-GPU peak memory of the FSDP2 runs measured under torch's fake process group (data/scaleout/):
-ftdecide's estimate beside DeepSpeed's ZeRO-3 estimator and accelerate's ``estimate-memory`` divided over
-the GPUs, on the same runs.
+"""Per-GPU peak memory of the several-GPU runs in data/scaleout/: the FSDP2 runs measured under torch's
+fake process group at 2-64 GPUs, and the real 2-GPU runs (torchrun, NCCL) of FSDP2, DDP and DeepSpeed
+ZeRO-2/3 with their fake-group twins. ftdecide's estimate beside DeepSpeed's ZeRO-3 estimator and
+accelerate's ``estimate-memory`` divided over the GPUs, on the same runs; then real against fake.
 
     python benchmarks/scaleout.py
 
@@ -40,10 +41,18 @@ def accelerate(arch, cfg, n: int) -> float:
     return per_param * p / n / GIB
 
 
-def main() -> None:
+def load(pattern: str) -> list[dict]:
     rows = []
-    for f in sorted((ROOT / "data" / "scaleout").glob("*.jsonl")):
+    for f in sorted((ROOT / "data" / "scaleout").glob(pattern)):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def key(d: dict) -> tuple:
+    return (d.get("strategy"), d["arch"], d["method"], d["seq"], d["batch"], bool(d["gc"]), d.get("world_size"))
+
+
+def table(rows: list[dict], title: str) -> None:
     ok = [d for d in rows if d.get("status") == "ok"]
     errs: dict[str, list[float]] = {"ftdecide": [], "DeepSpeed ZeRO-3 estimator": [], "accelerate estimate-memory / N": []}
     for d in ok:
@@ -52,12 +61,36 @@ def main() -> None:
         errs["ftdecide"].append(estimate_memory(arch, cfg).peak_allocated_gib / meas - 1)
         errs["DeepSpeed ZeRO-3 estimator"].append(deepspeed_zero3(arch, n) / meas - 1)
         errs["accelerate estimate-memory / N"].append(accelerate(arch, cfg, n) / meas - 1)
-    print(f"FSDP2 runs under torch's fake process group: {len(rows)} ({len(ok)} trained, {len(rows) - len(ok)} failed)\n")
+    print(f"\n{title}: {len(rows)} runs ({len(ok)} trained, {len(rows) - len(ok)} failed)\n")
     print("| estimator | runs | median abs error | worst under | worst over | within 5% |")
     print("|---|---|---|---|---|---|")
     for name, e in errs.items():
         med = statistics.median(abs(x) for x in e)
         print(f"| {name} | {len(e)} | {med:.1%} | {min(e):+.1%} | {max(e):+.1%} | {sum(abs(x) <= 0.05 for x in e)}/{len(e)} |")
+
+
+def main() -> None:
+    table(load("h200_fsdp_fake_*.jsonl"), "FSDP2 runs under torch's fake process group (world sizes 2-64)")
+    real = load("h200x2_real_*.jsonl")
+    for strategy in ("fsdp", "ddp", "zero2", "zero3"):
+        table([d for d in real if d["strategy"] == strategy], f"{strategy}: real 2-GPU runs (torchrun, NCCL, H200 x2 NV18)")
+    fake = {key(d): d for d in load("h200_fake_world2_*.jsonl")}
+    print("\nreal against fake, per-GPU peak (GiB), same configuration:\n")
+    print("| strategy | model | method | seq x batch | gc | real | fake | difference |")
+    print("|---|---|---|---|---|---|---|---|")
+    diffs = []
+    for d in real:
+        f = fake.get(key(d))
+        if f is None:
+            continue
+        if f["status"] != "ok":
+            got, diff = f"{f['status']}: {f.get('error', '')[:40]}", "-"
+        else:
+            diffs.append(f["peak_alloc_gib"] - d["peak_alloc_gib"])
+            got, diff = f"{f['peak_alloc_gib']:.2f}", f"{diffs[-1]:+.3f}"
+        shape = f"{d['seq']}x{d['batch']} | {d['gc']}"
+        print(f"| {d['strategy']} | {d['arch']} | {d['method']} | {shape} | {d['peak_alloc_gib']:.2f} | {got} | {diff} |")
+    print(f"\n{len(diffs)} pairs measured both ways; largest difference {max(map(abs, diffs)):.3f} GiB")
 
 
 if __name__ == "__main__":

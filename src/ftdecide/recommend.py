@@ -248,6 +248,9 @@ def _candidate(
         if c.config.run_problem() is None:
             options.append(c)
     fitting = [c for c in options if c.fits]
+    # a strategy whose emitted launch was seen to fail on this kind of plan only where nothing else fits
+    launches = [c for c in fitting if c.config.strategy_spec.launch_problem(arch, c.config) is None]
+    fitting = launches or fitting
     if not fitting:
         return options[-1]
     best = min(fitting, key=lambda c: c.cost_usd)

@@ -80,6 +80,11 @@ class Strategy:
             return f"--offload-params needs sharded parameters: {self.label} keeps a full copy on every GPU (use fsdp or zero3)"
         return None
 
+    def launch_problem(self, arch: "Arch", cfg: "TrainConfig") -> Optional[str]:
+        """What was seen to break when the emitted launch config ran this plan (one line), or None. The
+        estimate stands; ``auto`` passes over a strategy with a launch problem when another fits."""
+        return None
+
     def accelerate_config(self, world: int, nodes: int, layer_cls: str, mixed: bool, offload_params: bool) -> dict:
         """An accelerate config (the YAML ``accelerate launch --config_file`` reads)."""
         raise NotImplementedError
