@@ -78,9 +78,11 @@ class StepConstants:
     # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s
     # (an assumption: half of the link's 64 GB/s each way)
     host_link_gbs: float = 25.0
-    # NCCL's bus bandwidth as a share of the link's (nccl-tests all-reduce reach about 80% of NVLink's and of
-    # InfiniBand's line rate on large messages); an assumption until multi-GPU runs are timed (issue 11)
-    nccl_efficiency: float = 0.8
+    # NCCL's bus bandwidth as a share of the link's, as training steps see it: measured on 2 H200s (NV18,
+    # NVLink SHARP off), the FSDP2 run of Qwen2.5-72B LoRA gathered 145 GB per micro-batch in 0.96 s of NCCL
+    # kernels (torch.profiler; data/scaleout/h200x2_real_*): 0.33 of the 450 GB/s link. nccl-tests reach
+    # about 0.8 on large messages; a step's collectives are smaller and wait for the slower rank
+    nccl_efficiency: float = 0.33
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable

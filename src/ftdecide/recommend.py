@@ -135,12 +135,12 @@ def validate_scenario(
         raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None
 
 
-# Said with every plan on several GPUs: what its per-GPU memory rests on (the strategy's basis: measured
-# under torch's fake process group for FSDP2, modelled for DDP and ZeRO) and that communication time is
-# modelled, until multi-GPU runs are timed (issue 11).
+# Said with every plan on several GPUs: what its per-GPU memory rests on (the strategy's basis) and what
+# its step time rests on: timed on 2 H200s over NVLink only (issue 11), so other links, more GPUs and
+# several nodes are extrapolated.
 MULTI_GPU_CAVEAT = (
     "{label} over {world} GPUs: per-GPU memory {basis}; communication time modelled ({link:g} GB/s links, "
-    "{overlap:.0%} hidden behind the kernels), not timed on real GPUs: keep a margin"
+    "{overlap:.0%} hidden behind the kernels), timed on 2 H200s over NVLink only: keep a margin"
 )
 # Strategies ``auto`` weighs on several GPUs, in the order ties go (a replica first: the least traffic).
 AUTO_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero3")

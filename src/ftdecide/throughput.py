@@ -38,8 +38,11 @@ moves with the host by as much).
 On several GPUs the strategy's bytes per step (:meth:`ftdecide.strategies.Strategy.traffic`: all-gather,
 reduce-scatter, all-reduce, as NCCL's ring bus bytes) cross the GPU's link within a node or its network
 share across nodes (the GPU catalog's ``intra_node_gbs`` and ``inter_node_gbs``) at ``nccl_efficiency`` of
-it; the strategy hides ``overlap`` of that behind the kernels, never more than they last. MODELLED: no
-multi-GPU run has been timed yet (issue 11), and the ``assumptions`` of every recommendation say so.
+it; the strategy hides ``overlap`` of that behind the kernels, never more than they last, and its hooks
+cost ``layer_s`` per decoder layer. Timed on 2 H200s (25 runs, data/scaleout/h200x2_real_*; constants from
+torch.profiler and fitted on half the runs, checked on the other half: benchmarks/fit_scaleout_time.py).
+Not timed beyond 2 GPUs nor across nodes: there the link figures are the datasheets', and every
+recommendation says so.
 
 Every constant lives in :class:`ftdecide.calibration.Calibration` (``util``, ``step``, ``kernels``);
 what differs between methods (FLOPs per parameter, kernels per layer) is asked of the method.
@@ -102,7 +105,7 @@ def liger_chunks(arch: Arch, tokens: int) -> int:
 def comm_seconds(arch: Arch, cfg: TrainConfig, link_gbs: float, accumulation: int = 1, cal: Calibration = DEFAULT) -> float:
     """Seconds one GPU spends sending per micro-batch: the strategy's per-micro-batch bytes plus its
     per-step bytes spread over ``accumulation`` micro-batches, at ``link_gbs`` GB/s (one way) times NCCL's
-    share of the link (``StepConstants.nccl_efficiency``). Modelled: no multi-GPU run has been timed."""
+    share of the link (``StepConstants.nccl_efficiency``, measured on 2 H200s)."""
     if cfg.world_size == 1:
         return 0.0
     t = cfg.strategy_spec.traffic(arch, cfg)
@@ -162,8 +165,10 @@ def step_seconds(
         offload = 2.0 * saved / (k.host_link_gbs * 1e9)
         gpu = max(gpu, offload)
     comm = comm_seconds(arch, cfg, link_gbs, accumulation, cal) if link_gbs else 0.0
-    # the strategy overlaps a share of its transfers with the kernels, never more than the kernels last
-    exposed = comm - min(comm * cfg.strategy_spec.overlap, gpu)
+    # the strategy overlaps a share of its transfers with the kernels, never more than the kernels last,
+    # and its hooks cost time per layer that no transfer explains
+    spec = cfg.strategy_spec
+    exposed = comm - min(comm * spec.overlap, gpu) + (spec.layer_s * arch.num_layers if cfg.world_size > 1 else 0.0)
     gpu += exposed
     return {
         "matmul": matmul,

@@ -60,10 +60,13 @@ class Strategy:
     summary: str
     measured: bool  # memory figures fitted to measured runs (True) or modelled from the engine's code
     basis: str  # what the figures rest on, said with every plan that uses the strategy
-    overlap: float  # share of the communication hidden behind the kernels (assumed until timed on real GPUs)
+    overlap: float  # share of the communication hidden behind the kernels (torch.profiler on real 2-GPU runs)
     engine: str = "torch"  # "torch" (accelerate's FSDP/DDP) or "deepspeed"
     shards_parameters: bool = False  # whether --offload-params means anything
     probed: bool = False  # ftdecide probe --gpus N measures it (under torch's fake process group)
+    # seconds per decoder layer per micro-batch that the strategy's hooks cost beyond its transfers (FSDP2's
+    # all-gather copy-in and copy-out, DeepSpeed's parameter fetch and release), fitted to timed 2-GPU runs
+    layer_s: float = 0.0
 
     def per_gpu(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> Shares:
         """The share of one GPU of ``weights``, ``grads`` and ``optimizer`` (the whole model's bytes as one
