@@ -70,15 +70,14 @@ def main() -> None:
         held += [(d, predict(d)[0] / d["tokens_per_s"] - 1, gpu_bound(predict(d)[1])) for d in test]
     bound = [e for _, e, b in held if b]
     print(f"\nheld-out runs: {len(held)}, median abs error {statistics.median(abs(e) for _, e, _ in held):.1%}")
-    print(f"held-out GPU-bound runs: {len(bound)}, median abs error {statistics.median(map(abs, bound)):.1%}, worst {max(map(abs, bound)):.1%}")
+    med, worst = statistics.median(map(abs, bound)), max(map(abs, bound))
+    print(f"held-out GPU-bound runs: {len(bound)}, median abs error {med:.1%}, worst {worst:.1%}")
     prof = [d for d in real if "profile_comm_s" in d]
     print("\nprofiled steps (ms per step): NCCL kernels, of it exposed, compute kernels, span")
     for d in prof:
         hid = 1 - d["profile_exposed_comm_s"] / d["profile_comm_s"]
-        print(
-            f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['profile_comm_s'] * 1e3:7.1f} {d['profile_exposed_comm_s'] * 1e3:7.1f} "
-            f"{d['profile_compute_s'] * 1e3:7.1f} {d['profile_span_s'] * 1e3:7.1f}  hidden {hid:.0%}"
-        )
+        ms = " ".join(f"{d['profile_' + k] * 1e3:7.1f}" for k in ("comm_s", "exposed_comm_s", "compute_s", "span_s"))
+        print(f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {ms}  hidden {hid:.0%}")
     one = {(d["arch"], d["method"], d["seq"], d["batch"], d["gc"]): d for d in rows("h200_multigpu_single_*.jsonl", "measurements")}
     print("\n1 -> 2 GPUs, tokens/s per GPU: measured (predicted)")
     for d in real:

@@ -286,7 +286,8 @@ def test_two_gpu_step_time_on_held_out_runs():
     held = [d for s in ("fsdp", "ddp", "zero2", "zero3") for d in [r for r in real if r["strategy"] == s][1::2]]
     errs = []
     for d in held:
-        st = step_seconds(arch_from_record(d), config_from_record(d), h200.bf16_tflops, h200.memory_bandwidth_gbs, link_gbs=link_gbs(h200, 1))
+        arch, cfg = arch_from_record(d), config_from_record(d)
+        st = step_seconds(arch, cfg, h200.bf16_tflops, h200.memory_bandwidth_gbs, link_gbs=link_gbs(h200, 1))
         if st["matmul"] + st["memory"] >= st["launch"]:
             errs.append(d["seq"] * d["batch"] / st["total"] / d["tokens_per_s"] - 1)
     assert len(errs) >= 8
