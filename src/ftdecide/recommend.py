@@ -329,7 +329,7 @@ def _scale_out(
             where = f"{n}x {gpu.name}" + (f" ({nodes} nodes)" if nodes > 1 else "")
             return Alternative(
                 "scale_out",
-                f"{method.label}: {where}, {c.config.strategy_spec.label}, {c.time_hours:,.1f} h, ${c.cost_usd:,.0f}",
+                f"{method.label}: {where}, {c.config.strategy_spec.label}, {c.time_hours:,.1f} h, ${round(c.cost_usd, 2):,.0f}",
                 {
                     "method": method.name,
                     "gpus": gpus,
