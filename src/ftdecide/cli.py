@@ -466,8 +466,12 @@ def probe(
     adapter_reduction: Optional[int] = REDUCTION_OPT,
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
-    gpus: int = typer.Option(1, help="measure rank 0 of an N-GPU FSDP2 job on this one GPU (torch's fake process group)"),
-    strategy: str = typer.Option("auto", help="with --gpus N: fsdp or ddp (the strategies the probe measures)"),
+    gpus: int = typer.Option(
+        1, help="an N-GPU job: on N local GPUs through torchrun where the machine has them, else rank 0 under torch's fake process group"
+    ),
+    strategy: str = typer.Option(
+        "auto", help="with --gpus N: fsdp, ddp or zero1-3 (ddp only on N local GPUs, the others also under the fake process group)"
+    ),
     reentrant: bool = typer.Option(False, help="reentrant gradient checkpointing (use_reentrant=True)"),
     steps: int = typer.Option(3, min=2, max=100, help="training steps; tokens/s is taken from the fastest after the first"),
     from_json: Optional[str] = typer.Option(None, help="probe the plan of a 'recommend --format json' file"),
@@ -489,10 +493,7 @@ def probe(
     else:
         cfg = _train_config(**_config_fields(locals()))
         if cfg.world_size > 1 and not cfg.strategy_spec.probed:
-            raise InputError(
-                f"probe measures FSDP2 and DDP on several GPUs (rank 0 under torch's fake process group); {cfg.strategy_spec.label} "
-                "is modelled, not probed yet"
-            )
+            raise InputError(f"probe does not measure {cfg.strategy_spec.label} on several GPUs")
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)
     sink = session.open_sink(out) if (grid and out) else None
     try:

@@ -63,7 +63,8 @@ class Strategy:
     overlap: float  # share of the communication hidden behind the kernels (torch.profiler on real 2-GPU runs)
     engine: str = "torch"  # "torch" (accelerate's FSDP/DDP) or "deepspeed"
     shards_parameters: bool = False  # whether --offload-params means anything
-    probed: bool = False  # ftdecide probe --gpus N measures it (under torch's fake process group)
+    probed: bool = False  # ftdecide probe --gpus N measures it (on N local GPUs, or under torch's fake process group)
+    fake_group: bool = True  # whether torch's fake process group can run it (DDP's reducer cannot)
     # seconds per decoder layer per micro-batch that the strategy's hooks cost beyond its transfers (FSDP2's
     # all-gather copy-in and copy-out, DeepSpeed's parameter fetch and release), fitted to timed 2-GPU runs
     layer_s: float = 0.0

@@ -54,5 +54,6 @@ STRATEGY = register(
         # the end of backward. No per-layer cost: 6 timed runs fit none
         overlap=0.4,
         probed=True,
+        fake_group=False,
     )
 )

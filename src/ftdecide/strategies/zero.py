@@ -175,6 +175,7 @@ for _stage, _summary, _basis in (
             layer_s=0.0206 if _stage == 3 else 0.0045,
             engine="deepspeed",
             shards_parameters=_stage == 3,
+            probed=True,
             stage=_stage,
         )
     )
