@@ -25,3 +25,5 @@ for strategy in ${STRATEGIES:-fsdp zero3}; do
   cp rec.json accelerate.yaml train.py launch.log "$OUT/$strategy/"; [ -f ds_config.json ] && cp ds_config.json "$OUT/$strategy/"
   cd "$root" || exit 1
 done
+# the device tool brings back a handful of files: one archive
+(cd "$OUT" && tar czf launch.tgz --remove-files */)

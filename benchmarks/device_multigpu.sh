@@ -6,7 +6,8 @@
 #   bash benchmarks/device_multigpu.sh single GRID FIRST LAST  one-GPU runs, two workers, one per GPU
 # One configuration per process (memory a case leaves behind must not reach the next). No new run starts
 # after BUDGET seconds (default 540) so that what was measured comes back within the call's limit; the log
-# says which lines were left. Results: $OUT/<mode>.jsonl, the GPU link in $OUT/topo.txt.
+# says which lines were left. Results: $OUT/results.jsonl (DeepSpeed also prints lines of its own there:
+# keep those that start with {"arch"), logs in $OUT/log.txt, the GPU link in $OUT/topo.txt.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl .whl_ds/*.whl .whl_trl/*.whl >/dev/null 2>&1 || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
@@ -39,5 +40,7 @@ while [ $# -ge 4 ]; do
     fake|single) worker "$mode" 0 2 0 & worker "$mode" 1 2 1 & wait ;;
   esac
 done
-for f in "$OUT"/*.jsonl; do echo "$f $(grep -c . "$f")"; done
-tail -n 5 "$OUT"/*.log
+# the device tool brings back a handful of files: one results file and one log per call
+cat "$OUT"/*_*.jsonl > "$OUT/results.jsonl" 2>/dev/null; tail -n 20 "$OUT"/*_*.log > "$OUT/log.txt" 2>/dev/null
+rm -f "$OUT"/*_*.jsonl "$OUT"/*_*.log
+grep -c '^{"arch"' "$OUT/results.jsonl"; grep "failed\|left" "$OUT/log.txt" | tail -n 20

@@ -198,3 +198,28 @@ def test_scaleout_records_parse_and_stay_apart_from_the_single_gpu_data():
     assert {config_from_record(r).gpus for r in rows} == {r["world_size"] for r in rows} == {2, 4, 8, 16, 32, 64}
     assert [r["status"] for r in rows].count("error") == 1  # bitsandbytes' 8-bit AdamW cannot step DTensors
     assert not any(r.get("world_size") for r in read_records(root / "measurements"))
+
+
+def test_ddp_is_refused_where_only_the_fake_process_group_could_run_it(monkeypatch):
+    """DDP over 2 GPUs on a machine with 1: torch's fake group cannot run DDP (measured: its reducer's
+    hook gets no tensor back), so the probe says what it needs instead of recording an error."""
+    import sys
+    import types
+
+    from ftdecide.errors import InputError
+    from ftdecide.probe import session
+
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(device_count=lambda: 1))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    rec = record_from_config(catalog.resolve_model("qwen2.5-0.5b"), TrainConfig(method="lora", gpus=2, strategy="ddp"))
+    with pytest.raises(InputError, match="DDP over 2 GPUs needs 2 GPUs on this machine \\(it has 1\\)"):
+        list(session._measured([rec]))
+
+
+@pytest.mark.parametrize("strategy", ["zero2", "zero3", "fsdp", "ddp"])
+def test_probe_takes_every_measured_strategy(strategy):
+    """The probe's own refusal is gone for the ZeRO stages: without torch, what stops it is the extra."""
+    r = invoke(["probe", "--model", "qwen2.5-0.5b", "--method", "lora", "--gpus", "2", "--strategy", strategy])
+    if runner.unavailable([{"method": "lora"}]) is None:
+        pytest.skip("torch is installed here: the probe would run")
+    assert r.exit_code == 2 and "probe needs" in r.stderr and "does not measure" not in r.stderr
