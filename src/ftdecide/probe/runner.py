@@ -80,12 +80,13 @@ def versions() -> dict[str, str]:
     """Versions of the measuring stack and the GPU's name, recorded beside every result."""
     import torch
 
+    from importlib import metadata
+
     out = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
-    for name in ("transformers", "peft", "bitsandbytes"):
-        try:
-            mod = __import__(name)
-            out[name] = getattr(mod, "__version__", "?")
-        except Exception:  # noqa: BLE001 - a missing optional package is recorded, not fatal
+    for name in ("transformers", "peft", "bitsandbytes", "deepspeed", "accelerate", "trl", "liger_kernel"):
+        try:  # the installed distribution's version: nothing is imported for it
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
 
