@@ -293,3 +293,15 @@ def test_two_gpu_step_time_on_held_out_runs():
     assert len(errs) >= 8
     assert statistics.median(abs(e) for e in errs) <= 0.15
     assert max(abs(e) for e in errs) <= 0.35
+
+
+@pytest.mark.parametrize("optimizer, refused", [("adamw8bit", True), ("paged_adamw_8bit", True), ("adamw", False), ("adafactor", False)])
+def test_fsdp_refuses_bitsandbytes_8bit_adamw(optimizer, refused):
+    """Measured under the fake process group: bitsandbytes' 8-bit AdamW cannot step DTensors. The command
+    says so and auto goes elsewhere."""
+    r = invoke(["estimate", "--model", "llama-3.1-8b", "--method", "full", "--optimizer", optimizer, "--gpus", "4", "--strategy", "fsdp"])
+    assert (r.exit_code == 2) == refused
+    if refused:
+        assert "cannot step FSDP2's sharded (DTensor) parameters" in r.stderr
+        res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=4, optimizer=optimizer))
+        assert all(c.config.strategy != "fsdp" for c in res.candidates)

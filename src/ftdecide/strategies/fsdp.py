@@ -46,6 +46,16 @@ class FSDP2(Strategy):
             notes.append(problem)
         return Shares(shard_w, shard_g, shard_o, buffers=in_flight, notes=tuple(notes))
 
+    def problem(self, cfg):
+        # measured under the fake process group (data/scaleout/h200_fsdp_fake_*): bitsandbytes' 8-bit AdamW
+        # cannot step FSDP2's DTensor parameters
+        if cfg.optimizer in ("adamw8bit", "paged_adamw_8bit"):
+            return (
+                f"bitsandbytes' 8-bit AdamW ({cfg.optimizer}) cannot step FSDP2's sharded (DTensor) parameters (measured): "
+                "use adamw with fsdp, or ddp or a ZeRO stage"
+            )
+        return super().problem(cfg)
+
     def launch_problem(self, arch, cfg):
         # seen on 2 H200s (data/launches/): the emitted accelerate + TRL launch of Qwen2.5-0.5B LoRA stopped at
         # the first forward on both ranks; TinyLlama (untied) trained 30 steps with the same files
