@@ -134,7 +134,7 @@ INFEASIBLE = [
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090"),
         {"gpu": {"gpu": "a100-80gb"}, "model": {"model": "llama-3.1-8b"}},
-        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "fsdp"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
+        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="70b-on-4090-offered-llama-3.1-8b-not-llama-2",
     ),
     pytest.param(
@@ -145,13 +145,13 @@ INFEASIBLE = [
             "gpu": {"gpu": "a100-80gb"},
             "model": {"model": "llama-3.1-8b"},
         },
-        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "fsdp"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
+        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="bigger-gpu-is-sized-for-one-gpu-and-the-switches-on-own-gpus-come-first",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
         {"gpu": {"gpu": "rtx-4080"}, "model": {"model": "llama-3.2-3b"}},
-        {"full": (8, 4, "fsdp"), "lora": (8, 1, "fsdp"), "qlora": (4, 1, "fsdp"), "dora": (8, 1, "fsdp"), "ia3": (8, 1, "fsdp")},
+        {"full": (8, 4, "fsdp"), "lora": (8, 1, "fsdp"), "qlora": (4, 1, "zero3"), "dora": (8, 1, "fsdp"), "ia3": (8, 1, "fsdp")},
         id="10gib-offered-llama-3.2-3b",
     ),
 ]
@@ -174,8 +174,8 @@ def test_alternatives_when_nothing_fits(fields, expected, scale_out):
 
 
 def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
-    """QLoRA of Llama-3.1-70B on RTX 4090s: 8 in one node fit (FSDP2, the cheapest strategy that fits there),
-    4 do not with any strategy."""
+    """QLoRA of Llama-3.1-70B on RTX 4090s: 8 in one node fit (ZeRO-3: FSDP2 would be cheaper, but a 4-bit
+    base under FSDP2 has failed silently elsewhere and is unmeasured here), 4 do not with any strategy."""
     from ftdecide import recommend as rec
 
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090"))
@@ -186,7 +186,7 @@ def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
     for strategy in rec.AUTO_ORDER:
         four = rec.train_config(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4), methods.get("qlora"), lora, strategy=strategy)
         assert estimate_memory(res.arch, four).required_gib > usable, strategy
-    assert q.message.startswith("QLoRA: 8x rtx-4090, FSDP2, ") and f"${q.details['cost_usd']:,.0f}" in q.message
+    assert q.message.startswith("QLoRA: 8x rtx-4090, ZeRO-3, ") and f"${q.details['cost_usd']:,.0f}" in q.message
 
 
 def test_bigger_gpu_alternative_fits_what_it_says():

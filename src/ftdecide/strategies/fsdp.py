@@ -64,6 +64,14 @@ class FSDP2(Strategy):
                 "FSDP2 launch: accelerate 1.15 + peft 0.21 (torch 2.11) stop at the first forward of a model whose head is tied to "
                 "its embeddings when an adapter trains ('aten.embedding got mixed torch.Tensor and DTensor'): use --strategy ddp or zero3"
             )
+        if cfg.method_spec.quantized_base:
+            # not run here; reported elsewhere: huggingface/accelerate#3983 (loss 0 and grad_norm nan with the
+            # default uint8 storage), axolotl-ai-cloud/axolotl#2992 (4-bit weights unsharded without their state)
+            return (
+                "FSDP2 with a 4-bit base: not measured by ftdecide; accelerate's FSDP2 shards 4-bit weights only with "
+                "bnb_4bit_quant_storage=bfloat16 (as emitted) and has failed silently elsewhere (loss 0, grad_norm nan): "
+                "watch the first steps' loss, or use --strategy ddp or zero3"
+            )
         return None
 
     def traffic(self, arch, cfg) -> Traffic:
