@@ -220,16 +220,20 @@ def test_launch_configs_load_in_accelerate_and_deepspeed(tmp_path):
 )
 def test_fsdp_launch_problem_of_tied_heads_under_adapters(model, method, problem):
     """The emitted FSDP2 launch (accelerate 1.15, peft 0.21) stopped at the first forward of Qwen2.5-0.5B LoRA
-    and trained TinyLlama LoRA (data/launches/): the plan says so, and auto takes another strategy."""
+    and trained TinyLlama LoRA (data/launches/): the plan says so, and auto takes another strategy. The ZeRO-3
+    launch of the same tied-head model logged a loss of 0: said too."""
     arch = catalog.resolve_model(model)
     cfg = TrainConfig(method=method, gpus=2, strategy="fsdp")
     said = strategies.get("fsdp").launch_problem(arch, cfg)
     assert (said is not None) == problem
     notes = " ".join(estimate_memory(arch, cfg).notes)
     assert ("--strategy ddp or zero3" in notes) == problem
+    tied_adapter = arch.tie_embeddings and method != "full"
+    assert (strategies.get("zero3").launch_problem(arch, TrainConfig(method=method, gpus=2, strategy="zero3")) is not None) == tied_adapter
     if method != "full":
         chosen = recommend(Scenario(model=model, gpu="h200", gpus=2, dataset_size=2000)).candidate(method).config.strategy
         assert chosen != "fsdp" or not problem
+        assert chosen != "zero3" or not tied_adapter
 
 
 def _scaleout(pattern):

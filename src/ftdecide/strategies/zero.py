@@ -79,12 +79,25 @@ class Zero(Strategy):
         else:
             w = frozen + trainable * BF16
             g = trainable * BF16 + (0.0 if cfg.offload_optimizer else 4.0 * trainable / n)
+        problem = self.launch_problem(arch, cfg)
+        if problem:
+            notes.append(problem)
         if n == 1:
             notes.append(
                 f"ZeRO-{self.stage} on one GPU partitions nothing: it only moves states to CPU memory with --offload-optimizer"
                 + (" or --offload-params" if self.stage == 3 else "")
             )
         return Shares(w, g, o, buffers=buf, compute_buffers=gathered, notes=tuple(notes))
+
+    def launch_problem(self, arch, cfg):
+        # seen on 2 H200s (data/launches/): the emitted ZeRO-3 + TRL launch of Qwen2.5-0.5B LoRA (tied head)
+        # trained its 30 steps logging train_loss 0; TinyLlama (untied) logged 10.7 with the same files
+        if self.stage == 3 and arch.tie_embeddings and not cfg.method_spec.trains_base:
+            return (
+                "ZeRO-3 launch: the emitted TRL run of a model whose head is tied to its embeddings logged a training loss of 0 "
+                "with an adapter (Qwen2.5-0.5B LoRA; an untied model trained normally): watch the loss, or use --strategy ddp"
+            )
+        return None
 
     def traffic(self, arch, cfg) -> Traffic:
         method = cfg.method_spec
