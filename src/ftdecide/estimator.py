@@ -350,6 +350,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
     gathered = share.compute_buffers
     notes += share.notes
+    launch = strategy.launch_problem(arch, cfg)
+    if launch:
+        notes.append(launch)
     if cfg.world_size > 1 or strategy.name != "single":
         notes.append(f"{strategy.label}: {strategy.basis}")
     why_not = method.unsupported(arch)

@@ -63,7 +63,7 @@ def unavailable(records: Iterable[dict]) -> str | None:
             extra.append("liger_kernel")
         if r.get("offload_act"):
             extra.append("trl")
-        if str(r.get("strategy", "")).startswith("zero") and int(r.get("world_size") or 1) > 1:
+        if int(r.get("world_size") or 1) > 1 and config_from_record(r).strategy_spec.engine == "deepspeed":
             extra.append("deepspeed")
         need += [n for n in extra if n not in need]
     missing = [n for n in need if importlib.util.find_spec(n) is None]

@@ -105,8 +105,8 @@ def _measured(records: list[dict]) -> Iterator[dict]:
     for rec in records:
         n = int(rec.get("world_size") or 1)
         if n == 1 or torch.cuda.device_count() < n:
-            spec = get(rec.get("strategy") or "fsdp") if n > 1 else None
-            if spec is not None and not spec.fake_group:
+            spec = get(rec.get("strategy") or "fsdp")
+            if n > 1 and not spec.fake_group:
                 raise InputError(
                     f"{spec.label} over {n} GPUs needs {n} GPUs on this machine (it has {torch.cuda.device_count()}): torch's fake "
                     "process group cannot run it (its reducer's all-reduce hook gets no tensor back)"

@@ -215,7 +215,6 @@ def run_zero_probe(probe: dict) -> dict:
         from .records import arch_from_record
         from .runner import _build_base
 
-        _process_group(int(probe["world_size"]))
         if "LOCAL_RANK" not in os.environ:  # the fake group: DeepSpeed reads the rank from the environment
             os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE=str(probe["world_size"]))
         model = _wrapped(_build_base(probe["hf_config"], probe["method"]), probe)

@@ -86,7 +86,7 @@ class Strategy:
 
     def launch_problem(self, arch: "Arch", cfg: "TrainConfig") -> Optional[str]:
         """What was seen to break when the emitted launch config ran this plan (one line), or None. The
-        estimate stands; ``auto`` passes over a strategy with a launch problem when another fits."""
+        estimate stands and says it; ``auto`` passes over a strategy with a launch problem when another fits."""
         return None
 
     def accelerate_config(self, world: int, nodes: int, layer_cls: str, mixed: bool, offload_params: bool) -> dict:

@@ -41,9 +41,6 @@ class FSDP2(Strategy):
         if cfg.offload_params:
             shard_w = shard_g = shard_o = 0.0
             notes.append("parameters, gradients and optimizer states offloaded to CPU memory (CPUOffloadPolicy; modelled)")
-        problem = self.launch_problem(arch, cfg)
-        if problem:
-            notes.append(problem)
         return Shares(shard_w, shard_g, shard_o, buffers=in_flight, notes=tuple(notes))
 
     def problem(self, cfg):

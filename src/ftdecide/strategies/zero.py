@@ -79,9 +79,6 @@ class Zero(Strategy):
         else:
             w = frozen + trainable * BF16
             g = trainable * BF16 + (0.0 if cfg.offload_optimizer else 4.0 * trainable / n)
-        problem = self.launch_problem(arch, cfg)
-        if problem:
-            notes.append(problem)
         if n == 1:
             notes.append(
                 f"ZeRO-{self.stage} on one GPU partitions nothing: it only moves states to CPU memory with --offload-optimizer"
