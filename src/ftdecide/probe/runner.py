@@ -135,9 +135,10 @@ def _recipe(variant: str) -> ProbeRecipe:
     return method.probe_recipe(variant)
 
 
-def _build_base(hf_config: dict, method: str):
+def _build_base(hf_config: dict, method: str, quant_storage: str = "uint8"):
     """Build the base model with random weights directly on the device, as the method variant's
-    :class:`ftdecide.methods.ProbeRecipe` says (dtype, 4-bit linears)."""
+    :class:`ftdecide.methods.ProbeRecipe` says (dtype, 4-bit linears). ``quant_storage``: the dtype that
+    holds the packed 4-bit weights (``bnb_4bit_quant_storage``; FSDP shards only a float storage)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -153,11 +154,11 @@ def _build_base(hf_config: dict, method: str):
         except TypeError:
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", torch_dtype=dtype)
     if recipe.quantize_4bit:
-        _quantize_linears(model)
+        _quantize_linears(model, quant_storage)
     return model
 
 
-def _quantize_linears(model) -> None:
+def _quantize_linears(model, quant_storage: str = "uint8") -> None:
     """Replace every nn.Linear but the output head by a bitsandbytes NF4 Linear4bit (double quant,
     bf16 compute), as ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
     bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=bfloat16)`` loads a checkpoint."""
@@ -167,6 +168,7 @@ def _quantize_linears(model) -> None:
 
     out_emb = model.get_output_embeddings()
     dev = _device()
+    storage = getattr(torch, quant_storage)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or child is out_emb:
@@ -178,10 +180,13 @@ def _quantize_linears(model) -> None:
                 compute_dtype=torch.bfloat16,
                 compress_statistics=True,
                 quant_type="nf4",
+                quant_storage=storage,
                 device="meta",
             )
             w = child.weight.data
-            q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=True, quant_type="nf4").to(dev)
+            q.weight = bnb.nn.Params4bit(
+                w, requires_grad=False, compress_statistics=True, quant_type="nf4", quant_storage=storage
+            ).to(dev)
             if child.bias is not None:
                 q.bias = nn.Parameter(child.bias.data, requires_grad=False)
             setattr(parent, name, q)

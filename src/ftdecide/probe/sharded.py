@@ -170,21 +170,32 @@ def run_ddp_probe(probe: dict) -> dict:
 
 def run_fsdp_probe(probe: dict) -> dict:
     """Measure ``probe`` (a probe record with ``world_size`` N > 1 and ``strategy`` "fsdp") as rank 0 of
-    an N-rank FSDP2 job; returns the record plus the measured fields, like ``runner.run_probe``."""
+    an N-rank FSDP2 job; returns the record plus the measured fields, like ``runner.run_probe``.
+
+    A 4-bit base (QLoRA) cannot be built on the meta device: it is built and quantized on the GPU with
+    ``bnb_4bit_quant_storage=bfloat16`` (what accelerate needs to shard 4-bit weights), prepared as peft
+    prepares k-bit training, and sharded as it is; the base must then fit the GPU whole before sharding."""
 
     def build():
         import torch
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from .runner import _recipe
+        from .runner import _build_base, _recipe
 
-        cfg = dict(probe["hf_config"])
-        config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-        config.use_cache = False
-        dtype = getattr(torch, _recipe(probe["method"]).dtype)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
+        recipe = _recipe(probe["method"])
+        dtype = getattr(torch, recipe.dtype)
+        if recipe.quantize_4bit:
+            model = _build_base(probe["hf_config"], probe["method"], quant_storage="bfloat16")
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
+        else:
+            cfg = dict(probe["hf_config"])
+            config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+            config.use_cache = False
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
         model = _wrapped(model, probe)
         kwargs = {"reshard_after_forward": True}
         if dtype == torch.float32:
@@ -192,7 +203,8 @@ def run_fsdp_probe(probe: dict) -> dict:
         for layer in _decoder_layers(model):
             fully_shard(layer, **kwargs)
         fully_shard(model, **kwargs)
-        _materialise(model, torch.device("cuda", torch.cuda.current_device()))
+        if not recipe.quantize_4bit:
+            _materialise(model, torch.device("cuda", torch.cuda.current_device()))
         return model
 
     return _measure(probe, build)
@@ -201,7 +213,8 @@ def run_fsdp_probe(probe: dict) -> dict:
 def run_zero_probe(probe: dict) -> dict:
     """Measure ``probe`` as rank 0 of an N-rank DeepSpeed ZeRO job (``strategy`` zero1, zero2 or zero3)
     with the DeepSpeed config that ``ftdecide recommend --emit deepspeed`` writes, and the optimizer the
-    emitted trainers hand to DeepSpeed (torch's fused AdamW; the config names none). DeepSpeed trains bf16
+    emitted trainers hand to DeepSpeed (the config names none): torch's fused AdamW, or the record's
+    ``optim`` as the trainers build it (bitsandbytes' for adamw8bit). DeepSpeed trains bf16
     weights with fp32 master copies whatever the variant: records say ``full_mixed`` or a PEFT method. The
     model is built on the GPU and partitioned by ``deepspeed.initialize``; the peak counts from the first
     step."""
@@ -213,7 +226,7 @@ def run_zero_probe(probe: dict) -> dict:
 
         from ..strategies import get
         from .records import arch_from_record
-        from .runner import _build_base
+        from .runner import _build_base, _make_optimizer
 
         if "LOCAL_RANK" not in os.environ:  # the fake group: DeepSpeed reads the rank from the environment
             os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE=str(probe["world_size"]))
@@ -222,7 +235,8 @@ def run_zero_probe(probe: dict) -> dict:
         # what transformers adds when the trainer, not the config, brings the optimizer
         ds_config.update(zero_allow_untested_optimizer=True, steps_per_print=10**9)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+        optim = probe.get("optim", "adamw")
+        opt = torch.optim.AdamW(params, lr=1e-5, fused=True) if optim == "adamw" else _make_optimizer(params, optim, probe["method"])
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds_config)
         return engine
 
