@@ -5,7 +5,8 @@
 # 4.57.6, tokenizers 0.22.1, huggingface_hub 0.36.0, adapters 1.3.0), two at a time (their peaks are per
 # process; their step times are not kept). The lever timings run one at a time on the image's transformers.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl_min/*.whl || exit 1
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site_min .whl_min/*.whl || exit 1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site_ad .whl_ad/*.whl || exit 1
 export PYTHONUNBUFFERED=1
 run() {  # GRID FIRST LAST PYTHONPATH OUTFILE
@@ -14,8 +15,8 @@ run() {  # GRID FIRST LAST PYTHONPATH OUTFILE
     PYTHONPATH=$4 timeout 90 python3 -m ftdecide.probe.runner "$one" >> "$5" 2>> "$OUT/log.txt" || echo "failed: $line" >> "$OUT/log.txt"
   done
 }
-run data/grids/houlsby.jsonl 1 4 /tmp/site_ad:/tmp/site:src "$OUT/houlsby.jsonl" &
-run data/grids/houlsby.jsonl 5 8 /tmp/site_ad:/tmp/site:src "$OUT/houlsby.jsonl" &
+run data/grids/houlsby.jsonl 1 4 /tmp/site_ad:/tmp/site_min:src "$OUT/houlsby.jsonl" &
+run data/grids/houlsby.jsonl 5 8 /tmp/site_ad:/tmp/site_min:src "$OUT/houlsby.jsonl" &
 wait
-run data/grids/lever_timing.jsonl 1 6 /tmp/site:src "$OUT/timing.jsonl"
+run data/grids/lever_timing.jsonl 1 6 /tmp/site_min:src "$OUT/timing.jsonl"
 wc -l "$OUT"/*.jsonl

@@ -9,7 +9,9 @@
 # says which lines were left. Results: $OUT/results.jsonl (DeepSpeed also prints lines of its own there:
 # keep those that start with {"arch"), logs in $OUT/log.txt, the GPU link in $OUT/topo.txt.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl .whl_ds/*.whl .whl_trl/*.whl >/dev/null 2>&1 || exit 1
+# WHEELS: the carried wheel folders (a call that needs no bitsandbytes can carry .whl_min instead of .whl)
+wheels=(); for d in ${WHEELS:-.whl .whl_ds .whl_trl}; do wheels+=("$d"/*.whl); done
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "${wheels[@]}" >/dev/null 2>&1 || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 start=$(date +%s); budget=${BUDGET:-540}
 [ -f "$OUT/topo.txt" ] || nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
