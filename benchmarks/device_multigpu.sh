@@ -4,6 +4,7 @@
 #   bash benchmarks/device_multigpu.sh fake GRID FIRST LAST    the same lines under the fake process group,
 #                                                               two workers, one per GPU
 #   bash benchmarks/device_multigpu.sh single GRID FIRST LAST  one-GPU runs, two workers, one per GPU
+#   bash benchmarks/device_multigpu.sh fake0 GRID FIRST LAST   fake-group runs on GPU 0 only
 # One configuration per process (memory a case leaves behind must not reach the next). No new run starts
 # after BUDGET seconds (default 540) so that what was measured comes back within the call's limit; the log
 # says which lines were left. Results: $OUT/results.jsonl (DeepSpeed also prints lines of its own there:
@@ -40,6 +41,7 @@ while [ $# -ge 4 ]; do
   case $mode in
     real) worker real 01 1 0 ;;
     fake|single) worker "$mode" 0 2 0 & worker "$mode" 1 2 1 & wait ;;
+    fake0) worker fake 0 1 0 ;;  # GPU 0 alone (GPU 1 busy with something else)
   esac
 done
 # the device tool brings back a handful of files: one results file and one log per call
