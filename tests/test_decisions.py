@@ -134,24 +134,24 @@ INFEASIBLE = [
     pytest.param(
         dict(model="llama-3.1-70b", gpu="rtx-4090"),
         {"gpu": {"gpu": "a100-80gb"}, "model": {"model": "llama-3.1-8b"}},
-        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
+        # full fine-tuning: 64 GPUs do not hold FSDP2's gathered 70B layers beside their shards
+        {"lora": (8, 2, "zero3"), "qlora": (4, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="70b-on-4090-offered-llama-3.1-8b-not-llama-2",
     ),
     pytest.param(
-        dict(model="llama-3.1-70b", gpu="rtx-4090", gpus=4),
+        dict(model="llama-3.1-70b", gpu="l4", gpus=3),
         {
-            "offload_activations": {"offload_activations": True},
             "seq_len": {"seq_len": 512},
             "gpu": {"gpu": "a100-80gb"},
             "model": {"model": "llama-3.1-8b"},
         },
-        {"full": (8, 8, "fsdp"), "lora": (8, 2, "zero3"), "qlora": (8, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
+        {"lora": (8, 2, "zero3"), "qlora": (4, 1, "zero3"), "dora": (8, 2, "zero3"), "ia3": (8, 2, "zero3")},
         id="bigger-gpu-is-sized-for-one-gpu-and-the-switches-on-own-gpus-come-first",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu_memory=10),
         {"gpu": {"gpu": "rtx-4080"}, "model": {"model": "llama-3.2-3b"}},
-        {"full": (8, 4, "fsdp"), "lora": (8, 1, "fsdp"), "qlora": (4, 1, "zero3"), "dora": (8, 1, "fsdp"), "ia3": (8, 1, "fsdp")},
+        {"full": (8, 4, "fsdp"), "lora": (8, 1, "fsdp"), "qlora": (2, 1, "zero3"), "dora": (8, 1, "fsdp"), "ia3": (8, 1, "fsdp")},
         id="10gib-offered-llama-3.2-3b",
     ),
 ]
@@ -174,8 +174,8 @@ def test_alternatives_when_nothing_fits(fields, expected, scale_out):
 
 
 def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
-    """QLoRA of Llama-3.1-70B on RTX 4090s: 8 in one node fit (ZeRO-3: FSDP2 would be cheaper, but a 4-bit
-    base under FSDP2 has failed silently elsewhere and is unmeasured here), 4 do not with any strategy."""
+    """QLoRA of Llama-3.1-70B on RTX 4090s: 4 in one node fit (ZeRO-3: FSDP2 cannot shard a 4-bit base,
+    measured), 2 do not with any strategy that can run it."""
     from ftdecide import recommend as rec
 
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090"))
@@ -184,15 +184,15 @@ def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
     usable = rec.usable(gpu, 0.05)
     assert q.details["required_gib"] <= usable
     for strategy in rec.AUTO_ORDER:
-        four = rec.train_config(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4), methods.get("qlora"), lora, strategy=strategy)
-        assert estimate_memory(res.arch, four).required_gib > usable, strategy
-    assert q.message.startswith("QLoRA: 8x rtx-4090, ZeRO-3, ") and f"${q.details['cost_usd']:,.0f}" in q.message
+        two = rec.train_config(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=2), methods.get("qlora"), lora, strategy=strategy)
+        assert two.run_problem() is not None or estimate_memory(res.arch, two).required_gib > usable, strategy
+    assert q.message.startswith("QLoRA: 4x rtx-4090, ZeRO-3, ") and f"${q.details['cost_usd']:,.0f}" in q.message
 
 
 def test_bigger_gpu_alternative_fits_what_it_says():
     """The proposed card holds QLoRA of the model on one GPU (micro-batch 1, checkpointing), and no
     cheaper card of the catalog that is larger than the user's does."""
-    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4))
+    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=2))
     alt = next(a for a in res.alternatives if a.kind == "gpu")
     need = estimate_memory(resolve_model("llama-3.1-70b"), TrainConfig(method="qlora", gpus=1)).required_gib
     gpu = resolve_gpu(alt.details["gpu"])

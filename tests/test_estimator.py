@@ -73,21 +73,6 @@ def test_sharding_divides_states_and_adds_the_layers_in_flight():
     assert lora.breakdown["weights"] == pytest.approx(lora_one.breakdown["weights"] / 8 + CAL.fsdp_layers_in_flight * 2 * layer / GIB)
 
 
-def test_scaleout_runs_within_the_interim_bounds():
-    """The 29 FSDP2 runs measured under the fake process group (data/scaleout): median <= 3%, no
-    under-estimate worse than -12%. Interim bounds, looser than the single-GPU ones, until strategies are
-    modelled and measured at scale (issue 10)."""
-    import json
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parent.parent / "data" / "scaleout" / "h200_fsdp_fake_2026-11-29.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    errs = _errors(rows)
-    assert len(errs) == 29
-    assert statistics.median(abs(e) for e in errs) <= 0.03
-    assert min(errs) >= -0.12
-
-
 def _errors(rows):
     out = []
     for d in rows:

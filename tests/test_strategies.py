@@ -45,25 +45,42 @@ def test_ddp_is_a_replica_plus_a_bucket_copy_of_the_gradients():
         4 * A8B.total_params() / GIB
     )
     assert memory_model(A8B, mixed).gathered == 0.0  # fp32 weights: no early buffer measured
+    eight = TrainConfig(method="full", seq_len=1024, gpus=4, strategy="ddp", optimizer="adamw8bit")
+    assert memory_model(A8B, eight).gathered == 0.0  # none with bitsandbytes' 8-bit AdamW (3 real runs)
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
-def test_zero_follows_deepspeeds_accounting(stage):
-    """12 B per parameter partitioned (fp32 master and moments); bf16 weights whole (stages 1, 2) or
-    partitioned with a bf16 gradient partition (stage 3); the reduce and all-gather buckets of hidden^2 bf16
-    values; for stage 3, through forward and backward, up to 1e9 live parameters gathered and the prefetch
-    bucket of 0.9 hidden^2; at the step, 2 P + 4 P / N (stages 1, 2) or 6 x min(P / N, 1e9) (stage 3)."""
+@pytest.mark.parametrize("optimizer, state", [("adamw", 12.0), ("adamw8bit", 4 + 2 + 8 / 256), ("sgd", 4.0)])
+def test_zero_follows_deepspeeds_accounting(stage, optimizer, state):
+    """The optimizer's partition per parameter: the fp32 master weight and the states of it (Adam 8 B, 8-bit
+    AdamW 2 B and two fp32 scales per 256 values of the flat partition, SGD none); bf16 weights whole
+    (stages 1, 2) or partitioned with a bf16 gradient partition (stage 3); the reduce and all-gather buckets
+    of hidden^2 bf16 values; for stage 3, through forward and backward, up to 1e9 live parameters gathered
+    and the prefetch bucket of 0.9 hidden^2; at the step, 8 P / N (stages 1, 2: the bf16 gradient partition
+    twice and its fp32 copy) or 6 x min(P / N, 1e9) (stage 3)."""
     n, p, h = 8, A8B.total_params(), A8B.hidden_size
-    cfg = TrainConfig(method="full", seq_len=1024, gpus=n, strategy=f"zero{stage}")
+    cfg = TrainConfig(method="full", seq_len=1024, gpus=n, strategy=f"zero{stage}", optimizer=optimizer)
     est = estimate_memory(A8B, cfg)
     weights = (4 * p / n if stage == 3 else 2 * p) + 2 * h * h * 2
     assert est.breakdown["weights"] == pytest.approx(weights / GIB, rel=1e-6)
-    assert est.breakdown["optimizer"] == pytest.approx(12 * p / n / GIB, rel=1e-6)
+    assert est.breakdown["optimizer"] == pytest.approx(state * p / n / GIB, rel=1e-6)
     mm = memory_model(A8B, cfg)
-    assert mm.grads == pytest.approx(6 * min(p / n, 1e9) if stage == 3 else 2 * p + 4 * p / n)
+    assert mm.grads == pytest.approx(6 * min(p / n, 1e9) if stage == 3 else 8 * p / n)
     assert mm.gathered == pytest.approx((2 * min(p, 1e9) + int(0.9 * h * h) * 2) if stage == 3 else 0.0)
     basis = " ".join(est.notes)
-    assert ("modelled like ZeRO-2" in basis) == (stage == 1) and ("measured on 2 H200s" in basis) == (stage > 1)
+    assert ("modelled like ZeRO-2" in basis) == (stage == 1) and ("measured on" in basis) == (stage > 1)
+
+
+def test_zero_casts_a_4bit_bases_fp32_parts_to_bf16():
+    """DeepSpeed's bf16 engine casts what peft's k-bit preparation left in fp32 (embeddings, norms, head)
+    back to bf16: 2 B less per such parameter than on one GPU, whatever the stage-1/2 partitioning."""
+    one = memory_model(A8B, TrainConfig(method="qlora", seq_len=1024))
+    z2 = memory_model(A8B, TrainConfig(method="qlora", seq_len=1024, gpus=2, strategy="zero2"))
+    lora = estimate_memory(A8B, TrainConfig(method="lora", seq_len=1024)).trainable_params
+    cast = (A8B.total_params() - A8B.quantizable_params()) * 2
+    buckets = 2 * A8B.hidden_size**2 * 2
+    # adapters: fp32 (4 B) on one GPU; under ZeRO bf16 weights (2 B), the rest of them in the partitions
+    assert one.weights - z2.weights == pytest.approx(cast + lora * 2 - buckets)
 
 
 def test_zero3_offload_leaves_the_gradient_partition_and_the_buckets():
@@ -212,9 +229,8 @@ def test_launch_configs_load_in_accelerate_and_deepspeed(tmp_path):
     "model, method, problem",
     [
         pytest.param("qwen2.5-0.5b", "lora", True, id="tied-head-adapter-seen-to-fail"),
-        pytest.param("llama-3.2-1b", "qlora", True, id="tied-head-qlora"),
+        pytest.param("llama-3.2-1b", "dora", True, id="tied-head-dora"),
         pytest.param("tinyllama-1.1b", "lora", False, id="untied-head-trained-30-steps"),
-        pytest.param("tinyllama-1.1b", "qlora", True, id="4-bit-base-unmeasured-and-failing-elsewhere"),
         pytest.param("qwen2.5-0.5b", "full", False, id="tied-head-full-fine-tuning"),
     ],
 )
@@ -245,39 +261,89 @@ def _error(d):
     return estimate_memory(arch_from_record(d), config_from_record(d)).peak_allocated_gib / d["peak_alloc_gib"] - 1
 
 
+def _measured(status=("ok", "oom")):
+    """One record per configuration (a real run where there is one, else its fake-group twin)."""
+    best = {}
+    for d in _scaleout("*.jsonl"):
+        if d["status"] in status:
+            k = (d["strategy"], d["arch"], d["method"], d["optim"], d["seq"], d["batch"], d["gc"], d["world_size"])
+            if k not in best or not d["fake_process_group"]:
+                best[k] = d
+    return list(best.values())
+
+
+def test_scaleout_data_covers_what_issue_10_asks():
+    """Runs with their software versions and launcher: world sizes 2 to 64, 6+ model families 0.5B-72B with
+    the MoE, full bf16 and mixed, LoRA and QLoRA, checkpointing on and off, AdamW and 8-bit AdamW, and
+    out-of-memory runs near the edge."""
+    runs = _scaleout("*.jsonl")
+    assert len(runs) == 162 and all("torch" in d["software"] and "fake_process_group" in d for d in runs)
+    assert {d["world_size"] for d in runs} == {2, 4, 8, 16, 32, 64}
+    assert len({d["hf_config"]["model_type"] for d in runs}) >= 6 and any(d["arch"].startswith("qwen15_moe") for d in runs)
+    assert {"full_bf16", "full_mixed", "lora", "qlora"} <= {d["method"] for d in runs if d["status"] == "ok"}
+    assert {d["gc"] for d in runs} == {True, False} and {d["optim"] for d in runs if d["status"] == "ok"} == {"adamw", "adamw8bit"}
+    assert sum(d["status"] == "oom" for d in runs) == 4
+
+
+def test_scaleout_peaks_within_the_single_gpu_bounds():
+    """Every distinct configuration of data/scaleout (FSDP2, DDP, ZeRO-1/2/3; 2-64 GPUs; real NCCL runs and
+    fake-group ones): median <= 3%, no under-estimate worse than -5%, and the plan's fit against the card
+    agrees with every run that trained or ran out of memory."""
+    errs, agree = [], 0
+    runs = _measured()
+    for d in runs:
+        est = estimate_memory(arch_from_record(d), config_from_record(d))
+        agree += (est.required_gib <= d["software"]["gpu_total_gib"]) == (d["status"] == "ok")
+        if d["status"] == "ok":
+            errs.append(est.peak_allocated_gib / d["peak_alloc_gib"] - 1)
+    assert len(runs) == 123 and agree == len(runs)
+    assert statistics.median(abs(e) for e in errs) <= 0.03
+    assert min(errs) >= -0.05
+
+
+@pytest.mark.parametrize(
+    "strategy, median, worst",
+    [("fsdp", 0.03, 0.25), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.05), ("zero2", 0.03, 0.25), ("zero3", 0.02, 0.05)],
+)
+def test_scaleout_peaks_by_strategy(strategy, median, worst):
+    """Per strategy: the median and the largest error either way (the over-estimates above 5% are FSDP2's
+    small shards at 32 GPUs and the MoE, and QLoRA without checkpointing under ZeRO-2 and DDP)."""
+    errs = [_error(d) for d in _measured(("ok",)) if d["strategy"] == strategy]
+    assert len(errs) >= 4
+    assert statistics.median(abs(e) for e in errs) <= median
+    assert min(errs) >= -0.05 and max(errs) <= worst
+
+
 def test_real_two_gpu_runs_within_their_bounds():
-    """25 runs on 2 H200s under torchrun with NCCL (data/scaleout/h200x2_real_*): FSDP2 median <= 3% and no
-    under-estimate worse than -6%; DDP within 3%; DeepSpeed ZeRO full fine-tuning within 4%; a frozen base
-    under ZeRO-3 without checkpointing no worse than -9%, and its plans say so."""
-    real = _scaleout("h200x2_real_*.jsonl")
-    assert len(real) == 25 and all(d["status"] == "ok" and d["fake_process_group"] is False for d in real)
-    by = {s: [_error(d) for d in real if d["strategy"] == s] for s in ("fsdp", "ddp", "zero2", "zero3")}
-    assert len(by["fsdp"]) == 14 and statistics.median(abs(e) for e in by["fsdp"]) <= 0.03 and min(by["fsdp"]) >= -0.06
-    assert len(by["ddp"]) == 6 and max(abs(e) for e in by["ddp"]) <= 0.03
+    """The 33 runs on 2 H200s under torchrun with NCCL that trained (data/scaleout/h200x2_real_*): within
+    5% below and 14% above (the one above 5%: Phi-3-mini QLoRA, as on one GPU); the frozen base under ZeRO-3
+    without checkpointing says what was added for it."""
+    real = [d for d in _scaleout("h200x2_real_*.jsonl") if d["status"] == "ok"]
+    assert len(real) == 33 and all(d["fake_process_group"] is False for d in real)
+    errs = [_error(d) for d in real]
+    assert min(errs) >= -0.05 and max(errs) <= 0.14 and statistics.median(abs(e) for e in errs) <= 0.02
     for d in real:
-        if d["strategy"].startswith("zero"):
-            cfg = config_from_record(d)
-            if cfg.method_spec.trains_base:
-                assert abs(_error(d)) <= 0.04, d["arch"]
-            else:
-                assert _error(d) >= -0.09
-                assert zero_note in " ".join(estimate_memory(arch_from_record(d), cfg).notes)
+        cfg = config_from_record(d)
+        if d["strategy"] == "zero3" and not cfg.method_spec.trains_base and not d["gc"]:
+            assert zero_note in " ".join(estimate_memory(arch_from_record(d), cfg).notes)
 
 
 def test_fake_process_group_matches_real_gpus():
     """Every configuration measured both ways (2 real GPUs, and rank 0 under the fake process group on one)
     agrees to 0.01 GiB; DDP does not run under the fake group (its reducer's hook gets no tensor back)."""
-    real = {(d["strategy"], d["arch"], d["method"], d["seq"], d["batch"], d["gc"]): d for d in _scaleout("h200x2_real_*.jsonl")}
+    real = {(d["strategy"], d["arch"], d["method"], d["optim"], d["seq"], d["batch"], d["gc"]): d for d in _scaleout("h200x2_real_*.jsonl")}
     pairs = 0
-    for f in _scaleout("h200_fake_world2_*.jsonl"):
-        assert f["fake_process_group"] is True and f["world_size"] == 2
-        r = real.get((f["strategy"], f["arch"], f["method"], f["seq"], f["batch"], f["gc"]))
+    for f in _scaleout("h200_fake_*.jsonl"):
+        if f["world_size"] != 2:
+            continue
+        assert f["fake_process_group"] is True
+        r = real.get((f["strategy"], f["arch"], f["method"], f["optim"], f["seq"], f["batch"], f["gc"]))
         if f["strategy"] == "ddp":
             assert f["status"] == "error" and "isTensor" in f["error"]
         elif r is not None:
             pairs += 1
             assert abs(f["peak_alloc_gib"] - r["peak_alloc_gib"]) <= 0.01, f["arch"]
-    assert pairs == 19
+    assert pairs == 21
 
 
 def test_two_gpu_step_time_on_held_out_runs():
@@ -287,7 +353,7 @@ def test_two_gpu_step_time_on_held_out_runs():
     from ftdecide.throughput import link_gbs, step_seconds
 
     h200 = catalog.resolve_gpu("h200")
-    real = _scaleout("h200x2_real_*.jsonl")
+    real = [d for d in _scaleout("h200x2_real_2026-11-29.jsonl") if "tokens_per_s" in d]
     held = [d for s in ("fsdp", "ddp", "zero2", "zero3") for d in [r for r in real if r["strategy"] == s][1::2]]
     errs = []
     for d in held:

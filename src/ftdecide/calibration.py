@@ -226,13 +226,14 @@ class Calibration:
     # TRL's activation offloading (torchtune's OffloadActivations): layers' worth of saved tensors that
     # stay on the GPU (the forward stash of five tensors, the layer brought back ahead of backward).
     offload_kept_layers: float = 2.93
-    # FSDP2 over N GPUs (interim, until strategies are units, issue 10): decoder layers held unsharded in
-    # bf16 beyond each GPU's shard, and layers of unsharded gradients waiting for their reduce-scatter
-    # where the base trains. Fitted by non-negative least squares to the residuals of the 29 FSDP2 runs of
-    # data/scaleout/h200_fsdp_fake_2026-11-29.jsonl (rank 0 under torch's fake process group; leave-one-out
-    # median 2.9%, worst -12.8% / +16.9%, against 13.2% / -55.6% without them).
-    fsdp_layers_in_flight: float = 4.57
-    fsdp_grad_layers: float = 1.17
+    # FSDP2 over N GPUs (ftdecide.strategies.fsdp): decoder layers held unsharded in bf16 beyond each
+    # GPU's shard, and layers of unsharded gradients waiting for their reduce-scatter where the base
+    # trains. Chosen on a 0.25 grid over the 69 distinct FSDP2 configurations of data/scaleout/ (2-64
+    # GPUs, fake group and real NCCL) as the smallest median error whose worst under-estimate stays
+    # within -5% (python benchmarks/scaleout.py: median 2.0%, worst -4.1% / +23.3%); the least-squares
+    # fit (4.98, 1.42) had a median of 2.3% but under-estimated by up to 8.9%.
+    fsdp_layers_in_flight: float = 6.0
+    fsdp_grad_layers: float = 2.0
     step: StepConstants = field(default_factory=StepConstants)
     kernels: KernelCounts = field(default_factory=KernelCounts)
 

@@ -211,7 +211,7 @@ def _optimizer_transient(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) ->
 def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float]:
     """(bytes one layer saves per token apart from eager attention, eager attention's bytes per token per
     key position). A layer saves ``first + second * seq_len`` bytes per token."""
-    c = cal.act(cfg.variant)
+    c = cal.act(cfg.strategy_spec.compute_variant(cfg))
     h = arch.hidden_size
     i_eff = arch.intermediate_size
     if arch.is_moe:
@@ -370,7 +370,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
             f"paged optimizer: its {opt / GIB:.2f} GiB of states live in CUDA managed memory, outside this peak: on the GPU "
             "while it has room, paged to CPU memory (and slower steps) when it has not"
         )
-    c = cal.act(cfg.variant)
+    c = cal.act(strategy.compute_variant(cfg))
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
     if cfg.liger:
@@ -453,6 +453,8 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.adapter_reduction,
         cfg.liger,
         cfg.offload_activations,
+        # a strategy's terms may depend on checkpointing (ZeRO-3's frozen base without it)
+        cfg.gradient_checkpointing,
     )
     hit = _MODELS.get(key)
     if hit is not None and hit[0] is arch and hit[1] is cal:

@@ -106,6 +106,12 @@ class Method:
         """Key of this method's fitted constants and of its measured records for ``precision``."""
         return self.name
 
+    def bf16_engine_variant(self) -> str:
+        """The variant whose activation terms hold where the engine holds the weights it computes with in
+        bf16 and runs them without autocast (DeepSpeed's bf16 engine, FSDP2's bf16 parameter policy):
+        the method's bf16 variant; a method the engine recasts further says so."""
+        return self.variant("bf16")
+
     def precision_for(self, requested: str) -> str:
         """The precision the method runs at when ``requested`` is asked for the plan (adapters train
         in fp32 under bf16 autocast whatever full fine-tuning would use)."""

@@ -184,9 +184,7 @@ def _quantize_linears(model, quant_storage: str = "uint8") -> None:
                 device="meta",
             )
             w = child.weight.data
-            q.weight = bnb.nn.Params4bit(
-                w, requires_grad=False, compress_statistics=True, quant_type="nf4", quant_storage=storage
-            ).to(dev)
+            q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=True, quant_type="nf4", quant_storage=storage).to(dev)
             if child.bias is not None:
                 q.bias = nn.Parameter(child.bias.data, requires_grad=False)
             setattr(parent, name, q)

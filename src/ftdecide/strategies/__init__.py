@@ -68,6 +68,9 @@ class Strategy:
     # seconds per decoder layer per micro-batch that the strategy's hooks cost beyond its transfers (FSDP2's
     # all-gather copy-in and copy-out, DeepSpeed's parameter fetch and release), fitted to timed 2-GPU runs
     layer_s: float = 0.0
+    # the engine computes with bf16 weights and no autocast (FSDP2's bf16 parameter policy, DeepSpeed's
+    # bf16 engine): measured, the mixed variant's activation terms were up to 24% over such runs
+    bf16_engine: bool = False
 
     def per_gpu(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> Shares:
         """The share of one GPU of ``weights``, ``grads`` and ``optimizer`` (the whole model's bytes as one
@@ -77,6 +80,12 @@ class Strategy:
     def traffic(self, arch: "Arch", cfg: "TrainConfig") -> Traffic:
         """Bytes one GPU sends, by collective."""
         raise NotImplementedError
+
+    def compute_variant(self, cfg: "TrainConfig") -> str:
+        """The method variant whose activation coefficients hold under this strategy: the configuration's
+        own where the engine computes as one GPU would (autocast over fp32 weights for mixed precision),
+        the method's :meth:`~ftdecide.methods.Method.bf16_engine_variant` where ``bf16_engine``."""
+        return cfg.method_spec.bf16_engine_variant() if self.bf16_engine else cfg.variant
 
     def problem(self, cfg: "TrainConfig") -> Optional[str]:
         """Why ``cfg`` cannot run with this strategy (one line), or None."""

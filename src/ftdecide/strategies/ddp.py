@@ -9,8 +9,8 @@ small.
 Measured on 2 H200s under torchrun (data/scaleout/h200x2_real_*; torch's fake process group cannot run
 DDP: its reducer's all-reduce hook gets no tensor back): LoRA, QLoRA and mixed-precision full fine-tuning
 within 2.1%. Full fine-tuning of bf16 weights (Llama-3.2-1B) peaked one more gradient-sized buffer above
-that at an early step (its last step did not): counted, as a transient of forward and backward, wherever
-bf16 weights train.
+that at an early step (its last step did not): counted, as a transient of forward and backward, where
+bf16 weights train with torch's AdamW (three runs with bitsandbytes' 8-bit AdamW had none).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from . import Shares, Strategy, Traffic, register, ring
 class DDP(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         method = cfg.method_spec
-        early = grads if method.trains_base and method.param_bytes(cfg) == 2.0 else 0.0
+        # seen with torch's fused AdamW only: the 8-bit AdamW runs of bf16 weights (3, up to Llama-3.1-8B)
+        # peaked without it
+        early = grads if method.trains_base and method.param_bytes(cfg) == 2.0 and cfg.optimizer == "adamw" else 0.0
         notes = ("DDP: a full replica per GPU, plus its gradient buckets",)
         return Shares(weights, grads, optimizer, buffers=grads, compute_buffers=early, notes=notes)
 

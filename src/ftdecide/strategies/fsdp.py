@@ -28,6 +28,12 @@ def gathered_bytes(arch, cfg) -> float:
     return min(2.0, cfg.method_spec.weight_bytes(arch, cfg, 0) / arch.total_params())
 
 
+def reduce_bytes(cfg) -> float:
+    """Bytes per gradient value the reduce-scatter moves where the base trains: fp32 under the mixed
+    policy (``reduce_dtype=float32``), bf16 otherwise."""
+    return 4.0 if cfg.precision == "mixed" else 2.0
+
+
 @dataclass(frozen=True)
 class FSDP2(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
@@ -44,6 +50,15 @@ class FSDP2(Strategy):
         return Shares(shard_w, shard_g, shard_o, buffers=in_flight, notes=tuple(notes))
 
     def problem(self, cfg):
+        # measured under the fake process group (data/scaleout/h200_fake_edge_*): fully_shard turns
+        # bitsandbytes' Params4bit into plain DTensors without their quantization state, and the first forward
+        # stops (4 of 4 QLoRA runs, 2-8 GPUs, bnb_4bit_quant_storage=bfloat16); reported elsewhere as a
+        # silent failure instead (huggingface/accelerate#3983: loss 0, grad_norm nan)
+        if cfg.method_spec.quantized_base:
+            return (
+                "FSDP2 cannot shard a 4-bit base (measured: torch 2.11's fully_shard drops bitsandbytes' quantization state, "
+                "'quant_state is required' at the first forward, 4 of 4 runs): use --strategy ddp or zero2"
+            )
         # measured under the fake process group (data/scaleout/h200_fsdp_fake_*): bitsandbytes' 8-bit AdamW
         # cannot step FSDP2's DTensor parameters
         if cfg.optimizer in ("adamw8bit", "paged_adamw_8bit"):
@@ -61,25 +76,17 @@ class FSDP2(Strategy):
                 "FSDP2 launch: accelerate 1.15 + peft 0.21 (torch 2.11) stop at the first forward of a model whose head is tied to "
                 "its embeddings when an adapter trains ('aten.embedding got mixed torch.Tensor and DTensor'): use --strategy ddp or zero3"
             )
-        if cfg.method_spec.quantized_base:
-            # not run here; reported elsewhere: huggingface/accelerate#3983 (loss 0 and grad_norm nan with the
-            # default uint8 storage), axolotl-ai-cloud/axolotl#2992 (4-bit weights unsharded without their state)
-            return (
-                "FSDP2 with a 4-bit base: not measured by ftdecide; accelerate's FSDP2 shards 4-bit weights only with "
-                "bnb_4bit_quant_storage=bfloat16 (as emitted) and has failed silently elsewhere (loss 0, grad_norm nan): "
-                "watch the first steps' loss, or use --strategy ddp or zero3"
-            )
         return None
 
     def traffic(self, arch, cfg) -> Traffic:
         method = cfg.method_spec
         n = cfg.world_size
         trainable = method.trainable_params(arch, cfg, method.adapted_modules(arch, cfg))
-        reduce_bytes = 4.0 if cfg.precision == "mixed" and method.trains_base else method.param_bytes(cfg)
+        reduce = reduce_bytes(cfg) if method.trains_base else method.param_bytes(cfg)
         gathered = arch.total_params() * gathered_bytes(arch, cfg)
         # forward gathers every layer, backward again (resharded after forward); gradients reduce-scatter
         return Traffic(
-            per_micro_batch={"all-gather": 2 * ring(n) * gathered, "reduce-scatter": ring(n) * trainable * reduce_bytes},
+            per_micro_batch={"all-gather": 2 * ring(n) * gathered, "reduce-scatter": ring(n) * trainable * reduce},
         )
 
     def trainer_args(self, layer_cls, offload_params) -> dict:
@@ -131,6 +138,8 @@ STRATEGY = register(
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
         overlap=0.8,
         layer_s=0.0025,
+        # MixedPrecisionPolicy(param_dtype=bf16) gathers bf16 weights and runs them without autocast's copies
+        bf16_engine=True,
         shards_parameters=True,
         probed=True,
     )
