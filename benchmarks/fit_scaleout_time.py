@@ -55,7 +55,8 @@ def gpu_bound(s: dict) -> bool:
 
 
 def main() -> None:
-    real = rows("h200x2_real_*.jsonl")
+    # the fit and its held-out half: the 25 runs of the first 2-GPU session; the later runs are all held out
+    real = rows("h200x2_real_2026-11-29.jsonl")
     print("| strategy | layer_s fitted (ms) | in the code (ms) | fit runs: errors | held-out runs: errors |")
     print("|---|---|---|---|---|")
     held: list[tuple[dict, float, bool]] = []
@@ -72,6 +73,14 @@ def main() -> None:
     print(f"\nheld-out runs: {len(held)}, median abs error {statistics.median(abs(e) for _, e, _ in held):.1%}")
     med, worst = statistics.median(map(abs, bound)), max(map(abs, bound))
     print(f"held-out GPU-bound runs: {len(bound)}, median abs error {med:.1%}, worst {worst:.1%}")
+    later = [d for d in rows("h200x2_real_*.jsonl") if d not in real and "tokens_per_s" in d]
+    print(f"\nlater timed runs (never fitted): {len(later)}")
+    for d in later:
+        p, parts = predict(d)
+        kind = "GPU-bound" if gpu_bound(parts) else "launch-bound"
+        print(
+            f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['optim']:9} {d['tokens_per_s']:7.0f} ({p:7.0f}) {p / d['tokens_per_s'] - 1:+.0%} {kind}"
+        )
     prof = [d for d in real if "profile_comm_s" in d]
     print("\nprofiled steps (ms per step): NCCL kernels, of it exposed, compute kernels, span")
     for d in prof:

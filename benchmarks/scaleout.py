@@ -1,19 +1,26 @@
-"""Per-GPU peak memory of the several-GPU runs in data/scaleout/: the FSDP2 runs measured under torch's
-fake process group at 2-64 GPUs, and the real 2-GPU runs (torchrun, NCCL) of FSDP2, DDP and DeepSpeed
-ZeRO-2/3 with their fake-group twins. ftdecide's estimate beside DeepSpeed's ZeRO-3 estimator and
-accelerate's ``estimate-memory`` divided over the GPUs, on the same runs; then real against fake.
+"""Per-GPU peak memory of the several-GPU runs in data/scaleout/ (FSDP2, DDP, DeepSpeed ZeRO-1/2/3 on 2 to
+64 GPUs: real 2-GPU runs under torchrun with NCCL, and rank 0 under torch's fake process group on one
+GPU). ftdecide's estimate beside DeepSpeed's ZeRO-3 estimator and accelerate's ``estimate-memory`` divided
+over the GPUs, on the same runs; fits/OOM agreement; real against fake; what the data covers.
 
-    python benchmarks/scaleout.py
+    python benchmarks/scaleout.py          # the tables
+    python benchmarks/scaleout.py --fit    # the search that chose FSDP2's two layer constants
+
+Each configuration is scored once: its real run where there is one, else its fake-group twin. Runs that
+failed (DDP under the fake group, QLoRA under FSDP2, 8-bit AdamW under FSDP2) are counted and listed, not
+scored.
 
 DeepSpeed's ``estimate_zero3_model_states_mem_needs`` (deepspeed/runtime/zero/stage3.py, no offload):
 ``4 x largest_layer_params + 18 x total_params / GPUs`` bytes, model states only. accelerate's
 ``estimate-memory`` (``estimate_training_usage``): 16 B per parameter for AdamW with mixed precision (8 B
 for a bf16 model; its LoRA figure is the model's size), divided here by the GPUs as FSDP would. Neither
-counts activations, logits or what FSDP holds gathered. Runs that failed to train are listed, not scored.
+counts activations, logits or what the engines hold gathered.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import pathlib
 import statistics
@@ -22,6 +29,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from ftdecide.calibration import DEFAULT  # noqa: E402
 from ftdecide.estimator import GIB, estimate_memory  # noqa: E402
 from ftdecide.probe.records import arch_from_record, config_from_record  # noqa: E402
 from ftdecide.strategies.fsdp import layer_params  # noqa: E402
@@ -41,7 +49,7 @@ def accelerate(arch, cfg, n: int) -> float:
     return per_param * p / n / GIB
 
 
-def load(pattern: str) -> list[dict]:
+def load(pattern: str = "*.jsonl") -> list[dict]:
     rows = []
     for f in sorted((ROOT / "data" / "scaleout").glob(pattern)):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
@@ -49,48 +57,120 @@ def load(pattern: str) -> list[dict]:
 
 
 def key(d: dict) -> tuple:
-    return (d.get("strategy"), d["arch"], d["method"], d["seq"], d["batch"], bool(d["gc"]), d.get("world_size"))
+    return (d["strategy"], d["arch"], d["method"], d["optim"], d["seq"], d["batch"], bool(d["gc"]), d["world_size"])
 
 
-def table(rows: list[dict], title: str) -> None:
-    ok = [d for d in rows if d.get("status") == "ok"]
-    errs: dict[str, list[float]] = {"ftdecide": [], "DeepSpeed ZeRO-3 estimator": [], "accelerate estimate-memory / N": []}
-    for d in ok:
+def measured(rows: list[dict], status=("ok", "oom")) -> list[dict]:
+    """One record per configuration: the real run where there is one, else the fake-group twin."""
+    best: dict[tuple, dict] = {}
+    for d in rows:
+        if d["status"] in status and (key(d) not in best or not d["fake_process_group"]):
+            best[key(d)] = d
+    return list(best.values())
+
+
+def summary(errs: list[float]) -> str:
+    med = statistics.median(abs(x) for x in errs)
+    return f"{len(errs)} | {med:.1%} | {min(errs):+.1%} | {max(errs):+.1%} | {sum(abs(x) <= 0.05 for x in errs)}/{len(errs)}"
+
+
+def tables(rows: list[dict]) -> None:
+    runs = measured(rows)
+    by: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    agree = collections.Counter()
+    total = collections.Counter()
+    for d in runs:
         arch, cfg = arch_from_record(d), config_from_record(d)
-        n, meas = cfg.world_size, d["peak_alloc_gib"]
-        errs["ftdecide"].append(estimate_memory(arch, cfg).peak_allocated_gib / meas - 1)
-        errs["DeepSpeed ZeRO-3 estimator"].append(deepspeed_zero3(arch, n) / meas - 1)
-        errs["accelerate estimate-memory / N"].append(accelerate(arch, cfg, n) / meas - 1)
-    print(f"\n{title}: {len(rows)} runs ({len(ok)} trained, {len(rows) - len(ok)} failed)\n")
-    print("| estimator | runs | median abs error | worst under | worst over | within 5% |")
-    print("|---|---|---|---|---|---|")
-    for name, e in errs.items():
-        med = statistics.median(abs(x) for x in e)
-        print(f"| {name} | {len(e)} | {med:.1%} | {min(e):+.1%} | {max(e):+.1%} | {sum(abs(x) <= 0.05 for x in e)}/{len(e)} |")
-
-
-def main() -> None:
-    table(load("h200_fsdp_fake_*.jsonl"), "FSDP2 runs under torch's fake process group (world sizes 2-64)")
-    real = load("h200x2_real_*.jsonl")
-    for strategy in ("fsdp", "ddp", "zero2", "zero3"):
-        table([d for d in real if d["strategy"] == strategy], f"{strategy}: real 2-GPU runs (torchrun, NCCL, H200 x2 NV18)")
-    fake = {key(d): d for d in load("h200_fake_world2_*.jsonl")}
-    print("\nreal against fake, per-GPU peak (GiB), same configuration:\n")
-    print("| strategy | model | method | seq x batch | gc | real | fake | difference |")
-    print("|---|---|---|---|---|---|---|---|")
-    diffs = []
-    for d in real:
-        f = fake.get(key(d))
-        if f is None:
+        est = estimate_memory(arch, cfg)
+        fits = est.required_gib <= d["software"]["gpu_total_gib"]
+        for s in (d["strategy"], "all"):
+            total[s] += 1
+            agree[s] += fits == (d["status"] == "ok")
+        if d["status"] != "ok":
             continue
-        if f["status"] != "ok":
+        n, meas = cfg.world_size, d["peak_alloc_gib"]
+        for s in (d["strategy"], "all"):
+            by[s]["ftdecide"].append(est.peak_allocated_gib / meas - 1)
+            by[s]["DeepSpeed ZeRO-3 estimator"].append(deepspeed_zero3(arch, n) / meas - 1)
+            by[s]["accelerate estimate-memory / N"].append(accelerate(arch, cfg, n) / meas - 1)
+    print("\nPer-GPU peak, one record per configuration (real where run, else fake group):\n")
+    print("| strategy | estimator | runs | median abs error | worst under | worst over | within 5% |")
+    print("|---|---|---|---|---|---|---|")
+    for s in ("fsdp", "ddp", "zero1", "zero2", "zero3", "all"):
+        for name, e in by[s].items():
+            print(f"| {s} | {name} | {summary(e)} |")
+    print("\nfits/OOM agreement of ftdecide's required GiB against the card (runs that trained or ran out of memory):\n")
+    print("| strategy | agree |\n|---|---|")
+    for s in ("fsdp", "ddp", "zero1", "zero2", "zero3", "all"):
+        print(f"| {s} | {agree[s]}/{total[s]} |")
+    real = [d for d in rows if not d["fake_process_group"] and d["status"] == "ok"]
+    e = [estimate_memory(arch_from_record(d), config_from_record(d)).peak_allocated_gib / d["peak_alloc_gib"] - 1 for d in real]
+    print(f"\nreal NCCL runs only (2 H200s): | ftdecide | {summary(e)} |")
+    failed = collections.Counter(
+        (d["strategy"], d["method"], d.get("optim"), d.get("error", "")[:60]) for d in rows if d["status"] == "error"
+    )
+    print("\nruns that failed (not scored):\n")
+    for (s, m, o, err), c in sorted(failed.items()):
+        print(f"- {c} x {s} {m} {o}: {err}")
+
+
+def real_vs_fake(rows: list[dict]) -> None:
+    fake = {key(d): d for d in rows if d["fake_process_group"]}
+    print("\nreal against fake, per-GPU peak (GiB), same configuration:\n")
+    print("| strategy | model | method | optimizer | seq x batch | gc | real | fake | difference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    diffs = []
+    for d in rows:
+        f = fake.get(key(d))
+        if d["fake_process_group"] or f is None:
+            continue
+        if f["status"] != "ok" or d["status"] != "ok":
             got, diff = f"{f['status']}: {f.get('error', '')[:40]}", "-"
         else:
             diffs.append(f["peak_alloc_gib"] - d["peak_alloc_gib"])
             got, diff = f"{f['peak_alloc_gib']:.2f}", f"{diffs[-1]:+.3f}"
         shape = f"{d['seq']}x{d['batch']} | {d['gc']}"
-        print(f"| {d['strategy']} | {d['arch']} | {d['method']} | {shape} | {d['peak_alloc_gib']:.2f} | {got} | {diff} |")
+        print(f"| {d['strategy']} | {d['arch']} | {d['method']} | {d['optim']} | {shape} | {d['peak_alloc_gib']:.2f} | {got} | {diff} |")
     print(f"\n{len(diffs)} pairs measured both ways; largest difference {max(map(abs, diffs)):.3f} GiB")
+
+
+def coverage(rows: list[dict]) -> None:
+    count = collections.Counter
+    print(
+        f"\n{len(rows)} runs, {len({key(d) for d in rows})} distinct configurations, {sum(not d['fake_process_group'] for d in rows)} real"
+    )
+    print("status:", dict(count(d["status"] for d in rows)))
+    print("world sizes:", dict(sorted(count(d["world_size"] for d in rows).items())))
+    print("strategies:", dict(count(d["strategy"] for d in rows)))
+    print("methods:", dict(count(d["method"] for d in rows)), "optimizers:", dict(count(d["optim"] for d in rows)))
+    print("families:", sorted({d["hf_config"]["model_type"] for d in rows}), "checkpointing:", dict(count(d["gc"] for d in rows)))
+
+
+def fit(rows: list[dict]) -> None:
+    """FSDP2's two constants on a 0.25 grid: the smallest median error whose worst under-estimate stays
+    within -5%."""
+    runs = [(arch_from_record(d), config_from_record(d), d["peak_alloc_gib"]) for d in measured(rows, ("ok",)) if d["strategy"] == "fsdp"]
+    best = []
+    for i in range(0, 25):
+        for j in range(0, 13):
+            cal = dataclasses.replace(DEFAULT, fsdp_layers_in_flight=i / 4, fsdp_grad_layers=j / 4)
+            e = [estimate_memory(a, c, cal).peak_allocated_gib / m - 1 for a, c, m in runs]
+            best.append((statistics.median(abs(x) for x in e), min(e), max(e), i / 4, j / 4))
+    print(f"{len(runs)} FSDP2 configurations; layers in flight, gradient layers -> median, worst under, worst over")
+    for med, lo, hi, a, b in sorted(x for x in best if x[1] >= -0.05)[:5]:
+        print(f"  {a:.2f} {b:.2f} -> {med:.1%} {lo:+.1%} {hi:+.1%}")
+    med, lo, hi, a, b = min(best)
+    print(f"  without the -5% bound: {a:.2f} {b:.2f} -> {med:.1%} {lo:+.1%} {hi:+.1%}")
+
+
+def main() -> None:
+    rows = load()
+    if "--fit" in sys.argv:
+        fit(rows)
+        return
+    coverage(rows)
+    tables(rows)
+    real_vs_fake(rows)
 
 
 if __name__ == "__main__":

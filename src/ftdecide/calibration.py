@@ -75,9 +75,11 @@ class StepConstants:
     # Liger's fused linear cross-entropy: passes over the bf16 logit chunks (one kernel computes the
     # softmax and its gradient in place); set from the kernel's structure, not fitted
     k_logits_liger: float = 3.0
-    # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s
-    # (an assumption: half of the link's 64 GB/s each way)
-    host_link_gbs: float = 25.0
+    # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s:
+    # measured, a step bound by its transfers (Llama-3.2-1B LoRA without checkpointing, 2048x4, H200; 18.3 GB
+    # out and back in 0.858 s) moved 42.6 GB/s, so at least that; 45 (of the link's 64 each way). It was an
+    # assumed 25 before, which predicted that run 41% slow (data/measurements/h200_lever_timing_2026-11-30.jsonl)
+    host_link_gbs: float = 45.0
     # NCCL's bus bandwidth as a share of the link's, as training steps see it: measured on 2 H200s (NV18,
     # NVLink SHARP off), the FSDP2 run of Qwen2.5-72B LoRA gathered 145 GB per micro-batch in 0.96 s of NCCL
     # kernels (torch.profiler; data/scaleout/h200x2_real_*): 0.33 of the 450 GB/s link. nccl-tests reach
@@ -157,7 +159,10 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
         # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
         # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
         ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.65, a_in=3.65)),
-        ("adapter", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=6.0, a_in=6.0)),
+        # Houlsby adapters: a_o, a_in chosen on a 0.5 grid over the 7 H200 runs of
+        # data/measurements/h200_houlsby_2026-11-30.jsonl (median 0.4%, -0.9% / +0.4%; read from the
+        # structure before, 6.0 and 6.0 were +4% to +6% over the runs without checkpointing)
+        ("adapter", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=3.0, a_in=7.0)),
         ("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
         ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=1.92)),
     )
