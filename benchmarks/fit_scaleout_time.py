@@ -78,9 +78,8 @@ def main() -> None:
     for d in later:
         p, parts = predict(d)
         kind = "GPU-bound" if gpu_bound(parts) else "launch-bound"
-        print(
-            f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['optim']:9} {d['tokens_per_s']:7.0f} ({p:7.0f}) {p / d['tokens_per_s'] - 1:+.0%} {kind}"
-        )
+        err = p / d["tokens_per_s"] - 1
+        print(f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['optim']:9} {d['tokens_per_s']:7.0f} ({p:7.0f}) {err:+.0%} {kind}")
     prof = [d for d in real if "profile_comm_s" in d]
     print("\nprofiled steps (ms per step): NCCL kernels, of it exposed, compute kernels, span")
     for d in prof:
