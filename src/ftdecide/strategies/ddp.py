@@ -7,10 +7,11 @@ when the model is wrapped. This is how LoRA usually goes multi-GPU: its gradient
 small.
 
 Measured on 2 H200s under torchrun (data/scaleout/h200x2_real_*; torch's fake process group cannot run
-DDP: its reducer's all-reduce hook gets no tensor back): LoRA, QLoRA and mixed-precision full fine-tuning
-within 2.1%. Full fine-tuning of bf16 weights (Llama-3.2-1B) peaked one more gradient-sized buffer above
-that at an early step (its last step did not): counted, as a transient of forward and backward, where
-bf16 weights train with torch's AdamW (three runs with bitsandbytes' 8-bit AdamW had none).
+DDP: its reducer's all-reduce hook gets no tensor back): 12 runs, LoRA, QLoRA, full fine-tuning bf16 and
+mixed, AdamW and 8-bit AdamW, median 1.1% (worst -3.3% / +13.2%). Full fine-tuning of bf16 weights
+(Llama-3.2-1B) peaked one more gradient-sized buffer above that at an early step (its last step did not):
+counted, as a transient of forward and backward, where bf16 weights train with torch's AdamW (three runs
+with bitsandbytes' 8-bit AdamW had none).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ STRATEGY = register(
         label="DDP",
         summary="a full replica per GPU, gradients all-reduced",
         measured=True,
-        basis="measured on 6 real 2-GPU runs (H200, NCCL): within 2.1%, the bf16 full fine-tuning run's early-step buffer counted",
+        basis="measured on 12 real 2-GPU runs (H200, NCCL): median 1.1%, -3.3% / +13.2% (Phi-3-mini QLoRA, as on one GPU)",
         # profiled on 2 H200s: 37% of the all-reduce hidden (Llama-3.2-1B full); the last buckets wait for
         # the end of backward. No per-layer cost: 6 timed runs fit none
         overlap=0.4,

@@ -6,7 +6,10 @@ Memory per GPU: weights, gradients and optimizer states divided over the GPUs, p
 unsharded in bf16 beyond the shard (the one computing, the one prefetched, and what their transfers keep)
 and, where the base trains, the unsharded gradients of layers waiting for their reduce-scatter. The two
 constants (:class:`ftdecide.calibration.Calibration` ``fsdp_layers_in_flight``, ``fsdp_grad_layers``)
-are fitted to 29 FSDP2 runs measured as rank 0 under torch's fake process group (``data/scaleout/``).
+are chosen on 69 FSDP2 configurations measured at 2 to 64 GPUs (``data/scaleout/``; ``python
+benchmarks/scaleout.py --fit``). The policy's bf16 parameters run without autocast: the activation terms
+are those of bf16 weights under ``--precision mixed`` too (``Strategy.bf16_engine``). A 4-bit base is
+refused: measured, ``fully_shard`` drops bitsandbytes' quantization state.
 With ``--offload-params`` (FSDP2's ``CPUOffloadPolicy``) the shards live in CPU memory: modelled.
 """
 
@@ -131,8 +134,8 @@ STRATEGY = register(
         summary="weights, gradients and optimizer states sharded; layers gathered as they run",
         measured=True,
         basis=(
-            "fitted to 29 FSDP2 runs under torch's fake process group (median 2.6%, worst -11.9%); checked on 14 real 2-GPU runs "
-            "(H200, NCCL: median 2.3%, worst -5.3%), each matched to 0.01 GiB by its fake-group twin"
+            "fitted to 69 FSDP2 configurations at 2-64 GPUs (H200; 14 real NCCL runs, each matched to 0.01 GiB by its fake-group "
+            "twin, the rest under torch's fake process group): median 2.0%, -4.1% / +23.3%"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
