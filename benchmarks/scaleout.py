@@ -148,7 +148,7 @@ def coverage(rows: list[dict]) -> None:
 
 def fit(rows: list[dict]) -> None:
     """FSDP2's two constants on a 0.25 grid: the smallest median error whose worst under-estimate stays
-    within -5%."""
+    within -4.5% (half a point of margin to the -5% bound)."""
     runs = [(arch_from_record(d), config_from_record(d), d["peak_alloc_gib"]) for d in measured(rows, ("ok",)) if d["strategy"] == "fsdp"]
     best = []
     for i in range(0, 25):
@@ -157,10 +157,10 @@ def fit(rows: list[dict]) -> None:
             e = [estimate_memory(a, c, cal).peak_allocated_gib / m - 1 for a, c, m in runs]
             best.append((statistics.median(abs(x) for x in e), min(e), max(e), i / 4, j / 4))
     print(f"{len(runs)} FSDP2 configurations; layers in flight, gradient layers -> median, worst under, worst over")
-    for med, lo, hi, a, b in sorted(x for x in best if x[1] >= -0.05)[:5]:
+    for med, lo, hi, a, b in sorted(x for x in best if x[1] >= -0.045)[:5]:
         print(f"  {a:.2f} {b:.2f} -> {med:.1%} {lo:+.1%} {hi:+.1%}")
     med, lo, hi, a, b = min(best)
-    print(f"  without the -5% bound: {a:.2f} {b:.2f} -> {med:.1%} {lo:+.1%} {hi:+.1%}")
+    print(f"  without the bound: {a:.2f} {b:.2f} -> {med:.1%} {lo:+.1%} {hi:+.1%}")
 
 
 def main() -> None:

@@ -235,8 +235,8 @@ class Calibration:
     # GPU's shard, and layers of unsharded gradients waiting for their reduce-scatter where the base
     # trains. Chosen on a 0.25 grid over the 69 distinct FSDP2 configurations of data/scaleout/ (2-64
     # GPUs, fake group and real NCCL) as the smallest median error whose worst under-estimate stays
-    # within -5% (python benchmarks/scaleout.py: median 2.0%, worst -4.1% / +23.3%); the least-squares
-    # fit (4.98, 1.42) had a median of 2.3% but under-estimated by up to 8.9%.
+    # within -4.5% (python benchmarks/scaleout.py --fit: median 2.0%, worst -4.1% / +23.3%); a
+    # least-squares fit (4.98, 1.42) had a median of 2.3% but under-estimated by up to 8.9%.
     fsdp_layers_in_flight: float = 6.0
     fsdp_grad_layers: float = 2.0
     step: StepConstants = field(default_factory=StepConstants)
