@@ -78,12 +78,14 @@ def test_new_methods_within_the_lora_bounds(runs, method):
         assert e.trainable_params == d["trainable_params"]
 
 
-@pytest.mark.parametrize("lever", list(LEVER))
-def test_levers_within_the_lora_bounds(runs, lever):
+# activation offload's median misses the 3% bound (3.6%: one constant for the layers it keeps on the GPU,
+# which vary from 1.7 to 4.9 across its runs without checkpointing; docs/accuracy.md)
+@pytest.mark.parametrize("lever, median", [("liger", 0.03), ("offload", 0.04), ("paged", 0.03)])
+def test_levers_within_the_lora_bounds(runs, lever, median):
     rows = [d for d in runs if LEVER[lever](d)]
     assert len(rows) >= 8
     errs = _errors(rows)
-    assert statistics.median(abs(e) for e in errs) <= 0.04 and min(errs) >= -0.05, (lever, errs)
+    assert statistics.median(abs(e) for e in errs) <= median and min(errs) >= -0.05, (lever, errs)
 
 
 def test_liger_small_model_large_vocabulary():

@@ -284,7 +284,8 @@ class MemoryModel:
         bwd = act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered
         # the end of backward, where every gradient is held (and, with Liger on a tied head, the head's
         # gradient from forward until the embedding's is added to it), then the optimizer step
-        opt = self.grads + recompute + self.opt_transient + (self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0)
+        tied = self.cal.liger_tied_head_grad * self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0
+        opt = self.grads + recompute + self.opt_transient + tied
         if fwd >= bwd and fwd >= opt:
             over = self.logits_fwd * tokens + self.gathered
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": over}
