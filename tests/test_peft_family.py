@@ -78,9 +78,7 @@ def test_new_methods_within_the_lora_bounds(runs, method):
         assert e.trainable_params == d["trainable_params"]
 
 
-# activation offload's median misses the 3% bound (3.6%: one constant for the layers it keeps on the GPU,
-# which vary from 1.7 to 4.9 across its runs without checkpointing; docs/accuracy.md)
-@pytest.mark.parametrize("lever, median", [("liger", 0.03), ("offload", 0.04), ("paged", 0.03)])
+@pytest.mark.parametrize("lever, median", [("liger", 0.03), ("offload", 0.03), ("paged", 0.03)])
 def test_levers_within_the_lora_bounds(runs, lever, median):
     rows = [d for d in runs if LEVER[lever](d)]
     assert len(rows) >= 8

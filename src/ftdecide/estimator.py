@@ -421,7 +421,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         cal=cal,
         extra_tokens=method.extra_tokens(cfg),
         seq_bytes=method.sequence_bytes(arch, cfg, cal),
-        kept_layers=cal.offload_kept_layers if cfg.offload_activations else None,
+        kept_layers=(cal.offload_kept_layers_trained if method.trains_base else cal.offload_kept_layers)
+        if cfg.offload_activations
+        else None,
         gathered=gathered,
     )
 
