@@ -303,11 +303,11 @@ def test_scaleout_peaks_within_the_single_gpu_bounds():
 
 @pytest.mark.parametrize(
     "strategy, median, worst",
-    [("fsdp", 0.03, 0.25), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.05), ("zero2", 0.03, 0.25), ("zero3", 0.02, 0.05)],
+    [("fsdp", 0.03, 0.25), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.05), ("zero2", 0.02, 0.05), ("zero3", 0.02, 0.05)],
 )
 def test_scaleout_peaks_by_strategy(strategy, median, worst):
     """Per strategy: the median and the largest error either way (the over-estimates above 5% are FSDP2's
-    small shards at 32 GPUs and the MoE, and QLoRA without checkpointing under ZeRO-2 and DDP)."""
+    small shards at 32 GPUs and the MoE, and Phi-3-mini QLoRA under DDP, as on one GPU)."""
     errs = [_error(d) for d in _measured(("ok",)) if d["strategy"] == strategy]
     assert len(errs) >= 4
     assert statistics.median(abs(e) for e in errs) <= median

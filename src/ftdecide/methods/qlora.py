@@ -29,6 +29,11 @@ class QuantizedLora(LoraFamily):
 
     def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
         saved_inputs = cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
+        if cfg.strategy_spec.bf16_engine:
+            # measured under DeepSpeed's bf16 engine (ZeRO-2, Qwen2.5-7B QLoRA 1024x4 without checkpointing):
+            # 15.6 GiB below the same run under DDP, +21.9% over the estimate with these inputs counted, +1.6%
+            # without them; the engine's recast model (no fp32 parts left by k-bit preparation) keeps none
+            saved_inputs = 0.0
         return super().layer_extra_bytes(arch, cfg, mods, cal, coef) + saved_inputs
 
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:

@@ -18,7 +18,7 @@ activation terms are those of bf16 weights whatever ``--precision`` says, and a 
 (embeddings, norms, head after peft's k-bit preparation) are bf16 again.
 
 Checked with ``python benchmarks/scaleout.py`` (one record per configuration): ZeRO-1 4 runs median 1.6%
-(-4.2% / +1.9%), ZeRO-2 17 runs median 1.8% (-2.9% / +21.9%: QLoRA without checkpointing, over), ZeRO-3 17
+(-4.2% / +1.9%), ZeRO-2 17 runs median 1.6% (-2.9% / +2.1%), ZeRO-3 17
 runs within 1.1%; a frozen base under ZeRO-3 without checkpointing held 3 B per parameter more than these
 terms on the one model measured so (at 2, 4 and 8 GPUs): added, and said with every such plan.
 
@@ -201,7 +201,7 @@ for _stage, _summary, _basis in (
         2,
         "optimizer states and gradients partitioned (DeepSpeed)",
         "measured on 17 configurations at 2-16 GPUs (H200; 4 real NCCL runs, each matched to 0.01 GiB under the fake process "
-        "group): median 1.8%, -2.9% / +21.9% (QLoRA without checkpointing, over)",
+        "group): median 1.6%, -2.9% / +2.1%",
     ),
     (
         3,
