@@ -376,3 +376,19 @@ def test_fsdp_refuses_bitsandbytes_8bit_adamw(optimizer, refused):
         assert "cannot step FSDP2's sharded (DTensor) parameters" in r.stderr
         res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", gpus=4, optimizer=optimizer))
         assert all(c.config.strategy != "fsdp" for c in res.candidates)
+
+
+def test_a_4bit_base_is_refused_by_fsdp2_and_unmeasured_under_zero3():
+    """FSDP2 could not run a 4-bit base (4 of 4 runs: 'quant_state is required'): refused in one line. ZeRO-3
+    with one is not measured: its plans say so and auto takes DDP or ZeRO-2 (both measured with QLoRA)
+    wherever they fit, ZeRO-3 only where nothing else does."""
+    r = invoke(["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpus", "2", "--strategy", "fsdp"])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "quant_state is required" in r.stderr and "zero2" in r.stderr
+    arch = catalog.resolve_model("llama-3.1-8b")
+    notes = " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero3")).notes)
+    assert "ZeRO-3 with a 4-bit base: not measured" in notes
+    assert "not measured" not in " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero2")).notes)
+    small = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", gpus=2)).candidate("qlora").config.strategy
+    assert small in ("ddp", "zero1", "zero2")
+    big = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora")
+    assert big.fits and big.config.strategy == "zero3"
