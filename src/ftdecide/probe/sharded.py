@@ -230,11 +230,12 @@ def run_zero_probe(probe: dict) -> dict:
 
         if "LOCAL_RANK" not in os.environ:  # the fake group: DeepSpeed reads the rank from the environment
             os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE=str(probe["world_size"]))
-        # ZeRO-3 partitions every parameter: the packed 4-bit weights only in a float storage (what the
-        # emitted QLoRA config asks for with bnb_4bit_quant_storage=bfloat16)
-        storage = "bfloat16" if probe["strategy"] == "zero3" else "uint8"
+        strategy = get(probe["strategy"])
+        # a stage that partitions the parameters takes the packed 4-bit weights only in a float storage (what
+        # the emitted QLoRA config asks for with bnb_4bit_quant_storage=bfloat16)
+        storage = "bfloat16" if strategy.shards_parameters else "uint8"
         model = _wrapped(_build_base(probe["hf_config"], probe["method"], quant_storage=storage), probe)
-        ds_config = get(probe["strategy"]).deepspeed_config(arch_from_record(probe), int(probe["batch"]), 1, True, False, False)
+        ds_config = strategy.deepspeed_config(arch_from_record(probe), int(probe["batch"]), 1, True, False, False)
         # what transformers adds when the trainer, not the config, brings the optimizer
         ds_config.update(zero_allow_untested_optimizer=True, steps_per_print=10**9)
         params = [p for p in model.parameters() if p.requires_grad]
