@@ -202,7 +202,7 @@ for _stage, _summary, _basis in (
     (
         2,
         "optimizer states and gradients partitioned (DeepSpeed)",
-        "measured on 17 configurations at 2-16 GPUs (H200; 4 real NCCL runs, each matched to 0.01 GiB under the fake process "
+        "measured on 17 configurations at 2-16 GPUs (H200; 3 real NCCL runs, each matched to 0.01 GiB under the fake process "
         "group): median 1.6%, -2.9% / +2.1%",
     ),
     (
