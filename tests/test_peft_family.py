@@ -225,17 +225,10 @@ def test_houlsby_adapter_parameters_as_the_adapters_library_builds_them():
         assert "not yet measured on a GPU" not in " ".join(e.notes)
 
 
-def test_houlsby_adapters_against_their_runs():
+def test_houlsby_adapters_against_their_runs(runs):
     """The 7 runs of the adapters library on an H200 (4 models, reduction 16 and 64, checkpointing on and
     off): the trainable count the library reported, and the peak within 1% (median under 1%)."""
-    import json
-    import pathlib
-    import statistics
-
-    from ftdecide.probe.records import arch_from_record, config_from_record
-
-    path = pathlib.Path(__file__).resolve().parent.parent / "data" / "measurements" / "h200_houlsby_2026-11-30.jsonl"
-    runs = [json.loads(line) for line in path.read_text().splitlines()]
+    runs = [d for d in runs if d["src"] == "h200_houlsby_2026-11-30.jsonl"]
     assert len(runs) == 7 and {d["gc"] for d in runs} == {True, False} and all(d["status"] == "ok" for d in runs)
     errs = []
     for d in runs:
@@ -266,22 +259,16 @@ def test_houlsby_adapters_only_when_a_team_asks_and_then_with_the_latency_warnin
     assert r.exit_code == 2 and r.stderr.startswith("ftdecide: error: TRL (through peft) has no Houlsby adapters: use the adapters library")
 
 
-def test_lever_step_times_against_their_runs():
+def test_lever_step_times_against_their_runs(runs):
     """The lever timing runs on an H200 (data/measurements/h200_lever_timing_2026-11-30.jsonl): with Liger
     (3 runs) tokens/s within 10%; with activation offload (2 runs) within 16% (the run without checkpointing
     is bound by the host link, 45 GB/s; the checkpointed one hides its transfers and is 15% slower than
     predicted: an offload cost per step that is not modelled)."""
-    import json
-    import pathlib
-
-    from ftdecide.probe.records import arch_from_record, config_from_record
     from ftdecide.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
-    path = pathlib.Path(__file__).resolve().parent.parent / "data" / "measurements" / "h200_lever_timing_2026-11-30.jsonl"
     errs: dict[str, list[float]] = {"liger": [], "offload_act": [], "none": []}
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
+    for d in (d for d in runs if d["src"] == "h200_lever_timing_2026-11-30.jsonl"):
         arch, cfg = arch_from_record(d), config_from_record(d)
         st = step_seconds(arch, cfg, h200.bf16_tflops, h200.memory_bandwidth_gbs)
         lever = "liger" if d.get("liger") else "offload_act" if d.get("offload_act") else "none"

@@ -6,6 +6,7 @@ import ast
 import json
 import pathlib
 import statistics
+import sys
 
 import pytest
 import yaml
@@ -18,6 +19,9 @@ from ftdecide.recommend import Scenario, recommend
 from ftdecide.probe.records import arch_from_record, config_from_record
 from ftdecide.strategies.zero import FROZEN_NOGC_NOTE as zero_note
 from ftdecide.throughput import step_seconds
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+import scaleout  # noqa: E402  (the benchmark's loader and its one-record-per-configuration rule)
 
 A8B = catalog.resolve_model("llama-3.1-8b")
 
@@ -253,8 +257,7 @@ def test_fsdp_launch_problem_of_tied_heads_under_adapters(model, method, problem
 
 
 def _scaleout(pattern):
-    root = pathlib.Path(__file__).resolve().parent.parent / "data" / "scaleout"
-    return [json.loads(line) for f in sorted(root.glob(pattern)) for line in f.read_text().splitlines() if line.strip()]
+    return scaleout.load(pattern)
 
 
 def _error(d):
@@ -262,14 +265,9 @@ def _error(d):
 
 
 def _measured(status=("ok", "oom")):
-    """One record per configuration (a real run where there is one, else its fake-group twin)."""
-    best = {}
-    for d in _scaleout("*.jsonl"):
-        if d["status"] in status:
-            k = (d["strategy"], d["arch"], d["method"], d["optim"], d["seq"], d["batch"], d["gc"], d["world_size"])
-            if k not in best or not d["fake_process_group"]:
-                best[k] = d
-    return list(best.values())
+    """One record per configuration (a real run where there is one, else its fake-group twin), as
+    benchmarks/scaleout.py scores them."""
+    return scaleout.measured(scaleout.load(), status)
 
 
 def test_scaleout_data_covers_what_issue_10_asks():
