@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from ftdecide import methods
 from ftdecide import catalog
 from ftdecide.calibration import DEFAULT as CAL, Calibration
-from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, optimizer_bytes, weight_bytes
+from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, optimizer_bytes, weight_bytes
 from ftdecide.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import config_from_record as cfg_of
 from ftdecide import estimator
@@ -59,18 +59,29 @@ def test_lora_trainable_params_equal_peft_counts(runs):
 
 
 def test_sharding_divides_states_and_adds_the_layers_in_flight():
-    """Over N GPUs each holds 1/N of the weights plus what FSDP2 gathers: fsdp_layers_in_flight decoder
-    layers in bf16, and for full fine-tuning fsdp_grad_layers layers of unsharded gradients."""
+    """Over N GPUs each holds 1/N of the weights; what FSDP2 holds unsharded comes by moment: in forward
+    fsdp_fwd_layers decoder layers in bf16; in backward fsdp_bwd_layers more (and fsdp_grad_layers of
+    gradients where the base trains); at the end of backward fsdp_root_grad times the root's gradients in bf16
+    and the reduce dtype (bf16 here: 4 B per parameter) and fsdp_end_layers layers' parameters and gradients."""
     a = catalog.resolve_model("llama-3.1-70b")
     one = estimate_memory(a, TrainConfig(method="full", seq_len=1024))
-    eight = estimate_memory(a, TrainConfig(method="full", seq_len=1024, gpus=8))
-    layer = (a.total_params() - 2 * 128256 * 8192) / 80  # Llama-3.1-70B: untied embeddings and head
-    in_flight = (CAL.fsdp_layers_in_flight * 2 + CAL.fsdp_grad_layers * 2) * layer / GIB
-    assert eight.breakdown["weights"] == pytest.approx(one.breakdown["weights"] / 8 + in_flight)
+    cfg = TrainConfig(method="full", seq_len=1024, gpus=8)
+    eight = estimate_memory(a, cfg)
+    root = 2 * 128256 * 8192  # Llama-3.1-70B: untied embeddings and head
+    layer = (a.total_params() - root) / 80
+    assert eight.breakdown["weights"] == pytest.approx(one.breakdown["weights"] / 8)
     assert any("FSDP" in n for n in eight.notes)
-    lora = estimate_memory(a, TrainConfig(method="lora", seq_len=1024, gpus=8))
-    lora_one = estimate_memory(a, TrainConfig(method="lora", seq_len=1024))
-    assert lora.breakdown["weights"] == pytest.approx(lora_one.breakdown["weights"] / 8 + CAL.fsdp_layers_in_flight * 2 * layer / GIB)
+    mm = memory_model(a, cfg)
+    assert mm.gathered == pytest.approx(CAL.fsdp_fwd_layers * 2 * layer)
+    assert mm.bwd_gathered == pytest.approx(CAL.fsdp_bwd_layers * 2 * layer + CAL.fsdp_grad_layers * 2 * layer)
+    assert mm.end_gathered == pytest.approx(CAL.fsdp_root_grad * 4 * root + CAL.fsdp_end_layers * 4 * layer)
+    p = mm.phases(1024, 1, True)
+    assert p["end"] == pytest.approx(mm.grads + mm.end_gathered + p["recompute"])
+    lora = memory_model(a, TrainConfig(method="lora", seq_len=1024, gpus=8))
+    # a frozen base has no gradients to hold unsharded: only its gathered layers
+    assert lora.gathered == pytest.approx(CAL.fsdp_fwd_layers * 2 * layer)
+    assert lora.bwd_gathered == pytest.approx(CAL.fsdp_bwd_layers * 2 * layer)
+    assert lora.end_gathered == pytest.approx(CAL.fsdp_end_layers * 2 * layer)
 
 
 def _errors(rows):

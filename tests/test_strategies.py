@@ -61,7 +61,8 @@ def test_zero_follows_deepspeeds_accounting(stage, optimizer, state):
     (stages 1, 2) or partitioned with a bf16 gradient partition (stage 3); the reduce and all-gather buckets
     of hidden^2 bf16 values; for stage 3, through forward and backward, up to 1e9 live parameters gathered
     and the prefetch bucket of 0.9 hidden^2; at the step, 8 P / N (stages 1, 2: the bf16 gradient partition
-    twice and its fp32 copy) or 6 x min(P / N, 1e9) (stage 3)."""
+    twice and its fp32 copy) or 6 x min(P / N, 1e9) (stage 3); stage 1 reduces after backward, so its
+    bf16 gradients are whole (2 P) at the end of backward where that is more (8 GPUs here)."""
     n, p, h = 8, A8B.total_params(), A8B.hidden_size
     cfg = TrainConfig(method="full", seq_len=1024, gpus=n, strategy=f"zero{stage}", optimizer=optimizer)
     est = estimate_memory(A8B, cfg)
@@ -69,7 +70,7 @@ def test_zero_follows_deepspeeds_accounting(stage, optimizer, state):
     assert est.breakdown["weights"] == pytest.approx(weights / GIB, rel=1e-6)
     assert est.breakdown["optimizer"] == pytest.approx(state * p / n / GIB, rel=1e-6)
     mm = memory_model(A8B, cfg)
-    assert mm.grads == pytest.approx(6 * min(p / n, 1e9) if stage == 3 else 8 * p / n)
+    assert mm.grads == pytest.approx({1: max(8 * p / n, 2 * p), 2: 8 * p / n, 3: 6 * min(p / n, 1e9)}[stage])
     assert mm.gathered == pytest.approx((2 * min(p, 1e9) + int(0.9 * h * h) * 2) if stage == 3 else 0.0)
     basis = " ".join(est.notes)
     assert "measured on" in basis and strategies.get(f"zero{stage}").measured
@@ -275,7 +276,7 @@ def test_scaleout_data_covers_what_issue_10_asks():
     the MoE, full bf16 and mixed, LoRA and QLoRA, checkpointing on and off, AdamW and 8-bit AdamW, and
     out-of-memory runs near the edge."""
     runs = _scaleout("*.jsonl")
-    assert len(runs) == 162 and all("torch" in d["software"] and "fake_process_group" in d for d in runs)
+    assert len(runs) == 225 and all("torch" in d["software"] and "fake_process_group" in d for d in runs)
     assert {d["world_size"] for d in runs} == {2, 4, 8, 16, 32, 64}
     assert len({d["hf_config"]["model_type"] for d in runs}) >= 6 and any(d["arch"].startswith("qwen15_moe") for d in runs)
     assert {"full_bf16", "full_mixed", "lora", "qlora"} <= {d["method"] for d in runs if d["status"] == "ok"}
@@ -294,18 +295,19 @@ def test_scaleout_peaks_within_the_single_gpu_bounds():
         agree += (est.required_gib <= d["software"]["gpu_total_gib"]) == (d["status"] == "ok")
         if d["status"] == "ok":
             errs.append(est.peak_allocated_gib / d["peak_alloc_gib"] - 1)
-    assert len(runs) == 123 and agree == len(runs)
+    assert len(runs) == 186 and agree == len(runs)
     assert statistics.median(abs(e) for e in errs) <= 0.03
     assert min(errs) >= -0.05
 
 
 @pytest.mark.parametrize(
     "strategy, median, worst",
-    [("fsdp", 0.03, 0.25), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.05), ("zero2", 0.02, 0.05), ("zero3", 0.02, 0.05)],
+    [("fsdp", 0.02, 0.36), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.06), ("zero2", 0.02, 0.05), ("zero3", 0.01, 0.18)],
 )
 def test_scaleout_peaks_by_strategy(strategy, median, worst):
-    """Per strategy: the median and the largest error either way (the over-estimates above 5% are FSDP2's
-    small shards at 32 GPUs and the MoE, and Phi-3-mini QLoRA under DDP, as on one GPU)."""
+    """Per strategy: the median and the largest error either way (the over-estimates above 6% are FSDP2's
+    MoE adapter and small shards at 16-64 GPUs, Phi-3-mini QLoRA under DDP as on one GPU, and Qwen2.5-32B
+    QLoRA under ZeRO-3 at 8 GPUs)."""
     errs = [_error(d) for d in _measured(("ok",)) if d["strategy"] == strategy]
     assert len(errs) >= 4
     assert statistics.median(abs(e) for e in errs) <= median
@@ -376,17 +378,20 @@ def test_fsdp_refuses_bitsandbytes_8bit_adamw(optimizer, refused):
         assert all(c.config.strategy != "fsdp" for c in res.candidates)
 
 
-def test_a_4bit_base_is_refused_by_fsdp2_and_unmeasured_under_zero3():
+def test_a_4bit_base_is_refused_by_fsdp2_and_held_whole_by_zero3():
     """FSDP2 could not run a 4-bit base (4 of 4 runs: 'quant_state is required'): refused in one line. ZeRO-3
-    with one is not measured: its plans say so and auto takes DDP or ZeRO-2 (both measured with QLoRA)
-    wherever they fit, ZeRO-3 only where nothing else does."""
+    with one was measured under the fake process group: the whole 4-bit base stays gathered (0.71 B per
+    quantizable parameter) through forward and backward; its real launch has not run, which its plans say,
+    and auto takes DDP or ZeRO-2 wherever they fit. A 70B QLoRA then fits no count of 24 GB cards."""
     r = invoke(["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpus", "2", "--strategy", "fsdp"])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "quant_state is required" in r.stderr and "zero2" in r.stderr
     arch = catalog.resolve_model("llama-3.1-8b")
+    for n in (2, 8):
+        mm = memory_model(arch, TrainConfig(method="qlora", gpus=n, strategy="zero3"))
+        assert mm.gathered == pytest.approx(0.71 * arch.quantizable_params() + int(0.9 * 4096 * 4096) * 2)
     notes = " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero3")).notes)
-    assert "ZeRO-3 with a 4-bit base: not measured" in notes
-    assert "not measured" not in " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero2")).notes)
+    assert "ZeRO-3 with a 4-bit base: per-GPU memory measured" in notes and "real launch not run" in notes
+    assert "real launch not run" not in " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero2")).notes)
     small = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", gpus=2)).candidate("qlora").config.strategy
     assert small in ("ddp", "zero1", "zero2")
-    big = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora")
-    assert big.fits and big.config.strategy == "zero3"
+    assert not recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora").fits

@@ -261,13 +261,17 @@ class MemoryModel:
     seq_bytes: float = 0.0  # bytes per sequence held through the step (prefix tuning's keys and values)
     kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU
     gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
+    bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
+    end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
         return self.layer_base + self.layer_eager * (seq_len + self.extra_tokens)
 
-    def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
-        """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
+    def phases(self, seq_len: int, batch_size: int, gc: bool) -> dict[str, float]:
+        """Bytes held beyond weights and optimizer states at the three moments that can set the peak
+        (``forward``: the loss; ``backward``; ``end``: the end of backward, every gradient held, and the
+        optimizer step), and the parts they are made of."""
         tokens = (seq_len + self.extra_tokens) * batch_size
         layer = self.layer_bytes(seq_len)
         stored = self.stored_gc if gc else layer * self.layers
@@ -280,12 +284,25 @@ class MemoryModel:
         logits = self.logits_saved * tokens
         recompute = self.recompute * layer * tokens if gc else 0.0
         fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
-        fwd = act + logits + self.logits_fwd * tokens + fwd_grad + self.gathered
-        bwd = act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered
         # the end of backward, where every gradient is held (and, with Liger on a tied head, the head's
         # gradient from forward until the embedding's is added to it), then the optimizer step
         tied = self.cal.liger_tied_head_grad * self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0
-        opt = self.grads + recompute + self.opt_transient + tied
+        return {
+            "forward": act + logits + self.logits_fwd * tokens + fwd_grad + self.gathered,
+            "backward": act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered + self.bwd_gathered,
+            "end": self.grads + recompute + self.opt_transient + tied + self.end_gathered,
+            "act": act,
+            "logits": logits,
+            "recompute": recompute,
+            "fwd_grad": fwd_grad,
+            "tokens": tokens,
+        }
+
+    def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
+        """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
+        p = self.phases(seq_len, batch_size, gc)
+        fwd, bwd, opt = p["forward"], p["backward"], p["end"]
+        act, logits, recompute, fwd_grad, tokens = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"]
         if fwd >= bwd and fwd >= opt:
             over = self.logits_fwd * tokens + self.gathered
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": over}
@@ -296,13 +313,18 @@ class MemoryModel:
                     "activations": act,
                     "logits": logits,
                     "gradients": self.head_grad,
-                    "overhead": self.logits_bwd * tokens + recompute + self.gathered,
+                    "overhead": self.logits_bwd * tokens + recompute + self.gathered + self.bwd_gathered,
                 },
             )
         else:
             phase, held = (
                 "optimizer",
-                {"activations": 0.0, "logits": 0.0, "gradients": self.grads, "overhead": recompute + self.opt_transient},
+                {
+                    "activations": 0.0,
+                    "logits": 0.0,
+                    "gradients": self.grads,
+                    "overhead": recompute + self.opt_transient + self.end_gathered,
+                },
             )
         return self.weights + self.opt_gpu + max(fwd, bwd, opt), phase, held
 
@@ -349,7 +371,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     grad_share = share.grads / grads if grads else 1.0
     # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
-    gathered = share.compute_buffers
+    gathered, bwd_gathered, end_gathered = share.compute_buffers, share.backward_buffers, share.end_buffers
     notes += share.notes
     launch = strategy.launch_problem(arch, cfg)
     if launch:
@@ -425,6 +447,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         if cfg.offload_activations
         else None,
         gathered=gathered,
+        bwd_gathered=bwd_gathered,
+        end_gathered=end_gathered,
     )
 
 

@@ -38,6 +38,11 @@ class Shares:
     buffers: float = 0.0  # the strategy's own: buckets, gathered layers in flight
     # held through forward and backward only, released before the optimizer step (ZeRO-3's live parameters)
     compute_buffers: float = 0.0
+    # held through backward, not in forward (FSDP2's layers gathered again for backward and the unsharded
+    # gradients waiting for their reduce-scatter)
+    backward_buffers: float = 0.0
+    # held at the end of backward only, beside every gradient (FSDP2's root gradients before their reduce)
+    end_buffers: float = 0.0
     notes: tuple[str, ...] = ()
 
 

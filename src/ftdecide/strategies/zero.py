@@ -6,21 +6,22 @@ group (h200_fake_*): what each GPU holds, in bytes per trainable parameter P ove
 - always: the optimizer's partition, the fp32 master weight and its states (:func:`state_bytes`: 12 P / N
   with AdamW, 6.03 P / N with 8-bit AdamW);
 - ZeRO-1 and ZeRO-2: the bf16 weights whole (2 P); at the optimizer step the bf16 gradient partition twice
-  and its fp32 copy (8 P / N). Measured at 2, 4, 8 and 16 GPUs, this grows as 1 / N: DeepSpeed 0.19 reduces
-  the gradients into partitions during backward for stage 1 as for stage 2;
+  and its fp32 copy (8 P / N). ZeRO-2 reduces into partitions during backward; ZeRO-1 reduces after it, so
+  at the end of backward every bf16 gradient is whole (2 P, measured at 8 and 16 GPUs, where it is more);
 - ZeRO-3: the bf16 weights and a bf16 gradient partition (4 P / N); the optimizer steps one sub-group
   (``sub_group_size``, DeepSpeed's default 1e9 parameters) at a time, holding its fp32 gradients and a bf16
   copy (6 x min(P / N, 1e9)); through forward and backward (not the step) the parameters it keeps gathered,
-  up to ``stage3_max_live_parameters`` (default 1e9), and the prefetch bucket.
+  up to ``stage3_max_live_parameters`` (default 1e9), and the prefetch bucket. A 4-bit base stays gathered
+  whole (:data:`QUANT_GATHERED_BYTES` per quantizable parameter), whatever the GPU count.
 
 The engine casts the module to bf16 and runs it without autocast (``Strategy.bf16_engine``): the
 activation terms are those of bf16 weights whatever ``--precision`` says, and a 4-bit base's fp32 parts
 (embeddings, norms, head after peft's k-bit preparation) are bf16 again.
 
-Checked with ``python benchmarks/scaleout.py`` (one record per configuration): ZeRO-1 4 runs median 1.6%
-(-4.2% / +1.9%), ZeRO-2 17 runs median 1.6% (-2.9% / +2.1%), ZeRO-3 17
-runs within 1.1%; a frozen base under ZeRO-3 without checkpointing held 3 B per parameter more than these
-terms on the one model measured so (at 2, 4 and 8 GPUs): added, and said with every such plan.
+Checked with ``python benchmarks/scaleout.py`` (one record per configuration): ZeRO-1 12 runs median 2.2%
+(-4.8% / +5.5%), ZeRO-2 28 runs median 1.2% (-2.9% / +2.3%), ZeRO-3 35 runs median 0.7% (-2.4% / +17.9%);
+a frozen base under ZeRO-3 without checkpointing held 3 B per parameter more than these terms on the one
+model measured so (at 2, 4 and 8 GPUs): added, and said with every such plan.
 
 Buckets are the sizes accelerate's, axolotl's and LLaMA-Factory's shipped configs ask for with "auto",
 which transformers fills from the model: ``reduce_bucket_size = hidden^2``,
@@ -46,6 +47,10 @@ BF16 = 2.0
 # ZeRO-3 with a frozen base and no checkpointing held 4.3 GiB more than the terms above on 2, 4 and 8 GPUs alike
 # (Qwen2.5-1.5B LoRA, 2048x4: 3 B per parameter of the model); not understood, fitted to that one model
 FROZEN_NOGC_BYTES = 3.0
+# ZeRO-3 with a 4-bit base (bnb_4bit_quant_storage=bfloat16): fwd/bwd held 0.67, 0.68 and 0.71 B per
+# quantizable parameter beyond ZeRO-2's same runs (Llama-3.1-8B at 2 and 4 GPUs, Qwen2.5-7B at 2,
+# Mistral-7B at 8): the whole packed base (0.5 B) and more, not the 1/N DeepSpeed partitions
+QUANT_GATHERED_BYTES = 0.71
 FROZEN_NOGC_NOTE = (
     "ZeRO-3 with a frozen base and no checkpointing: 3 B per parameter added for what one measured model (Qwen2.5-1.5B "
     "LoRA, 2-8 GPUs) held beyond the other terms, cause unknown: keep headroom, or checkpoint"
@@ -97,8 +102,12 @@ class Zero(Strategy):
             # stage3_max_live_parameters (default 1e9), and prefetches one bucket ahead; it frees them
             # before the step
             live = min(arch.total_params(), MAX_LIVE) * gathered_bytes(arch, cfg)
+            if method.quantized_base:
+                # measured: a 4-bit base stays gathered whole through forward and backward, whatever the GPU
+                # count and checkpointing (its packed weights, their constants, what DeepSpeed keeps live)
+                live = QUANT_GATHERED_BYTES * arch.quantizable_params()
             gathered = live + b["stage3_prefetch_bucket_size"] * BF16
-            if not method.trains_base and not cfg.gradient_checkpointing:
+            if not method.trains_base and not method.quantized_base and not cfg.gradient_checkpointing:
                 gathered += FROZEN_NOGC_BYTES * arch.total_params()
                 notes.append(FROZEN_NOGC_NOTE)
         else:
@@ -107,6 +116,10 @@ class Zero(Strategy):
             # into, and the averaged partition the step reads) and their fp32 copy at the step: fitted,
             # 20 B per parameter over N with Adam's 12 (ZeRO-1 and -2, 2 to 16 GPUs)
             g = 2 * trainable * BF16 / n + (0.0 if cfg.offload_optimizer else 4.0 * trainable / n)
+            if self.stage == 1:
+                # stage 1 reduces after backward: every bf16 gradient is whole at its end (measured at 8 and 16
+                # GPUs, where the partitions above are smaller than that)
+                g = max(g, trainable * BF16)
         if n == 1:
             notes.append(
                 f"ZeRO-{self.stage} on one GPU partitions nothing: it only moves states to CPU memory with --offload-optimizer"
@@ -116,11 +129,10 @@ class Zero(Strategy):
 
     def launch_problem(self, arch, cfg):
         if self.stage == 3 and cfg.method_spec.quantized_base:
-            # not measured (the probe's ZeRO-3 path for it was written after the session's device time ran out);
-            # FSDP2, the other engine that shards parameters, could not run a 4-bit base at all
+            # its memory is measured under the fake process group (4 runs); no real launch of it has run
             return (
-                "ZeRO-3 with a 4-bit base: not measured by ftdecide (ZeRO-2 and DDP were); DeepSpeed partitions the packed "
-                "weights only with bnb_4bit_quant_storage=bfloat16, as emitted: check the first steps' loss, or use --strategy zero2"
+                "ZeRO-3 with a 4-bit base: per-GPU memory measured (fake process group, 2-8 GPUs), a real launch not run; the whole "
+                "4-bit base stays gathered, so it saves little over --strategy zero2: check the first steps' loss"
             )
         # seen on 2 H200s (data/launches/): the emitted ZeRO-3 + TRL launch of Qwen2.5-0.5B LoRA (tied head)
         # trained its 30 steps logging train_loss 0; TinyLlama (untied) logged 10.7 with the same files
@@ -197,19 +209,19 @@ for _stage, _summary, _basis in (
     (
         1,
         "optimizer states partitioned (DeepSpeed)",
-        "measured on 4 runs at 2 and 4 GPUs (H200, fake process group): median 1.6%, -4.2% / +1.9%",
+        "measured on 12 configurations at 2-32 GPUs (H200, fake process group): median 2.2%, -4.8% / +5.5%",
     ),
     (
         2,
         "optimizer states and gradients partitioned (DeepSpeed)",
-        "measured on 17 configurations at 2-16 GPUs (H200; 3 real NCCL runs, each matched to 0.01 GiB under the fake process "
-        "group): median 1.6%, -2.9% / +2.1%",
+        "measured on 28 configurations at 2-16 GPUs (H200; 3 real NCCL runs, each matched to 0.01 GiB under the fake process "
+        "group): median 1.2%, -2.9% / +2.3%",
     ),
     (
         3,
         "weights, gradients and optimizer states partitioned (DeepSpeed)",
-        "measured on 17 configurations at 2-32 GPUs (H200; 4 real NCCL runs, each matched to 0.01 GiB under the fake process "
-        "group): within 1.1%, a frozen base without checkpointing by a term fitted to its one model",
+        "measured on 35 configurations at 2-64 GPUs (H200; 4 real NCCL runs, each matched to 0.01 GiB under the fake process "
+        "group): median 0.7%, -2.4% / +17.9%, a frozen base without checkpointing by a term fitted to its one model",
     ),
 ):
     register(
