@@ -52,6 +52,10 @@ class KernelCounts:
     # fitted with DoRA's utilisation to the tokens/s of the 44 DoRA runs of
     # data/measurements/h200_dora_2026-11-29.jsonl (H200: 989 TFLOPS, 4800 GB/s); not from profiled steps
     dora_pass: float = 15.47
+    # one Houlsby adapter of the adapters library (down, activation, up, scaling, residual add and the Python
+    # of its composition blocks, counted as launches): fitted to the 7 Houlsby runs timed alone on an H200
+    # (data/measurements/h200_alone_timing_2026-11-30.jsonl), not profiled
+    houlsby_pass: float = 19.0
     ia3_pass: float = 3.0  # one IA3 vector: cast, multiply, cast back (counted from peft's IA3Layer.forward, not profiled)
     # Liger's fused cross-entropy per chunk of tokens: the logits product, the loss-and-gradient kernel, the
     # input-gradient product, the head's gradient, two slices (counted from liger-kernel 0.8.5's loop)

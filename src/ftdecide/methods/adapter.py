@@ -66,7 +66,7 @@ class HoulsbyAdapters(Method):
         return 6.0 * self.adapter_params(arch, cfg, mods)
 
     def kernels_per_layer_pass(self, arch, mods, kc) -> float:
-        return ADAPTERS_PER_LAYER * kc.adapter_pass
+        return ADAPTERS_PER_LAYER * kc.houlsby_pass
 
     def settings(self, arch, cfg) -> dict:
         return {"adapter_config": "double_seq_bn", "reduction_factor": cfg.adapter_reduction}
