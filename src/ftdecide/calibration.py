@@ -140,7 +140,10 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
         # kept without checkpointing; big_gc: one layer's with it). Fitted by bounded least squares on
         # the 46 DoRA runs of data/measurements/h200_dora_2026-11-29.jsonl
         # (python benchmarks/fit_coefficients.py --least-squares dora a_h a_q a_kv a_i a_o c_h g recompute
-        # big big_gc a_n nodrop nodrop_h)
+        # big big_gc a_n nodrop nodrop_h); then g and big_gc again with the two later DoRA runs (python
+        # benchmarks/fit_coefficients.py --least-squares dora big_gc g a_o): the one with few tokens
+        # on a large model (Mistral-7B 1024 x 2, checkpointed, -6.7% held out) separates one layer's
+        # identities (1.1 GiB there: a fixed workspace) from the per-token checkpoints that had absorbed it
         (
             "dora",
             ActCoef(
@@ -150,14 +153,14 @@ def _coef() -> tuple[tuple[str, ActCoef], ...]:
                 a_i=4.78,
                 a_e=0.28,
                 c_h=0.0,
-                g=1.89,
+                g=0.74,
                 nodrop=2.56,
                 nodrop_h=0.0,
                 recompute=1.53,
                 a_n=1.93,
                 a_o=3.74,
                 big=1.39,
-                big_gc=0.01,
+                big_gc=3.83,
             ),
         ),
         # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
