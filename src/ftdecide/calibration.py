@@ -254,7 +254,7 @@ class Calibration:
     # backward the root's gradients (bf16 and reduce dtype) and layers' parameters and gradients. Chosen
     # on a 0.5 grid over the 95 distinct FSDP2 configurations of data/scaleout/ (2-64 GPUs) as the
     # smallest median error whose worst under-estimate stays within -4.5% (python benchmarks/scaleout.py
-    # --fit: median 1.6%, -4.3% / +34.9%; the worst over is an MoE adapter whose forward held 1.6 of its
+    # --fit: median 1.7%, -4.3% / +34.9%; the worst over is an MoE adapter whose forward held 1.6 of its
     # large layers, not 5.5). The two constants before (6.0 layers held the whole step, 2.0 gradient
     # layers) were -18.7% on a 14B model over 32 GPUs once more configurations came in: its root's
     # gradients (1.6e9 parameters, in bf16 and fp32) set the peak at the end of backward.
