@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Issue 11 on a machine with 2 GPUs (device kind nvidia-h200-x2), carrying .whl, .whl_ds and .whl_trl:
-#   bash benchmarks/device_multigpu.sh real GRID FIRST LAST    lines FIRST..LAST under torchrun, NCCL, 2 GPUs
+# Issue 11 on a machine with 2, 4 or 8 GPUs (device kinds nvidia-h200-x2, -x4, -x8), carrying .whl, .whl_ds
+# and .whl_trl:
+#   bash benchmarks/device_multigpu.sh real GRID FIRST LAST    lines FIRST..LAST under torchrun with NCCL, each
+#                                                               on as many GPUs as its world_size (a line for
+#                                                               more GPUs than the machine has is logged, skipped)
 #   bash benchmarks/device_multigpu.sh fake GRID FIRST LAST    the same lines under the fake process group,
 #                                                               two workers, one per GPU
 #   bash benchmarks/device_multigpu.sh single GRID FIRST LAST  one-GPU runs, two workers, one per GPU
@@ -17,12 +20,16 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 start=$(date +%s); budget=${BUDGET:-540}
 [ -f "$OUT/topo.txt" ] || nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
 left() { [ $(( $(date +%s) - start )) -lt "$budget" ]; }
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+world_size() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline()).get("world_size", 1))' "$1"; }
 
 run_one() {  # mode line-number gpu-list
   local one; one=$(mktemp --suffix=.jsonl)
   sed -n "${2}p" "$grid" > "$one"
+  local n; n=$(world_size "$one")
+  if [ "$1" = real ] && [ "$n" -gt "$gpus" ]; then echo "line $2 skipped: world_size $n > $gpus GPUs" >> "$OUT/$1_$3.log"; rm -f "$one"; return; fi
   case $1 in
-    real) timeout 240 python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m ftdecide.probe.runner "$one" ;;
+    real) timeout 240 python3 -m torch.distributed.run --standalone --nproc_per_node="$n" -m ftdecide.probe.runner "$one" ;;
     *) CUDA_VISIBLE_DEVICES=$3 timeout 240 python3 -m ftdecide.probe.runner "$one" ;;
   esac >> "$OUT/$1_$3.jsonl" 2>> "$OUT/$1_$3.log" || echo "line $2 failed: $?" >> "$OUT/$1_$3.log"
   rm -f "$one"
@@ -47,4 +54,4 @@ done
 # the device tool brings back a handful of files: one results file and one log per call
 cat "$OUT"/*_*.jsonl > "$OUT/results.jsonl" 2>/dev/null; tail -n 20 "$OUT"/*_*.log > "$OUT/log.txt" 2>/dev/null
 rm -f "$OUT"/*_*.jsonl "$OUT"/*_*.log
-grep -c '^{"arch"' "$OUT/results.jsonl"; grep "failed\|left" "$OUT/log.txt" | tail -n 20
+grep -c '^{"arch"' "$OUT/results.jsonl"; grep "failed\|left\|skipped" "$OUT/log.txt" | tail -n 20

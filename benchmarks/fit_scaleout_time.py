@@ -1,5 +1,7 @@
 """Step time on several GPUs against the 25 timed 2-GPU runs (data/scaleout/h200x2_real_*: torchrun, NCCL,
-2 H200s joined by 18 NVLinks, six steps each, tokens/s from the fastest after the first).
+2 H200s joined by 18 NVLinks, six steps each, tokens/s from the fastest after the first), and every later
+real run (2 GPUs; 4 and 8 in h200x4_real_* and h200x8_real_* once such a machine runs
+data/grids/multigpu_x4x8.jsonl).
 
     python benchmarks/fit_scaleout_time.py
 
@@ -9,7 +11,7 @@ one constant left per strategy, ``layer_s`` (its hooks' cost per decoder layer p
 here on every other run of the strategy (log-error least squares over a grid) and checked on the rest;
 the fitted values are the ones in ``src/ftdecide/strategies/``. A run is GPU-bound when the model puts
 its kernels' time above its launch time (the issue's 15% target is for those). The 1-GPU twins
-(data/measurements/h200_multigpu_single_*) give the measured scaling from 1 to 2 GPUs.
+(data/measurements/h200_multigpu_single_*) give the measured scaling from 1 GPU to 2 (4 and 8).
 """
 
 from __future__ import annotations
@@ -73,13 +75,17 @@ def main() -> None:
     print(f"\nheld-out runs: {len(held)}, median abs error {statistics.median(abs(e) for _, e, _ in held):.1%}")
     med, worst = statistics.median(map(abs, bound)), max(map(abs, bound))
     print(f"held-out GPU-bound runs: {len(bound)}, median abs error {med:.1%}, worst {worst:.1%}")
-    later = [d for d in rows("h200x2_real_*.jsonl") if d not in real and "tokens_per_s" in d]
+    # every later real run, on 2 GPUs or (once such a machine is lent) 4 and 8: h200x4_real_*, h200x8_real_*
+    later = [d for d in rows("h200x*_real_*.jsonl") if d not in real and "tokens_per_s" in d]
     print(f"\nlater timed runs (never fitted): {len(later)}")
     for d in later:
         p, parts = predict(d)
         kind = "GPU-bound" if gpu_bound(parts) else "launch-bound"
         err = p / d["tokens_per_s"] - 1
-        print(f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['optim']:9} {d['tokens_per_s']:7.0f} ({p:7.0f}) {err:+.0%} {kind}")
+        print(
+            f"  {d['world_size']} GPUs {d['strategy']:5} {d['arch']:12} {d['method']:10} {d['optim']:9} {d['tokens_per_s']:7.0f} "
+            f"({p:7.0f}) {err:+.0%} {kind}"
+        )
     prof = [d for d in real if "profile_comm_s" in d]
     print("\nprofiled steps (ms per step): NCCL kernels, of it exposed, compute kernels, span")
     for d in prof:
@@ -87,15 +93,19 @@ def main() -> None:
         ms = " ".join(f"{d['profile_' + k] * 1e3:7.1f}" for k in ("comm_s", "exposed_comm_s", "compute_s", "span_s"))
         print(f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {ms}  hidden {hid:.0%}")
     one = {(d["arch"], d["method"], d["seq"], d["batch"], d["gc"]): d for d in rows("h200_multigpu_single_*.jsonl", "measurements")}
-    print("\n1 -> 2 GPUs, tokens/s per GPU: measured (predicted)")
-    for d in real:
-        o = one.get((d["arch"], d["method"], d["seq"], d["batch"], d["gc"]))
+    timed: dict[tuple, dict[int, dict]] = {}
+    for d in rows("h200x*_real_*.jsonl"):
+        if "tokens_per_s" in d:
+            timed.setdefault((d["strategy"], d["arch"], d["method"], d["optim"], d["seq"], d["batch"], d["gc"]), {})[d["world_size"]] = d
+    print("\ntokens/s per GPU by GPU count (1 GPU: the same shape alone), measured (predicted)")
+    for (strategy, arch, method, optim, seq, batch, gc), by_n in timed.items():
+        o = one.get((arch, method, seq, batch, gc)) if optim == "adamw" else None
+        cells = []
         if o:
             p1 = predict({k: v for k, v in o.items() if k not in ("world_size", "strategy")})[0]
-            print(
-                f"  {d['strategy']:5} {d['arch']:12} {d['method']:10} {o['tokens_per_s']:7.0f} ({p1:7.0f}) -> {d['tokens_per_s']:7.0f} "
-                f"({predict(d)[0]:7.0f})  x{d['tokens_per_s'] / o['tokens_per_s']:.2f}"
-            )
+            cells.append(f"1: {o['tokens_per_s']:6.0f} ({p1:6.0f})")
+        cells += [f"{n}: {d['tokens_per_s']:6.0f} ({predict(d)[0]:6.0f})" for n, d in sorted(by_n.items())]
+        print(f"  {strategy:5} {arch:12} {method:10} " + "  ".join(cells))
 
 
 if __name__ == "__main__":

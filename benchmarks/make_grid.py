@@ -608,6 +608,16 @@ def multigpu_wide():
     return g
 
 
+def multigpu_x4x8():
+    """Issue 11 on a 4- or 8-GPU machine (device kinds nvidia-h200-x4 and -x8, never lent so far): the
+    multigpu shapes under torchrun at 4 and 8 GPUs, six steps, the profiler on the same four. Each FSDP2 and
+    ZeRO line has its fake-group twin in data/scaleout/h200_fake_wide_* (real against fake at 4 and 8);
+    with the 1-GPU runs (multigpu_single) and the 2-GPU ones they give tokens/s at 1, 2, 4 and 8 GPUs.
+    ``bash benchmarks/device_multigpu.sh real data/grids/multigpu_x4x8.jsonl 1 N`` launches each line on as
+    many GPUs as its world_size (lines for more GPUs than the machine has are skipped, and logged)."""
+    return [{**r, "world_size": n} for n in (4, 8) for r in multigpu()]
+
+
 # data/grids/timing_recheck.jsonl is not generated here: it re-ran, with 6 steps, the 13 runs whose
 # tokens/s the step-time model missed by more than 25% at the time plus 20 others drawn at random
 # (seed 1), to tell measurement noise from model error (docs/accuracy.md).
@@ -631,6 +641,7 @@ def main():
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),
         "multigpu_wide": multigpu_wide(),
+        "multigpu_x4x8": multigpu_x4x8(),
     }
     for name, rows in grids.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -168,7 +168,7 @@ def step_seconds(
     # the strategy overlaps a share of its transfers with the kernels, never more than the kernels last,
     # and its hooks cost time per layer that no transfer explains
     spec = cfg.strategy_spec
-    exposed = comm - min(comm * spec.overlap, gpu) + (spec.layer_s * arch.num_layers if cfg.world_size > 1 else 0.0)
+    exposed = comm - min(comm * spec.overlap, gpu) + spec.hook_seconds(arch, cfg)
     gpu += exposed
     return {
         "matmul": matmul,

@@ -86,6 +86,11 @@ class Strategy:
         """Bytes one GPU sends, by collective."""
         raise NotImplementedError
 
+    def hook_seconds(self, arch: "Arch", cfg: "TrainConfig") -> float:
+        """Seconds per micro-batch the strategy's hooks cost beyond their transfers: ``layer_s`` per decoder
+        layer on several GPUs."""
+        return self.layer_s * arch.num_layers if cfg.world_size > 1 else 0.0
+
     def compute_variant(self, cfg: "TrainConfig") -> str:
         """The method variant whose activation coefficients hold under this strategy: the configuration's
         own where the engine computes as one GPU would (autocast over fp32 weights for mixed precision),

@@ -51,6 +51,7 @@ FROZEN_NOGC_BYTES = 3.0
 # quantizable parameter beyond ZeRO-2's same runs (Llama-3.1-8B at 2 and 4 GPUs, Qwen2.5-7B at 2,
 # Mistral-7B at 8): the whole packed base (0.5 B) and more, not the 1/N DeepSpeed partitions
 QUANT_GATHERED_BYTES = 0.71
+QUANT_LAYER_S = 0.025
 QUANT_GATHERED_NOTE = (
     "ZeRO-3 with a 4-bit base: the whole base stays gathered on every GPU (measured: 2 real runs on 2 H200s, 5 under the "
     "fake process group at 2-8 GPUs), so it saves little memory over --strategy zero2, which communicates less"
@@ -131,6 +132,14 @@ class Zero(Strategy):
                 + (" or --offload-params" if self.stage == 3 else "")
             )
         return Shares(w, g, o, buffers=buf, compute_buffers=gathered, notes=tuple(notes))
+
+    def hook_seconds(self, arch, cfg) -> float:
+        base = super().hook_seconds(arch, cfg)
+        if self.stage == 3 and cfg.method_spec.quantized_base and cfg.world_size > 1:
+            # a 4-bit base's fetch and release: 2 real runs on 2 H200s (Llama-3.1-8B, Qwen2.5-7B QLoRA) were 62-65%
+            # slower than the model without it, 23-28 ms more per decoder layer per micro-batch (fitted: 25)
+            base += QUANT_LAYER_S * arch.num_layers
+        return base
 
     def launch_problem(self, arch, cfg):
         # seen on 2 H200s (data/launches/): the emitted ZeRO-3 + TRL launch of Qwen2.5-0.5B LoRA (tied head)
