@@ -96,7 +96,8 @@ def targets():
         if not model_id or not dataset:
             return
         res = dataclasses.replace(base, arch=base.arch.model_copy(update={"model_id": model_id, "name": name}))
-        for kind in KINDS:
+        # the launch configs (accelerate, deepspeed) carry no model id, name or dataset
+        for kind in (k for k in KINDS if k not in ("accelerate", "deepspeed")):
             out = emit(kind, res, dataset=dataset)
             if kind in ("peft", "trl"):
                 found = {
