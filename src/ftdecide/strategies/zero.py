@@ -222,13 +222,13 @@ for _stage, _summary, _basis in (
     (
         2,
         "optimizer states and gradients partitioned (DeepSpeed)",
-        "measured on 28 configurations at 2-16 GPUs (H200; 3 real NCCL runs, each matched to 0.01 GiB under the fake process "
+        "measured on 28 configurations at 2-16 GPUs (H200; 5 real NCCL runs, each matched to 0.01 GiB under the fake process "
         "group): median 1.3%, -2.9% / +4.5%",
     ),
     (
         3,
         "weights, gradients and optimizer states partitioned (DeepSpeed)",
-        "measured on 35 configurations at 2-64 GPUs (H200; 4 real NCCL runs, each matched to 0.01 GiB under the fake process "
+        "measured on 35 configurations at 2-64 GPUs (H200; 6 real NCCL runs, each matched to 0.01 GiB under the fake process "
         "group): median 0.8%, -1.6% / +17.9%, a frozen base without checkpointing by a term fitted to its one model",
     ),
 ):
