@@ -540,6 +540,20 @@ def lever_timing():
     ]
 
 
+def paged_timing():
+    """Step times of the paged optimizers (issue 12: only modelled so far, their memory runs shared the GPU),
+    one run at a time on the GPU (six steps), each beside its unpaged twin: bitsandbytes' paged AdamW 32-bit
+    and 8-bit on full fine-tuning (many parameter tensors: the per-tensor step cost) and on LoRA.
+    ``bash benchmarks/device_grid.sh data/grids/paged_timing.jsonl 1 8`` (carry .whl)."""
+    g = []
+    for optim, twin in (("paged_adamw_32bit", "adamw"), ("paged_adamw_8bit", "adamw8bit")):
+        g.append(probe("llama32_1b", "full_bf16", 1024, 4, True, optim=optim, steps=6))
+        g.append(probe("llama32_1b", "full_bf16", 1024, 4, True, optim=twin, steps=6))
+        g.append(probe("llama31_8b", "lora", 2048, 2, True, optim=optim, r=16, steps=6))
+        g.append(probe("llama31_8b", "lora", 2048, 2, True, optim=twin, r=16, steps=6))
+    return g
+
+
 def multigpu():
     """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
     and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
@@ -637,6 +651,7 @@ def main():
         "peft_family": peft_family(),
         "houlsby": houlsby(),
         "lever_timing": lever_timing(),
+        "paged_timing": paged_timing(),
         "levers": levers(),
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),
