@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
 from conftest import invoke
 from ftdecide import catalog, strategies
@@ -416,3 +417,29 @@ def test_zero3_with_a_4bit_base_pays_its_fetches_per_layer():
         st = step_seconds(arch, cfg, h200.bf16_tflops, h200.memory_bandwidth_gbs, link_gbs=link_gbs(h200, 1))
         if d["strategy"] == "zero3":
             assert abs(d["seq"] * d["batch"] / st["total"] / d["tokens_per_s"] - 1) <= 0.06
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(["qwen2.5-0.5b", "llama-3.2-1b", "gemma-2-2b", "mistral-7b", "qwen1.5-moe-a2.7b", "llama-3.1-70b"]),
+    st.sampled_from(["full", "lora", "qlora", "dora"]),
+    st.sampled_from(["bf16", "mixed"]),
+    st.sampled_from(["ddp", "fsdp", "zero1", "zero2", "zero3"]),
+    st.sampled_from([2, 4, 8, 16, 32]),
+    st.integers(128, 4096),
+    st.integers(1, 8),
+    st.booleans(),
+)
+def test_more_gpus_never_hold_more_per_gpu(model, method, precision, strategy, n, seq, batch, gc):
+    """Every strategy's per-GPU figure, at every moment of the step, is non-negative and does not grow
+    with the GPU count: what it shards shrinks, what it buffers (layers in flight, root gradients, buckets,
+    a 4-bit base held whole) stays."""
+    a = catalog.resolve_model(model)
+    precision = precision if method == "full" else "bf16"
+    cfg = dict(method=method, precision=precision, seq_len=seq, batch_size=batch, gradient_checkpointing=gc, strategy=strategy)
+    few = memory_model(a, TrainConfig(**cfg, gpus=n))
+    many = memory_model(a, TrainConfig(**cfg, gpus=n * 2))
+    assert min(few.gathered, few.bwd_gathered, few.end_gathered, few.grads, few.weights) >= 0
+    p_few, p_many = few.phases(seq, batch, gc), many.phases(seq, batch, gc)
+    for moment in ("forward", "backward", "end"):
+        assert p_many[moment] + many.weights + many.opt_gpu <= p_few[moment] + few.weights + few.opt_gpu + 1.0, moment
