@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide.estimator import GIB, estimate_memory, memory_model  # noqa: E402
 from ftdecide.probe.records import arch_from_record, config_from_record  # noqa: E402
-from ftdecide.strategies.fsdp import gathered_bytes, layer_params, reduce_bytes  # noqa: E402
+from ftdecide.strategies.fsdp import in_flight_units, layer_params  # noqa: E402
 
 
 def deepspeed_zero3(arch, n: int) -> float:
@@ -157,11 +157,7 @@ def _fsdp_columns(rows: list[dict]) -> list[tuple]:
         arch, cfg = arch_from_record(d), config_from_record(d)
         mm = dataclasses.replace(memory_model(arch, cfg), gathered=0.0, bwd_gathered=0.0, end_gathered=0.0)
         p = mm.phases(cfg.seq_len, cfg.batch_size, cfg.gradient_checkpointing)
-        layer = layer_params(arch)
-        lg = layer * gathered_bytes(arch, cfg)
-        trains = cfg.method_spec.trains_base
-        lp = layer * cfg.method_spec.param_bytes(cfg) if trains else 0.0
-        root = (arch.embedding_params() + arch.head_params()) * (2.0 + reduce_bytes(cfg)) if trains else 0.0
+        lg, lp, root = in_flight_units(arch, cfg)
         cols.append((mm.weights + mm.opt_gpu, p["forward"], p["backward"], p["end"], lg, lp, root, d["peak_alloc_gib"] * GIB))
     return cols
 

@@ -38,6 +38,17 @@ def reduce_bytes(cfg) -> float:
     return 4.0 if cfg.precision == "mixed" else 2.0
 
 
+def in_flight_units(arch, cfg) -> tuple[float, float, float]:
+    """Bytes of the units :func:`in_flight` counts in: one decoder layer gathered, one layer's unsharded
+    gradients (none where the base is frozen), the root's gradients in bf16 and the reduce dtype (likewise)."""
+    layer = layer_params(arch)
+    method = cfg.method_spec
+    lg = layer * gathered_bytes(arch, cfg)
+    lp = layer * method.param_bytes(cfg) if method.trains_base else 0.0
+    root = (arch.embedding_params() + arch.head_params()) * (2.0 + reduce_bytes(cfg)) if method.trains_base else 0.0
+    return lg, lp, root
+
+
 def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
     """Bytes FSDP2 holds unsharded beyond a GPU's shards, by moment: (through forward and backward, through
     backward only, at the end of backward only).
@@ -49,11 +60,7 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
     - the end of backward, where the root (embeddings, final norm, head) reduces its gradients once, all
       of them together: ``fsdp_root_grad`` times the root's gradients unsharded in bf16 and in the reduce
       dtype, beside ``fsdp_end_layers`` layers' parameters and gradients."""
-    layer = layer_params(arch)
-    lg = layer * gathered_bytes(arch, cfg)
-    method = cfg.method_spec
-    lp = layer * method.param_bytes(cfg) if method.trains_base else 0.0
-    root = (arch.embedding_params() + arch.head_params()) * (2.0 + reduce_bytes(cfg)) if method.trains_base else 0.0
+    lg, lp, root = in_flight_units(arch, cfg)
     return (
         cal.fsdp_fwd_layers * lg,
         cal.fsdp_bwd_layers * lg + cal.fsdp_grad_layers * lp,
