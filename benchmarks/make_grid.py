@@ -554,6 +554,24 @@ def paged_timing():
     return g
 
 
+def paged_heldout():
+    """Paged optimizers' step time held out from the constant fitted to ``paged_timing`` (bitsandbytes'
+    32-bit kernel): other sizes, fp32 parameters, no checkpointing, QLoRA, one run at a time (six steps).
+    ``bash benchmarks/device_grid.sh data/grids/paged_heldout.jsonl 1 10`` (carry .whl)."""
+    return [
+        probe("qwen25_05b", "full_bf16", 1024, 4, True, optim="paged_adamw_32bit", steps=6),
+        probe("qwen25_05b", "full_bf16", 1024, 4, True, optim="paged_adamw_8bit", steps=6),
+        probe("qwen25_15b", "full_bf16", 1024, 2, True, optim="paged_adamw_32bit", steps=6),
+        probe("qwen25_15b", "full_bf16", 1024, 2, True, optim="paged_adamw_8bit", steps=6),
+        probe("llama32_3b", "full_bf16", 1024, 2, True, optim="paged_adamw_32bit", steps=6),
+        probe("llama32_3b", "full_bf16", 2048, 2, True, optim="paged_adamw_8bit", steps=6),
+        probe("qwen25_05b", "full_mixed", 1024, 2, True, optim="paged_adamw_32bit", steps=6),
+        probe("llama32_1b", "full_bf16", 2048, 2, False, optim="paged_adamw_32bit", steps=6),
+        probe("llama31_8b", "qlora", 2048, 2, True, optim="paged_adamw_8bit", r=16, steps=6),
+        probe("mistral_7b", "full_bf16", 1024, 1, True, optim="paged_adamw_8bit", steps=6),
+    ]
+
+
 def multigpu():
     """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
     and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
@@ -652,6 +670,7 @@ def main():
         "houlsby": houlsby(),
         "lever_timing": lever_timing(),
         "paged_timing": paged_timing(),
+        "paged_heldout": paged_heldout(),
         "levers": levers(),
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),
