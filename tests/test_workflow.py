@@ -12,7 +12,7 @@ import yaml
 
 from ftdecide import catalog
 from conftest import invoke
-from ftdecide.emit import OPTIM
+from ftdecide import optimizers
 
 DATA = pathlib.Path(__file__).parent / "data"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def test_peft_and_trl_carry_the_recommendation(plan):
     assert (sft["learning_rate"], sft["num_train_epochs"], sft["max_length"]) == (r["learning_rate"], r["epochs"], sc["seq_len"])
     assert sft["gradient_checkpointing"] == r["gradient_checkpointing"]
     assert (sft["bf16"], sft["fp16"]) == (r["precision"] == "bf16", r["precision"] == "fp16")
-    assert sft["optim"] == OPTIM[sc["optimizer"]]
+    assert sft["optim"] == optimizers.get(sc["optimizer"]).trainer_name
 
 
 def test_axolotl_uses_documented_keys_and_the_recommendation(plan):

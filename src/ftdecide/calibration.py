@@ -96,10 +96,18 @@ class StepConstants:
     k_8bit: float = 30.641
     kernel_us: float = 24.935  # CPU microseconds per launched kernel
     overlap_p: float = 2.022  # how GPU and CPU time combine (see ftdecide.throughput)
-    # Python loops per parameter tensor beyond the kernels (ms): bitsandbytes' AdamW8bit (one launch and
-    # its bookkeeping per tensor), torch SGD (foreach, not fused; one measured run).
-    adamw8bit_tensor_ms: float = 0.011
+    # Python loops per parameter tensor beyond the kernels (ms): bitsandbytes' optimizers (one launch and
+    # its bookkeeping per tensor; fitted on AdamW8bit), torch SGD (foreach, not fused; one measured run).
+    bnb_tensor_ms: float = 0.011
     sgd_tensor_ms: float = 0.21
+    # bitsandbytes' paged optimizers: host time per step beyond their unpaged twins', per parameter tensor (the
+    # prefetch of each state into the GPU) and per GB of managed states (cudaMemPrefetchAsync walks their pages
+    # even when they are resident). Fitted by log-error least squares to 14 paged runs timed alone on an H200
+    # (data/measurements/h200_paged_*_2026-11-30.jsonl): median 6.5% (-13% / +18%) in sample, 8.2% (-16% /
+    # +22%) leaving each run out; the 4 runs of the first batch alone chose a per-GB cost only and missed the
+    # 10 others by a median 16%
+    paged_tensor_ms: float = 0.138
+    paged_ms_per_gb: float = 1.78
     # Checkpointing runs the forward (a third of forward + backward) once more: 1.5x the memory-bound
     # passes over activations, and 4/3 of attention's FLOPs (2 forward-equivalents of 6 become 8).
     recompute_traffic: float = 1.5
@@ -240,6 +248,12 @@ class Calibration:
     # weights all of it; 0.5 (from 1.0, read from the structure) brings the Liger median from 3.3% to 2.8%
     # and leaves the worst under-estimate at -2.3% (python benchmarks/accuracy.py)
     liger_tied_head_grad: float = 0.5
+    # Without Liger, a tied head's full fine-tuning builds the embedding's dense gradient at the end of backward
+    # and adds it to the head's: bytes held per vocab x hidden value beyond every gradient. Read from 21 runs
+    # (Llama-3.2-1B/3B, Qwen2.5-1.5B/3B, Gemma-2-2B; bf16 and fp32 master weights) whose measured peak sat
+    # there, 1.2-2.6 x a bf16 copy; 3.0 B took Llama-3.2-3B paged AdamW 1024x2 from -9.1% to -0.9% and the
+    # worst of those 21 from -9.1% to -2.6%, and moved no other run (python benchmarks/accuracy.py)
+    tied_embed_grad: float = 3.0
     liger_bwd_h: float = 51.58  # backward's gradients of the hidden states beyond the recomputed layer
     # TRL's activation offloading (torchtune's OffloadActivations): layers' worth of saved tensors that
     # stay on the GPU (the forward stash of five tensors, the layer brought back ahead of backward).

@@ -17,6 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from .errors import InputError, one_line, require_finite, validation_problem
+from .optimizers import help_text as optimizer_names
 from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS, SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
@@ -61,7 +62,7 @@ class EmitKind(str, Enum):
 MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
 METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora, dora, ia3, prompt, prefix or adapter (Houlsby)")
 PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
-OPTIMIZER_OPT = typer.Option("adamw", help="adamw, adamw8bit, sgd, adafactor, paged_adamw_8bit, paged_adamw_32bit")
+OPTIMIZER_OPT = typer.Option("adamw", help=optimizer_names())
 SEQ_OPT = typer.Option(2048, help="tokens per sequence")
 BATCH_OPT = typer.Option(1, help="micro-batch size")
 GC_OPT = typer.Option(
@@ -208,9 +209,7 @@ def recommend(
     epochs: Optional[int] = typer.Option(None, help="epochs (default: what the rules set, 3)"),
     price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
     precision: Optional[str] = typer.Option(None, help=f"full fine-tuning precision: bf16 or mixed (default {SD['precision']})"),
-    optimizer: Optional[str] = typer.Option(
-        None, help=f"adamw, adamw8bit, sgd, adafactor, paged_adamw_8bit, paged_adamw_32bit (default {SD['optimizer']})"
-    ),
+    optimizer: Optional[str] = typer.Option(None, help=f"{optimizer_names()} (default {SD['optimizer']})"),
     offload_optimizer: Optional[bool] = typer.Option(
         None, "--offload-optimizer/--no-offload-optimizer", help="optimizer states in CPU memory"
     ),

@@ -28,15 +28,6 @@ KINDS = ("peft", "trl", "axolotl", "llamafactory", "accelerate", "deepspeed")
 ACCELERATE_FILE = "accelerate.yaml"  # write it with --emit accelerate
 WARMUP_RATIO = 0.03
 SCHEDULER = "cosine"
-# ftdecide optimizer -> the name transformers' Trainer (and axolotl, LLaMA-Factory) use for it
-OPTIM = {
-    "adamw": "adamw_torch_fused",
-    "adamw8bit": "adamw_bnb_8bit",
-    "sgd": "sgd",
-    "adafactor": "adafactor",
-    "paged_adamw_8bit": "paged_adamw_8bit",
-    "paged_adamw_32bit": "paged_adamw_32bit",
-}
 # axolotl's Liger plugin and the flags that switch on what ftdecide sized (axolotl docs, "Liger Kernel")
 AXOLOTL_LIGER = {
     "plugins": ["axolotl.integrations.liger.LigerPlugin"],
@@ -83,7 +74,7 @@ class _Plan:
         self.gc, self.seq = cfg.gradient_checkpointing, cfg.seq_len
         self.bf16 = plan.precision == "bf16"
         self.mixed = self.spec.trains_base and cfg.precision == "mixed"
-        self.optim = OPTIM[cfg.optimizer]
+        self.optim = cfg.optimizer_spec.trainer_name
         self.gpus, self.nodes = plan.gpus, plan.nodes
         self.strategy_spec = cfg.strategy_spec
         self.arch = arch

@@ -59,10 +59,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import methods, strategies
+from . import methods, optimizers, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import InputError, finite
+from .optimizers import optimizer_bytes
 from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 GIB = 2**30
@@ -70,7 +71,6 @@ GIB = 2**30
 CUDA_CONTEXT_GIB = DEFAULT.cuda_context_gib
 
 Precision = Literal["bf16", "mixed"]
-Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor", "paged_adamw_8bit", "paged_adamw_32bit"]
 
 
 class TrainConfig(BaseModel):
@@ -81,7 +81,7 @@ class TrainConfig(BaseModel):
 
     method: str = DEFAULT_METHOD
     precision: Precision = "bf16"
-    optimizer: Optimizer = "adamw"
+    optimizer: str = "adamw"
     seq_len: int = Field(2048, gt=0, le=1_048_576)
     batch_size: int = Field(1, gt=0, le=4096)
     gradient_checkpointing: bool = True
@@ -105,6 +105,11 @@ class TrainConfig(BaseModel):
         if v not in methods.names():
             raise ValueError(f"unknown method '{v}' (choose from {', '.join(methods.names())})")
         return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        return optimizers.known(v)
 
     @field_validator("lora_dropout")
     @classmethod
@@ -140,6 +145,11 @@ class TrainConfig(BaseModel):
         if "virtual_tokens" in spec.options and self.virtual_tokens > self.seq_len:
             return f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)"
         return self.strategy_spec.problem(self)
+
+    @property
+    def optimizer_spec(self) -> optimizers.Optimizer:
+        """The registered optimizer this configuration steps with."""
+        return optimizers.get(self.optimizer)
 
     @property
     def method_spec(self) -> methods.Method:
@@ -181,31 +191,29 @@ def weight_bytes(arch: Arch, cfg: TrainConfig, adapter_params: int) -> float:
     return cfg.method_spec.weight_bytes(arch, cfg, adapter_params)
 
 
-def optimizer_bytes(arch: Arch, cfg: TrainConfig, trainable: int, param_bytes: float, mods: tuple[str, ...]) -> float:
-    """Bytes of optimizer state for ``trainable`` parameters of ``param_bytes`` each."""
-    if cfg.optimizer == "sgd":
-        return 0.0
-    if cfg.optimizer == "adamw":
-        return 2.0 * param_bytes * trainable
-    mats = cfg.method_spec.trainable_matrices(arch, cfg, mods)
-    if cfg.optimizer == "adafactor":
-        return sum(4.0 * (r + c) * n for r, c, n in mats) + 4.0 * (trainable - sum(r * c * n for r, c, n in mats))
-    # adamw8bit: bitsandbytes quantizes states of tensors with >= 4096 values, keeps fp32 states otherwise.
-    big = sum(r * c * n for r, c, n in mats if r * c >= 4096)
-    return big * (2.0 + 8.0 / 256) + (trainable - big) * 8.0
-
-
 def _optimizer_transient(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> float:
-    """Bytes the optimizer step allocates for its largest tensor. transformers' Adafactor works in fp32
-    on one parameter at a time, and at its widest moment (``p_data_fp32.add_(-update)``) holds the fp32
-    gradient, the update, the fp32 copy of the parameter and the negated update: 4 x 4 B per value for
-    bf16 parameters; fp32 parameters (and their gradients) need no copies, leaving 2 x 4 B. Fused AdamW,
-    AdamW8bit and SGD update in place."""
-    if cfg.optimizer != "adafactor":
+    """Bytes the optimizer step allocates for a moment (:meth:`ftdecide.optimizers.Optimizer.transient_bytes`)."""
+    opt = cfg.optimizer_spec
+    if not opt.transient_bytes(1, False):
         return 0.0
     largest = max(r * c for r, c, _ in cfg.method_spec.trainable_matrices(arch, cfg, mods))
-    fp32_params = cfg.method_spec.param_bytes(cfg) == 4.0
-    return (8.0 if fp32_params else 16.0) * largest
+    return opt.transient_bytes(largest, cfg.method_spec.param_bytes(cfg) == 4.0)
+
+
+def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float, cal: Calibration) -> float:
+    """Bytes the end of backward holds beyond every gradient when the head is tied to the embedding and
+    trains. With Liger, the head's gradient from forward waits to be summed with the embedding's
+    (``liger_tied_head_grad`` of it). Without, autograd builds the embedding's dense gradient and adds it
+    to the head's (``tied_embed_grad`` bytes per vocab x hidden value, measured where autograd holds every
+    gradient whole: one GPU and DDP; DeepSpeed's hooks move gradients into its own buffers, and the
+    sharded strategies' fitted end terms hold theirs)."""
+    if not (arch.tie_embeddings and cfg.method_spec.trains_base):
+        return 0.0
+    if cfg.liger:
+        return cal.liger_tied_head_grad * head_grad
+    if grad_share < 1.0 or cfg.strategy_spec.engine != "torch":
+        return 0.0
+    return cal.tied_embed_grad * arch.vocab_size * arch.hidden_size
 
 
 def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float]:
@@ -235,6 +243,7 @@ class MemoryModel:
 
     weights: float
     opt_gpu: float
+    opt_managed: float  # optimizer states in CUDA managed memory (paged optimizers): outside the peak
     grads: float
     head_grad: float
     opt_transient: float
@@ -247,7 +256,9 @@ class MemoryModel:
     logits_bwd: float  # bytes per token of the loss's backward beyond what forward freed
     logits_block: float  # bytes per token of the largest single block the loss asks for (fragmentation headroom)
     head_grad_in_fwd: bool  # Liger computes the head's weight gradient in forward: it is held from then on
-    tied_head: bool  # the head shares the embedding's weight (its two gradients are summed at the end of backward)
+    # a head tied to the embedding: what the end of backward holds while the embedding's gradient is built and
+    # added to the head's (bytes)
+    tied_grad: float
     vocab: int
     layers: int
     ws_gc: float  # method workspace (QLoRA dequantisation) with / without checkpointing
@@ -284,13 +295,12 @@ class MemoryModel:
         logits = self.logits_saved * tokens
         recompute = self.recompute * layer * tokens if gc else 0.0
         fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
-        # the end of backward, where every gradient is held (and, with Liger on a tied head, the head's
-        # gradient from forward until the embedding's is added to it), then the optimizer step
-        tied = self.cal.liger_tied_head_grad * self.head_grad if self.head_grad_in_fwd and self.tied_head else 0.0
+        # the end of backward, where every gradient is held and a tied head's two gradients are summed, then
+        # the optimizer step (its transient): two moments, the larger counts
         return {
             "forward": act + logits + self.logits_fwd * tokens + fwd_grad + self.gathered,
             "backward": act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered + self.bwd_gathered,
-            "end": self.grads + recompute + self.opt_transient + tied + self.end_gathered,
+            "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
             "act": act,
             "logits": logits,
             "recompute": recompute,
@@ -387,7 +397,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     if cfg.offload_optimizer:
         opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
-    elif cfg.optimizer.startswith("paged_"):
+    elif cfg.optimizer_spec.paged:
         opt_gpu = 0.0
         notes.append(
             f"paged optimizer: its {opt / GIB:.2f} GiB of states live in CUDA managed memory, outside this peak: on the GPU "
@@ -419,6 +429,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     return MemoryModel(
         weights=weights,
         opt_gpu=opt_gpu,
+        opt_managed=opt if cfg.optimizer_spec.paged and not cfg.offload_optimizer else 0.0,
         grads=grads,
         head_grad=head_grad,
         opt_transient=_optimizer_transient(arch, cfg, mods),
@@ -431,7 +442,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         logits_bwd=logits_bwd,
         logits_block=logits_block,
         head_grad_in_fwd=cfg.liger and method.trains_base,
-        tied_head=arch.tie_embeddings,
+        tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
         ws_gc=method.workspace_bytes(arch, mods, c, True),

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import catalog, methods, rulenames, rules, strategies
+from . import catalog, methods, optimizers, rulenames, rules, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
@@ -82,7 +82,7 @@ class Scenario(BaseModel):
     epochs: Optional[int] = Field(None, ge=1, le=100)
     price_per_hour: Optional[float] = Field(None, ge=0, le=10_000)
     precision: Literal["bf16", "mixed"] = SCENARIO_DEFAULTS["precision"]
-    optimizer: Literal["adamw", "adamw8bit", "sgd", "adafactor", "paged_adamw_8bit", "paged_adamw_32bit"] = SCENARIO_DEFAULTS["optimizer"]
+    optimizer: str = SCENARIO_DEFAULTS["optimizer"]
     offload_optimizer: bool = False
     liger: bool = False
     offload_activations: bool = False
@@ -96,6 +96,11 @@ class Scenario(BaseModel):
         if v != "auto" and v not in strategies.names():
             raise ValueError(f"unknown strategy '{v}' (choose from auto, {', '.join(strategies.names())})")
         return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        return optimizers.known(v)
 
     @property
     def world_size(self) -> int:
@@ -657,14 +662,11 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
                     {"offload_activations": True},
                 )
             )
-    if sc.optimizer != "adamw8bit":
-        hit = fits(sc.model_copy(update={"optimizer": "adamw8bit"}), lora)
+    lever = optimizers.get(optimizers.MEMORY_LEVER)
+    if sc.optimizer != lever.name:
+        hit = fits(sc.model_copy(update={"optimizer": lever.name}), lora)
         if hit:
-            out.append(
-                Alternative(
-                    "optimizer", f"{hit[0].label} fits with an 8-bit AdamW (bitsandbytes) in {hit[1]:.1f} GiB", {"optimizer": "adamw8bit"}
-                )
-            )
+            out.append(Alternative("optimizer", f"{hit[0].label} fits with {lever.label} in {hit[1]:.1f} GiB", {"optimizer": lever.name}))
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
             hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))

@@ -14,12 +14,14 @@ the dispatcher) launches the next ones. Whichever is longer bounds the step:
     checkpointing, which redoes the forward), ``k_logits`` passes over the fp32 logits, ``k_eager``
     over the s x s scores of eager attention, ``k_fused`` over the outputs of fused projections (Phi-3's
     qkv_proj and gate_up_proj: chunk() leaves strided halves, whose elementwise kernels run unvectorised),
-    ``k_state`` passes over the weights and optimizer states of full fine-tuning, and ``k_8bit`` for
-    bitsandbytes' 8-bit AdamW kernel per trainable parameter.
+    ``k_state`` passes over the weights and optimizer states of full fine-tuning (paged states too, on
+    the GPU while it has room), and the optimizer's own update kernel where it has one
+    (:meth:`ftdecide.optimizers.Optimizer.update_traffic`: ``k_8bit`` for bitsandbytes' 8-bit AdamW).
 ``cpu``
     the kernels the step launches (:func:`kernels_per_step`, counted from the architecture) at
-    ``kernel_us`` each, plus the Python loop per parameter tensor of the optimizers that have one
-    (bitsandbytes' AdamW8bit, torch's SGD). Small models, short sequences, many LoRA adapters, MoE
+    ``kernel_us`` each, plus the optimizer's host time (:meth:`ftdecide.optimizers.Optimizer.host_ms`:
+    the Python loop per parameter tensor of bitsandbytes' optimizers and torch's SGD, and the paged
+    optimizers' prefetch per tensor and per GB of managed states). Small models, short sequences, many LoRA adapters, MoE
     expert loops and 4-bit linears make the CPU the bound: profiled steps of such runs keep the GPU
     busy for a third of the step or less (``benchmarks/device_diagnose.py``).
 
@@ -86,8 +88,7 @@ def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCoun
     if arch.is_moe:
         per_layer += kc.expert_pass * arch.num_experts
     n = kc.fixed + L * passes * per_layer + method.kernels_per_layer_step(kc) * L
-    if cfg.optimizer == "adafactor":
-        n += kc.adafactor_tensor * method.trainable_tensors(arch, mods)
+    n += cfg.optimizer_spec.kernels(method.trainable_tensors(arch, mods), kc)
     if cfg.liger:
         n += kc.liger_chunk * liger_chunks(arch, (cfg.seq_len + method.extra_tokens(cfg)) * cfg.batch_size)
     return n
@@ -146,15 +147,15 @@ def step_seconds(
         shapes = arch.linear_shapes()
         fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
         traffic += k.k_fused * 2.0 * fused_out * arch.num_layers * tokens * recompute
+    optimizer = cfg.optimizer_spec
     if method.trains_base:
-        traffic += k.k_state * (mm.weights + mm.opt_gpu)
-        if cfg.optimizer == "adamw8bit":
-            traffic += k.k_8bit * 4.0 * mm.trainable_params
+        # paged states are read and written where they are, on the GPU while it has room
+        traffic += k.k_state * (mm.weights + mm.opt_gpu + mm.opt_managed)
+        traffic += optimizer.update_traffic(mm.trainable_params, cal)
     memory = traffic / (bandwidth_gbs * 1e9)
     mods = method.adapted_modules(arch, cfg)
     launch = _kernels(arch, cfg, mods, cal.kernels) * k.kernel_us / 1e6
-    per_tensor = {"sgd": k.sgd_tensor_ms, "adamw8bit": k.adamw8bit_tensor_ms}.get(cfg.optimizer, 0.0)
-    launch += per_tensor * method.trainable_tensors(arch, mods) / 1e3
+    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.opt_managed, cal) / 1e3
     p = k.overlap_p
     gpu = matmul + memory
     offload = 0.0

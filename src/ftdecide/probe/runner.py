@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
+from .. import optimizers
 from ..methods import ProbeRecipe, from_variant, variants as all_variants
 from .records import arch_from_record, config_from_record
 
@@ -57,7 +58,7 @@ def unavailable(records: Iterable[dict]) -> str | None:
     need = ["torch", "transformers", "peft"]
     for r in records:
         extra = list(_recipe(r["method"]).needs) if r["method"] in all_variants() else []
-        if r.get("optim", "") in ("adamw8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+        if optimizers.get(r.get("optim", "adamw")).package == "bitsandbytes":
             extra.append("bitsandbytes")
         if r.get("liger"):
             extra.append("liger_kernel")
@@ -195,26 +196,17 @@ def _quantize_linears(model, quant_storage: str = "uint8") -> None:
 
 
 def _make_optimizer(params, optim: str, method: str):
+    """The optimizer ``optim`` names, built as its record says (:attr:`ftdecide.optimizers.Optimizer.probe_class`)."""
+    import importlib
+
     import torch
 
-    if optim == "adamw8bit":
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(params, lr=1e-5)
-    if optim.startswith("paged_"):  # transformers' names: paged_adamw_8bit, paged_adamw_32bit
-        import bitsandbytes as bnb
-
-        return (bnb.optim.PagedAdamW8bit if optim == "paged_adamw_8bit" else bnb.optim.PagedAdamW32bit)(params, lr=1e-5)
-    if optim == "sgd":
-        return torch.optim.SGD(params, lr=1e-5, momentum=0.0)
-    if optim == "adafactor":
-        from transformers.optimization import Adafactor
-
-        return Adafactor(params, lr=1e-5, relative_step=False, scale_parameter=False, warmup_init=False)
-    if optim != "adamw":
-        raise ValueError(f"unknown optimizer {optim!r}")
-    fused = torch.cuda.is_available()
-    return torch.optim.AdamW(params, lr=1e-5, fused=fused)
+    spec = optimizers.get(optim)
+    module, cls = spec.probe_class.split(":")
+    kwargs = dict(spec.probe_kwargs)
+    if kwargs.get("fused") and not torch.cuda.is_available():
+        kwargs["fused"] = False  # fused kernels are CUDA's
+    return getattr(importlib.import_module(module), cls)(params, lr=1e-5, **kwargs)
 
 
 def _count(model) -> tuple[int, int]:

@@ -222,7 +222,6 @@ def run_zero_probe(probe: dict) -> dict:
 
     def build():
         import deepspeed
-        import torch
 
         from ..strategies import get
         from .records import arch_from_record
@@ -239,8 +238,7 @@ def run_zero_probe(probe: dict) -> dict:
         # what transformers adds when the trainer, not the config, brings the optimizer
         ds_config.update(zero_allow_untested_optimizer=True, steps_per_print=10**9)
         params = [p for p in model.parameters() if p.requires_grad]
-        optim = probe.get("optim", "adamw")
-        opt = torch.optim.AdamW(params, lr=1e-5, fused=True) if optim == "adamw" else _make_optimizer(params, optim, probe["method"])
+        opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds_config)
         return engine
 

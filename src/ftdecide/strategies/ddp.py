@@ -25,9 +25,7 @@ from . import Shares, Strategy, Traffic, register, ring
 class DDP(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         method = cfg.method_spec
-        # seen with torch's fused AdamW only: the 8-bit AdamW runs of bf16 weights (3, up to Llama-3.1-8B)
-        # peaked without it
-        early = grads if method.trains_base and method.param_bytes(cfg) == 2.0 and cfg.optimizer == "adamw" else 0.0
+        early = grads if method.trains_base and method.param_bytes(cfg) == 2.0 and cfg.optimizer_spec.ddp_early_grads else 0.0
         notes = ("DDP: a full replica per GPU, plus its gradient buckets",)
         return Shares(weights, grads, optimizer, buffers=grads, compute_buffers=early, notes=notes)
 

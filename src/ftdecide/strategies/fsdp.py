@@ -90,13 +90,8 @@ class FSDP2(Strategy):
                 "FSDP2 cannot shard a 4-bit base (measured: torch 2.11's fully_shard drops bitsandbytes' quantization state, "
                 "'quant_state is required' at the first forward, 4 of 4 runs): use --strategy ddp or zero2"
             )
-        # measured under the fake process group (data/scaleout/h200_fsdp_fake_*): bitsandbytes' 8-bit AdamW
-        # cannot step FSDP2's DTensor parameters
-        if cfg.optimizer in ("adamw8bit", "paged_adamw_8bit"):
-            return (
-                f"bitsandbytes' 8-bit AdamW ({cfg.optimizer}) cannot step FSDP2's sharded (DTensor) parameters (measured): "
-                "use adamw with fsdp, or ddp or a ZeRO stage"
-            )
+        if cfg.optimizer_spec.fsdp2_problem:
+            return cfg.optimizer_spec.fsdp2_problem
         return super().problem(cfg)
 
     def launch_problem(self, arch, cfg):

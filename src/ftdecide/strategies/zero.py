@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import optimizers
 from . import Shares, Strategy, Traffic, register, ring
 from .fsdp import gathered_bytes
 
@@ -66,11 +67,9 @@ FROZEN_NOGC_NOTE = (
 
 def state_bytes(optimizer: str) -> float:
     """Bytes per trainable parameter of the optimizer's partition: the fp32 master weight and the
-    optimizer's states of it. DeepSpeed hands the optimizer flat partitions (one tensor per group), so
-    bitsandbytes' 8-bit AdamW quantizes all of it: 2 B of states and two fp32 scales per 256 values.
-    transformers' SGD keeps no momentum; Adafactor cannot factor a flat partition (4 B)."""
-    states = {"adamw": 8.0, "paged_adamw_32bit": 8.0, "adamw8bit": 2.0 + 8.0 / 256, "paged_adamw_8bit": 2.0 + 8.0 / 256}
-    return MASTER_BYTES + states.get(optimizer, {"sgd": 0.0, "adafactor": 4.0}.get(optimizer, 8.0))
+    optimizer's states of it (:attr:`ftdecide.optimizers.Optimizer.zero_state_bytes`: DeepSpeed hands the
+    optimizer flat partitions, one tensor per group)."""
+    return MASTER_BYTES + optimizers.get(optimizer).zero_state_bytes
 
 
 def buckets(arch) -> dict[str, int]:
