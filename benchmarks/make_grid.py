@@ -572,6 +572,25 @@ def paged_heldout():
     ]
 
 
+def optimizer_check():
+    """Every registered optimizer, built by the probe from its record (ftdecide.optimizers.Optimizer.probe_class),
+    on one configuration measured before (Qwen2.5-0.5B full bf16 512x4, no checkpointing: 9.016 GiB with AdamW),
+    then six more paged runs held out from the paged host-time constants.
+    ``bash benchmarks/device_grid.sh data/grids/optimizer_check.jsonl 1 12`` (carry .whl)."""
+    g = [
+        probe("qwen25_05b", "full_bf16", 512, 4, False, optim=o, steps=6)
+        for o in ("adamw", "adamw8bit", "sgd", "adafactor", "paged_adamw_8bit", "paged_adamw_32bit")
+    ]
+    return g + [
+        probe("qwen25_3b", "full_bf16", 1024, 2, True, optim="paged_adamw_8bit", steps=6),
+        probe("gemma2_2b", "full_bf16", 512, 2, True, optim="paged_adamw_32bit", steps=6),
+        probe("llama32_1b", "lora", 1024, 4, True, optim="paged_adamw_8bit", r=16, steps=6),
+        probe("tinyllama_11b", "full_bf16", 1024, 2, True, optim="paged_adamw_32bit", steps=6),
+        probe("phi3_mini", "full_bf16", 512, 1, True, optim="paged_adamw_8bit", steps=6),
+        probe("qwen25_7b", "qlora", 1024, 2, True, optim="paged_adamw_32bit", r=16, steps=6),
+    ]
+
+
 def multigpu():
     """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
     and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
@@ -671,6 +690,7 @@ def main():
         "lever_timing": lever_timing(),
         "paged_timing": paged_timing(),
         "paged_heldout": paged_heldout(),
+        "optimizer_check": optimizer_check(),
         "levers": levers(),
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),

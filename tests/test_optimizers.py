@@ -17,7 +17,7 @@ from ftdecide.probe.records import arch_from_record, config_from_record
 from ftdecide.throughput import step_seconds
 
 MEAS = pathlib.Path(__file__).resolve().parent.parent / "data" / "measurements"
-PAGED_FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl")
+PAGED_FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl", "h200_optimizer_check_2026-11-30.jsonl")
 
 
 def _rows():
@@ -66,34 +66,55 @@ def test_paged_states_are_the_managed_memory_the_run_left_on_the_gpu(d):
     mm = memory_model(arch_from_record(d), config_from_record(d))
     managed = d["cuda_context_gib"] - 0.749
     assert mm.opt_managed / GIB == pytest.approx(managed, rel=0.04, abs=0.1)
-    assert mm.opt_gpu == 0.0
+    assert mm.opt_gpu < 8 * 2**20  # what stays in the allocator: the norms' and biases' states (under 1e5 values each)
 
 
 def test_paged_step_time_against_the_runs_timed_alone():
-    """14 paged runs, each alone on an H200 (full fine-tuning 0.5B-7B, LoRA, QLoRA; 32-bit and 8-bit; with and
-    without checkpointing): tokens/s within a median 7% and 19% at worst. The host cost is fitted to them
-    (per tensor and per GB of managed states); left out one at a time it predicts each within 23%."""
+    """22 paged runs, each alone on an H200 (full fine-tuning 0.5B-7B, LoRA, QLoRA; 32-bit and 8-bit; with and
+    without checkpointing): tokens/s within a median 10%, 20 of 22 within 25%, Phi-3-mini's +40% the worst
+    (its 8-bit twin on an H100 was within 2%: unexplained). The host cost is fitted to them (per paged tensor
+    and per GB of managed states; benchmarks/fit_paged_time.py: 9.4% leaving each run out)."""
     h200 = catalog.resolve_gpu("h200")
     errs = []
     for d in (d for d in _rows() if d["optim"].startswith("paged")):
         st = step_seconds(arch_from_record(d), config_from_record(d), h200.bf16_tflops, h200.memory_bandwidth_gbs)
         errs.append(d["seq"] * d["batch"] / st["total"] / d["tokens_per_s"] - 1)
-    assert len(errs) == 14
-    assert statistics.median(abs(e) for e in errs) <= 0.07 and max(abs(e) for e in errs) <= 0.19
+    assert len(errs) == 22
+    assert statistics.median(abs(e) for e in errs) <= 0.10 and sum(abs(e) <= 0.25 for e in errs) >= 20
+    assert max(abs(e) for e in errs) <= 0.42
 
 
 def test_paging_costs_host_time_by_tensor_and_by_gigabyte():
-    """A paged optimizer's step is its unpaged twin's plus the host's prefetch: paged_tensor_ms per tensor and
-    paged_ms_per_gb per GB of states (here the twin is 8-bit AdamW, whose states the paged one keeps)."""
+    """A paged optimizer's step is its unpaged twin's plus the host's prefetch: paged_tensor_ms per paged tensor
+    and paged_ms_per_gb per GB of paged states (here the twin is 8-bit AdamW, whose states the paged one keeps).
+    Llama-3.2-1B pages its 16 x 7 linear weights' states and the embedding's (tied head), not the 33 norms'."""
     a = catalog.resolve_model("llama-3.2-1b")
     cfg = TrainConfig(method="full", optimizer="adamw8bit", seq_len=1024, batch_size=4)
     twin = step_seconds(a, cfg, 989, 4800)
-    paged = step_seconds(a, cfg.model_copy(update={"optimizer": "paged_adamw_8bit"}), 989, 4800)
-    states = memory_model(a, cfg).opt_gpu
-    tensors = cfg.method_spec.trainable_tensors(a, cfg.method_spec.adapted_modules(a, cfg))
+    paged_cfg = cfg.model_copy(update={"optimizer": "paged_adamw_8bit"})
+    paged = step_seconds(a, paged_cfg, 989, 4800)
+    mm = memory_model(a, paged_cfg)
+    assert mm.paged_tensors == 16 * 7 + 1
+    norms = (16 * 2 + 1) * 2048
+    assert mm.opt_gpu == norms * 8.0  # under 4096 values: fp32 states, and under 1e5: not paged
+    assert mm.opt_managed + mm.opt_gpu == pytest.approx(memory_model(a, cfg).opt_gpu)
     k = DEFAULT.step
-    assert paged["launch"] - twin["launch"] == pytest.approx((k.paged_tensor_ms * tensors + k.paged_ms_per_gb * states / 1e9) / 1e3)
+    expected = (k.paged_tensor_ms * mm.paged_tensors + k.paged_ms_per_gb * mm.opt_managed / 1e9) / 1e3
+    assert paged["launch"] - twin["launch"] == pytest.approx(expected)
     assert paged["memory"] == pytest.approx(twin["memory"])  # the same kernels over the same states
+
+
+def test_lora_states_stay_in_the_allocator_below_bitsandbytes_paging_size():
+    """bitsandbytes pages a tensor's states from 1e5 values on: Llama-3.1-8B's rank-16 LoRA pages only the
+    matrices along the MLP's 14336 side (gate and up's B, down's A: 229,376 values each); the rest, 48% of
+    the adapter, keeps its states in the peak (measured: the paged 32-bit run 22.26 GiB, now within 0.2%)."""
+    a = catalog.resolve_model("llama-3.1-8b")
+    mm = memory_model(a, TrainConfig(method="lora", optimizer="paged_adamw_32bit", lora_targets="all-linear"))
+    paged_values = 3 * 14336 * 16 * 32
+    assert mm.paged_tensors == 3 * 32 and mm.opt_managed == 8.0 * paged_values
+    assert mm.opt_gpu == 8.0 * (41_943_040 - paged_values)
+    d = next(d for d in _rows() if d["arch"] == "llama31_8b" and d["optim"] == "paged_adamw_32bit")
+    assert abs(estimate_memory(arch_from_record(d), config_from_record(d)).peak_allocated_gib / d["peak_alloc_gib"] - 1) <= 0.002
 
 
 def test_tied_head_holds_the_embeddings_gradient_at_the_end_of_backward():

@@ -118,8 +118,8 @@ def test_paged_optimizer_states_leave_the_peak():
     cfg = TrainConfig(method="full", optimizer="paged_adamw_8bit", seq_len=1024, batch_size=4)
     e = estimate_memory(a, cfg)
     eight = estimate_memory(a, cfg.model_copy(update={"optimizer": "adamw8bit"}))
-    assert e.breakdown["optimizer"] == 0.0
-    assert f"{eight.breakdown['optimizer']:.2f} GiB of states live in CUDA managed memory" in " ".join(e.notes)
+    assert e.breakdown["optimizer"] < 0.001  # the norms' states: too small to page
+    assert f"{eight.breakdown['optimizer']:.2f} GiB of its states live in CUDA managed memory" in " ".join(e.notes)
 
 
 def test_prompt_tokens_cost_what_as_many_real_tokens_cost():

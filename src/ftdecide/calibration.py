@@ -100,14 +100,14 @@ class StepConstants:
     # its bookkeeping per tensor; fitted on AdamW8bit), torch SGD (foreach, not fused; one measured run).
     bnb_tensor_ms: float = 0.011
     sgd_tensor_ms: float = 0.21
-    # bitsandbytes' paged optimizers: host time per step beyond their unpaged twins', per parameter tensor (the
-    # prefetch of each state into the GPU) and per GB of managed states (cudaMemPrefetchAsync walks their pages
-    # even when they are resident). Fitted by log-error least squares to 14 paged runs timed alone on an H200
-    # (data/measurements/h200_paged_*_2026-11-30.jsonl): median 6.5% (-13% / +18%) in sample, 8.2% (-16% /
-    # +22%) leaving each run out; the 4 runs of the first batch alone chose a per-GB cost only and missed the
-    # 10 others by a median 16%
-    paged_tensor_ms: float = 0.138
-    paged_ms_per_gb: float = 1.78
+    # bitsandbytes' paged optimizers: host time per step beyond their unpaged twins', per paged tensor (the
+    # prefetch of its states into the GPU; bitsandbytes synchronises after every parameter, so the optimizer
+    # runs on the host's clock) and per GB of managed states (cudaMemPrefetchAsync's driver work grows with the
+    # bytes even when they are resident). Fitted to 22 paged runs timed alone on an H200 (python
+    # benchmarks/fit_paged_time.py): median 8% in sample, 9% leaving each run out; the first 4 runs alone had
+    # missed the next 10 by a median 16%
+    paged_tensor_ms: float = 0.08
+    paged_ms_per_gb: float = 3.2
     # Checkpointing runs the forward (a third of forward + backward) once more: 1.5x the memory-bound
     # passes over activations, and 4/3 of attention's FLOPs (2 forward-equivalents of 6 become 8).
     recompute_traffic: float = 1.5

@@ -244,6 +244,7 @@ class MemoryModel:
     weights: float
     opt_gpu: float
     opt_managed: float  # optimizer states in CUDA managed memory (paged optimizers): outside the peak
+    paged_tensors: int  # parameter tensors whose states are there
     grads: float
     head_grad: float
     opt_transient: float
@@ -375,7 +376,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     notes: list[str] = []
     weights = weight_bytes(arch, cfg, adapter)
     grads = trainable * param_bytes
-    opt = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
+    opt = opt_whole = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
     strategy = cfg.strategy_spec
     share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
     grad_share = share.grads / grads if grads else 1.0
@@ -393,14 +394,17 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(f"not trainable: {why_not}")
     if not method.measured:
         notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
-    opt_gpu = opt
+    opt_gpu, managed, paged_tensors = opt, 0.0, 0
     if cfg.offload_optimizer:
         opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
     elif cfg.optimizer_spec.paged:
-        opt_gpu = 0.0
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, method.trainable_matrices(arch, cfg, mods))
+        # a strategy's share of the states is paged in the same proportion as the whole
+        managed = opt * whole / opt_whole if opt_whole else 0.0
+        opt_gpu = opt - managed
         notes.append(
-            f"paged optimizer: its {opt / GIB:.2f} GiB of states live in CUDA managed memory, outside this peak: on the GPU "
+            f"paged optimizer: {managed / GIB:.2f} GiB of its states live in CUDA managed memory, outside this peak: on the GPU "
             "while it has room, paged to CPU memory (and slower steps) when it has not"
         )
     c = cal.act(strategy.compute_variant(cfg))
@@ -429,7 +433,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     return MemoryModel(
         weights=weights,
         opt_gpu=opt_gpu,
-        opt_managed=opt if cfg.optimizer_spec.paged and not cfg.offload_optimizer else 0.0,
+        opt_managed=managed,
+        paged_tensors=paged_tensors,
         grads=grads,
         head_grad=head_grad,
         opt_transient=_optimizer_transient(arch, cfg, mods),

@@ -40,6 +40,9 @@ StateKind = Literal["adam", "adam_fp32", "blockwise8", "factored", "none"]
 # bitsandbytes quantizes a tensor's states only from this many values on (Optimizer8bit's min_8bit_size)
 BNB_MIN_8BIT_SIZE = 4096
 BNB_BLOCK = 256
+# bitsandbytes 0.50 pages a tensor's states only from this many values on (Optimizer8bit.get_state_buffer:
+# ``p.numel() < 1e5`` gets a plain GPU tensor): LoRA's rank-16 matrices of 4096 columns stay in the allocator
+BNB_MIN_PAGED_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,16 @@ class Optimizer:
         big = sum(r * c * n for r, c, n in mats if r * c >= BNB_MIN_8BIT_SIZE)
         return big * (2.0 + 8.0 / BNB_BLOCK) + (trainable - big) * 8.0
 
+    def paged_bytes(self, param_bytes: float, mats: list[tuple[int, int, int]]) -> tuple[float, int]:
+        """(bytes of state in CUDA managed memory, tensors whose states are there) for the (rows, cols,
+        count) trainable matrices ``mats``: a paged optimizer's tensors of ``BNB_MIN_PAGED_SIZE`` values and
+        more; (0, 0) for the others. Smaller tensors' states are plain GPU tensors, inside the peak."""
+        if not self.paged:
+            return 0.0, 0
+        big = [(r, c, n) for r, c, n in mats if r * c >= BNB_MIN_PAGED_SIZE]
+        values = sum(r * c * n for r, c, n in big)
+        return self.state_bytes(values, param_bytes, big), sum(n for _, _, n in big)
+
     def transient_bytes(self, largest: int, fp32_params: bool) -> float:
         """Bytes the step allocates for a moment, given the largest trainable tensor's values. transformers'
         Adafactor works in fp32 on one parameter at a time, and at its widest moment
@@ -97,13 +110,13 @@ class Optimizer:
         """Bytes the update kernel moves, as passes at the card's bandwidth (0 for the fused kernels)."""
         return getattr(cal.step, self.update_passes) * 4.0 * trainable if self.update_passes else 0.0
 
-    def host_ms(self, tensors: int, managed_bytes: float, cal: "Calibration") -> float:
+    def host_ms(self, tensors: int, paged_tensors: int, managed_bytes: float, cal: "Calibration") -> float:
         """Milliseconds the host spends per step beyond launching kernels: the Python loop over ``tensors``
-        parameter tensors and, for a paged optimizer, prefetching each tensor's states and the
-        ``managed_bytes`` (bytes) of them into the GPU."""
+        parameter tensors and, for a paged optimizer, prefetching the states of ``paged_tensors`` of them,
+        ``managed_bytes`` (bytes) in all, into the GPU."""
         ms = getattr(cal.step, self.tensor_ms) * tensors if self.tensor_ms else 0.0
         if self.paged:
-            ms += cal.step.paged_tensor_ms * tensors + cal.step.paged_ms_per_gb * managed_bytes / 1e9
+            ms += cal.step.paged_tensor_ms * paged_tensors + cal.step.paged_ms_per_gb * managed_bytes / 1e9
         return ms
 
     def kernels(self, tensors: int, kc: "KernelCounts") -> float:

@@ -155,7 +155,7 @@ def step_seconds(
     memory = traffic / (bandwidth_gbs * 1e9)
     mods = method.adapted_modules(arch, cfg)
     launch = _kernels(arch, cfg, mods, cal.kernels) * k.kernel_us / 1e6
-    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.opt_managed, cal) / 1e3
+    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3
     p = k.overlap_p
     gpu = matmul + memory
     offload = 0.0
