@@ -591,6 +591,27 @@ def optimizer_check():
     ]
 
 
+def lever_heldout():
+    """Liger and activation offload on configurations their fitted terms never saw (other models, shapes and
+    methods), each alone on the GPU (six steps), for their memory and their step time.
+    ``bash benchmarks/device_grid.sh data/grids/lever_heldout.jsonl 1 13`` (carry .whl)."""
+    return [
+        probe("llama32_3b", "full_bf16", 1024, 4, True, liger=True, steps=6),
+        probe("qwen25_15b", "full_bf16", 2048, 4, True, liger=True, steps=6),
+        probe("gemma2_2b", "lora", 1024, 4, True, r=16, liger=True, steps=6),
+        probe("qwen25_7b", "lora", 2048, 2, True, r=16, liger=True, steps=6),
+        probe("mistral_7b", "qlora", 2048, 2, True, r=16, liger=True, steps=6),
+        probe("llama31_8b", "dora", 1024, 2, True, r=16, liger=True, steps=6),
+        probe("tinyllama_11b", "full_bf16", 2048, 4, False, liger=True, steps=6),
+        probe("qwen25_15b", "lora", 2048, 4, True, r=16, offload_act=True, steps=6),
+        probe("mistral_7b", "lora", 2048, 2, False, r=16, offload_act=True, steps=6),
+        probe("llama32_1b", "full_bf16", 1024, 4, False, offload_act=True, steps=6),
+        probe("qwen25_3b", "qlora", 2048, 4, True, r=16, offload_act=True, steps=6),
+        probe("gemma2_2b", "lora", 1024, 4, False, r=16, offload_act=True, steps=6),
+        probe("qwen25_15b", "full_bf16", 4096, 2, True, liger=True, offload_act=True, steps=6),
+    ]
+
+
 def multigpu():
     """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
     and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
@@ -691,6 +712,7 @@ def main():
         "paged_timing": paged_timing(),
         "paged_heldout": paged_heldout(),
         "optimizer_check": optimizer_check(),
+        "lever_heldout": lever_heldout(),
         "levers": levers(),
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),
