@@ -1,7 +1,7 @@
 """Refit the constants of the levers (Liger kernel, activation offload) on the runs that switch them on.
 
     python benchmarks/fit_levers.py liger liger_layer_scale liger_saved_h liger_fwd_h
-    python benchmarks/fit_levers.py offload offload_kept_layers
+    python benchmarks/fit_levers.py offload offload_kept_share offload_kept_share_trained
 
 The method's own coefficients stay as fitted without the lever (fit_coefficients.py); this finds the
 :class:`ftdecide.calibration.Calibration` fields named, by bounded least squares on the squared relative

@@ -612,6 +612,21 @@ def lever_heldout():
     ]
 
 
+def offload_heldout():
+    """Activation offload without checkpointing (where what stays on the GPU matters) on models and shapes
+    that chose none of its constants, after they became a share of the layers.
+    ``bash benchmarks/device_grid.sh data/grids/offload_heldout.jsonl 1 7`` (carry .whl)."""
+    return [
+        probe("qwen25_7b", "lora", 2048, 2, False, r=16, offload_act=True, steps=4),
+        probe("llama32_3b", "lora", 2048, 4, False, r=16, offload_act=True, steps=4),
+        probe("phi3_mini", "lora", 1024, 4, False, r=16, offload_act=True, steps=4),
+        probe("qwen25_05b", "full_bf16", 2048, 2, False, offload_act=True, steps=4),
+        probe("llama31_8b", "qlora", 1024, 2, False, r=16, offload_act=True, steps=4),
+        probe("tinyllama_11b", "lora", 2048, 4, False, r=16, offload_act=True, steps=4),
+        probe("qwen25_15b", "full_bf16", 1024, 2, False, offload_act=True, steps=4),
+    ]
+
+
 def multigpu():
     """Issue 11: 28 configurations on 2 GPUs, each run twice: under torchrun with NCCL on two real GPUs
     and under the fake process group on one (benchmarks/device_multigpu.sh). FSDP2, DDP, ZeRO-2 and ZeRO-3;
@@ -713,6 +728,7 @@ def main():
         "paged_heldout": paged_heldout(),
         "optimizer_check": optimizer_check(),
         "lever_heldout": lever_heldout(),
+        "offload_heldout": offload_heldout(),
         "levers": levers(),
         "multigpu": multigpu(),
         "multigpu_single": multigpu_single(),

@@ -271,7 +271,7 @@ class MemoryModel:
     cal: Calibration = DEFAULT
     extra_tokens: int = 0  # positions the method adds to every sequence (prompt tuning)
     seq_bytes: float = 0.0  # bytes per sequence held through the step (prefix tuning's keys and values)
-    kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU
+    kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU (a share of them all)
     gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
     bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
@@ -459,7 +459,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         cal=cal,
         extra_tokens=method.extra_tokens(cfg),
         seq_bytes=method.sequence_bytes(arch, cfg, cal),
-        kept_layers=(cal.offload_kept_layers_trained if method.trains_base else cal.offload_kept_layers)
+        kept_layers=(cal.offload_kept_share_trained if method.trains_base else cal.offload_kept_share) * arch.num_layers
         if cfg.offload_activations
         else None,
         gathered=gathered,
