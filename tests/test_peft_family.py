@@ -308,7 +308,7 @@ def test_levers_held_out(runs):
     """13 lever runs on configurations the lever terms never saw (data/measurements/h200_lever_heldout_*, each
     alone on an H200). Memory: Liger's 8 within -1.0% / +9.8% with nothing refitted; activation offload's 6
     within -5.6% with its kept-layer count, within -1.8% / +2.3% once what stays on the GPU became a share of
-    the layers (chosen on the 13 earlier runs; the constants now are chosen on all 19 and are checked here).
+    the layers (chosen on the 13 earlier runs; the shares now are chosen on 26 runs: -1.1% / +3.6% here).
     Step time: Liger's 8 within a median 13%, all predicted no faster than measured +4%; offload's 6 within
     a median 17%, the checkpointed LoRA and QLoRA ones 39-57% slower than predicted (5-8 ms per layer that
     no term holds)."""
@@ -319,7 +319,7 @@ def test_levers_held_out(runs):
     assert len(held) == 13 and all(d["status"] == "ok" for d in held)
     mem = {k: [e for d, e in zip(held, _errors(held), strict=True) if LEVER[k](d)] for k in ("liger", "offload")}
     assert len(mem["liger"]) == 8 and min(mem["liger"]) >= -0.011 and max(mem["liger"]) <= 0.10
-    assert len(mem["offload"]) == 6 and min(mem["offload"]) >= -0.025 and max(mem["offload"]) <= 0.025
+    assert len(mem["offload"]) == 6 and min(mem["offload"]) >= -0.02 and max(mem["offload"]) <= 0.04
     t = {"liger": [], "offload": []}
     for d in held:
         st = step_seconds(arch_from_record(d), config_from_record(d), h200.bf16_tflops, h200.memory_bandwidth_gbs)
@@ -332,9 +332,25 @@ def test_levers_held_out(runs):
 
 
 def test_offload_keeps_a_share_of_the_layers():
-    """Mistral-7B LoRA without checkpointing, offloaded: 0.12 of its 32 layers' saved bytes stay on the GPU."""
+    """Mistral-7B LoRA without checkpointing, offloaded: a share of its 32 layers' saved bytes stays on the GPU
+    (0.135; 0.226 where the base trains), and the peak holds that share of one step's saved activations."""
+    from ftdecide.calibration import DEFAULT
+
     a = catalog.resolve_model("mistral-7b")
     cfg = TrainConfig(method="lora", seq_len=2048, batch_size=2, gradient_checkpointing=False, offload_activations=True)
     mm = memory_model(a, cfg)
-    assert mm.kept_layers == pytest.approx(0.12 * 32)
-    assert memory_model(a, cfg.model_copy(update={"method": "full"})).kept_layers == pytest.approx(0.24 * 32)
+    assert mm.kept_layers == pytest.approx(DEFAULT.offload_kept_share * 32) == pytest.approx(4.32)
+    assert memory_model(a, cfg.model_copy(update={"method": "full"})).kept_layers == pytest.approx(0.226 * 32)
+    plain = memory_model(a, cfg.model_copy(update={"offload_activations": False}))
+    saved = mm.layer_bytes(2048) * 32 * 4096
+    assert plain.phases(2048, 2, False)["act"] - mm.phases(2048, 2, False)["act"] == pytest.approx(saved * (1 - 0.135))
+
+
+def test_offload_without_checkpointing_on_seven_more_models(runs):
+    """Activation offload without checkpointing on 7 more configurations (Qwen2.5-0.5B/1.5B/7B, Llama-3.2-3B,
+    Phi-3-mini, TinyLlama, Llama-3.1-8B QLoRA; h200_offload_heldout_*): held out from the shares chosen on 19
+    runs (0.12, 0.24) they came within a median 2.6%, -5.6% / +2.7%; the shares were then chosen on all 26.
+    Now within -3.1% / +5.0%, none under the -5% bound (Qwen2.5-7B and Llama-3.1-8B QLoRA the over-estimates)."""
+    rows = [d for d in runs if d["src"] == "h200_offload_heldout_2026-11-30.jsonl"]
+    errs = _errors(rows)
+    assert len(rows) == 7 and min(errs) >= -0.035 and max(errs) <= 0.051
