@@ -157,3 +157,31 @@ def test_no_module_but_the_registry_compares_an_optimizer_name():
                     if any(isinstance(c, ast.Constant) and c.value in names for c in consts):
                         offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_paged_states_that_do_not_fit_beside_the_peak_cost_a_host_round_trip_per_step():
+    """Llama-3.1-8B full fine-tuning with paged 32-bit AdamW on one H100: about 60 GiB of fp32 states beside a
+    plan that leaves less room. What does not fit crosses the host link twice per optimizer step (modelled from
+    the mechanism: no measured run lacked room), spread over the micro-batches of one step, and the plan says so."""
+    from ftdecide.recommend import Scenario, recommend, usable
+    from ftdecide.throughput import paging_seconds
+
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", optimizer="paged_adamw_32bit", dataset_size=10000))
+    full = next(c for c in res.candidates if c.method == "full")
+    a, gpu = catalog.resolve_model("llama-3.1-8b"), catalog.resolve_gpu("h100")
+    managed = memory_model(a, full.config).opt_managed / GIB
+    free = usable(gpu, res.plan.safety_margin) - full.estimate.required_gib
+    over, seconds = paging_seconds(a, full.config, free)
+    assert managed == pytest.approx(8.0 * a.total_params() / GIB, rel=1e-3) and over > 20
+    assert seconds == pytest.approx(2 * over * GIB / (DEFAULT.step.host_link_gbs * 1e9))
+    assert any(n.startswith(f"paged optimizer: {over:.1f} GiB of its states do not fit beside the peak") for n in full.estimate.notes)
+    from ftdecide.recommend import accumulation_steps
+
+    step = step_seconds(a, full.config, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, DEFAULT, gpu.intra_node_gbs, 1)["total"]
+    per_micro = step + seconds / accumulation_steps(full.config.batch_size, 1)
+    assert full.tokens_per_second == pytest.approx(full.config.seq_len * full.config.batch_size / per_micro)
+    # with room (an H200's 141 GB), nothing crosses
+    assert paging_seconds(a, full.config, 200.0) == (0.0, 0.0)
+    # IA3's vectors are all under the paging size: nothing is paged, and the note says so
+    ia3 = estimate_memory(a, TrainConfig(method="ia3", optimizer="paged_adamw_8bit"))
+    assert any("every trainable tensor is under bitsandbytes' paging size" in n for n in ia3.notes)

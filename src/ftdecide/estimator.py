@@ -406,6 +406,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(
             f"paged optimizer: {managed / GIB:.2f} GiB of its states live in CUDA managed memory, outside this peak: on the GPU "
             "while it has room, paged to CPU memory (and slower steps) when it has not"
+            if managed
+            else "paged optimizer: every trainable tensor is under bitsandbytes' paging size (1e5 values), so its states stay "
+            "on the GPU, inside this peak"
         )
     c = cal.act(strategy.compute_variant(cfg))
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)

@@ -53,7 +53,7 @@ from .results import (
     Recommendation,
     accumulation_steps,
 )
-from .throughput import link_gbs, step_seconds, train_flops_per_token
+from .throughput import link_gbs, paging_seconds, step_seconds, train_flops_per_token
 
 __all__ = ["SCHEMA_VERSION", "Scenario", "recommend", "resolve_hardware", "train_config", "validate_scenario"]
 
@@ -285,7 +285,13 @@ def _sized(
     link = link_gbs(gpu, sc.nodes)
     accumulation = accumulation_steps(cfg.batch_size, world)
     step = step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
-    tps = cfg.seq_len * cfg.batch_size / step["total"]
+    over, paging = paging_seconds(arch, cfg, capacity - est.required_gib, cal)
+    if over > 0:
+        est.notes.append(
+            f"paged optimizer: {over:.1f} GiB of its states do not fit beside the peak on {gpu.name}: they cross to host "
+            f"memory and back every optimizer step, about {paging:.2f} s each (modelled, not measured)"
+        )
+    tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
     hours = tokens / (tps * world) / 3600
     mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(

@@ -181,6 +181,16 @@ def step_seconds(
     }
 
 
+def paging_seconds(arch: Arch, cfg: TrainConfig, free_gib: float, cal: Calibration = DEFAULT) -> tuple[float, float]:
+    """(GiB of a paged optimizer's states that do not fit in ``free_gib`` GiB beside the peak, seconds per
+    optimizer step they add). Those pages are not on the GPU when the update needs them: the driver brings
+    them in over the host link and evicts others back, about twice their bytes per step at ``host_link_gbs``.
+    Read from the mechanism, not measured (every paged run measured had room). (0, 0) for the others."""
+    managed = memory_model(arch, cfg, cal).opt_managed / 2**30
+    over = max(0.0, managed - max(0.0, free_gib))
+    return over, 2.0 * over * 2**30 / (cal.step.host_link_gbs * 1e9)
+
+
 def tokens_per_second(
     arch: Arch,
     cfg: TrainConfig,
