@@ -209,7 +209,8 @@ _REGISTRY: dict[str, Optimizer] = {
 
 
 # What recommend suggests when a plan lacks the memory of its optimizer states: 8-bit states on the GPU. The
-# paged optimizers leave the peak too, but page to host memory when the GPU is full, at a cost not modelled.
+# paged optimizers leave the peak too, but where the GPU is full their states cross the host link every step
+# (throughput.paging_seconds: modelled, not measured), which makes them a poor first suggestion.
 MEMORY_LEVER = "adamw8bit"
 
 
