@@ -185,3 +185,16 @@ def test_paged_states_that_do_not_fit_beside_the_peak_cost_a_host_round_trip_per
     # IA3's vectors are all under the paging size: nothing is paged, and the note says so
     ia3 = estimate_memory(a, TrainConfig(method="ia3", optimizer="paged_adamw_8bit"))
     assert any("every trainable tensor is under bitsandbytes' paging size" in n for n in ia3.notes)
+
+
+@pytest.mark.parametrize("key, value", [("optimizer", "lion"), ("strategy", "zero4")])
+def test_an_unknown_name_in_a_batch_file_is_one_line_at_its_line(tmp_path, key, value):
+    """A validator's message reaches the user as written, at the file's line (pydantic's 'Value error, '
+    prefix was leaking through batch files)."""
+    f = tmp_path / "b.yaml"
+    f.write_text(f"- model: llama-3.2-1b\n  gpu: h100\n- model: llama-3.2-1b\n  gpu: h100\n  {key}: {value}\n")
+    r = invoke(["batch", str(f), "--format", "json"])
+    assert r.exit_code == 2 and r.stdout == ""
+    line = r.stderr.strip()
+    assert line.startswith(f"ftdecide: error: {f}:5: scenario 'scenario-2': {key}: unknown {key} '{value}' (choose from ")
+    assert "Value error" not in line and len(r.stderr.strip().splitlines()) == 1

@@ -136,7 +136,7 @@ def validate_scenario(
         kl = key_lines or {}
         at = kl.get(key) or kl.get(key.replace("_", "-")) or line
         label = f"scenario '{name}': " if name else ""
-        what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None
 
 
