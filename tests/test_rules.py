@@ -1,5 +1,6 @@
 import pytest
 
+from conftest import invoke
 from ftdecide import expr, rules
 from ftdecide.errors import InputError
 from ftdecide.recommend import default_rule_paths
@@ -122,3 +123,11 @@ def test_override_and_priority(tmp_path):
     out = rules.evaluate(rs, env)
     assert out.settings["rank"] == 16  # chat-instruction (priority 20) beats the replaced default (priority 0)
     assert out.setting_rule["rank"] == "chat-instruction"
+
+
+def test_an_unknown_method_in_a_rule_file_reads_as_written(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text('version: 1\nrules:\n  - id: x\n    when: "true"\n    prefer: houlsby\n')
+    r = invoke(["rules", "check", str(f)])
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith(f"ftdecide: error: {f}:5:1: prefer: unknown method 'houlsby' (choose from full,")

@@ -54,6 +54,14 @@ def preview(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def error_message(err: dict) -> str:
+    """What one pydantic error says, as ftdecide says it: "unknown field" for a key the model forbids, a
+    validator's own message without pydantic's "Value error, " prefix, pydantic's message otherwise."""
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    return err["msg"].removeprefix("Value error, ")
+
+
 def validation_problem(e, dashes: bool = False) -> str:
     """``field: message`` of the first error of a pydantic ``ValidationError`` (nested fields joined with
     dots; ``dashes``: written as command-line options are, ``seq-len``), or the message alone where no
@@ -62,7 +70,7 @@ def validation_problem(e, dashes: bool = False) -> str:
     where = ".".join(str(x) for x in err["loc"])
     if dashes:
         where = where.replace("_", "-")
-    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+    msg = error_message(err)
     return f"{where}: {msg}" if where else msg
 
 

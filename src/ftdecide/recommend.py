@@ -18,7 +18,7 @@ from . import catalog, methods, optimizers, rulenames, rules, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
-from .errors import InputError, finite
+from .errors import InputError, error_message, finite
 from .levers import liger_problem
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .policy import (
@@ -136,7 +136,7 @@ def validate_scenario(
         kl = key_lines or {}
         at = kl.get(key) or kl.get(key.replace("_", "-")) or line
         label = f"scenario '{name}': " if name else ""
-        what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        what = error_message(err)
         raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None
 
 

@@ -36,7 +36,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import expr, methods
-from .errors import InputError, preview
+from .errors import InputError, error_message, preview
 from .results import Message
 from .yamlio import LineDict, load_yaml
 
@@ -181,7 +181,7 @@ def check_data(data: Any, path: str, schema: dict[str, str]) -> tuple[list[Probl
                 loc = err["loc"]
                 key = loc[0] if loc else None
                 where = ".".join(str(x) for x in loc)
-                msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+                msg = error_message(err)
                 problems.append(Problem(path, _line_of(raw, key), 1, f"{where}: {msg}", rid))
             continue
         if rule.id in seen:
