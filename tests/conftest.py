@@ -8,6 +8,26 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "calibration"
 
 
+def name_comparisons(names, skip) -> list[str]:
+    """``file:line`` of every comparison in src/ftdecide/ against a string constant in ``names`` (alone or in a
+    tuple, list or set), outside the files for which ``skip(path)`` is true: where code tests a registered
+    unit's name instead of asking the unit."""
+    import ast
+
+    root = ROOT / "src" / "ftdecide"
+    out = []
+    for path in root.rglob("*.py"):
+        if skip(path):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    consts = [side] + (list(side.elts) if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [])
+                    if any(isinstance(c, ast.Constant) and c.value in names for c in consts):
+                        out.append(f"{path.relative_to(root)}:{node.lineno}")
+    return out
+
+
 def load_runs(include_shared=True):
     """Every measured run the project keeps, plus shared/calibration when it is beside the checkout."""
     return read_records(ROOT / "data" / "measurements", SHARED if include_shared else None)
