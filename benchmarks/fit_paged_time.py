@@ -17,7 +17,6 @@ sample and leave-one-out, and the errors of the unpaged twins measured beside th
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import statistics
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide.calibration import DEFAULT  # noqa: E402
 from ftdecide.catalog import resolve_gpu  # noqa: E402
-from ftdecide.probe.records import arch_from_record, config_from_record  # noqa: E402
+from ftdecide.probe.records import arch_from_record, config_from_record, read_records  # noqa: E402
 from ftdecide.throughput import step_seconds  # noqa: E402
 
 FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl", "h200_optimizer_check_2026-11-30.jsonl")
@@ -37,10 +36,7 @@ GRID_MS_PER_GB = [i * 0.2 for i in range(0, 31)]  # 0 .. 6 ms/GB
 
 
 def rows() -> list[dict]:
-    out = []
-    for f in FILES:
-        out += [json.loads(line) for line in (ROOT / "data" / "measurements" / f).read_text().splitlines() if line.strip()]
-    return out
+    return [d for d in read_records(ROOT / "data" / "measurements") if d["src"] in FILES]
 
 
 def error(d: dict, tensor_ms: float, ms_per_gb: float) -> float:

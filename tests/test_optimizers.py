@@ -3,25 +3,22 @@ the managed memory the paged runs left on the GPU, their step time against the p
 one place every other module asks."""
 
 import dataclasses
-import json
-import pathlib
 import statistics
 
 import pytest
 
-from conftest import invoke, name_comparisons
+from conftest import invoke, load_runs, name_comparisons
 from ftdecide import catalog, optimizers
 from ftdecide.calibration import DEFAULT, KernelCounts, StepConstants
 from ftdecide.estimator import GIB, TrainConfig, estimate_memory, memory_model, optimizer_bytes
 from ftdecide.probe.records import arch_from_record, config_from_record
 from ftdecide.throughput import step_seconds
 
-MEAS = pathlib.Path(__file__).resolve().parent.parent / "data" / "measurements"
 PAGED_FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl", "h200_optimizer_check_2026-11-30.jsonl")
 
 
 def _rows():
-    return [json.loads(line) for f in PAGED_FILES for line in (MEAS / f).read_text().splitlines() if line.strip()]
+    return [d for d in load_runs(include_shared=False) if d["src"] in PAGED_FILES]
 
 
 @pytest.mark.parametrize("name", optimizers.names())
