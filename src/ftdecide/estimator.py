@@ -119,9 +119,7 @@ class TrainConfig(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
-        if v != "auto" and v not in strategies.names():
-            raise ValueError(f"unknown strategy '{v}' (choose from auto, {', '.join(strategies.names())})")
-        return v
+        return strategies.known(v)
 
     @property
     def world_size(self) -> int:

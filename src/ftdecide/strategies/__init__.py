@@ -157,6 +157,14 @@ def names() -> tuple[str, ...]:
     )
 
 
+def known(name: str) -> str:
+    """``name`` if ``--strategy`` takes it (``auto`` or a strategy's name); a ValueError naming the choices if
+    not (pydantic validators)."""
+    if name != "auto" and name not in names():
+        raise ValueError(f"unknown strategy '{name}' (choose from auto, {', '.join(names())})")
+    return name
+
+
 def get(name: str) -> Strategy:
     _load()
     return _REGISTRY[name]
