@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 from ftdecide import methods
 from ftdecide import catalog
 from ftdecide.calibration import DEFAULT as CAL, Calibration
-from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, optimizer_bytes, weight_bytes
+from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, weight_bytes
+from ftdecide.optimizers import optimizer_bytes
 from ftdecide.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import config_from_record as cfg_of
 from ftdecide import estimator

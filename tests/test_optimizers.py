@@ -10,7 +10,8 @@ import pytest
 from conftest import invoke, load_runs, name_comparisons
 from ftdecide import catalog, optimizers
 from ftdecide.calibration import DEFAULT, KernelCounts, StepConstants
-from ftdecide.estimator import GIB, TrainConfig, estimate_memory, memory_model, optimizer_bytes
+from ftdecide.estimator import GIB, TrainConfig, estimate_memory, memory_model
+from ftdecide.optimizers import optimizer_bytes
 from ftdecide.probe.records import arch_from_record, config_from_record
 from ftdecide.throughput import step_seconds
 

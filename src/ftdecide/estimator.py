@@ -63,7 +63,6 @@ from . import methods, optimizers, strategies
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import InputError, finite
-from .optimizers import optimizer_bytes
 from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 GIB = 2**30
@@ -187,15 +186,6 @@ class MemoryEstimate:
 def weight_bytes(arch: Arch, cfg: TrainConfig, adapter_params: int) -> float:
     """Bytes of the model's parameters (base and adapters) as they sit on the GPU."""
     return cfg.method_spec.weight_bytes(arch, cfg, adapter_params)
-
-
-def _optimizer_transient(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...]) -> float:
-    """Bytes the optimizer step allocates for a moment (:meth:`ftdecide.optimizers.Optimizer.transient_bytes`)."""
-    opt = cfg.optimizer_spec
-    if not opt.transient_bytes(1, False):
-        return 0.0
-    largest = max(r * c for r, c, _ in cfg.method_spec.trainable_matrices(arch, cfg, mods))
-    return opt.transient_bytes(largest, cfg.method_spec.param_bytes(cfg) == 4.0)
 
 
 def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float, cal: Calibration) -> float:
@@ -374,7 +364,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     notes: list[str] = []
     weights = weight_bytes(arch, cfg, adapter)
     grads = trainable * param_bytes
-    opt = opt_whole = optimizer_bytes(arch, cfg, trainable, param_bytes, mods)
+    # the optimizer's per-tensor rules (8-bit states, paging, Adafactor's factoring) read the matrices
+    mats = method.trainable_matrices(arch, cfg, mods)
+    opt = opt_whole = cfg.optimizer_spec.state_bytes(trainable, param_bytes, mats)
     strategy = cfg.strategy_spec
     share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
     grad_share = share.grads / grads if grads else 1.0
@@ -397,7 +389,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
     elif cfg.optimizer_spec.paged:
-        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, method.trainable_matrices(arch, cfg, mods))
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats)
         # a strategy's share of the states is paged in the same proportion as the whole
         managed = opt * whole / opt_whole if opt_whole else 0.0
         opt_gpu = opt - managed
@@ -438,7 +430,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         paged_tensors=paged_tensors,
         grads=grads,
         head_grad=head_grad,
-        opt_transient=_optimizer_transient(arch, cfg, mods),
+        opt_transient=cfg.optimizer_spec.transient_bytes(mats, param_bytes == 4.0),
         layer_base=layer_base,
         layer_eager=layer_eager,
         stored_gc=c.g * arch.hidden_size * arch.num_layers,

@@ -96,15 +96,15 @@ class Optimizer:
         values = sum(r * c * n for r, c, n in big)
         return self.state_bytes(values, param_bytes, big), sum(n for _, _, n in big)
 
-    def transient_bytes(self, largest: int, fp32_params: bool) -> float:
-        """Bytes the step allocates for a moment, given the largest trainable tensor's values. transformers'
-        Adafactor works in fp32 on one parameter at a time, and at its widest moment
+    def transient_bytes(self, mats: list[tuple[int, int, int]], fp32_params: bool) -> float:
+        """Bytes the step allocates for a moment, for the (rows, cols, count) trainable matrices ``mats``.
+        transformers' Adafactor works in fp32 on one parameter at a time, and at its widest moment
         (``p_data_fp32.add_(-update)``) holds the fp32 gradient, the update, the fp32 copy of the parameter
-        and the negated update: 4 x 4 B per value for bf16 parameters; fp32 parameters (and their
-        gradients) need no copies, leaving 2 x 4 B. The others update in place."""
+        and the negated update of the largest: 4 x 4 B per value for bf16 parameters; fp32 parameters (and
+        their gradients) need no copies, leaving 2 x 4 B. The others update in place."""
         if self.states != "factored":
             return 0.0
-        return (8.0 if fp32_params else 16.0) * largest
+        return (8.0 if fp32_params else 16.0) * max(r * c for r, c, _ in mats)
 
     def update_traffic(self, trainable: int, cal: "Calibration") -> float:
         """Bytes the update kernel moves, as passes at the card's bandwidth (0 for the fused kernels)."""
