@@ -17,6 +17,10 @@ from ftdecide.recommend import Scenario, recommend
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # (scenario, method, (rank, alpha) or None, precision, {method: fits}, rules that must fire)
+# The decision tables hold the probe loop's sizes (the reference every fitted term was measured on): they
+# test what the rules and the search decide from sizes; the trainers' own sizes have tests/test_trainers.py.
+LOOP = {"trainer": "loop"}
+
 PLANS = [
     pytest.param(
         dict(model="llama-3.1-8b", gpu="rtx-4090", dataset_size=50_000),
@@ -108,7 +112,7 @@ PLANS = [
 
 @pytest.mark.parametrize("fields, method, shape, precision, fits, fired", PLANS)
 def test_plan(fields, method, shape, precision, fits, fired):
-    res = recommend(Scenario(**fields))
+    res = recommend(Scenario(**{**LOOP, **fields}))
     plan = res.plan
     assert plan.method == method
     assert (plan.lora.rank, plan.lora.alpha) == shape if shape else plan.lora is None
@@ -161,7 +165,7 @@ INFEASIBLE = [
 
 @pytest.mark.parametrize("fields, expected, scale_out", INFEASIBLE)
 def test_alternatives_when_nothing_fits(fields, expected, scale_out):
-    res = recommend(Scenario(**fields))
+    res = recommend(Scenario(**{**LOOP, **fields}))
     assert not res.plan.feasible and res.plan.method is None
     own = [a for a in res.alternatives if a.kind != "scale_out"]
     assert {a.kind: a.details for a in own} == expected
@@ -201,7 +205,9 @@ def test_bigger_gpu_alternative_fits_what_it_says():
     cheaper card of the catalog that is larger than the user's does."""
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=2))
     alt = next(a for a in res.alternatives if a.kind == "gpu")
-    need = estimate_memory(resolve_model("llama-3.1-70b"), TrainConfig(method="qlora", gpus=1)).required_gib
+    need = estimate_memory(
+        resolve_model("llama-3.1-70b"), TrainConfig(method="qlora", gpus=1, trainer="trl", gradient_accumulation=16)
+    ).required_gib
     gpu = resolve_gpu(alt.details["gpu"])
     assert gpu.memory_gib >= need
     assert alt.message == (f"QLoRA needs {need:.1f} GiB: one {gpu.name} ({gpu.memory_gib:g} GiB, ${gpu.price_per_hour}/h) fits it")
@@ -210,7 +216,7 @@ def test_bigger_gpu_alternative_fits_what_it_says():
 def test_smaller_model_is_the_same_generation():
     """Same model_type and vocabulary: every Llama offered to a Llama-3.1 user has Llama 3's tokenizer."""
     for fields in ({"model": "llama-3.1-70b", "gpu": "rtx-4090"}, {"model": "llama-3.1-8b", "gpu_memory": 10}):
-        res = recommend(Scenario(**fields))
+        res = recommend(Scenario(**{**LOOP, **fields}))
         (alt,) = [a for a in res.alternatives if a.kind == "model"]
         assert resolve_model(alt.details["model"]).vocab_size == res.arch.vocab_size == 128_256
 

@@ -107,8 +107,14 @@ def test_peft_and_trl_carry_the_recommendation(plan):
     assert sft["optim"] == optimizers.get(sc["optimizer"]).trainer_name
 
 
+def _sized_for(kind, plan):
+    """The recommendation ``--emit KIND`` writes: sized for the trainer that runs KIND's file."""
+    doc = rec(*plan["_args"], "--trainer", kind)
+    return doc["recommendation"], doc["scenario"]
+
+
 def test_axolotl_uses_documented_keys_and_the_recommendation(plan):
-    r, sc = plan["recommendation"], plan["scenario"]
+    r, sc = _sized_for("axolotl", plan)
     cfg = yaml.safe_load(emit("axolotl", plan, dataset="d.jsonl"))
     assert set(cfg) <= documented("axolotl_keys.txt"), set(cfg) - documented("axolotl_keys.txt")
     assert cfg["base_model"] == sc["model_id"]
@@ -135,7 +141,7 @@ def test_axolotl_uses_documented_keys_and_the_recommendation(plan):
 
 
 def test_llamafactory_uses_documented_keys_and_the_recommendation(plan):
-    r, sc = plan["recommendation"], plan["scenario"]
+    r, sc = _sized_for("llamafactory", plan)
     cfg = yaml.safe_load(emit("llamafactory", plan))
     assert set(cfg) <= documented("llamafactory_keys.txt"), set(cfg) - documented("llamafactory_keys.txt")
     assert cfg["model_name_or_path"] == sc["model_id"]

@@ -228,6 +228,20 @@ class Calibration:
     logits_saved: float = 4.0  # fp32 log-softmax output, per vocab entry per token
     logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
     logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
+    # TRL's fused head (trl 1.16 ``add_fused_lm_head``; python benchmarks/fit_trainers.py --fit): bytes per
+    # hidden value and per token each labelled token holds for backward (its gathered final hidden state in
+    # bf16; its target, log-normaliser and entropy), and bytes per hidden value per token of the hidden
+    # states' gradient that backward accumulates in fp32 and casts back
+    # what eager attention saves more per head per key position per token where the trainer passes an
+    # attention mask (Gemma 2 under TRL and the transformers Trainer)
+    eager_mask_bytes: float = 12.0
+    prefix_mask_bytes: float = 2.0  # prefix tuning's widened mask, per query x key pair per layer (trainers' masks)
+    # bytes per hidden value per token per layer a checkpointed step keeps beyond the loop's under TRL
+    # (fitted; its cause is not isolated: the hf trainer's checkpointed runs need none)
+    fused_head_gc_h: float = 0.5
+    chunk_saved_h: float = 2.0
+    chunk_saved_tok: float = 0.0
+    chunk_bwd_h: float = 16.0
     softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
     # Liger kernel (liger-kernel 0.8.5, _apply_liger_kernel_to_instance as transformers' Trainer calls it),
     # fitted by least squares on the 20 Liger runs of data/measurements/h200_peft_levers_2026-11-29.jsonl

@@ -52,6 +52,7 @@ class BatchFmt(str, Enum):
 class EmitKind(str, Enum):
     peft = "peft"
     trl = "trl"
+    hf = "hf"
     axolotl = "axolotl"
     llamafactory = "llamafactory"
     accelerate = "accelerate"
@@ -83,6 +84,14 @@ OFFLOAD_ACT_OPT = typer.Option(
 )
 # TrainConfig fields that belong to some methods only
 METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets", "adapter_reduction")
+TRAINER_HELP = (
+    "what you will run, which the plan is sized for: trl (TRL SFTTrainer, --emit trl), hf (transformers Trainer), "
+    "axolotl, llamafactory, loop (ftdecide probe's loop)"
+)
+TRAINER_OPT = typer.Option("trl", "--trainer", help=f"{TRAINER_HELP} (default trl)")
+ACCUM_OPT = typer.Option(
+    1, "--gradient-accumulation", help="micro-batches per optimizer step (a trainer holds every gradient between them)"
+)
 GPUS_OPT = typer.Option(1, help="GPUs per node")
 NODES_OPT = typer.Option(1, help="nodes (of --gpus GPUs each)")
 STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3 (auto: FSDP2 on several GPUs here)")
@@ -218,12 +227,13 @@ def recommend(
         None, "--offload-activations/--no-offload-activations", help="size every method with activations offloaded to CPU memory"
     ),
     virtual_tokens: Optional[int] = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})"),
+    trainer: Optional[str] = typer.Option(None, "--trainer", help=f"{TRAINER_HELP} (default: what --emit writes, else trl)"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
     explain: bool = typer.Option(False, help="show the rules fired, assumptions and memory breakdowns"),
     format: Fmt = typer.Option(Fmt.table, "--format"),
     emit: Optional[EmitKind] = typer.Option(
-        None, "--emit", help="also write a training config: peft, trl, axolotl, llamafactory, accelerate, deepspeed"
+        None, "--emit", help="also write a training config: peft, trl, hf, axolotl, llamafactory, accelerate, deepspeed"
     ),
     out: Optional[str] = typer.Option(
         None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"
@@ -258,6 +268,7 @@ def recommend(
         liger=liger,
         offload_activations=offload_activations,
         virtual_tokens=virtual_tokens,
+        trainer=trainer,
     )
     if out is not None and emit is None:
         raise InputError("--out names the file for --emit: give --emit KIND too")
@@ -271,6 +282,7 @@ def recommend(
         raise InputError("--model is required (or 'model:' in --scenario)")
     else:
         sc = validate_scenario(fields)
+    sc = _emit_trainer(sc, emit.value if emit is not None else None)
     res = core(sc)
     if emit is not None:
         from .emit import emit as emit_config
@@ -292,6 +304,19 @@ def recommend(
         from .render import recommendation_table
 
         recommendation_table(res, _console(), explain)
+
+
+def _emit_trainer(sc, kind: Optional[str]):
+    """The scenario sized for what ``--emit kind`` writes: emitting axolotl sizes for axolotl. A trainer
+    named by --trainer or the scenario file that is not the one the file runs is an input error."""
+    from . import trainers
+
+    t = trainers.for_emit(kind) if kind else None
+    if t is None or sc.trainer == t.name:
+        return sc
+    if "trainer" in sc.model_fields_set:
+        raise InputError(f"--emit {kind} writes a file for the {t.name} trainer, but the plan is for --trainer {sc.trainer}: drop one")
+    return sc.model_copy(update={"trainer": t.name})
 
 
 def _write_file(path: str, text: str) -> None:
@@ -316,7 +341,7 @@ def _write_file(path: str, text: str) -> None:
 
 @app.command()
 def estimate(
-    model: str = MODEL_OPT,
+    model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, config.json path, or a size"),
     method: str = METHOD_OPT,
     precision: str = PRECISION_OPT,
     optimizer: str = OPTIMIZER_OPT,
@@ -336,6 +361,11 @@ def estimate(
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
+    trainer: str = TRAINER_OPT,
+    gradient_accumulation: int = ACCUM_OPT,
+    from_json: Optional[str] = typer.Option(
+        None, "--from-json", help="size exactly the plan of a 'recommend --format json' file (its recommendation.config)"
+    ),
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Memory breakdown of one training configuration, per GPU (GiB = 2^30 bytes)."""
@@ -343,8 +373,17 @@ def estimate(
     from .estimator import estimate_memory
     from .render import estimate_json, estimate_table
 
-    arch = resolve_model(model)
-    cfg = _train_config(**_config_fields(locals()))
+    if (model is None) == (from_json is None):
+        raise InputError("give exactly one of --model or --from-json")
+    if from_json is not None:
+        from .probe.records import config_from_recommendation
+        from .yamlio import load_json
+
+        model, cfg = config_from_recommendation(load_json(from_json, "recommendation"), from_json)
+        arch = resolve_model(model)
+    else:
+        arch = resolve_model(model)
+        cfg = _train_config(**_config_fields(locals()))
     why_not = cfg.method_spec.unsupported(arch)
     if why_not:
         raise InputError(why_not)
@@ -376,6 +415,8 @@ def fit(
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
+    trainer: str = TRAINER_OPT,
+    gradient_accumulation: int = ACCUM_OPT,
     format: EstFmt = typer.Option(EstFmt.table, "--format"),
 ) -> None:
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
@@ -404,6 +445,7 @@ def batch(
     format: BatchFmt = typer.Option(BatchFmt.json, "--format"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
     fail_if_infeasible: bool = typer.Option(False, help="exit 1 when any scenario has no feasible plan"),
+    trainer: Optional[str] = typer.Option(None, "--trainer", help=f"{TRAINER_HELP}, for scenarios that name none (default trl)"),
 ) -> None:
     """Recommend for many scenarios in one call: one result each. Exit 2 only for bad input."""
     from .batch import CSV_COLUMNS, csv_row, result_json, run
@@ -411,7 +453,18 @@ def batch(
     from .scenarios import parse_scenarios
     from .yamlio import load_yaml
 
-    results = run(parse_scenarios(load_yaml(file, "scenarios file"), file), file, list(rules))
+    scenarios = parse_scenarios(load_yaml(file, "scenarios file"), file)
+    if trainer is not None:
+        from . import trainers
+
+        try:
+            trainers.known(trainer)
+        except ValueError as e:
+            raise InputError(f"--trainer: {e}") from None
+        scenarios = [
+            (n, sc if "trainer" in sc.model_fields_set else sc.model_copy(update={"trainer": trainer}), ln) for n, sc, ln in scenarios
+        ]
+    results = run(scenarios, file, list(rules))
     if format == BatchFmt.json:
         _json({"schema_version": SCHEMA_VERSION, "results": [result_json(n, r) for n, r in results]})
     else:

@@ -59,7 +59,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import methods, optimizers, strategies
+from . import methods, optimizers, strategies, trainers
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .errors import InputError, finite
@@ -97,6 +97,17 @@ class TrainConfig(BaseModel):
     offload_params: bool = False
     liger: bool = False
     offload_activations: bool = False
+    # what runs the steps (ftdecide.trainers); the core's default is the probe's loop, the reference every
+    # fitted term was measured on; every command defaults to trainers.DEFAULT (TRL)
+    trainer: str = "loop"
+    # micro-batches per optimizer step: with more than one, the trainers that accumulate hold every
+    # gradient while the next micro-batches run
+    gradient_accumulation: int = Field(1, gt=0, le=65536)
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, v: str) -> str:
+        return trainers.known(v)
 
     @field_validator("method")
     @classmethod
@@ -147,6 +158,17 @@ class TrainConfig(BaseModel):
     def optimizer_spec(self) -> optimizers.Optimizer:
         """The registered optimizer this configuration steps with."""
         return optimizers.get(self.optimizer)
+
+    @property
+    def trainer_spec(self) -> trainers.Trainer:
+        """The registered trainer this configuration is sized for."""
+        return trainers.get(self.trainer)
+
+    @property
+    def kbit_prepared(self) -> bool:
+        """A 4-bit base prepared by peft's ``prepare_model_for_kbit_training`` (fp32 embeddings, norms and
+        head) under this trainer."""
+        return self.method_spec.quantized_base and self.trainer_spec.kbit_prepare
 
     @property
     def method_spec(self) -> methods.Method:
@@ -215,7 +237,11 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
-    eager = c.a_e * arch.num_heads if arch.attention == "eager" else 0.0
+    eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
+    if arch.attention == "eager":
+        # a trainer's collated batches carry an attention mask, which eager attention adds to its scores:
+        # one more saved s x s tensor per head (the probe's loop passes none)
+        eager += (c.a_e + (cal.eager_mask_bytes if cfg.trainer_spec.attention_mask else 0.0)) * arch.num_heads
     return layer, eager
 
 
@@ -263,6 +289,10 @@ class MemoryModel:
     gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
     bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
+    loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
+    tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
+    tile_bytes: float = 0.0  # ... of this many bytes each, held in forward and again in backward
+    accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -286,33 +316,46 @@ class MemoryModel:
         fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
         # the end of backward, where every gradient is held and a tied head's two gradients are summed, then
         # the optimizer step (its transient): two moments, the larger counts
+        held = self.accum_grads
+        tile = min(tokens, self.tile_tokens) * self.tile_bytes
         return {
-            "forward": act + logits + self.logits_fwd * tokens + fwd_grad + self.gathered,
-            "backward": act + logits + self.head_grad + self.logits_bwd * tokens + recompute + self.gathered + self.bwd_gathered,
+            "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + held,
+            "backward": act
+            + logits
+            + self.head_grad
+            + self.logits_bwd * tokens
+            + tile
+            + self.loss_bwd_fixed
+            + recompute
+            + self.gathered
+            + self.bwd_gathered
+            + held,
             "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
             "act": act,
             "logits": logits,
             "recompute": recompute,
             "fwd_grad": fwd_grad,
             "tokens": tokens,
+            "tile": tile,
         }
 
     def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
         """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
         p = self.phases(seq_len, batch_size, gc)
         fwd, bwd, opt = p["forward"], p["backward"], p["end"]
-        act, logits, recompute, fwd_grad, tokens = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"]
+        act, logits, recompute, fwd_grad, tokens, tile = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"], p["tile"]
+        acc = self.accum_grads
         if fwd >= bwd and fwd >= opt:
-            over = self.logits_fwd * tokens + self.gathered
-            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad, "overhead": over}
+            over = self.logits_fwd * tokens + tile + self.gathered
+            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad + acc, "overhead": over}
         elif bwd >= opt:
             phase, held = (
                 "backward",
                 {
                     "activations": act,
                     "logits": logits,
-                    "gradients": self.head_grad,
-                    "overhead": self.logits_bwd * tokens + recompute + self.gathered + self.bwd_gathered,
+                    "gradients": self.head_grad + acc,
+                    "overhead": self.logits_bwd * tokens + tile + self.loss_bwd_fixed + recompute + self.gathered + self.bwd_gathered,
                 },
             )
         else:
@@ -351,6 +394,8 @@ class MemoryModel:
 
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
+    trainer = cfg.trainer_spec
+    loss_bwd_fixed = 0.0
     if cfg.liger:
         from .levers import liger_problem
 
@@ -404,12 +449,27 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
     if cfg.liger:
-        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
-        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
-        # (tokens x hidden) for backward, and computes the head's weight gradient there and then. Its
-        # RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
+        # Liger's RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
         i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
         layer_base = max(0.0, layer_base - cal.liger_layer_h * arch.hidden_size - cal.liger_layer_i * i_eff)
+    tile_tokens = tile_bytes = 0.0
+    if trainer.chunked_loss:
+        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
+        # labelled tokens' final hidden states are gathered and held for backward with their targets and
+        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
+        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
+        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
+        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
+        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
+        tile_tokens = float(trainer.chunk_tokens)
+        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
+        if method.trains_base:
+            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
+            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
+    elif cfg.liger:
+        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
+        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
+        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
         logits_saved = cal.liger_saved_h * arch.hidden_size
         logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
         notes.append(
@@ -433,13 +493,13 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         opt_transient=cfg.optimizer_spec.transient_bytes(mats, param_bytes == 4.0),
         layer_base=layer_base,
         layer_eager=layer_eager,
-        stored_gc=c.g * arch.hidden_size * arch.num_layers,
+        stored_gc=(c.g + (cal.fused_head_gc_h if trainer.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
         per_token=c.c_h * arch.hidden_size + logits_saved,
         logits_saved=logits_saved,
         logits_fwd=logits_fwd,
         logits_bwd=logits_bwd,
         logits_block=logits_block,
-        head_grad_in_fwd=cfg.liger and method.trains_base,
+        head_grad_in_fwd=cfg.liger and method.trains_base and not trainer.chunked_loss,
         tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
@@ -458,6 +518,10 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         gathered=gathered,
         bwd_gathered=bwd_gathered,
         end_gathered=end_gathered,
+        loss_bwd_fixed=loss_bwd_fixed,
+        tile_tokens=tile_tokens,
+        tile_bytes=tile_bytes,
+        accum_grads=grads if trainer.accumulates and cfg.gradient_accumulation > 1 else 0.0,
     )
 
 
@@ -491,6 +555,8 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.offload_activations,
         # a strategy's terms may depend on checkpointing (ZeRO-3's frozen base without it)
         cfg.gradient_checkpointing,
+        cfg.trainer,
+        cfg.gradient_accumulation > 1,
     )
     hit = _MODELS.get(key)
     if hit is not None and hit[0] is arch and hit[1] is cal:

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import catalog, methods, optimizers, rulenames, rules, strategies
+from . import catalog, methods, optimizers, rulenames, rules, strategies, trainers
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
@@ -89,6 +89,13 @@ class Scenario(BaseModel):
     virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, ge=1, le=65536)
     adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, ge=1, le=65536)
     rules: tuple[str, ...] = Field((), max_length=64)
+    # what the user will run (ftdecide.trainers): the plan is sized for its memory
+    trainer: str = trainers.DEFAULT
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, v: str) -> str:
+        return trainers.known(v)
 
     @field_validator("strategy")
     @classmethod
@@ -195,6 +202,10 @@ def train_config(
         offload_optimizer=sc.offload_optimizer,
         liger=sc.liger,
         offload_activations=sc.offload_activations,
+        trainer=sc.trainer,
+        # the plan's global batch (accumulation_steps): a trainer that accumulates holds every gradient
+        # while the later micro-batches of a step run
+        gradient_accumulation=accumulation_steps(batch_size, (sc.gpus if gpus is None else gpus) * (sc.nodes if gpus is None else 1)),
     )
 
 

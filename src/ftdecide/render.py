@@ -101,9 +101,16 @@ def _deploy_size(plan: "Plan") -> str:
 # The stack the figures assume, said under every recommendation (not only with --explain): users of
 # Unsloth, torchtune or Liger kernels need less memory than these figures.
 STACK = (
-    "figures for Hugging Face transformers + peft (+ bitsandbytes), sdpa attention (eager for Gemma 2), bf16 autocast",
+    "figures for {trainer} ({versions}{unmeasured}), sdpa attention (eager for Gemma 2), bf16 autocast",
     "levers sized when switched on: --liger, --offload-activations, --optimizer paged_adamw_8bit; not modelled: Unsloth",
 )
+
+
+def stack(res) -> list[str]:
+    """The stack lines of a recommendation: the trainer it was sized for and the versions the figures hold for."""
+    t = res.trainer
+    unmeasured = "; not measured: sized as the " + t.wraps + " trainer" if t.wraps else ""
+    return [STACK[0].format(trainer=t.label, versions=t.versions, unmeasured=unmeasured), *STACK[1:]]
 
 
 def _margin(required: float, total: float) -> str:
@@ -130,7 +137,7 @@ def recommendation_markdown(res: "Recommendation") -> str:
             f"{round(est.peak_allocated_gib, 2):.1f} | {c.micro_batch_size} | {'on' if c.gradient_checkpointing else 'off'} | "
             f"{round(c.tokens_per_second, 1):,.0f} | {hours if c.fits else f'({hours})'} | {cost if c.fits else f'({cost})'} |"
         )
-    lines += ["", f"_{'; '.join(STACK)}; (...): does not fit, the time and cost it would take._"]
+    lines += ["", f"_{'; '.join(stack(res))}; (...): does not fit, the time and cost it would take._"]
     lines.append("")
     lines.append(f"**Recommendation:** {clean(_rec_line(plan))}")
     if plan.reasons:
@@ -190,7 +197,7 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
             style=style,
         )
     console.print(t)
-    for line in STACK:
+    for line in stack(res):
         console.print(f"[dim]{esc(line)}[/dim]")
     if not all(c.fits for c in res.candidates):
         console.print("[dim](...): does not fit; the time and cost it would take[/dim]")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from .estimator import MemoryEstimate, TrainConfig
     from .recommend import Scenario
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,13 @@ class Recommendation:
     emitted: Optional[dict[str, str]] = None
 
     @property
+    def trainer(self):
+        """The trainer the plan was sized for (:mod:`ftdecide.trainers`)."""
+        from . import trainers
+
+        return trainers.get(self.scenario.trainer)
+
+    @property
     def chosen(self) -> Optional[Candidate]:
         return self.plan.candidate
 
@@ -274,7 +281,12 @@ class Recommendation:
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "scenario": self.scenario_json(),
-            "recommendation": self.plan.to_json(),
+            "recommendation": {
+                **self.plan.to_json(),
+                "trainer": self.trainer.describe(),
+                # the plan's one configuration, as estimate --from-json and probe --from-json read it back
+                "config": self.chosen.config.model_dump() if self.chosen else None,
+            },
             "candidates": [c.to_json() for c in self.candidates],
             "warnings": [w.to_json() for w in self.warnings],
             "alternatives": [a.to_json() for a in self.alternatives],

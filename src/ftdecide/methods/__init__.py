@@ -167,6 +167,11 @@ class Method:
         tuning's virtual keys and values)."""
         return 0.0
 
+    def mask_bytes_per_key(self, cal: "Calibration") -> float:
+        """Bytes per token per key position one layer saves because a trainer's attention mask meets the
+        method (prefix tuning: the mask widened over the virtual keys, one copy per layer)."""
+        return 0.0
+
     def workspace_bytes(self, arch: "Arch", mods: tuple[str, ...], coef: "ActCoef", gc: bool) -> float:
         """A transient buffer that does not scale with tokens (QLoRA's dequantised weight)."""
         return 0.0

@@ -33,6 +33,11 @@ class PrefixTuning(SoftTokens):
     def sequence_bytes(self, arch, cfg, cal) -> float:
         return PREFIX_BYTES * self.adapter_params(arch, cfg, ())
 
+    def mask_bytes_per_key(self, cal) -> float:
+        # measured under TRL: the attention mask widened over the virtual keys is kept per layer (about
+        # 2 B per query x key pair: 4 prefix runs, 2,048-8,192 tokens, 3.0-4.0 GiB beyond the loop's terms)
+        return cal.prefix_mask_bytes
+
 
 METHOD = register(
     PrefixTuning(

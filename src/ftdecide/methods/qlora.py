@@ -2,7 +2,9 @@
 
 Weights: 0.5 B per quantised parameter (every nn.Linear but the head), its constants (one 8-bit absmax
 per 64 weights and one fp32 per 256 absmax with double quantisation), 4 B for every other parameter
-(``prepare_model_for_kbit_training`` casts embeddings, norms and head to fp32), plus the fp32 adapters.
+where the trainer runs ``prepare_model_for_kbit_training`` (embeddings, norms and head cast to fp32), 2 B
+where it does not (TRL), plus the adapters at the trainer's ``quantized_adapter_bytes`` (fp32, or bf16
+under TRL, which casts them).
 Memory beyond LoRA's: bitsandbytes' ``MatMul4Bit`` saves its bf16 input for the backward of every
 4-bit linear (``Calibration.qlora_input_bytes`` per input value), and dequantises the largest weight into
 a workspace (fitted bytes per value of the largest linear, with and without checkpointing).
@@ -25,14 +27,19 @@ class QuantizedLora(LoraFamily):
     def weight_bytes(self, arch, cfg, adapter_params: int) -> float:
         q = arch.quantizable_params()
         consts = q / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
-        return q * NF4_BYTES + consts + (arch.total_params() - q) * 4.0 + adapter_params * 4.0
+        rest = 4.0 if cfg.kbit_prepared else 2.0
+        return q * NF4_BYTES + consts + (arch.total_params() - q) * rest + adapter_params * self.param_bytes(cfg)
+
+    def param_bytes(self, cfg) -> float:
+        return cfg.trainer_spec.quantized_adapter_bytes
 
     def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
         saved_inputs = cal.qlora_input_bytes * sum(i * n for i, _, n in arch.linear_shapes().values())
-        if cfg.strategy_spec.bf16_engine:
+        if cfg.strategy_spec.bf16_engine or not cfg.kbit_prepared:
             # measured under DeepSpeed's bf16 engine (ZeRO-2, Qwen2.5-7B QLoRA 1024x4 without checkpointing):
             # 15.6 GiB below the same run under DDP, +21.9% over the estimate with these inputs counted, +1.6%
-            # without them; the engine's recast model (no fp32 parts left by k-bit preparation) keeps none
+            # without them; the engine's recast model (no fp32 parts left by k-bit preparation) keeps none,
+            # and neither does a base no trainer prepared (TRL: measured)
             saved_inputs = 0.0
         return super().layer_extra_bytes(arch, cfg, mods, cal, coef) + saved_inputs
 

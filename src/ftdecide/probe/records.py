@@ -45,6 +45,26 @@ def config_from_record(d: dict) -> TrainConfig:
     )
 
 
+def config_from_trainer_record(d: dict) -> TrainConfig:
+    """The TrainConfig of a record of an emitted trainer file run as is (``benchmarks/trainer_runs.py``:
+    ``data/trainers/``): catalog ``model``, ``trainer``, the method by name, ``accum`` micro-batches per step."""
+    return TrainConfig(
+        trainer=d["trainer"],
+        method=d["method"],
+        precision=d.get("precision", "bf16"),
+        optimizer=d.get("optim", "adamw"),
+        seq_len=d["seq"],
+        batch_size=d["batch"],
+        gradient_checkpointing=bool(d["gc"]),
+        lora_rank=d.get("r") or DEFAULT_LORA.rank,
+        lora_targets=d.get("targets") or DEFAULT_LORA.targets,
+        lora_dropout=d.get("dropout", DEFAULT_LORA.dropout),
+        liger=bool(d.get("liger")),
+        offload_activations=bool(d.get("offload")),
+        gradient_accumulation=int(d.get("accum", 1)),
+    )
+
+
 def arch_from_record(d: dict) -> Arch:
     return arch_from_hf_config(d["hf_config"], d["arch"])
 
@@ -104,6 +124,10 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
         lora = rec.get("lora") or {}
         if not isinstance(lora, dict):
             raise bad("'recommendation.lora' must be an object")
+        if isinstance(rec.get("config"), dict):
+            # schema 1.1: the plan's configuration itself, strategy, GPUs, levers and trainer included
+            return sc["model"], TrainConfig.model_validate(rec["config"])
+        # schema 1.0 documents (no 'config'): what they state of the plan
         method = get(rec["method"])
         cfg = TrainConfig(
             method=method.name,
@@ -115,6 +139,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             lora_rank=lora.get("rank", DEFAULT_LORA.rank),
             lora_targets=lora.get("targets", DEFAULT_LORA.targets),
             lora_dropout=lora.get("dropout", DEFAULT_LORA.dropout),
+            trainer=sc.get("trainer", "loop"),
         )
         return sc["model"], cfg
     except KeyError as e:

@@ -94,8 +94,12 @@ class Strategy:
     def compute_variant(self, cfg: "TrainConfig") -> str:
         """The method variant whose activation coefficients hold under this strategy: the configuration's
         own where the engine computes as one GPU would (autocast over fp32 weights for mixed precision),
-        the method's :meth:`~ftdecide.methods.Method.bf16_engine_variant` where ``bf16_engine``."""
-        return cfg.method_spec.bf16_engine_variant() if self.bf16_engine else cfg.variant
+        the method's :meth:`~ftdecide.methods.Method.bf16_engine_variant` where ``bf16_engine`` or where the
+        trainer leaves a 4-bit base unprepared (no fp32 embeddings, norms or head: TRL)."""
+        if self.bf16_engine or (cfg.method_spec.quantized_base and not cfg.kbit_prepared):
+            # a 4-bit base without k-bit preparation (TRL) keeps no fp32 parts either
+            return cfg.method_spec.bf16_engine_variant()
+        return cfg.variant
 
     def problem(self, cfg: "TrainConfig") -> Optional[str]:
         """Why ``cfg`` cannot run with this strategy (one line), or None."""

@@ -1,0 +1,115 @@
+"""Trainers: what runs the training steps, one module each, registered here, asked by the rest of the code.
+
+A plan is sized for the program the user runs. Two programs that train the same configuration peak
+differently: TRL's ``SFTTrainer`` computes the loss in chunks of 256 tokens and never holds the logits,
+and leaves a 4-bit base's embeddings and head in bf16; the transformers ``Trainer`` runs the model's
+own loss over the full fp32 logits; the probe's loop does what ``shared/calibration/README.md`` says. A
+trainer declares everything in it that moves memory or time, and the estimator, the emitters and the
+commands ask it (no module compares a trainer's name; a test checks):
+
+- ``loss``: ``"logits"`` (the model's loss over the full logits, upcast to fp32) or ``"chunked"`` (a fused
+  head: the head and the loss on tiles of ``chunk_tokens`` x ``chunk_vocab``, recomputed in backward);
+- ``kbit_prepare``: peft's ``prepare_model_for_kbit_training`` on a 4-bit base (embeddings, norms and head
+  cast to fp32), or none;
+- ``quantized_adapter_bytes``: bytes per adapter parameter over a 4-bit base (TRL casts them to bf16);
+- ``attention_mask``: its batches carry an attention mask, which eager attention adds to its scores;
+- ``accumulates``: gradients of earlier micro-batches are held while the next ones run (every trainer
+  of the Hugging Face stack accumulates in ``param.grad``);
+- ``emit``: the ``--emit`` kind that writes its file; ``wraps``: the trainer whose code it runs (its
+  figures hold for it); ``measured``: runs of its own emitted file back its figures;
+- ``versions`` and ``basis``: what the figures hold for, said in the JSON, the table and every emitted file.
+
+Adding a trainer is one module here that calls :func:`register`, its runs in ``data/trainers/`` and a
+line in the tests' table (``tests/test_trainers.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..plugins import import_submodules
+
+DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --emit trl` writes
+
+
+@dataclass(frozen=True)
+class Trainer:
+    name: str
+    label: str
+    summary: str
+    loss: str  # "logits" or "chunked"
+    kbit_prepare: bool
+    quantized_adapter_bytes: float
+    versions: str
+    basis: str
+    emit: Optional[str] = None  # the --emit kind that writes this trainer's file
+    wraps: Optional[str] = None  # the trainer whose code this one runs (not measured on its own)
+    measured: bool = True
+    accumulates: bool = True
+    attention_mask: bool = True  # its batches carry an attention mask (collated, padded per micro-batch)
+    chunk_tokens: int = 0  # a fused head's tile: tokens ...
+    chunk_vocab: int = 0  # ... by vocabulary entries
+
+    @property
+    def chunked_loss(self) -> bool:
+        return self.loss == "chunked"
+
+    def describe(self) -> dict:
+        """The JSON form: what a plan says of the trainer it was sized for."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "versions": self.versions,
+            "measured": self.measured,
+            "basis": self.basis,
+        }
+
+
+_REGISTRY: dict[str, Trainer] = {}
+_LOADED = False
+
+
+def register(trainer: Trainer) -> Trainer:
+    if trainer.loss not in ("logits", "chunked"):
+        raise ValueError(f"trainer {trainer.name}: loss must be 'logits' or 'chunked'")
+    _REGISTRY[trainer.name] = trainer
+    return trainer
+
+
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import_submodules(__name__, __path__)
+
+
+def all_trainers() -> tuple[Trainer, ...]:
+    _load()
+    return tuple(_REGISTRY.values())
+
+
+def names() -> tuple[str, ...]:
+    return tuple(t.name for t in all_trainers())
+
+
+def get(name: str) -> Trainer:
+    _load()
+    return _REGISTRY[name]
+
+
+def known(name: str) -> str:
+    """``name`` if a trainer of that name is registered; a ValueError naming the choices otherwise."""
+    _load()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown trainer '{name}' (choose from {', '.join(names())})")
+    return name
+
+
+def for_emit(kind: str) -> Optional[Trainer]:
+    """The trainer that runs what ``--emit kind`` writes (None: the kind is a launch config, which runs
+    whatever trainer the script it launches uses)."""
+    for t in all_trainers():
+        if t.emit == kind:
+            return t
+    return None

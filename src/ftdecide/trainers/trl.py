@@ -1,0 +1,38 @@
+"""TRL's ``SFTTrainer`` (trl 1.16): what ``recommend --emit trl`` writes, and the default.
+
+Memory, read from its source and measured on its emitted file (``data/trainers/``):
+
+- the loss runs through a fused LM head (``trl.trainer.utils.add_fused_lm_head``, ``loss_type="nll"``):
+  the final hidden states of the tokens that carry a label are gathered and held for backward, and the
+  head and the log-softmax run on tiles of 4,096 tokens x 32,768 vocabulary entries in bf16
+  (``TOKEN_CHUNK_SIZE``, ``_CHUNKED_LOGPROB_CHUNK_SIZE``), folded into per-token statistics; backward
+  recomputes each tile and accumulates the hidden states' gradient in fp32 (the head's too where it
+  trains). No logits are held for the step;
+- no ``prepare_model_for_kbit_training``: a 4-bit base keeps its embeddings, norms and head in bf16,
+  and the adapters over it are cast to bf16 (``param.data.to(torch.bfloat16)``, the QLoRA paper's
+  choice), so their gradients and AdamW states are bf16 too;
+- LoRA over a bf16 base keeps peft's fp32 adapters;
+- gradients accumulate in ``param.grad`` across micro-batches.
+
+With Liger (``use_liger_kernel=True``) TRL applies Liger's layer kernels only
+(``fused_linear_cross_entropy=False``): the fused head stays TRL's.
+"""
+
+from . import Trainer, register
+
+TRAINER = register(
+    Trainer(
+        name="trl",
+        label="TRL SFTTrainer",
+        summary="TRL's SFTTrainer (fused LM head, no k-bit preparation): what --emit trl writes",
+        loss="chunked",
+        chunk_tokens=4096,
+        chunk_vocab=32768,
+        kbit_prepare=False,
+        quantized_adapter_bytes=2.0,
+        emit="trl",
+        versions="trl 1.16, transformers 5.17, peft 0.21, torch 2.11, bitsandbytes 0.50",
+        basis="measured: the emitted TRL script run unmodified on an H100 (data/trainers/), its chunked-loss terms fitted "
+        "on four fifths of the runs and checked on the fifth held out (docs/accuracy.md)",
+    )
+)
