@@ -184,14 +184,20 @@ def test_help_at_80_columns_shows_whole_option_names_and_defaults(command):
 
 
 def test_offload_optimizer_on_recommend_and_fit():
-    d = doc("--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--precision", "mixed", "--offload-optimizer")
+    """Only DeepSpeed ZeRO offloads optimizer states in what ftdecide emits (its ds config's
+    offload_optimizer): there it is sized; elsewhere refused, never sized and then emitted on the GPU."""
+    zero = ("--strategy", "zero2")
+    d = doc("--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--precision", "mixed", "--offload-optimizer", *zero)
     assert d["scenario"]["offload_optimizer"] is True
     full = next(c for c in d["candidates"] if c["method"] == "full")
     assert full["memory"]["breakdown"]["optimizer"] == 0.0
-    r = invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--offload-optimizer", "--format", "json"])
+    r = invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--offload-optimizer", *zero, "--format", "json"])
     off = json.loads(r.stdout)["rows"]
-    on = json.loads(invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--format", "json"]).stdout)["rows"]
+    on = json.loads(invoke(["fit", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", *zero, "--format", "json"]).stdout)["rows"]
     assert off[0]["required_gib_at_1"] < on[0]["required_gib_at_1"]
+    for argv in (["recommend"], ["fit"], ["estimate", "--method", "full"], ["recommend", "--gpus", "2", "--strategy", "fsdp"]):
+        r = invoke([*argv, "--model", "llama-3.1-8b", "--offload-optimizer"] + (["--gpu", "a100-40gb"] if argv[0] != "estimate" else []))
+        assert r.exit_code == 2 and r.stdout == "" and "--offload-optimizer" in r.stderr and "zero" in r.stderr
 
 
 def test_out_needs_emit_and_emit_out_says_what_it_wrote(tmp_path):

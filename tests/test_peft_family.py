@@ -140,7 +140,7 @@ def test_prompt_tokens_cost_what_as_many_real_tokens_cost():
         (["--method", "full", "--ia3-targets", "k_proj"], "full fine-tuning takes no --ia3-targets (it has no options of its own)"),
         (["--method", "prompt", "--virtual-tokens", "4096", "--seq-len", "1024"], "4096 virtual tokens is more than the sequence"),
         (["--method", "prefix", "--gradient-checkpointing"], "prefix tuning does not train with gradient checkpointing"),
-        (["--method", "ia3", "--ia3-targets", "w_proj"], "LoRA target(s) 'w_proj' not in"),
+        (["--method", "ia3", "--ia3-targets", "w_proj"], "IA3 target(s) 'w_proj' not in"),
     ],
 )
 def test_method_options_are_checked(argv, message):

@@ -190,7 +190,7 @@ class Arch(BaseModel):
         return self.total_params() - self.num_layers * (self.layer_expert_params() - routed)
 
     # --- LoRA ---------------------------------------------------------------------------------
-    def resolve_targets(self, targets: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    def resolve_targets(self, targets: str | list[str] | tuple[str, ...], what: str = "LoRA target(s)") -> tuple[str, ...]:
         """Module names of one layer that a LoRA target spec selects.
 
         ``targets`` is ``all-linear``, ``attn``, ``mlp``, ``qv`` or a comma-separated list of module
@@ -212,9 +212,7 @@ class Arch(BaseModel):
             elif m not in out:
                 out.append(m)
         if unknown or not out:
-            raise InputError(
-                f"LoRA target(s) {', '.join(unknown) or targets!r} not in {self.name}; its linear modules are {', '.join(names)}"
-            )
+            raise InputError(f"{what} {', '.join(unknown) or targets!r} not in {self.name}; its linear modules are {', '.join(names)}")
         return tuple(out)
 
     def lora_params(self, rank: int, modules: tuple[str, ...]) -> int:

@@ -291,7 +291,7 @@ def recommend(
         if out is None:
             sys.stdout.write(text)
             return
-        _write_file(out, text)
+        _write_file(out, text, tuple(_inputs_of(res, scenario, list(rules))))
         sys.stderr.write(f"ftdecide: wrote {one_line(out)} ({emit.value} config)\n")
         res = replace(res, emitted={"kind": emit.value, "path": out})
     if format == Fmt.json:
@@ -319,10 +319,25 @@ def _emit_trainer(sc, kind: Optional[str]):
     return sc.model_copy(update={"trainer": t.name})
 
 
-def _write_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` (replacing a regular file); anything else at ``path`` (a FIFO would
-    block, a device never end) is refused before it is opened."""
+def _inputs_of(res, scenario: Optional[str], rules: list) -> list[str]:
+    """Every file ``recommend`` read: the scenario file, every rule file (the defaults, the scenario's,
+    --rules) and the model's config.json."""
+    from .recommend import default_rule_paths
+
+    paths = [p for p in [scenario, *rules, *res.scenario.rules, *default_rule_paths()] if p]
+    for prefix in ("config.json: ", "Hugging Face cache: "):
+        if res.arch.source.startswith(prefix):
+            paths.append(res.arch.source[len(prefix) :])
+    return paths
+
+
+def _write_file(path: str, text: str, inputs: tuple = ()) -> None:
+    """Write ``text`` to ``path`` (replacing a regular file) through a temporary file in its folder and a
+    rename, so a failed write never leaves half a file. Anything else at ``path`` (a FIFO would block, a
+    device never end) is refused before it is opened, and so is a path that is one of the command's
+    ``inputs`` (symbolic links followed): an output must never replace what it was made from."""
     import stat
+    import tempfile
 
     try:
         st = os.stat(path)
@@ -332,11 +347,32 @@ def _write_file(path: str, text: str) -> None:
         raise InputError(f"cannot write ({getattr(e, 'strerror', None) or 'the path holds a NUL byte'})", path) from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise InputError("cannot write: not a regular file", path)
+    target = os.path.realpath(path)
+    for other in inputs:
+        try:
+            same = os.path.realpath(other) == target or (st is not None and os.path.exists(other) and os.path.samefile(other, path))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise InputError(f"cannot write: it is an input of this command ({one_line(str(other))}); choose another --out", path)
+    folder = os.path.dirname(target) or "."
+    tmp = None
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        fd, tmp = tempfile.mkstemp(prefix=".ftdecide-", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, target)
+        tmp = None
     except OSError as e:
         raise InputError(f"cannot write ({e.strerror or e})", path) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 @app.command()
@@ -429,9 +465,13 @@ def fit(
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
     base = _train_config(check_options=False, **_config_fields(locals()))
-    problem = base.strategy_spec.problem(base)
-    if problem:
-        raise InputError(problem)
+    from . import methods
+
+    # the one refusal check: the strategy's, and each method's own (virtual tokens longer than the sequence)
+    for m in methods.all_methods():
+        problem = base.model_copy(update={"method": m.name, "gradient_checkpointing": m.supports_checkpointing}).run_problem()
+        if problem:
+            raise InputError(problem)
     rows = fit_table(arch, hw.memory_gib, seq_len, base)
     if format == EstFmt.json:
         _json(fit_json(arch, hw, gpus, seq_len, rows))
@@ -670,7 +710,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             e.show()
             return 0
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        _error(where + " ".join(e.format_message().split(" ")))
+        # a value is echoed at most as a preview: a 5,000-digit --seq-len must not fill the terminal
+        words = (w if len(w) <= 80 else w[:60] + f"... ({len(w):,} characters)" for w in e.format_message().split(" "))
+        _error(where + " ".join(words))
         return EXIT_INPUT
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("ftdecide: interrupted\n")

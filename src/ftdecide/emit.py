@@ -197,6 +197,11 @@ def _bnb_py(p: _Plan) -> str:
     )
 
 
+def _eval(p: _Plan) -> str:
+    """Evaluate each epoch on the held-out split; not at all where nothing is held out."""
+    return '"epoch"' if p.held_out else '"no"'
+
+
 def _attn(p: _Plan) -> str:
     return p.attn
 
@@ -274,7 +279,7 @@ sft_config = SFTConfig(
     bf16={p.bf16},
     fp16={not p.bf16},
     logging_steps=10,
-    eval_strategy="epoch",
+    eval_strategy={_eval(p)},
     per_device_eval_batch_size={p.micro},
     save_strategy="epoch",
     report_to="none",{_levers_py(p)}{_strategy_py(p)}
@@ -288,8 +293,9 @@ def main(dataset_path: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
-    # the evaluation plan's held-out split, the same examples every run
-    split = load_dataset("json", data_files=dataset_path, split="train").train_test_split(test_size=HELD_OUT, seed=0)
+    data = load_dataset("json", data_files=dataset_path, split="train")
+    # the evaluation plan's held-out split, the same examples every run (none where the data is too small)
+    split = data.train_test_split(test_size=HELD_OUT, seed=0) if HELD_OUT else {{"train": data, "test": None}}
     trainer = SFTTrainer(
         model=model,
         args=sft_config,
@@ -345,7 +351,7 @@ training_args = TrainingArguments(
     bf16={p.bf16},
     fp16={not p.bf16},
     logging_steps=10,
-    eval_strategy="epoch",
+    eval_strategy={_eval(p)},
     per_device_eval_batch_size={p.micro},
     save_strategy="epoch",
     report_to="none",
@@ -385,8 +391,8 @@ def main(dataset_path: str) -> None:
     data = data.map(
         lambda ex: tokenizer(text_of(ex, tokenizer), truncation=True, max_length=MAX_LENGTH), remove_columns=data.column_names
     )
-    # the evaluation plan's held-out split, the same examples every run
-    split = data.train_test_split(test_size=HELD_OUT, seed=0)
+    # the evaluation plan's held-out split, the same examples every run (none where the data is too small)
+    split = data.train_test_split(test_size=HELD_OUT, seed=0) if HELD_OUT else {{"train": data, "test": None}}
     trainer = Trainer(
         model=load_model(),
         args=training_args,
@@ -525,7 +531,7 @@ def emit_llamafactory(p: _Plan) -> str:
         disable_gradient_checkpointing=not p.gc,
         val_size=p.held_out,
         per_device_eval_batch_size=p.micro,
-        eval_strategy="epoch",
+        eval_strategy={_eval(p)},
     )
     if p.spec.trains_base and not p.mixed:
         cfg["pure_bf16"] = p.bf16

@@ -36,6 +36,16 @@ class InputError(Exception):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+def flag(value, name: str, default: bool = False) -> bool:
+    """A boolean read from a file: JSON's ``true``/``false`` only (``None``: ``default``). ``bool()`` would
+    take the string "false" as true; anything but a boolean is a ValueError naming the field."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"'{name}' must be true or false, got {preview(value)}")
+
+
 def one_line(text: str) -> str:
     """``text`` on one line: line breaks become spaces and other control characters (which user input
     may carry into a message or a generated file) are escaped, so nothing can start a new line."""

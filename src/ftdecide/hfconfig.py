@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .arch import Arch
-from .errors import InputError, preview, validation_problem
+from .errors import InputError, flag, preview, validation_problem
 
 # model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
 FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
@@ -77,8 +77,8 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             num_kv_heads=kv,
             head_dim=head_dim,
             vocab_size=cfg["vocab_size"],
-            tie_embeddings=bool(cfg.get("tie_word_embeddings", tie_default)),
-            qkv_bias=bool(cfg.get("attention_bias", bias)) if mt != "qwen2" else True,
+            tie_embeddings=flag(cfg.get("tie_word_embeddings"), "tie_word_embeddings", tie_default),
+            qkv_bias=flag(cfg.get("attention_bias"), "attention_bias", bias) if mt != "qwen2" else True,
             fused_qkv=fused,
             norms_per_layer=norms,
             attention=attn,

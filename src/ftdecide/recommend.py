@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import catalog, methods, optimizers, rulenames, rules, strategies, trainers
 from .arch import Arch
@@ -111,17 +111,20 @@ class Scenario(BaseModel):
     def world_size(self) -> int:
         return self.gpus * self.nodes
 
-    @model_validator(mode="after")
-    def _virtual_tokens_fit(self) -> "Scenario":
-        # only when given: the default is shortened to the sequence for short ones
-        if "virtual_tokens" in self.model_fields_set and self.virtual_tokens > self.seq_len:
-            raise ValueError(f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)")
-        return self
+    @field_validator("virtual_tokens")
+    @classmethod
+    def _virtual_tokens_fit(cls, v: int, info) -> int:
+        # only when given (a field validator runs for given values): the default is shortened to the sequence
+        seq = info.data.get("seq_len")
+        if seq is not None and v > seq:
+            raise ValueError(f"{v} virtual tokens is more than the sequence ({seq} tokens)")
+        return v
 
-    @field_validator("gpu_memory", "budget", "price_per_hour")
+    @field_validator("gpu_memory", "budget", "price_per_hour", mode="before")
     @classmethod
     def _finite(cls, v):
-        return finite(v)
+        # before the bounds: NaN compares false with every bound and would be named as out of range
+        return finite(v) if isinstance(v, float) else v
 
 
 def validate_scenario(
@@ -289,6 +292,12 @@ def _sized(
 ) -> Candidate:
     cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity)
     fits = fits and method.unsupported(arch) is None  # sized, but its library cannot train this model
+    # the one refusal check (TrainConfig.run_problem) every command applies: an explicit --strategy that
+    # cannot run this method (QLoRA under FSDP2, 8-bit AdamW under FSDP2) is sized but never the plan
+    refusal = cfg.run_problem()
+    if refusal and fits:
+        fits = False
+        est.notes.append(f"cannot run as asked: {refusal}")
     tokens = sc.dataset_size * sc.seq_len * epochs
     world = sc.world_size
     link = link_gbs(gpu, sc.nodes)
@@ -404,12 +413,41 @@ def _assumptions(cal: Calibration) -> dict:
     }
 
 
+def _refuse_scenario(sc: Scenario) -> None:
+    """Options no method of the scenario can honour, refused in one line before anything is sized: the
+    strategy's own refusals of the scenario's GPUs and offloads (the same check ``estimate`` makes)."""
+    if sc.offload_optimizer and sc.strategy == "auto":
+        raise InputError(
+            "--offload-optimizer: only DeepSpeed ZeRO offloads optimizer states in what ftdecide emits: "
+            "give --strategy zero1, zero2 or zero3"
+        )
+    if sc.strategy != "auto":
+        cfg = TrainConfig(
+            method=DEFAULT_METHOD,
+            gpus=sc.gpus,
+            nodes=sc.nodes,
+            strategy=sc.strategy,
+            offload_params=sc.offload_params,
+            offload_optimizer=sc.offload_optimizer,
+        )
+        problem = cfg.strategy_spec.problem(cfg)
+        if problem:
+            raise InputError(problem)
+
+
 def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibration = DEFAULT) -> Recommendation:
     """The whole recommendation for ``sc``: every method sized for its GPU, the rules' verdict, the
     plan, and what would make an infeasible plan feasible. ``rule_paths`` extend the defaults and the
     scenario's own ``rules``."""
     arch = catalog.resolve_model(sc.model)
     gpu = resolve_hardware(sc)
+    _refuse_scenario(sc)
+    fp16_master = not gpu.bf16 and sc.precision == "bf16"
+    if fp16_master:
+        # without bf16 the trainers train in fp16, whose grad scaler cannot unscale fp16 weights ("Attempting
+        # to unscale FP16 gradients", torch 2.11 / transformers 5.17): full fine-tuning keeps fp32 master
+        # weights under fp16 autocast, and is sized so
+        sc = sc.model_copy(update={"precision": "mixed"})
     price = sc.price_per_hour if sc.price_per_hour is not None else gpu.price_per_hour
     rs = rules.load_rules(default_rule_paths() + list(sc.rules) + list(rule_paths or []), rulenames.schema())
     all_methods = methods.all_methods()
@@ -466,6 +504,14 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         method = min(allowed, key=lambda m: m.fallback_order)
 
     warnings = list(outcome.warnings)
+    if fp16_master:
+        warnings.append(
+            Message(
+                "fp16-master-weights",
+                f"{gpu.name} has no bf16: full fine-tuning is sized and emitted with fp32 master weights under fp16 autocast "
+                "(fp16 weights cannot be trained with the fp16 grad scaler); adapters train in fp32 over an fp16 base",
+            )
+        )
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
     if sc.world_size > 1:
@@ -520,9 +566,23 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             nodes=sc.nodes,
             safety_margin=margin,
             precision="bf16" if gpu.bf16 else "fp16",
-            evaluation=evaluation_plan(sc, method),
+            evaluation=evaluation_plan(
+                sc, method, accumulation_steps(chosen.micro_batch_size, sc.world_size) * chosen.micro_batch_size * sc.world_size
+            ),
             deployment=deployment_note(arch, sc, method, chosen),
         )
+        trained = sc.dataset_size - plan.evaluation.held_out_examples
+        if plan.global_batch_size > trained:
+            warnings.append(
+                Message(
+                    "global-batch-exceeds-data",
+                    f"the global batch ({plan.global_batch_size:,} examples: micro-batch {chosen.micro_batch_size} x "
+                    f"{plan.gradient_accumulation_steps} accumulation x {sc.world_size:,} GPUs) is more than the "
+                    f"{trained:,} examples to train on: an epoch is less than one optimizer step"
+                    + ("; nothing is held out for evaluation" if plan.evaluation.held_out_examples == 0 else "")
+                    + ": use fewer GPUs or more data",
+                )
+            )
         if plan.global_batch_size != GLOBAL_BATCH:
             warnings.append(
                 Message(
@@ -586,9 +646,12 @@ _TASK_METRIC = {
 }
 
 
-def evaluation_plan(sc: Scenario, method: methods.Method) -> Evaluation:
-    """How to tell whether the fine-tune worked and what it cost in general ability."""
+def evaluation_plan(sc: Scenario, method: methods.Method, global_batch: int = GLOBAL_BATCH) -> Evaluation:
+    """How to tell whether the fine-tune worked and what it cost in general ability. The held-out set
+    never takes so much that training is left without one full step (``global_batch`` examples): with
+    fewer examples than that, nothing is held out (a warning says so)."""
     held_out = min(max(HELD_OUT_MIN, round(HELD_OUT_SHARE * sc.dataset_size)), HELD_OUT_MAX, max(1, sc.dataset_size // HELD_OUT_MAX_SHARE))
+    held_out = max(0, min(held_out, sc.dataset_size - global_batch))
     return Evaluation(
         held_out_examples=held_out,
         task_metric=_TASK_METRIC.get(sc.task, "task metric (exact match, ROUGE or LLM-judge win rate) against the base model"),

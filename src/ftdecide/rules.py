@@ -47,6 +47,26 @@ def _method_name(v: Any) -> Any:
     return v
 
 
+_MODULE = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _targets_spec(v: Optional[str]) -> Optional[str]:
+    """A LoRA target set (all-linear, attn, mlp, qv) or a comma-separated list of module names, checked
+    where the file is read; whether the model has those modules is known only once a model is given."""
+    from .arch import TARGET_SETS
+
+    if v is None or v.strip() in TARGET_SETS or v.strip() in ("all_linear", "all"):
+        return v
+    parts = [t.strip() for t in v.split(",")]
+    bad = [t for t in parts if not _MODULE.match(t)]
+    if bad or not parts:
+        raise ValueError(
+            f"{preview(v)} is not a target set ({', '.join(TARGET_SETS)}) or a comma-separated list of module names "
+            f"(not a name: {preview(bad[0] if bad else v)})"
+        )
+    return v
+
+
 class SetEffect(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rank: Optional[int] = Field(None, gt=0, le=4096)
@@ -62,6 +82,11 @@ class SetEffect(BaseModel):
     epochs: Optional[int] = Field(None, gt=0, le=100)
     # share of each GPU's memory a plan leaves free (another driver, torch version or process)
     safety_margin: Optional[float] = Field(None, ge=0, lt=0.5)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: Optional[str]) -> Optional[str]:
+        return _targets_spec(v)
 
 
 class Rule(BaseModel):

@@ -120,6 +120,19 @@ def _construct_mapping(loader, node, deep=False):
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# Python refuses to convert integers of more than 4,300 digits (a ValueError, not a YAML error); no number
+# ftdecide reads needs more than a few dozen, so a longer one is named where it stands.
+MAX_DIGITS = 100
+
+
+def _construct_int(loader, node):
+    if len(str(node.value)) > MAX_DIGITS:
+        raise yaml.constructor.ConstructorError(None, None, f"a number of {len(str(node.value)):,} characters: too long", node.start_mark)
+    return _Base.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
 
 def _check_events(text: str, path: str) -> None:
     """Refuse alias bombs and deep nesting before anything is constructed. The expanded size is counted
@@ -137,7 +150,14 @@ def _check_events(text: str, path: str) -> None:
             open_nodes[-1][1] += n
         if total > MAX_EXPANDED_NODES:
             raise InputError(
-                f"expands to more than {MAX_EXPANDED_NODES:,} nodes through its aliases (alias bomb?)", path, mark.line + 1, mark.column + 1
+                (
+                    f"expands to more than {MAX_EXPANDED_NODES:,} nodes through its aliases (alias bomb?)"
+                    if aliases
+                    else f"more than {MAX_EXPANDED_NODES:,} values: too large for a file ftdecide reads"
+                ),
+                path,
+                mark.line + 1,
+                mark.column + 1,
             )
 
     for ev in yaml.parse(text, Loader=_Base):
@@ -208,8 +228,48 @@ def load_json(path: str, what: str = "JSON file"):
             d[k] = v
         return d
 
+    return parse_json(text, path, _no_dupes)
+
+
+class _BadNumber(Exception):
+    def __init__(self, message: str, needle: str):
+        super().__init__(message)
+        self.needle = needle
+
+
+def parse_json(text: str, path: str, object_pairs_hook=None, line: int | None = None):
+    """Parse JSON ``text`` from ``path``: standard JSON only (no NaN or Infinity) and no integer longer than
+    :data:`MAX_DIGITS`; errors name ``file:line:column`` (``line``: the line of a JSON-lines file)."""
+
+    def too_long(s: str):
+        if len(s) > MAX_DIGITS:
+            raise _BadNumber(f"a number of {len(s):,} digits: too long", s[: MAX_DIGITS + 1])
+        return int(s)
+
+    def finite(s: str):
+        if len(s) > MAX_DIGITS:
+            raise _BadNumber(f"a number of {len(s):,} characters: too long", s[: MAX_DIGITS + 1])
+        v = float(s)
+        if v in (float("inf"), float("-inf")):
+            raise _BadNumber(f"{s} is too large for a number", s)
+        return v
+
+    def constant(s: str):
+        raise _BadNumber(f"{s} is not a JSON number", s)
+
+    def where(msg: str, needle: str):
+        import re
+
+        i = text.find(needle) if needle else -1
+        ln = text.count("\n", 0, i) + 1 if i >= 0 else 1
+        col = i - text.rfind("\n", 0, i) if i >= 0 else 1
+        key = re.search(r'"([^"\\]{1,100})"\s*:\s*$', text[max(0, i - 200) : i]) if i >= 0 else None
+        return InputError(f"{key.group(1)}: {msg}" if key else msg, path, line or ln, col)
+
     try:
-        return json.loads(text, object_pairs_hook=_no_dupes)
+        return json.loads(text, object_pairs_hook=object_pairs_hook, parse_int=too_long, parse_float=finite, parse_constant=constant)
+    except _BadNumber as e:
+        raise where(str(e), e.needle) from None
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON ({e.msg})", path, e.lineno, e.colno) from None
     except RecursionError:

@@ -31,7 +31,7 @@ class IA3(Method):
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         names = arch.linear_shapes()
         if cfg.ia3_targets != "default":
-            return arch.resolve_targets(cfg.ia3_targets)
+            return arch.resolve_targets(cfg.ia3_targets, what="IA3 target(s)")
         if "qkv_proj" in names:
             keys: tuple[str, ...] = ("qkv_proj",)
         elif arch.family in QUERY_FAMILIES:

@@ -13,6 +13,7 @@ from ..arch import Arch
 from ..estimator import TrainConfig
 from ..hfconfig import arch_from_hf_config
 from ..policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
+from ..errors import flag
 from ..methods import from_variant, get, names, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
@@ -31,7 +32,7 @@ def config_from_record(d: dict) -> TrainConfig:
         optimizer=d.get("optim", "adamw"),
         seq_len=d["seq"],
         batch_size=d["batch"],
-        gradient_checkpointing=bool(d["gc"]),
+        gradient_checkpointing=flag(d["gc"], "gc"),
         lora_rank=d.get("r") or DEFAULT_LORA.rank,
         lora_targets=d.get("targets") or DEFAULT_LORA.targets,
         lora_dropout=d.get("dropout") or 0.0,
@@ -40,8 +41,8 @@ def config_from_record(d: dict) -> TrainConfig:
         adapter_reduction=d.get("reduction") or DEFAULT_ADAPTER_REDUCTION,
         gpus=int(d.get("world_size") or 1),
         strategy=d.get("strategy") or "auto",
-        liger=bool(d.get("liger")),
-        offload_activations=bool(d.get("offload_act")),
+        liger=flag(d.get("liger"), "liger"),
+        offload_activations=flag(d.get("offload_act"), "offload_act"),
     )
 
 
@@ -55,12 +56,12 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
         optimizer=d.get("optim", "adamw"),
         seq_len=d["seq"],
         batch_size=d["batch"],
-        gradient_checkpointing=bool(d["gc"]),
+        gradient_checkpointing=flag(d["gc"], "gc"),
         lora_rank=d.get("r") or DEFAULT_LORA.rank,
         lora_targets=d.get("targets") or DEFAULT_LORA.targets,
         lora_dropout=d.get("dropout", DEFAULT_LORA.dropout),
-        liger=bool(d.get("liger")),
-        offload_activations=bool(d.get("offload")),
+        liger=flag(d.get("liger"), "liger"),
+        offload_activations=flag(d.get("offload"), "offload"),
         gradient_accumulation=int(d.get("accum", 1)),
     )
 
@@ -135,7 +136,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             optimizer=sc.get("optimizer", "adamw"),
             seq_len=sc["seq_len"],
             batch_size=rec["micro_batch_size"],
-            gradient_checkpointing=bool(rec["gradient_checkpointing"]),
+            gradient_checkpointing=flag(rec["gradient_checkpointing"], "recommendation.gradient_checkpointing"),
             lora_rank=lora.get("rank", DEFAULT_LORA.rank),
             lora_targets=lora.get("targets", DEFAULT_LORA.targets),
             lora_dropout=lora.get("dropout", DEFAULT_LORA.dropout),

@@ -16,7 +16,7 @@ def records_from_grid(path: str) -> list[dict]:
     InputError names the line of a bad one."""
     from pydantic import ValidationError
 
-    from ..yamlio import read_text
+    from ..yamlio import parse_json, read_text
     from .records import arch_from_record, config_from_record
 
     out = []
@@ -24,7 +24,10 @@ def records_from_grid(path: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            try:
+                rec = parse_json(line, path, line=i)
+            except InputError as e:
+                raise e.at(prefix="not a probe record: ") from None
             if not isinstance(rec, dict):
                 raise ValueError("not a JSON object")
             arch_from_record(rec), config_from_record(rec)
@@ -88,7 +91,6 @@ def _measured(records: list[dict]) -> Iterator[dict]:
     """Each record measured: a several-GPU record on that many local GPUs through torchrun where the machine
     has them (one record per torchrun), otherwise in this process (several GPUs as rank 0 under the fake
     process group)."""
-    import json
     import subprocess
     import sys
     import tempfile

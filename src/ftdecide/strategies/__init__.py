@@ -105,6 +105,13 @@ class Strategy:
         """Why ``cfg`` cannot run with this strategy (one line), or None."""
         if cfg.offload_params and not self.shards_parameters:
             return f"--offload-params needs sharded parameters: {self.label} keeps a full copy on every GPU (use fsdp or zero3)"
+        if cfg.offload_optimizer and self.engine != "deepspeed":
+            # no emitted trainer offloads optimizer states outside DeepSpeed: a plan sized without them on the
+            # GPU would be emitted with them there
+            return (
+                f"--offload-optimizer: {self.label} keeps the optimizer states on the GPU in what ftdecide emits "
+                "(use zero1, zero2 or zero3)"
+            )
         return None
 
     def launch_problem(self, arch: "Arch", cfg: "TrainConfig") -> Optional[str]:
