@@ -202,3 +202,49 @@ def test_nan_budget_and_virtual_tokens_name_themselves(tmp_path):
 
 def test_ia3_targets_are_called_ia3_targets():
     one_line_error(invoke(["estimate", "--model", "llama-3.2-1b", "--method", "ia3", "--ia3-targets", "w_proj"]), "IA3 target(s) 'w_proj'")
+
+
+# 8. each family's keys and defaults, as its transformers config class reads them ------------------------
+def _arch(cfg):
+    from ftdecide.hfconfig import arch_from_hf_config
+
+    return arch_from_hf_config(cfg)
+
+
+def test_a_stray_expert_key_on_a_dense_family_is_ignored():
+    from ftdecide.catalog import resolve_model
+
+    dense = resolve_model("llama-2-7b").to_hf_config()
+    a = _arch({**dense, "num_local_experts": 8, "num_experts": 8})
+    assert not a.is_moe and a.total_params() == resolve_model("llama-2-7b").total_params()
+
+
+@pytest.mark.parametrize(
+    "model_type, kv, head_dim, experts, per_token",
+    [
+        # transformers 5.17's config defaults: MistralConfig/MixtralConfig num_key_value_heads=8, MixtralConfig
+        # num_local_experts=8 and num_experts_per_tok=2, Qwen2MoeConfig 16 heads for keys and values, 60
+        # experts, 4 a token; LlamaConfig and Phi3Config as many as the attention heads; GemmaConfig 16 and
+        # head_dim 256; Gemma2Config 4 and 256; Qwen3Config 32 and 128
+        ("mistral", 8, 128, 0, 0),
+        ("mixtral", 8, 128, 8, 2),
+        ("qwen2_moe", 16, 128, 60, 4),
+        ("llama", 32, 128, 0, 0),
+        ("phi3", 32, 128, 0, 0),
+        ("gemma", 16, 256, 0, 0),
+        ("gemma2", 4, 256, 0, 0),
+        ("qwen3", 32, 128, 0, 0),
+    ],
+)
+def test_missing_keys_take_the_familys_defaults(model_type, kv, head_dim, experts, per_token):
+    a = _arch(
+        {
+            "model_type": model_type,
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 32,
+            "vocab_size": 32000,
+        }
+    )
+    assert (a.num_kv_heads, a.head_dim, a.num_experts, a.experts_per_token) == (kv, head_dim, experts, per_token)

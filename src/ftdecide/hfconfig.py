@@ -23,6 +23,28 @@ FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
     "mixtral": (False, False, 2, "sdpa"),
     "qwen2_moe": (True, False, 2, "sdpa"),
 }
+# What transformers' config class of each family (transformers 5.17, models/<family>/configuration_*.py)
+# takes for a key a config.json leaves out. num_key_value_heads None: as many as the attention heads;
+# head_dim None: hidden_size // heads; experts: the family's own key for its expert count (a key of another
+# family is ignored, as the class ignores it), its default and the experts per token.
+DEFAULTS: dict[str, dict] = {
+    "llama": {"kv": None, "head_dim": None, "tie": False},
+    "mistral": {"kv": 8, "head_dim": None, "tie": False},
+    "qwen2": {"kv": 32, "head_dim": None, "tie": False},
+    "qwen3": {"kv": 32, "head_dim": 128, "tie": False},
+    "gemma": {"kv": 16, "head_dim": 256, "tie": True},
+    "gemma2": {"kv": 4, "head_dim": 256, "tie": True},
+    "phi3": {"kv": None, "head_dim": None, "tie": False},
+    "mixtral": {"kv": 8, "head_dim": None, "tie": False, "experts": ("num_local_experts", 8, 2)},
+    "qwen2_moe": {
+        "kv": 16,
+        "head_dim": None,
+        "tie": False,
+        "experts": ("num_experts", 60, 4),
+        "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632,
+    },
+}
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 _OPTIONAL_INTS = (
     "num_key_value_heads",
@@ -45,8 +67,6 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if not isinstance(mt, str) or mt not in FAMILIES:
         raise InputError(f"{name}: model_type {preview(mt)} is not supported (supported: {', '.join(sorted(FAMILIES))})")
     missing = [k for k in _REQUIRED if k not in cfg]
-    if mt == "qwen2_moe" and "moe_intermediate_size" not in cfg:
-        missing.append("moe_intermediate_size")
     if missing:
         raise InputError(f"{name}: model config is missing {', '.join(missing)}")
     for k in _REQUIRED:
@@ -61,11 +81,13 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if path_name is not None and not isinstance(path_name, str):
         raise InputError(f"{name}: '_name_or_path' must be a string, got {preview(path_name)}")
     bias, fused, norms, attn = FAMILIES[mt]
+    d = DEFAULTS[mt]
     heads = cfg["num_attention_heads"]
-    kv = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    tie_default = mt in ("gemma", "gemma2")
-    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
+    kv = cfg.get("num_key_value_heads") or d["kv"] or heads
+    head_dim = cfg.get("head_dim") or d["head_dim"] or cfg["hidden_size"] // heads
+    tie_default = d["tie"]
+    expert_key, expert_default, per_token_default = d.get("experts", (None, 0, 0))
+    experts = (cfg.get(expert_key) or expert_default) if expert_key else 0
     try:
         return Arch(
             name=cfg.get("_name_or_path") or name,
@@ -83,9 +105,11 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             norms_per_layer=norms,
             attention=attn,
             num_experts=experts,
-            experts_per_token=cfg.get("num_experts_per_tok", 2 if experts else 0) if experts else 0,
-            moe_intermediate_size=cfg.get("moe_intermediate_size", 0) if mt == "qwen2_moe" else 0,
-            shared_expert_intermediate_size=cfg.get("shared_expert_intermediate_size", 0) if mt == "qwen2_moe" else 0,
+            experts_per_token=(cfg.get("num_experts_per_tok") or per_token_default) if experts else 0,
+            moe_intermediate_size=(cfg.get("moe_intermediate_size") or d["moe_intermediate_size"]) if "moe_intermediate_size" in d else 0,
+            shared_expert_intermediate_size=(cfg.get("shared_expert_intermediate_size") or d["shared_expert_intermediate_size"])
+            if "shared_expert_intermediate_size" in d
+            else 0,
             source=name,
         )
     except ValueError as e:
