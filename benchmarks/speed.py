@@ -13,6 +13,9 @@
    lengths x 4 micro-batches x 3 ranks x checkpointing on/off) for 2 s; the search path
    (``memory_model(...).required_gib(seq, batch, gc)``) the same way; and ``fit_table`` for one model
    and GPU (the work of ``ftdecide fit``).
+3. Batch. ``ftdecide batch`` of 10,000 scenarios (the cap) over 6 models, 6 GPUs, 1-8 GPUs, 8 tasks and
+   dataset sizes from 200 to 2,000,000, JSON out to /dev/null: wall time and peak RSS (the issue's target:
+   under 60 s and 300 MB on the 2-core development machine). ``--batch-only`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -111,10 +114,44 @@ def core() -> dict[str, float]:
     }
 
 
+def batch(n: int = 10_000) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of ``ftdecide batch`` over ``n`` varied scenarios, in a child process."""
+    import random
+    import resource
+    import tempfile
+
+    rng = random.Random(0)
+    models = ["llama-3.1-8b", "qwen2.5-7b", "mistral-7b", "llama-3.2-3b", "gemma-2-9b", "llama-3.1-70b"]
+    gpus = ["rtx-4090", "a100-80gb", "h100", "l4", "a10g", "l40s"]
+    tasks = ["chat", "instruction", "style", "classification", "domain", "code", "math", "continued-pretraining"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        for _ in range(n):
+            fh.write(
+                f"- {{model: {rng.choice(models)}, gpu: {rng.choice(gpus)}, gpus: {rng.choice([1, 1, 2, 4, 8])}, "
+                f"task: {rng.choice(tasks)}, dataset_size: {rng.choice([200, 2000, 20000, 200000, 2000000])}}}\n"
+            )
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        subprocess.run(
+            [sys.executable, "-m", "ftdecide", "batch", fh.name],
+            stdout=sink,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )
+    seconds = time.perf_counter() - t0
+    os.unlink(fh.name)
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--batch-only", action="store_true")
     args = ap.parse_args()
+    if args.batch_only:
+        seconds, rss = batch()
+        print(f"Batch: 10,000 scenarios in {seconds:.1f} s, peak RSS {rss:.0f} MB")
+        return
     c = cold(args.runs)
     base, with_models, one_model, rec = c.values()
     print(f"Cold process, median of {args.runs} interleaved runs ({sys.executable}):")
@@ -127,6 +164,8 @@ def main() -> None:
     print("Core loop:")
     for k, v in core().items():
         print(f"  {k:<55} {v:,.1f}")
+    seconds, rss = batch()
+    print(f"Batch: 10,000 scenarios in {seconds:.1f} s, peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -187,9 +187,11 @@ def test_a_malformed_targets_value_is_a_rules_check_problem(tmp_path):
 def test_many_plain_values_are_not_called_an_alias_bomb(tmp_path):
     f = tmp_path / "many.yaml"
     f.write_text("- 1\n" * 100_001)
-    r = invoke(["batch", str(f)])
+    r = invoke(["rules", "check", str(f)])
     one_line_error(r, "more than 100,000 values")
     assert "alias" not in r.stderr
+    # a batch file takes up to its cap of scenarios, and says so past it
+    one_line_error(invoke(["batch", str(f)]), "100,001 scenarios: at most 10,000 in one call")
 
 
 def test_nan_budget_and_virtual_tokens_name_themselves(tmp_path):

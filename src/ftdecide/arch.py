@@ -32,6 +32,21 @@ _FUSED_ALIASES = {
 }
 
 
+_MEMO: dict[tuple[int, str], tuple] = {}
+
+
+def _memo(arch, name: str, compute):
+    """``compute()`` for a frozen architecture, once: keyed on the object's identity (checked, so a recycled
+    id() is never served another object's value). Sizing asks these a million times in a 10,000-scenario batch."""
+    key = (id(arch), name)
+    hit = _MEMO.get(key)
+    if hit is None or hit[0] is not arch:
+        if len(_MEMO) > 8192:
+            _MEMO.clear()
+        hit = _MEMO[key] = (arch, compute())
+    return hit[1]
+
+
 class Arch(BaseModel):
     """Dimensions of a decoder-only language model (a Hugging Face ``config.json``, normalised)."""
 
@@ -94,7 +109,11 @@ class Arch(BaseModel):
     def linear_shapes(self) -> dict[str, tuple[int, int, int]]:
         """``{module: (in_features, out_features, count_per_layer)}`` of the nn.Linear modules in one
         layer (the ones peft's ``all-linear`` matches). Fused MoE experts are 3-D parameters in
-        transformers 5, not nn.Linear, so they are not listed: LoRA does not reach them."""
+        transformers 5, not nn.Linear, so they are not listed: LoRA does not reach them. The same dict
+        every call (the architecture is frozen): callers read it, never change it."""
+        return _memo(self, "linear_shapes", self._linear_shapes)
+
+    def _linear_shapes(self) -> dict[str, tuple[int, int, int]]:
         h, q, kv = self.hidden_size, self.q_dim, self.kv_dim
         shapes: dict[str, tuple[int, int, int]] = {}
         if self.fused_qkv:
@@ -167,6 +186,9 @@ class Arch(BaseModel):
 
     def total_params(self) -> int:
         """All parameters (tied embeddings counted once), as ``sum(p.numel())`` over the model."""
+        return _memo(self, "total_params", self._total_params)
+
+    def _total_params(self) -> int:
         per_layer = self.layer_linear_params() + self.layer_expert_params() + self.layer_other_params()
         return self.num_layers * per_layer + self.embedding_params() + self.head_params() + self.hidden_size
 

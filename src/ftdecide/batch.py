@@ -6,7 +6,7 @@ before anything is computed, so that one result per scenario comes out or none.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import InputError, one_line
 
@@ -38,18 +38,19 @@ CSV_COLUMNS = (
 )
 
 
-def run(scenarios: list[tuple[str, Any, int]], path: str, rule_paths: list[str]) -> list[tuple[str, "Recommendation"]]:
-    """(name, recommendation) of every scenario; an InputError names the scenario. Rule files are
-    parsed once for the whole batch (:func:`ftdecide.rules.load_rules` keeps them while unchanged)."""
+def run(scenarios: list[tuple[str, Any, int]], path: str, rule_paths: list[str]) -> Iterator[tuple[str, "Recommendation"]]:
+    """(name, recommendation) of each scenario in turn, one at a time (a caller that writes each result
+    as it comes holds one); an InputError names the scenario. Rule files are parsed once for the whole
+    batch (:func:`ftdecide.rules.load_rules` keeps them while unchanged), and scenarios that share a model,
+    GPU and sizing share their memory searches (:func:`ftdecide.recommend._fit_config`)."""
     from .recommend import recommend
 
-    results = []
     for name, sc, line in scenarios:
         try:
-            results.append((name, recommend(sc, rule_paths)))
+            res = recommend(sc, rule_paths)
         except InputError as e:
             raise e.at(path, line, prefix=f"scenario '{name}': ") from None
-    return results
+        yield name, res
 
 
 def result_json(name: str, res: "Recommendation") -> dict:

@@ -46,6 +46,7 @@ class EstFmt(str, Enum):
 
 class BatchFmt(str, Enum):
     json = "json"
+    jsonl = "jsonl"
     csv = "csv"
 
 
@@ -482,7 +483,7 @@ def fit(
 @app.command()
 def batch(
     file: str = typer.Argument(..., help="YAML: a list of scenarios (recommend's options, plus an optional name)"),
-    format: BatchFmt = typer.Option(BatchFmt.json, "--format"),
+    format: BatchFmt = typer.Option(BatchFmt.json, "--format", help="json (one document), jsonl (one result a line) or csv"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable)"),
     fail_if_infeasible: bool = typer.Option(False, help="exit 1 when any scenario has no feasible plan"),
     trainer: Optional[str] = typer.Option(None, "--trainer", help=f"{TRAINER_HELP}, for scenarios that name none (default trl)"),
@@ -493,7 +494,9 @@ def batch(
     from .scenarios import parse_scenarios
     from .yamlio import load_yaml
 
-    scenarios = parse_scenarios(load_yaml(file, "scenarios file"), file)
+    from .yamlio import BATCH_MAX_NODES
+
+    scenarios = parse_scenarios(load_yaml(file, "scenarios file", BATCH_MAX_NODES), file)
     if trainer is not None:
         from . import trainers
 
@@ -504,20 +507,61 @@ def batch(
         scenarios = [
             (n, sc if "trainer" in sc.model_fields_set else sc.model_copy(update={"trainer": trainer}), ln) for n, sc, ln in scenarios
         ]
-    results = run(scenarios, file, list(rules))
-    if format == BatchFmt.json:
-        _json({"schema_version": SCHEMA_VERSION, "results": [result_json(n, r) for n, r in results]})
-    else:
-        import csv
+    # Results go to a spool file as they come (memory holds one) and reach stdout only once every scenario
+    # has a result: bad input found at scenario 9,000 still prints nothing but its one line.
+    import shutil
+    import tempfile
 
-        w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for n, r in results:
-            w.writerow(csv_row(n, r))
-    bad = [n for n, r in results if not r.plan.feasible]
+    bad: list[str] = []
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, _progress(len(scenarios)) as advance:
+        if format == BatchFmt.csv:
+            import csv
+
+            w = csv.DictWriter(spool, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            w.writeheader()
+        elif format == BatchFmt.json:
+            spool.write(f'{{\n  "schema_version": {json.dumps(SCHEMA_VERSION)},\n  "results": [')
+        for i, (n, r) in enumerate(run(scenarios, file, list(rules))):
+            if format == BatchFmt.csv:
+                w.writerow(csv_row(n, r))
+            elif format == BatchFmt.jsonl:
+                spool.write(json.dumps({"schema_version": SCHEMA_VERSION, **result_json(n, r)}, allow_nan=False) + "\n")
+            else:
+                doc = json.dumps(result_json(n, r), indent=2, allow_nan=False)
+                spool.write(("," if i else "") + "\n    " + doc.replace("\n", "\n    "))
+            if not r.plan.feasible:
+                bad.append(n)
+            advance()
+        if format == BatchFmt.json:
+            spool.write("\n  ]\n}\n")
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout)
     if fail_if_infeasible and bad:
         sys.stderr.write(f"ftdecide: {len(bad)} scenario(s) infeasible: {one_line(', '.join(bad))}\n")
         raise typer.Exit(1)
+
+
+class _progress:
+    """A progress bar on stderr while a batch runs, when stderr is a terminal (never in a pipe or CI)."""
+
+    def __init__(self, total: int):
+        self.total, self.bar = total, None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and self.total > 1:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            task = self.bar.add_task("scenarios", total=self.total)
+            return lambda: self.bar.advance(task)
+        return lambda: None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
 
 
 @app.command("mix")

@@ -562,7 +562,7 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
     if hit is not None and hit[0] is arch and hit[1] is cal:
         return hit[2]
     mm = _build_memory_model(arch, cfg, cal)
-    if len(_MODELS) > 4096:
+    if len(_MODELS) > 32768:  # a batch of many scenarios builds tens of thousands; each is about a kilobyte
         _MODELS.clear()
     _MODELS[key] = (arch, cal, mm)
     return mm

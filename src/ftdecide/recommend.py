@@ -212,7 +212,51 @@ def train_config(
     )
 
 
+# What a scenario's sizing reads (train_config): scenarios of a batch that agree on these, the model, the
+# GPU and the method share one search, so a batch of many scenarios costs little more per scenario than
+# its rules and its text.
+_SIZING_FIELDS = (
+    "precision",
+    "optimizer",
+    "seq_len",
+    "virtual_tokens",
+    "adapter_reduction",
+    "gpus",
+    "nodes",
+    "strategy",
+    "offload_params",
+    "offload_optimizer",
+    "liger",
+    "offload_activations",
+    "trainer",
+)
+_FIT_CACHE: dict[tuple, tuple] = {}
+
+
 def _fit_config(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    cal: Calibration,
+    strategy: Optional[str] = None,
+    capacity: Optional[float] = None,
+):
+    """:func:`_search_fit`, remembered across the scenarios of a process (keyed on the architecture and
+    calibration objects, checked, and on every field the search reads); the estimate is a copy, since
+    callers add notes to it."""
+    key = (id(arch), id(cal), gpu.memory_gib, method.name, lora, strategy, capacity, *(getattr(sc, f) for f in _SIZING_FIELDS))
+    hit = _FIT_CACHE.get(key)
+    if hit is None or hit[0] is not arch or hit[1] is not cal:
+        if len(_FIT_CACHE) > 20_000:
+            _FIT_CACHE.clear()
+        hit = _FIT_CACHE[key] = (arch, cal, _search_fit(arch, gpu, sc, method, lora, cal, strategy, capacity))
+    cfg, est, fits = hit[2]
+    return cfg, replace(est, notes=list(est.notes), breakdown=dict(est.breakdown)), fits
+
+
+def _search_fit(
     arch: Arch,
     gpu: GPU,
     sc: Scenario,
@@ -278,6 +322,21 @@ def _candidate(
     return best
 
 
+_STEP_CACHE: dict[tuple, tuple] = {}
+
+
+def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int) -> dict:
+    """:func:`ftdecide.throughput.step_seconds`, remembered across the scenarios of a process (the
+    configuration is frozen and hashable; the architecture and calibration by identity, checked)."""
+    key = (id(arch), id(cal), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation)
+    hit = _STEP_CACHE.get(key)
+    if hit is None or hit[0] is not arch or hit[1] is not cal:
+        if len(_STEP_CACHE) > 32768:
+            _STEP_CACHE.clear()
+        hit = _STEP_CACHE[key] = (arch, cal, step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation))
+    return hit[2]
+
+
 def _sized(
     arch: Arch,
     gpu: GPU,
@@ -302,7 +361,7 @@ def _sized(
     world = sc.world_size
     link = link_gbs(gpu, sc.nodes)
     accumulation = accumulation_steps(cfg.batch_size, world)
-    step = step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
+    step = _step(arch, cfg, gpu, cal, link, accumulation)
     over, paging = paging_seconds(arch, cfg, capacity - est.required_gib, cal)
     if over > 0:
         est.notes.append(

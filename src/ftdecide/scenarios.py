@@ -65,6 +65,11 @@ def _fields(mapping: dict, path: str) -> tuple[dict[str, Any], dict[str, int]]:
     return {_key(k): v for k, v in mapping.items()}, {_key(k): n for k, n in lines.items()}
 
 
+# Scenarios one `batch` call takes: each is a whole recommendation (a few ms when its model and GPU
+# repeat), and 99,000 ran 11 minutes at 10 GB before the cap. benchmarks/speed.py times a full batch.
+MAX_SCENARIOS = 10_000
+
+
 def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
     """(name, validated Scenario, line) of each scenario of a parsed scenarios file (``batch``)."""
     from .recommend import validate_scenario
@@ -84,6 +89,9 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
             raise InputError("'defaults' must be a mapping", path, getattr(data, "key_lines", {}).get("defaults", 1))
     if not isinstance(items, list) or not items:
         raise InputError("expected a list of scenarios (or 'scenarios:' holding one)", path, 1)
+    if len(items) > MAX_SCENARIOS:
+        line = getattr(items[MAX_SCENARIOS], "line", None)
+        raise InputError(f"{len(items):,} scenarios: at most {MAX_SCENARIOS:,} in one call (split the file)", path, line)
     out = []
     names: set[str] = set()
     for i, raw in enumerate(items, 1):

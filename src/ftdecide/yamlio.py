@@ -24,6 +24,7 @@ MAX_DEPTH = 64
 # Nodes a document may hold once every alias is expanded: a rule file of a few hundred rules has a few
 # thousand; anything that walks the data (validation, str(), repr()) walks the expanded tree.
 MAX_EXPANDED_NODES = 100_000
+BATCH_MAX_NODES = 1_000_000  # scenarios files: 10,000 scenarios of a few dozen fields, still under 1 MiB
 
 try:  # the C loader is several times faster and just as safe
     _Base = yaml.CSafeLoader  # type: ignore[attr-defined]
@@ -134,7 +135,7 @@ def _construct_int(loader, node):
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-def _check_events(text: str, path: str) -> None:
+def _check_events(text: str, path: str, max_nodes: int = MAX_EXPANDED_NODES) -> None:
     """Refuse alias bombs and deep nesting before anything is constructed. The expanded size is counted
     from the events: each anchor remembers how many nodes its value expands to, and each alias adds that
     many, so the count is the size of the tree the loader would hand over."""
@@ -142,23 +143,22 @@ def _check_events(text: str, path: str) -> None:
     sizes: dict[str, int] = {}  # anchor -> expanded nodes
     open_nodes: list[list] = []  # [anchor, expanded nodes so far] of each open collection
     total = 0
+    # what aliases add is held to MAX_EXPANDED_NODES whatever the file's own limit (``max_nodes``, larger
+    # for batch files of many scenarios written out): a bomb is caught as early in every file
+    by_alias = 0
 
-    def add(n: int, mark) -> None:
-        nonlocal total
+    def add(n: int, mark, alias: bool = False) -> None:
+        nonlocal total, by_alias
         total += n
+        by_alias += n if alias else 0
         if open_nodes:
             open_nodes[-1][1] += n
-        if total > MAX_EXPANDED_NODES:
+        if by_alias > MAX_EXPANDED_NODES:
             raise InputError(
-                (
-                    f"expands to more than {MAX_EXPANDED_NODES:,} nodes through its aliases (alias bomb?)"
-                    if aliases
-                    else f"more than {MAX_EXPANDED_NODES:,} values: too large for a file ftdecide reads"
-                ),
-                path,
-                mark.line + 1,
-                mark.column + 1,
+                f"expands to more than {MAX_EXPANDED_NODES:,} nodes through its aliases (alias bomb?)", path, mark.line + 1, mark.column + 1
             )
+        if total > max_nodes:
+            raise InputError(f"more than {max_nodes:,} values: too large for a file ftdecide reads", path, mark.line + 1, mark.column + 1)
 
     for ev in yaml.parse(text, Loader=_Base):
         m = ev.start_mark
@@ -166,7 +166,7 @@ def _check_events(text: str, path: str) -> None:
             aliases += 1
             if aliases > MAX_ALIASES:
                 raise InputError(f"more than {MAX_ALIASES} YAML aliases (alias bomb?)", path, m.line + 1, m.column + 1)
-            add(sizes.get(ev.anchor, 1), m)
+            add(sizes.get(ev.anchor, 1), m, alias=True)
         elif isinstance(ev, yaml.ScalarEvent):
             if ev.anchor:
                 sizes[ev.anchor] = 1
@@ -184,10 +184,10 @@ def _check_events(text: str, path: str) -> None:
                 open_nodes[-1][1] += n
 
 
-def parse_yaml(text: str, path: str):
+def parse_yaml(text: str, path: str, max_nodes: int = MAX_EXPANDED_NODES):
     """Parse YAML text from ``path`` (used in messages) with the safe loader."""
     try:
-        _check_events(text, path)
+        _check_events(text, path, max_nodes)
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
     except InputError:
         raise
@@ -204,9 +204,10 @@ def parse_yaml(text: str, path: str):
         raise InputError("nested too deeply", path) from None
 
 
-def load_yaml(path: str, what: str = "YAML file"):
-    """Read and parse a YAML file (see module docstring for what is refused)."""
-    return parse_yaml(read_text(path, what), path)
+def load_yaml(path: str, what: str = "YAML file", max_nodes: int = MAX_EXPANDED_NODES):
+    """Read and parse a YAML file (see module docstring for what is refused); ``max_nodes``: the most
+    values it may expand to (a batch file of 10,000 scenarios holds several hundred thousand)."""
+    return parse_yaml(read_text(path, what), path, max_nodes)
 
 
 def load_package_yaml(path: str):

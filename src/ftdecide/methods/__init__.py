@@ -243,6 +243,7 @@ def register(method: Method) -> Method:
     if method.name in _REGISTRY:
         raise RuntimeError(f"method '{method.name}' registered twice")
     _REGISTRY[method.name] = method
+    _ORDERED.clear()
     for p in method.precisions:
         _VARIANTS[method.variant(p)] = (method, p)
     return method
@@ -255,15 +256,22 @@ def _load() -> None:
         import_submodules(__name__, __path__)
 
 
+_ORDERED: dict[str, tuple] = {}  # the methods and their names in output order; emptied when one registers
+
+
 def all_methods() -> tuple[Method, ...]:
     """Every registered method in the order the outputs list them (``display_order``, then name)."""
     _load()
-    return tuple(sorted(_REGISTRY.values(), key=lambda m: (m.display_order, m.name)))
+    if not _ORDERED:
+        ordered = tuple(sorted(_REGISTRY.values(), key=lambda m: (m.display_order, m.name)))
+        _ORDERED.update(methods=ordered, names=tuple(m.name for m in ordered))
+    return _ORDERED["methods"]
 
 
 def names() -> tuple[str, ...]:
     """Names of every registered method, in output order."""
-    return tuple(m.name for m in all_methods())
+    all_methods()
+    return _ORDERED["names"]
 
 
 def get(name: str) -> Method:
