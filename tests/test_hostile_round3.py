@@ -250,3 +250,34 @@ def test_missing_keys_take_the_familys_defaults(model_type, kv, head_dim, expert
         }
     )
     assert (a.num_kv_heads, a.head_dim, a.num_experts, a.experts_per_token) == (kv, head_dim, experts, per_token)
+
+
+# 2. bounded batches --------------------------------------------------------------------------------------
+def test_a_bad_scenario_after_good_ones_prints_nothing_but_its_line(tmp_path):
+    f = tmp_path / "b.yaml"
+    f.write_text("scenarios:\n" + "  - {model: llama-3.2-1b, gpu: l4}\n" * 5 + "  - {model: nonesuch-9b}\n")
+    one_line_error(invoke(["batch", str(f)]), "b.yaml:7:", "scenario 'scenario-6'", "unknown model")
+
+
+def test_batch_streams_one_result_a_line_as_jsonl(tmp_path):
+    f = tmp_path / "b.yaml"
+    f.write_text(
+        "scenarios:\n" + "".join(f"  - {{name: s{i}, model: llama-3.2-1b, gpu: l4, dataset_size: {1000 + i}}}\n" for i in range(3))
+    )
+    r = invoke(["batch", str(f), "--format", "jsonl"])
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and [json.loads(x)["name"] for x in lines] == ["s0", "s1", "s2"]
+    assert all(json.loads(x)["schema_version"] == "1.1" for x in lines)
+    whole = json.loads(invoke(["batch", str(f)]).stdout)
+    assert [x["name"] for x in whole["results"]] == ["s0", "s1", "s2"]
+    assert whole["results"][1] == json.loads(lines[1])
+
+
+def test_more_scenarios_than_the_cap_are_refused_at_the_first_one_past_it(tmp_path):
+    f = tmp_path / "b.yaml"
+    f.write_text("defaults: {model: llama-3.2-1b}\nscenarios:\n" + "  - {}\n" * 10_001)
+    one_line_error(invoke(["batch", str(f)]), "b.yaml:10003:", "10,001 scenarios: at most 10,000 in one call")
+
+
+def test_mix_takes_at_most_a_thousand_tasks():
+    one_line_error(invoke(["mix", *(f"t{i}=10" for i in range(1001))]), "1,001 tasks: at most 1,000")

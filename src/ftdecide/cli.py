@@ -525,7 +525,7 @@ def batch(
             if format == BatchFmt.csv:
                 w.writerow(csv_row(n, r))
             elif format == BatchFmt.jsonl:
-                spool.write(json.dumps({"schema_version": SCHEMA_VERSION, **result_json(n, r)}, allow_nan=False) + "\n")
+                spool.write(json.dumps(result_json(n, r), allow_nan=False) + "\n")  # each carries its schema_version
             else:
                 doc = json.dumps(result_json(n, r), indent=2, allow_nan=False)
                 spool.write(("," if i else "") + "\n    " + doc.replace("\n", "\n    "))
