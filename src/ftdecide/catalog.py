@@ -139,6 +139,27 @@ def _is_file(path: str) -> bool:
         return False
 
 
+def _from_config_file(path: str) -> Arch:
+    """The architecture of a ``config.json`` file; a refused field is placed at its line in the file."""
+    import re
+
+    from .yamlio import read_text
+
+    data = load_json(path, "config.json")
+    try:
+        return arch_from_hf_config(data, path)
+    except InputError as e:
+        key = re.search(r"'([A-Za-z_][A-Za-z0-9_]*)'", e.message)
+        if e.line is None and key:
+            text = read_text(path, "config.json")
+            i = text.find(f'"{key.group(1)}"')
+            if i >= 0:
+                line, col = text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
+                message = e.message[len(path) + 2 :] if e.message.startswith(f"{path}: ") else e.message
+                raise InputError(message, path, line, col) from None
+        raise
+
+
 def resolve_model(spec: str) -> Arch:
     """A path to a ``config.json`` (or a folder holding one); a Hugging Face id ``org/name`` found in the
     local cache (see :mod:`ftdecide.hfcache`); a catalog name or alias; or a bare size such as ``13b`` (a
@@ -150,7 +171,7 @@ def resolve_model(spec: str) -> Arch:
     looks_like_path = spec.endswith(".json") or (os.sep in spec and os.path.exists(spec)) or _is_file(os.path.join(spec, "config.json"))
     if looks_like_path:
         path = os.path.join(spec, "config.json") if os.path.isdir(spec) else spec
-        arch = arch_from_hf_config(load_json(path, "config.json"), path)
+        arch = _from_config_file(path)
         return arch.model_copy(update={"source": f"config.json: {path}", "model_id": os.path.dirname(os.path.abspath(path))})
     if "/" in spec:
         from .hfcache import find_config

@@ -483,6 +483,7 @@ def _refuse_scenario(sc: Scenario) -> None:
     if sc.strategy != "auto":
         cfg = TrainConfig(
             method=DEFAULT_METHOD,
+            optimizer=sc.optimizer,
             gpus=sc.gpus,
             nodes=sc.nodes,
             strategy=sc.strategy,
