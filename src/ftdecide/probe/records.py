@@ -127,7 +127,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             raise bad("'recommendation.lora' must be an object")
         if isinstance(rec.get("config"), dict):
             # schema 1.1: the plan's configuration itself, strategy, GPUs, levers and trainer included
-            return sc["model"], TrainConfig.model_validate(rec["config"])
+            return sc["model"], TrainConfig.model_validate(rec["config"], strict=True)  # JSON booleans only, as elsewhere
         # schema 1.0 documents (no 'config'): what they state of the plan
         method = get(rec["method"])
         cfg = TrainConfig(
