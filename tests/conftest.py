@@ -71,3 +71,21 @@ def invoke(argv, env=None) -> CliResult:
             else:
                 os.environ[k] = v
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def recommend_doc(*args) -> dict:
+    """``ftdecide recommend ARGS --format json``, parsed (the run must succeed)."""
+    import json
+
+    r = invoke(["recommend", *args, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def estimate_doc(*args) -> dict:
+    """``ftdecide estimate ARGS --format json``, parsed (the run must succeed)."""
+    import json
+
+    r = invoke(["estimate", *args, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)

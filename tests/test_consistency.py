@@ -7,19 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import invoke
-
-
-def doc(*args):
-    r = invoke(["recommend", *args, "--format", "json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
-def estimate(*args):
-    r = invoke(["estimate", *args, "--format", "json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
+from conftest import estimate_doc as estimate, invoke, recommend_doc as doc
 
 
 def emitted(kind, *args):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, invoke, name_comparisons
+from conftest import ROOT, estimate_doc as est, invoke, name_comparisons, recommend_doc as doc
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -19,18 +19,6 @@ from ftdecide.estimator import TrainConfig, estimate_memory  # noqa: E402
 from ftdecide.recommend import Scenario, recommend  # noqa: E402
 
 import fit_trainers  # noqa: E402  (benchmarks/: the held-out split and the error, one home)
-
-
-def doc(*args):
-    r = invoke(["recommend", *args, "--format", "json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
-def est(*args):
-    r = invoke(["estimate", *args, "--format", "json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
 
 
 # --- the registry -----------------------------------------------------------------------------------

@@ -197,6 +197,30 @@ def _bnb_py(p: _Plan) -> str:
     )
 
 
+def _trainer_args_py(p: _Plan) -> str:
+    """The arguments TRL's SFTConfig and transformers' TrainingArguments share, first in both files."""
+    return f"""    output_dir={_py(p.output_dir)},
+    num_train_epochs={p.epochs},
+    per_device_train_batch_size={p.micro},
+    gradient_accumulation_steps={p.accum},
+    learning_rate={p.lr!r},
+    lr_scheduler_type={_py(SCHEDULER)},
+    warmup_steps={WARMUP_RATIO},  # below 1: a share of the steps (transformers 5 removed warmup_ratio)
+    optim={_py(p.optim)},"""
+
+
+def _trainer_tail_py(p: _Plan) -> str:
+    """Precision, logging, evaluation and saving: the same keys in both trainers' arguments."""
+    return f"""
+    bf16={p.bf16},
+    fp16={not p.bf16},
+    logging_steps=10,
+    eval_strategy={_eval(p)},
+    per_device_eval_batch_size={p.micro},
+    save_strategy="epoch",
+    report_to="none","""
+
+
 def _eval(p: _Plan) -> str:
     """Evaluate each epoch on the held-out split; not at all where nothing is held out."""
     return '"epoch"' if p.held_out else '"no"'
@@ -266,23 +290,9 @@ HELD_OUT = {p.held_out}  # examples held out for evaluation (the recommendation'
 {_peft_config_py(p)}
 
 sft_config = SFTConfig(
-    output_dir={_py(p.output_dir)},
-    num_train_epochs={p.epochs},
-    per_device_train_batch_size={p.micro},
-    gradient_accumulation_steps={p.accum},
-    learning_rate={p.lr!r},
-    lr_scheduler_type={_py(SCHEDULER)},
-    warmup_steps={WARMUP_RATIO},  # below 1: a share of the steps (transformers 5 removed warmup_ratio)
-    optim={_py(p.optim)},
+{_trainer_args_py(p)}
     max_length={p.seq},
-    gradient_checkpointing={p.gc},
-    bf16={p.bf16},
-    fp16={not p.bf16},
-    logging_steps=10,
-    eval_strategy={_eval(p)},
-    per_device_eval_batch_size={p.micro},
-    save_strategy="epoch",
-    report_to="none",{_levers_py(p)}{_strategy_py(p)}
+    gradient_checkpointing={p.gc},{_trainer_tail_py(p)}{_levers_py(p)}{_strategy_py(p)}
 )
 
 
@@ -339,22 +349,8 @@ GRADIENT_CHECKPOINTING = {p.gc}
 {_peft_config_py(p)}
 
 training_args = TrainingArguments(
-    output_dir={_py(p.output_dir)},
-    num_train_epochs={p.epochs},
-    per_device_train_batch_size={p.micro},
-    gradient_accumulation_steps={p.accum},
-    learning_rate={p.lr!r},
-    lr_scheduler_type={_py(SCHEDULER)},
-    warmup_steps={WARMUP_RATIO},  # below 1: a share of the steps
-    optim={_py(p.optim)},
-    gradient_checkpointing=GRADIENT_CHECKPOINTING,
-    bf16={p.bf16},
-    fp16={not p.bf16},
-    logging_steps=10,
-    eval_strategy={_eval(p)},
-    per_device_eval_batch_size={p.micro},
-    save_strategy="epoch",
-    report_to="none",
+{_trainer_args_py(p)}
+    gradient_checkpointing=GRADIENT_CHECKPOINTING,{_trainer_tail_py(p)}
     remove_unused_columns=False,{_levers_hf(p)}{_strategy_py(p)}
 )
 
