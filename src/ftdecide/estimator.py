@@ -44,6 +44,14 @@ Terms (each is a key of ``MemoryEstimate.breakdown``)
     one recomputed layer, Adafactor's fp32 work on its largest tensor), so that ``peak_allocated`` is the
     true maximum of the step.
 
+Trainers (:mod:`ftdecide.trainers`, ``TrainConfig.trainer``): the terms above are the probe loop's
+(``loop``, the default of this module). The transformers Trainer (``hf``) adds what accumulation holds
+(every gradient while the later micro-batches of a step run) and what its attention masks make eager
+attention and prefix tuning keep. TRL (``trl``, every command's default) has no logits term: its fused LM
+head holds the labelled tokens' hidden states, one tile of the head at a time and the hidden states'
+gradient in fp32 (``chunk_*`` constants), and a 4-bit base without k-bit preparation (bf16 embeddings,
+norms, head and adapters).
+
 ``required_gib`` adds the CUDA context (``Calibration.cuda_context_gib``) and the caching allocator's
 fragmentation (``allocator_headroom`` of the peak plus ``logits_block_headroom`` of the fp32 logits
 block), which the card must have free beyond the peak allocation.
@@ -219,7 +227,7 @@ def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float
     sharded strategies' fitted end terms hold theirs)."""
     if not (arch.tie_embeddings and cfg.method_spec.trains_base):
         return 0.0
-    if cfg.liger:
+    if cfg.liger and not cfg.trainer_spec.chunked_loss:  # under TRL's fused head Liger runs its layer kernels only
         return cal.liger_tied_head_grad * head_grad
     if grad_share < 1.0 or cfg.strategy_spec.engine != "torch":
         return 0.0
