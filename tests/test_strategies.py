@@ -444,3 +444,12 @@ def test_more_gpus_never_hold_more_per_gpu(model, method, precision, strategy, n
     p_few, p_many = few.phases(seq, batch, gc), many.phases(seq, batch, gc)
     for moment in ("forward", "backward", "end"):
         assert p_many[moment] + many.weights + many.opt_gpu <= p_few[moment] + few.weights + few.opt_gpu + 1.0, moment
+
+
+def test_no_module_compares_a_strategy_name():
+    """The estimator, recommender, results and probe ask the strategy (``single_gpu``, ``probe_runner``,
+    ``strategies.is_auto``); only the strategies package names them."""
+    from conftest import name_comparisons
+    from ftdecide import strategies
+
+    assert name_comparisons(set(strategies.names()) | {strategies.AUTO}, skip=lambda path: "strategies" in path.parts) == []

@@ -430,7 +430,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     launch = strategy.launch_problem(arch, cfg)
     if launch:
         notes.append(launch)
-    if cfg.world_size > 1 or strategy.name != "single":
+    if cfg.world_size > 1 or not strategy.single_gpu:
         notes.append(f"{strategy.label}: {strategy.basis}")
     why_not = method.unsupported(arch)
     if why_not:

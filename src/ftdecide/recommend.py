@@ -301,7 +301,7 @@ def _candidate(
     """The method sized for the scenario's GPUs. With ``auto`` on several GPUs, every strategy of
     :data:`AUTO_ORDER` that can run the plan is sized and the cheapest that fits is kept (the first,
     where none fits)."""
-    if sc.strategy != "auto" or sc.world_size == 1:
+    if not strategies.is_auto(sc.strategy) or sc.world_size == 1:
         return _sized(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
     options = []
     for name in AUTO_ORDER:
@@ -475,12 +475,12 @@ def _assumptions(cal: Calibration) -> dict:
 def _refuse_scenario(sc: Scenario) -> None:
     """Options no method of the scenario can honour, refused in one line before anything is sized: the
     strategy's own refusals of the scenario's GPUs and offloads (the same check ``estimate`` makes)."""
-    if sc.offload_optimizer and sc.strategy == "auto":
+    if sc.offload_optimizer and strategies.is_auto(sc.strategy):
         raise InputError(
             "--offload-optimizer: only DeepSpeed ZeRO offloads optimizer states in what ftdecide emits: "
             "give --strategy zero1, zero2 or zero3"
         )
-    if sc.strategy != "auto":
+    if not strategies.is_auto(sc.strategy):
         cfg = TrainConfig(
             method=DEFAULT_METHOD,
             optimizer=sc.optimizer,

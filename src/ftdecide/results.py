@@ -211,7 +211,7 @@ class Plan:
             time_hours=round(c.time_hours, 3),
             cost_usd=round(c.cost_usd, 2),
         )
-        if self.gpus > 1 or c.config.strategy_spec.name != "single":
+        if self.gpus > 1 or not c.config.strategy_spec.single_gpu:
             spec = c.config.strategy_spec
             out["distributed"] = f"{spec.label} across {self.gpus} GPUs"
             out["strategy"] = {

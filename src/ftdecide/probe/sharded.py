@@ -57,14 +57,16 @@ def _materialise(model, device) -> None:
 
 def run_sharded_probe(probe: dict) -> dict:
     """Rank 0 of an N-GPU job under the fake process group, by the record's ``strategy`` (default fsdp)."""
-    strategy = probe.get("strategy") or "fsdp"
-    if strategy == "ddp":
-        return run_ddp_probe(probe)
-    if strategy in ("zero1", "zero2", "zero3"):
-        return run_zero_probe(probe)
-    if strategy != "fsdp":
-        raise ValueError(f"the probe measures fsdp, ddp and zero1-3 on several GPUs, not {strategy!r}")
-    return run_fsdp_probe(probe)
+    import sys
+
+    from .. import strategies
+
+    name = probe.get("strategy") or strategies.AUTO_DEFAULT
+    spec = strategies.get(name) if name in strategies.names() else None
+    if spec is None or not spec.probe_runner:
+        measured = ", ".join(n for n in strategies.names() if strategies.get(n).probe_runner)
+        raise ValueError(f"the probe measures {measured} on several GPUs, not {name!r}")
+    return getattr(sys.modules[__name__], spec.probe_runner)(probe)
 
 
 def _process_group(n: int) -> None:

@@ -69,6 +69,9 @@ class Strategy:
     engine: str = "torch"  # "torch" (accelerate's FSDP/DDP) or "deepspeed"
     shards_parameters: bool = False  # whether --offload-params means anything
     probed: bool = False  # ftdecide probe --gpus N measures it (on N local GPUs, or under torch's fake process group)
+    # the function of ftdecide.probe.sharded that measures it as rank 0 of N GPUs ("" where the probe does not)
+    probe_runner: str = ""
+    single_gpu: bool = False  # the whole model on one GPU: no strategy at all, said of no plan
     fake_group: bool = True  # whether torch's fake process group can run it (DDP's reducer cannot)
     # seconds per decoder layer per micro-batch that the strategy's hooks cost beyond its transfers (FSDP2's
     # all-gather copy-in and copy-out, DeepSpeed's parameter fetch and release), fitted to timed 2-GPU runs
@@ -168,10 +171,19 @@ def names() -> tuple[str, ...]:
     )
 
 
+# What --strategy takes besides a strategy's name: the cheapest that fits (recommend, fit), or
+# AUTO_DEFAULT where no GPU memory is known (estimate)
+AUTO = "auto"
+
+
+def is_auto(name: str) -> bool:
+    return name == AUTO
+
+
 def known(name: str) -> str:
     """``name`` if ``--strategy`` takes it (``auto`` or a strategy's name); a ValueError naming the choices if
     not (pydantic validators)."""
-    if name != "auto" and name not in names():
+    if not is_auto(name) and name not in names():
         raise ValueError(f"unknown strategy '{name}' (choose from auto, {', '.join(names())})")
     return name
 
@@ -190,7 +202,7 @@ AUTO_DEFAULT = "fsdp"
 def resolve(cfg: "TrainConfig") -> Strategy:
     """The strategy ``cfg`` trains with: the named one (ZeRO-3 with offload on one GPU is a real plan), or
     for ``auto`` one GPU alone, or :data:`AUTO_DEFAULT` on several."""
-    if cfg.strategy != "auto":
+    if not is_auto(cfg.strategy):
         return get(cfg.strategy)
     return get("single" if cfg.world_size == 1 else AUTO_DEFAULT)
 

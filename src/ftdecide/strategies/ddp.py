@@ -55,6 +55,7 @@ STRATEGY = register(
         # the end of backward. No per-layer cost: 6 timed runs fit none
         overlap=0.4,
         probed=True,
+        probe_runner="run_ddp_probe",
         fake_group=False,
     )
 )

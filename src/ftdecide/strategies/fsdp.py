@@ -169,5 +169,6 @@ STRATEGY = register(
         bf16_engine=True,
         shards_parameters=True,
         probed=True,
+        probe_runner="run_fsdp_probe",
     )
 )

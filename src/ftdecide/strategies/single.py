@@ -20,5 +20,13 @@ class Single(Strategy):
 
 
 STRATEGY = register(
-    Single(name="single", label="one GPU", summary="the whole model on one GPU", measured=True, basis="single-GPU runs", overlap=0.0)
+    Single(
+        name="single",
+        label="one GPU",
+        summary="the whole model on one GPU",
+        measured=True,
+        basis="single-GPU runs",
+        overlap=0.0,
+        single_gpu=True,
+    )
 )

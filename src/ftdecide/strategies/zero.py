@@ -251,6 +251,7 @@ for _stage, _summary, _basis in (
             bf16_engine=True,
             shards_parameters=_stage == 3,
             probed=True,
+            probe_runner="run_zero_probe",
             stage=_stage,
         )
     )
