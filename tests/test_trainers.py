@@ -227,3 +227,34 @@ def test_trl_plans_fit_more_than_the_loop_on_a_24gb_card():
     trl = recommend(Scenario(**sc, trainer="trl")).candidate("qlora")
     loop = recommend(Scenario(**sc, trainer="loop")).candidate("qlora")
     assert trl.fits and loop.fits and trl.micro_batch_size > loop.micro_batch_size
+
+
+# --- invariants (hypothesis) --------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(["llama-3.2-1b", "qwen2.5-7b", "gemma-2-2b", "mistral-7b", "llama-3.1-70b"]),
+    gpu=st.sampled_from(["rtx-4090", "l4", "a100-80gb", "h100", "v100-32gb"]),
+    gpus=st.sampled_from([1, 2, 4]),
+    trainer=st.sampled_from(sorted(trainers.names())),
+    seq_len=st.sampled_from([512, 2048, 8192]),
+    liger=st.booleans(),
+)
+def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, trainer, seq_len, liger):
+    """Whatever was sized before in this process (searches are remembered across scenarios), each
+    candidate's memory is exactly ``estimate_memory`` of the configuration it states, with the scenario's
+    trainer and the accumulation its micro-batch needs; and a plan never takes a candidate that does not fit."""
+    from ftdecide.levers import liger_problem
+    from ftdecide.results import accumulation_steps
+
+    arch = resolve_model(model)
+    liger = liger and liger_problem(arch) is None
+    res = recommend(Scenario(model=model, gpu=gpu, gpus=gpus, trainer=trainer, seq_len=seq_len, liger=liger))
+    for c in res.candidates:
+        assert c.config.trainer == trainer
+        assert c.config.gradient_accumulation == accumulation_steps(c.micro_batch_size, gpus)
+        assert estimate_memory(arch, c.config).required_gib == c.required_gib
+    if res.plan.feasible:
+        assert res.chosen.fits and res.chosen.required_gib <= res.gpu.memory_gib
