@@ -183,19 +183,19 @@ def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
     """LoRA of Llama-3.1-70B on RTX 4090s: 2 nodes of 8 fit (ZeRO-3), one node of 8 does not with any
     strategy. QLoRA is offered no scale-out: FSDP2 cannot shard a 4-bit base (measured) and ZeRO-3 keeps it
     gathered whole (measured), so 8 nodes of 8 do not hold it either."""
-    from ftdecide import recommend as rec
+    from ftdecide import policy, sizing
 
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090"))
     (alt,) = [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "lora"]
     assert (alt.details["gpus"], alt.details["nodes"], alt.details["strategy"]) == (8, 2, "zero3")
     assert not [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "qlora"]
-    gpu, lora = res.gpu, rec.DEFAULT_LORA
-    usable = rec.usable(gpu, 0.05)
+    gpu, lora = res.gpu, policy.DEFAULT_LORA
+    usable = sizing.usable(gpu, 0.05)
     assert alt.details["required_gib"] <= usable
     for method, gpus, nodes in (("lora", 8, 1), ("qlora", 8, 8)):
-        for strategy in rec.AUTO_ORDER:
+        for strategy in sizing.AUTO_ORDER:
             scenario = Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=gpus, nodes=nodes)
-            cfg = rec.train_config(scenario, methods.get(method), lora, strategy=strategy)
+            cfg = sizing.train_config(scenario, methods.get(method), lora, strategy=strategy)
             assert cfg.run_problem() is not None or estimate_memory(res.arch, cfg).required_gib > usable, (method, strategy)
     assert alt.message.startswith("LoRA: 16x rtx-4090 (2 nodes), ZeRO-3, ") and f"${alt.details['cost_usd']:,.0f}" in alt.message
 
@@ -311,7 +311,7 @@ def test_cheap_switches_lower_rank_and_8bit_optimizer():
     offered; the 8-bit optimizer only where it makes a method fit."""
     from dataclasses import replace as dc_replace
 
-    from ftdecide import recommend as rec
+    from ftdecide import alternatives, calibration
     from ftdecide.catalog import custom_gpu
     from ftdecide.policy import DEFAULT_LORA
 
@@ -320,7 +320,7 @@ def test_cheap_switches_lower_rank_and_8bit_optimizer():
     big = dc_replace(DEFAULT_LORA, rank=512, alpha=1024)
     need = {r: estimate_memory(arch, TrainConfig(method="qlora", lora_rank=r)).required_gib for r in (8, 512)}
     gpu = custom_gpu((need[8] + need[512]) / 2)
-    switches = rec._cheap_switches(arch, gpu, sc, big, rec.DEFAULT, 0.0)  # no margin: the card is sized between the two
+    switches = alternatives._cheap_switches(arch, gpu, sc, big, calibration.DEFAULT, 0.0)  # no margin: the card is sized between the two
     kinds = {a.kind: a.details for a in switches}
     assert kinds["rank"] == {"rank": 8}
     with_8bit = estimate_memory(arch, TrainConfig(method="qlora", lora_rank=512, optimizer="adamw8bit")).required_gib

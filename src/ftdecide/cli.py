@@ -459,7 +459,8 @@ def fit(
     """Largest micro-batch (at --seq-len) and longest sequence (at micro-batch 1) that fit, per method."""
     from .catalog import resolve_model
     from .fit import fit_table
-    from .recommend import resolve_hardware, validate_scenario
+    from .scenario import validate_scenario
+    from .sizing import resolve_hardware
     from .render import fit_json, fit_table as render_fit
 
     _finite(gpu_memory=gpu_memory)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from .arch import Arch
     from .catalog import GPU
     from .estimator import MemoryEstimate, TrainConfig
-    from .recommend import Scenario
+    from .scenario import Scenario
 
 SCHEMA_VERSION = "1.1"
 

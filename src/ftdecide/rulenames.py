@@ -19,7 +19,7 @@ from .expr import BOOL, NUM, STR
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .arch import Arch
     from .catalog import GPU
-    from .recommend import Scenario
+    from .scenario import Scenario
     from .results import Candidate
 
 

@@ -17,7 +17,7 @@ from .errors import InputError, preview
 from .yamlio import load_yaml
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from .recommend import Scenario
+    from .scenario import Scenario
 
 
 def _rule_paths(value: Any, base: str) -> Any:
@@ -33,7 +33,7 @@ def _rule_paths(value: Any, base: str) -> Any:
 def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
     """The scenario of a ``--scenario`` file, with ``overrides`` (command-line values that were given)
     on top; ``overrides['rules']`` extends the file's rules."""
-    from .recommend import validate_scenario
+    from .scenario import validate_scenario
 
     data = load_yaml(path, "scenario file")
     if not isinstance(data, dict):
@@ -72,7 +72,7 @@ MAX_SCENARIOS = 10_000
 
 def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
     """(name, validated Scenario, line) of each scenario of a parsed scenarios file (``batch``)."""
-    from .recommend import validate_scenario
+    from .scenario import validate_scenario
 
     defaults: dict = {}
     items = data
