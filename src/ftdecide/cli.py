@@ -118,7 +118,7 @@ def _validation_error(e) -> InputError:
 
 def _config_fields(values: dict) -> dict:
     """The command's values that are TrainConfig fields (``locals()`` of a command: its options)."""
-    from .estimator import TrainConfig
+    from .config import TrainConfig
 
     return {k: v for k, v in values.items() if k in TrainConfig.model_fields}
 
@@ -130,7 +130,7 @@ def _train_config(check_options: bool = True, **fields):
     from pydantic import ValidationError
 
     from . import methods
-    from .estimator import TrainConfig
+    from .config import TrainConfig
 
     _finite(lora_dropout=fields.get("lora_dropout"))
     method = fields.get("method", DEFAULT_METHOD)

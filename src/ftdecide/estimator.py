@@ -63,130 +63,16 @@ inputs and workspace) is asked of the method (:mod:`ftdecide.methods`); this mod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import methods, optimizers, strategies, trainers
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
-from .errors import InputError, finite
-from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
+from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
+from .errors import InputError
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
 CUDA_CONTEXT_GIB = DEFAULT.cuda_context_gib
-
-Precision = Literal["bf16", "mixed"]
-
-
-class TrainConfig(BaseModel):
-    """One training configuration to estimate. Sizes in tokens; ``lora_targets`` as
-    :meth:`Arch.resolve_targets` takes them; ``method`` a name of :func:`ftdecide.methods.names`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: str = DEFAULT_METHOD
-    precision: Precision = "bf16"
-    optimizer: str = "adamw"
-    seq_len: int = Field(2048, gt=0, le=1_048_576)
-    batch_size: int = Field(1, gt=0, le=4096)
-    gradient_checkpointing: bool = True
-    lora_rank: int = Field(DEFAULT_LORA.rank, gt=0, le=65536)
-    lora_targets: str = DEFAULT_LORA.targets
-    lora_dropout: float = Field(DEFAULT_LORA.dropout, ge=0.0, lt=1.0)
-    virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, gt=0, le=65536)
-    ia3_targets: str = "default"
-    adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, gt=0, le=65536)
-    gpus: int = Field(1, gt=0, le=4096)  # GPUs per node
-    nodes: int = Field(1, gt=0, le=4096)
-    strategy: str = "auto"
-    offload_optimizer: bool = False
-    offload_params: bool = False
-    liger: bool = False
-    offload_activations: bool = False
-    # what runs the steps (ftdecide.trainers); the core's default is the probe's loop, the reference every
-    # fitted term was measured on; every command defaults to trainers.DEFAULT (TRL)
-    trainer: str = "loop"
-    # micro-batches per optimizer step: with more than one, the trainers that accumulate hold every
-    # gradient while the next micro-batches run
-    gradient_accumulation: int = Field(1, gt=0, le=65536)
-
-    @field_validator("trainer")
-    @classmethod
-    def _known_trainer(cls, v: str) -> str:
-        return trainers.known(v)
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, v: str) -> str:
-        if v not in methods.names():
-            raise ValueError(f"unknown method '{v}' (choose from {', '.join(methods.names())})")
-        return v
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, v: str) -> str:
-        return optimizers.known(v)
-
-    @field_validator("lora_dropout")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        return finite(v)
-
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, v: str) -> str:
-        return strategies.known(v)
-
-    @property
-    def world_size(self) -> int:
-        """GPUs in all: per node x nodes."""
-        return self.gpus * self.nodes
-
-    @property
-    def strategy_spec(self) -> "strategies.Strategy":
-        """The distribution strategy this configuration trains with (``auto`` resolved)."""
-        return strategies.resolve(self)
-
-    def run_problem(self) -> str | None:
-        """Why this configuration cannot be trained as asked (one line), or None. The estimator sizes any
-        configuration; commands refuse these where a user asked for them."""
-        spec = self.method_spec
-        if self.gradient_checkpointing and not spec.supports_checkpointing:
-            return (
-                f"{spec.label} does not train with gradient checkpointing on peft 0.21 and transformers 5.17 (measured: the "
-                "recomputed attention's mask no longer matches the prefix); use --no-gradient-checkpointing"
-            )
-        if "virtual_tokens" in spec.options and self.virtual_tokens > self.seq_len:
-            return f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)"
-        return self.strategy_spec.problem(self)
-
-    @property
-    def optimizer_spec(self) -> optimizers.Optimizer:
-        """The registered optimizer this configuration steps with."""
-        return optimizers.get(self.optimizer)
-
-    @property
-    def trainer_spec(self) -> trainers.Trainer:
-        """The registered trainer this configuration is sized for."""
-        return trainers.get(self.trainer)
-
-    @property
-    def kbit_prepared(self) -> bool:
-        """A 4-bit base prepared by peft's ``prepare_model_for_kbit_training`` (fp32 embeddings, norms and
-        head) under this trainer."""
-        return self.method_spec.quantized_base and self.trainer_spec.kbit_prepare
-
-    @property
-    def method_spec(self) -> methods.Method:
-        """The registered method this configuration trains with."""
-        return methods.get(self.method)
-
-    @property
-    def variant(self) -> str:
-        """Key of the fitted constants for this method and precision."""
-        return self.method_spec.variant(self.precision)
 
 
 @dataclass
@@ -400,10 +286,76 @@ class MemoryModel:
         )
 
 
+def _optimizer_on_gpu(
+    cfg: TrainConfig, opt: float, opt_whole: float, param_bytes: float, mats, notes: list[str]
+) -> tuple[float, float, int]:
+    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them,
+    none where offloaded (ZeRO), or what a paged optimizer leaves in the allocator."""
+    opt_gpu, managed, paged_tensors = opt, 0.0, 0
+    if cfg.offload_optimizer:
+        opt_gpu = 0.0
+        notes.append("optimizer states offloaded to CPU memory")
+    elif cfg.optimizer_spec.paged:
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats)
+        # a strategy's share of the states is paged in the same proportion as the whole
+        managed = opt * whole / opt_whole if opt_whole else 0.0
+        opt_gpu = opt - managed
+        notes.append(
+            f"paged optimizer: {managed / GIB:.2f} GiB of its states live in CUDA managed memory, outside this peak: on the GPU "
+            "while it has room, paged to CPU memory (and slower steps) when it has not"
+            if managed
+            else "paged optimizer: every trainable tensor is under bitsandbytes' paging size (1e5 values), so its states stay "
+            "on the GPU, inside this peak"
+        )
+    return opt_gpu, managed, paged_tensors
+
+
+def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: float, notes: list[str]) -> dict[str, float]:
+    """What the loss holds, by how the trainer computes it (bytes, per token unless a name says otherwise):
+    TRL's fused head, Liger's fused linear cross-entropy, or the full fp32 logits."""
+    method, trainer = cfg.method_spec, cfg.trainer_spec
+    loss_bwd_fixed = tile_tokens = tile_bytes = 0.0
+    if trainer.chunked_loss:
+        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
+        # labelled tokens' final hidden states are gathered and held for backward with their targets and
+        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
+        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
+        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
+        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
+        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
+        tile_tokens = float(trainer.chunk_tokens)
+        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
+        if method.trains_base:
+            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
+            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
+    elif cfg.liger:
+        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
+        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
+        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
+        logits_saved = cal.liger_saved_h * arch.hidden_size
+        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
+        notes.append(
+            "Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels; its step time is counted "
+            "from its kernels and checked on one timed run only (predicted 32% fast): time and cost may be low"
+        )
+    else:
+        logits_saved = _logits_saved_per_token(arch, cal)
+        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
+        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
+        logits_block = 4.0 * arch.vocab_size
+    return {
+        "logits_saved": logits_saved,
+        "logits_fwd": logits_fwd,
+        "logits_bwd": logits_bwd,
+        "logits_block": logits_block,
+        "loss_bwd_fixed": loss_bwd_fixed,
+        "tile_tokens": tile_tokens,
+        "tile_bytes": tile_bytes,
+    }
+
+
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
-    trainer = cfg.trainer_spec
-    loss_bwd_fixed = 0.0
     if cfg.liger:
         from .levers import liger_problem
 
@@ -437,22 +389,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(f"not trainable: {why_not}")
     if not method.measured:
         notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
-    opt_gpu, managed, paged_tensors = opt, 0.0, 0
-    if cfg.offload_optimizer:
-        opt_gpu = 0.0
-        notes.append("optimizer states offloaded to CPU memory")
-    elif cfg.optimizer_spec.paged:
-        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats)
-        # a strategy's share of the states is paged in the same proportion as the whole
-        managed = opt * whole / opt_whole if opt_whole else 0.0
-        opt_gpu = opt - managed
-        notes.append(
-            f"paged optimizer: {managed / GIB:.2f} GiB of its states live in CUDA managed memory, outside this peak: on the GPU "
-            "while it has room, paged to CPU memory (and slower steps) when it has not"
-            if managed
-            else "paged optimizer: every trainable tensor is under bitsandbytes' paging size (1e5 values), so its states stay "
-            "on the GPU, inside this peak"
-        )
+    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, mats, notes)
     c = cal.act(strategy.compute_variant(cfg))
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
@@ -460,35 +397,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         # Liger's RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
         i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
         layer_base = max(0.0, layer_base - cal.liger_layer_h * arch.hidden_size - cal.liger_layer_i * i_eff)
-    tile_tokens = tile_bytes = 0.0
-    if trainer.chunked_loss:
-        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
-        # labelled tokens' final hidden states are gathered and held for backward with their targets and
-        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
-        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
-        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
-        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
-        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
-        tile_tokens = float(trainer.chunk_tokens)
-        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
-        if method.trains_base:
-            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
-            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
-    elif cfg.liger:
-        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
-        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
-        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
-        logits_saved = cal.liger_saved_h * arch.hidden_size
-        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
-        notes.append(
-            "Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels; its step time is counted "
-            "from its kernels and checked on one timed run only (predicted 32% fast): time and cost may be low"
-        )
-    else:
-        logits_saved = _logits_saved_per_token(arch, cal)
-        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
-        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
-        logits_block = 4.0 * arch.vocab_size
+    loss = _loss_terms(arch, cfg, cal, grad_share, notes)
     if cfg.offload_activations:
         notes.append("activations offloaded to CPU memory during forward (TRL activation_offloading), back for backward")
     return MemoryModel(
@@ -501,13 +410,13 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         opt_transient=cfg.optimizer_spec.transient_bytes(mats, param_bytes == 4.0),
         layer_base=layer_base,
         layer_eager=layer_eager,
-        stored_gc=(c.g + (cal.fused_head_gc_h if trainer.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
-        per_token=c.c_h * arch.hidden_size + logits_saved,
-        logits_saved=logits_saved,
-        logits_fwd=logits_fwd,
-        logits_bwd=logits_bwd,
-        logits_block=logits_block,
-        head_grad_in_fwd=cfg.liger and method.trains_base and not trainer.chunked_loss,
+        stored_gc=(c.g + (cal.fused_head_gc_h if cfg.trainer_spec.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
+        per_token=c.c_h * arch.hidden_size + loss["logits_saved"],
+        logits_saved=loss["logits_saved"],
+        logits_fwd=loss["logits_fwd"],
+        logits_bwd=loss["logits_bwd"],
+        logits_block=loss["logits_block"],
+        head_grad_in_fwd=cfg.liger and method.trains_base and not cfg.trainer_spec.chunked_loss,
         tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
@@ -526,10 +435,10 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         gathered=gathered,
         bwd_gathered=bwd_gathered,
         end_gathered=end_gathered,
-        loss_bwd_fixed=loss_bwd_fixed,
-        tile_tokens=tile_tokens,
-        tile_bytes=tile_bytes,
-        accum_grads=grads if trainer.accumulates and cfg.gradient_accumulation > 1 else 0.0,
+        loss_bwd_fixed=loss["loss_bwd_fixed"],
+        tile_tokens=loss["tile_tokens"],
+        tile_bytes=loss["tile_bytes"],
+        accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
     )
 
 

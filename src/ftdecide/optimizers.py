@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .arch import Arch
     from .calibration import Calibration, KernelCounts
-    from .estimator import TrainConfig
+    from .config import TrainConfig
 
 # How an optimizer's states are counted per trainable parameter:
 #   adam        two states (exp_avg, exp_avg_sq) in the parameter's dtype (torch's AdamW)

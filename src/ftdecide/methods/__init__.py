@@ -32,7 +32,7 @@ from ..policy import DEFAULT_LORA_LEARNING_RATE
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..arch import Arch
     from ..calibration import ActCoef, Calibration, KernelCounts
-    from ..estimator import TrainConfig
+    from ..config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ A record is what ``ftdecide probe`` and ``data/measurements/*.jsonl`` hold: the 
 from __future__ import annotations
 
 from ..arch import Arch
-from ..estimator import TrainConfig
+from ..config import TrainConfig
 from ..hfconfig import arch_from_hf_config
 from ..policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
 from ..errors import flag

@@ -25,7 +25,7 @@ from ..plugins import import_submodules
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..arch import Arch
     from ..calibration import Calibration
-    from ..estimator import TrainConfig
+    from ..config import TrainConfig
 
 
 @dataclass(frozen=True)
