@@ -164,7 +164,45 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     if method is None and allowed:
         method = min(allowed, key=lambda m: m.fallback_order)
 
-    warnings = list(outcome.warnings)
+    warnings = list(outcome.warnings) + _context_warnings(sc, arch, gpu, cands, method, fp16_master)
+    alternatives: list[Alternative]
+    if method is None:
+        warnings.append(
+            Message(
+                "feasibility",
+                f"no method fits {arch.name} on {sc.world_size}x {gpu.name} ({gpu.memory_gib:g} GiB, {margin:.0%} kept free) "
+                f"at seq_len {sc.seq_len}",
+            )
+        )
+        plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.world_size, nodes=sc.nodes, safety_margin=margin)
+        alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin)
+    else:
+        plan, more, alternatives = _feasible_plan(sc, arch, gpu, cands, method, allowed, outcome, st, lora, epochs, margin)
+        warnings += more
+    # methods that miss these GPUs, on the fewest that fit them; not those a rule forbids for another reason
+    # than their fit (a memory wall's condition reads fits.M: more GPUs are its answer)
+    policy = {m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when}
+    alternatives += [hit for name, hit in scaled.items() if hit is not None and name not in policy]
+    return Recommendation(
+        scenario=sc,
+        arch=arch,
+        gpu=gpu,
+        price_per_hour=price,
+        model_source=model_source(arch),
+        plan=plan,
+        candidates=tuple(cands.values()),
+        warnings=tuple(warnings),
+        alternatives=tuple(alternatives),
+        rules_fired=tuple(lr.rule.id for lr in outcome.fired),
+        assumptions=_assumptions(cal),
+    )
+
+
+def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate], method, fp16_master: bool) -> list[Message]:
+    """What every plan of this scenario says about what its figures stand on: fp32 master weights where
+    the GPU lacks bf16, an assumed architecture, several GPUs, a GPU known only by its memory, a method's
+    serving cost."""
+    warnings: list[Message] = []
     if fp16_master:
         warnings.append(
             Message(
@@ -198,88 +236,80 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         )
     if method is not None and method.serving_warning:
         warnings.append(Message("serving", method.serving_warning))
-    alternatives: list[Alternative]
-    if method is None:
+    return warnings
+
+
+def _feasible_plan(
+    sc: Scenario,
+    arch: Arch,
+    gpu,
+    cands: dict[str, Candidate],
+    method,
+    allowed,
+    outcome,
+    st: dict,
+    lora: LoraShape,
+    epochs: int,
+    margin: float,
+):
+    """(plan, its warnings, the other methods that fit) for the method the rules chose: only the notes of
+    rules that led to it are its reasons; the global batch is said where it differs from the policy's or
+    exceeds the data."""
+    warnings: list[Message] = []
+    chosen = cands[method.name]
+    # a note of a rule that preferred another method did not lead here: it is shown apart, as such
+    prefer_of = {lr.rule.id: lr.rule.prefer for lr in outcome.fired}
+    followed = tuple(n for n in outcome.notes if prefer_of.get(n.rule) in (None, method.name))
+    plan = Plan(
+        candidate=chosen,
+        epochs=epochs,
+        reasons=followed,
+        not_followed=tuple(n for n in outcome.notes if n not in followed),
+        lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if "lora_rank" in method.options else None,
+        method_settings=method.settings(arch, chosen.config),
+        learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
+        gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.world_size),
+        gpus=sc.world_size,
+        nodes=sc.nodes,
+        safety_margin=margin,
+        precision="bf16" if gpu.bf16 else "fp16",
+        evaluation=evaluation_plan(
+            sc, method, accumulation_steps(chosen.micro_batch_size, sc.world_size) * chosen.micro_batch_size * sc.world_size
+        ),
+        deployment=deployment_note(arch, sc, method, chosen),
+    )
+    trained = sc.dataset_size - plan.evaluation.held_out_examples
+    if plan.global_batch_size > trained:
         warnings.append(
             Message(
-                "feasibility",
-                f"no method fits {arch.name} on {sc.world_size}x {gpu.name} ({gpu.memory_gib:g} GiB, {margin:.0%} kept free) "
-                f"at seq_len {sc.seq_len}",
+                "global-batch-exceeds-data",
+                f"the global batch ({plan.global_batch_size:,} examples: micro-batch {chosen.micro_batch_size} x "
+                f"{plan.gradient_accumulation_steps} accumulation x {sc.world_size:,} GPUs) is more than the "
+                f"{trained:,} examples to train on: an epoch is less than one optimizer step"
+                + ("; nothing is held out for evaluation" if plan.evaluation.held_out_examples == 0 else "")
+                + ": use fewer GPUs or more data",
             )
         )
-        plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.world_size, nodes=sc.nodes, safety_margin=margin)
-        alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin)
-    else:
-        chosen = cands[method.name]
-        # a note of a rule that preferred another method did not lead here: it is shown apart, as such
-        prefer_of = {lr.rule.id: lr.rule.prefer for lr in outcome.fired}
-        followed = tuple(n for n in outcome.notes if prefer_of.get(n.rule) in (None, method.name))
-        plan = Plan(
-            candidate=chosen,
-            epochs=epochs,
-            reasons=followed,
-            not_followed=tuple(n for n in outcome.notes if n not in followed),
-            lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if "lora_rank" in method.options else None,
-            method_settings=method.settings(arch, chosen.config),
-            learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
-            gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.world_size),
-            gpus=sc.world_size,
-            nodes=sc.nodes,
-            safety_margin=margin,
-            precision="bf16" if gpu.bf16 else "fp16",
-            evaluation=evaluation_plan(
-                sc, method, accumulation_steps(chosen.micro_batch_size, sc.world_size) * chosen.micro_batch_size * sc.world_size
-            ),
-            deployment=deployment_note(arch, sc, method, chosen),
+    if plan.global_batch_size != GLOBAL_BATCH:
+        warnings.append(
+            Message(
+                "global-batch",
+                f"global batch {plan.global_batch_size} examples, not {GLOBAL_BATCH}: {GLOBAL_BATCH} does not divide evenly over "
+                f"{sc.world_size} GPUs x micro-batch {chosen.micro_batch_size}; scale the learning rate with it, or pick a GPU count "
+                "that "
+                f"divides {GLOBAL_BATCH}",
+            )
         )
-        trained = sc.dataset_size - plan.evaluation.held_out_examples
-        if plan.global_batch_size > trained:
-            warnings.append(
-                Message(
-                    "global-batch-exceeds-data",
-                    f"the global batch ({plan.global_batch_size:,} examples: micro-batch {chosen.micro_batch_size} x "
-                    f"{plan.gradient_accumulation_steps} accumulation x {sc.world_size:,} GPUs) is more than the "
-                    f"{trained:,} examples to train on: an epoch is less than one optimizer step"
-                    + ("; nothing is held out for evaluation" if plan.evaluation.held_out_examples == 0 else "")
-                    + ": use fewer GPUs or more data",
-                )
-            )
-        if plan.global_batch_size != GLOBAL_BATCH:
-            warnings.append(
-                Message(
-                    "global-batch",
-                    f"global batch {plan.global_batch_size} examples, not {GLOBAL_BATCH}: {GLOBAL_BATCH} does not divide evenly over "
-                    f"{sc.world_size} GPUs x micro-batch {chosen.micro_batch_size}; scale the learning rate with it, or pick a GPU count "
-                    "that "
-                    f"divides {GLOBAL_BATCH}",
-                )
-            )
-        alternatives = [
-            Alternative(
-                "method",
-                f"{m.name} also fits ({round(cands[m.name].required_gib, 2):.1f} GiB, ${round(cands[m.name].cost_usd, 2):,.2f})",
-                {"method": m.name, "cost_usd": round(cands[m.name].cost_usd, 2), "time_hours": round(cands[m.name].time_hours, 3)},
-            )
-            for m in allowed
-            if m is not method
-        ]
-    # methods that miss these GPUs, on the fewest that fit them; not those a rule forbids for another reason
-    # than their fit (a memory wall's condition reads fits.M: more GPUs are its answer)
-    policy = {m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when}
-    alternatives += [hit for name, hit in scaled.items() if hit is not None and name not in policy]
-    return Recommendation(
-        scenario=sc,
-        arch=arch,
-        gpu=gpu,
-        price_per_hour=price,
-        model_source=model_source(arch),
-        plan=plan,
-        candidates=tuple(cands.values()),
-        warnings=tuple(warnings),
-        alternatives=tuple(alternatives),
-        rules_fired=tuple(lr.rule.id for lr in outcome.fired),
-        assumptions=_assumptions(cal),
-    )
+    alternatives = [
+        Alternative(
+            "method",
+            f"{m.name} also fits ({round(cands[m.name].required_gib, 2):.1f} GiB, ${round(cands[m.name].cost_usd, 2):,.2f})",
+            {"method": m.name, "cost_usd": round(cands[m.name].cost_usd, 2), "time_hours": round(cands[m.name].time_hours, 3)},
+        )
+        for m in allowed
+        if m is not method
+    ]
+    return plan, warnings, alternatives
 
 
 def model_source(arch: Arch) -> str:
