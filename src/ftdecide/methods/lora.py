@@ -44,8 +44,6 @@ class LoraFamily(Method):
         """peft's LoraConfig (alpha = 2r, as the recommendation's default shape)."""
         from peft import LoraConfig
 
-        from ..probe.runner import lora_target_modules
-
         return LoraConfig(
             r=cfg.lora_rank,
             lora_alpha=2 * cfg.lora_rank,
@@ -68,3 +66,22 @@ METHOD = register(
         emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
     )
 )
+
+
+# Module names per target set, by model family (phi3 fuses q/k/v and gate/up).
+_TARGETS = {
+    "qv": {"default": ["q_proj", "v_proj"], "phi3": ["qkv_proj"]},
+    "attn": {"default": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"]},
+    "mlp": {"default": ["gate_proj", "up_proj", "down_proj"], "phi3": ["gate_up_proj", "down_proj"]},
+}
+
+
+def lora_target_modules(targets: str, model_type: str) -> "str | list[str]":
+    """Translate a target-set name (``all-linear``, ``qv``, ``attn``, ``mlp``) or a comma list of
+    module names into peft's ``target_modules``."""
+    if targets == "all-linear":
+        return "all-linear"
+    if targets in _TARGETS:
+        table = _TARGETS[targets]
+        return table.get(model_type, table["default"])
+    return [t.strip() for t in targets.split(",") if t.strip()]

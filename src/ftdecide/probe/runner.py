@@ -22,7 +22,7 @@ import gc as _gc
 import json
 import sys
 import time
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from .. import optimizers
 from ..methods import ProbeRecipe, from_variant, variants as all_variants
@@ -31,24 +31,6 @@ from .records import arch_from_record, config_from_record
 from .host import host_info, versions  # noqa: E402, F401  (recorded beside every result; tests reach them here)
 
 GIB = 2**30
-
-# Module names per target set, by model family (phi3 fuses q/k/v and gate/up).
-_TARGETS = {
-    "qv": {"default": ["q_proj", "v_proj"], "phi3": ["qkv_proj"]},
-    "attn": {"default": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"]},
-    "mlp": {"default": ["gate_proj", "up_proj", "down_proj"], "phi3": ["gate_up_proj", "down_proj"]},
-}
-
-
-def lora_target_modules(targets: str, model_type: str) -> Any:
-    """Translate a target-set name (``all-linear``, ``qv``, ``attn``, ``mlp``) or a comma list of
-    module names into peft's ``target_modules``."""
-    if targets == "all-linear":
-        return "all-linear"
-    if targets in _TARGETS:
-        table = _TARGETS[targets]
-        return table.get(model_type, table["default"])
-    return [t.strip() for t in targets.split(",") if t.strip()]
 
 
 def unavailable(records: Iterable[dict]) -> str | None:
