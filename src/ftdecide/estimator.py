@@ -384,6 +384,11 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(launch)
     if cfg.world_size > 1 or not strategy.single_gpu:
         notes.append(f"{strategy.label}: {strategy.basis}")
+        if not cfg.trainer_spec.sharded_measured:
+            notes.append(
+                f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
+                "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
+            )
     why_not = method.unsupported(arch)
     if why_not:
         notes.append(f"not trainable: {why_not}")

@@ -48,6 +48,7 @@ class Trainer:
     measured: bool = True
     accumulates: bool = True
     attention_mask: bool = True  # its batches carry an attention mask (collated, padded per micro-batch)
+    sharded_measured: bool = False  # its own launches on several GPUs were measured (else the loop's sharded terms hold)
     chunk_tokens: int = 0  # a fused head's tile: tokens ...
     chunk_vocab: int = 0  # ... by vocabulary entries
 

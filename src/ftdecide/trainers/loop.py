@@ -20,6 +20,7 @@ TRAINER = register(
         emit="peft",
         accumulates=False,
         attention_mask=False,
+        sharded_measured=True,
         versions="torch 2.11, transformers 5.17, peft 0.21, bitsandbytes 0.50",
         basis="measured: ftdecide probe's loop (data/measurements/, data/scaleout/)",
     )
