@@ -354,3 +354,13 @@ def test_offload_without_checkpointing_on_seven_more_models(runs):
     rows = [d for d in runs if d["src"] == "h200_offload_heldout_2026-11-30.jsonl"]
     errs = _errors(rows)
     assert len(rows) == 7 and min(errs) >= -0.035 and max(errs) <= 0.051
+
+
+def test_no_module_compares_a_lever_name():
+    """The estimator, sizing, alternatives, rule names and emitters iterate the lever registry; only the
+    levers package names them."""
+    from conftest import name_comparisons
+    from ftdecide import levers
+
+    assert name_comparisons(set(levers.names()), skip=lambda path: "levers" in path.parts) == []
+    assert {lv.name for lv in levers.all_levers() if lv.cheap_switch} == {"liger", "offload_activations"}

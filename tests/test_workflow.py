@@ -144,6 +144,8 @@ def test_llamafactory_uses_documented_keys_and_the_recommendation(plan):
     r, sc = _sized_for("llamafactory", plan)
     cfg = yaml.safe_load(emit("llamafactory", plan))
     assert set(cfg) <= documented("llamafactory_keys.txt"), set(cfg) - documented("llamafactory_keys.txt")
+    # a plain string, evaluated each epoch on the held-out examples (a YAML set once slipped in here)
+    assert cfg["eval_strategy"] == ("epoch" if cfg["val_size"] else "no") and cfg["val_size"] == r["evaluation"]["held_out_examples"]
     assert cfg["model_name_or_path"] == sc["model_id"]
     assert cfg["finetuning_type"] == ("full" if r["method"] == "full" else "lora")
     assert cfg.get("quantization_bit") == (4 if r["method"] == "qlora" else None)

@@ -8,12 +8,11 @@ from dataclasses import replace
 from typing import Optional
 
 
-from . import catalog, methods, optimizers
+from . import catalog, levers, methods, optimizers
 from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .catalog import GPU
 from .errors import InputError
-from .levers import liger_problem
 from .estimator import estimate_memory
 from .policy import (
     ALTERNATIVE_MAX_RANK,
@@ -50,24 +49,13 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
                 return m, req
         return None
 
-    if not sc.liger and not liger_problem(arch):
-        hit = fits(sc.model_copy(update={"liger": True}), lora)
-        if hit:
-            out.append(
-                Alternative(
-                    "liger", f"{hit[0].label} fits with --liger (liger-kernel: no logits held) in {hit[1]:.1f} GiB", {"liger": True}
+    for lv in levers.all_levers():
+        if lv.cheap_switch and not getattr(sc, lv.name) and not lv.problem(arch):
+            hit = fits(sc.model_copy(update={lv.name: True}), lora)
+            if hit:
+                out.append(
+                    Alternative(lv.name, f"{hit[0].label} fits with {lv.flag} ({lv.switch_note}) in {hit[1]:.1f} GiB", {lv.name: True})
                 )
-            )
-    if not sc.offload_activations:
-        hit = fits(sc.model_copy(update={"offload_activations": True}), lora)
-        if hit:
-            out.append(
-                Alternative(
-                    "offload_activations",
-                    f"{hit[0].label} fits with --offload-activations (saved activations in CPU memory) in {hit[1]:.1f} GiB",
-                    {"offload_activations": True},
-                )
-            )
     lever = optimizers.get(optimizers.MEMORY_LEVER)
     if sc.optimizer != lever.name:
         hit = fits(sc.model_copy(update={"optimizer": lever.name}), lora)

@@ -6,17 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .emit import SCHEDULER, WARMUP_RATIO, _comment, _eval, _Plan, _refuse
+from .emit import SCHEDULER, WARMUP_RATIO, _comment, _Plan, _refuse
 from .errors import InputError
-
-# axolotl's Liger plugin and the flags that switch on what ftdecide sized (axolotl docs, "Liger Kernel")
-AXOLOTL_LIGER = {
-    "plugins": ["axolotl.integrations.liger.LigerPlugin"],
-    "liger_rope": True,
-    "liger_rms_norm": True,
-    "liger_glu_activation": True,
-    "liger_fused_linear_cross_entropy": True,
-}
 
 
 def _yaml(header: str, body: dict) -> str:
@@ -27,10 +18,10 @@ def _yaml(header: str, body: dict) -> str:
 
 def emit_axolotl(p: _Plan) -> str:
     _refuse("axolotl", p.keys.axolotl_adapter is not None, p.spec.label, p.keys.elsewhere)
-    _refuse("axolotl", p.gc or not p.offload_act, "activation offloading without gradient checkpointing", "--emit trl")
+    for lv in p.levers:
+        _refuse("axolotl", lv.axolotl_keys is not None, lv.label, "--emit trl")
+        _refuse("axolotl", p.gc or not lv.axolotl_needs_checkpointing, f"{lv.label} without gradient checkpointing", "--emit trl")
     cfg: dict[str, Any] = {"base_model": p.model_id}
-    if p.liger:
-        cfg.update(AXOLOTL_LIGER)
     if p.keys.quantization_bit == 4:
         cfg["load_in_4bit"] = True
     if p.keys.axolotl_adapter:
@@ -61,8 +52,8 @@ def emit_axolotl(p: _Plan) -> str:
         logging_steps=10,
         output_dir=p.output_dir,
     )
-    if p.offload_act:
-        cfg["activation_offloading"] = True
+    for lv in p.levers:  # what the plan was sized with, in axolotl's keys
+        cfg.update(lv.axolotl_keys)
     if p.gpus > 1 or p.strategy_spec.engine == "deepspeed":
         cfg.update(p.strategy_spec.axolotl_keys(p.layer_cls, p.offload_params))
     return _yaml(p.header + " (axolotl: `axolotl train this.yaml`)", cfg)
@@ -70,10 +61,11 @@ def emit_axolotl(p: _Plan) -> str:
 
 def emit_llamafactory(p: _Plan) -> str:
     _refuse("LLaMA-Factory", p.keys.llamafactory_type is not None, p.spec.label, p.keys.elsewhere)
-    _refuse("LLaMA-Factory", not p.offload_act, "activation offloading", "--emit trl or --emit axolotl")
+    for lv in p.levers:
+        _refuse("LLaMA-Factory", lv.llamafactory_keys is not None, lv.label, "--emit trl or --emit axolotl")
     cfg: dict[str, Any] = {"model_name_or_path": p.model_id}
-    if p.liger:
-        cfg["enable_liger_kernel"] = True
+    for lv in p.levers:  # what the plan was sized with, in LLaMA-Factory's keys
+        cfg.update(lv.llamafactory_keys)
     if p.keys.quantization_bit:
         cfg.update(quantization_bit=p.keys.quantization_bit, quantization_method="bitsandbytes")
     cfg.update(stage="sft", do_train=True, finetuning_type=p.keys.llamafactory_type)
@@ -106,7 +98,7 @@ def emit_llamafactory(p: _Plan) -> str:
         disable_gradient_checkpointing=not p.gc,
         val_size=p.held_out,
         per_device_eval_batch_size=p.micro,
-        eval_strategy={_eval(p)},
+        eval_strategy="epoch" if p.held_out else "no",
     )
     if p.spec.trains_base and not p.mixed:
         cfg["pure_bf16"] = p.bf16

@@ -356,10 +356,10 @@ def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: floa
 
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
-    if cfg.liger:
-        from .levers import liger_problem
+    from . import levers
 
-        problem = liger_problem(arch)
+    for lever in levers.switched_on(cfg):
+        problem = lever.problem(arch)
         if problem:
             raise InputError(problem)
     mods = method.adapted_modules(arch, cfg)

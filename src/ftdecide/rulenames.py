@@ -8,6 +8,8 @@ method registry.
 
 from __future__ import annotations
 
+from . import levers
+
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -80,7 +82,7 @@ def _base() -> list[Name]:
 
 
 # Levers a rule can weigh for a method that misses the GPU: the scenario field each switches on.
-LEVERS = {"liger": "liger", "offload": "offload_activations"}
+LEVERS = levers.weighed()
 
 
 def _per_method(m: str) -> list[Name]:

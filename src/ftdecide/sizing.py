@@ -10,12 +10,11 @@ from dataclasses import replace
 from typing import Optional
 
 
-from . import catalog, methods, strategies
+from . import catalog, levers, methods, strategies
 from .arch import Arch
 from .calibration import Calibration
 from .catalog import GPU
 from .errors import InputError
-from .levers import liger_problem
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
@@ -312,7 +311,7 @@ def _scale_out(
 def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Calibration) -> dict[str, float]:
     """{method: GiB required at micro-batch 1} with the scenario field of a lever switched on; infinite
     where the model cannot have it (Liger on a family it does not patch)."""
-    if field == "liger" and liger_problem(arch):
+    if levers.get(field).problem(arch):
         return {m.name: math.inf for m in methods.all_methods()}
     on = sc.model_copy(update={field: True})
     return {m.name: estimate_memory(arch, train_config(on, m, lora), cal).required_gib for m in methods.all_methods()}

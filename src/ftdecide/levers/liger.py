@@ -1,4 +1,6 @@
-"""The memory levers of the training stack that ftdecide sizes: what each needs, as data.
+"""Liger kernel (liger-kernel 0.8.5): fused linear cross-entropy, RMSNorm, SwiGLU and RoPE.
+
+Formerly the levers' one module; what it said of all of them follows.
 
 The levers' memory terms live in the estimator (:mod:`ftdecide.estimator`, constants in
 :class:`ftdecide.calibration.Calibration`), their step-time terms in :mod:`ftdecide.throughput`, and
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from . import Lever, register
+
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from .arch import Arch
+    from ..arch import Arch
 
 # liger-kernel 0.8.5, liger_kernel/transformers/monkey_patch.py: MODEL_TYPE_TO_APPLY_LIGER_FN (the
 # text models among its keys; transformers' model_type).
@@ -48,11 +52,39 @@ LIGER_MODEL_TYPES = (
 )
 
 
-def liger_problem(arch: "Arch") -> Optional[str]:
-    """Why Liger cannot be switched on for ``arch`` (one line), or None."""
-    if arch.family not in LIGER_MODEL_TYPES:
-        return (
-            f"Liger kernel does not patch {arch.name} (model_type '{arch.family}'); it patches "
-            f"{', '.join(LIGER_MODEL_TYPES)} (liger-kernel 0.8.5)"
-        )
-    return None
+# axolotl's Liger plugin and the flags that switch on what ftdecide sized (axolotl docs, "Liger Kernel")
+AXOLOTL_LIGER = {
+    "plugins": ["axolotl.integrations.liger.LigerPlugin"],
+    "liger_rope": True,
+    "liger_rms_norm": True,
+    "liger_glu_activation": True,
+    "liger_fused_linear_cross_entropy": True,
+}
+_SIZED = "sized with liger-kernel's fused cross-entropy, RMSNorm, SwiGLU, RoPE"
+
+
+class Liger(Lever):
+    def problem(self, arch: "Arch") -> Optional[str]:
+        if arch.family not in LIGER_MODEL_TYPES:
+            return (
+                f"Liger kernel does not patch {arch.name} (model_type '{arch.family}'); it patches "
+                f"{', '.join(LIGER_MODEL_TYPES)} (liger-kernel 0.8.5)"
+            )
+        return None
+
+
+LEVER = register(
+    Liger(
+        name="liger",
+        flag="--liger",
+        label="Liger kernel",
+        switch_note="liger-kernel: no logits held",
+        header_note="Liger kernel",
+        rule_name="liger",
+        cheap_switch=True,
+        trl_args=(("use_liger_kernel", True, _SIZED),),
+        hf_args=(("use_liger_kernel", True, _SIZED),),
+        axolotl_keys=AXOLOTL_LIGER,
+        llamafactory_keys={"enable_liger_kernel": True},
+    )
+)
