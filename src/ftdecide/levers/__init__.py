@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from ..plugins import import_submodules
+from ..plugins import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..arch import Arch
@@ -47,34 +47,11 @@ class Lever:
         return None
 
 
-_REGISTRY: dict[str, Lever] = {}
-_LOADED = False
-
-
-def register(lever: Lever) -> Lever:
-    _REGISTRY[lever.name] = lever
-    return lever
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import_submodules(__name__, __path__)
-
-
-def all_levers() -> tuple[Lever, ...]:
-    _load()
-    return tuple(_REGISTRY[n] for n in sorted(_REGISTRY))
-
-
-def names() -> tuple[str, ...]:
-    return tuple(lv.name for lv in all_levers())
-
-
-def get(name: str) -> Lever:
-    _load()
-    return _REGISTRY[name]
+_UNITS = Registry(__name__, __path__)
+register = _UNITS.register
+all_levers = _UNITS.all
+names = _UNITS.names
+get = _UNITS.get
 
 
 def switched_on(cfg) -> tuple[Lever, ...]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..plugins import import_submodules
+from ..plugins import Registry
 
 DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --emit trl` writes
 
@@ -67,42 +67,23 @@ class Trainer:
         }
 
 
-_REGISTRY: dict[str, Trainer] = {}
-_LOADED = False
+_UNITS = Registry(__name__, __path__)
 
 
 def register(trainer: Trainer) -> Trainer:
     if trainer.loss not in ("logits", "chunked"):
         raise ValueError(f"trainer {trainer.name}: loss must be 'logits' or 'chunked'")
-    _REGISTRY[trainer.name] = trainer
-    return trainer
+    return _UNITS.register(trainer)
 
 
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import_submodules(__name__, __path__)
-
-
-def all_trainers() -> tuple[Trainer, ...]:
-    _load()
-    return tuple(_REGISTRY.values())
-
-
-def names() -> tuple[str, ...]:
-    return tuple(t.name for t in all_trainers())
-
-
-def get(name: str) -> Trainer:
-    _load()
-    return _REGISTRY[name]
+all_trainers = _UNITS.all
+names = _UNITS.names
+get = _UNITS.get
 
 
 def known(name: str) -> str:
     """``name`` if a trainer of that name is registered; a ValueError naming the choices otherwise."""
-    _load()
-    if name not in _REGISTRY:
+    if name not in names():
         raise ValueError(f"unknown trainer '{name}' (choose from {', '.join(names())})")
     return name
 
