@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import methods, optimizers, strategies, trainers
-from .errors import finite
+from .errors import finite, preview
 from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
 
 Precision = Literal["bf16", "mixed"]
@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _known_method(cls, v: str) -> str:
         if v not in methods.names():
-            raise ValueError(f"unknown method '{v}' (choose from {', '.join(methods.names())})")
+            raise ValueError(f"unknown method {preview(v)} (choose from {', '.join(methods.names())})")
         return v
 
     @field_validator("optimizer")

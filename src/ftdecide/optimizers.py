@@ -20,6 +20,8 @@ none compares its name. A new optimizer is one record here plus its measurements
 
 from __future__ import annotations
 
+from .errors import preview
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
@@ -227,7 +229,7 @@ def get(name: str) -> Optimizer:
 def known(name: str) -> str:
     """``name`` if an optimizer has it; a ValueError naming the choices if none has (pydantic validators)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown optimizer '{name}' (choose from {help_text()})")
+        raise ValueError(f"unknown optimizer {preview(name)} (choose from {help_text()})")
     return name
 
 

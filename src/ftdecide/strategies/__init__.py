@@ -17,6 +17,8 @@ A new strategy is one module here plus its data and tests.
 
 from __future__ import annotations
 
+from ..errors import preview
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -184,7 +186,7 @@ def known(name: str) -> str:
     """``name`` if ``--strategy`` takes it (``auto`` or a strategy's name); a ValueError naming the choices if
     not (pydantic validators)."""
     if not is_auto(name) and name not in names():
-        raise ValueError(f"unknown strategy '{name}' (choose from auto, {', '.join(names())})")
+        raise ValueError(f"unknown strategy {preview(name)} (choose from auto, {', '.join(names())})")
     return name
 
 

@@ -25,6 +25,8 @@ line in the tests' table (``tests/test_trainers.py``).
 
 from __future__ import annotations
 
+from ..errors import preview
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -84,7 +86,7 @@ get = _UNITS.get
 def known(name: str) -> str:
     """``name`` if a trainer of that name is registered; a ValueError naming the choices otherwise."""
     if name not in names():
-        raise ValueError(f"unknown trainer '{name}' (choose from {', '.join(names())})")
+        raise ValueError(f"unknown trainer {preview(name)} (choose from {', '.join(names())})")
     return name
 
 
