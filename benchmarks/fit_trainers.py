@@ -3,6 +3,7 @@ chunked-loss constants.
 
     python benchmarks/fit_trainers.py            # the table per trainer: runs, median, worst, held out
     python benchmarks/fit_trainers.py --fit      # search the chunked-loss constants on four fifths
+    python benchmarks/fit_trainers.py --time     # step time of the runs that trained alone, against the model
 
 A fifth of the runs (those whose id hashes to 0 mod 5) is held out of every fit: ``--fit`` first prints
 the held-out error of the constants as shipped, then searches the constants on the other four fifths
@@ -114,8 +115,42 @@ def fit() -> None:
     print("held out   ", summary([error(r, cal) for r in test]))
 
 
+def alone(recs: list[dict]) -> list[dict]:
+    """The runs no other run overlapped while they trained (their ``train_wall`` windows): the only ones
+    whose step time is their own."""
+    windows = [(r["id"], r["train_wall"]) for r in recs if r.get("train_wall")]
+    return [
+        r
+        for r in recs
+        if r.get("train_wall") and not any(i != r["id"] and w[0] < r["train_wall"][1] and w[1] > r["train_wall"][0] for i, w in windows)
+    ]
+
+
+def timing() -> None:
+    """Measured tokens/s of each run timed alone (the median of its steps after the first) against the
+    step-time model on the GPU it ran on."""
+    from ftdecide.catalog import resolve_gpu
+    from ftdecide.throughput import tokens_per_second
+
+    gpu = resolve_gpu("h100")
+    errs: dict[str, list[float]] = {}
+    for r in alone(load()):
+        cfg = config(r)
+        tokens = sum(r["padded_tokens"][-r["accum"] :])
+        measured = tokens / statistics.median(r["step_s"][1:])
+        predicted = tokens_per_second(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
+        err = predicted / measured - 1
+        errs.setdefault(r["trainer"], []).append(err)
+        print(
+            f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}"
+        )
+    for trainer, e in sorted(errs.items()):
+        print(f"{trainer:5s} alone: {summary(e)}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--time", action="store_true", help="step time of the runs timed alone against the model")
     a = ap.parse_args()
-    fit() if a.fit else table()
+    fit() if a.fit else timing() if a.time else table()

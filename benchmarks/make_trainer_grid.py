@@ -78,7 +78,44 @@ def _line(rng: random.Random, trainer: str, models: list[str], methods: list[str
     return line
 
 
+def timing_grid() -> list[dict]:
+    """GPU-bound TRL runs to time one at a time (``PARALLEL=1``): LoRA, QLoRA and full fine-tuning at
+    4,096-16,384 tokens a micro-batch on 1B-8B models, 6 optimizer steps each (the step time of the
+    fourth to the sixth)."""
+    out = []
+    for model, method in [
+        ("llama-3.2-1b", "full"),
+        ("llama-3.2-1b", "lora"),
+        ("llama-3.2-3b", "lora"),
+        ("llama-3.2-3b", "qlora"),
+        ("qwen2.5-1.5b", "full"),
+        ("mistral-7b", "lora"),
+        ("llama-3.1-8b", "lora"),
+        ("llama-3.1-8b", "qlora"),
+        ("qwen2.5-7b", "qlora"),
+    ]:
+        for seq, batch in ((2048, 4), (4096, 2)):
+            line = {
+                "model": model,
+                "trainer": "trl",
+                "method": method,
+                "seq": seq,
+                "batch": batch,
+                "gc": True,
+                "optim": "adamw",
+                "accum": 2,
+                "steps": 6,
+            }
+            if method != "full":
+                line.update(r=16, targets="all-linear", dropout=0.05)
+            if _fits(line):
+                out.append(line)
+    return out
+
+
 def grid(name: str) -> list[dict]:
+    if name == "trl_timing":
+        return timing_grid()
     trainer, _, part = name.partition("_")
     seed = sum(map(ord, name))
     rng = random.Random(seed)
