@@ -141,9 +141,8 @@ def timing() -> None:
         predicted = tokens_per_second(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
         err = predicted / measured - 1
         errs.setdefault(r["trainer"], []).append(err)
-        print(
-            f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}"
-        )
+        shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
+        print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
 
