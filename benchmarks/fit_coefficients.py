@@ -7,7 +7,7 @@ The form of every term is fixed by what autograd saves (see ftdecide/estimator.p
 bytes per value. Loss: squared relative error of peak_allocated_gib on runs that fit, under-estimates
 weighted 3x (an under-estimate is an OOM for the user), plus runs that ran out of memory whose estimate
 falls below the memory they had already allocated when they failed (a lower bound of their true peak).
-Prints the fitted ActCoef to paste into ftdecide/calibration.py (``_coef``). Each trial is a new frozen
+Prints the fitted ActCoef to paste into the method's module (its ``fitted``). Each trial is a new frozen
 Calibration (``Calibration.with_act``) passed to the estimator; nothing is rewritten in place.
 """
 

@@ -115,91 +115,18 @@ class StepConstants:
 
 
 def _coef() -> tuple[tuple[str, ActCoef], ...]:
-    # Fitted by least squares on data/measurements (benchmarks/fit_coefficients.py). Physics fixes the
-    # form; these constants are the bytes the stack really keeps. Keys are method variants
-    # (ftdecide.methods: Method.variant).
-    return (
-        ("full_bf16", ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2)),
-        ("full_mixed", ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2)),
-        (
-            "lora",
-            ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47, recompute=0.91, a_n=2.66),
-        ),
-        (
-            "qlora",
-            ActCoef(
-                a_h=0.0,
-                a_q=0.0,
-                a_kv=7.49,
-                a_i=10.14,
-                a_e=3.81,
-                c_h=2.52,
-                g=3.64,
-                nodrop=2.26,
-                nodrop_h=2.34,
-                big=14.43,
-                big_gc=21.82,
-                recompute=0.0,
-                a_n=0.0,
-            ),
-        ),
-        # DoRA: the LoRA terms refitted, plus a_o per adapted output value and the identities its weight
-        # norm is built through (big: bytes per in x in entry of every adapted linear of every layer,
-        # kept without checkpointing; big_gc: one layer's with it). Fitted by bounded least squares on
-        # the 46 DoRA runs of data/measurements/h200_dora_2026-11-29.jsonl
-        # (python benchmarks/fit_coefficients.py --least-squares dora a_h a_q a_kv a_i a_o c_h g recompute
-        # big big_gc a_n nodrop nodrop_h); then g and big_gc again with the two later DoRA runs (python
-        # benchmarks/fit_coefficients.py --least-squares dora big_gc g a_o): the one with few tokens
-        # on a large model (Mistral-7B 1024 x 2, checkpointed, -6.7% held out) separates one layer's
-        # identities (1.1 GiB there: a fixed workspace) from the per-token checkpoints that had absorbed it
-        (
-            "dora",
-            ActCoef(
-                a_h=5.78,
-                a_q=9.08,
-                a_kv=23.58,
-                a_i=4.78,
-                a_e=0.28,
-                c_h=0.0,
-                g=0.74,
-                nodrop=2.56,
-                nodrop_h=0.0,
-                recompute=1.53,
-                a_n=1.93,
-                a_o=3.74,
-                big=1.39,
-                big_gc=3.83,
-            ),
-        ),
-        # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
-        # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
-        ("ia3", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.65, a_in=3.65)),
-        # Houlsby adapters: a_o, a_in chosen on a 0.5 grid over the 7 H200 runs of
-        # data/measurements/h200_houlsby_2026-11-30.jsonl (median 0.4%, -0.9% / +0.4%; read from the
-        # structure before, 6.0 and 6.0 were +4% to +6% over the runs without checkpointing)
-        ("adapter", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=3.0, a_in=7.0)),
-        ("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66)),
-        ("prefix", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=1.92)),
-    )
+    """Each method variant's activation coefficients, as its module declares them (``Method.fitted``)."""
+    from . import methods
+
+    return tuple((variant, coef) for m in methods.all_methods() for variant, coef, _ in m.fitted)
 
 
 def _util() -> tuple[tuple[str, float], ...]:
-    # Tensor-core utilisation of the matrix products, per method variant (fitted, H100; DoRA on the H200
-    # runs with dora_pass, see KernelCounts: its elementwise weight-norm work runs at no tensor-core rate). Full
-    # fine-tuning's big bf16 GEMMs run near the practical peak; LoRA and QLoRA lose some to the small
-    # adapter products and to bitsandbytes' dequantised GEMMs; fp32 master weights add casts that the
-    # memory term does not see.
-    return (
-        ("full_bf16", 0.80),
-        ("full_mixed", 0.79),
-        ("lora", 0.586),
-        ("qlora", 0.539),
-        ("dora", 0.353),
-        ("ia3", 0.586),
-        ("prompt", 0.586),
-        ("prefix", 0.586),
-        ("adapter", 0.586),
-    )
+    """Each method variant's tensor-core utilisation of its matrix products (share of the dense bf16 peak),
+    as its module declares it (``Method.fitted``)."""
+    from . import methods
+
+    return tuple((variant, util) for m in methods.all_methods() for variant, _, util in m.fitted)
 
 
 @dataclass(frozen=True)
@@ -299,18 +226,19 @@ class Calibration:
     kernels: KernelCounts = field(default_factory=KernelCounts)
 
     def act(self, variant: str) -> ActCoef:
-        """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...)."""
+        """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...); a method registered
+        after this object was built is asked for its own."""
         for k, c in self.coef:
             if k == variant:
                 return c
-        raise KeyError(variant)
+        return _declared(variant)[0]
 
     def utilisation(self, variant: str) -> float:
         """Tensor-core utilisation of a method variant's matrix products (share of dense bf16 peak)."""
         for k, u in self.util:
             if k == variant:
                 return u
-        raise KeyError(variant)
+        return _declared(variant)[1]
 
     def with_act(self, variant: str, coef: ActCoef) -> "Calibration":
         """A copy with ``variant``'s activation coefficients replaced (for refits)."""
@@ -323,6 +251,17 @@ class Calibration:
         from dataclasses import replace
 
         return replace(self, util=tuple((k, values.get(k, u)) for k, u in self.util))
+
+
+def _declared(variant: str) -> tuple[ActCoef, float]:
+    """(coefficients, utilisation) a registered method declares for ``variant``; KeyError if none does."""
+    from . import methods
+
+    for m in methods.all_methods():
+        for v, coef, util in m.fitted:
+            if v == variant:
+                return coef, util
+    raise KeyError(variant)
 
 
 DEFAULT = Calibration()

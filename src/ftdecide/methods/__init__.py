@@ -95,6 +95,10 @@ class Method:
     serving_warning: str = ""
     # its memory terms were fitted on measured runs; False: read from its structure, and every estimate says so
     measured: bool = True
+    # its fitted constants, beside it: (variant, activation coefficients, tensor-core utilisation) per
+    # variant; :class:`ftdecide.calibration.Calibration` assembles them (benchmarks/fit_coefficients.py and
+    # fit_throughput.py refit them into a new Calibration)
+    fitted: tuple = ()
 
     # --- identity ---------------------------------------------------------------------------
     @property

@@ -23,6 +23,8 @@ not Phi-3 (adapters 1.3.0: "Model phi3 not pre-supported").
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, Method, ProbeRecipe, register
@@ -109,6 +111,18 @@ METHOD = register(
             llamafactory_type=None,
             peft_class="",
             elsewhere="the adapters library (AdapterHub: adapters.init(model), add_adapter with config 'double_seq_bn', AdapterTrainer)",
+        ),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        # Houlsby adapters: a_o, a_in chosen on a 0.5 grid over the 7 H200 runs of
+        # data/measurements/h200_houlsby_2026-11-30.jsonl (median 0.4%, -0.9% / +0.4%; read from the
+        # structure before, 6.0 and 6.0 were +4% to +6% over the runs without checkpointing)
+        fitted=(
+            (
+                "adapter",
+                ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=3.0, a_in=7.0),
+                0.586,
+            ),
         ),
     )
 )

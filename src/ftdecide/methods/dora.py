@@ -11,6 +11,8 @@ layer add up; with it one layer's do.
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, ProbeRecipe, register
@@ -73,6 +75,39 @@ METHOD = register(
             peft_lora_options=(("use_dora", True),),
             axolotl_options=(("peft_use_dora", True),),
             llamafactory_options=(("use_dora", True),),
+        ),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        # DoRA: the LoRA terms refitted, plus a_o per adapted output value and the identities its weight
+        # norm is built through (big: bytes per in x in entry of every adapted linear of every layer,
+        # kept without checkpointing; big_gc: one layer's with it). Fitted by bounded least squares on
+        # the 46 DoRA runs of data/measurements/h200_dora_2026-11-29.jsonl
+        # (python benchmarks/fit_coefficients.py --least-squares dora a_h a_q a_kv a_i a_o c_h g recompute
+        # big big_gc a_n nodrop nodrop_h); then g and big_gc again with the two later DoRA runs (python
+        # benchmarks/fit_coefficients.py --least-squares dora big_gc g a_o): the one with few tokens
+        # on a large model (Mistral-7B 1024 x 2, checkpointed, -6.7% held out) separates one layer's
+        # identities (1.1 GiB there: a fixed workspace) from the per-token checkpoints that had absorbed it
+        fitted=(
+            (
+                "dora",
+                ActCoef(
+                    a_h=5.78,
+                    a_q=9.08,
+                    a_kv=23.58,
+                    a_i=4.78,
+                    a_e=0.28,
+                    c_h=0.0,
+                    g=0.74,
+                    nodrop=2.56,
+                    nodrop_h=0.0,
+                    recompute=1.53,
+                    a_n=1.93,
+                    a_o=3.74,
+                    big=1.39,
+                    big_gc=3.83,
+                ),
+                0.353,
+            ),
         ),
     )
 )

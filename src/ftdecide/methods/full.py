@@ -7,6 +7,8 @@ states for bf16 parameters). ``mixed``: fp32 master weights, gradients and state
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from ..policy import DEFAULT_FULL_LEARNING_RATE
@@ -56,5 +58,11 @@ METHOD = register(
         learning_rate_setting="full_learning_rate",
         default_learning_rate=DEFAULT_FULL_LEARNING_RATE,
         emit_keys=EmitKeys(axolotl_adapter="", llamafactory_type="full"),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        fitted=(
+            ("full_bf16", ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2), 0.80),
+            ("full_mixed", ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2), 0.79),
+        ),
     )
 )

@@ -16,6 +16,8 @@ kept in fp32 (``ActCoef.a_in``); both fitted on the IA3 runs of ``data/measureme
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, Method, register
@@ -95,6 +97,17 @@ METHOD = register(
             llamafactory_type=None,
             peft_settings=(("target_modules", "target_modules"), ("feedforward_modules", "feedforward_modules")),
             peft_class="IA3Config",
+        ),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        # IA3, prompt and prefix tuning train no linear of the base: a frozen bf16 base keeping what its
+        # input gradient needs, as LoRA's base terms, plus their own (a_o, a_in: IA3's scaled values).
+        fitted=(
+            (
+                "ia3",
+                ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=2.65, a_in=3.65),
+                0.586,
+            ),
         ),
     )
 )

@@ -5,6 +5,8 @@ Each targeted linear of ``in x out`` gains ``r x (in + out)`` parameters (A and 
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -64,6 +66,17 @@ METHOD = register(
         adapter="lora",
         options=LORA_OPTIONS,
         emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        fitted=(
+            (
+                "lora",
+                ActCoef(
+                    a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, nodrop=1.37, nodrop_h=5.47, recompute=0.91, a_n=2.66
+                ),
+                0.586,
+            ),
+        ),
     )
 )
 

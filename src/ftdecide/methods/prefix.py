@@ -12,6 +12,8 @@ less reliably than LoRA.
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, register
@@ -57,6 +59,15 @@ METHOD = register(
             llamafactory_type=None,
             peft_settings=(("virtual_tokens", "num_virtual_tokens"),),
             peft_class="PrefixTuningConfig",
+        ),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        fitted=(
+            (
+                "prefix",
+                ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66, a_o=1.92),
+                0.586,
+            ),
         ),
     )
 )

@@ -10,6 +10,8 @@ from about 10B parameters and is weak below 1B.
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, register
@@ -43,5 +45,8 @@ METHOD = register(
             peft_settings=(("virtual_tokens", "num_virtual_tokens"),),
             peft_class="PromptTuningConfig",
         ),
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        fitted=(("prompt", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66), 0.586),),
     )
 )

@@ -12,6 +12,8 @@ a workspace (fitted bytes per value of the largest linear, with and without chec
 
 from __future__ import annotations
 
+from ..calibration import ActCoef
+
 from dataclasses import dataclass
 
 from . import EmitKeys, register
@@ -67,5 +69,28 @@ METHOD = register(
         quantized_base=True,
         emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
         display_order=2,
+        # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
+        # its matrix products on benchmarks/fit_throughput.py
+        fitted=(
+            (
+                "qlora",
+                ActCoef(
+                    a_h=0.0,
+                    a_q=0.0,
+                    a_kv=7.49,
+                    a_i=10.14,
+                    a_e=3.81,
+                    c_h=2.52,
+                    g=3.64,
+                    nodrop=2.26,
+                    nodrop_h=2.34,
+                    big=14.43,
+                    big_gc=21.82,
+                    recompute=0.0,
+                    a_n=0.0,
+                ),
+                0.539,
+            ),
+        ),
     )
 )
