@@ -28,7 +28,9 @@ TOY = textwrap.dedent(
             adapter="lora",
             options=LORA_OPTIONS,
             emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
-            fitted=(("toylora", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66), 0.586),),
+            fitted=(
+                ("toylora", ActCoef(a_h=0.0, a_q=9.59, a_kv=7.9, a_i=6.62, a_e=0.28, c_h=2.58, g=2.0, recompute=0.91, a_n=2.66), 0.586),
+            ),
         )
     )
     '''
