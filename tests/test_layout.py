@@ -10,9 +10,23 @@ from conftest import ROOT
 
 SRC = ROOT / "src" / "ftdecide"
 UNITS = {"methods", "strategies", "optimizers", "trainers", "levers"}
-CORE = {"arch", "config", "estimator", "throughput", "calibration", "policy", "errors", "plugins"}
+CORE = {"arch", "coefs", "config", "estimator", "throughput", "calibration", "policy", "errors", "plugins"}
 DECISION = {"rules", "expr", "recommend", "sizing", "alternatives", "advice", "scenario", "rulenames", "results", "batch", "fit", "mix"}
-EDGES = {"cli", "cli_io", "cli_more", "cli_options", "render", "emit", "emit_configs", "catalog", "hfconfig", "hfcache", "yamlio"}
+EDGES = {
+    "cli",
+    "cli_app",
+    "cli_io",
+    "cli_more",
+    "cli_options",
+    "render",
+    "emit",
+    "emit_configs",
+    "emit_plan",
+    "catalog",
+    "hfconfig",
+    "hfcache",
+    "yamlio",
+}
 EDGES |= {"scenarios", "probe", "_entry", "__main__", "__init__"}
 
 

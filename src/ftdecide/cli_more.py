@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli import EXIT_INPUT, _config_fields, _console, _finite, _json, _train_config, app, rules_app
+from .cli_app import EXIT_INPUT, _config_fields, _console, _finite, _json, _train_config, app, rules_app
 from .cli_options import (
     BATCH_OPT,
     DROPOUT_OPT,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .emit import SCHEDULER, WARMUP_RATIO, _comment, _Plan, _refuse
+from .emit_plan import SCHEDULER, WARMUP_RATIO, _comment, _Plan, _refuse
 from .errors import InputError
 
 

@@ -31,7 +31,8 @@ from ..policy import DEFAULT_LORA_LEARNING_RATE
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..arch import Arch
-    from ..calibration import ActCoef, Calibration, KernelCounts
+    from ..calibration import Calibration, KernelCounts
+    from ..coefs import ActCoef
     from ..config import TrainConfig
 
 

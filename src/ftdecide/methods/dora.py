@@ -11,7 +11,7 @@ layer add up; with it one layer's do.
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

@@ -7,7 +7,7 @@ states for bf16 parameters). ``mixed``: fp32 master weights, gradients and state
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

@@ -16,7 +16,7 @@ kept in fp32 (``ActCoef.a_in``); both fitted on the IA3 runs of ``data/measureme
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

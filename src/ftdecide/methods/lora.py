@@ -5,7 +5,7 @@ Each targeted linear of ``in x out`` gains ``r x (in + out)`` parameters (A and 
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

@@ -12,7 +12,7 @@ less reliably than LoRA.
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

@@ -10,7 +10,7 @@ from about 10B parameters and is weak below 1B.
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 

@@ -12,7 +12,7 @@ a workspace (fitted bytes per value of the largest linear, with and without chec
 
 from __future__ import annotations
 
-from ..calibration import ActCoef
+from ..coefs import ActCoef
 
 from dataclasses import dataclass
 
