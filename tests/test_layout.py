@@ -73,3 +73,61 @@ def test_the_units_and_the_core_never_import_the_decision_or_the_edges():
             if wrong:
                 bad.append(f"{path.relative_to(SRC)} imports {sorted(wrong)}")
     assert bad == []
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or through others, at run time (``TYPE_CHECKING``
+    imports and a registry package's own submodules, which import it to register, aside)."""
+    import sys
+
+    def deps(parts, tree):
+        skip = {
+            id(m)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.If) and getattr(n.test, "id", getattr(n.test, "attr", None)) == "TYPE_CHECKING"
+            for m in ast.walk(n)
+        }
+        package = list(parts[:-1])
+        out = set()
+        for n in ast.walk(tree):
+            if id(n) not in skip and isinstance(n, ast.ImportFrom) and n.level:
+                base = package[: len(package) - (n.level - 1)] if n.level > 1 else package
+                if n.module:
+                    out.add(".".join(base + n.module.split(".")))
+                    out |= {".".join(base + n.module.split(".") + [a.name]) for a in n.names}
+        return out
+
+    names = {}
+    for _, parts, tree in _modules():
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        names[name] = deps(parts, tree)
+    graph = {m: {d for d in ds if d in names and d != m} for m, ds in names.items()}
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    circles = []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert circles == []

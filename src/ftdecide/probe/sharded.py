@@ -93,7 +93,7 @@ def _process_group(n: int) -> None:
 def _finish(rec: dict) -> dict:
     import torch
 
-    from .runner import peak_alloc_gib
+    from .steps import peak_alloc_gib
 
     rec["peak_alloc_gib"] = peak_alloc_gib(rec)
     rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
@@ -111,7 +111,7 @@ def _measure(probe: dict, build, engine: bool = False) -> dict:
     ``engine``: the model is a DeepSpeed engine, which steps its own optimizer."""
     import torch
 
-    from .runner import _count, _run_steps
+    from .steps import count_params, run_steps
 
     rec = dict(probe)
     _process_group(int(probe["world_size"]))
@@ -123,9 +123,9 @@ def _measure(probe: dict, build, engine: bool = False) -> dict:
         rec["mem_after_load_gib"] = torch.cuda.memory_allocated() / GIB
         model.train()
         if not engine:  # ZeRO-3 leaves empty placeholders in the module: its count is not the model's
-            rec["total_params"], rec["trainable_params"] = _count(model)
+            rec["total_params"], rec["trainable_params"] = count_params(model)
         torch.cuda.reset_peak_memory_stats()
-        rec.update(_run_steps(model, probe, max(2, int(probe.get("steps", 3))), engine=model if engine else None))
+        rec.update(run_steps(model, probe, max(2, int(probe.get("steps", 3))), engine=model if engine else None))
         rec["status"] = "ok"
     except torch.OutOfMemoryError:
         rec["status"] = "oom"
@@ -155,10 +155,10 @@ def run_ddp_probe(probe: dict) -> dict:
         import torch
         from torch.nn.parallel import DistributedDataParallel
 
-        from .runner import _build_base, _recipe
+        from .steps import build_base, variant_recipe
 
-        model = _build_base(probe["hf_config"], probe["method"])
-        if _recipe(probe["method"]).kbit_prepare:
+        model = build_base(probe["hf_config"], probe["method"])
+        if variant_recipe(probe["method"]).kbit_prepare:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
@@ -183,12 +183,12 @@ def run_fsdp_probe(probe: dict) -> dict:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from .runner import _build_base, _recipe
+        from .steps import build_base, variant_recipe
 
-        recipe = _recipe(probe["method"])
+        recipe = variant_recipe(probe["method"])
         dtype = getattr(torch, recipe.dtype)
         if recipe.quantize_4bit:
-            model = _build_base(probe["hf_config"], probe["method"], quant_storage="bfloat16")
+            model = build_base(probe["hf_config"], probe["method"], quant_storage="bfloat16")
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(probe.get("gc")))
@@ -227,7 +227,7 @@ def run_zero_probe(probe: dict) -> dict:
 
         from ..strategies import get
         from .records import arch_from_record
-        from .runner import _build_base, _make_optimizer
+        from .steps import build_base, make_optimizer
 
         if "LOCAL_RANK" not in os.environ:  # the fake group: DeepSpeed reads the rank from the environment
             os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE=str(probe["world_size"]))
@@ -235,12 +235,12 @@ def run_zero_probe(probe: dict) -> dict:
         # a stage that partitions the parameters takes the packed 4-bit weights only in a float storage (what
         # the emitted QLoRA config asks for with bnb_4bit_quant_storage=bfloat16)
         storage = "bfloat16" if strategy.shards_parameters else "uint8"
-        model = _wrapped(_build_base(probe["hf_config"], probe["method"], quant_storage=storage), probe)
+        model = _wrapped(build_base(probe["hf_config"], probe["method"], quant_storage=storage), probe)
         ds_config = strategy.deepspeed_config(arch_from_record(probe), int(probe["batch"]), 1, True, False, False)
         # what transformers adds when the trainer, not the config, brings the optimizer
         ds_config.update(zero_allow_untested_optimizer=True, steps_per_print=10**9)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = _make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
+        opt = make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds_config)
         return engine
 
