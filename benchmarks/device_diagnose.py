@@ -21,7 +21,7 @@ sys.path.insert(0, "src")
 
 from ftdecide.probe import runner as R  # noqa: E402
 
-_orig = R._run_steps
+_orig = R.run_steps
 
 
 def _profiled(model, probe, steps=3):
@@ -30,7 +30,7 @@ def _profiled(model, probe, steps=3):
 
     out = _orig(model, probe, steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = R._make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
+    opt = R.make_optimizer(params, probe.get("optim", "adamw"), probe["method"])
     vocab = model.config.get_text_config().vocab_size
     ids = torch.randint(0, vocab, (int(probe["batch"]), int(probe["seq"])), device="cuda")
     for i in range(2):  # the optimizer's first step allocates its states: profile the second
@@ -76,7 +76,7 @@ def _profiled(model, probe, steps=3):
     return out
 
 
-R._run_steps = _profiled
+R.run_steps = _profiled
 
 if __name__ == "__main__":
     grid, dest = sys.argv[1], sys.argv[2]
