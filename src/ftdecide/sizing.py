@@ -89,24 +89,10 @@ def train_config(
     )
 
 
-# What a scenario's sizing reads (train_config): scenarios of a batch that agree on these, the model, the
-# GPU and the method share one search, so a batch of many scenarios costs little more per scenario than
-# its rules and its text.
-_SIZING_FIELDS = (
-    "precision",
-    "optimizer",
-    "seq_len",
-    "virtual_tokens",
-    "adapter_reduction",
-    "gpus",
-    "nodes",
-    "strategy",
-    "offload_params",
-    "offload_optimizer",
-    "liger",
-    "offload_activations",
-    "trainer",
-)
+# What a scenario's sizing does not read: scenarios of a batch that differ only in these share one memory
+# search per model, GPU and method, so a batch of many scenarios costs little more per scenario than its
+# rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
+_NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules"})
 _FIT_CACHE: dict[tuple, tuple] = {}
 
 
@@ -123,7 +109,8 @@ def _fit_config(
     """:func:`_search_fit`, remembered across the scenarios of a process (keyed on the architecture and
     calibration objects, checked, and on every field the search reads); the estimate is a copy, since
     callers add notes to it."""
-    key = (id(arch), id(cal), gpu.memory_gib, method.name, lora, strategy, capacity, *(getattr(sc, f) for f in _SIZING_FIELDS))
+    sizing = tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING)
+    key = (id(arch), id(cal), gpu.memory_gib, method.name, lora, strategy, capacity, sizing)
     hit = _FIT_CACHE.get(key)
     if hit is None or hit[0] is not arch or hit[1] is not cal:
         if len(_FIT_CACHE) > 20_000:
