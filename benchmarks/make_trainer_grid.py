@@ -70,7 +70,7 @@ def _line(rng: random.Random, trainer: str, models: list[str], methods: list[str
     roll = rng.random()
     if roll < 0.12:
         line["liger"] = True
-    elif roll < 0.2 and line["gc"]:
+    elif roll < 0.2 and line["gc"] and trainer == "trl":  # the transformers Trainer has no activation offload
         line["offload"] = True
     if rng.random() < 0.2:
         line["lengths"] = "mixed"
