@@ -10,7 +10,7 @@ from conftest import ROOT
 
 SRC = ROOT / "src" / "ftdecide"
 UNITS = {"methods", "strategies", "optimizers", "trainers", "levers"}
-CORE = {"arch", "coefs", "config", "estimator", "throughput", "calibration", "policy", "errors", "plugins"}
+CORE = {"arch", "coefs", "config", "memo", "estimator", "throughput", "calibration", "policy", "errors", "plugins"}
 DECISION = {"rules", "expr", "recommend", "sizing", "alternatives", "advice", "scenario", "rulenames", "results", "batch", "fit", "mix"}
 EDGES = {
     "cli",

@@ -12,6 +12,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import InputError
+from .memo import Memo
 
 # Linear modules of one decoder layer that LoRA can target, by the names peft matches.
 ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -32,19 +33,8 @@ _FUSED_ALIASES = {
 }
 
 
-_MEMO: dict[tuple[int, str], tuple] = {}
-
-
-def _memo(arch, name: str, compute):
-    """``compute()`` for a frozen architecture, once: keyed on the object's identity (checked, so a recycled
-    id() is never served another object's value). Sizing asks these a million times in a 10,000-scenario batch."""
-    key = (id(arch), name)
-    hit = _MEMO.get(key)
-    if hit is None or hit[0] is not arch:
-        if len(_MEMO) > 8192:
-            _MEMO.clear()
-        hit = _MEMO[key] = (arch, compute())
-    return hit[1]
+# Sizing asks the counts of a frozen architecture a million times in a 10,000-scenario batch
+_MEMO = Memo(limit=8192)
 
 
 class Arch(BaseModel):
@@ -111,7 +101,7 @@ class Arch(BaseModel):
         layer (the ones peft's ``all-linear`` matches). Fused MoE experts are 3-D parameters in
         transformers 5, not nn.Linear, so they are not listed: LoRA does not reach them. The same dict
         every call (the architecture is frozen): callers read it, never change it."""
-        return _memo(self, "linear_shapes", self._linear_shapes)
+        return _MEMO.of(self, "linear_shapes", self._linear_shapes)
 
     def _linear_shapes(self) -> dict[str, tuple[int, int, int]]:
         h, q, kv = self.hidden_size, self.q_dim, self.kv_dim
@@ -186,7 +176,7 @@ class Arch(BaseModel):
 
     def total_params(self) -> int:
         """All parameters (tied embeddings counted once), as ``sum(p.numel())`` over the model."""
-        return _memo(self, "total_params", self._total_params)
+        return _MEMO.of(self, "total_params", self._total_params)
 
     def _total_params(self) -> int:
         per_layer = self.layer_linear_params() + self.layer_expert_params() + self.layer_other_params()

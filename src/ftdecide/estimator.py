@@ -69,6 +69,7 @@ from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
+from .memo import Memo
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
@@ -447,18 +448,16 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     )
 
 
-_MODELS: dict[tuple, tuple[Arch, Calibration, MemoryModel]] = {}
+# a batch of many scenarios builds tens of thousands; each is about a kilobyte
+_MODELS = Memo(limit=32768)
 
 
 def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> MemoryModel:
     """The token-independent part of the estimate of ``cfg`` on ``arch`` (memoised: searches reuse it).
 
     Raises InputError for a LoRA target that the architecture lacks or a rank beyond its layers."""
-    # Keyed on the identity of the architecture and the calibration (both frozen): checked below, so a
-    # recycled id() is never served another object's model.
+    # the architecture and the calibration (both frozen) by identity, the configuration by what the model reads
     key = (
-        id(arch),
-        id(cal),
         cfg.method,
         cfg.precision,
         cfg.optimizer,
@@ -480,14 +479,7 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.trainer,
         cfg.gradient_accumulation > 1,
     )
-    hit = _MODELS.get(key)
-    if hit is not None and hit[0] is arch and hit[1] is cal:
-        return hit[2]
-    mm = _build_memory_model(arch, cfg, cal)
-    if len(_MODELS) > 32768:  # a batch of many scenarios builds tens of thousands; each is about a kilobyte
-        _MODELS.clear()
-    _MODELS[key] = (arch, cal, mm)
-    return mm
+    return _MODELS.get((arch, cal), key, _build_memory_model, arch, cfg, cal)
 
 
 def estimate_memory(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> MemoryEstimate:

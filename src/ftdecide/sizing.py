@@ -16,6 +16,7 @@ from .calibration import Calibration
 from .catalog import GPU
 from .errors import InputError
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
+from .memo import Memo
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
     DEFAULT_GPU,
@@ -93,7 +94,7 @@ def train_config(
 # search per model, GPU and method, so a batch of many scenarios costs little more per scenario than its
 # rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
 _NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules"})
-_FIT_CACHE: dict[tuple, tuple] = {}
+_FIT_CACHE = Memo(limit=20_000)
 
 
 def _fit_config(
@@ -110,13 +111,8 @@ def _fit_config(
     calibration objects, checked, and on every field the search reads); the estimate is a copy, since
     callers add notes to it."""
     sizing = tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING)
-    key = (id(arch), id(cal), gpu.memory_gib, method.name, lora, strategy, capacity, sizing)
-    hit = _FIT_CACHE.get(key)
-    if hit is None or hit[0] is not arch or hit[1] is not cal:
-        if len(_FIT_CACHE) > 20_000:
-            _FIT_CACHE.clear()
-        hit = _FIT_CACHE[key] = (arch, cal, _search_fit(arch, gpu, sc, method, lora, cal, strategy, capacity))
-    cfg, est, fits = hit[2]
+    key = (gpu.memory_gib, method.name, lora, strategy, capacity, sizing)
+    cfg, est, fits = _FIT_CACHE.get((arch, cal), key, _search_fit, arch, gpu, sc, method, lora, cal, strategy, capacity)
     return cfg, replace(est, notes=list(est.notes), breakdown=dict(est.breakdown)), fits
 
 
@@ -186,19 +182,14 @@ def _candidate(
     return best
 
 
-_STEP_CACHE: dict[tuple, tuple] = {}
+_STEP_CACHE = Memo(limit=32768)
 
 
 def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int) -> dict:
     """:func:`ftdecide.throughput.step_seconds`, remembered across the scenarios of a process (the
     configuration is frozen and hashable; the architecture and calibration by identity, checked)."""
-    key = (id(arch), id(cal), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation)
-    hit = _STEP_CACHE.get(key)
-    if hit is None or hit[0] is not arch or hit[1] is not cal:
-        if len(_STEP_CACHE) > 32768:
-            _STEP_CACHE.clear()
-        hit = _STEP_CACHE[key] = (arch, cal, step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation))
-    return hit[2]
+    key = (cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation)
+    return _STEP_CACHE.get((arch, cal), key, step_seconds, arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
 
 
 def _sized(
