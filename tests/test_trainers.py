@@ -246,11 +246,11 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
     """Whatever was sized before in this process (searches are remembered across scenarios), each
     candidate's memory is exactly ``estimate_memory`` of the configuration it states, with the scenario's
     trainer and the accumulation its micro-batch needs; and a plan never takes a candidate that does not fit."""
-    from ftdecide.levers import liger_problem
+    from ftdecide import levers
     from ftdecide.results import accumulation_steps
 
     arch = resolve_model(model)
-    liger = liger and liger_problem(arch) is None
+    liger = liger and levers.get("liger").problem(arch) is None
     res = recommend(Scenario(model=model, gpu=gpu, gpus=gpus, trainer=trainer, seq_len=seq_len, liger=liger))
     for c in res.candidates:
         assert c.config.trainer == trainer

@@ -61,7 +61,6 @@ class _Plan:
         self.keys = self.spec.emit_keys
         self.lora = lora
         self.settings = dict(settings or {})
-
         self.levers = levers.switched_on(cfg)  # each says its own keys to each trainer
         self.modules = list(arch.resolve_targets(self.lora.targets)) if self.lora else []
         self.all_linear = bool(self.lora) and self.lora.targets == "all-linear"

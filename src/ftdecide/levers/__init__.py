@@ -62,10 +62,3 @@ def switched_on(cfg) -> tuple[Lever, ...]:
 def weighed() -> dict[str, str]:
     """{rule name: field} of the levers rules weigh for a method that misses the GPU."""
     return {lv.rule_name: lv.name for lv in all_levers() if lv.rule_name}
-
-
-def liger_problem(arch: "Arch") -> Optional[str]:
-    """Why Liger cannot be switched on for ``arch`` (kept for the callers that ask by this name)."""
-    from .liger import LEVER
-
-    return LEVER.problem(arch)

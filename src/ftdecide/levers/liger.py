@@ -1,18 +1,8 @@
-"""Liger kernel (liger-kernel 0.8.5): fused linear cross-entropy, RMSNorm, SwiGLU and RoPE.
-
-Formerly the levers' one module; what it said of all of them follows.
-
-The levers' memory terms live in the estimator (:mod:`ftdecide.estimator`, constants in
-:class:`ftdecide.calibration.Calibration`), their step-time terms in :mod:`ftdecide.throughput`, and
-their trainer keys in :mod:`ftdecide.emit`; this module says where each can be switched on.
-
-- ``liger``: liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU and RoPE, applied as
-  transformers' Trainer applies them (``use_liger_kernel=True``: ``_apply_liger_kernel_to_instance``).
-  Only the model types of liger-kernel's ``MODEL_TYPE_TO_APPLY_LIGER_FN`` are patched.
-- ``offload_activations``: TRL's ``activation_offloading`` (torchtune's ``OffloadActivations``): every
-  saved tensor of 1 KiB and more goes to pinned CPU memory during forward and comes back for backward.
-- paged optimizers (``paged_adamw_8bit``, ``paged_adamw_32bit``): bitsandbytes keeps the optimizer
-  states in CUDA managed memory, which the driver pages to CPU memory when the GPU runs short.
+"""Liger kernel (liger-kernel 0.8.5): fused linear cross-entropy, RMSNorm, SwiGLU and RoPE, applied as
+transformers' Trainer applies them (``use_liger_kernel=True``: ``_apply_liger_kernel_to_instance``). Only
+the model types of liger-kernel's ``MODEL_TYPE_TO_APPLY_LIGER_FN`` are patched. Under TRL 1.16 only its
+layer kernels run: the fused LM head stays TRL's (:mod:`ftdecide.trainers.trl`). Paged optimizers, a lever
+of the optimizer, are :mod:`ftdecide.optimizers` records.
 """
 
 from __future__ import annotations
