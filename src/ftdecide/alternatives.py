@@ -64,7 +64,7 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
             hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))
-            if hit and "lora_rank" in hit[0].options:
+            if hit and hit[0].takes_shape:
                 out.append(Alternative("rank", f"{hit[0].label} fits at rank {rank} in {hit[1]:.1f} GiB", {"rank": rank}))
                 break
     seq = sc.seq_len // 2
@@ -86,7 +86,7 @@ def alternatives_for(
     GPUs of this kind are offered per method by :func:`_scale_out`."""
     out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin)
     leanest = min(
-        (m for m in methods.all_methods() if "lora_rank" in m.options),
+        (m for m in methods.all_methods() if m.takes_shape),
         key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,
     )
     need = estimate_memory(arch, train_config(sc, leanest, lora, gpus=1), cal).required_gib
@@ -105,7 +105,7 @@ def alternatives_for(
     smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
     for a in sorted(smaller, key=lambda a: -a.total_params()):
         try:
-            shape = replace(lora, rank=min(lora.rank, ALTERNATIVE_MAX_RANK, a.max_lora_rank(a.resolve_targets(lora.targets))))
+            shape = replace(lora, rank=min(lora.rank, ALTERNATIVE_MAX_RANK, a.max_rank(a.resolve_targets(lora.targets))))
         except InputError:
             continue  # the plan's targets name modules this model lacks
         req = estimate_memory(a, train_config(sc, leanest, shape), cal).required_gib

@@ -232,7 +232,7 @@ class Arch(BaseModel):
         shapes = self.linear_shapes()
         return self.num_layers * sum(rank * (shapes[m][0] + shapes[m][1]) * shapes[m][2] for m in modules)
 
-    def max_lora_rank(self, modules: tuple[str, ...]) -> int:
+    def max_rank(self, modules: tuple[str, ...]) -> int:
         """The largest rank that is still below the full rank of some targeted module (the largest
         min(in, out)); peft accepts more, but such an adapter is no longer low-rank anywhere."""
         shapes = self.linear_shapes()

@@ -16,7 +16,7 @@ import typer
 
 from .errors import InputError, one_line
 from .optimizers import help_text as optimizer_names
-from .policy import DEFAULT_VIRTUAL_TOKENS, SCENARIO_DEFAULTS as SD
+from .policy import SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
 from .cli_app import (  # noqa: E402  (the app, exit codes and helpers every command module shares)
@@ -35,12 +35,10 @@ from .cli_app import (  # noqa: E402  (the app, exit codes and helpers every com
 from .cli_options import (  # noqa: E402
     ACCUM_OPT,
     BATCH_OPT,
-    DROPOUT_OPT,
     GC_OPT,
     GPU_MEMORY_OPT,
     GPU_OPT,
     GPUS_OPT,
-    IA3_OPT,
     LIGER_OPT,
     METHOD_OPT,
     MODEL_OPT,
@@ -49,24 +47,23 @@ from .cli_options import (  # noqa: E402
     OFFLOAD_PARAMS_OPT,
     OPTIMIZER_OPT,
     PRECISION_OPT,
-    RANK_OPT,
-    REDUCTION_OPT,
     SEQ_OPT,
     STRATEGY_OPT,
-    TARGETS_OPT,
     TRAINER_HELP,
     TRAINER_OPT,
-    VT_OPT,
     EmitKind,
+    with_method_options,
     EstFmt,
     Fmt,
 )
 
 
+from .cli_options import expand as expand_method_options  # noqa: E402
 from .cli_io import _emit_trainer, _inputs_of, _write_file  # noqa: E402  (after the options it shares none of)
 
 
 @app.command()
+@with_method_options(scenario=True)
 def recommend(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, path to config.json, or a size like 13b"),
     gpu: Optional[str] = GPU_OPT,
@@ -96,7 +93,7 @@ def recommend(
     offload_activations: Optional[bool] = typer.Option(
         None, "--offload-activations/--no-offload-activations", help="size every method with activations offloaded to CPU memory"
     ),
-    virtual_tokens: Optional[int] = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})"),
+    method_options: Optional[dict] = None,
     trainer: Optional[str] = typer.Option(None, "--trainer", help=f"{TRAINER_HELP} (default: what --emit writes, else trl)"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
     scenario: Optional[str] = typer.Option(None, help="YAML file with the same fields (and 'rules:', relative to the file)"),
@@ -119,7 +116,7 @@ def recommend(
     from .scenario import Scenario
 
     # the options that are scenario fields, as given (rules join the scenario file's own below)
-    given = {k: v for k, v in locals().items() if k in Scenario.model_fields and k != "rules"}
+    given = {k: v for k, v in locals().items() if k in Scenario.model_fields and k != "rules"} | (method_options or {})
     if out is not None and emit is None:
         raise InputError("--out names the file for --emit: give --emit KIND too")
     fields = {k: v for k, v in given.items() if v is not None}
@@ -157,6 +154,7 @@ def recommend(
 
 
 @app.command()
+@with_method_options()
 def estimate(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, config.json path, or a size"),
     method: str = METHOD_OPT,
@@ -165,12 +163,7 @@ def estimate(
     seq_len: int = SEQ_OPT,
     batch_size: int = BATCH_OPT,
     gradient_checkpointing: Optional[bool] = GC_OPT,
-    lora_rank: Optional[int] = RANK_OPT,
-    lora_targets: Optional[str] = TARGETS_OPT,
-    lora_dropout: Optional[float] = DROPOUT_OPT,
-    virtual_tokens: Optional[int] = VT_OPT,
-    ia3_targets: Optional[str] = IA3_OPT,
-    adapter_reduction: Optional[int] = REDUCTION_OPT,
+    method_options: Optional[dict] = None,
     gpus: int = GPUS_OPT,
     nodes: int = NODES_OPT,
     strategy: str = STRATEGY_OPT,
@@ -200,7 +193,7 @@ def estimate(
         arch = resolve_model(model)
     else:
         arch = resolve_model(model)
-        cfg = _train_config(**_config_fields(locals()))
+        cfg = _train_config(**_config_fields(locals()), **(method_options or {}))
     why_not = cfg.method_spec.unsupported(arch)
     if why_not:
         raise InputError(why_not)
@@ -212,6 +205,7 @@ def estimate(
 
 
 @app.command()
+@with_method_options()
 def fit(
     model: str = MODEL_OPT,
     gpu: Optional[str] = GPU_OPT,
@@ -223,12 +217,7 @@ def fit(
     seq_len: int = SEQ_OPT,
     precision: str = PRECISION_OPT,
     optimizer: str = OPTIMIZER_OPT,
-    lora_rank: Optional[int] = RANK_OPT,
-    lora_targets: Optional[str] = TARGETS_OPT,
-    lora_dropout: Optional[float] = DROPOUT_OPT,
-    virtual_tokens: Optional[int] = VT_OPT,
-    ia3_targets: Optional[str] = IA3_OPT,
-    adapter_reduction: Optional[int] = REDUCTION_OPT,
+    method_options: Optional[dict] = None,
     offload_optimizer: bool = typer.Option(False, help="optimizer states in CPU memory"),
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
@@ -246,7 +235,7 @@ def fit(
     _finite(gpu_memory=gpu_memory)
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
-    base = _train_config(check_options=False, **_config_fields(locals()))
+    base = _train_config(check_options=False, **_config_fields(locals()), **(method_options or {}))
     from . import methods
 
     # the one refusal check: the strategy's, and each method's own (virtual tokens longer than the sequence)
@@ -281,6 +270,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     command's own verdict (``batch --fail-if-infeasible``), 2 bad input (one line on stderr), 70 a bug
     of ftdecide (one line, and a request to report it), 130 interrupted. Nothing ends in a traceback."""
     usage_errors = _click_exceptions()
+    expand_method_options()
     # ftdecide's models use no pydantic plugins; without this, pydantic scans every installed
     # distribution's entry points for them when the first model is built (6-16 ms a call, more in
     # large environments). A value the user set is kept.

@@ -11,7 +11,6 @@ from typing import Any
 
 import typer
 
-from .cli_options import METHOD_FIELDS
 from .errors import InputError, require_finite, validation_problem
 from .policy import DEFAULT_METHOD
 
@@ -57,15 +56,15 @@ def _train_config(check_options: bool = True, **fields):
 
     from . import methods
     from .config import TrainConfig
+    from .methods import options
 
-    _finite(lora_dropout=fields.get("lora_dropout"))
+    _finite(**{o.name: fields.get(o.name) for o in options.all_options() if o.type is float})
     method = fields.get("method", DEFAULT_METHOD)
     spec = methods.get(method) if method in methods.names() else None
     if check_options and spec is not None:
-        for f in METHOD_FIELDS:
-            if fields.get(f) is not None and f not in spec.options:
-                own = f"its options: {', '.join(_flag(o) for o in spec.options)}" if spec.options else "it has no options of its own"
-                raise InputError(f"{spec.label} takes no {_flag(f)} ({own})")
+        problem = options.given_problem(spec, fields)
+        if problem:
+            raise InputError(problem)
     if fields.get("gradient_checkpointing") is None:
         fields["gradient_checkpointing"] = spec.supports_checkpointing if spec is not None else True
     try:

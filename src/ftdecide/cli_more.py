@@ -12,22 +12,17 @@ import typer
 from .cli_app import EXIT_INPUT, _config_fields, _console, _finite, _json, _train_config, app, rules_app
 from .cli_options import (
     BATCH_OPT,
-    DROPOUT_OPT,
     GC_OPT,
-    IA3_OPT,
     LIGER_OPT,
     METHOD_OPT,
     OFFLOAD_ACT_OPT,
     OPTIMIZER_OPT,
     PRECISION_OPT,
-    RANK_OPT,
-    REDUCTION_OPT,
     SEQ_OPT,
-    TARGETS_OPT,
     TRAINER_HELP,
-    VT_OPT,
     BatchFmt,
     EstFmt,
+    with_method_options,
 )
 from .errors import InputError, one_line
 
@@ -138,6 +133,7 @@ def mix_cmd(
 
 
 @app.command()
+@with_method_options()
 def probe(
     model: Optional[str] = typer.Option(None, help="catalog name, Hugging Face id, config.json path, or a size"),
     method: str = METHOD_OPT,
@@ -146,12 +142,7 @@ def probe(
     seq_len: int = SEQ_OPT,
     batch_size: int = BATCH_OPT,
     gradient_checkpointing: Optional[bool] = GC_OPT,
-    lora_rank: Optional[int] = RANK_OPT,
-    lora_targets: Optional[str] = TARGETS_OPT,
-    lora_dropout: Optional[float] = DROPOUT_OPT,
-    virtual_tokens: Optional[int] = VT_OPT,
-    ia3_targets: Optional[str] = IA3_OPT,
-    adapter_reduction: Optional[int] = REDUCTION_OPT,
+    method_options: Optional[dict] = None,
     liger: bool = LIGER_OPT,
     offload_activations: bool = OFFLOAD_ACT_OPT,
     gpus: int = typer.Option(
@@ -179,7 +170,7 @@ def probe(
     elif from_json:
         records = session.records_from_recommendation(from_json, reentrant=reentrant, steps=steps)
     else:
-        cfg = _train_config(**_config_fields(locals()))
+        cfg = _train_config(**_config_fields(locals()), **(method_options or {}))
         if cfg.world_size > 1 and not cfg.strategy_spec.probed:
             raise InputError(f"probe does not measure {cfg.strategy_spec.label} on several GPUs")
         records = session.records_from_config(model, cfg, reentrant=reentrant, steps=steps)

@@ -3,12 +3,15 @@ name, default and help)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from enum import Enum
+from typing import Optional
 
 import typer
 
 from .optimizers import help_text as optimizer_names
-from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_GPU, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
+from .policy import DEFAULT_GPU, DEFAULT_METHOD
 
 
 class Fmt(str, Enum):
@@ -48,21 +51,10 @@ BATCH_OPT = typer.Option(1, help="micro-batch size")
 GC_OPT = typer.Option(
     None, "--gradient-checkpointing/--no-gradient-checkpointing", help="default on (off for prefix tuning, which fails with it)"
 )
-# Method options default to None so that one given to a method that lacks it is refused, not ignored.
-RANK_OPT = typer.Option(None, help=f"LoRA, QLoRA, DoRA: rank (default {DEFAULT_LORA.rank})")
-TARGETS_OPT = typer.Option(
-    None, help=f"LoRA, QLoRA, DoRA: all-linear, attn, mlp, qv, or names like q_proj,v_proj (default {DEFAULT_LORA.targets})"
-)
-DROPOUT_OPT = typer.Option(None, help=f"LoRA, QLoRA, DoRA: dropout (default {DEFAULT_LORA.dropout})")
-VT_OPT = typer.Option(None, help=f"prompt and prefix tuning: virtual tokens (default {DEFAULT_VIRTUAL_TOKENS})")
-REDUCTION_OPT = typer.Option(None, help=f"Houlsby adapters: bottleneck = hidden / this (default {DEFAULT_ADAPTER_REDUCTION})")
-IA3_OPT = typer.Option(None, help="IA3: modules to scale, like k_proj,v_proj,down_proj (default: peft's for the family)")
 LIGER_OPT = typer.Option(False, "--liger/--no-liger", help="liger-kernel: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE")
 OFFLOAD_ACT_OPT = typer.Option(
     False, "--offload-activations/--no-offload-activations", help="saved activations in CPU memory (TRL activation_offloading)"
 )
-# TrainConfig fields that belong to some methods only
-METHOD_FIELDS = ("lora_rank", "lora_targets", "lora_dropout", "virtual_tokens", "ia3_targets", "adapter_reduction")
 TRAINER_HELP = (
     "what you will run, which the plan is sized for: trl (TRL SFTTrainer, --emit trl), hf (transformers Trainer), "
     "axolotl, llamafactory, loop (ftdecide probe's loop)"
@@ -77,3 +69,47 @@ STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3
 OFFLOAD_PARAMS_OPT = typer.Option(False, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
+
+
+_PENDING: list = []  # (command wrapper, its own signature, scenario options only) until the CLI first runs
+
+
+def with_method_options(scenario: bool = False):
+    """A command's ``method_options: dict`` parameter becomes one flag per method option of the registry
+    (:mod:`ftdecide.methods.options`; with ``scenario``, the options a scenario states), at its place in
+    ``--help``. Each defaults to None, so that one given to a method that lacks it is refused, not
+    ignored; the command gets the given ones as ``method_options``. The flags are made when the CLI first
+    runs (:func:`expand`), after every method has registered."""
+
+    def deco(func):
+        @functools.wraps(func)
+        def wrapper(**kwargs):
+            from .methods import options
+
+            given = {o.name: kwargs.pop(o.name) for o in options.all_options() if o.name in kwargs}
+            return func(**kwargs, method_options=given)
+
+        _PENDING.append((wrapper, inspect.signature(func), scenario))
+        return wrapper
+
+    return deco
+
+
+def expand() -> None:
+    """Give every command decorated with :func:`with_method_options` its flags (once)."""
+    from .methods import options
+
+    while _PENDING:
+        wrapper, sig, scenario = _PENDING.pop()
+        params, hints = [], {k: v for k, v in wrapper.__annotations__.items() if k != "method_options"}
+        for p in sig.parameters.values():
+            if p.name != "method_options":
+                params.append(p)
+                continue
+            for o in options.all_options():
+                if o.in_scenario or not scenario:
+                    opt = typer.Option(None, o.flag, help=options.help_text(o))
+                    params.append(inspect.Parameter(o.name, p.kind, default=opt, annotation=Optional[o.type]))
+                    hints[o.name] = Optional[o.type]
+        wrapper.__signature__ = sig.replace(parameters=params)
+        wrapper.__annotations__ = hints

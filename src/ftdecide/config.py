@@ -7,19 +7,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from . import methods, optimizers, strategies, trainers
-from .errors import finite, preview
-from .policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_METHOD, DEFAULT_VIRTUAL_TOKENS
+from .errors import preview
+from .methods import options
+from .policy import DEFAULT_METHOD
 
 Precision = Literal["bf16", "mixed"]
 
 
-class TrainConfig(BaseModel):
-    """One training configuration to estimate. Sizes in tokens; ``lora_targets`` as
-    :meth:`Arch.resolve_targets` takes them; ``method`` a name of :func:`ftdecide.methods.names`."""
-
+class _Head(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     method: str = DEFAULT_METHOD
@@ -28,12 +26,18 @@ class TrainConfig(BaseModel):
     seq_len: int = Field(2048, gt=0, le=1_048_576)
     batch_size: int = Field(1, gt=0, le=4096)
     gradient_checkpointing: bool = True
-    lora_rank: int = Field(DEFAULT_LORA.rank, gt=0, le=65536)
-    lora_targets: str = DEFAULT_LORA.targets
-    lora_dropout: float = Field(DEFAULT_LORA.dropout, ge=0.0, lt=1.0)
-    virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, gt=0, le=65536)
-    ia3_targets: str = "default"
-    adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, gt=0, le=65536)
+
+
+# every registered method's options (:mod:`ftdecide.methods.options`), between the head and the rest: the
+# order of the fields is the order of the keys in every dump
+_WithOptions = create_model("_WithOptions", __base__=_Head, __validators__=options.validators(), **options.config_fields())
+
+
+class TrainConfig(_WithOptions):
+    """One training configuration to estimate. Sizes in tokens; ``method`` a name of
+    :func:`ftdecide.methods.names`; the methods' own options (``lora_rank``, ``virtual_tokens``, ...) are
+    fields too, each declared by the method that takes it."""
+
     gpus: int = Field(1, gt=0, le=4096)  # GPUs per node
     nodes: int = Field(1, gt=0, le=4096)
     strategy: str = "auto"
@@ -65,11 +69,6 @@ class TrainConfig(BaseModel):
     def _known_optimizer(cls, v: str) -> str:
         return optimizers.known(v)
 
-    @field_validator("lora_dropout")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        return finite(v)
-
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
@@ -94,9 +93,7 @@ class TrainConfig(BaseModel):
                 f"{spec.label} does not train with gradient checkpointing on peft 0.21 and transformers 5.17 (measured: the "
                 "recomputed attention's mask no longer matches the prefix); use --no-gradient-checkpointing"
             )
-        if "virtual_tokens" in spec.options and self.virtual_tokens > self.seq_len:
-            return f"{self.virtual_tokens} virtual tokens is more than the sequence ({self.seq_len} tokens)"
-        return self.strategy_spec.problem(self)
+        return options.run_problem(self) or self.strategy_spec.problem(self)
 
     @property
     def optimizer_spec(self) -> optimizers.Optimizer:

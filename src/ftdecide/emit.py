@@ -45,7 +45,7 @@ def _peft_config_py(p: _Plan) -> str:
     if p.lora:
         targets = '"all-linear"' if p.all_linear else _py(p.modules)
         extra = "".join(f"    {k}={_py(v)},\n" for k, v in p.keys.peft_lora_options)
-        shape = f"    r={p.lora.rank},\n    lora_alpha={p.lora.alpha},\n    lora_dropout={p.lora.dropout!r},\n"
+        shape = "".join(f"    {k}={_py(getattr(p.lora, a))},\n" for k, a in p.keys.peft_shape)
         return f'peft_config = LoraConfig(\n{shape}{extra}    target_modules={targets},\n    bias="none",\n    task_type="CAUSAL_LM",\n)'
     args = "".join(f"    {kw}={_py(p.settings[name])},\n" for name, kw in p.keys.peft_settings)
     return f'peft_config = {p.keys.peft_class}(\n{args}    task_type="CAUSAL_LM",\n)'
@@ -330,10 +330,12 @@ def emit_config(
     choose one. The trainer harness (``benchmarks/trainer_runs.py``) runs these files unmodified."""
     if kind not in KINDS:
         raise InputError(f"unknown config kind '{kind}' (choose from {', '.join(KINDS)})")
+    from .methods import options as method_options
     from .results import LoraSettings
 
     spec = cfg.method_spec
-    lora = LoraSettings(cfg.lora_rank, 2 * cfg.lora_rank, cfg.lora_targets, cfg.lora_dropout) if "lora_rank" in spec.options else None
+    shape = method_options.shape_of(cfg)
+    lora = LoraSettings(shape["rank"], 2 * shape["rank"], shape["targets"], shape["dropout"]) if shape else None
     plan = _Plan(
         arch,
         cfg,

@@ -27,7 +27,7 @@ def emit_axolotl(p: _Plan) -> str:
     if p.keys.axolotl_adapter:
         cfg["adapter"] = p.keys.axolotl_adapter
     if p.lora:
-        cfg.update(lora_r=p.lora.rank, lora_alpha=p.lora.alpha, lora_dropout=p.lora.dropout)
+        cfg.update({k: getattr(p.lora, a) for k, a in p.keys.axolotl_shape})
         cfg.update(dict(p.keys.axolotl_options))
         if p.all_linear:
             cfg["lora_target_linear"] = True
@@ -70,12 +70,8 @@ def emit_llamafactory(p: _Plan) -> str:
         cfg.update(quantization_bit=p.keys.quantization_bit, quantization_method="bitsandbytes")
     cfg.update(stage="sft", do_train=True, finetuning_type=p.keys.llamafactory_type)
     if p.lora:
-        cfg.update(
-            lora_rank=p.lora.rank,
-            lora_alpha=p.lora.alpha,
-            lora_dropout=p.lora.dropout,
-            lora_target="all" if p.all_linear else ",".join(p.modules),
-        )
+        cfg.update({k: getattr(p.lora, a) for k, a in p.keys.llamafactory_shape})
+        cfg["lora_target"] = "all" if p.all_linear else ",".join(p.modules)
         cfg.update(dict(p.keys.llamafactory_options))
     cfg.update(
         dataset="ftdecide_data",

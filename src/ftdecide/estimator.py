@@ -70,6 +70,7 @@ from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
 from .memo import Memo
+from .methods import options as method_options
 
 GIB = 2**30
 # The measured default, for messages and checks that need no calibration object.
@@ -461,17 +462,12 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.method,
         cfg.precision,
         cfg.optimizer,
-        cfg.lora_rank,
-        cfg.lora_targets,
-        cfg.lora_dropout > 0,
+        method_options.key(cfg),
         cfg.gpus,
         cfg.nodes,
         cfg.strategy,
         cfg.offload_params,
         cfg.offload_optimizer,
-        cfg.virtual_tokens if cfg.method_spec.options else 0,
-        cfg.ia3_targets,
-        cfg.adapter_reduction,
         cfg.liger,
         cfg.offload_activations,
         # a strategy's terms may depend on checkpointing (ZeRO-3's frozen base without it)

@@ -22,12 +22,6 @@ class LoraShape:
 # r=16 on all linear layers with alpha = 2r and dropout 0.05: QLoRA's recipe (Dettmers et al. 2023), the
 # common default of peft, axolotl and LLaMA-Factory examples.
 DEFAULT_LORA = LoraShape()
-# Prompt and prefix tuning's soft tokens when not given: the framework document in shared/seeds puts
-# prefix lengths at 10-50; peft's examples use 20 (num_virtual_tokens=20).
-DEFAULT_VIRTUAL_TOKENS = 20
-# Houlsby adapters' bottleneck: hidden / 16, the adapters library's DoubleSeqBnConfig default (the seeds
-# give the parameter count, 2 x adapter_size x hidden x layers, but no size).
-DEFAULT_ADAPTER_REDUCTION = 16
 DEFAULT_EPOCHS = 3  # the seeds' decision tables: 1-3 epochs for instruction data; more overfits
 DEFAULT_LORA_LEARNING_RATE = 2e-4  # LoRA's rate is about 10x full fine-tuning's (Hu et al. 2021)
 DEFAULT_FULL_LEARNING_RATE = 2e-5

@@ -69,7 +69,7 @@ def _lora_from_rules(arch: Arch, settings: dict) -> LoraShape:
     holds for the rank it set, and where the rank had to shrink alpha stays 2x rank."""
     targets = str(settings.get("targets", DEFAULT_LORA.targets))
     try:
-        max_rank = arch.max_lora_rank(arch.resolve_targets(targets))
+        max_rank = arch.max_rank(arch.resolve_targets(targets))
     except InputError as e:
         raise e.at(prefix=f"rules set LoRA targets '{targets}': ") from None
     requested = int(settings.get("rank", DEFAULT_LORA.rank))
@@ -265,7 +265,7 @@ def _feasible_plan(
         epochs=epochs,
         reasons=followed,
         not_followed=tuple(n for n in outcome.notes if n not in followed),
-        lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if "lora_rank" in method.options else None,
+        lora=LoraSettings(lora.rank, lora.alpha, lora.targets, lora.dropout) if method.takes_shape else None,
         method_settings=method.settings(arch, chosen.config),
         learning_rate=float(st.get(method.learning_rate_setting, method.default_learning_rate)),
         gradient_accumulation_steps=accumulation_steps(chosen.micro_batch_size, sc.world_size),

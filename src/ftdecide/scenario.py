@@ -6,25 +6,18 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from . import optimizers, strategies, trainers
 from .errors import InputError, error_message, finite
-from .policy import (
-    DEFAULT_VIRTUAL_TOKENS,
-    DEFAULT_ADAPTER_REDUCTION,
-    SCENARIO_DEFAULTS,
-)
+from .methods import options
+from .policy import SCENARIO_DEFAULTS
 
 
 Task = Literal["chat", "instruction", "style", "classification", "domain", "code", "math", "continued-pretraining"]
 
 
-class Scenario(BaseModel):
-    """What the user wants to do. Sizes: examples and tokens; budget in USD; memory in GiB.
-    ``rules``: extra rule files, applied after the defaults (paths as given, or relative to the
-    scenario file they were written in)."""
-
+class _Head(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
     gpu: Optional[str] = None
@@ -46,8 +39,19 @@ class Scenario(BaseModel):
     offload_optimizer: bool = False
     liger: bool = False
     offload_activations: bool = False
-    virtual_tokens: int = Field(DEFAULT_VIRTUAL_TOKENS, ge=1, le=65536)
-    adapter_reduction: int = Field(DEFAULT_ADAPTER_REDUCTION, ge=1, le=65536)
+
+
+# the methods' options a scenario states (``in_scenario``: soft prompts' virtual tokens, Houlsby's
+# reduction), declared by their methods (:mod:`ftdecide.methods.options`); a value given longer than the
+# sequence is refused, the default is shortened to it
+_WithOptions = create_model("_WithOptions", __base__=_Head, __validators__=options.validators(scenario=True), **options.scenario_fields())
+
+
+class Scenario(_WithOptions):
+    """What the user wants to do. Sizes: examples and tokens; budget in USD; memory in GiB.
+    ``rules``: extra rule files, applied after the defaults (paths as given, or relative to the
+    scenario file they were written in)."""
+
     rules: tuple[str, ...] = Field((), max_length=64)
     # what the user will run (ftdecide.trainers): the plan is sized for its memory
     trainer: str = trainers.DEFAULT
@@ -70,15 +74,6 @@ class Scenario(BaseModel):
     @property
     def world_size(self) -> int:
         return self.gpus * self.nodes
-
-    @field_validator("virtual_tokens")
-    @classmethod
-    def _virtual_tokens_fit(cls, v: int, info) -> int:
-        # only when given (a field validator runs for given values): the default is shortened to the sequence
-        seq = info.data.get("seq_len")
-        if seq is not None and v > seq:
-            raise ValueError(f"{v} virtual tokens is more than the sequence ({seq} tokens)")
-        return v
 
     @field_validator("gpu_memory", "budget", "price_per_hour", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from .catalog import GPU
 from .errors import InputError
 from .estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
 from .memo import Memo
+from .methods import options as method_options
 from .policy import (
     ALTERNATIVE_GPU_COUNTS,
     DEFAULT_GPU,
@@ -71,11 +72,7 @@ def train_config(
         seq_len=sc.seq_len,
         batch_size=batch_size,
         gradient_checkpointing=method.supports_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
-        lora_rank=lora.rank,
-        lora_targets=lora.targets,
-        lora_dropout=lora.dropout,
-        virtual_tokens=min(sc.virtual_tokens, sc.seq_len),
-        adapter_reduction=sc.adapter_reduction,
+        **method_options.plan_values(sc, lora),
         gpus=sc.gpus if gpus is None else gpus,
         nodes=sc.nodes if gpus is None else 1,
         strategy=sc.strategy if strategy is None else strategy,

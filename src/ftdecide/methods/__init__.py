@@ -63,6 +63,10 @@ class EmitKeys:
     peft_settings: tuple[tuple[str, str], ...] = ()
     # where to train the method when a trainer lacks it (what a refusal names)
     elsewhere: str = "--emit peft or --emit trl"
+    # (trainer's key, attribute of the plan's LoRA shape) for the methods that take one (``takes_shape``)
+    peft_shape: tuple[tuple[str, str], ...] = (("r", "rank"), ("lora_alpha", "alpha"), ("lora_dropout", "dropout"))
+    axolotl_shape: tuple[tuple[str, str], ...] = (("lora_r", "rank"), ("lora_alpha", "alpha"), ("lora_dropout", "dropout"))
+    llamafactory_shape: tuple[tuple[str, str], ...] = (("lora_rank", "rank"), ("lora_alpha", "alpha"), ("lora_dropout", "dropout"))
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,10 @@ class Method:
     precisions: tuple[str, ...] = ("bf16",)  # precisions of what trains that the method supports
     learning_rate_setting: str = "lora_learning_rate"  # the rules' key for its learning rate
     default_learning_rate: float = DEFAULT_LORA_LEARNING_RATE  # when no rule sets it
-    # TrainConfig fields the method reads beyond the common ones: giving another method's option
-    # (prompt tuning with a LoRA rank) is an input error, not silently ignored.
-    options: tuple[str, ...] = ()
+    # its own settings (:class:`ftdecide.methods.options.Option`, declared in its module): TrainConfig fields
+    # beyond the common ones; giving another method's option (prompt tuning with a LoRA rank) is an input
+    # error, not silently ignored.
+    options: tuple = ()
     # merge_and_unload folds the trained weights into the base (no serving latency); soft prompts cannot be
     mergeable: bool = True
     # trains under gradient checkpointing on the measured stack (peft 0.21, transformers 5.17)
@@ -102,6 +107,11 @@ class Method:
     fitted: tuple = ()
 
     # --- identity ---------------------------------------------------------------------------
+    @property
+    def takes_shape(self) -> bool:
+        """It is sized and emitted with the plan's LoRA shape (rank, alpha, targets, dropout)."""
+        return any(o.shape_attr for o in self.options)
+
     @property
     def short_label(self) -> str:
         """The name in compact lists ("full", "LoRA", "QLoRA")."""

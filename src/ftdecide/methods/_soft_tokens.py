@@ -6,6 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import Method
+from .options import Option
+
+# Prompt and prefix tuning's soft tokens when not given: the framework document in shared/seeds puts
+# prefix lengths at 10-50; peft's examples use 20 (num_virtual_tokens=20). Probe records call it vt.
+VIRTUAL_TOKENS = Option(
+    "virtual_tokens",
+    int,
+    20,
+    "virtual tokens",
+    bounds=(("gt", 0), ("le", 65536)),
+    scenario_bounds=(("ge", 1), ("le", 65536)),
+    record_key="vt",
+    in_scenario=True,
+    not_above=("seq_len", "{v} virtual tokens is more than the sequence ({limit} tokens)"),
+)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,20 @@ from ..coefs import ActCoef
 from dataclasses import dataclass
 
 from . import EmitKeys, Method, ProbeRecipe, register
+from .options import Option
+
+# The bottleneck: hidden / 16, the adapters library's DoubleSeqBnConfig default (the seeds give the parameter
+# count, 2 x adapter_size x hidden x layers, but no size). Probe records call it reduction.
+REDUCTION = Option(
+    "adapter_reduction",
+    int,
+    16,
+    "bottleneck = hidden / this",
+    bounds=(("gt", 0), ("le", 65536)),
+    scenario_bounds=(("ge", 1), ("le", 65536)),
+    record_key="reduction",
+    in_scenario=True,
+)
 
 ADAPTERS_PER_LAYER = 2  # after attention and after the MLP
 # Decoder model types the adapters library 1.3.0 supports (models/auto/adapter_model.py and the
@@ -98,7 +112,7 @@ METHOD = register(
         fallback_order=8,
         display_order=8,
         adapter="houlsby",
-        options=("adapter_reduction",),
+        options=(REDUCTION,),
         mergeable=False,
         learning_rate_setting="adapter_learning_rate",
         default_learning_rate=1e-4,  # Houlsby et al. 2019 searched 3e-5 to 3e-3; 1e-4 is the adapters library's examples'

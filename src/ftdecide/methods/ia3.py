@@ -21,6 +21,17 @@ from ..coefs import ActCoef
 from dataclasses import dataclass
 
 from . import EmitKeys, Method, register
+from .options import Option
+
+# which modules to scale; "default" is peft's table for the family (records state it only when set)
+TARGETS = Option(
+    "ia3_targets",
+    str,
+    "default",
+    "modules to scale, like k_proj,v_proj,down_proj",
+    default_text="peft's for the family",
+    record_if_default=False,
+)
 
 FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_modules)
 # Families whose peft default scales queries rather than keys (peft 0.21's
@@ -89,7 +100,7 @@ METHOD = register(
         fallback_order=5,
         display_order=5,
         adapter="ia3",
-        options=("ia3_targets",),
+        options=(TARGETS,),
         learning_rate_setting="ia3_learning_rate",
         default_learning_rate=3e-3,  # T-Few (Liu et al. 2022) trains IA3 at 3e-3
         emit_keys=EmitKeys(

@@ -10,9 +10,33 @@ from ..coefs import ActCoef
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..policy import DEFAULT_LORA
 from . import EmitKeys, Method, register
+from .options import Option
 
-LORA_OPTIONS = ("lora_rank", "lora_targets", "lora_dropout")
+# LoRA's shape as a method option (QLoRA and DoRA take the same); a plan takes it from the rules' shape,
+# probe records call it r, targets and dropout (records without dropout ran without)
+LORA_OPTIONS = (
+    Option("lora_rank", int, DEFAULT_LORA.rank, "rank", bounds=(("gt", 0), ("le", 65536)), record_key="r", shape_attr="rank"),
+    Option(
+        "lora_targets",
+        str,
+        DEFAULT_LORA.targets,
+        "all-linear, attn, mlp, qv, or names like q_proj,v_proj",
+        record_key="targets",
+        shape_attr="targets",
+    ),
+    Option(
+        "lora_dropout",
+        float,
+        DEFAULT_LORA.dropout,
+        "dropout",
+        bounds=(("ge", 0.0), ("lt", 1.0)),
+        record_key="dropout",
+        record_missing=0.0,
+        shape_attr="dropout",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -21,9 +45,9 @@ class LoraFamily(Method):
 
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         mods = arch.resolve_targets(cfg.lora_targets)
-        if cfg.lora_rank > arch.max_lora_rank(mods):
+        if cfg.lora_rank > arch.max_rank(mods):
             raise InputError(
-                f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_lora_rank(mods)}) of {arch.name}"
+                f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_rank(mods)}) of {arch.name}"
             )
         return mods
 

@@ -17,7 +17,7 @@ from ..coefs import ActCoef
 from dataclasses import dataclass
 
 from . import EmitKeys, register
-from ._soft_tokens import SoftTokens
+from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens
 
 PREFIX_BYTES = 2.0 + 4.0  # bf16 keys/values the attention reads + the fp32 embedding output they came from
 
@@ -49,7 +49,7 @@ METHOD = register(
         fallback_order=6,
         display_order=6,
         adapter="prefix",
-        options=("virtual_tokens",),
+        options=(VIRTUAL_TOKENS,),
         mergeable=False,
         supports_checkpointing=False,
         learning_rate_setting="prefix_learning_rate",

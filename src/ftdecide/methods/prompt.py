@@ -15,7 +15,7 @@ from ..coefs import ActCoef
 from dataclasses import dataclass
 
 from . import EmitKeys, register
-from ._soft_tokens import SoftTokens
+from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ METHOD = register(
         fallback_order=7,
         display_order=7,
         adapter="prompt",
-        options=("virtual_tokens",),
+        options=(VIRTUAL_TOKENS,),
         mergeable=False,
         learning_rate_setting="prompt_learning_rate",
         default_learning_rate=3e-2,  # peft's prompt-tuning examples use 3e-2

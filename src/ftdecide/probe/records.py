@@ -2,8 +2,9 @@
 
 A record is what ``ftdecide probe`` and ``data/measurements/*.jsonl`` hold: the configuration
 (``arch``, ``hf_config``, ``method``: a method variant such as full_bf16 or lora, ``optim``, ``seq``,
-``batch``, ``gc``; LoRA's ``r``, ``targets``, ``dropout``; prompt and prefix tuning's ``vt``; IA3's
-``ia3_targets``; the levers ``liger`` and ``offload_act``) and, once measured, ``status`` (ok/oom), ``peak_alloc_gib``,
+``batch``, ``gc``; the method's own options under the keys its module declares (``r`` for LoRA's rank:
+:func:`ftdecide.methods.options.from_record`); the levers ``liger`` and ``offload_act``) and, once
+measured, ``status`` (ok/oom), ``peak_alloc_gib``,
 ``peak_reserved_gib``, ``tokens_per_s`` and the software versions.
 """
 
@@ -12,9 +13,8 @@ from __future__ import annotations
 from ..arch import Arch
 from ..config import TrainConfig
 from ..hfconfig import arch_from_hf_config
-from ..policy import DEFAULT_ADAPTER_REDUCTION, DEFAULT_LORA, DEFAULT_VIRTUAL_TOKENS
 from ..errors import flag
-from ..methods import from_variant, get, names, variants
+from ..methods import from_variant, get, names, options, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
 H100_TOTAL_GIB = 79.18
@@ -33,12 +33,7 @@ def config_from_record(d: dict) -> TrainConfig:
         seq_len=d["seq"],
         batch_size=d["batch"],
         gradient_checkpointing=flag(d["gc"], "gc"),
-        lora_rank=d.get("r") or DEFAULT_LORA.rank,
-        lora_targets=d.get("targets") or DEFAULT_LORA.targets,
-        lora_dropout=d.get("dropout") or 0.0,
-        virtual_tokens=d.get("vt") or DEFAULT_VIRTUAL_TOKENS,
-        ia3_targets=d.get("ia3_targets") or "default",
-        adapter_reduction=d.get("reduction") or DEFAULT_ADAPTER_REDUCTION,
+        **options.from_record(d),
         gpus=int(d.get("world_size") or 1),
         strategy=d.get("strategy") or "auto",
         liger=flag(d.get("liger"), "liger"),
@@ -57,9 +52,7 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
         seq_len=d["seq"],
         batch_size=d["batch"],
         gradient_checkpointing=flag(d["gc"], "gc"),
-        lora_rank=d.get("r") or DEFAULT_LORA.rank,
-        lora_targets=d.get("targets") or DEFAULT_LORA.targets,
-        lora_dropout=d.get("dropout", DEFAULT_LORA.dropout),
+        **options.from_record(d, legacy=False),
         liger=flag(d.get("liger"), "liger"),
         offload_activations=flag(d.get("offload"), "offload"),
         gradient_accumulation=int(d.get("accum", 1)),
@@ -82,15 +75,7 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
         "gc": cfg.gradient_checkpointing,
         "steps": steps,
     }
-    options = cfg.method_spec.options
-    if "lora_rank" in options:
-        rec.update(r=cfg.lora_rank, targets=cfg.lora_targets, dropout=cfg.lora_dropout)
-    if "virtual_tokens" in options:
-        rec["vt"] = cfg.virtual_tokens
-    if "adapter_reduction" in options:
-        rec["reduction"] = cfg.adapter_reduction
-    if "ia3_targets" in options and cfg.ia3_targets != "default":
-        rec["ia3_targets"] = cfg.ia3_targets
+    rec.update(options.to_record(cfg))
     if cfg.world_size > 1:
         rec.update(world_size=cfg.world_size, strategy=cfg.strategy_spec.name)
     if cfg.liger:
@@ -125,6 +110,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
         lora = rec.get("lora") or {}
         if not isinstance(lora, dict):
             raise bad("'recommendation.lora' must be an object")
+        shape = {o.name: lora[o.shape_attr] for o in options.all_options() if o.shape_attr and o.shape_attr in lora}
         if isinstance(rec.get("config"), dict):
             # schema 1.1: the plan's configuration itself, strategy, GPUs, levers and trainer included
             return sc["model"], TrainConfig.model_validate(rec["config"], strict=True)  # JSON booleans only, as elsewhere
@@ -137,9 +123,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
             seq_len=sc["seq_len"],
             batch_size=rec["micro_batch_size"],
             gradient_checkpointing=flag(rec["gradient_checkpointing"], "recommendation.gradient_checkpointing"),
-            lora_rank=lora.get("rank", DEFAULT_LORA.rank),
-            lora_targets=lora.get("targets", DEFAULT_LORA.targets),
-            lora_dropout=lora.get("dropout", DEFAULT_LORA.dropout),
+            **shape,
             trainer=sc.get("trainer", "loop"),
         )
         return sc["model"], cfg
