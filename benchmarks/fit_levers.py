@@ -11,7 +11,6 @@ values to paste into calibration.py. Needs numpy and scipy (not ftdecide depende
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import sys
 
@@ -36,7 +35,7 @@ def main(lever: str, names: list[str]) -> None:
     x0 = np.array([getattr(DEFAULT, n) for n in names])
 
     def residuals(x):
-        cal = dataclasses.replace(DEFAULT, **{n: float(v) for n, v in zip(names, x, strict=True)})
+        cal = DEFAULT.with_constants(**{n: float(v) for n, v in zip(names, x, strict=True)})
         out = []
         for arch, cfg, d in runs:
             e = estimator.estimate_memory(arch, cfg, cal).peak_allocated_gib / d["peak_alloc_gib"] - 1

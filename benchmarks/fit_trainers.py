@@ -14,7 +14,6 @@ the peak allocated memory (``torch.cuda.max_memory_allocated`` from the start of
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import pathlib
@@ -104,12 +103,12 @@ def fit() -> None:
     print("as shipped: held out", summary([error(r) for r in test]))
     best = None
     for values in itertools.product(*GRID.values()):
-        cal = dataclasses.replace(DEFAULT, **dict(zip(GRID, values, strict=True)))
+        cal = DEFAULT.with_constants(**dict(zip(GRID, values, strict=True)))
         score = loss([error(r, cal) for r in train])
         if best is None or score < best[0]:
             best = (score, values)
     chosen = dict(zip(GRID, best[1], strict=True))
-    cal = dataclasses.replace(DEFAULT, **chosen)
+    cal = DEFAULT.with_constants(**chosen)
     print("chosen on", len(train), "runs:", json.dumps(chosen))
     print("fitted part", summary([error(r, cal) for r in train]))
     print("held out   ", summary([error(r, cal) for r in test]))

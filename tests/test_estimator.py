@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from ftdecide import methods
 from ftdecide import catalog
-from ftdecide.calibration import DEFAULT as CAL, Calibration
+from ftdecide.calibration import DEFAULT as CAL
 from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, weight_bytes
 from ftdecide.optimizers import optimizer_bytes
 from ftdecide.hfconfig import arch_from_hf_config
@@ -166,7 +166,7 @@ def test_qlora_saves_every_4bit_linear_input():
     cfg = TrainConfig(method="qlora", lora_targets="mlp")
     mods = a.resolve_targets("mlp")
     with_term = estimator._layer_terms(a, cfg, mods, CAL)[0]
-    without = estimator._layer_terms(a, cfg, mods, Calibration(qlora_input_bytes=0.0))[0]
+    without = estimator._layer_terms(a, cfg, mods, CAL.with_constants(qlora_input_bytes=0.0))[0]
     assert with_term - without == pytest.approx(2 * (3 * 4096 + 4096 + 2 * 4096 + 14336))
 
 

@@ -1,9 +1,14 @@
 """Every fitted or measured constant of the memory and step-time models, in one frozen object.
 
+The constants that belong to one unit live beside it: a method's, strategy's, lever's or trainer's
+``constants`` (and a method's activation coefficients, ``fitted``); :class:`Calibration` assembles them
+from the registries. What is left here is shared by every unit: the loss and allocator terms, the
+architecture's tied-embedding and softcap terms, and the step-time model's joint fit.
+
 The models (:mod:`ftdecide.estimator`, :mod:`ftdecide.throughput`) take a :class:`Calibration` as an
 argument and default to :data:`DEFAULT`. Nothing rewrites module globals: a refit
 (``benchmarks/fit_coefficients.py``, ``benchmarks/fit_throughput.py``) builds a new object with
-``dataclasses.replace`` and passes it in, and the estimator's memo is keyed on the object, so a refit is
+``Calibration.with_constants`` and passes it in, and the estimator's memo is keyed on the object, so a refit is
 never served a model built from other constants.
 
 Memory constants are bytes per value (fitted) or GiB (2**30 bytes, measured); time constants are stated
@@ -109,12 +114,33 @@ def _util() -> tuple[tuple[str, float], ...]:
     return tuple((variant, util) for m in methods.all_methods() for variant, _, util in m.fitted)
 
 
+def _unit_constants() -> tuple[tuple[str, float], ...]:
+    """Every unit's own fitted constants (``constants`` of each registered method, strategy, lever and
+    trainer, and what the trainers share), as their modules declare them beside their terms. A name is
+    declared once: two units that declare the same one are a bug."""
+    from . import levers, methods, strategies, trainers
+
+    out: dict[str, float] = {}
+    units = (*methods.all_methods(), *strategies.all_strategies(), *levers.all_levers(), *trainers.all_trainers(), trainers)
+    for unit in units:
+        for name, value in getattr(unit, "CONSTANTS", None) or unit.constants:
+            if name in out:
+                raise RuntimeError(f"constant '{name}' declared twice")
+            out[name] = value
+    return tuple(out.items())
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """The constants both models read. Hashable, so that memo keys can hold it."""
+    """The constants both models read. Hashable, so that memo keys can hold it.
+
+    Beside its own fields it holds every unit's fitted constants (``units``), read by name like its
+    fields (``cal.NAME``: Liger's, declared in :mod:`ftdecide.levers.liger`); :meth:`with_constants`
+    replaces any of either kind, for refits."""
 
     coef: tuple[tuple[str, ActCoef], ...] = field(default_factory=_coef)
     util: tuple[tuple[str, float], ...] = field(default_factory=_util)
+    units: tuple[tuple[str, float], ...] = field(default_factory=_unit_constants)
     # CUDA context + cuBLAS workspaces, torch 2.11 on an H100: total - free - reserved after a step
     # (ftdecide probe), GiB.
     cuda_context_gib: float = 0.75
@@ -127,83 +153,44 @@ class Calibration:
     # (benchmarks/accuracy.py); this one is inside it.
     allocator_headroom: float = 0.015
     logits_block_headroom: float = 0.35
-    dropout_bytes: float = 3.0  # dropout output (bf16, 2 B) + its mask (1 B) per targeted input value
-    # bitsandbytes' MatMul4Bit saves its input for the backward of every 4-bit linear, adapted or not
-    # (``ctx.tensors = (A, B)`` whenever the input needs a gradient), in the compute dtype (bf16); plain
-    # nn.Linear under torch autograd saves nothing for a frozen weight, so LoRA has no such term.
-    qlora_input_bytes: float = 2.0
     logits_saved: float = 4.0  # fp32 log-softmax output, per vocab entry per token
     logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
     logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
-    # TRL's fused head (trl 1.16 ``add_fused_lm_head``; python benchmarks/fit_trainers.py --fit): bytes per
-    # hidden value and per token each labelled token holds for backward (its gathered final hidden state in
-    # bf16; its target, log-normaliser and entropy), and bytes per hidden value per token of the hidden
-    # states' gradient that backward accumulates in fp32 and casts back
-    # what eager attention saves more per head per key position per token where the trainer passes an
-    # attention mask (Gemma 2 under TRL and the transformers Trainer)
-    eager_mask_bytes: float = 12.0
-    prefix_mask_bytes: float = 2.0  # prefix tuning's widened mask, per query x key pair per layer (trainers' masks)
-    # bytes per hidden value per token per layer a checkpointed step keeps beyond the loop's under TRL
-    # (fitted; its cause is not isolated: the hf trainer's checkpointed runs need none)
-    fused_head_gc_h: float = 0.5
-    chunk_saved_h: float = 2.0
-    chunk_saved_tok: float = 0.0
-    chunk_bwd_h: float = 16.0
     softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
-    # Liger kernel (liger-kernel 0.8.5, _apply_liger_kernel_to_instance as transformers' Trainer calls it),
-    # fitted by least squares on the 20 Liger runs of data/measurements/h200_peft_levers_2026-11-29.jsonl
-    # (python benchmarks/fit_levers.py liger liger_layer_h liger_layer_i liger_saved_h liger_fwd_h liger_bwd_h):
-    # bytes a layer saves less with Liger's RMSNorm, SwiGLU and RoPE; then, per hidden value per token, what
-    # the fused linear cross-entropy keeps until backward (the input's gradient, computed in forward, and
-    # the shifted hidden states), what it holds for a moment in forward (a chunk of logits, about tokens x
-    # hidden values, and its gradient) and backward's gradients of the hidden states beyond the recomputed
-    # layer. The per-token constants are larger than the tensors named: they also carry what the eager
-    # stack's logits hid in the fits without Liger.
-    liger_layer_h: float = 4.52  # bytes per hidden value a layer saves less (RMSNorm keeps no fp32 copies)
-    liger_layer_i: float = 2.51  # bytes per MLP value a layer saves less (SwiGLU recomputes the activation)
-    liger_saved_h: float = 24.55
-    liger_fwd_h: float = 26.89
-    # With a tied head, full fine-tuning under Liger holds the head's gradient (computed in forward) until the
-    # embedding's is added at the end of backward: the share of it held beyond the gradients, fitted on the 7
-    # runs that do this (4 configurations): bf16 Llama and Qwen needed none of it, Gemma 2 and fp32 master
-    # weights all of it; 0.5 (from 1.0, read from the structure) brings the Liger median from 3.3% to 2.8%
-    # and leaves the worst under-estimate at -2.3% (python benchmarks/accuracy.py)
-    liger_tied_head_grad: float = 0.5
     # Without Liger, a tied head's full fine-tuning builds the embedding's dense gradient at the end of backward
     # and adds it to the head's: bytes held per vocab x hidden value beyond every gradient. Read from 21 runs
     # (Llama-3.2-1B/3B, Qwen2.5-1.5B/3B, Gemma-2-2B; bf16 and fp32 master weights) whose measured peak sat
     # there, 1.2-2.6 x a bf16 copy; 3.0 B took Llama-3.2-3B paged AdamW 1024x2 from -9.1% to -0.9% and the
     # worst of those 21 from -9.1% to -2.6%, and moved no other run (python benchmarks/accuracy.py)
     tied_embed_grad: float = 3.0
-    liger_bwd_h: float = 51.58  # backward's gradients of the hidden states beyond the recomputed layer
-    # TRL's activation offloading (torchtune's OffloadActivations): the share of the layers' saved bytes still
-    # on the GPU at the peak, and more where the base trains. The copies to the host run behind the kernels, so
-    # what is in flight grows with the layers (measured without checkpointing: 1.7-1.9 layers' worth at 16-24
-    # layers, 4.0 at 32). It was a count of layers (2.93 and 4.0), which missed Mistral-7B LoRA (held out) by
-    # -5.6%; as shares chosen on the first 13 runs (0.12, 0.21) the 6 held out came within -1.8% / +2.3%;
-    # chosen on those 19 (0.12, 0.24), 7 more held out came within a median 2.6%, -5.6% / +2.7% (Phi-3-mini
-    # and TinyLlama LoRA under -5%: their shares 0.14-0.15, the frozen-base range now 0.08-0.15). Chosen on
-    # all 26 (python benchmarks/fit_levers.py offload offload_kept_share offload_kept_share_trained,
-    # under-estimates weighted 3x): median 1.6%, -3.1% / +5.0%
-    offload_kept_share: float = 0.135
-    offload_kept_share_trained: float = 0.226
-    # FSDP2 over N GPUs (ftdecide.strategies.fsdp.in_flight), in decoder layers beyond each GPU's shards:
-    # gathered through forward and backward, gathered more through backward, unsharded gradients in
-    # backward where the base trains (the search put none beyond the backward layers); at the end of
-    # backward the root's gradients (bf16 and reduce dtype) and layers' parameters and gradients. Chosen
-    # on a 0.5 grid over the 95 distinct FSDP2 configurations of data/scaleout/ (2-64 GPUs) as the
-    # smallest median error whose worst under-estimate stays within -4.5% (python benchmarks/scaleout.py
-    # --fit: median 1.7%, -4.3% / +34.9%; the worst over is an MoE adapter whose forward held 1.6 of its
-    # large layers, not 5.5). The two constants before (6.0 layers held the whole step, 2.0 gradient
-    # layers) were -18.7% on a 14B model over 32 GPUs once more configurations came in: its root's
-    # gradients (1.6e9 parameters, in bf16 and fp32) set the peak at the end of backward.
-    fsdp_fwd_layers: float = 5.5
-    fsdp_bwd_layers: float = 1.0
-    fsdp_grad_layers: float = 0.0
-    fsdp_root_grad: float = 1.0
-    fsdp_end_layers: float = 2.0
     step: StepConstants = field(default_factory=StepConstants)
     kernels: KernelCounts = field(default_factory=KernelCounts)
+
+    def __getattr__(self, name: str) -> float:
+        # only names that are not fields get here: a unit's constant
+        if name.startswith("_") or name == "units":
+            raise AttributeError(name)
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = dict(self.units)
+            object.__setattr__(self, "_index", index)
+        try:
+            return index[name]
+        except KeyError:
+            raise AttributeError(f"no constant '{name}' (neither a Calibration field nor a unit's)") from None
+
+    def with_constants(self, **values: float) -> "Calibration":
+        """A copy with some constants replaced, fields or units' alike (for refits); KeyError for a name
+        that is neither."""
+        from dataclasses import fields, replace
+
+        own = {f.name for f in fields(self)}
+        unit = dict(self.units)
+        unknown = [k for k in values if k not in own and k not in unit]
+        if unknown:
+            raise KeyError(f"no constant {unknown[0]!r}")
+        unit.update((k, v) for k, v in values.items() if k not in own)
+        return replace(self, units=tuple(unit.items()), **{k: v for k, v in values.items() if k in own})
 
     def act(self, variant: str) -> ActCoef:
         """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...); a method registered

@@ -7,7 +7,7 @@ A lever declares: the :class:`~ftdecide.config.TrainConfig` and scenario field t
 command-line flag, why it cannot apply to a model (:meth:`Lever.problem`), whether it is offered as a
 switch when nothing fits, and the keys that switch it on in each trainer's file (``None`` where the
 trainer lacks it: that emitter refuses the plan in one line). Its memory terms are the estimator's
-(``estimator._loss_terms`` and the layer and offload terms, constants in ``calibration.py``), its
+(``estimator._loss_terms`` and the layer and offload terms), their constants its own (``constants``), its
 step-time terms the throughput model's.
 
 Adding a lever: one module here that calls :func:`register`, its field on ``TrainConfig`` and
@@ -41,6 +41,9 @@ class Lever:
     axolotl_keys: Optional[dict] = field(default_factory=dict)
     llamafactory_keys: Optional[dict] = field(default_factory=dict)
     axolotl_needs_checkpointing: bool = False  # axolotl runs it only with gradient checkpointing
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # assembles every unit's and the models read them by name (``cal.<name>``)
+    constants: tuple[tuple[str, float], ...] = ()
 
     def problem(self, arch: "Arch") -> Optional[str]:
         """Why the lever cannot be switched on for ``arch`` (one line), or None."""

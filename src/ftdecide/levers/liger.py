@@ -76,5 +76,26 @@ LEVER = register(
         hf_args=(("use_liger_kernel", True, _SIZED),),
         axolotl_keys=AXOLOTL_LIGER,
         llamafactory_keys={"enable_liger_kernel": True},
+        # Fitted by least squares on the 20 Liger runs of data/measurements/h200_peft_levers_2026-11-29.jsonl
+        # (python benchmarks/fit_levers.py liger liger_layer_h liger_layer_i liger_saved_h liger_fwd_h liger_bwd_h):
+        # bytes a layer saves less with Liger's RMSNorm, SwiGLU and RoPE; then, per hidden value per token, what
+        # the fused linear cross-entropy keeps until backward (the input's gradient, computed in forward, and
+        # the shifted hidden states), what it holds for a moment in forward (a chunk of logits, about tokens x
+        # hidden values, and its gradient) and backward's gradients of the hidden states beyond the recomputed
+        # layer. The per-token constants are larger than the tensors named: they also carry what the eager
+        # stack's logits hid in the fits without Liger.
+        constants=(
+            ("liger_layer_h", 4.52),  # bytes per hidden value a layer saves less (RMSNorm keeps no fp32 copies)
+            ("liger_layer_i", 2.51),  # bytes per MLP value a layer saves less (SwiGLU recomputes the activation)
+            ("liger_saved_h", 24.55),
+            ("liger_fwd_h", 26.89),
+            ("liger_bwd_h", 51.58),  # backward's gradients of the hidden states beyond the recomputed layer
+            # With a tied head, full fine-tuning under Liger holds the head's gradient (computed in forward) until
+            # the embedding's is added at the end of backward: the share of it held beyond the gradients, fitted
+            # on the 7 runs that do this (4 configurations): bf16 Llama and Qwen needed none of it, Gemma 2 and
+            # fp32 master weights all of it; 0.5 (from 1.0, read from the structure) brings the Liger median
+            # from 3.3% to 2.8% and leaves the worst under-estimate at -2.3% (python benchmarks/accuracy.py)
+            ("liger_tied_head_grad", 0.5),
+        ),
     )
 )

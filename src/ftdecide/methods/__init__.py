@@ -105,6 +105,9 @@ class Method:
     # variant; :class:`ftdecide.calibration.Calibration` assembles them (benchmarks/fit_coefficients.py and
     # fit_throughput.py refit them into a new Calibration)
     fitted: tuple = ()
+    # its other fitted constants, beside the terms that read them: (name, value); the models read them by
+    # name (``cal.<name>``) from :class:`ftdecide.calibration.Calibration`, which assembles every unit's
+    constants: tuple[tuple[str, float], ...] = ()
 
     # --- identity ---------------------------------------------------------------------------
     @property

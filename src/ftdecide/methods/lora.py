@@ -90,6 +90,9 @@ METHOD = register(
         adapter="lora",
         options=LORA_OPTIONS,
         emit_keys=EmitKeys(axolotl_adapter="lora", llamafactory_type="lora"),
+        # with dropout, its output (bf16, 2 B) and its mask (1 B) per targeted input value; QLoRA and DoRA,
+        # LoRA's family, read it here
+        constants=(("dropout_bytes", 3.0),),
         # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
         # its matrix products on benchmarks/fit_throughput.py
         fitted=(

@@ -50,6 +50,8 @@ METHOD = register(
         display_order=6,
         adapter="prefix",
         options=(VIRTUAL_TOKENS,),
+        # the attention mask a trainer passes, widened over the virtual keys: bytes per query x key pair per layer
+        constants=(("prefix_mask_bytes", 2.0),),
         mergeable=False,
         supports_checkpointing=False,
         learning_rate_setting="prefix_learning_rate",

@@ -68,6 +68,10 @@ METHOD = register(
         options=LORA_OPTIONS,
         quantized_base=True,
         emit_keys=EmitKeys(axolotl_adapter="qlora", llamafactory_type="lora", quantization_bit=4),
+        # bitsandbytes' MatMul4Bit saves its input for the backward of every 4-bit linear, adapted or not
+        # (``ctx.tensors = (A, B)`` whenever the input needs a gradient), in the compute dtype (bf16), bytes per
+        # value; plain nn.Linear under torch autograd saves nothing for a frozen weight, so LoRA has no such term
+        constants=(("qlora_input_bytes", 2.0),),
         display_order=2,
         # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
         # its matrix products on benchmarks/fit_throughput.py

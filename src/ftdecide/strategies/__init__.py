@@ -81,6 +81,9 @@ class Strategy:
     # the engine computes with bf16 weights and no autocast (FSDP2's bf16 parameter policy, DeepSpeed's
     # bf16 engine): measured, the mixed variant's activation terms were up to 24% over such runs
     bf16_engine: bool = False
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # assembles every unit's and the models read them by name (``cal.<name>``)
+    constants: tuple[tuple[str, float], ...] = ()
 
     def per_gpu(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> Shares:
         """The share of one GPU of ``weights``, ``grads`` and ``optimizer`` (the whole model's bytes as one
@@ -163,6 +166,12 @@ def _load() -> None:
     if not _LOADED:
         _LOADED = True
         import_submodules(__name__, __path__)
+
+
+def all_strategies() -> tuple[Strategy, ...]:
+    """Every registered strategy, ``single`` included."""
+    _load()
+    return tuple(_REGISTRY.values())
 
 
 def names() -> tuple[str, ...]:

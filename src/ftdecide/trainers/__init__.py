@@ -34,6 +34,11 @@ from ..plugins import Registry
 
 DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --emit trl` writes
 
+# What every trainer whose batches carry an attention mask (``attention_mask``) holds for it: bytes eager
+# attention saves more per head per key position per token (Gemma 2 under TRL and the transformers Trainer;
+# python benchmarks/fit_trainers.py --fit)
+CONSTANTS = (("eager_mask_bytes", 12.0),)
+
 
 @dataclass(frozen=True)
 class Trainer:
@@ -53,6 +58,9 @@ class Trainer:
     sharded_measured: bool = False  # its own launches on several GPUs were measured (else the loop's sharded terms hold)
     chunk_tokens: int = 0  # a fused head's tile: tokens ...
     chunk_vocab: int = 0  # ... by vocabulary entries
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # assembles every unit's and the models read them by name (``cal.<name>``)
+    constants: tuple[tuple[str, float], ...] = ()
 
     @property
     def chunked_loss(self) -> bool:

@@ -29,6 +29,13 @@ TRAINER = register(
         chunk_tokens=4096,
         chunk_vocab=32768,
         kbit_prepare=False,
+        # the fused head (python benchmarks/fit_trainers.py --fit): bytes per hidden value and per token each
+        # labelled token holds for backward (its gathered final hidden state in bf16; its target,
+        # log-normaliser and entropy), and bytes per hidden value per token of the hidden states' gradient that
+        # backward accumulates in fp32 and casts back; and bytes per hidden value per token per layer a
+        # checkpointed step keeps beyond the loop's (fitted; its cause is not isolated: the hf trainer's
+        # checkpointed runs need none)
+        constants=(("chunk_saved_h", 2.0), ("chunk_saved_tok", 0.0), ("chunk_bwd_h", 16.0), ("fused_head_gc_h", 0.5)),
         quantized_adapter_bytes=2.0,
         emit="trl",
         versions="trl 1.16, transformers 5.17, peft 0.21, torch 2.11, bitsandbytes 0.50",
