@@ -72,7 +72,8 @@ class EmitKeys:
 @dataclass(frozen=True)
 class Method:
     """A fine-tuning method: the base class holds what full fine-tuning and adapter methods share;
-    subclasses override the hooks that differ. Memory in bytes, unless a name says otherwise."""
+    subclasses override the hooks that differ (behaviour only, no fields: they need no ``@dataclass``,
+    which costs about 0.7 ms of every start per class). Memory in bytes, unless a name says otherwise."""
 
     name: str
     label: str  # how people write it: "full fine-tuning", "LoRA", "QLoRA"

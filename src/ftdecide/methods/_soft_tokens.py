@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import Method
 from .options import Option
 
@@ -23,7 +21,6 @@ VIRTUAL_TOKENS = Option(
 )
 
 
-@dataclass(frozen=True)
 class SoftTokens(Method):
     def width(self, arch) -> int:
         """Values per virtual token in the trained embedding."""

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, Method, ProbeRecipe, register
 from .options import Option
 
@@ -49,7 +47,6 @@ ADAPTERS_PER_LAYER = 2  # after attention and after the MLP
 ADAPTERS_MODEL_TYPES = ("llama", "mistral", "gemma2", "gemma3_text", "qwen2", "qwen3")
 
 
-@dataclass(frozen=True)
 class HoulsbyAdapters(Method):
     def unsupported(self, arch):
         if arch.family in ADAPTERS_MODEL_TYPES:

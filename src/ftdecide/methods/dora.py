@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, ProbeRecipe, register
 from .lora import LORA_OPTIONS, LoraFamily
 
 IDENTITY_BYTES = 2.0  # torch.eye in the input's dtype (bf16)
 
 
-@dataclass(frozen=True)
 class DoRA(LoraFamily):
     def adapter_params(self, arch, cfg, mods) -> int:
         shapes = arch.linear_shapes()

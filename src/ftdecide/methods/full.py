@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from ..policy import DEFAULT_FULL_LEARNING_RATE
 from . import EmitKeys, Method, ProbeRecipe, register
 
 
-@dataclass(frozen=True)
 class FullFineTuning(Method):
     def variant(self, precision: str) -> str:
         return "full_mixed" if precision == "mixed" else "full_bf16"

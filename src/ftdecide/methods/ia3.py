@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, Method, register
 from .options import Option
 
@@ -39,7 +37,6 @@ FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_module
 QUERY_FAMILIES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text")
 
 
-@dataclass(frozen=True)
 class IA3(Method):
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         names = arch.linear_shapes()

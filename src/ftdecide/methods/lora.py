@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from ..errors import InputError
 from ..policy import DEFAULT_LORA
 from . import EmitKeys, Method, register
@@ -39,7 +37,6 @@ LORA_OPTIONS = (
 )
 
 
-@dataclass(frozen=True)
 class LoraFamily(Method):
     """LoRA-style adapters on the linear modules that ``lora_targets`` selects; the base may be 4-bit."""
 

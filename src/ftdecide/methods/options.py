@@ -20,7 +20,7 @@ before them (every module of this package is).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 
@@ -196,14 +196,3 @@ def plan_values(sc, shape) -> dict:
             v = getattr(sc, o.name)
             out[o.name] = min(v, getattr(sc, o.not_above[0])) if o.not_above else v
     return out
-
-
-@dataclass
-class _Cli:
-    """The commands whose method options are expanded into flags when the CLI first runs."""
-
-    commands: list = field(default_factory=list)
-    done: bool = False
-
-
-CLI = _Cli()

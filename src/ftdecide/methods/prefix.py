@@ -14,15 +14,12 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, register
 from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens
 
 PREFIX_BYTES = 2.0 + 4.0  # bf16 keys/values the attention reads + the fp32 embedding output they came from
 
 
-@dataclass(frozen=True)
 class PrefixTuning(SoftTokens):
     def width(self, arch) -> int:
         return arch.num_layers * 2 * arch.kv_dim

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, register
 from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens
 
 
-@dataclass(frozen=True)
 class PromptTuning(SoftTokens):
     def width(self, arch) -> int:
         return arch.hidden_size

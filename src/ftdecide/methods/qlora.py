@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from ..coefs import ActCoef
 
-from dataclasses import dataclass
-
 from . import EmitKeys, register
 from .lora import LORA_OPTIONS, LoraFamily
 
@@ -24,7 +22,6 @@ BLOCK = 64  # weights per absmax
 DOUBLE_QUANT_BLOCK = 256  # absmax values per fp32 constant of the second quantisation
 
 
-@dataclass(frozen=True)
 class QuantizedLora(LoraFamily):
     def weight_bytes(self, arch, cfg, adapter_params: int) -> float:
         q = arch.quantizable_params()

@@ -16,12 +16,9 @@ with bitsandbytes' 8-bit AdamW had none).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import Shares, Strategy, Traffic, register, ring
 
 
-@dataclass(frozen=True)
 class DDP(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         method = cfg.method_spec

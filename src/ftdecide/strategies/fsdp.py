@@ -16,8 +16,6 @@ With ``--offload-params`` (FSDP2's ``CPUOffloadPolicy``) the shards live in CPU 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import Shares, Strategy, Traffic, register, ring
 
 
@@ -68,7 +66,6 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
     )
 
 
-@dataclass(frozen=True)
 class FSDP2(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         n = cfg.world_size

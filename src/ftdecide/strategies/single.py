@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import Shares, Strategy, Traffic, register
 
 
-@dataclass(frozen=True)
 class Single(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         return Shares(weights, grads, optimizer)
