@@ -28,12 +28,12 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftdecide.estimator import GIB, estimate_memory  # noqa: E402
-from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
+from ftdecide.core.estimator import GIB, estimate_memory  # noqa: E402
+from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 from ftdecide.probe.records import H100_TOTAL_GIB as CARD_GIB, config_from_record as config, read_records  # noqa: E402
-from ftdecide.calibration import DEFAULT  # noqa: E402
+from ftdecide.core.calibration import DEFAULT  # noqa: E402
 from ftdecide.methods import variants  # noqa: E402
-from ftdecide.throughput import tokens_per_second  # noqa: E402
+from ftdecide.core.throughput import tokens_per_second  # noqa: E402
 
 
 def load():
@@ -73,7 +73,7 @@ def card_gib(d) -> float:
 
 def gpu_figures(d) -> tuple[float, float]:
     """(dense bf16 TFLOPS, GB/s) of the record's GPU from the catalog; the H100 SXM where unknown."""
-    from ftdecide.catalog import gpu_for_device
+    from ftdecide.files.catalog import gpu_for_device
 
     g = gpu_for_device((d.get("software") or {}).get("gpu", ""))
     return (g.bf16_tflops, g.memory_bandwidth_gbs) if g else (989.0, 3350.0)
@@ -148,7 +148,7 @@ def main():
         for d in rows
         if d["status"] == "ok" and d.get("tokens_per_s") and d.get("concurrent_runs", 1) == 1
     ]
-    from ftdecide.throughput import train_flops_per_token
+    from ftdecide.core.throughput import train_flops_per_token
 
     mfu = {}
     for d, a, c in timed:
@@ -172,7 +172,7 @@ def main():
         "| bound | runs | median abs error | worst under | worst over | within 25% |",
         "|---|---|---|---|---|---|",
     ]
-    from ftdecide.throughput import kernels_per_step, step_seconds
+    from ftdecide.core.throughput import kernels_per_step, step_seconds
 
     for bound in ("gpu", "cpu"):
         errs = []

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
 from ftdecide import estimator  # noqa: E402
-from ftdecide.calibration import DEFAULT  # noqa: E402
+from ftdecide.core.calibration import DEFAULT  # noqa: E402
 from ftdecide.methods import variants  # noqa: E402
-from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
+from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 
 
 def main(key: str, names: list[str]) -> None:

@@ -4,7 +4,7 @@
     python benchmarks/fit_levers.py offload offload_kept_share offload_kept_share_trained
 
 The method's own coefficients stay as fitted without the lever (fit_coefficients.py); this finds the
-:class:`ftdecide.calibration.Calibration` fields named, by bounded least squares on the squared relative
+:class:`ftdecide.core.calibration.Calibration` fields named, by bounded least squares on the squared relative
 error of peak_allocated_gib, under-estimates weighted 3x, as fit_coefficients.py does. Prints the
 values to paste into calibration.py. Needs numpy and scipy (not ftdecide dependencies).
 """
@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
 from ftdecide import estimator  # noqa: E402
-from ftdecide.calibration import DEFAULT  # noqa: E402
-from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
+from ftdecide.core.calibration import DEFAULT  # noqa: E402
+from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 
 LEVERS = {"liger": lambda d: bool(d.get("liger")), "offload": lambda d: bool(d.get("offload_act"))}
 

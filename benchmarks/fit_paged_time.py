@@ -6,7 +6,7 @@ leaving each run out.
 bitsandbytes' optimizers synchronise the GPU after every parameter's update (``sync_gpu`` in
 ``Optimizer8bit.step``), so the step's optimizer part runs on the host's clock; a paged one also prefetches
 each paged tensor's states (``prefetch_tensor``: cudaMemPrefetchAsync, whose driver work grows with the
-bytes even when they are resident). Two constants of :class:`ftdecide.calibration.StepConstants` carry
+bytes even when they are resident). Two constants of :class:`ftdecide.core.calibration.StepConstants` carry
 that: ``paged_tensor_ms`` per paged tensor and ``paged_ms_per_gb`` per GB of managed states, added to the
 host side of the step-time model. They are fitted here (log-error least squares over a grid) on every
 paged run in ``data/measurements/h200_paged_*`` and ``h200_optimizer_check_*``; the figures printed are in
@@ -25,10 +25,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftdecide.calibration import DEFAULT  # noqa: E402
-from ftdecide.catalog import resolve_gpu  # noqa: E402
+from ftdecide.core.calibration import DEFAULT  # noqa: E402
+from ftdecide.files.catalog import resolve_gpu  # noqa: E402
 from ftdecide.probe.records import arch_from_record, config_from_record, read_records  # noqa: E402
-from ftdecide.throughput import step_seconds  # noqa: E402
+from ftdecide.core.throughput import step_seconds  # noqa: E402
 
 FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl", "h200_optimizer_check_2026-11-30.jsonl")
 GRID_TENSOR_MS = [i * 0.01 for i in range(0, 31)]  # 0 .. 0.3 ms

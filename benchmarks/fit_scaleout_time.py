@@ -27,9 +27,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide import strategies  # noqa: E402
-from ftdecide.catalog import resolve_gpu  # noqa: E402
+from ftdecide.files.catalog import resolve_gpu  # noqa: E402
 from ftdecide.probe.records import arch_from_record, config_from_record  # noqa: E402
-from ftdecide.throughput import link_gbs, step_seconds  # noqa: E402
+from ftdecide.core.throughput import link_gbs, step_seconds  # noqa: E402
 
 H200 = resolve_gpu("h200")
 

@@ -24,9 +24,9 @@ import zlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftdecide.calibration import DEFAULT
-from ftdecide.catalog import resolve_model
-from ftdecide.estimator import estimate_memory
+from ftdecide.core.calibration import DEFAULT
+from ftdecide.files.catalog import resolve_model
+from ftdecide.core.estimator import estimate_memory
 from ftdecide.probe.records import config_from_trainer_record, read_records
 
 DATA = ROOT / "data" / "trainers"
@@ -128,8 +128,8 @@ def alone(recs: list[dict]) -> list[dict]:
 def timing() -> None:
     """Measured tokens/s of each run timed alone (the median of its steps after the first) against the
     step-time model on the GPU it ran on."""
-    from ftdecide.catalog import resolve_gpu
-    from ftdecide.throughput import tokens_per_second
+    from ftdecide.files.catalog import resolve_gpu
+    from ftdecide.core.throughput import tokens_per_second
 
     gpu = resolve_gpu("h100")
     errs: dict[str, list[float]] = {}

@@ -9,7 +9,7 @@ against a typical context), a whole rule file (``yamlio.parse_yaml`` then ``rule
 emitters (the input, split at NUL bytes, becomes the model id, the model name and the dataset path of a
 recommendation; every emitted Python file must parse with ``ast`` and give those strings back from its
 literals, every YAML file must load and give them back), or YAML expansion (the input parsed as YAML:
-it either loads within :data:`ftdecide.yamlio.MAX_EXPANDED_NODES` nodes, counted after the load, or is
+it either loads within :data:`ftdecide.files.yamlio.MAX_EXPANDED_NODES` nodes, counted after the load, or is
 refused with an InputError). The only acceptable outcomes are a value, ``ExprError`` or ``InputError``
 (for rule files: a list of problems); anything else is a crash that libFuzzer saves as ``crash-*``;
 keep it as a regression test in tests/test_fuzz_regressions.py. Without atheris, ``--hypothesis N``
@@ -34,9 +34,10 @@ def _context(schema):
 
 
 def targets():
-    from ftdecide import expr, rules, yamlio
-    from ftdecide.errors import InputError
-    from ftdecide.rulenames import schema as rule_schema
+    from ftdecide.decide import expr, rules
+    from ftdecide.files import yamlio
+    from ftdecide.core.errors import InputError
+    from ftdecide.decide.rulenames import schema as rule_schema
 
     schema = rule_schema()
     env = _context(schema)
@@ -64,8 +65,8 @@ def targets():
     def model_config(text: str) -> None:
         import json
 
-        from ftdecide.estimator import TrainConfig, estimate_memory
-        from ftdecide.hfconfig import arch_from_hf_config
+        from ftdecide.core.estimator import TrainConfig, estimate_memory
+        from ftdecide.files.hfconfig import arch_from_hf_config
 
         try:
             cfg = json.loads(text)
@@ -82,7 +83,7 @@ def targets():
         assert est.peak_allocated_gib > 0 and est.required_gib < float("inf"), est
 
     from ftdecide.emit import KINDS, emit
-    from ftdecide.recommend import Scenario, recommend
+    from ftdecide.decide.recommend import Scenario, recommend
 
     base = recommend(Scenario(model="qwen2.5-7b", gpu="a100-80gb"))
 

@@ -39,7 +39,7 @@ def main(model: str, out_dir: str, data: str, examples: int, words: int = 3000) 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
 
     cfg = resolve_model(model).to_hf_config()
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)

@@ -358,8 +358,8 @@ def optimizers():
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "src"))
-    from ftdecide import catalog
-    from ftdecide.estimator import TrainConfig
+    from ftdecide.files import catalog
+    from ftdecide.core.estimator import TrainConfig
     from ftdecide.probe.records import record_from_config
 
     runs = [

@@ -29,8 +29,8 @@ BATCHES = [1, 2, 4, 8, 16]
 
 
 def _fits(line: dict, limit: float = 74.0) -> bool:
-    from ftdecide.catalog import resolve_model
-    from ftdecide.estimator import TrainConfig, estimate_memory
+    from ftdecide.files.catalog import resolve_model
+    from ftdecide.core.estimator import TrainConfig, estimate_memory
 
     cfg = TrainConfig(
         method=line["method"],

@@ -14,8 +14,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from make_grid import ARCH  # noqa: E402
 
-from ftdecide.estimator import TrainConfig  # noqa: E402
-from ftdecide.hfconfig import arch_from_hf_config  # noqa: E402
+from ftdecide.core.estimator import TrainConfig  # noqa: E402
+from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 
 
 def main() -> int:

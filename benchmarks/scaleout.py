@@ -30,7 +30,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftdecide.estimator import GIB, estimate_memory, memory_model  # noqa: E402
+from ftdecide.core.estimator import GIB, estimate_memory, memory_model  # noqa: E402
 from ftdecide.probe.records import arch_from_record, config_from_record  # noqa: E402
 from ftdecide.strategies.fsdp import in_flight_units, layer_params  # noqa: E402
 

@@ -87,9 +87,9 @@ def rate(fn, items, seconds: float = 2.0) -> float:
 
 def core() -> dict[str, float]:
     from ftdecide import methods
-    from ftdecide import catalog
-    from ftdecide.estimator import TrainConfig, estimate_memory, memory_model
-    from ftdecide.fit import fit_table
+    from ftdecide.files import catalog
+    from ftdecide.core.estimator import TrainConfig, estimate_memory, memory_model
+    from ftdecide.decide.fit import fit_table
 
     arch = catalog.resolve_model("llama-3.1-8b")
     cfgs = [

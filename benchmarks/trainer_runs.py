@@ -97,7 +97,7 @@ def build_model(model: str, out: pathlib.Path) -> float:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
 
     cfg = resolve_model(model).to_hf_config()
     cfg.update(eos_token_id=0, pad_token_id=1, bos_token_id=None)
@@ -133,7 +133,7 @@ def config_of(line: dict):
 
 def script_for(line: dict, model_dir: pathlib.Path) -> str:
     """The emitted file for ``line``, changed only where a measurement must be."""
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
     from ftdecide.emit import emit_config
 
     arch = resolve_model(line["model"])
@@ -187,8 +187,8 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
 
 def estimate_gib(line: dict) -> float:
     """The probe loop's plan for this line: an upper bound to pack runs on the GPU with."""
-    from ftdecide.catalog import resolve_model
-    from ftdecide.estimator import estimate_memory
+    from ftdecide.files.catalog import resolve_model
+    from ftdecide.core.estimator import estimate_memory
 
     return estimate_memory(resolve_model(line["model"]), config_of(line)).required_gib
 

@@ -1,7 +1,7 @@
 import pytest
 
-from ftdecide import catalog
-from ftdecide.errors import InputError
+from ftdecide.files import catalog
+from ftdecide.core.errors import InputError
 
 
 @pytest.mark.parametrize("arch", catalog.models(), ids=lambda a: a.name)
@@ -101,7 +101,7 @@ def test_config_json_path(tmp_path):
 def test_every_gpu_cites_its_links():
     """Communication time reads each GPU's links: every catalog card states them and where they come from,
     and a card joined by NVLink/NVSwitch or Infinity Fabric has a faster link to its peers than PCIe's 64 GB/s."""
-    from ftdecide import catalog
+    from ftdecide.files import catalog
 
     for g in catalog.gpus():
         assert g.intra_node_gbs > 0 and g.inter_node_gbs > 0 and g.link_source, g.name

@@ -95,8 +95,8 @@ def test_estimate_json_matches_core():
     d = json.loads(r.stdout)
     assert d["trainable_params"] == 41943040 and d["total_params"] == 8072204288
     # the command prints the core's own estimate, rounded to 3 decimals (measured: 29.36 GiB, shared/calibration)
-    from ftdecide.catalog import resolve_model
-    from ftdecide.estimator import TrainConfig, estimate_memory
+    from ftdecide.files.catalog import resolve_model
+    from ftdecide.core.estimator import TrainConfig, estimate_memory
 
     core = estimate_memory(resolve_model("llama-3.1-8b"), TrainConfig(method="lora", seq_len=2048, batch_size=4, trainer="loop"))
     assert d["peak_allocated_gib"] == round(core.peak_allocated_gib, 3) and d["required_gib"] == round(core.required_gib, 3)

@@ -7,12 +7,13 @@ import pathlib
 import pytest
 
 from conftest import invoke, name_comparisons
-from ftdecide import methods, rulenames
-from ftdecide.catalog import resolve_gpu, resolve_model
-from ftdecide.errors import InputError
-from ftdecide.estimator import TrainConfig, estimate_memory
-from ftdecide.policy import GLOBAL_BATCH
-from ftdecide.recommend import Scenario, recommend
+from ftdecide import methods
+from ftdecide.decide import rulenames
+from ftdecide.files.catalog import resolve_gpu, resolve_model
+from ftdecide.core.errors import InputError
+from ftdecide.core.estimator import TrainConfig, estimate_memory
+from ftdecide.core.policy import GLOBAL_BATCH
+from ftdecide.decide.recommend import Scenario, recommend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -183,7 +184,8 @@ def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
     """LoRA of Llama-3.1-70B on RTX 4090s: 2 nodes of 8 fit (ZeRO-3), one node of 8 does not with any
     strategy. QLoRA is offered no scale-out: FSDP2 cannot shard a 4-bit base (measured) and ZeRO-3 keeps it
     gathered whole (measured), so 8 nodes of 8 do not hold it either."""
-    from ftdecide import policy, sizing
+    from ftdecide.core import policy
+    from ftdecide.decide import sizing
 
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090"))
     (alt,) = [a for a in res.alternatives if a.kind == "scale_out" and a.details["method"] == "lora"]
@@ -297,7 +299,7 @@ def test_a_bug_is_not_blamed_on_the_input(monkeypatch):
     def boom(*a, **k):
         raise ValueError("bad internal state")
 
-    monkeypatch.setattr("ftdecide.recommend.recommend", boom)
+    monkeypatch.setattr("ftdecide.decide.recommend.recommend", boom)
     monkeypatch.delenv("FTDECIDE_TRACEBACK", raising=False)
     r = invoke(["recommend", "--model", "llama-3.1-8b"])
     assert r.exit_code == 70 and r.stdout == ""
@@ -311,9 +313,10 @@ def test_cheap_switches_lower_rank_and_8bit_optimizer():
     offered; the 8-bit optimizer only where it makes a method fit."""
     from dataclasses import replace as dc_replace
 
-    from ftdecide import alternatives, calibration
-    from ftdecide.catalog import custom_gpu
-    from ftdecide.policy import DEFAULT_LORA
+    from ftdecide.decide import alternatives
+    from ftdecide.core import calibration
+    from ftdecide.files.catalog import custom_gpu
+    from ftdecide.core.policy import DEFAULT_LORA
 
     arch = resolve_model("llama-3.1-8b")
     sc = Scenario(model="llama-3.1-8b")

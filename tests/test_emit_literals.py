@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftdecide.emit import emit
-from ftdecide.recommend import Scenario, recommend
+from ftdecide.decide.recommend import Scenario, recommend
 
 BASE = {
     method: recommend(Scenario(**fields))

@@ -4,14 +4,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ftdecide import methods
-from ftdecide import catalog
-from ftdecide.calibration import DEFAULT as CAL
-from ftdecide.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, weight_bytes
+from ftdecide.files import catalog
+from ftdecide.core.calibration import DEFAULT as CAL
+from ftdecide.core.estimator import CUDA_CONTEXT_GIB, GIB, TrainConfig, estimate_memory, memory_model, weight_bytes
 from ftdecide.optimizers import optimizer_bytes
-from ftdecide.hfconfig import arch_from_hf_config
+from ftdecide.files.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import config_from_record as cfg_of
-from ftdecide import estimator
-from ftdecide.throughput import kernels_per_step, step_seconds
+from ftdecide.core import estimator
+from ftdecide.core.throughput import kernels_per_step, step_seconds
 
 
 def test_weights_by_method_hand_computed():
@@ -215,8 +215,8 @@ def test_dora_measured_runs_within_the_lora_bounds(runs):
     h200_multigpu_single_2026-11-29.jsonl): peak memory median error <= 3%, no under-estimate worse than
     -7% (the held-out Mistral-7B run is -6.7%; the 49 fitted runs stay above -5%), and fits/OOM agreement
     on every run against its own card; tokens/s median <= 10% at the H200's catalog figures."""
-    from ftdecide.catalog import resolve_gpu
-    from ftdecide.throughput import tokens_per_second
+    from ftdecide.files.catalog import resolve_gpu
+    from ftdecide.core.throughput import tokens_per_second
 
     dora = [d for d in runs if d["method"] == "dora"]
     assert len(dora) >= 45

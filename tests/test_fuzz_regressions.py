@@ -6,11 +6,11 @@ import io
 
 import pytest
 
-from ftdecide import expr
+from ftdecide.decide import expr
 from ftdecide.cli import main
-from ftdecide.rulenames import schema as rule_schema
-from ftdecide.rules import check_data, render_message
-from ftdecide.yamlio import parse_yaml
+from ftdecide.decide.rulenames import schema as rule_schema
+from ftdecide.decide.rules import check_data, render_message
+from ftdecide.files.yamlio import parse_yaml
 
 SCHEMA = rule_schema()
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from conftest import invoke
-from ftdecide import expr, rulenames
-from ftdecide.rules import check_data, render_message
-from ftdecide.yamlio import MAX_EXPANDED_NODES, parse_yaml
+from ftdecide.decide import expr, rulenames
+from ftdecide.decide.rules import check_data, render_message
+from ftdecide.files.yamlio import MAX_EXPANDED_NODES, parse_yaml
 
 M = ["--model", "llama-3.1-8b"]
 CONFIG = {
@@ -234,7 +234,7 @@ def test_probe_from_json_of_wrong_types(doc, needle, tmp_path):
 
 # --- 4. resource blow-ups ---------------------------------------------------------------------------
 def test_batch_parses_each_rule_file_once(tmp_path, monkeypatch):
-    from ftdecide import rules
+    from ftdecide.decide import rules
 
     calls = []
     real = rules.check_data

@@ -19,7 +19,7 @@ def one_line_error(r, *phrases):
 
 
 def model_dir(tmp_path, **changes):
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
 
     cfg = {**resolve_model("llama-3.2-1b").to_hf_config(), **changes}
     d = tmp_path / "m"
@@ -144,7 +144,7 @@ def test_a_string_false_for_tied_embeddings_is_refused(tmp_path):
 
 
 def test_a_string_boolean_in_a_probe_grid_is_refused(tmp_path):
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
 
     rec = {"arch": "x", "hf_config": resolve_model("llama-3.2-1b").to_hf_config(), "method": "lora", "seq": 512, "batch": 1, "gc": "false"}
     g = tmp_path / "g.jsonl"
@@ -208,13 +208,13 @@ def test_ia3_targets_are_called_ia3_targets():
 
 # 8. each family's keys and defaults, as its transformers config class reads them ------------------------
 def _arch(cfg):
-    from ftdecide.hfconfig import arch_from_hf_config
+    from ftdecide.files.hfconfig import arch_from_hf_config
 
     return arch_from_hf_config(cfg)
 
 
 def test_a_stray_expert_key_on_a_dense_family_is_ignored():
-    from ftdecide.catalog import resolve_model
+    from ftdecide.files.catalog import resolve_model
 
     dense = resolve_model("llama-2-7b").to_hf_config()
     a = _arch({**dense, "num_local_experts": 8, "num_experts": 8})

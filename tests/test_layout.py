@@ -10,24 +10,10 @@ from conftest import ROOT
 
 SRC = ROOT / "src" / "ftdecide"
 UNITS = {"methods", "strategies", "optimizers", "trainers", "levers"}
-CORE = {"arch", "coefs", "config", "memo", "estimator", "throughput", "calibration", "policy", "errors", "plugins"}
-DECISION = {"rules", "expr", "recommend", "sizing", "alternatives", "advice", "scenario", "rulenames", "results", "batch", "fit", "mix"}
-EDGES = {
-    "cli",
-    "cli_app",
-    "cli_io",
-    "cli_more",
-    "cli_options",
-    "render",
-    "emit",
-    "emit_configs",
-    "emit_plan",
-    "catalog",
-    "hfconfig",
-    "hfcache",
-    "yamlio",
-}
-EDGES |= {"scenarios", "probe", "_entry", "__main__", "__init__"}
+# the layers are folders: a module's layer is its first folder (or its name, for the units' packages)
+CORE = {"core"}
+DECISION = {"decide"}
+EDGES = {"cli", "emit", "files", "probe", "_entry", "__main__", "__init__"}
 
 
 def _modules():

@@ -8,12 +8,13 @@ import statistics
 import pytest
 
 from conftest import invoke, load_runs, name_comparisons
-from ftdecide import catalog, optimizers
-from ftdecide.calibration import DEFAULT, KernelCounts, StepConstants
-from ftdecide.estimator import GIB, TrainConfig, estimate_memory, memory_model
+from ftdecide.files import catalog
+from ftdecide import optimizers
+from ftdecide.core.calibration import DEFAULT, KernelCounts, StepConstants
+from ftdecide.core.estimator import GIB, TrainConfig, estimate_memory, memory_model
 from ftdecide.optimizers import optimizer_bytes
 from ftdecide.probe.records import arch_from_record, config_from_record
-from ftdecide.throughput import step_seconds
+from ftdecide.core.throughput import step_seconds
 
 PAGED_FILES = ("h200_paged_timing_2026-11-30.jsonl", "h200_paged_heldout_2026-11-30.jsonl", "h200_optimizer_check_2026-11-30.jsonl")
 
@@ -147,9 +148,9 @@ def test_paged_states_that_do_not_fit_beside_the_peak_cost_a_host_round_trip_per
     """Llama-3.1-8B full fine-tuning with paged 32-bit AdamW on one H100: about 60 GiB of fp32 states beside a
     plan that leaves less room. What does not fit crosses the host link twice per optimizer step (modelled from
     the mechanism: no measured run lacked room), spread over the micro-batches of one step, and the plan says so."""
-    from ftdecide.recommend import Scenario, recommend
-    from ftdecide.sizing import usable
-    from ftdecide.throughput import paging_seconds
+    from ftdecide.decide.recommend import Scenario, recommend
+    from ftdecide.decide.sizing import usable
+    from ftdecide.core.throughput import paging_seconds
 
     res = recommend(Scenario(model="llama-3.1-8b", gpu="h100", optimizer="paged_adamw_32bit", dataset_size=10000))
     full = next(c for c in res.candidates if c.method == "full")
@@ -160,7 +161,7 @@ def test_paged_states_that_do_not_fit_beside_the_peak_cost_a_host_round_trip_per
     assert managed == pytest.approx(8.0 * a.total_params() / GIB, rel=1e-3) and over > 20
     assert seconds == pytest.approx(2 * over * GIB / (DEFAULT.step.host_link_gbs * 1e9))
     assert any(n.startswith(f"paged optimizer: {over:.1f} GiB of its states do not fit beside the peak") for n in full.estimate.notes)
-    from ftdecide.results import accumulation_steps
+    from ftdecide.decide.results import accumulation_steps
 
     step = step_seconds(a, full.config, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, DEFAULT, gpu.intra_node_gbs, 1)["total"]
     per_micro = step + seconds / accumulation_steps(full.config.batch_size, 1)

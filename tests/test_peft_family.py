@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import invoke
-from ftdecide import catalog, methods
+from ftdecide.files import catalog
+from ftdecide import methods
 from ftdecide.emit import emit
-from ftdecide.estimator import TrainConfig, estimate_memory, memory_model
-from ftdecide.hfconfig import arch_from_hf_config
+from ftdecide.core.estimator import TrainConfig, estimate_memory, memory_model
+from ftdecide.files.hfconfig import arch_from_hf_config
 from ftdecide.probe.records import arch_from_record, config_from_record
-from ftdecide.recommend import Scenario, recommend
+from ftdecide.decide.recommend import Scenario, recommend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -264,7 +265,7 @@ def test_lever_step_times_against_their_runs(runs):
     (3 runs) tokens/s within 10%; with activation offload (2 runs) within 16% (the run without checkpointing
     is bound by the host link, 45 GB/s; the checkpointed one hides its transfers and is 15% slower than
     predicted: an offload cost per step that is not modelled)."""
-    from ftdecide.throughput import step_seconds
+    from ftdecide.core.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
     errs: dict[str, list[float]] = {"liger": [], "offload_act": [], "none": []}
@@ -283,7 +284,7 @@ def test_houlsby_and_prefix_step_times_alone_on_their_gpu(runs):
     tokens/s, predicted with no term fitted to it, within a median 10% and 12% at worst; Houlsby's, with its
     kernels per adapter pass fitted to these 7 runs (the adapters library's Python composition counted as
     launches), within a median 5% and 25% at worst. The peaks are the earlier runs' (a peak is per process)."""
-    from ftdecide.throughput import step_seconds
+    from ftdecide.core.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
     alone = [d for d in runs if d["src"] == "h200_alone_timing_2026-11-30.jsonl"]
@@ -312,7 +313,7 @@ def test_levers_held_out(runs):
     Step time: Liger's 8 within a median 13%, all predicted no faster than measured +4%; offload's 6 within
     a median 17%, the checkpointed LoRA and QLoRA ones 39-57% slower than predicted (5-8 ms per layer that
     no term holds)."""
-    from ftdecide.throughput import step_seconds
+    from ftdecide.core.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
     held = [d for d in runs if d["src"] == "h200_lever_heldout_2026-11-30.jsonl"]
@@ -334,7 +335,7 @@ def test_levers_held_out(runs):
 def test_offload_keeps_a_share_of_the_layers():
     """Mistral-7B LoRA without checkpointing, offloaded: a share of its 32 layers' saved bytes stays on the GPU
     (0.135; 0.226 where the base trains), and the peak holds that share of one step's saved activations."""
-    from ftdecide.calibration import DEFAULT
+    from ftdecide.core.calibration import DEFAULT
 
     a = catalog.resolve_model("mistral-7b")
     cfg = TrainConfig(method="lora", seq_len=2048, batch_size=2, gradient_checkpointing=False, offload_activations=True)

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from ftdecide import catalog
-from ftdecide.throughput import tokens_per_second
+from ftdecide.files import catalog
+from ftdecide.core.throughput import tokens_per_second
 from conftest import invoke
-from ftdecide.estimator import TrainConfig, estimate_memory
-from ftdecide.hfconfig import arch_from_hf_config
+from ftdecide.core.estimator import TrainConfig, estimate_memory
+from ftdecide.files.hfconfig import arch_from_hf_config
 from ftdecide.probe import runner
 from ftdecide.probe.records import compare, config_from_record, record_from_config
 
@@ -206,7 +206,7 @@ def test_ddp_is_refused_where_only_the_fake_process_group_could_run_it(monkeypat
     import sys
     import types
 
-    from ftdecide.errors import InputError
+    from ftdecide.core.errors import InputError
     from ftdecide.probe import session
 
     fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(device_count=lambda: 1))

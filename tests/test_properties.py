@@ -9,10 +9,11 @@ import math
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ftdecide import methods
-from ftdecide import catalog, expr
+from ftdecide.files import catalog
+from ftdecide.decide import expr
 from ftdecide.cli import main
-from ftdecide.estimator import TrainConfig, estimate_memory
-from ftdecide.rulenames import schema as rule_schema
+from ftdecide.core.estimator import TrainConfig, estimate_memory
+from ftdecide.decide.rulenames import schema as rule_schema
 
 SCHEMA = rule_schema()
 
@@ -172,7 +173,7 @@ def test_any_text_is_a_condition_or_expr_error(text):
 @settings(max_examples=150, deadline=None)
 @given(cond=bool_expr(), junk=st.text(max_size=20), extra=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=2))
 def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
-    from ftdecide.rules import check_file
+    from ftdecide.decide.rules import check_file
 
     body = {"rules": [{"id": "r1", "when": cond + junk, "prefer": "lora", **extra}]}
     p = tmp_path_factory.mktemp("rules") / "r.yaml"

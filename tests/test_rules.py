@@ -1,10 +1,10 @@
 import pytest
 
 from conftest import invoke
-from ftdecide import expr, rules
-from ftdecide.errors import InputError
-from ftdecide.recommend import default_rule_paths
-from ftdecide.rulenames import schema as rule_schema
+from ftdecide.decide import expr, rules
+from ftdecide.core.errors import InputError
+from ftdecide.decide.recommend import default_rule_paths
+from ftdecide.decide.rulenames import schema as rule_schema
 
 S = rule_schema()
 

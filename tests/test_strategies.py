@@ -13,13 +13,14 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from conftest import invoke
-from ftdecide import catalog, strategies
+from ftdecide.files import catalog
+from ftdecide import strategies
 from ftdecide.emit import emit
-from ftdecide.estimator import GIB, TrainConfig, estimate_memory, memory_model
-from ftdecide.recommend import Scenario, recommend
+from ftdecide.core.estimator import GIB, TrainConfig, estimate_memory, memory_model
+from ftdecide.decide.recommend import Scenario, recommend
 from ftdecide.probe.records import arch_from_record, config_from_record
 from ftdecide.strategies.zero import FROZEN_NOGC_NOTE as zero_note, QUANT_GATHERED_NOTE
-from ftdecide.throughput import step_seconds
+from ftdecide.core.throughput import step_seconds
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
 import scaleout  # noqa: E402  (the benchmark's loader and its one-record-per-configuration rule)
@@ -353,7 +354,7 @@ def test_two_gpu_step_time_on_held_out_runs():
     """Tokens/s of the 2-GPU runs held out from the per-layer fit (every second run of each strategy;
     benchmarks/fit_scaleout_time.py): the GPU-bound ones (kernels longer than their launches) within a
     median 15%, none off by more than 35%."""
-    from ftdecide.throughput import link_gbs, step_seconds
+    from ftdecide.core.throughput import link_gbs, step_seconds
 
     h200 = catalog.resolve_gpu("h200")
     real = [d for d in _scaleout("h200x2_real_2026-11-29.jsonl") if "tokens_per_s" in d]
@@ -405,7 +406,7 @@ def test_zero3_with_a_4bit_base_pays_its_fetches_per_layer():
     62-65% slower than the step-time model without a term for it; 25 ms per decoder layer per micro-batch,
     fitted to those 2 runs, brings them within 6%. ZeRO-2 has no such term."""
     from ftdecide.strategies.zero import QUANT_LAYER_S
-    from ftdecide.throughput import link_gbs
+    from ftdecide.core.throughput import link_gbs
 
     h200 = catalog.resolve_gpu("h200")
     runs = [d for d in _scaleout("h200x2_real_qlora_*.jsonl") if d["status"] == "ok"]

@@ -14,7 +14,7 @@ from conftest import ROOT
 TOY = textwrap.dedent(
     '''
     """A toy method: LoRA's terms under another name, its constants beside it."""
-    from ftdecide.coefs import ActCoef
+    from ftdecide.core.coefs import ActCoef
     from ftdecide.methods import EmitKeys, register
     from ftdecide.methods.lora import LORA_OPTIONS, LoraFamily
 

@@ -14,9 +14,9 @@ from conftest import ROOT, estimate_doc as est, invoke, name_comparisons, recomm
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ftdecide import trainers  # noqa: E402
-from ftdecide.catalog import resolve_model  # noqa: E402
-from ftdecide.estimator import TrainConfig, estimate_memory  # noqa: E402
-from ftdecide.recommend import Scenario, recommend  # noqa: E402
+from ftdecide.files.catalog import resolve_model  # noqa: E402
+from ftdecide.core.estimator import TrainConfig, estimate_memory  # noqa: E402
+from ftdecide.decide.recommend import Scenario, recommend  # noqa: E402
 
 import fit_trainers  # noqa: E402  (benchmarks/: the held-out split and the error, one home)
 
@@ -81,7 +81,7 @@ def test_the_fused_head_holds_no_logits():
 def test_accumulation_holds_every_gradient_in_a_trainer_not_in_the_loop():
     """Full fine-tuning with 2 micro-batches a step: the second one's forward runs with the first one's
     gradients held (2 B per parameter); the loop steps every micro-batch."""
-    from ftdecide.estimator import memory_model
+    from ftdecide.core.estimator import memory_model
 
     a = resolve_model("llama-3.2-1b")
     one = memory_model(a, TrainConfig(method="full", trainer="hf", gradient_accumulation=1)).phases(2048, 1, True)
@@ -247,7 +247,7 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
     candidate's memory is exactly ``estimate_memory`` of the configuration it states, with the scenario's
     trainer and the accumulation its micro-batch needs; and a plan never takes a candidate that does not fit."""
     from ftdecide import levers
-    from ftdecide.results import accumulation_steps
+    from ftdecide.decide.results import accumulation_steps
 
     arch = resolve_model(model)
     liger = liger and levers.get("liger").problem(arch) is None

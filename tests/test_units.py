@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ftdecide import levers, methods, strategies, trainers
-from ftdecide.calibration import DEFAULT, Calibration
-from ftdecide.catalog import resolve_model
-from ftdecide.config import TrainConfig
-from ftdecide.estimator import estimate_memory
+from ftdecide.core.calibration import DEFAULT, Calibration
+from ftdecide.files.catalog import resolve_model
+from ftdecide.core.config import TrainConfig
+from ftdecide.core.estimator import estimate_memory
 from ftdecide.methods import options
 from ftdecide.probe.records import config_from_record, config_from_trainer_record, record_from_config
-from ftdecide.scenario import validate_scenario
+from ftdecide.decide.scenario import validate_scenario
 
 from conftest import ROOT
 
@@ -91,7 +91,7 @@ def test_a_record_of_a_configuration_reads_back_as_it(method, rank, dropout, vt,
 
 def test_a_scenario_shortens_the_default_and_refuses_a_longer_value():
     sc = validate_scenario({"model": "llama-3.2-1b", "seq_len": 16})
-    from ftdecide.policy import DEFAULT_LORA
+    from ftdecide.core.policy import DEFAULT_LORA
 
     values = options.plan_values(sc, DEFAULT_LORA)
     assert values["virtual_tokens"] == 16 and values["lora_rank"] == DEFAULT_LORA.rank
@@ -131,5 +131,5 @@ def test_a_refit_replaces_a_units_constant_in_a_copy():
 
 
 def test_the_calibration_module_names_no_units_constant():
-    text = pathlib.Path(ROOT / "src" / "ftdecide" / "calibration.py").read_text(encoding="utf-8")
+    text = pathlib.Path(ROOT / "src" / "ftdecide" / "core" / "calibration.py").read_text(encoding="utf-8")
     assert not [name for name in _declared() if re.search(rf"\b{name}\b", text)]

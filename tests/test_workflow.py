@@ -10,7 +10,7 @@ import pathlib
 import pytest
 import yaml
 
-from ftdecide import catalog
+from ftdecide.files import catalog
 from conftest import invoke
 from ftdecide import optimizers
 

@@ -6,9 +6,9 @@ An optimizer says:
   a DeepSpeed flat partition (``zero_state_bytes``, beside the fp32 master weight);
 - whether those states live in CUDA managed memory (``paged``: bitsandbytes' paged optimizers), outside
   the allocator's peak;
-- what its update costs in the step-time model (:mod:`ftdecide.throughput`): its update kernel's passes over
+- what its update costs in the step-time model (:mod:`ftdecide.core.throughput`): its update kernel's passes over
   4 bytes per trainable parameter, its Python loop per parameter tensor, and the kernels it launches per
-  tensor, each a constant of :class:`ftdecide.calibration.Calibration` named here;
+  tensor, each a constant of :class:`ftdecide.core.calibration.Calibration` named here;
 - the bytes it allocates for a moment during the step (:meth:`Optimizer.transient_bytes`: Adafactor's fp32
   copies);
 - what transformers' Trainer (and axolotl and LLaMA-Factory, which take its names) calls it;
@@ -20,15 +20,15 @@ none compares its name. A new optimizer is one record here plus its measurements
 
 from __future__ import annotations
 
-from .errors import preview
+from .core.errors import preview
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from .arch import Arch
-    from .calibration import Calibration, KernelCounts
-    from .config import TrainConfig
+    from .core.arch import Arch
+    from .core.calibration import Calibration, KernelCounts
+    from .core.config import TrainConfig
 
 # How an optimizer's states are counted per trainable parameter:
 #   adam        two states (exp_avg, exp_avg_sq) in the parameter's dtype (torch's AdamW)

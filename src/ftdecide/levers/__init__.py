@@ -2,7 +2,7 @@
 here and asked by the rest of the code (no module outside this package compares a lever's name: a test
 checks).
 
-A lever declares: the :class:`~ftdecide.config.TrainConfig` and scenario field that switches it on
+A lever declares: the :class:`~ftdecide.core.config.TrainConfig` and scenario field that switches it on
 (``name``), the name rules read its figures by (``rule_name``: ``fits_liger.M``, ``memory_liger.M``), its
 command-line flag, why it cannot apply to a model (:meth:`Lever.problem`), whether it is offered as a
 switch when nothing fits, and the keys that switch it on in each trainer's file (``None`` where the
@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from ..plugins import Registry
+from ..core.plugins import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from ..arch import Arch
+    from ..core.arch import Arch
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Lever:
     axolotl_keys: Optional[dict] = field(default_factory=dict)
     llamafactory_keys: Optional[dict] = field(default_factory=dict)
     axolotl_needs_checkpointing: bool = False  # axolotl runs it only with gradient checkpointing
-    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
 

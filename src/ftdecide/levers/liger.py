@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from . import Lever, register
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from ..arch import Arch
+    from ..core.arch import Arch
 
 # liger-kernel 0.8.5, liger_kernel/transformers/monkey_patch.py: MODEL_TYPE_TO_APPLY_LIGER_FN (the
 # text models among its keys; transformers' model_type).

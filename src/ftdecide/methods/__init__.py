@@ -7,11 +7,11 @@ use, so a new method is one new file here plus its data and tests (the way pyupg
 yamllint's rules register themselves). No other module compares a method's name: the estimator, the
 step-time model, the recommender, the emitters and the probe ask the method.
 
-A method answers, for an architecture (:class:`ftdecide.arch.Arch`) and a configuration
-(:class:`ftdecide.estimator.TrainConfig`):
+A method answers, for an architecture (:class:`ftdecide.core.arch.Arch`) and a configuration
+(:class:`ftdecide.core.estimator.TrainConfig`):
 
 - its *variant* for a precision: the key of its fitted constants (``full_bf16``, ``full_mixed``,
-  ``lora``, ``qlora``) in :class:`ftdecide.calibration.Calibration` and in measured records;
+  ``lora``, ``qlora``) in :class:`ftdecide.core.calibration.Calibration` and in measured records;
 - which linear modules it adapts, and how many parameters train;
 - the bytes of its weights (GPU-resident, base and adapters), bytes per trainable parameter, and the
   trainable matrices an optimizer keeps state for;
@@ -25,15 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from ..plugins import import_submodules
+from ..core.plugins import import_submodules
 
-from ..policy import DEFAULT_LORA_LEARNING_RATE
+from ..core.policy import DEFAULT_LORA_LEARNING_RATE
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from ..arch import Arch
-    from ..calibration import Calibration, KernelCounts
-    from ..coefs import ActCoef
-    from ..config import TrainConfig
+    from ..core.arch import Arch
+    from ..core.calibration import Calibration, KernelCounts
+    from ..core.coefs import ActCoef
+    from ..core.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,11 @@ class Method:
     # its memory terms were fitted on measured runs; False: read from its structure, and every estimate says so
     measured: bool = True
     # its fitted constants, beside it: (variant, activation coefficients, tensor-core utilisation) per
-    # variant; :class:`ftdecide.calibration.Calibration` assembles them (benchmarks/fit_coefficients.py and
+    # variant; :class:`ftdecide.core.calibration.Calibration` assembles them (benchmarks/fit_coefficients.py and
     # fit_throughput.py refit them into a new Calibration)
     fitted: tuple = ()
     # its other fitted constants, beside the terms that read them: (name, value); the models read them by
-    # name (``cal.<name>``) from :class:`ftdecide.calibration.Calibration`, which assembles every unit's
+    # name (``cal.<name>``) from :class:`ftdecide.core.calibration.Calibration`, which assembles every unit's
     constants: tuple[tuple[str, float], ...] = ()
 
     # --- identity ---------------------------------------------------------------------------

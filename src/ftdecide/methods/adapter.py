@@ -23,7 +23,7 @@ not Phi-3 (adapters 1.3.0: "Model phi3 not pre-supported").
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, Method, ProbeRecipe, register
 from .options import Option

@@ -11,7 +11,7 @@ layer add up; with it one layer's do.
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, ProbeRecipe, register
 from .lora import LORA_OPTIONS, LoraFamily

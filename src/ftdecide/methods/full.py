@@ -7,9 +7,9 @@ states for bf16 parameters). ``mixed``: fp32 master weights, gradients and state
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
-from ..policy import DEFAULT_FULL_LEARNING_RATE
+from ..core.policy import DEFAULT_FULL_LEARNING_RATE
 from . import EmitKeys, Method, ProbeRecipe, register
 
 

@@ -16,7 +16,7 @@ kept in fp32 (``ActCoef.a_in``); both fitted on the IA3 runs of ``data/measureme
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, Method, register
 from .options import Option

@@ -5,10 +5,10 @@ Each targeted linear of ``in x out`` gains ``r x (in + out)`` parameters (A and 
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
-from ..errors import InputError
-from ..policy import DEFAULT_LORA
+from ..core.errors import InputError
+from ..core.policy import DEFAULT_LORA
 from . import EmitKeys, Method, register
 from .options import Option
 

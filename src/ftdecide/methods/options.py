@@ -3,8 +3,8 @@
 Each method module declares its :class:`Option` objects beside it (``Method.options``); this module turns
 the registry's options into everything else that speaks of them, so no other module names one:
 
-- the pydantic fields of :class:`ftdecide.config.TrainConfig` (every option) and of
-  :class:`ftdecide.scenario.Scenario` (those with ``in_scenario``), in the order the methods list them;
+- the pydantic fields of :class:`ftdecide.core.config.TrainConfig` (every option) and of
+  :class:`ftdecide.decide.scenario.Scenario` (those with ``in_scenario``), in the order the methods list them;
 - the CLI flags (``--lora-rank``) and their help, which names the methods that take each option;
 - the refusal of an option given to a method that lacks it, and of a value longer than the sequence;
 - the keys of probe records (``r``, ``vt``, ``reduction``: the older vocabulary of ``data/``), both ways;
@@ -14,7 +14,7 @@ the registry's options into everything else that speaks of them, so no other mod
 An option keeps one flat name everywhere it is serialised (``lora_rank`` in ``recommendation.config``, in
 scenario files and in records' ``config``), so the JSON contract did not change when options moved here.
 A method whose option is new registers it by declaring it; the models that hold options are built when
-:mod:`ftdecide.config` and :mod:`ftdecide.scenario` are first imported, so such a method must be imported
+:mod:`ftdecide.core.config` and :mod:`ftdecide.decide.scenario` are first imported, so such a method must be imported
 before them (every module of this package is).
 """
 
@@ -40,7 +40,7 @@ class Option:
     record_missing: Any = None
     record_if_default: bool = True  # False: a record states it only when it is not the default
     in_scenario: bool = False  # also a scenario field (``recommend --virtual-tokens``)
-    shape_attr: Optional[str] = None  # a plan takes it from the rules' LoRA shape (:class:`ftdecide.policy.LoraShape`)
+    shape_attr: Optional[str] = None  # a plan takes it from the rules' LoRA shape (:class:`ftdecide.core.policy.LoraShape`)
     # (field, message) of a value it may not exceed: ("seq_len", "{v} virtual tokens is more than the sequence ({limit} tokens)")
     not_above: Optional[tuple[str, str]] = None
     scenario_bounds: Optional[tuple[tuple[str, float], ...]] = None  # the scenario's, where they differ
@@ -113,7 +113,7 @@ def validators(scenario: bool = False) -> dict:
     field it may not exceed is refused (TrainConfig says so in ``run_problem``, where a command refuses it)."""
     from pydantic import field_validator
 
-    from ..errors import finite
+    from ..core.errors import finite
 
     out: dict = {}
     floats = [o.name for o in all_options() if o.type is float and (o.in_scenario or not scenario)]

@@ -12,7 +12,7 @@ less reliably than LoRA.
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, register
 from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens

@@ -10,7 +10,7 @@ from about 10B parameters and is weak below 1B.
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, register
 from ._soft_tokens import VIRTUAL_TOKENS, SoftTokens

@@ -12,7 +12,7 @@ a workspace (fitted bytes per value of the largest linear, with and without chec
 
 from __future__ import annotations
 
-from ..coefs import ActCoef
+from ..core.coefs import ActCoef
 
 from . import EmitKeys, register
 from .lora import LORA_OPTIONS, LoraFamily

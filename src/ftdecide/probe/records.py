@@ -10,10 +10,10 @@ measured, ``status`` (ok/oom), ``peak_alloc_gib``,
 
 from __future__ import annotations
 
-from ..arch import Arch
-from ..config import TrainConfig
-from ..hfconfig import arch_from_hf_config
-from ..errors import flag
+from ..core.arch import Arch
+from ..core.config import TrainConfig
+from ..files.hfconfig import arch_from_hf_config
+from ..core.errors import flag
 from ..methods import from_variant, get, names, options, variants
 
 # What an H100 80GB reports as total memory to torch (GiB); records measured there are held against it.
@@ -92,7 +92,7 @@ def config_from_recommendation(doc: dict, source: str = "recommendation") -> tup
     anything else, whatever its fields hold."""
     from pydantic import ValidationError
 
-    from ..errors import InputError, preview, validation_problem
+    from ..core.errors import InputError, preview, validation_problem
 
     def bad(what: str) -> InputError:
         return InputError(f"not a 'ftdecide recommend --format json' document ({what})", source)
@@ -139,8 +139,8 @@ def compare(rec: dict, tflops: float | None = None, bandwidth_gbs: float | None 
     """ftdecide's estimate for a measured record, and its error: ``estimate`` (peak_allocated_gib,
     required_gib, fits_card, tokens_per_s where the GPU's figures are given) and ``error`` (estimate /
     measured - 1 for peak memory and tokens/s; whether fits/OOM agree with the card's total memory)."""
-    from ..estimator import estimate_memory
-    from ..throughput import tokens_per_second
+    from ..core.estimator import estimate_memory
+    from ..core.throughput import tokens_per_second
 
     arch, cfg = arch_from_record(rec), config_from_record(rec)
     est = estimate_memory(arch, cfg)

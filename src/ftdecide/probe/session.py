@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import IO, Iterator
 
-from ..errors import InputError, validation_problem
+from ..core.errors import InputError, validation_problem
 
 
 def records_from_grid(path: str) -> list[dict]:
@@ -16,7 +16,7 @@ def records_from_grid(path: str) -> list[dict]:
     InputError names the line of a bad one."""
     from pydantic import ValidationError
 
-    from ..yamlio import parse_json, read_text
+    from ..files.yamlio import parse_json, read_text
     from .records import arch_from_record, config_from_record
 
     out = []
@@ -50,8 +50,8 @@ def records_from_grid(path: str) -> list[dict]:
 def records_from_config(model: str, cfg, reentrant: bool = False, steps: int = 3) -> list[dict]:
     """The one probe record of ``cfg`` on ``model``; a rank or target the model lacks is an input error
     before any GPU work."""
-    from ..catalog import resolve_model
-    from ..estimator import estimate_memory
+    from ..files.catalog import resolve_model
+    from ..core.estimator import estimate_memory
     from .records import record_from_config
 
     arch = resolve_model(model)
@@ -61,7 +61,7 @@ def records_from_config(model: str, cfg, reentrant: bool = False, steps: int = 3
 
 def records_from_recommendation(path: str, reentrant: bool = False, steps: int = 3) -> list[dict]:
     """The probe record of the plan in a ``recommend --format json`` file."""
-    from ..yamlio import load_json
+    from ..files.yamlio import load_json
     from .records import config_from_recommendation
 
     name, cfg = config_from_recommendation(load_json(path, "recommendation"), path)
@@ -139,7 +139,7 @@ def measure(records: list[dict]) -> Iterator[dict]:
     """Run each record on this machine's GPU and yield it with ftdecide's ``estimate`` and ``error``
     beside the measurement. InputError when the probe extra or a CUDA GPU is missing, or when torch
     fails (reported in one line: the configuration, not ftdecide, is what the user changes)."""
-    from ..catalog import gpu_for_device
+    from ..files.catalog import gpu_for_device
     from . import runner
     from .records import compare
 

@@ -3,7 +3,7 @@
 A training step's NCCL kernels (all-gather, reduce-scatter, all-reduce, broadcast) run on their own
 streams; the part of their time during which no compute kernel runs is what the step waits for: the
 *exposed* communication. The rest hides behind the kernels. These figures are what the step-time model's
-``overlap`` stands for (:mod:`ftdecide.throughput`).
+``overlap`` stands for (:mod:`ftdecide.core.throughput`).
 
 Kernels come from a chrome trace that ``torch.profiler`` exports (events of category ``kernel``, times in
 microseconds); figures are in seconds.

@@ -17,17 +17,17 @@ A new strategy is one module here plus its data and tests.
 
 from __future__ import annotations
 
-from ..errors import preview
+from ..core.errors import preview
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from ..plugins import import_submodules
+from ..core.plugins import import_submodules
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from ..arch import Arch
-    from ..calibration import Calibration
-    from ..config import TrainConfig
+    from ..core.arch import Arch
+    from ..core.calibration import Calibration
+    from ..core.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Strategy:
     # the engine computes with bf16 weights and no autocast (FSDP2's bf16 parameter policy, DeepSpeed's
     # bf16 engine): measured, the mixed variant's activation terms were up to 24% over such runs
     bf16_engine: bool = False
-    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
 

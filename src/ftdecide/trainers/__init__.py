@@ -25,12 +25,12 @@ line in the tests' table (``tests/test_trainers.py``).
 
 from __future__ import annotations
 
-from ..errors import preview
+from ..core.errors import preview
 
 from dataclasses import dataclass
 from typing import Optional
 
-from ..plugins import Registry
+from ..core.plugins import Registry
 
 DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --emit trl` writes
 
@@ -58,7 +58,7 @@ class Trainer:
     sharded_measured: bool = False  # its own launches on several GPUs were measured (else the loop's sharded terms hold)
     chunk_tokens: int = 0  # a fused head's tile: tokens ...
     chunk_vocab: int = 0  # ... by vocabulary entries
-    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.calibration.Calibration`
+    # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
 

@@ -1,0 +1,115 @@
+"""The output formats and the options the commands share (typer declarations: one home for each flag's
+name, default and help)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from ..optimizers import help_text as optimizer_names
+from ..core.policy import DEFAULT_GPU, DEFAULT_METHOD
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class EstFmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class BatchFmt(str, Enum):
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class EmitKind(str, Enum):
+    peft = "peft"
+    trl = "trl"
+    hf = "hf"
+    axolotl = "axolotl"
+    llamafactory = "llamafactory"
+    accelerate = "accelerate"
+    deepspeed = "deepspeed"
+
+
+# Options shared by estimate, fit and probe ("the same flags as estimate").
+MODEL_OPT = typer.Option(..., help="catalog name, Hugging Face id, config.json path, or a size")
+METHOD_OPT = typer.Option(DEFAULT_METHOD, help="full, lora, qlora, dora, ia3, prompt, prefix or adapter (Houlsby)")
+PRECISION_OPT = typer.Option("bf16", help="full FT: bf16 (bf16 weights and states) or mixed (fp32 master weights)")
+OPTIMIZER_OPT = typer.Option("adamw", help=optimizer_names())
+SEQ_OPT = typer.Option(2048, help="tokens per sequence")
+BATCH_OPT = typer.Option(1, help="micro-batch size")
+GC_OPT = typer.Option(
+    None, "--gradient-checkpointing/--no-gradient-checkpointing", help="default on (off for prefix tuning, which fails with it)"
+)
+LIGER_OPT = typer.Option(False, "--liger/--no-liger", help="liger-kernel: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE")
+OFFLOAD_ACT_OPT = typer.Option(
+    False, "--offload-activations/--no-offload-activations", help="saved activations in CPU memory (TRL activation_offloading)"
+)
+TRAINER_HELP = (
+    "what you will run, which the plan is sized for: trl (TRL SFTTrainer, --emit trl), hf (transformers Trainer), "
+    "axolotl, llamafactory, loop (ftdecide probe's loop)"
+)
+TRAINER_OPT = typer.Option("trl", "--trainer", help=f"{TRAINER_HELP} (default trl)")
+ACCUM_OPT = typer.Option(
+    1, "--gradient-accumulation", help="micro-batches per optimizer step (a trainer holds every gradient between them)"
+)
+GPUS_OPT = typer.Option(1, help="GPUs per node")
+NODES_OPT = typer.Option(1, help="nodes (of --gpus GPUs each)")
+STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3 (auto: FSDP2 on several GPUs here)")
+OFFLOAD_PARAMS_OPT = typer.Option(False, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory")
+GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
+GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")
+
+
+_PENDING: list = []  # (command wrapper, its own signature, scenario options only) until the CLI first runs
+
+
+def with_method_options(scenario: bool = False):
+    """A command's ``method_options: dict`` parameter becomes one flag per method option of the registry
+    (:mod:`ftdecide.methods.options`; with ``scenario``, the options a scenario states), at its place in
+    ``--help``. Each defaults to None, so that one given to a method that lacks it is refused, not
+    ignored; the command gets the given ones as ``method_options``. The flags are made when the CLI first
+    runs (:func:`expand`), after every method has registered."""
+
+    def deco(func):
+        @functools.wraps(func)
+        def wrapper(**kwargs):
+            from ..methods import options
+
+            given = {o.name: kwargs.pop(o.name) for o in options.all_options() if o.name in kwargs}
+            return func(**kwargs, method_options=given)
+
+        _PENDING.append((wrapper, inspect.signature(func), scenario))
+        return wrapper
+
+    return deco
+
+
+def expand() -> None:
+    """Give every command decorated with :func:`with_method_options` its flags (once)."""
+    from ..methods import options
+
+    while _PENDING:
+        wrapper, sig, scenario = _PENDING.pop()
+        params, hints = [], {k: v for k, v in wrapper.__annotations__.items() if k != "method_options"}
+        for p in sig.parameters.values():
+            if p.name != "method_options":
+                params.append(p)
+                continue
+            for o in options.all_options():
+                if o.in_scenario or not scenario:
+                    opt = typer.Option(None, o.flag, help=options.help_text(o))
+                    params.append(inspect.Parameter(o.name, p.kind, default=opt, annotation=Optional[o.type]))
+                    hints[o.name] = Optional[o.type]
+        wrapper.__signature__ = sig.replace(parameters=params)
+        wrapper.__annotations__ = hints

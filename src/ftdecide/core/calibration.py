@@ -1,0 +1,234 @@
+"""Every fitted or measured constant of the memory and step-time models, in one frozen object.
+
+The constants that belong to one unit live beside it: a method's, strategy's, lever's or trainer's
+``constants`` (and a method's activation coefficients, ``fitted``); :class:`Calibration` assembles them
+from the registries. What is left here is shared by every unit: the loss and allocator terms, the
+architecture's tied-embedding and softcap terms, and the step-time model's joint fit.
+
+The models (:mod:`ftdecide.core.estimator`, :mod:`ftdecide.core.throughput`) take a :class:`Calibration` as an
+argument and default to :data:`DEFAULT`. Nothing rewrites module globals: a refit
+(``benchmarks/fit_coefficients.py``, ``benchmarks/fit_throughput.py``) builds a new object with
+``Calibration.with_constants`` and passes it in, and the estimator's memo is keyed on the object, so a refit is
+never served a model built from other constants.
+
+Memory constants are bytes per value (fitted) or GiB (2**30 bytes, measured); time constants are stated
+with their units. The data behind each fit: ``data/measurements`` (H100 SXM, torch 2.11,
+transformers 5.17, peft 0.21, bitsandbytes 0.50) and ``shared/calibration``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .coefs import ActCoef  # noqa: F401  (each method declares its own: ftdecide.methods, Method.fitted)
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Kernels launched per step (forward, backward, optimizer), by what launches them. A pass is one
+    run over a layer: forward and backward make 2, checkpointing's recompute a third. Fitted to the
+    kernels torch.profiler recorded in 62 profiled steps."""
+
+    layer_pass: float = 47.84  # norms, projections, rotary, attention, MLP, residual adds
+    eager_layer_pass: float = 23.96  # eager attention's extra ops (softcap, mask, softmax, dropout)
+    adapter_pass: float = 10.68  # one LoRA adapter: dropout, A, B, scale, add
+    # DoRA's extra kernels per adapted linear and pass (peft's DoraLinearLayer.forward: eye, A and B over
+    # it, transpose, cast, scale-add, norm, div, sub, muls, add; the base product again with dropout):
+    # fitted with DoRA's utilisation to the tokens/s of the 44 DoRA runs of
+    # data/measurements/h200_dora_2026-11-29.jsonl (H200: 989 TFLOPS, 4800 GB/s); not from profiled steps
+    dora_pass: float = 15.47
+    # one Houlsby adapter of the adapters library (down, activation, up, scaling, residual add and the Python
+    # of its composition blocks, counted as launches): fitted to the 7 Houlsby runs timed alone on an H200
+    # (data/measurements/h200_alone_timing_2026-11-30.jsonl), not profiled
+    houlsby_pass: float = 19.0
+    ia3_pass: float = 3.0  # one IA3 vector: cast, multiply, cast back (counted from peft's IA3Layer.forward, not profiled)
+    # Liger's fused cross-entropy per chunk of tokens: the logits product, the loss-and-gradient kernel, the
+    # input-gradient product, the head's gradient, two slices (counted from liger-kernel 0.8.5's loop)
+    liger_chunk: float = 6.0
+    qlinear_pass: float = 4.72  # one 4-bit linear: dequantise, matmul
+    expert_pass: float = 1.01  # one MoE expert in transformers' loop over experts
+    full_layer: float = 34.13  # full fine-tuning's weight gradients and casts
+    adafactor_tensor: float = 24.11  # transformers' Adafactor: its Python loop of factored updates per tensor
+    fixed: float = 309.92  # embeddings, loss, logits, fused AdamW's multi-tensor kernels
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """Constants of the step-time model (:mod:`ftdecide.core.throughput`), fitted by log-error least squares."""
+
+    k_act: float = 13.428  # passes over one materialised layer's bytes per token
+    k_logits: float = 6.952  # passes over the fp32 logits (bf16 logits, upcast, log-softmax, its backward)
+    k_eager: float = 6.6  # passes over eager attention's bf16 scores
+    k_state: float = 1.358  # passes over full fine-tuning's weights and optimizer states
+    k_fused: float = 25.331  # passes over the halves of fused projections (Phi-3), which chunk() leaves strided
+    # Liger's fused linear cross-entropy: passes over the bf16 logit chunks (one kernel computes the
+    # softmax and its gradient in place); set from the kernel's structure, not fitted
+    k_logits_liger: float = 3.0
+    # pinned host memory <-> GPU over PCIe Gen5 x16 as the activation offload's side stream sees it, GB/s:
+    # measured, a step bound by its transfers (Llama-3.2-1B LoRA without checkpointing, 2048x4, H200; 18.3 GB
+    # out and back in 0.858 s) moved 42.6 GB/s, so at least that; 45 (of the link's 64 each way). It was an
+    # assumed 25 before, which predicted that run 41% slow (data/measurements/h200_lever_timing_2026-11-30.jsonl)
+    host_link_gbs: float = 45.0
+    # NCCL's bus bandwidth as a share of the link's, as training steps see it: measured on 2 H200s (NV18,
+    # NVLink SHARP off), the FSDP2 run of Qwen2.5-72B LoRA gathered 145 GB per micro-batch in 0.96 s of NCCL
+    # kernels (torch.profiler; data/scaleout/h200x2_real_*): 0.33 of the 450 GB/s link. nccl-tests reach
+    # about 0.8 on large messages; a step's collectives are smaller and wait for the slower rank
+    nccl_efficiency: float = 0.33
+    attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
+    # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
+    # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
+    # parameter of full fine-tuning, in passes over 4 bytes
+    k_8bit: float = 30.641
+    kernel_us: float = 24.935  # CPU microseconds per launched kernel
+    overlap_p: float = 2.022  # how GPU and CPU time combine (see ftdecide.core.throughput)
+    # Python loops per parameter tensor beyond the kernels (ms): bitsandbytes' optimizers (one launch and
+    # its bookkeeping per tensor; fitted on AdamW8bit), torch SGD (foreach, not fused; one measured run).
+    bnb_tensor_ms: float = 0.011
+    sgd_tensor_ms: float = 0.21
+    # bitsandbytes' paged optimizers: host time per step beyond their unpaged twins', per paged tensor (the
+    # prefetch of its states into the GPU; bitsandbytes synchronises after every parameter, so the optimizer
+    # runs on the host's clock) and per GB of managed states (cudaMemPrefetchAsync's driver work grows with the
+    # bytes even when they are resident). Fitted to 22 paged runs timed alone on an H200 (python
+    # benchmarks/fit_paged_time.py): median 8% in sample, 9% leaving each run out; the first 4 runs alone had
+    # missed the next 10 by a median 16%
+    paged_tensor_ms: float = 0.08
+    paged_ms_per_gb: float = 3.2
+    # Checkpointing runs the forward (a third of forward + backward) once more: 1.5x the memory-bound
+    # passes over activations, and 4/3 of attention's FLOPs (2 forward-equivalents of 6 become 8).
+    recompute_traffic: float = 1.5
+    recompute_attention: float = 4.0 / 3.0
+
+
+def _coef() -> tuple[tuple[str, ActCoef], ...]:
+    """Each method variant's activation coefficients, as its module declares them (``Method.fitted``)."""
+    from .. import methods
+
+    return tuple((variant, coef) for m in methods.all_methods() for variant, coef, _ in m.fitted)
+
+
+def _util() -> tuple[tuple[str, float], ...]:
+    """Each method variant's tensor-core utilisation of its matrix products (share of the dense bf16 peak),
+    as its module declares it (``Method.fitted``)."""
+    from .. import methods
+
+    return tuple((variant, util) for m in methods.all_methods() for variant, _, util in m.fitted)
+
+
+def _unit_constants() -> tuple[tuple[str, float], ...]:
+    """Every unit's own fitted constants (``constants`` of each registered method, strategy, lever and
+    trainer, and what the trainers share), as their modules declare them beside their terms. A name is
+    declared once: two units that declare the same one are a bug."""
+    from .. import levers, methods, strategies, trainers
+
+    out: dict[str, float] = {}
+    units = (*methods.all_methods(), *strategies.all_strategies(), *levers.all_levers(), *trainers.all_trainers(), trainers)
+    for unit in units:
+        for name, value in getattr(unit, "CONSTANTS", None) or unit.constants:
+            if name in out:
+                raise RuntimeError(f"constant '{name}' declared twice")
+            out[name] = value
+    return tuple(out.items())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The constants both models read. Hashable, so that memo keys can hold it.
+
+    Beside its own fields it holds every unit's fitted constants (``units``), read by name like its
+    fields (``cal.NAME``: Liger's, declared in :mod:`ftdecide.levers.liger`); :meth:`with_constants`
+    replaces any of either kind, for refits."""
+
+    coef: tuple[tuple[str, ActCoef], ...] = field(default_factory=_coef)
+    util: tuple[tuple[str, float], ...] = field(default_factory=_util)
+    units: tuple[tuple[str, float], ...] = field(default_factory=_unit_constants)
+    # CUDA context + cuBLAS workspaces, torch 2.11 on an H100: total - free - reserved after a step
+    # (ftdecide probe), GiB.
+    cuda_context_gib: float = 0.75
+    # The caching allocator's reserved-but-unusable memory when the card is nearly full: a share of the
+    # peak (size rounding, partly used segments) plus a share of the largest block the step asks for,
+    # the fp32 logits of the loss (tokens x vocab x 4 B), which cannot be carved from the fragments
+    # smaller tensors leave. Fitted so that required_gib separates the measured runs that fit an 80 GB
+    # card from those that ran out of memory: with the measured 0.75 GiB context, the pairs that
+    # separate all runs lie on a narrow band from (0.010, 0.375) to (0.025, 0.3125)
+    # (benchmarks/accuracy.py); this one is inside it.
+    allocator_headroom: float = 0.015
+    logits_block_headroom: float = 0.35
+    logits_saved: float = 4.0  # fp32 log-softmax output, per vocab entry per token
+    logits_fwd_transient: float = 8.25  # bf16 logits, fp32 upcast and log-softmax workspace while the loss is computed
+    logits_bwd_transient: float = 2.1  # gradients of the logits beyond what forward freed
+    softcap_extra: float = 2.0  # Gemma 2 final logit softcapping keeps a bf16 tanh output
+    # Without Liger, a tied head's full fine-tuning builds the embedding's dense gradient at the end of backward
+    # and adds it to the head's: bytes held per vocab x hidden value beyond every gradient. Read from 21 runs
+    # (Llama-3.2-1B/3B, Qwen2.5-1.5B/3B, Gemma-2-2B; bf16 and fp32 master weights) whose measured peak sat
+    # there, 1.2-2.6 x a bf16 copy; 3.0 B took Llama-3.2-3B paged AdamW 1024x2 from -9.1% to -0.9% and the
+    # worst of those 21 from -9.1% to -2.6%, and moved no other run (python benchmarks/accuracy.py)
+    tied_embed_grad: float = 3.0
+    step: StepConstants = field(default_factory=StepConstants)
+    kernels: KernelCounts = field(default_factory=KernelCounts)
+
+    def __getattr__(self, name: str) -> float:
+        # only names that are not fields get here: a unit's constant
+        if name.startswith("_") or name == "units":
+            raise AttributeError(name)
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = dict(self.units)
+            object.__setattr__(self, "_index", index)
+        try:
+            return index[name]
+        except KeyError:
+            raise AttributeError(f"no constant '{name}' (neither a Calibration field nor a unit's)") from None
+
+    def with_constants(self, **values: float) -> "Calibration":
+        """A copy with some constants replaced, fields or units' alike (for refits); KeyError for a name
+        that is neither."""
+        from dataclasses import fields, replace
+
+        own = {f.name for f in fields(self)}
+        unit = dict(self.units)
+        unknown = [k for k in values if k not in own and k not in unit]
+        if unknown:
+            raise KeyError(f"no constant {unknown[0]!r}")
+        unit.update((k, v) for k, v in values.items() if k not in own)
+        return replace(self, units=tuple(unit.items()), **{k: v for k, v in values.items() if k in own})
+
+    def act(self, variant: str) -> ActCoef:
+        """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...); a method registered
+        after this object was built is asked for its own."""
+        for k, c in self.coef:
+            if k == variant:
+                return c
+        return _declared(variant)[0]
+
+    def utilisation(self, variant: str) -> float:
+        """Tensor-core utilisation of a method variant's matrix products (share of dense bf16 peak)."""
+        for k, u in self.util:
+            if k == variant:
+                return u
+        return _declared(variant)[1]
+
+    def with_act(self, variant: str, coef: ActCoef) -> "Calibration":
+        """A copy with ``variant``'s activation coefficients replaced (for refits)."""
+        from dataclasses import replace
+
+        return replace(self, coef=tuple((k, coef if k == variant else c) for k, c in self.coef))
+
+    def with_util(self, values: dict[str, float]) -> "Calibration":
+        """A copy with some utilisations replaced (for refits)."""
+        from dataclasses import replace
+
+        return replace(self, util=tuple((k, values.get(k, u)) for k, u in self.util))
+
+
+def _declared(variant: str) -> tuple[ActCoef, float]:
+    """(coefficients, utilisation) a registered method declares for ``variant``; KeyError if none does."""
+    from .. import methods
+
+    for m in methods.all_methods():
+        for v, coef, util in m.fitted:
+            if v == variant:
+                return coef, util
+    raise KeyError(variant)
+
+
+DEFAULT = Calibration()

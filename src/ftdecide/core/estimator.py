@@ -1,0 +1,485 @@
+"""Peak GPU memory of one fine-tuning configuration: pure arithmetic, no I/O.
+
+The estimate models what ``torch.cuda.max_memory_allocated()`` reports over a few training steps of the
+Hugging Face stack (the recipe of ``shared/calibration/README.md``: transformers + sdpa attention, bf16
+autocast, fused AdamW or bitsandbytes AdamW8bit, peft LoRA with fp32 adapters, QLoRA through
+``prepare_model_for_kbit_training``), then adds what the card must hold beyond it.
+
+All sizes are bytes inside the functions and GiB (2**30 bytes) in :class:`MemoryEstimate`.
+
+Terms (each is a key of ``MemoryEstimate.breakdown``)
+-----------------------------------------------------
+``weights``
+    full bf16: 2 B/param; full mixed: 4 B/param (fp32 master weights); LoRA: 2 B/param for the frozen
+    base plus 4 B/param for the fp32 adapters; QLoRA: 0.5 B/param for every quantized linear (NF4), plus
+    its quantization constants (one 8-bit absmax per 64 weights and one fp32 per 256 absmax with double
+    quantization, 4 B per 64 weights without), plus 4 B/param for every other parameter (embeddings,
+    norms, head: ``prepare_model_for_kbit_training`` casts them to fp32), plus the adapters.
+``gradients``
+    one gradient per trainable parameter in its dtype (bf16: 2 B, fp32: 4 B). With ``set_to_none`` the
+    gradients live only from backward to ``zero_grad``, so they enter the peak through the phases below.
+``optimizer``
+    AdamW: two states in the parameter dtype (fused AdamW keeps bf16 states for bf16 parameters);
+    AdamW8bit: 2 B/param plus an fp32 absmax per 256 values for tensors of >= 4096 values (bitsandbytes'
+    ``min_8bit_size``), fp32 states for smaller ones; SGD without momentum: none; Adafactor: factored
+    second moments, 4 B per row and per column of every matrix.
+``activations``
+    what autograd saves during the forward pass, per token. Without checkpointing, per layer
+    ``a_h*h + a_q*q_dim + a_kv*kv_dim + a_i*i`` bytes (i: the MLP width a token passes through; MoE: its
+    routed experts and the shared expert), plus ``a_e*heads*seq`` where attention runs eagerly (Gemma 2's
+    softcapping: the s x s probabilities), plus for LoRA with dropout > 0 a dropout copy and mask of
+    every targeted module's input (3 B per input value), or with dropout 0 the inputs of targeted
+    o_proj/down_proj, which a frozen layer would not otherwise keep. With gradient checkpointing, each
+    layer keeps only its input (``g*h``: 2 B in bf16, about 4 B where the residual stream is fp32: mixed
+    precision and QLoRA's fp32 embeddings), and backward recomputes one layer at a time. The
+    coefficients (bytes per value) were fitted by least squares (saved bytes after forward, then the
+    phase peaks, under-estimates weighted 3x) on the measured runs in
+    ``data/measurements`` and are stated in :class:`ftdecide.core.calibration.Calibration`.
+``logits``
+    the loss upcasts the logits to fp32 and log-softmax keeps its fp32 output: 4 B x vocab per token
+    (Gemma 2's final softcapping keeps 2 more); while the loss is computed the bf16 and fp32 copies
+    coexist, and its backward holds fp32 gradients of the same size.
+``overhead``
+    transient buffers of the phase that sets the peak (the loss, the first gradients of backward, the
+    one recomputed layer, Adafactor's fp32 work on its largest tensor), so that ``peak_allocated`` is the
+    true maximum of the step.
+
+Trainers (:mod:`ftdecide.trainers`, ``TrainConfig.trainer``): the terms above are the probe loop's
+(``loop``, the default of this module). The transformers Trainer (``hf``) adds what accumulation holds
+(every gradient while the later micro-batches of a step run) and what its attention masks make eager
+attention and prefix tuning keep. TRL (``trl``, every command's default) has no logits term: its fused LM
+head holds the labelled tokens' hidden states, one tile of the head at a time and the hidden states'
+gradient in fp32 (``chunk_*`` constants), and a 4-bit base without k-bit preparation (bf16 embeddings,
+norms, head and adapters).
+
+``required_gib`` adds the CUDA context (``Calibration.cuda_context_gib``) and the caching allocator's
+fragmentation (``allocator_headroom`` of the peak plus ``logits_block_headroom`` of the fp32 logits
+block), which the card must have free beyond the peak allocation.
+
+What differs between methods (which weights sit on the GPU in which format, what trains, QLoRA's saved
+inputs and workspace) is asked of the method (:mod:`ftdecide.methods`); this module names none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+from .arch import Arch
+from .calibration import DEFAULT, Calibration
+from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
+from .errors import InputError
+from .memo import Memo
+from ..methods import options as method_options
+
+GIB = 2**30
+# The measured default, for messages and checks that need no calibration object.
+CUDA_CONTEXT_GIB = DEFAULT.cuda_context_gib
+
+
+@dataclass
+class MemoryEstimate:
+    """Result of :func:`estimate_memory`. All memory figures in GiB (2**30 bytes)."""
+
+    peak_allocated_gib: float
+    required_gib: float
+    breakdown: dict[str, float]
+    total_params: int
+    trainable_params: int
+    peak_phase: str
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "peak_allocated_gib": round(self.peak_allocated_gib, 3),
+            "required_gib": round(self.required_gib, 3),
+            "breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "peak_phase": self.peak_phase,
+            "notes": list(self.notes),
+        }
+
+
+def weight_bytes(arch: Arch, cfg: TrainConfig, adapter_params: int) -> float:
+    """Bytes of the model's parameters (base and adapters) as they sit on the GPU."""
+    return cfg.method_spec.weight_bytes(arch, cfg, adapter_params)
+
+
+def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float, cal: Calibration) -> float:
+    """Bytes the end of backward holds beyond every gradient when the head is tied to the embedding and
+    trains. With Liger, the head's gradient from forward waits to be summed with the embedding's
+    (``liger_tied_head_grad`` of it). Without, autograd builds the embedding's dense gradient and adds it
+    to the head's (``tied_embed_grad`` bytes per vocab x hidden value, measured where autograd holds every
+    gradient whole: one GPU and DDP; DeepSpeed's hooks move gradients into its own buffers, and the
+    sharded strategies' fitted end terms hold theirs)."""
+    if not (arch.tie_embeddings and cfg.method_spec.trains_base):
+        return 0.0
+    if cfg.liger and not cfg.trainer_spec.chunked_loss:  # under TRL's fused head Liger runs its layer kernels only
+        return cal.liger_tied_head_grad * head_grad
+    if grad_share < 1.0 or cfg.strategy_spec.engine != "torch":
+        return 0.0
+    return cal.tied_embed_grad * arch.vocab_size * arch.hidden_size
+
+
+def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float]:
+    """(bytes one layer saves per token apart from eager attention, eager attention's bytes per token per
+    key position). A layer saves ``first + second * seq_len`` bytes per token."""
+    c = cal.act(cfg.strategy_spec.compute_variant(cfg))
+    h = arch.hidden_size
+    i_eff = arch.intermediate_size
+    if arch.is_moe:
+        i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
+    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
+    layer += c.a_n * h * (arch.norms_per_layer - 2)
+    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
+    eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
+    if arch.attention == "eager":
+        # a trainer's collated batches carry an attention mask, which eager attention adds to its scores:
+        # one more saved s x s tensor per head (the probe's loop passes none)
+        eager += (c.a_e + (cal.eager_mask_bytes if cfg.trainer_spec.attention_mask else 0.0)) * arch.num_heads
+    return layer, eager
+
+
+def _logits_saved_per_token(arch: Arch, cal: Calibration) -> float:
+    return arch.vocab_size * (cal.logits_saved + (cal.softcap_extra if arch.family.startswith("gemma2") else 0.0))
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """The part of an estimate that does not depend on sequence length, micro-batch or checkpointing,
+    in bytes; :meth:`estimate` adds the rest. Built once per (architecture, method, rank, ...) by
+    :func:`memory_model`, so that a search over tokens costs a few float operations per point."""
+
+    weights: float
+    opt_gpu: float
+    opt_managed: float  # optimizer states in CUDA managed memory (paged optimizers): outside the peak
+    paged_tensors: int  # parameter tensors whose states are there
+    grads: float
+    head_grad: float
+    opt_transient: float
+    layer_base: float  # bytes per token of one materialised layer, without eager attention
+    layer_eager: float  # more bytes per token per key position (eager attention)
+    stored_gc: float  # bytes per token all layers keep with checkpointing
+    per_token: float  # bytes per token outside the layers: final norm and saved logits
+    logits_saved: float  # the saved-logits share of per_token
+    logits_fwd: float  # bytes per token the loss holds for a moment in forward (the logits and their fp32 copies)
+    logits_bwd: float  # bytes per token of the loss's backward beyond what forward freed
+    logits_block: float  # bytes per token of the largest single block the loss asks for (fragmentation headroom)
+    head_grad_in_fwd: bool  # Liger computes the head's weight gradient in forward: it is held from then on
+    # a head tied to the embedding: what the end of backward holds while the embedding's gradient is built and
+    # added to the head's (bytes)
+    tied_grad: float
+    vocab: int
+    layers: int
+    ws_gc: float  # method workspace (QLoRA dequantisation) with / without checkpointing
+    ws_nogc: float
+    recompute: float
+    total_params: int
+    trainable_params: int
+    notes: tuple[str, ...]
+    cal: Calibration = DEFAULT
+    extra_tokens: int = 0  # positions the method adds to every sequence (prompt tuning)
+    seq_bytes: float = 0.0  # bytes per sequence held through the step (prefix tuning's keys and values)
+    kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU (a share of them all)
+    gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
+    bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
+    end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
+    loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
+    tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
+    tile_bytes: float = 0.0  # ... of this many bytes each, held in forward and again in backward
+    accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
+
+    def layer_bytes(self, seq_len: int) -> float:
+        """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
+        return self.layer_base + self.layer_eager * (seq_len + self.extra_tokens)
+
+    def phases(self, seq_len: int, batch_size: int, gc: bool) -> dict[str, float]:
+        """Bytes held beyond weights and optimizer states at the three moments that can set the peak
+        (``forward``: the loss; ``backward``; ``end``: the end of backward, every gradient held, and the
+        optimizer step), and the parts they are made of."""
+        tokens = (seq_len + self.extra_tokens) * batch_size
+        layer = self.layer_bytes(seq_len)
+        stored = self.stored_gc if gc else layer * self.layers
+        if self.kept_layers is not None:
+            # offloaded: what the layers save goes to CPU memory but the tensors in flight (the forward
+            # stash, the layers brought back ahead of backward) stay; the loss's saved logits are still on
+            # the GPU when the loss peaks
+            stored = min(stored, self.kept_layers * (self.stored_gc / self.layers if gc else layer))
+        act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
+        logits = self.logits_saved * tokens
+        recompute = self.recompute * layer * tokens if gc else 0.0
+        fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
+        # the end of backward, where every gradient is held and a tied head's two gradients are summed, then
+        # the optimizer step (its transient): two moments, the larger counts
+        held = self.accum_grads
+        tile = min(tokens, self.tile_tokens) * self.tile_bytes
+        return {
+            "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + held,
+            "backward": act
+            + logits
+            + self.head_grad
+            + self.logits_bwd * tokens
+            + tile
+            + self.loss_bwd_fixed
+            + recompute
+            + self.gathered
+            + self.bwd_gathered
+            + held,
+            "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
+            "act": act,
+            "logits": logits,
+            "recompute": recompute,
+            "fwd_grad": fwd_grad,
+            "tokens": tokens,
+            "tile": tile,
+        }
+
+    def peak_bytes(self, seq_len: int, batch_size: int, gc: bool) -> tuple[float, str, dict[str, float]]:
+        """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
+        p = self.phases(seq_len, batch_size, gc)
+        fwd, bwd, opt = p["forward"], p["backward"], p["end"]
+        act, logits, recompute, fwd_grad, tokens, tile = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"], p["tile"]
+        acc = self.accum_grads
+        if fwd >= bwd and fwd >= opt:
+            over = self.logits_fwd * tokens + tile + self.gathered
+            phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad + acc, "overhead": over}
+        elif bwd >= opt:
+            phase, held = (
+                "backward",
+                {
+                    "activations": act,
+                    "logits": logits,
+                    "gradients": self.head_grad + acc,
+                    "overhead": self.logits_bwd * tokens + tile + self.loss_bwd_fixed + recompute + self.gathered + self.bwd_gathered,
+                },
+            )
+        else:
+            phase, held = (
+                "optimizer",
+                {
+                    "activations": 0.0,
+                    "logits": 0.0,
+                    "gradients": self.grads,
+                    "overhead": recompute + self.opt_transient + self.end_gathered,
+                },
+            )
+        return self.weights + self.opt_gpu + max(fwd, bwd, opt), phase, held
+
+    def required_gib(self, seq_len: int, batch_size: int, gc: bool) -> float:
+        """GiB the card must have for this shape: the peak plus CUDA context and allocator fragmentation."""
+        cal = self.cal
+        peak = self.peak_bytes(seq_len, batch_size, gc)[0] / GIB
+        block = self.logits_block * (seq_len + self.extra_tokens) * batch_size / GIB
+        return peak * (1 + cal.allocator_headroom) + cal.cuda_context_gib + cal.logits_block_headroom * block
+
+    def estimate(self, seq_len: int, batch_size: int, gc: bool) -> MemoryEstimate:
+        peak, phase, held = self.peak_bytes(seq_len, batch_size, gc)
+        breakdown = {"weights": self.weights / GIB, "optimizer": self.opt_gpu / GIB}
+        breakdown.update({k: v / GIB for k, v in held.items()})
+        return MemoryEstimate(
+            peak_allocated_gib=peak / GIB,
+            required_gib=self.required_gib(seq_len, batch_size, gc),
+            breakdown=breakdown,
+            total_params=self.total_params,
+            trainable_params=self.trainable_params,
+            peak_phase=phase,
+            notes=list(self.notes),
+        )
+
+
+def _optimizer_on_gpu(
+    cfg: TrainConfig, opt: float, opt_whole: float, param_bytes: float, mats, notes: list[str]
+) -> tuple[float, float, int]:
+    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them,
+    none where offloaded (ZeRO), or what a paged optimizer leaves in the allocator."""
+    opt_gpu, managed, paged_tensors = opt, 0.0, 0
+    if cfg.offload_optimizer:
+        opt_gpu = 0.0
+        notes.append("optimizer states offloaded to CPU memory")
+    elif cfg.optimizer_spec.paged:
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats)
+        # a strategy's share of the states is paged in the same proportion as the whole
+        managed = opt * whole / opt_whole if opt_whole else 0.0
+        opt_gpu = opt - managed
+        notes.append(
+            f"paged optimizer: {managed / GIB:.2f} GiB of its states live in CUDA managed memory, outside this peak: on the GPU "
+            "while it has room, paged to CPU memory (and slower steps) when it has not"
+            if managed
+            else "paged optimizer: every trainable tensor is under bitsandbytes' paging size (1e5 values), so its states stay "
+            "on the GPU, inside this peak"
+        )
+    return opt_gpu, managed, paged_tensors
+
+
+def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: float, notes: list[str]) -> dict[str, float]:
+    """What the loss holds, by how the trainer computes it (bytes, per token unless a name says otherwise):
+    TRL's fused head, Liger's fused linear cross-entropy, or the full fp32 logits."""
+    method, trainer = cfg.method_spec, cfg.trainer_spec
+    loss_bwd_fixed = tile_tokens = tile_bytes = 0.0
+    if trainer.chunked_loss:
+        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
+        # labelled tokens' final hidden states are gathered and held for backward with their targets and
+        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
+        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
+        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
+        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
+        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
+        tile_tokens = float(trainer.chunk_tokens)
+        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
+        if method.trains_base:
+            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
+            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
+    elif cfg.liger:
+        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
+        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
+        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
+        logits_saved = cal.liger_saved_h * arch.hidden_size
+        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
+        notes.append(
+            "Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels; its step time is counted "
+            "from its kernels and checked on one timed run only (predicted 32% fast): time and cost may be low"
+        )
+    else:
+        logits_saved = _logits_saved_per_token(arch, cal)
+        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
+        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
+        logits_block = 4.0 * arch.vocab_size
+    return {
+        "logits_saved": logits_saved,
+        "logits_fwd": logits_fwd,
+        "logits_bwd": logits_bwd,
+        "logits_block": logits_block,
+        "loss_bwd_fixed": loss_bwd_fixed,
+        "tile_tokens": tile_tokens,
+        "tile_bytes": tile_bytes,
+    }
+
+
+def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
+    method = cfg.method_spec
+    from .. import levers
+
+    for lever in levers.switched_on(cfg):
+        problem = lever.problem(arch)
+        if problem:
+            raise InputError(problem)
+    mods = method.adapted_modules(arch, cfg)
+    adapter = method.adapter_params(arch, cfg, mods)
+    trainable = method.trainable_params(arch, cfg, mods)
+    param_bytes = method.param_bytes(cfg)
+    notes: list[str] = []
+    weights = weight_bytes(arch, cfg, adapter)
+    grads = trainable * param_bytes
+    # the optimizer's per-tensor rules (8-bit states, paging, Adafactor's factoring) read the matrices
+    mats = method.trainable_matrices(arch, cfg, mods)
+    opt = opt_whole = cfg.optimizer_spec.state_bytes(trainable, param_bytes, mats)
+    strategy = cfg.strategy_spec
+    share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
+    grad_share = share.grads / grads if grads else 1.0
+    # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
+    weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
+    gathered, bwd_gathered, end_gathered = share.compute_buffers, share.backward_buffers, share.end_buffers
+    notes += share.notes
+    launch = strategy.launch_problem(arch, cfg)
+    if launch:
+        notes.append(launch)
+    if cfg.world_size > 1 or not strategy.single_gpu:
+        notes.append(f"{strategy.label}: {strategy.basis}")
+        if not cfg.trainer_spec.sharded_measured:
+            notes.append(
+                f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
+                "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
+            )
+    why_not = method.unsupported(arch)
+    if why_not:
+        notes.append(f"not trainable: {why_not}")
+    if not method.measured:
+        notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
+    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, mats, notes)
+    c = cal.act(strategy.compute_variant(cfg))
+    layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
+    head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
+    if cfg.liger:
+        # Liger's RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
+        i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
+        layer_base = max(0.0, layer_base - cal.liger_layer_h * arch.hidden_size - cal.liger_layer_i * i_eff)
+    loss = _loss_terms(arch, cfg, cal, grad_share, notes)
+    if cfg.offload_activations:
+        notes.append("activations offloaded to CPU memory during forward (TRL activation_offloading), back for backward")
+    return MemoryModel(
+        weights=weights,
+        opt_gpu=opt_gpu,
+        opt_managed=managed,
+        paged_tensors=paged_tensors,
+        grads=grads,
+        head_grad=head_grad,
+        opt_transient=cfg.optimizer_spec.transient_bytes(mats, param_bytes == 4.0),
+        layer_base=layer_base,
+        layer_eager=layer_eager,
+        stored_gc=(c.g + (cal.fused_head_gc_h if cfg.trainer_spec.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
+        per_token=c.c_h * arch.hidden_size + loss["logits_saved"],
+        logits_saved=loss["logits_saved"],
+        logits_fwd=loss["logits_fwd"],
+        logits_bwd=loss["logits_bwd"],
+        logits_block=loss["logits_block"],
+        head_grad_in_fwd=cfg.liger and method.trains_base and not cfg.trainer_spec.chunked_loss,
+        tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
+        vocab=arch.vocab_size,
+        layers=arch.num_layers,
+        ws_gc=method.workspace_bytes(arch, mods, c, True),
+        ws_nogc=method.workspace_bytes(arch, mods, c, False),
+        recompute=c.recompute,
+        total_params=arch.total_params() + adapter,
+        trainable_params=trainable,
+        notes=tuple(notes),
+        cal=cal,
+        extra_tokens=method.extra_tokens(cfg),
+        seq_bytes=method.sequence_bytes(arch, cfg, cal),
+        kept_layers=(cal.offload_kept_share_trained if method.trains_base else cal.offload_kept_share) * arch.num_layers
+        if cfg.offload_activations
+        else None,
+        gathered=gathered,
+        bwd_gathered=bwd_gathered,
+        end_gathered=end_gathered,
+        loss_bwd_fixed=loss["loss_bwd_fixed"],
+        tile_tokens=loss["tile_tokens"],
+        tile_bytes=loss["tile_bytes"],
+        accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
+    )
+
+
+# a batch of many scenarios builds tens of thousands; each is about a kilobyte
+_MODELS = Memo(limit=32768)
+
+
+def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> MemoryModel:
+    """The token-independent part of the estimate of ``cfg`` on ``arch`` (memoised: searches reuse it).
+
+    Raises InputError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+    # the architecture and the calibration (both frozen) by identity, the configuration by what the model reads
+    key = (
+        cfg.method,
+        cfg.precision,
+        cfg.optimizer,
+        method_options.key(cfg),
+        cfg.gpus,
+        cfg.nodes,
+        cfg.strategy,
+        cfg.offload_params,
+        cfg.offload_optimizer,
+        cfg.liger,
+        cfg.offload_activations,
+        # a strategy's terms may depend on checkpointing (ZeRO-3's frozen base without it)
+        cfg.gradient_checkpointing,
+        cfg.trainer,
+        cfg.gradient_accumulation > 1,
+    )
+    return _MODELS.get((arch, cal), key, _build_memory_model, arch, cfg, cal)
+
+
+def estimate_memory(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> MemoryEstimate:
+    """Estimate peak allocated and required GPU memory (GiB) of training ``arch`` with ``cfg``.
+
+    Raises InputError for a LoRA target that the architecture lacks or a rank beyond its layers."""
+    return memory_model(arch, cfg, cal).estimate(cfg.seq_len, cfg.batch_size, cfg.gradient_checkpointing)

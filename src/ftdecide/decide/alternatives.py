@@ -1,0 +1,120 @@
+"""What would make an infeasible plan feasible, each sized through the one sizing path
+(:mod:`ftdecide.decide.sizing`) for exactly what it proposes: the switches on the user's own GPUs, one larger
+catalog GPU, a smaller model of the same generation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+
+from ..files import catalog
+from .. import levers, methods, optimizers
+from ..core.arch import Arch
+from ..core.calibration import DEFAULT, Calibration
+from ..files.catalog import GPU
+from ..core.errors import InputError
+from ..core.estimator import estimate_memory
+from ..core.policy import (
+    ALTERNATIVE_MAX_RANK,
+    ALTERNATIVE_MIN_SEQ_LEN,
+    ALTERNATIVE_RANKS,
+    SAFETY_MARGIN,
+    LoraShape,
+)
+from .results import (
+    Alternative,
+)
+
+from .scenario import Scenario
+from .sizing import train_config, usable
+
+
+def _same_generation(a: Arch, b: Arch) -> bool:
+    """Same architecture family and tokenizer (vocabulary size): Llama 3.x models share 128,256 tokens,
+    Llama 2 has 32,000, so a Llama-3.1-70B user is offered Llama-3.1-8B, not Llama-2-13B."""
+    return a.family == b.family and a.vocab_size == b.vocab_size
+
+
+def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration, margin: float) -> list[Alternative]:
+    """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: an 8-bit
+    optimizer, a lower LoRA rank, a shorter sequence. Each names the method it makes fit (the first in
+    fallback order) and is sized at micro-batch 1 with checkpointing."""
+    out: list[Alternative] = []
+    order = sorted(methods.all_methods(), key=lambda m: m.fallback_order)
+
+    def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
+        for m in order:
+            req = estimate_memory(arch, train_config(scenario, m, shape), cal).required_gib
+            if req <= usable(gpu, margin):
+                return m, req
+        return None
+
+    for lv in levers.all_levers():
+        if lv.cheap_switch and not getattr(sc, lv.name) and not lv.problem(arch):
+            hit = fits(sc.model_copy(update={lv.name: True}), lora)
+            if hit:
+                out.append(
+                    Alternative(lv.name, f"{hit[0].label} fits with {lv.flag} ({lv.switch_note}) in {hit[1]:.1f} GiB", {lv.name: True})
+                )
+    lever = optimizers.get(optimizers.MEMORY_LEVER)
+    if sc.optimizer != lever.name:
+        hit = fits(sc.model_copy(update={"optimizer": lever.name}), lora)
+        if hit:
+            out.append(Alternative("optimizer", f"{hit[0].label} fits with {lever.label} in {hit[1]:.1f} GiB", {"optimizer": lever.name}))
+    for rank in ALTERNATIVE_RANKS:
+        if rank < lora.rank:
+            hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))
+            if hit and hit[0].takes_shape:
+                out.append(Alternative("rank", f"{hit[0].label} fits at rank {rank} in {hit[1]:.1f} GiB", {"rank": rank}))
+                break
+    seq = sc.seq_len // 2
+    while seq >= ALTERNATIVE_MIN_SEQ_LEN:
+        hit = fits(sc.model_copy(update={"seq_len": seq}), lora)
+        if hit:
+            out.append(Alternative("seq_len", f"{hit[0].label} fits at {seq:,} tokens per example in {hit[1]:.1f} GiB", {"seq_len": seq}))
+            break
+        seq //= 2
+    return out
+
+
+def alternatives_for(
+    arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT, margin: float = SAFETY_MARGIN
+) -> list[Alternative]:
+    """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: first
+    the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU, or a
+    smaller model of the same generation (micro-batch 1 with checkpointing, the least a run needs). More
+    GPUs of this kind are offered per method by :func:`_scale_out`."""
+    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin)
+    leanest = min(
+        (m for m in methods.all_methods() if m.takes_shape),
+        key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,
+    )
+    need = estimate_memory(arch, train_config(sc, leanest, lora, gpus=1), cal).required_gib
+    bigger = sorted(
+        (g for g in catalog.gpus() if usable(g, margin) >= need and g.memory_gib > gpu.memory_gib), key=lambda g: g.price_per_hour
+    )
+    if bigger:
+        g = bigger[0]
+        out.append(
+            Alternative(
+                "gpu",
+                f"{leanest.label} needs {need:.1f} GiB: one {g.name} ({g.memory_gib:g} GiB, ${g.price_per_hour}/h) fits it",
+                {"gpu": g.name},
+            )
+        )
+    smaller = [a for a in catalog.models() if _same_generation(a, arch) and a.total_params() < arch.total_params()]
+    for a in sorted(smaller, key=lambda a: -a.total_params()):
+        try:
+            shape = replace(lora, rank=min(lora.rank, ALTERNATIVE_MAX_RANK, a.max_rank(a.resolve_targets(lora.targets))))
+        except InputError:
+            continue  # the plan's targets name modules this model lacks
+        req = estimate_memory(a, train_config(sc, leanest, shape), cal).required_gib
+        if req <= usable(gpu, margin):
+            out.append(
+                Alternative(
+                    "model", f"{a.name} ({a.total_params() / 1e9:.1f}B) fits with {leanest.label} in {req:.1f} GiB", {"model": a.name}
+                )
+            )
+            break
+    return out

@@ -1,0 +1,106 @@
+"""What the user wants to do: the :class:`Scenario` every command sizes, validated by pydantic, and
+:func:`validate_scenario`, which places a bad field in its file. The bottom floor of the decision: it
+imports the unit registries (strategies, optimizers, trainers) and nothing that sizes or decides."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from .. import optimizers, strategies, trainers
+from ..core.errors import InputError, error_message, finite
+from ..methods import options
+from ..core.policy import SCENARIO_DEFAULTS
+
+
+Task = Literal["chat", "instruction", "style", "classification", "domain", "code", "math", "continued-pretraining"]
+
+
+class _Head(BaseModel):
+    # the two bases are never validated themselves: only Scenario builds its validator (~1.5 ms a model)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model: str
+    gpu: Optional[str] = None
+    gpu_memory: Optional[float] = Field(None, gt=0, le=4096)
+    gpus: int = Field(SCENARIO_DEFAULTS["gpus"], ge=1, le=1024)  # per node
+    nodes: int = Field(1, ge=1, le=1024)
+    strategy: str = "auto"
+    offload_params: bool = False
+    dataset_size: int = Field(SCENARIO_DEFAULTS["dataset_size"], ge=1, le=10_000_000_000)
+    seq_len: int = Field(SCENARIO_DEFAULTS["seq_len"], ge=16, le=1_048_576)
+    task: Task = SCENARIO_DEFAULTS["task"]
+    quality: Literal["prototype", "production", "best"] = SCENARIO_DEFAULTS["quality"]
+    budget: Optional[float] = Field(None, gt=0, le=1e9)
+    serving: Literal["single", "multi-tenant", "latency-critical"] = SCENARIO_DEFAULTS["serving"]
+    epochs: Optional[int] = Field(None, ge=1, le=100)
+    price_per_hour: Optional[float] = Field(None, ge=0, le=10_000)
+    precision: Literal["bf16", "mixed"] = SCENARIO_DEFAULTS["precision"]
+    optimizer: str = SCENARIO_DEFAULTS["optimizer"]
+    offload_optimizer: bool = False
+    liger: bool = False
+    offload_activations: bool = False
+
+
+# the methods' options a scenario states (``in_scenario``: soft prompts' virtual tokens, Houlsby's
+# reduction), declared by their methods (:mod:`ftdecide.methods.options`); a value given longer than the
+# sequence is refused, the default is shortened to it
+_WithOptions = create_model("_WithOptions", __base__=_Head, __validators__=options.validators(scenario=True), **options.scenario_fields())
+
+
+class Scenario(_WithOptions):
+    """What the user wants to do. Sizes: examples and tokens; budget in USD; memory in GiB.
+    ``rules``: extra rule files, applied after the defaults (paths as given, or relative to the
+    scenario file they were written in)."""
+
+    model_config = ConfigDict(defer_build=False)
+
+    rules: tuple[str, ...] = Field((), max_length=64)
+    # what the user will run (ftdecide.trainers): the plan is sized for its memory
+    trainer: str = trainers.DEFAULT
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, v: str) -> str:
+        return trainers.known(v)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        return strategies.known(v)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        return optimizers.known(v)
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus * self.nodes
+
+    @field_validator("gpu_memory", "budget", "price_per_hour", mode="before")
+    @classmethod
+    def _finite(cls, v):
+        # before the bounds: NaN compares false with every bound and would be named as out of range
+        return finite(v) if isinstance(v, float) else v
+
+
+def validate_scenario(
+    fields: dict, path: Optional[str] = None, key_lines: Optional[dict] = None, line: Optional[int] = None, name: Optional[str] = None
+) -> Scenario:
+    """``Scenario(**fields)``, or an InputError placed in the file: the line of the offending key when
+    the fields came from a file (``key_lines``: key -> 1-based line; ``line``: the scenario's own line,
+    used when the key has none), the scenario's ``name`` in a file of many, then the option and what is
+    wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Scenario(**fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err["loc"][:1])
+        kl = key_lines or {}
+        at = kl.get(key) or kl.get(key.replace("_", "-")) or line
+        label = f"scenario '{name}': " if name else ""
+        what = error_message(err)
+        raise InputError(f"{label}{key.replace('_', '-') or 'input'}: {what}", path if at else None, at if path else None) from None

@@ -1,0 +1,321 @@
+"""The one sizing path: a scenario's method on its GPUs (the largest micro-batch that fits, with or without
+checkpointing, under each strategy ``auto`` weighs), its step time, time and cost, and the fewest GPUs of
+the kind that fit it. Candidates, the scale-out, the levers' figures and every alternative are sized here,
+through :func:`train_config`, so they differ only in what they say they change."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Optional
+
+
+from ..files import catalog
+from .. import levers, methods, strategies
+from ..core.arch import Arch
+from ..core.calibration import Calibration
+from ..files.catalog import GPU
+from ..core.errors import InputError
+from ..core.estimator import CUDA_CONTEXT_GIB, TrainConfig, estimate_memory
+from ..core.memo import Memo
+from ..methods import options as method_options
+from ..core.policy import (
+    ALTERNATIVE_GPU_COUNTS,
+    DEFAULT_GPU,
+    DEFAULT_METHOD,
+    GLOBAL_BATCH,
+    MICRO_BATCHES,
+    MEASURED_STRATEGY_PREFERENCE,
+    GPUS_PER_NODE,
+    MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING,
+    LoraShape,
+)
+from .results import (
+    Alternative,
+    Candidate,
+    accumulation_steps,
+)
+from ..core.throughput import link_gbs, paging_seconds, step_seconds, train_flops_per_token
+
+from .scenario import Scenario
+
+# Strategies ``auto`` weighs on several GPUs, in the order ties go (a replica first: the least traffic).
+AUTO_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero3")
+
+
+def resolve_hardware(sc: Scenario) -> GPU:
+    """The GPU of a scenario: a catalog card, or one of ``gpu_memory`` GiB (catalog speed and price
+    of the default card)."""
+    if sc.gpu and sc.gpu_memory:
+        raise InputError("give a GPU name or a GPU memory size, not both")
+    if sc.gpu_memory is not None:
+        if sc.gpu_memory <= CUDA_CONTEXT_GIB:
+            raise InputError(f"GPU memory {sc.gpu_memory:g} GiB is smaller than the CUDA context ({CUDA_CONTEXT_GIB} GiB)")
+        return catalog.custom_gpu(sc.gpu_memory)
+    return catalog.resolve_gpu(sc.gpu or DEFAULT_GPU)
+
+
+def train_config(
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    batch_size: int = 1,
+    gradient_checkpointing: Optional[bool] = None,
+    gpus: Optional[int] = None,
+    strategy: Optional[str] = None,
+) -> TrainConfig:
+    """The one place a scenario becomes a :class:`TrainConfig`: candidates, the fit search and every
+    alternative are sized with it, so they differ only in what they say they change."""
+    return TrainConfig(
+        method=method.name,
+        precision=method.precision_for(sc.precision),
+        optimizer=sc.optimizer,
+        seq_len=sc.seq_len,
+        batch_size=batch_size,
+        gradient_checkpointing=method.supports_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
+        **method_options.plan_values(sc, lora),
+        gpus=sc.gpus if gpus is None else gpus,
+        nodes=sc.nodes if gpus is None else 1,
+        strategy=sc.strategy if strategy is None else strategy,
+        offload_params=sc.offload_params,
+        offload_optimizer=sc.offload_optimizer,
+        liger=sc.liger,
+        offload_activations=sc.offload_activations,
+        trainer=sc.trainer,
+        # the plan's global batch (accumulation_steps): a trainer that accumulates holds every gradient
+        # while the later micro-batches of a step run
+        gradient_accumulation=accumulation_steps(batch_size, (sc.gpus if gpus is None else gpus) * (sc.nodes if gpus is None else 1)),
+    )
+
+
+# What a scenario's sizing does not read: scenarios of a batch that differ only in these share one memory
+# search per model, GPU and method, so a batch of many scenarios costs little more per scenario than its
+# rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
+_NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules"})
+_FIT_CACHE = Memo(limit=20_000)
+
+
+def _fit_config(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    cal: Calibration,
+    strategy: Optional[str] = None,
+    capacity: Optional[float] = None,
+):
+    """:func:`_search_fit`, remembered across the scenarios of a process (keyed on the architecture and
+    calibration objects, checked, and on every field the search reads); the estimate is a copy, since
+    callers add notes to it."""
+    sizing = tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING)
+    key = (gpu.memory_gib, method.name, lora, strategy, capacity, sizing)
+    cfg, est, fits = _FIT_CACHE.get((arch, cal), key, _search_fit, arch, gpu, sc, method, lora, cal, strategy, capacity)
+    return cfg, replace(est, notes=list(est.notes), breakdown=dict(est.breakdown)), fits
+
+
+def _search_fit(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    cal: Calibration,
+    strategy: Optional[str] = None,
+    capacity: Optional[float] = None,
+):
+    """(config, estimate, fits): the largest micro-batch of :data:`MICRO_BATCHES` that fits, without
+    checkpointing where that still allows :data:`MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING`. Micro-batches
+    beyond the global batch's share of one GPU (16 over 8 GPUs: 2) are not tried, so that more GPUs do
+    not grow the global batch."""
+    small = None
+    share = max(1, GLOBAL_BATCH // sc.world_size)
+    for gc in (False, True) if method.supports_checkpointing else (False,):
+        for mb in (m for m in MICRO_BATCHES if m <= share):
+            cfg = train_config(sc, method, lora, mb, gc, strategy=strategy)
+            est = estimate_memory(arch, cfg, cal)
+            if est.required_gib <= (gpu.memory_gib if capacity is None else capacity):
+                if gc or mb >= MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING:
+                    return cfg, est, True
+                small = small or (cfg, est)
+                break
+    if small:
+        return small[0], small[1], True
+    cfg = train_config(sc, method, lora, strategy=strategy)
+    return cfg, estimate_memory(arch, cfg, cal), False
+
+
+def _candidate(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    capacity: float,
+) -> Candidate:
+    """The method sized for the scenario's GPUs. With ``auto`` on several GPUs, every strategy of
+    :data:`AUTO_ORDER` that can run the plan is sized and the cheapest that fits is kept (the first,
+    where none fits)."""
+    if not strategies.is_auto(sc.strategy) or sc.world_size == 1:
+        return _sized(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
+    options = []
+    for name in AUTO_ORDER:
+        c = _sized(arch, gpu, sc, method, lora, epochs, price, cal, name, capacity)
+        if c.config.run_problem() is None:
+            options.append(c)
+    fitting = [c for c in options if c.fits]
+    # a strategy whose emitted launch was seen to fail on this kind of plan only where nothing else fits
+    launches = [c for c in fitting if c.config.strategy_spec.launch_problem(arch, c.config) is None]
+    fitting = launches or fitting
+    if not fitting:
+        return options[-1]
+    best = min(fitting, key=lambda c: c.cost_usd)
+    # a strategy measured on GPUs wins over a modelled one that is barely cheaper by the model
+    measured = [c for c in fitting if c.config.strategy_spec.measured]
+    if measured and min(c.cost_usd for c in measured) <= best.cost_usd * (1 + MEASURED_STRATEGY_PREFERENCE):
+        return min(measured, key=lambda c: c.cost_usd)
+    return best
+
+
+_STEP_CACHE = Memo(limit=32768)
+
+
+def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int) -> dict:
+    """:func:`ftdecide.core.throughput.step_seconds`, remembered across the scenarios of a process (the
+    configuration is frozen and hashable; the architecture and calibration by identity, checked)."""
+    key = (cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation)
+    return _STEP_CACHE.get((arch, cal), key, step_seconds, arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
+
+
+def _sized(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    strategy: Optional[str],
+    capacity: float,
+) -> Candidate:
+    cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity)
+    fits = fits and method.unsupported(arch) is None  # sized, but its library cannot train this model
+    # the one refusal check (TrainConfig.run_problem) every command applies: an explicit --strategy that
+    # cannot run this method (QLoRA under FSDP2, 8-bit AdamW under FSDP2) is sized but never the plan
+    refusal = cfg.run_problem()
+    if refusal and fits:
+        fits = False
+        est.notes.append(f"cannot run as asked: {refusal}")
+    tokens = sc.dataset_size * sc.seq_len * epochs
+    world = sc.world_size
+    link = link_gbs(gpu, sc.nodes)
+    accumulation = accumulation_steps(cfg.batch_size, world)
+    step = _step(arch, cfg, gpu, cal, link, accumulation)
+    over, paging = paging_seconds(arch, cfg, capacity - est.required_gib, cal)
+    if over > 0:
+        est.notes.append(
+            f"paged optimizer: {over:.1f} GiB of its states do not fit beside the peak on {gpu.name}: they cross to host "
+            f"memory and back every optimizer step, about {paging:.2f} s each (modelled, not measured)"
+        )
+    tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
+    hours = tokens / (tps * world) / 3600
+    mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
+    return Candidate(
+        method=method.name,
+        fits=fits,
+        config=cfg,
+        estimate=est,
+        gpu_memory_gib=gpu.memory_gib,
+        tokens_per_second=tps,
+        mfu=mfu,
+        time_hours=hours,
+        cost_usd=hours * price * world,
+    )
+
+
+def _min_gpus(sc: Scenario, cands: dict[str, Candidate], scaled: dict[str, Optional[Alternative]]) -> dict[str, float]:
+    """{method: the fewest GPUs it fits on}: the scenario's where it fits, the scale-out's count where more
+    fit it, infinite where 64 do not (or its library cannot train the model)."""
+    out: dict[str, float] = {}
+    for name, c in cands.items():
+        hit = scaled.get(name)
+        out[name] = float(sc.world_size) if c.fits else (hit.details["gpus"] * hit.details["nodes"] if hit else math.inf)
+    return out
+
+
+def _scale_out(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    margin: float,
+) -> Optional[Alternative]:
+    """The fewest GPUs of this kind beyond the scenario's (up to one node of 8, then whole nodes) on which
+    ``method`` fits, with the strategy ``auto`` picks there, its time and cost; None where 64 do not."""
+    for n in ALTERNATIVE_GPU_COUNTS:
+        if n <= sc.world_size:
+            continue
+        gpus, nodes = (n, 1) if n <= GPUS_PER_NODE else (GPUS_PER_NODE, n // GPUS_PER_NODE)
+        more = sc.model_copy(update={"gpus": gpus, "nodes": nodes})
+        c = _candidate(arch, gpu, more, method, lora, epochs, price, cal, usable(gpu, margin))
+        if c.fits:
+            where = f"{n}x {gpu.name}" + (f" ({nodes} nodes)" if nodes > 1 else "")
+            return Alternative(
+                "scale_out",
+                f"{method.label}: {where}, {c.config.strategy_spec.label}, {c.time_hours:,.1f} h, ${round(c.cost_usd, 2):,.0f}",
+                {
+                    "method": method.name,
+                    "gpus": gpus,
+                    "nodes": nodes,
+                    "strategy": c.config.strategy_spec.name,
+                    "required_gib": round(c.required_gib, 2),
+                    "time_hours": round(c.time_hours, 3),
+                    "cost_usd": round(c.cost_usd, 2),
+                },
+            )
+    return None
+
+
+def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Calibration) -> dict[str, float]:
+    """{method: GiB required at micro-batch 1} with the scenario field of a lever switched on; infinite
+    where the model cannot have it (Liger on a family it does not patch)."""
+    if levers.get(field).problem(arch):
+        return {m.name: math.inf for m in methods.all_methods()}
+    on = sc.model_copy(update={field: True})
+    return {m.name: estimate_memory(arch, train_config(on, m, lora), cal).required_gib for m in methods.all_methods()}
+
+
+def usable(gpu: GPU, margin: float) -> float:
+    """GiB of ``gpu`` a plan may require, keeping ``margin`` of the card free."""
+    return gpu.memory_gib * (1.0 - margin)
+
+
+def _refuse_scenario(sc: Scenario) -> None:
+    """Options no method of the scenario can honour, refused in one line before anything is sized: the
+    strategy's own refusals of the scenario's GPUs and offloads (the same check ``estimate`` makes)."""
+    if sc.offload_optimizer and strategies.is_auto(sc.strategy):
+        raise InputError(
+            "--offload-optimizer: only DeepSpeed ZeRO offloads optimizer states in what ftdecide emits: "
+            "give --strategy zero1, zero2 or zero3"
+        )
+    if not strategies.is_auto(sc.strategy):
+        cfg = TrainConfig(
+            method=DEFAULT_METHOD,
+            optimizer=sc.optimizer,
+            gpus=sc.gpus,
+            nodes=sc.nodes,
+            strategy=sc.strategy,
+            offload_params=sc.offload_params,
+            offload_optimizer=sc.offload_optimizer,
+        )
+        problem = cfg.strategy_spec.problem(cfg)
+        if problem:
+            raise InputError(problem)
