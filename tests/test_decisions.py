@@ -127,6 +127,8 @@ def test_plan(fields, method, shape, precision, fits, fired):
     # every other method that fits and is not forbidden is offered, none that does not fit
     offered = {a.details["method"] for a in res.alternatives if a.kind == "method"}
     forbidden = {"full"} if fired & {"no-cheap-full-ft", "multi-tenant", "small-data-no-full"} else set()  # the rules that forbid full here
+    # multi-tenant serving batches LoRA adapters only (vLLM, SGLang)
+    forbidden |= {"dora", "ia3", "prompt", "prefix", "adapter"} if "multi-tenant" in fired else set()
     # prefix-weak-causal and adapter-latency always; prompt-tuning-scope where it fired
     forbidden |= {"prefix", "adapter"} | ({"prompt"} if "prompt-tuning-scope" in res.rules_fired else set())
     assert offered == {m for m, ok in fits.items() if ok and m != method} - forbidden

@@ -8,6 +8,7 @@ policy number from :mod:`ftdecide.core.policy` or the rule files, every name a r
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from typing import Optional
 
 from ..files import catalog
@@ -159,14 +160,9 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
     )
 
-    allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
-    method = next(
-        (m for _, _, name, _ in sorted(outcome.preferences, key=lambda p: (-p[0], -p[1])) for m in allowed if m.name == name), None
-    )
-    if method is None and allowed:
-        method = min(allowed, key=lambda m: m.fallback_order)
-
-    warnings = list(outcome.warnings) + _context_warnings(sc, arch, gpu, cands, method, fp16_master)
+    allowed, method = _choose(all_methods, cands, outcome)
+    said = outcome.warnings if method is None else [w for w in outcome.warnings if _true_of(w, method, outcome)]
+    warnings = list(said) + _context_warnings(sc, arch, gpu, cands, method, fp16_master)
     alternatives: list[Alternative]
     if method is None:
         warnings.append(
@@ -198,6 +194,34 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
         rules_fired=tuple(lr.rule.id for lr in outcome.fired),
         assumptions=_assumptions(cal),
     )
+
+
+def _choose(all_methods, cands: dict[str, Candidate], outcome) -> tuple[list, Optional[methods.Method]]:
+    """(the methods that fit and no rule forbids, the one the rules prefer among them: the highest priority,
+    then the later rule; else the first by fallback order; None where none is allowed)."""
+    allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
+    method = next(
+        (m for _, _, name, _ in sorted(outcome.preferences, key=lambda p: (-p[0], -p[1])) for m in allowed if m.name == name), None
+    )
+    if method is None and allowed:
+        method = min(allowed, key=lambda m: m.fallback_order)
+    return allowed, method
+
+
+_SHAPE_KEYS = frozenset(f.name for f in dataclass_fields(LoraShape))
+
+
+def _true_of(message: Message, method, outcome) -> bool:
+    """Whether a rule's note or warning holds for a plan of ``method``: the rule preferred no other method,
+    is about this one (``about``), and any LoRA shape it set is the plan's (the method takes a shape, and no
+    rule of higher priority set another value)."""
+    rule = next((lr.rule for lr in outcome.fired if lr.rule.id == message.rule), None)
+    if rule is None:
+        return True
+    if rule.prefer not in (None, method.name) or (rule.about and method.name not in rule.about):
+        return False
+    shape = {k: v for k, v in rule.set.model_dump(exclude_none=True).items() if k in _SHAPE_KEYS}
+    return not shape or (method.takes_shape and all(outcome.settings.get(k) == v for k, v in shape.items()))
 
 
 def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate], method, fp16_master: bool) -> list[Message]:
@@ -259,9 +283,9 @@ def _feasible_plan(
     exceeds the data."""
     warnings: list[Message] = []
     chosen = cands[method.name]
-    # a note of a rule that preferred another method did not lead here: it is shown apart, as such
-    prefer_of = {lr.rule.id: lr.rule.prefer for lr in outcome.fired}
-    followed = tuple(n for n in outcome.notes if prefer_of.get(n.rule) in (None, method.name))
+    # a note that is not true of this plan (another method preferred, a LoRA shape it does not take or that
+    # a higher rule replaced) did not lead here: it is shown apart, as such
+    followed = tuple(n for n in outcome.notes if _true_of(n, method, outcome))
     plan = Plan(
         candidate=chosen,
         epochs=epochs,

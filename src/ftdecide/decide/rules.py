@@ -103,6 +103,8 @@ class Rule(BaseModel):
     set: SetEffect = SetEffect()
     warn: Optional[str] = None
     note: Optional[str] = None
+    # the methods whose plans its note and warning are about (empty: any plan): said only with those
+    about: list[str] = []
     enabled: bool = True
 
     @field_validator("prefer")
@@ -110,7 +112,7 @@ class Rule(BaseModel):
     def _prefer_known(cls, v: Optional[str]) -> Optional[str]:
         return _method_name(v)
 
-    @field_validator("forbid")
+    @field_validator("forbid", "about")
     @classmethod
     def _forbid_known(cls, v: list[str]) -> list[str]:
         for m in v:

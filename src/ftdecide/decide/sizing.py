@@ -171,7 +171,8 @@ def _candidate(
     launches = [c for c in fitting if c.config.strategy_spec.launch_problem(arch, c.config) is None]
     fitting = launches or fitting
     if not fitting:
-        return options[-1]
+        # what it says it needs is the least any strategy needs, not the last one tried
+        return min(options, key=lambda c: c.estimate.required_gib)
     best = min(fitting, key=lambda c: c.cost_usd)
     # a strategy measured on GPUs wins over a modelled one that is barely cheaper by the model
     measured = [c for c in fitting if c.config.strategy_spec.measured]

@@ -1,0 +1,179 @@
+"""Decisions that follow the evidence (issue 26), one table per root cause: a scenario, the method and rank
+the default rules must choose, and phrases that must or must not appear in what the plan says (its reasons
+and the warnings). Sized for the default trainer (TRL)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ftdecide.decide.recommend import Scenario, recommend
+
+
+def _said(res) -> str:
+    return "\n".join(m.message for m in (*res.plan.reasons, *res.warnings))
+
+
+def _check(fields, method, rank, must, must_not):
+    res = recommend(Scenario(**fields))
+    plan = res.plan
+    assert plan.method == method, (plan.method, res.rules_fired)
+    assert (plan.lora.rank if plan.lora else None) == rank
+    said = _said(res)
+    for phrase in must:
+        assert phrase in said, phrase
+    for phrase in must_not:
+        assert phrase not in said, phrase
+    return res
+
+
+# 1. An upgrade carries a cost ceiling, and never displaces a fitting full fine-tune that costs no more where the
+#    evidence favours full (Biderman et al. 2024 on code and math; DoRA's gain is +3.7 points at 7B, +1.0 at 13B).
+COST = [
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="h100", task="code", quality="best", dataset_size=50_000),
+        "full",
+        None,
+        ["Biderman et al. 2024"],
+        ["DoRA"],
+        id="8b-code-best-full-fits-and-is-cheaper-than-dora",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="rtx-4090", task="code", quality="best", dataset_size=50_000),
+        "lora",
+        32,
+        ["r=32"],
+        ["DoRA"],
+        id="dora-at-2.7x-lora-is-not-bought",
+    ),
+    pytest.param(
+        dict(model="qwen2.5-72b", gpu="h100", gpus=8, task="domain", quality="best", dataset_size=200_000),
+        "lora",
+        16,
+        [],
+        ["DoRA"],
+        id="72b-domain-lora-not-dora",
+    ),
+    pytest.param(
+        dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=200_000),
+        "lora",
+        16,
+        [],
+        ["DoRA"],
+        id="70b-on-8xa100-not-dora",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, rank, must, must_not", COST)
+def test_upgrades_carry_a_cost_ceiling(fields, method, rank, must, must_not):
+    res = _check(fields, method, rank, must, must_not)
+    assert "dora-large-update" not in res.rules_fired
+
+
+# 2. Every reason and warning is true of the plan: no rank note beside a method without a rank, none for a rank a
+#    higher rule replaced; memory against what a plan may use.
+EXPLAIN = [
+    pytest.param(
+        dict(model="qwen2.5-14b", gpu="a100-80gb", task="style", quality="prototype"),
+        "prompt",
+        None,
+        ["prompt tuning"],
+        ["r=4", "r=16", "LoRA on all linear layers"],
+        id="prompt-tuning-says-no-rank",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=400, task="classification"),
+        "ia3",
+        None,
+        ["IA3", "keep a held-out set"],
+        ["r=4", "keep r at", "use LoRA"],
+        id="ia3-says-no-rank-and-no-lora-advice",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", task="style", serving="multi-tenant"),
+        "lora",
+        8,
+        ["r=8"],
+        ["r=4"],
+        id="rank-8-applied-says-no-r4",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", task="chat", serving="latency-critical"),
+        "lora",
+        16,
+        [],
+        ["QLoRA inference dequantises"],
+        id="qlora-latency-note-only-for-qlora",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, rank, must, must_not", EXPLAIN)
+def test_the_explanation_follows_the_plan(fields, method, rank, must, must_not):
+    _check(fields, method, rank, must, must_not)
+
+
+def test_a_memory_wall_compares_against_what_a_plan_may_use():
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", dataset_size=50_000))
+    note = next(m.message for m in res.plan.reasons if m.rule == "memory-wall-full")
+    full = res.candidate("full")
+    need, usable, card = (float(x) for x in re.findall(r"([\d.]+) GiB", note))
+    assert need == round(full.required_gib, 1) and need > usable
+    assert usable == round(res.gpu.memory_gib * (1 - res.plan.safety_margin), 1) and card == round(res.gpu.memory_gib, 1)
+
+
+def test_a_candidate_that_fits_no_strategy_says_the_least_any_needs():
+    res = recommend(Scenario(model="qwen2.5-72b", gpu="h100", gpus=8, task="domain", quality="best", dataset_size=200_000))
+    full = res.candidate("full")
+    assert not full.fits
+    from ftdecide.core.estimator import estimate_memory
+    from ftdecide.decide.sizing import AUTO_ORDER
+
+    others = [
+        estimate_memory(res.arch, full.config.model_copy(update={"strategy": s, "batch_size": 1, "gradient_checkpointing": True}))
+        for s in AUTO_ORDER
+        if full.config.model_copy(update={"strategy": s}).run_problem() is None
+    ]
+    assert full.required_gib <= min(e.required_gib for e in others) + 1e-9
+
+
+# 3. Serving is a hard filter: multi-tenant serving batches LoRA adapters only (vLLM, SGLang), latency-critical
+#    serving needs a method that merges, and IA3 is for few-shot classification served as one model (T-Few).
+SERVING = [
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=400, task="classification", serving="multi-tenant"),
+        "lora",
+        8,
+        ["batches LoRA adapters"],
+        ["IA3"],
+        id="multi-tenant-few-shot-is-lora-not-ia3",
+    ),
+    pytest.param(
+        dict(model="qwen2.5-14b", gpu="a100-80gb", task="style", quality="prototype", serving="latency-critical"),
+        "lora",
+        4,
+        ["r=4"],
+        ["prompt tuning"],
+        id="latency-critical-style-is-not-prompt-tuning",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=400, task="chat"),
+        "lora",
+        16,
+        ["keep a held-out set"],
+        ["IA3"],
+        id="ia3-not-for-few-shot-chat",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, rank, must, must_not", SERVING)
+def test_serving_is_a_hard_filter(fields, method, rank, must, must_not):
+    res = _check(fields, method, rank, must, must_not)
+    offered = {a.details["method"] for a in res.alternatives if a.kind == "method"}
+    if fields.get("serving") == "multi-tenant":
+        assert offered <= {"lora", "qlora"}
+    if fields.get("serving") == "latency-critical":
+        assert not offered & {"prompt", "prefix", "adapter"}
