@@ -27,7 +27,7 @@ from .results import (
 )
 
 from .scenario import Scenario
-from .sizing import train_config, usable
+from .sizing import _candidate, train_config, usable
 
 
 def _same_generation(a: Arch, b: Arch) -> bool:
@@ -36,18 +36,21 @@ def _same_generation(a: Arch, b: Arch) -> bool:
     return a.family == b.family and a.vocab_size == b.vocab_size
 
 
-def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration, margin: float) -> list[Alternative]:
+def _cheap_switches(
+    arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration, margin: float, forbidden: frozenset = frozenset()
+) -> list[Alternative]:
     """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: an 8-bit
     optimizer, a lower LoRA rank, a shorter sequence. Each names the method it makes fit (the first in
-    fallback order) and is sized at micro-batch 1 with checkpointing."""
+    fallback order that no rule forbids for a reason other than its fit) and is sized as a plan is: the
+    same search over micro-batches and strategies, the same refusals (:func:`ftdecide.decide.sizing._candidate`)."""
     out: list[Alternative] = []
-    order = sorted(methods.all_methods(), key=lambda m: m.fallback_order)
+    order = sorted((m for m in methods.all_methods() if m.name not in forbidden), key=lambda m: m.fallback_order)
 
     def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
         for m in order:
-            req = estimate_memory(arch, train_config(scenario, m, shape), cal).required_gib
-            if req <= usable(gpu, margin):
-                return m, req
+            c = _candidate(arch, gpu, scenario, m, shape, 1, 0.0, cal, usable(gpu, margin))
+            if c.fits:
+                return m, c.required_gib
         return None
 
     for lv in levers.all_levers():
@@ -79,13 +82,20 @@ def _cheap_switches(arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Ca
 
 
 def alternatives_for(
-    arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration = DEFAULT, margin: float = SAFETY_MARGIN
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    lora: LoraShape,
+    cal: Calibration = DEFAULT,
+    margin: float = SAFETY_MARGIN,
+    forbidden: frozenset = frozenset(),
 ) -> list[Alternative]:
     """What would make an infeasible plan feasible, each sized for exactly the setup it proposes: first
     the cheap switches on the user's own GPUs (:func:`_cheap_switches`), then one larger catalog GPU, or a
     smaller model of the same generation (micro-batch 1 with checkpointing, the least a run needs). More
-    GPUs of this kind are offered per method by :func:`_scale_out`."""
-    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin)
+    GPUs of this kind are offered per method by :func:`_scale_out`. ``forbidden``: methods the rules forbid
+    for a reason other than their fit, never proposed."""
+    out: list[Alternative] = _cheap_switches(arch, gpu, sc, lora, cal, margin, forbidden)
     leanest = min(
         (m for m in methods.all_methods() if m.takes_shape),
         key=lambda m: estimate_memory(arch, train_config(sc, m, lora, gpus=1), cal).required_gib,

@@ -164,6 +164,9 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     said = outcome.warnings if method is None else [w for w in outcome.warnings if _true_of(w, method, outcome)]
     warnings = list(said) + _context_warnings(sc, arch, gpu, cands, method, fp16_master)
     alternatives: list[Alternative]
+    # methods a rule forbids for another reason than their fit (a memory wall's condition reads fits.M: more
+    # GPUs or a switch are its answer): never proposed
+    policy = frozenset(m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when)
     if method is None:
         warnings.append(
             Message(
@@ -173,13 +176,11 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
             )
         )
         plan = Plan(candidate=None, epochs=epochs, reasons=tuple(outcome.notes), gpus=sc.world_size, nodes=sc.nodes, safety_margin=margin)
-        alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin)
+        alternatives = alternatives_for(arch, gpu, sc, lora, cal, margin, policy)
     else:
         plan, more, alternatives = _feasible_plan(sc, arch, gpu, cands, method, allowed, outcome, st, lora, epochs, margin)
         warnings += more
-    # methods that miss these GPUs, on the fewest that fit them; not those a rule forbids for another reason
-    # than their fit (a memory wall's condition reads fits.M: more GPUs are its answer)
-    policy = {m for lr in outcome.fired for m in lr.rule.forbid if f"fits.{m}" not in lr.rule.when}
+    # methods that miss these GPUs, on the fewest that fit them
     alternatives += [hit for name, hit in scaled.items() if hit is not None and name not in policy]
     return Recommendation(
         scenario=sc,
