@@ -158,13 +158,20 @@ def test_liger_on_an_architecture_it_does_not_patch():
 def test_a_lever_that_closes_the_gap_is_named_with_its_figure():
     """LoRA misses a 12 GiB card by 0.2 GiB at 4096 tokens; the rule names --liger and its figure, which is
     the estimate with Liger at micro-batch 1."""
-    res = recommend(Scenario(model="qwen2.5-1.5b", gpu_memory=12, seq_len=4096, trainer="loop"))  # the loop's full logits
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.decide.recommend import _recommend
+
+    sc = Scenario(model="qwen2.5-1.5b", gpu_memory=12, seq_len=4096, trainer="loop")  # the loop's full logits
+    res = _recommend(sc, None, DEFAULT)  # as asked, before a switch is made the plan
     (w,) = [w for w in res.warnings if w.rule == "lever-liger-lora"]
     a = catalog.resolve_model("qwen2.5-1.5b")
     liger = estimate_memory(a, TrainConfig(method="lora", seq_len=4096, liger=True)).required_gib
     lora = next(c for c in res.candidates if c.method == "lora")
     assert w.message == f"LoRA: {lora.required_gib:.1f} GiB > 12.0 GiB; with --liger {liger:.1f} GiB, fits"
     assert not lora.fits and liger <= 12.0
+    # nothing fits as asked, and Liger changes how it runs, not what it learns: the plan switches it on
+    switched = recommend(sc)
+    assert switched.plan.feasible and switched.scenario.liger and switched.plan.reasons[0].rule == "switch"
 
 
 def _calls(tree):

@@ -8,7 +8,7 @@ policy number from :mod:`ftdecide.core.policy` or the rule files, every name a r
 
 from __future__ import annotations
 
-from dataclasses import fields as dataclass_fields
+from dataclasses import fields as dataclass_fields, replace
 from typing import Optional
 
 from ..files import catalog
@@ -102,7 +102,38 @@ def _assumptions(cal: Calibration) -> dict:
 def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibration = DEFAULT) -> Recommendation:
     """The whole recommendation for ``sc``: every method sized for its GPU, the rules' verdict, the
     plan, and what would make an infeasible plan feasible. ``rule_paths`` extend the defaults and the
-    scenario's own ``rules``."""
+    scenario's own ``rules``.
+
+    Where nothing fits as asked but a switch that leaves what is learned unchanged makes a plan fit (Liger's
+    kernels, activation offload, an 8-bit optimizer: the QLoRA paper's own recipe pages 8-bit AdamW), that
+    plan is the recommendation, with the switch on, emitted and said: the cheapest such plan."""
+    res = _recommend(sc, rule_paths, cal)
+    if res.plan.feasible:
+        return res
+    switched = []
+    for alt in res.alternatives:
+        if alt.kind in _neutral_switches():
+            again = _recommend(sc.model_copy(update=alt.details), rule_paths, cal)
+            if again.plan.feasible:
+                switched.append((again.plan.candidate.cost_usd, alt, again))
+    if not switched:
+        return res
+    _, alt, best = min(switched, key=lambda s: s[0])
+    said = Message(
+        "switch", f"nothing fits as asked; {alt.message}, which changes how it runs, not what it learns: the plan switches it on"
+    )
+    return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
+
+
+def _neutral_switches() -> frozenset[str]:
+    """The alternatives' kinds that change how a run executes, not what it learns: every lever offered as a
+    cheap switch, and the memory-saving optimizer (8-bit AdamW matches 32-bit Adam, Dettmers et al. 2022)."""
+    from .. import levers
+
+    return frozenset(lv.name for lv in levers.all_levers() if lv.cheap_switch) | {"optimizer"}
+
+
+def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) -> Recommendation:
     arch = catalog.resolve_model(sc.model)
     gpu = resolve_hardware(sc)
     _refuse_scenario(sc)
