@@ -177,3 +177,29 @@ def test_serving_is_a_hard_filter(fields, method, rank, must, must_not):
         assert offered <= {"lora", "qlora"}
     if fields.get("serving") == "latency-critical":
         assert not offered & {"prompt", "prefix", "adapter"}
+
+
+# 7. Say what is adapted: peft's all-linear leaves a mixture-of-experts model's routed experts alone.
+MOE = [
+    pytest.param(
+        dict(model="mixtral-8x7b", gpu="h100", gpus=8),
+        "lora",
+        16,
+        ["not the MLP of every expert"],
+        ["matches full fine-tuning"],
+        id="mixtral-says-its-experts-get-no-adapter",
+    ),
+    pytest.param(
+        dict(model="llama-3.1-8b", gpu="rtx-4090"),
+        "lora",
+        16,
+        ["matches full fine-tuning", "LoRA Without Regret"],
+        ["expert"],
+        id="dense-lora-matches-full",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, rank, must, must_not", MOE)
+def test_the_plan_says_what_is_adapted(fields, method, rank, must, must_not):
+    _check(fields, method, rank, must, must_not)

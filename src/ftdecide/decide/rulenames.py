@@ -73,6 +73,7 @@ def _base() -> list[Name]:
         Name("world_size", NUM, lambda f: f.scenario.world_size, "GPUs in all (per node x nodes)"),
         Name("model_params_b", NUM, lambda f: f.arch.total_params() / 1e9, "parameters, billions"),
         Name("vocab_size", NUM, lambda f: f.arch.vocab_size, "vocabulary size"),
+        Name("moe", BOOL, lambda f: f.arch.is_moe, "whether the model routes each token to a few of its experts"),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
         Name("bf16_supported", BOOL, lambda f: f.gpu.bf16, "whether the GPU has bf16"),
         Name("optimizer", STR, lambda f: f.scenario.optimizer, "the optimizer"),
