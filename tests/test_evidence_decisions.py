@@ -203,3 +203,21 @@ MOE = [
 @pytest.mark.parametrize("fields, method, rank, must, must_not", MOE)
 def test_the_plan_says_what_is_adapted(fields, method, rank, must, must_not):
     _check(fields, method, rank, must, must_not)
+
+
+# 2 (the budget). A rule that rejects a method for its cost is no reason for a plan that costs more: the plan
+# says it is over the budget and offers the epochs the budget buys.
+def test_an_over_budget_plan_says_so_and_offers_what_the_budget_buys():
+    res = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=50_000, budget=20))
+    plan = res.plan
+    assert plan.candidate.cost_usd > 20 and "budget-full" not in {m.rule for m in plan.reasons}
+    assert "budget-full" in {m.rule for m in plan.not_followed}
+    (w,) = [m for m in res.warnings if m.rule == "budget"]
+    per_epoch = plan.candidate.cost_usd / plan.epochs
+    n = int(20 // per_epoch)
+    assert f"{n} of its {plan.epochs} epochs cost ${n * per_epoch:,.2f}" in w.message
+    (alt,) = [a for a in res.alternatives if a.kind == "epochs"]
+    assert alt.details == {"epochs": n}
+    # applied, it fits the budget
+    again = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=50_000, budget=20, epochs=n))
+    assert again.plan.candidate.cost_usd <= 20 and not [m for m in again.warnings if m.rule == "budget"]

@@ -8,6 +8,7 @@ policy number from :mod:`ftdecide.core.policy` or the rule files, every name a r
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields as dataclass_fields, replace
 from typing import Optional
 
@@ -318,6 +319,10 @@ def _feasible_plan(
     # a note that is not true of this plan (another method preferred, a LoRA shape it does not take or that
     # a higher rule replaced) did not lead here: it is shown apart, as such
     followed = tuple(n for n in outcome.notes if _true_of(n, method, outcome))
+    over_budget = sc.budget is not None and chosen.cost_usd > sc.budget
+    if over_budget:  # a rule that rejects a method for its cost is no reason for a plan that costs more
+        budget_rules = {lr.rule.id for lr in outcome.fired if re.search(r"\bbudget\b", lr.rule.when)}
+        followed = tuple(n for n in followed if n.rule not in budget_rules)
     plan = Plan(
         candidate=chosen,
         epochs=epochs,
@@ -358,7 +363,8 @@ def _feasible_plan(
                 f"divides {GLOBAL_BATCH}",
             )
         )
-    alternatives = [
+    alternatives = _within_budget(sc, chosen, epochs, warnings) if over_budget else []
+    alternatives += [
         Alternative(
             "method",
             f"{m.name} also fits ({round(cands[m.name].required_gib, 2):.1f} GiB, ${round(cands[m.name].cost_usd, 2):,.2f})",
@@ -368,6 +374,24 @@ def _feasible_plan(
         if m is not method
     ]
     return plan, warnings, alternatives
+
+
+def _within_budget(sc: Scenario, chosen: Candidate, epochs: int, warnings: list[Message]) -> list[Alternative]:
+    """The plan costs more than the budget: say so, and offer the epochs of it the budget buys (the cost is
+    per token: an epoch is a third of three)."""
+    per_epoch = chosen.cost_usd / epochs
+    fit = int(sc.budget // per_epoch) if per_epoch > 0 else 0
+    warnings.append(
+        Message(
+            "budget",
+            f"the plan costs ${chosen.cost_usd:,.2f}, over the ${sc.budget:,.2f} budget"
+            + (f": {fit} of its {epochs} epochs cost ${fit * per_epoch:,.2f}" if 0 < fit < epochs else ": less data or shorter sequences"),
+        )
+    )
+    if 0 < fit < epochs:
+        said = f"{fit} epoch{'s' if fit > 1 else ''} cost ${fit * per_epoch:,.2f}, within the budget"
+        return [Alternative("epochs", said, {"epochs": fit})]
+    return []
 
 
 def model_source(arch: Arch) -> str:
