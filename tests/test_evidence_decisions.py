@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import ROOT
 from ftdecide.decide.recommend import Scenario, recommend
+from ftdecide.decide.rules import render_message
 
 
 def _said(res) -> str:
@@ -221,3 +225,44 @@ def test_an_over_budget_plan_says_so_and_offers_what_the_budget_buys():
     # applied, it fits the budget
     again = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=50_000, budget=20, epochs=n))
     assert again.plan.candidate.cost_usd <= 20 and not [m for m in again.warnings if m.rule == "budget"]
+
+
+# The property of the done-when: every number a rule's reason or warning quotes agrees with the JSON.
+_RULES = {r["id"]: r for r in yaml.safe_load((ROOT / "configs" / "rules" / "default.yaml").read_text(encoding="utf-8"))["rules"]}
+
+
+def _names(template: str) -> set[str]:
+    return set(re.findall(r"\{([a-z_.]+)", template))
+
+
+def _env_from_json(doc: dict) -> dict:
+    """What a rule message may quote, taken from the JSON document alone."""
+    sc, rec = doc["scenario"], doc["recommendation"]
+    env = {k: v for k, v in sc.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    env["usable_gib"] = round(sc["gpu_memory_gib"] * (1 - rec["safety_margin"]), 2)
+    env["model_params_b"] = sc["total_params"] / 1e9
+    for c in doc["candidates"]:
+        env[f"memory.{c['method']}"] = c["memory"]["required_gib"]
+        env[f"cost.{c['method']}"] = c["cost_usd"]
+    return env
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(["llama-3.2-1b", "llama-3.1-8b", "qwen2.5-14b", "mistral-7b"]),
+    gpu=st.sampled_from(["rtx-4090", "a100-80gb", "l4", "t4"]),
+    task=st.sampled_from(["chat", "code", "math", "classification", "domain", "style"]),
+    quality=st.sampled_from(["prototype", "production", "best"]),
+    dataset_size=st.sampled_from([300, 5_000, 200_000]),
+    budget=st.sampled_from([None, 5.0, 40.0]),
+)
+def test_every_number_a_rule_quotes_agrees_with_the_json(model, gpu, task, quality, dataset_size, budget):
+    res = recommend(Scenario(model=model, gpu=gpu, task=task, quality=quality, dataset_size=dataset_size, budget=budget))
+    doc = res.to_json()
+    env = _env_from_json(doc)
+    for m in [*doc["recommendation"]["reasons"], *doc["recommendation"]["not_followed"], *doc["warnings"]]:
+        rule = _RULES.get(m["rule"], {})
+        # the rule's own messages whose every name the JSON holds: the printed one is one of them, re-rendered
+        quotable = [t for t in (rule.get("note"), rule.get("warn")) if t and _names(t) <= set(env)]
+        if quotable:
+            assert m["message"] in [render_message(t, env) for t in quotable], m
