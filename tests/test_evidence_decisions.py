@@ -96,14 +96,6 @@ EXPLAIN = [
         id="ia3-says-no-rank-and-no-lora-advice",
     ),
     pytest.param(
-        dict(model="llama-3.1-8b", gpu="a100-80gb", task="style", serving="multi-tenant"),
-        "lora",
-        8,
-        ["r=8"],
-        ["r=4"],
-        id="rank-8-applied-says-no-r4",
-    ),
-    pytest.param(
         dict(model="llama-3.1-8b", gpu="a100-80gb", task="chat", serving="latency-critical"),
         "lora",
         16,
@@ -117,6 +109,14 @@ EXPLAIN = [
 @pytest.mark.parametrize("fields, method, rank, must, must_not", EXPLAIN)
 def test_the_explanation_follows_the_plan(fields, method, rank, must, must_not):
     _check(fields, method, rank, must, must_not)
+
+
+def test_a_rank_note_a_higher_rule_replaced_is_not_a_reason(tmp_path):
+    """A team rule sets r=8 above the style rule's r=4: 'r=4' is not said of a rank-8 plan."""
+    team = tmp_path / "team.yaml"
+    team.write_text('version: 1\nrules:\n  - id: team-rank\n    when: "true"\n    priority: 70\n    set: {rank: 8, alpha: 16}\n')
+    res = _check(dict(model="llama-3.1-8b", gpu="a100-80gb", task="style", rules=(str(team),)), "lora", 8, [], ["r=4"])
+    assert "style-small-rank" in {m.rule for m in res.plan.not_followed}
 
 
 def test_a_memory_wall_compares_against_what_a_plan_may_use():
@@ -149,7 +149,7 @@ SERVING = [
     pytest.param(
         dict(model="llama-3.1-8b", gpu="a100-80gb", dataset_size=400, task="classification", serving="multi-tenant"),
         "lora",
-        8,
+        4,
         ["batches LoRA adapters"],
         ["IA3"],
         id="multi-tenant-few-shot-is-lora-not-ia3",
@@ -266,3 +266,57 @@ def test_every_number_a_rule_quotes_agrees_with_the_json(model, gpu, task, quali
         quotable = [t for t in (rule.get("note"), rule.get("warn")) if t and _names(t) <= set(env)]
         if quotable:
             assert m["message"] in [render_message(t, env) for t in quotable], m
+
+
+# The seeds' use-case table (shared/seeds/000, "Practical Recommendations by Use Case") and its two worked
+# examples: a scenario per row, the method and rank the table gives.
+SEEDS = [
+    pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="chat", dataset_size=20_000), "lora", 16, id="chat-7b-lora-r16"),
+    pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="domain", dataset_size=20_000), "lora", 16, id="domain-small-lora-r16"),
+    pytest.param(dict(model="mistral-7b", gpu="h100", gpus=4, task="domain", dataset_size=500_000), "full", None, id="domain-large-full"),
+    pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="code", dataset_size=50_000), "lora", 32, id="code-lora-r32"),
+    pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="math", dataset_size=50_000), "lora", 64, id="math-lora-r64"),
+    pytest.param(
+        dict(model="mistral-7b", gpu="h100", gpus=4, task="math", quality="best", dataset_size=50_000), "full", None, id="math-best-full"
+    ),
+    pytest.param(
+        dict(model="mistral-7b", gpu="h100", gpus=4, task="continued-pretraining", dataset_size=1_000_000),
+        "full",
+        None,
+        id="domain-pretraining-full",
+    ),
+    pytest.param(
+        dict(model="mistral-7b", gpu="a100-80gb", task="style", serving="multi-tenant", dataset_size=2_000), "lora", 4, id="per-user-r4"
+    ),
+    pytest.param(
+        dict(model="mistral-7b", gpu="a100-80gb", task="chat", serving="multi-tenant", dataset_size=20_000), "lora", 8, id="multi-tenant-r8"
+    ),
+    pytest.param(dict(model="mistral-7b", gpu="rtx-4080", task="chat", dataset_size=20_000), "qlora", 16, id="laptop-qlora"),
+    pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="style", dataset_size=5_000), "lora", 4, id="style-lora-r4"),
+    pytest.param(
+        dict(model="qwen2.5-14b", gpu="a100-80gb", task="style", quality="prototype", dataset_size=5_000), "prompt", None, id="style-prompt"
+    ),
+    # worked example 1: 7B, 50k examples, one A100, production, latency-sensitive -> LoRA (the table's r=16 for
+    # instruction data; the example's toy function says r=32-64)
+    pytest.param(
+        dict(model="mistral-7b", gpu="a100-80gb", task="instruction", dataset_size=50_000, serving="latency-critical"),
+        "lora",
+        16,
+        id="worked-7b-lora",
+    ),
+    # worked example 2: 70B, 500k examples, 8x A100, research quality -> full fine-tuning with ZeRO-3. Not met: full
+    # fine-tuning needs 81.3 GiB a GPU there against 75.2 usable; it fits with optimizer offload, which is not yet
+    # a switch the plan takes (issue 26, root cause 5)
+    pytest.param(
+        dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=500_000),
+        "full",
+        None,
+        id="worked-70b-full",
+        marks=pytest.mark.xfail(strict=True, reason="full fine-tuning fits 8x A100 only with optimizer offload, not yet a switch"),
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, method, rank", SEEDS)
+def test_the_seeds_table_and_worked_examples(fields, method, rank):
+    _check(fields, method, rank, [], [])
