@@ -367,6 +367,7 @@ def rules_json(rs: "RuleSet") -> list[dict[str, Any]]:
             "set": lr.rule.set.model_dump(exclude_none=True),
             "warn": lr.rule.warn,
             "note": lr.rule.note,
+            "about": lr.rule.about,
             "source": f"{lr.path}:{lr.line}",
         }
         for lr in rs.rules
@@ -385,6 +386,7 @@ def rules_table(rs: "RuleSet", console) -> None:
                     " ".join(f"{k}={v}" for k, v in r["set"].items()),
                     "warn" if r["warn"] else "",
                     "note" if r["note"] else "",
+                    f"(about {','.join(r['about'])})" if r["about"] else "",
                 ],
             )
         )
