@@ -320,3 +320,14 @@ SEEDS = [
 @pytest.mark.parametrize("fields, method, rank", SEEDS)
 def test_the_seeds_table_and_worked_examples(fields, method, rank):
     _check(fields, method, rank, [], [])
+
+
+# 6. Every rule's note that is not the plan's own arithmetic (a memory, a cost, a budget) cites its source.
+_SOURCE = re.compile(r"et al\. \d{4}|the seeds|Thinking Machines|vLLM|transformers \d|peft \d")
+
+
+@pytest.mark.parametrize("rule_id", sorted(r for r, rule in _RULES.items() if rule.get("note")))
+def test_every_note_cites_its_source(rule_id):
+    note = _RULES[rule_id]["note"]
+    arithmetic = re.search(r"\{(memory|cost|budget)", note)
+    assert arithmetic or _SOURCE.search(note), note
