@@ -331,3 +331,33 @@ def test_every_note_cites_its_source(rule_id):
     note = _RULES[rule_id]["note"]
     arithmetic = re.search(r"\{(memory|cost|budget)", note)
     assert arithmetic or _SOURCE.search(note), note
+
+
+# 4. The done-when's second property: every alternative, applied with its own switch, fits.
+def _applied(fields: dict, alt) -> dict:
+    d = alt.details
+    if alt.kind in ("liger", "offload_activations", "optimizer", "seq_len", "epochs"):
+        return {**fields, **d}
+    if alt.kind == "gpu":
+        return {**{k: v for k, v in fields.items() if k not in ("gpu", "gpu_memory")}, "gpu": d["gpu"], "gpus": 1}
+    if alt.kind == "model":
+        return {**fields, "model": d["model"]}
+    if alt.kind == "scale_out":
+        return {**fields, "gpus": d["gpus"], "nodes": d["nodes"], "strategy": d["strategy"]}
+    return {}  # a rank is the rules' to set; a method that also fits is in the candidates
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(["llama-3.1-70b", "qwen2.5-14b", "llama-3.1-8b", "mistral-7b"]),
+    memory=st.sampled_from([6.0, 8.0, 10.0, 16.0]),
+    seq_len=st.sampled_from([1024, 4096]),
+    trainer=st.sampled_from(["trl", "loop"]),
+)
+def test_every_alternative_applied_with_its_own_switch_fits(model, memory, seq_len, trainer):
+    fields = dict(model=model, gpu_memory=memory, seq_len=seq_len, trainer=trainer)
+    res = recommend(Scenario(**fields))
+    for alt in res.alternatives:
+        applied = _applied(fields, alt)
+        if applied and alt.kind != "scale_out":  # scale-out is checked against the fewest GPUs in test_decisions
+            assert recommend(Scenario(**applied)).plan.feasible, (alt.kind, alt.message)
