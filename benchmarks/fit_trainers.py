@@ -129,10 +129,13 @@ def timing() -> None:
     """Measured tokens/s of each run timed alone (the median of its steps after the first) against the
     step-time model on the GPU it ran on."""
     from ftdecide.files.catalog import resolve_gpu
-    from ftdecide.core.throughput import tokens_per_second
+    from ftdecide.core.throughput import step_seconds, tokens_per_second
 
     gpu = resolve_gpu("h100")
     errs: dict[str, list[float]] = {}
+    # GPU-bound: the model's GPU time (products and memory traffic) over its CPU launch time (the issue's target
+    # is for these)
+    bound: dict[str, list[float]] = {}
     for r in alone(load()):
         cfg = config(r)
         tokens = sum(r["padded_tokens"][-r["accum"] :])
@@ -140,10 +143,14 @@ def timing() -> None:
         predicted = tokens_per_second(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
         err = predicted / measured - 1
         errs.setdefault(r["trainer"], []).append(err)
+        s = step_seconds(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
+        if s["matmul"] + s["memory"] > s["launch"]:
+            bound.setdefault(r["trainer"], []).append(err)
         shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
         print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
+        print(f"{trainer:5s} GPU-bound: {summary(bound.get(trainer, []))}")
 
 
 if __name__ == "__main__":
