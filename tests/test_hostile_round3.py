@@ -281,3 +281,10 @@ def test_more_scenarios_than_the_cap_are_refused_at_the_first_one_past_it(tmp_pa
 
 def test_mix_takes_at_most_a_thousand_tasks():
     one_line_error(invoke(["mix", *(f"t{i}=10" for i in range(1001))]), "1,001 tasks: at most 1,000")
+
+
+@pytest.mark.parametrize("flag, method", [("--lora-targets", "lora"), ("--ia3-targets", "ia3")])
+def test_a_long_target_list_is_echoed_as_a_preview(flag, method):
+    r = invoke(["estimate", "--model", "llama-3.2-1b", "--method", method, flag, "x" * 5000])
+    assert r.exit_code == 2 and len(r.stderr) < 400 and "not in llama-3.2-1b" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import InputError
+from .errors import InputError, preview
 from .memo import Memo
 
 # Linear modules of one decoder layer that LoRA can target, by the names peft matches.
@@ -224,7 +224,9 @@ class Arch(BaseModel):
             elif m not in out:
                 out.append(m)
         if unknown or not out:
-            raise InputError(f"{what} {', '.join(unknown) or targets!r} not in {self.name}; its linear modules are {', '.join(names)}")
+            # a preview: a 5,000-character target list must not fill the terminal
+            named = preview(", ".join(unknown)) if unknown else preview(str(targets))
+            raise InputError(f"{what} {named} not in {self.name}; its linear modules are {', '.join(names)}")
         return tuple(out)
 
     def lora_params(self, rank: int, modules: tuple[str, ...]) -> int:
