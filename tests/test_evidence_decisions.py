@@ -361,3 +361,19 @@ def test_every_alternative_applied_with_its_own_switch_fits(model, memory, seq_l
         applied = _applied(fields, alt)
         if applied and alt.kind != "scale_out":  # scale-out is checked against the fewest GPUs in test_decisions
             assert recommend(Scenario(**applied)).plan.feasible, (alt.kind, alt.message)
+
+
+# 4 (host memory). Parameter and optimizer offload size what they keep in host memory, and the plan says it.
+def test_offload_sizes_the_host_memory_it_keeps():
+    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=2, strategy="fsdp", offload_params=True))
+    full = res.candidate("full")
+    p = full.estimate.total_params
+    # bf16 weights (2 B) + bf16 gradients (2 B) + AdamW's two bf16 states (4 B), all on the host: 8 B a parameter
+    # per node, whatever the GPUs share it
+    assert full.to_json()["memory"]["host_memory_gib_per_node"] == round(8 * p / 2**30, 2)
+    (w,) = [m for m in res.warnings if m.rule == "host-memory"]
+    host = res.candidate(res.plan.method).estimate.host_gib * 2
+    assert f"at least {host:,.0f} GiB" in w.message
+    plain = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb"))
+    assert not [m for m in plain.warnings if m.rule == "host-memory"]
+    assert all(c.to_json()["memory"]["host_memory_gib_per_node"] == 0 for c in plain.candidates)

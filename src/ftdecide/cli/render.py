@@ -245,6 +245,9 @@ def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", cons
         t.add_row(k, f"{v:.2f}")
     t.add_row("[bold]peak allocated[/bold]", f"[bold]{d['peak_allocated_gib']:.2f}[/bold]")
     t.add_row("[bold]required on the GPU[/bold]", f"[bold]{d['required_gib']:.2f}[/bold]")
+    if d["host_memory_gib_per_gpu"]:
+        host = d["host_memory_gib_per_gpu"]
+        t.add_row("host memory (offloaded)", f"{host:.2f} per GPU, {host * cfg.gpus:.1f} per node")
     console.print(t)
     console.print(f"parameters: {d['total_params']:,} total, {d['trainable_params']:,} trainable; peak during {d['peak_phase']}")
     for n in d["notes"]:

@@ -88,9 +88,11 @@ class MemoryEstimate:
     trainable_params: int
     peak_phase: str
     notes: list[str] = field(default_factory=list)
+    host_gib: float = 0.0  # host memory per GPU that parameter or optimizer offload keeps (a lower bound)
 
     def as_dict(self) -> dict:
         return {
+            "host_memory_gib_per_gpu": round(self.host_gib, 3),
             "peak_allocated_gib": round(self.peak_allocated_gib, 3),
             "required_gib": round(self.required_gib, 3),
             "breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
@@ -189,6 +191,7 @@ class MemoryModel:
     tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
     tile_bytes: float = 0.0  # ... of this many bytes each, held in forward and again in backward
     accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
+    host: float = 0.0  # bytes of host memory the offload of parameters or optimizer states keeps, per GPU
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -285,6 +288,7 @@ class MemoryModel:
             trainable_params=self.trainable_params,
             peak_phase=phase,
             notes=list(self.notes),
+            host_gib=self.host / GIB,
         )
 
 
@@ -376,6 +380,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     opt = opt_whole = cfg.optimizer_spec.state_bytes(trainable, param_bytes, mats)
     strategy = cfg.strategy_spec
     share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
+    host = strategy.host_bytes(arch, cfg, weights, grads, opt, cal)
     grad_share = share.grads / grads if grads else 1.0
     # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
@@ -446,6 +451,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         tile_tokens=loss["tile_tokens"],
         tile_bytes=loss["tile_bytes"],
         accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
+        host=host,
     )
 
 

@@ -272,6 +272,15 @@ def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate]
         )
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
+    host = cands[method.name].estimate.host_gib * sc.gpus if method else 0.0
+    if host:
+        warnings.append(
+            Message(
+                "host-memory",
+                f"the offload keeps at least {host:,.0f} GiB of parameters, gradients and optimizer states in each node's host "
+                f"memory ({sc.gpus} GPUs x {host / sc.gpus:,.1f} GiB): check the machines have it, beside the data loader's and the OS's",
+            )
+        )
     if sc.world_size > 1:
         spec = (cands[method.name] if method else cands[DEFAULT_METHOD]).config.strategy_spec
         warnings.append(

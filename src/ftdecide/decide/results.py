@@ -90,6 +90,8 @@ class Candidate:
                 "required_gib": round(est.required_gib, 2),
                 "gpu_memory_gib": self.gpu_memory_gib,
                 "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
+                # what parameter or optimizer offload keeps in each node's host memory (a lower bound)
+                "host_memory_gib_per_node": round(est.host_gib * self.config.gpus, 2),
             },
             "trainable_params": est.trainable_params,
             "tokens_per_second": round(self.tokens_per_second, 1),

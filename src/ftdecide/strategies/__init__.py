@@ -90,6 +90,18 @@ class Strategy:
         GPU would hold them), plus the strategy's buffers."""
         raise NotImplementedError
 
+    def host_bytes(self, arch: "Arch", cfg: "TrainConfig", weights: float, grads: float, optimizer: float, cal: "Calibration") -> float:
+        """Bytes of host memory one GPU's offload keeps (parameters, gradients, optimizer states): what its share
+        would hold on the GPU without the offload, less what it holds with it. A lower bound: the engines' own
+        host copies (DeepSpeed's fp32 gradient buffers) come on top."""
+        if not (cfg.offload_params or cfg.offload_optimizer):
+            return 0.0
+        on = self.per_gpu(arch, cfg, weights, grads, optimizer, cal)
+        kept_on_gpu = cfg.model_copy(update={"offload_params": False, "offload_optimizer": False})
+        off = self.per_gpu(arch, kept_on_gpu, weights, grads, optimizer, cal)
+        kept = on.weights + on.grads + (0.0 if cfg.offload_optimizer else on.optimizer)
+        return max(0.0, off.weights + off.grads + off.optimizer - kept)
+
     def traffic(self, arch: "Arch", cfg: "TrainConfig") -> Traffic:
         """Bytes one GPU sends, by collective."""
         raise NotImplementedError
