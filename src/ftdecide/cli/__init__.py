@@ -51,6 +51,7 @@ from .options import (  # noqa: E402
     STRATEGY_OPT,
     TRAINER_HELP,
     TRAINER_OPT,
+    DATASET_OPT,
     EmitKind,
     with_method_options,
     EstFmt,
@@ -59,7 +60,7 @@ from .options import (  # noqa: E402
 
 
 from .options import expand as expand_method_options  # noqa: E402
-from .io import _emit_trainer, _inputs_of, _write_file  # noqa: E402  (after the options it shares none of)
+from .io import _data_not_here, _emit_trainer, _inputs_of, _with_data, _write_file  # noqa: E402  (after the options it shares none of)
 
 
 @app.command()
@@ -105,7 +106,7 @@ def recommend(
     out: Optional[str] = typer.Option(
         None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"
     ),
-    dataset: str = typer.Option("train.jsonl", "--dataset", help="training data path written into --emit configs"),
+    dataset: Optional[str] = DATASET_OPT,
 ) -> None:
     """Recommend a fine-tuning method (full, LoRA, QLoRA, DoRA, IA3, prompt or prefix tuning) for a model, GPUs, data and goal."""
     from dataclasses import replace
@@ -130,11 +131,16 @@ def recommend(
     else:
         sc = validate_scenario(fields)
     sc = _emit_trainer(sc, emit.value if emit is not None else None)
+    if dataset is not None and os.path.exists(dataset):
+        sc = _with_data(sc, dataset, "dataset_size" in fields)
+    dataset_path = dataset or "train.jsonl"
     res = core(sc)
+    if dataset is not None and sc.data is None:
+        res = _data_not_here(res, dataset)
     if emit is not None:
         from ..emit import emit as emit_config
 
-        text = emit_config(emit.value, res, dataset=dataset)
+        text = emit_config(emit.value, res, dataset=dataset_path)
         if out is None:
             sys.stdout.write(text)
             return
@@ -150,7 +156,12 @@ def recommend(
     else:
         from .render import recommendation_table
 
-        recommendation_table(res, _console(), explain)
+        console = _console()
+        recommendation_table(res, console, explain)
+        if res.scenario.data is not None:
+            from .render_data import data_table
+
+            data_table(res, console)
 
 
 @app.command()

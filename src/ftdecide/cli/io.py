@@ -76,3 +76,47 @@ def _write_file(path: str, text: str, inputs: tuple = ()) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _with_data(sc, path: str, size_given: bool):
+    """The scenario with the data at ``path`` read (:mod:`ftdecide.files.dataset`): its example count is the
+    data set's size (a --dataset-size that disagrees is an input error), its lengths time the plan. Tokens are
+    counted with the model folder's tokenizer.json where the model is a folder or in the Hugging Face cache."""
+    import sys
+
+    from ..files.catalog import resolve_model
+    from ..files.dataset import read_dataset
+
+    arch = resolve_model(sc.model)
+    model_dir = None
+    for prefix in ("config.json: ", "Hugging Face cache: "):
+        if arch.source.startswith(prefix):
+            model_dir = os.path.dirname(arch.source[len(prefix) :].split(";")[0])
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty and total > 2**28:
+            sys.stderr.write(f"\rftdecide: reading {one_line(path)}: {done / total:.0%}")
+            sys.stderr.flush()
+
+    stats = read_dataset(path, model_dir, progress)
+    if tty and os.path.getsize(path) > 2**28 if os.path.isfile(path) else False:
+        sys.stderr.write("\n")
+    if size_given and sc.dataset_size != stats.examples:
+        raise InputError(f"--dataset-size {sc.dataset_size:,} disagrees with the {stats.examples:,} examples in {one_line(path)}")
+    return sc.model_copy(update={"data": stats, "dataset_size": stats.examples})
+
+
+def _data_not_here(res, path: str):
+    """The recommendation, saying that the data --dataset names is not on this machine: only written into the
+    configs, every example assumed --seq-len tokens long."""
+    from dataclasses import replace
+
+    from ..decide.results import Message
+
+    said = Message(
+        "data",
+        f"{one_line(path)} is not on this machine: it is only written into the configs, and every example is assumed "
+        f"{res.scenario.seq_len:,} tokens long",
+    )
+    return replace(res, warnings=(*res.warnings, said))

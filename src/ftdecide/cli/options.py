@@ -63,6 +63,12 @@ TRAINER_OPT = typer.Option("trl", "--trainer", help=f"{TRAINER_HELP} (default tr
 ACCUM_OPT = typer.Option(
     1, "--gradient-accumulation", help="micro-batches per optimizer step (a trainer holds every gradient between them)"
 )
+DATASET_OPT = typer.Option(
+    None,
+    "--dataset",
+    help="training data (JSONL, or a folder of it): read for its example count and token lengths where it exists here, "
+    "and written into --emit configs (default train.jsonl, not read)",
+)
 GPUS_OPT = typer.Option(1, help="GPUs per node")
 NODES_OPT = typer.Option(1, help="nodes (of --gpus GPUs each)")
 STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3 (auto: FSDP2 on several GPUs here)")

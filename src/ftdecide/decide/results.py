@@ -295,9 +295,36 @@ class Recommendation:
             "rules_fired": list(self.rules_fired),
             "assumptions": self.assumptions,
         }
+        if self.scenario.data is not None:
+            doc["data"] = self.data_json()
         if self.emitted:
             doc["emitted"] = dict(self.emitted)
         return doc
+
+    def data_json(self) -> dict[str, Any]:
+        """The ``data`` section: what --dataset held, and what the plan's time rests on (padded per micro-batch,
+        the trainers' default; packed rows shown beside it, not emitted)."""
+        d, sc = self.scenario.data, self.scenario
+        out: dict[str, Any] = {
+            "path": d.path,
+            "examples": d.examples,
+            "sampled": len(d.lengths),
+            "every": d.every,
+            "formats": list(d.formats),
+            "tokens_counted_by": d.counted_by,
+            "exact_tokens": d.exact_tokens,
+            "lengths": {q: d.percentile(n) for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+            "mean": round(sum(d.lengths) / len(d.lengths), 1),
+            "truncated_share": round(d.truncated_share(sc.seq_len), 4),
+            "suggested_seq_len": d.suggested_seq_len(),  # the catalog holds no context length to cap it at
+        }
+        c = self.chosen
+        if c is not None:
+            padded, packed = d.epoch_tokens(sc.seq_len, c.micro_batch_size)
+            out["epoch_tokens"] = {"full_length": sc.dataset_size * sc.seq_len, "padded": round(padded), "packed": round(packed)}
+            # the plan's time is the padded one; packed rows at the same throughput
+            out["time_hours"] = {"padded": round(c.time_hours, 3), "packed": round(c.time_hours * packed / padded, 3) if padded else None}
+        return out
 
 
 def accumulation_steps(micro_batch: int, gpus: int, global_batch: int = GLOBAL_BATCH) -> int:

@@ -4,7 +4,7 @@ imports the unit registries (strategies, optimizers, trainers) and nothing that 
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
@@ -55,9 +55,21 @@ class Scenario(_WithOptions):
 
     model_config = ConfigDict(defer_build=False)
 
+    # the user's data as read (ftdecide.files.dataset.DataStats), where --dataset names a file on this machine:
+    # the plan's time is for its padded tokens; not a field of the JSON scenario or of scenario files
+    data: Optional[Any] = Field(None, exclude=True)
     rules: tuple[str, ...] = Field((), max_length=64)
     # what the user will run (ftdecide.trainers): the plan is sized for its memory
     trainer: str = trainers.DEFAULT
+
+    @field_validator("data")
+    @classmethod
+    def _read_data(cls, v: Any) -> Any:
+        from ..files.dataset import DataStats
+
+        if v is not None and not isinstance(v, DataStats):
+            raise ValueError("is read from the file --dataset names, not given as a value")
+        return v
 
     @field_validator("trainer")
     @classmethod

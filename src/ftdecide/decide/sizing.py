@@ -91,7 +91,7 @@ def train_config(
 # What a scenario's sizing does not read: scenarios of a batch that differ only in these share one memory
 # search per model, GPU and method, so a batch of many scenarios costs little more per scenario than its
 # rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
-_NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules"})
+_NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules", "data"})
 _FIT_CACHE = Memo(limit=20_000)
 
 
@@ -224,6 +224,15 @@ def _sized(
         )
     tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
     hours = tokens / (tps * world) / 3600
+    if sc.data is not None:
+        # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
+        # length's step time, the micro-batches shared by the GPUs
+        seconds = sum(
+            n * (_step(arch, cfg.model_copy(update={"seq_len": length}), gpu, cal, link, accumulation)["total"] + paging / accumulation)
+            for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items()
+        )
+        hours = epochs * seconds / world / 3600
+        tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0] * epochs / (hours * 3600 * world) if hours else tps
     mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(
         method=method.name,

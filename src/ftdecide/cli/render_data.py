@@ -1,0 +1,38 @@
+"""The ``data`` part of ``recommend``'s table: the lengths of the user's data (``--dataset``) as a histogram,
+their percentiles, what ``--seq-len`` cuts, and the epoch's tokens padded per micro-batch (the plan's) and packed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .render import _table, esc
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from ..decide.results import Recommendation
+
+BAR = 40  # characters of the longest bar
+
+
+def data_table(res: "Recommendation", console) -> None:
+    d = res.data_json()
+    stats = res.scenario.data
+    sampled = f"{d['sampled']:,} of them read (every {d['every']})" if d["every"] > 1 else "all read"
+    t = _table(f"{esc(d['path'])}: {d['examples']:,} examples, {sampled}; tokens {esc(d['tokens_counted_by'])}", ("tokens", "examples", ""))
+    bins = stats.histogram()
+    top = max(c for _, _, c in bins) or 1
+    scale = stats.examples / len(stats.lengths)
+    for lo, hi, c in bins:
+        t.add_row(f"{lo:,}-{hi:,}", f"{round(c * scale):,}", "#" * round(BAR * c / top))
+    console.print(t)
+    q = d["lengths"]
+    console.print(
+        f"p50 {q['p50']:,}, p95 {q['p95']:,}, p99 {q['p99']:,}, max {q['max']:,} tokens; --seq-len {res.scenario.seq_len:,} cuts "
+        f"{d['truncated_share']:.1%} of the examples; {d['suggested_seq_len']:,} covers 99%"
+    )
+    if "epoch_tokens" in d:
+        e, h = d["epoch_tokens"], d["time_hours"]
+        console.print(
+            f"an epoch: {e['padded']:,} tokens padded per micro-batch (the plan's time: {h['padded']:.2f} h), {e['packed']:,} packed "
+            f"({h['packed']:.2f} h at the same throughput; packing is not switched on in the emitted configs), against "
+            f"{e['full_length']:,} were every example {res.scenario.seq_len:,} tokens long"
+        )

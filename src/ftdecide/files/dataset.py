@@ -1,0 +1,245 @@
+"""The user's training data, read for its example count and token lengths (``--dataset PATH``).
+
+PATH is a JSONL file or a folder of them (``*.jsonl``, in name order). Each line is one example in a format the
+emitters accept: ``messages`` (a list of ``{role, content}``), ``prompt``/``completion``, ``text``, or alpaca's
+``instruction``/``input``/``output``. The example count is exact; the token lengths are those of a deterministic
+sample of the lines (every k-th line, k chosen from the file size so that about :data:`SAMPLE_BYTES` are
+tokenized; k is stated), never the whole file in memory.
+
+Tokens are counted with the model's own ``tokenizer.json`` where the model folder holds one and the optional
+``tokenizers`` package is installed (``pip install 'ftdecide[data]'``), else from characters at
+:data:`CHARS_PER_TOKEN`, an assumption the output states. Chat messages add :data:`MESSAGE_OVERHEAD` tokens each
+(role headers and end markers of the common chat templates; the templates themselves are not rendered).
+
+Bad data is one error naming file:line: not UTF-8, a line over :data:`MAX_LINE_BYTES`, not a JSON object, no
+known format, nesting deeper than :data:`MAX_DEPTH`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+from ..core.errors import InputError, preview
+
+SAMPLE_BYTES = 64 * 2**20  # about this much text is tokenized, whatever the file's size
+MAX_LINE_BYTES = 16 * 2**20  # one example longer than this is not training data
+MAX_DEPTH = 64
+# an assumption where no tokenizer is at hand: English prose under the BPE vocabularies of Llama, Mistral and
+# Qwen runs at about 4 characters a token; code and other languages differ
+CHARS_PER_TOKEN = 4.0
+# tokens a chat template adds per message: a role header and an end marker (Llama 3: <|start_header_id|>role
+# <|end_header_id|>\n\n ... <|eot_id|>, 5; ChatML: <|im_start|>role\n ... <|im_end|>\n, 5; Mistral's [INST] pair, 4)
+MESSAGE_OVERHEAD = 5
+FORMATS = ("messages", "prompt/completion", "text", "instruction/input/output")
+PROMPT_COMPLETION = ("prompt", "completion")
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What a data set holds: ``examples`` (exact), the token lengths of the sampled ones (sorted), how they were
+    counted, and where from. Lengths in tokens, before any truncation."""
+
+    path: str
+    examples: int
+    lengths: tuple[int, ...]
+    every: int  # one line in this many was tokenized
+    counted_by: str  # "tokenizer.json at ..." or the characters-per-token assumption
+    exact_tokens: bool  # counted by the model's tokenizer (not assumed)
+    formats: tuple[str, ...]
+
+    def percentile(self, q: float) -> int:
+        """The nearest-rank ``q`` percentile (0-100) of the sampled lengths."""
+        if not self.lengths:
+            return 0
+        k = max(1, math.ceil(q / 100 * len(self.lengths)))
+        return self.lengths[k - 1]
+
+    def truncated_share(self, seq_len: int) -> float:
+        """Share of the examples longer than ``seq_len`` tokens (cut by the trainer's max length)."""
+        return sum(1 for n in self.lengths if n > seq_len) / len(self.lengths) if self.lengths else 0.0
+
+    def suggested_seq_len(self, context: Optional[int] = None) -> int:
+        """The length that covers 99% of the examples, rounded up to 256, capped at the model's context."""
+        n = max(256, math.ceil(self.percentile(99) / 256) * 256)
+        return min(n, context) if context else n
+
+    def epoch_tokens(self, seq_len: int, micro_batch: int, seed: int = 0) -> tuple[float, float]:
+        """(padded, packed) tokens the trainer processes for one epoch, scaled from the sample to every example:
+        padded per micro-batch to its longest example (the trainers' default collation, examples shuffled),
+        or packed into rows of ``seq_len`` (only the real tokens, after truncation)."""
+        if not self.lengths:
+            return 0.0, 0.0
+        cut = [min(n, seq_len) for n in self.lengths]
+        order = cut[:]
+        random.Random(seed).shuffle(order)
+        chunks = [order[i : i + micro_batch] for i in range(0, len(order), micro_batch)]
+        padded = sum(len(c) * max(c) for c in chunks)  # the last micro-batch of an epoch may be short
+        scale = self.examples / len(cut)
+        real = sum(cut) * scale
+        return padded * scale, math.ceil(real / seq_len) * seq_len
+
+    def micro_batches(self, seq_len: int, micro_batch: int, seed: int = 0, step: int = 64) -> dict[int, float]:
+        """{padded length: micro-batches of it an epoch}: the examples shuffled, cut at ``seq_len``, grouped in
+        micro-batches padded to their longest (rounded up to ``step`` tokens, as step times are), scaled from
+        the sample to every example."""
+        if not self.lengths:
+            return {}
+        order = [min(n, seq_len) for n in self.lengths]
+        random.Random(seed).shuffle(order)
+        scale = self.examples / len(order)
+        out: dict[int, float] = {}
+        for i in range(0, len(order), micro_batch):
+            length = min(seq_len, math.ceil(max(order[i : i + micro_batch]) / step) * step)
+            out[length] = out.get(length, 0.0) + scale
+        return out
+
+    def histogram(self, bins: int = 12) -> list[tuple[int, int, int]]:
+        """(from, to, examples in the sample) in equal bins up to the longest."""
+        if not self.lengths:
+            return []
+        top = self.lengths[-1]
+        width = max(1, math.ceil((top + 1) / bins))
+        counts = [0] * bins
+        for n in self.lengths:
+            counts[min(n // width, bins - 1)] += 1
+        return [(i * width, (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+
+
+def files_of(path: str) -> list[str]:
+    """The JSONL files of ``path`` (a file, or a folder of ``*.jsonl``); InputError where there are none."""
+    if os.path.isdir(path):
+        out = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".jsonl"))
+        parquet = [f for f in os.listdir(path) if f.endswith(".parquet")]
+        if not out and parquet:
+            raise InputError(f"{path}: Parquet shards are not read yet: convert them to JSONL ({len(parquet)} shards)")
+        if not out:
+            raise InputError(f"{path}: no .jsonl files in this folder")
+        return out
+    if path.endswith(".parquet"):
+        raise InputError(f"{path}: Parquet is not read yet: convert it to JSONL")
+    return [path]
+
+
+def _depth(v, limit: int, d: int = 0) -> int:
+    if d > limit:
+        return d
+    if isinstance(v, dict):
+        return max((_depth(x, limit, d + 1) for x in v.values()), default=d + 1)
+    if isinstance(v, list):
+        return max((_depth(x, limit, d + 1) for x in v), default=d + 1)
+    return d
+
+
+def _text(obj: dict, where: tuple[str, int]) -> tuple[str, int, str]:
+    """(the example's text, its messages, its format); InputError naming file:line for anything else."""
+
+    def text_of(v, key: str) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, list):  # TRL's conversational prompt/completion: lists of messages
+            return "".join(text_of(m.get("content", ""), key) if isinstance(m, dict) else text_of(m, key) for m in v)
+        raise InputError(f"'{key}' must be text or a list of messages, not {type(v).__name__}", *where)
+
+    if "messages" in obj:
+        msgs = obj["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise InputError("'messages' must be a list of {role, content} objects", *where)
+        return "".join(text_of(m.get("content", ""), "content") for m in msgs), len(msgs), "messages"
+    if all(k in obj for k in PROMPT_COMPLETION):  # TRL's keys (the word is not prompt tuning's)
+        n = sum(len(obj[k]) for k in PROMPT_COMPLETION if isinstance(obj[k], list))
+        return "".join(text_of(obj[k], k) for k in PROMPT_COMPLETION), n, "prompt/completion"
+    if "text" in obj:
+        return text_of(obj["text"], "text"), 0, "text"
+    if "instruction" in obj and "output" in obj:
+        parts = [text_of(obj.get(k, ""), k) for k in ("instruction", "input", "output")]
+        return "\n".join(p for p in parts if p), 0, "instruction/input/output"
+    keys = ", ".join(preview(k) for k in list(obj)[:5])
+    raise InputError(f"no known format (keys {keys or 'none'}; expected one of {', '.join(FORMATS)})", *where)
+
+
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a file, each bounded in size; blank lines skipped."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read {preview(path)}: {e.strerror or e}") from None
+    with fh:
+        number = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise InputError(f"a line longer than {MAX_LINE_BYTES // 2**20} MiB: not one training example", path, number)
+            if raw.strip():
+                yield number, raw
+
+
+def tokenizer_for(model_dir: Optional[str]) -> tuple[Optional[Callable[[str], int]], str]:
+    """(a function counting the tokens of a text, what counts them): the model folder's ``tokenizer.json``
+    through the ``tokenizers`` package where both are there, else None and the assumption."""
+    assumed = f"assumed: {CHARS_PER_TOKEN:g} characters a token (no tokenizer.json with the model, or no 'tokenizers' package)"
+    if not model_dir or not os.path.isfile(os.path.join(model_dir, "tokenizer.json")):
+        return None, assumed
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None, assumed + "; pip install 'ftdecide[data]' to count exactly"
+    path = os.path.join(model_dir, "tokenizer.json")
+    try:
+        tok = Tokenizer.from_file(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable tokenizer is the user's file to fix
+        raise InputError(f"cannot read the tokenizer: {preview(str(e), 120)}", path) from None
+    return (lambda text: len(tok.encode(text, add_special_tokens=True).ids)), f"tokenizer.json at {path}"
+
+
+def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> DataStats:
+    """The example count and the sampled token lengths of the data at ``path`` (see the module's docstring).
+    ``progress(done_bytes, total_bytes)`` is told as the files are read."""
+    files = files_of(path)
+    total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    every = max(1, math.ceil(total / SAMPLE_BYTES))
+    count_tokens, counted_by = tokenizer_for(model_dir)
+    examples, lengths, formats, done = 0, [], set(), 0
+    for f in files:
+        for number, raw in _lines(f):
+            done += len(raw)
+            examples += 1
+            if examples % every:  # counted, not parsed: every k-th line is read
+                continue
+            where = (f, number)
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InputError("not UTF-8 text (a binary file?)", *where) from None
+            except RecursionError:
+                raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", *where) from None
+            except ValueError as e:
+                raise InputError(f"not JSON: {preview(str(e), 80)}", *where) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"an example must be a JSON object, not {type(obj).__name__}", *where)
+            if _depth(obj, MAX_DEPTH) > MAX_DEPTH:
+                raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", *where)
+            text, messages, fmt = _text(obj, where)
+            formats.add(fmt)
+            n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+            lengths.append(n + MESSAGE_OVERHEAD * messages)
+            if progress and examples % 4096 == 0:
+                progress(done, total)
+    if not examples:
+        raise InputError(f"{path}: no examples (empty, or blank lines only)")
+    return DataStats(
+        path=path,
+        examples=examples,
+        lengths=tuple(sorted(lengths)),
+        every=every,
+        counted_by=counted_by,
+        exact_tokens=count_tokens is not None,
+        formats=tuple(sorted(formats)),
+    )

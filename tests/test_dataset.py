@@ -1,0 +1,188 @@
+"""The user's data (issue 28, first part): the example count, the token lengths and what they make of the
+plan's time. A word-level tokenizer makes every length exact (one word, one token)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import ROOT, invoke
+from ftdecide.core.errors import InputError
+from ftdecide.files import dataset
+from ftdecide.files.dataset import DataStats, read_dataset
+
+WORDS = [f"w{i}" for i in range(500)]
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _model_dir(tmp_path):
+    """A model folder: a catalog model's config.json and a word-level tokenizer.json (no special tokens)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    d = tmp_path / "model"
+    d.mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "llama-3.2-1b.config.json", d / "config.json")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(["[UNK]", *WORDS])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    tok.save(str(d / "tokenizer.json"))
+    return d
+
+
+def _texts(n, seed=0):
+    rng = random.Random(seed)
+    lengths = [max(1, int(rng.lognormvariate(5.5, 0.9))) for _ in range(n)]
+    return lengths, [" ".join(rng.choice(WORDS) for _ in range(k)) for k in lengths]
+
+
+def _truth(lengths, q):
+    s = sorted(lengths)
+    return s[max(1, math.ceil(q / 100 * len(s))) - 1]
+
+
+def test_count_and_percentiles_are_the_tokenizers(tmp_path):
+    lengths, texts = _texts(3000)
+    data = _write(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    stats = read_dataset(str(data), str(_model_dir(tmp_path)))
+    assert stats.examples == 3000 and stats.exact_tokens and stats.every == 1
+    for q in (50, 95, 99, 100):
+        assert stats.percentile(q) == _truth(lengths, q)
+
+
+def test_the_cli_reads_the_data_and_refuses_a_size_that_disagrees(tmp_path):
+    lengths, texts = _texts(800, seed=1)
+    model = _model_dir(tmp_path)
+    data = _write(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    r = invoke(["recommend", "--model", str(model), "--gpu", "h100", "--dataset", str(data), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["scenario"]["dataset_size"] == 800 and doc["data"]["examples"] == 800
+    assert doc["data"]["lengths"]["p95"] == _truth(lengths, 95) and doc["data"]["lengths"]["p50"] == _truth(lengths, 50)
+    # padded per micro-batch: less than every example at --seq-len, more than the real tokens packed
+    e = doc["data"]["epoch_tokens"]
+    assert e["packed"] <= e["padded"] < e["full_length"]
+    full = json.loads(invoke(["recommend", "--model", str(model), "--gpu", "h100", "--dataset-size", "800", "--format", "json"]).stdout)
+    assert doc["recommendation"]["time_hours"] < full["recommendation"]["time_hours"]
+    bad = invoke(["recommend", "--model", str(model), "--gpu", "h100", "--dataset", str(data), "--dataset-size", "900"])
+    assert bad.exit_code == 2 and "--dataset-size 900 disagrees with the 800 examples" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "row, text, messages",
+    [
+        pytest.param({"text": "a b"}, "a b", 0, id="text"),
+        pytest.param({"prompt": "a ", "completion": "b"}, "a b", 0, id="prompt-completion"),
+        pytest.param(
+            {"prompt": [{"role": "user", "content": "a "}], "completion": [{"role": "assistant", "content": "b"}]},
+            "a b",
+            2,
+            id="conversational-prompt-completion",
+        ),
+        pytest.param({"messages": [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "cd"}]}, "abcd", 2, id="messages"),
+        pytest.param({"instruction": "a", "input": "", "output": "b"}, "a\nb", 0, id="alpaca"),
+    ],
+)
+def test_each_format_is_read_as_the_emitters_take_it(tmp_path, row, text, messages):
+    stats = read_dataset(str(_write(tmp_path / "d.jsonl", [row])))
+    assert stats.lengths == (math.ceil(len(text) / dataset.CHARS_PER_TOKEN) + dataset.MESSAGE_OVERHEAD * messages,)
+    assert "assumed" in stats.counted_by and not stats.exact_tokens
+
+
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        pytest.param(b'{"text": "a"}\n\xff\xfe\x00binary\n', "not UTF-8", id="binary"),
+        pytest.param(b'{"text": "a"}\n[1, 2]\n', "must be a JSON object, not list", id="not-an-object"),
+        pytest.param(b'{"text": "a"}\n{"foo": 1}\n', "no known format", id="unknown-format"),
+        pytest.param(b'{"text": 5}\n', "'text' must be text", id="wrong-type"),
+        pytest.param(b'{"text": "a"}\n{"text": "a", "x": ' + b"[" * 100 + b"]" * 100 + b"}\n", "nested deeper", id="deep"),
+        pytest.param(b"{oops\n", "not JSON", id="not-json"),
+        pytest.param(b"\n\n", "no examples", id="empty"),
+    ],
+)
+def test_bad_data_is_one_error_naming_file_and_line(tmp_path, content, phrase):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=phrase) as e:
+        read_dataset(str(p))
+    if phrase != "no examples":
+        assert e.value.path == str(p) and e.value.line == 2 - ("wrong-type" in phrase or phrase == "not JSON" or "'text'" in phrase)
+
+
+def test_a_long_line_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset, "MAX_LINE_BYTES", 1000)
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "a"}\n{"text": "' + "x" * 5000 + '"}\n')
+    with pytest.raises(InputError, match="longer than") as e:
+        read_dataset(str(p))
+    assert e.value.line == 2
+
+
+def test_a_large_file_is_sampled_deterministically_and_counted_exactly(tmp_path, monkeypatch):
+    _, texts = _texts(2000, seed=2)
+    p = _write(tmp_path / "d.jsonl", [{"text": t} for t in texts])
+    monkeypatch.setattr(dataset, "SAMPLE_BYTES", p.stat().st_size // 5)
+    a, b = read_dataset(str(p)), read_dataset(str(p))
+    every = math.ceil(p.stat().st_size / (p.stat().st_size // 5))
+    assert a.examples == 2000 and a.every == every > 1 and len(a.lengths) == 2000 // every and a == b
+
+
+def test_a_folder_of_shards_is_read_in_name_order(tmp_path):
+    d = tmp_path / "shards"
+    d.mkdir()
+    _write(d / "b.jsonl", [{"text": "x y z"}] * 3)
+    _write(d / "a.jsonl", [{"text": "x"}] * 2)
+    stats = read_dataset(str(d))
+    assert stats.examples == 5
+    (d / "a.jsonl").unlink()
+    (d / "b.jsonl").unlink()
+    (d / "c.parquet").write_bytes(b"PAR1")
+    with pytest.raises(InputError, match="Parquet"):
+        read_dataset(str(d))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 9000), min_size=1, max_size=300),
+    seq_len=st.sampled_from([256, 1024, 4096]),
+    micro_batch=st.integers(1, 16),
+    scale=st.integers(1, 5),
+)
+def test_padded_tokens_lie_between_the_packed_and_the_full_length(lengths, seq_len, micro_batch, scale):
+    stats = DataStats("d", len(lengths) * scale, tuple(sorted(lengths)), scale, "assumed", False, ("text",))
+    padded, packed = stats.epoch_tokens(seq_len, micro_batch)
+    real = sum(min(n, seq_len) for n in lengths) * scale
+    assert real <= padded + 1e-6 and padded <= stats.examples * seq_len + 1e-6
+    assert real <= packed < real + seq_len
+    mb = stats.micro_batches(seq_len, micro_batch)
+    assert sum(mb.values()) == pytest.approx(math.ceil(len(lengths) / micro_batch) * scale)
+    assert max(mb) <= seq_len
+    assert 256 <= stats.suggested_seq_len() and stats.suggested_seq_len() % 256 == 0
+    assert stats.truncated_share(stats.suggested_seq_len()) <= 0.01 + 1e-9
+
+
+def test_data_not_on_this_machine_is_only_written_into_the_configs():
+    r = invoke(["recommend", "--model", "llama-3.2-1b", "--dataset", "/nowhere/train.jsonl", "--format", "json"])
+    doc = json.loads(r.stdout)
+    assert "data" not in doc and doc["warnings"][-1]["rule"] == "data" and "is not on this machine" in doc["warnings"][-1]["message"]
+    assert (
+        "DATASET = '/nowhere/train.jsonl'"
+        in invoke(["recommend", "--model", "llama-3.2-1b", "--dataset", "/nowhere/train.jsonl", "--emit", "trl"]).stdout
+    )
+    # without --dataset nothing is read, whatever train.jsonl lies in the working folder
+    assert "data" not in json.loads(invoke(["recommend", "--model", "llama-3.2-1b", "--format", "json"]).stdout)
+
+
+def test_the_table_shows_the_histogram(tmp_path):
+    _, texts = _texts(500, seed=3)
+    data = _write(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    out = invoke(["recommend", "--model", "llama-3.2-1b", "--gpu", "h100", "--dataset", str(data)]).stdout
+    assert "500 examples, all read" in out and "covers 99%" in out and "#" * 10 in out
