@@ -186,3 +186,9 @@ def test_the_table_shows_the_histogram(tmp_path):
     data = _write(tmp_path / "train.jsonl", [{"text": t} for t in texts])
     out = invoke(["recommend", "--model", "llama-3.2-1b", "--gpu", "h100", "--dataset", str(data)]).stdout
     assert "500 examples, all read" in out and "covers 99%" in out and "#" * 10 in out
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/stdin"])
+def test_a_device_or_pipe_is_refused_not_read(path):
+    r = invoke(["recommend", "--model", "llama-3.2-1b", "--dataset", path])
+    assert r.exit_code == 2 and "is not a regular file" in r.stderr

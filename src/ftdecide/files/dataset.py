@@ -122,6 +122,8 @@ def files_of(path: str) -> list[str]:
         return out
     if path.endswith(".parquet"):
         raise InputError(f"{path}: Parquet is not read yet: convert it to JSONL")
+    if not os.path.isfile(path):  # a pipe or a device would be read forever, or wait
+        raise InputError(f"{preview(path)} is not a regular file")
     return [path]
 
 
