@@ -113,7 +113,7 @@ class DataStats:
 def files_of(path: str) -> list[str]:
     """The JSONL files of ``path`` (a file, or a folder of ``*.jsonl``); InputError where there are none."""
     if os.path.isdir(path):
-        out = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".jsonl"))
+        out = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".jsonl") and os.path.isfile(os.path.join(path, f)))
         parquet = [f for f in os.listdir(path) if f.endswith(".parquet")]
         if not out and parquet:
             raise InputError(f"{path}: Parquet shards are not read yet: convert them to JSONL ({len(parquet)} shards)")
