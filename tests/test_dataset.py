@@ -192,3 +192,13 @@ def test_the_table_shows_the_histogram(tmp_path):
 def test_a_device_or_pipe_is_refused_not_read(path):
     r = invoke(["recommend", "--model", "llama-3.2-1b", "--dataset", path])
     assert r.exit_code == 2 and "is not a regular file" in r.stderr
+
+
+def test_a_scenario_files_dataset_is_taken_from_its_folder(tmp_path):
+    _, texts = _texts(120, seed=4)
+    _write(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    sc = tmp_path / "scenario.yaml"
+    sc.write_text("model: llama-3.2-1b\ngpu: h100\ndataset: train.jsonl\n")
+    doc = json.loads(invoke(["recommend", "--scenario", str(sc), "--format", "json"]).stdout)
+    assert doc["scenario"]["dataset"] == str(tmp_path / "train.jsonl") and doc["data"]["examples"] == 120
+    assert doc["scenario"]["dataset_size"] == 120

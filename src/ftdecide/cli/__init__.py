@@ -131,12 +131,12 @@ def recommend(
     else:
         sc = validate_scenario(fields)
     sc = _emit_trainer(sc, emit.value if emit is not None else None)
-    if dataset is not None and os.path.exists(dataset):
-        sc = _with_data(sc, dataset, "dataset_size" in fields)
-    dataset_path = dataset or "train.jsonl"
+    if sc.dataset is not None and os.path.exists(sc.dataset):
+        sc = _with_data(sc, sc.dataset, "dataset_size" in sc.model_fields_set)
+    dataset_path = sc.dataset or "train.jsonl"
     res = core(sc)
-    if dataset is not None and sc.data is None:
-        res = _data_not_here(res, dataset)
+    if sc.dataset is not None and sc.data is None:
+        res = _data_not_here(res, sc.dataset)
     if emit is not None:
         from ..emit import emit as emit_config
 

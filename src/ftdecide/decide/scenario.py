@@ -55,6 +55,9 @@ class Scenario(_WithOptions):
 
     model_config = ConfigDict(defer_build=False)
 
+    # the training data's path (--dataset, 'dataset:' in a scenario file, relative to it): written into the emitted
+    # configs, and read by recommend where it exists on this machine
+    dataset: Optional[str] = Field(None, min_length=1, max_length=4096)
     # the user's data as read (ftdecide.files.dataset.DataStats), where --dataset names a file on this machine:
     # the plan's time is for its padded tokens; not a field of the JSON scenario or of scenario files
     data: Optional[Any] = Field(None, exclude=True)

@@ -41,6 +41,8 @@ def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
     fields, lines = _fields(data, path)
     if "rules" in fields:
         fields["rules"] = _rule_paths(fields["rules"], path)
+    if isinstance(fields.get("dataset"), str) and not os.path.isabs(fields["dataset"]):
+        fields["dataset"] = os.path.join(os.path.dirname(path), fields["dataset"])
     overrides = dict(overrides)
     extra_rules = list(overrides.pop("rules", None) or [])
     fields.update(overrides)
