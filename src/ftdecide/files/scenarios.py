@@ -30,6 +30,12 @@ def _rule_paths(value: Any, base: str) -> Any:
     return [v if os.path.isabs(v) else os.path.join(folder, v) for v in value]
 
 
+def _dataset_path(fields: dict, base: str) -> None:
+    """A relative ``dataset:`` of a file is taken from the file's folder, as its rules are."""
+    if isinstance(fields.get("dataset"), str) and not os.path.isabs(fields["dataset"]):
+        fields["dataset"] = os.path.join(os.path.dirname(base), fields["dataset"])
+
+
 def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
     """The scenario of a ``--scenario`` file, with ``overrides`` (command-line values that were given)
     on top; ``overrides['rules']`` extends the file's rules."""
@@ -41,8 +47,7 @@ def load_scenario(path: str, overrides: dict[str, Any]) -> "Scenario":
     fields, lines = _fields(data, path)
     if "rules" in fields:
         fields["rules"] = _rule_paths(fields["rules"], path)
-    if isinstance(fields.get("dataset"), str) and not os.path.isabs(fields["dataset"]):
-        fields["dataset"] = os.path.join(os.path.dirname(path), fields["dataset"])
+    _dataset_path(fields, path)
     overrides = dict(overrides)
     extra_rules = list(overrides.pop("rules", None) or [])
     fields.update(overrides)
@@ -105,6 +110,7 @@ def parse_scenarios(data: Any, path: str) -> list[tuple[str, Any, int]]:
         fields.update(own)
         if "rules" in fields:
             fields["rules"] = _rule_paths(fields["rules"], path)
+        _dataset_path(fields, path)
         name = fields.pop("name", "") or f"scenario-{i}"
         if not isinstance(name, (str, int)) or isinstance(name, bool):
             raise InputError(f"scenario {i}: 'name' must be a string, got {preview(name)}", path, lines.get("name", line))
