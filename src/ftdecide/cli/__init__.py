@@ -360,4 +360,4 @@ def finish(code: int) -> int:
 
 
 # the other commands register themselves on ``app`` and ``rules_app`` (imported last: they use this module's options)
-from . import more  # noqa: E402, F401
+from . import merge_cmd, more  # noqa: E402, F401
