@@ -329,7 +329,7 @@ _SOURCE = re.compile(r"et al\. \d{4}|the seeds|Thinking Machines|vLLM|transforme
 @pytest.mark.parametrize("rule_id", sorted(r for r, rule in _RULES.items() if rule.get("note")))
 def test_every_note_cites_its_source(rule_id):
     note = _RULES[rule_id]["note"]
-    arithmetic = re.search(r"\{(memory|cost|budget)", note)
+    arithmetic = re.search(r"\{(memory|cost|budget|first_year_cost)", note)
     assert arithmetic or _SOURCE.search(note), note
 
 

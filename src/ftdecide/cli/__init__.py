@@ -51,7 +51,16 @@ from .options import (  # noqa: E402
     STRATEGY_OPT,
     TRAINER_HELP,
     TRAINER_OPT,
+    CONCURRENCY_OPT,
     DATASET_OPT,
+    MONTHS_OPT,
+    REC_OFFLOAD_ACT_OPT,
+    REC_OFFLOAD_OPTIMIZER_OPT,
+    REC_OFFLOAD_PARAMS_OPT,
+    REC_TASK_OPT,
+    SERVE_CONTEXT_OPT,
+    SERVE_GPU_OPT,
+    VARIANTS_OPT,
     EmitKind,
     with_method_options,
     EstFmt,
@@ -72,14 +81,10 @@ def recommend(
     gpus: Optional[int] = typer.Option(None, help=f"GPUs per node (default {SD['gpus']})"),
     nodes: Optional[int] = typer.Option(None, help="nodes of --gpus GPUs each (default 1)"),
     strategy: Optional[str] = typer.Option(None, help="auto (the cheapest that fits), ddp, fsdp, zero1, zero2 or zero3 (default auto)"),
-    offload_params: Optional[bool] = typer.Option(
-        None, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory"
-    ),
+    offload_params: Optional[bool] = REC_OFFLOAD_PARAMS_OPT,
     dataset_size: Optional[int] = typer.Option(None, help=f"training examples (default {SD['dataset_size']:,})"),
     seq_len: Optional[int] = typer.Option(None, help=f"tokens per example (default {SD['seq_len']})"),
-    task: Optional[str] = typer.Option(
-        None, help=f"chat, instruction, style, classification, domain, code, math, continued-pretraining (default {SD['task']})"
-    ),
+    task: Optional[str] = REC_TASK_OPT,
     quality: Optional[str] = typer.Option(None, help=f"prototype, production, best (default {SD['quality']})"),
     budget: Optional[float] = typer.Option(None, help="USD (default: none)"),
     serving: Optional[str] = typer.Option(None, help=f"single, multi-tenant, latency-critical (default {SD['serving']})"),
@@ -87,13 +92,9 @@ def recommend(
     price_per_hour: Optional[float] = typer.Option(None, help="USD per GPU-hour, overrides the catalog"),
     precision: Optional[str] = typer.Option(None, help=f"full fine-tuning precision: bf16 or mixed (default {SD['precision']})"),
     optimizer: Optional[str] = typer.Option(None, help=f"{optimizer_names()} (default {SD['optimizer']})"),
-    offload_optimizer: Optional[bool] = typer.Option(
-        None, "--offload-optimizer/--no-offload-optimizer", help="optimizer states in CPU memory"
-    ),
+    offload_optimizer: Optional[bool] = REC_OFFLOAD_OPTIMIZER_OPT,
     liger: Optional[bool] = typer.Option(None, "--liger/--no-liger", help="size every method with liger-kernel switched on"),
-    offload_activations: Optional[bool] = typer.Option(
-        None, "--offload-activations/--no-offload-activations", help="size every method with activations offloaded to CPU memory"
-    ),
+    offload_activations: Optional[bool] = REC_OFFLOAD_ACT_OPT,
     method_options: Optional[dict] = None,
     trainer: Optional[str] = typer.Option(None, "--trainer", help=f"{TRAINER_HELP} (default: what --emit writes, else trl)"),
     rules: List[str] = typer.Option([], "--rules", help="extra rule file (repeatable; after the scenario file's own 'rules:')"),
@@ -107,6 +108,11 @@ def recommend(
         None, "--out", help="file for --emit (overwritten); without it the config goes to stdout instead of the recommendation"
     ),
     dataset: Optional[str] = DATASET_OPT,
+    variants: Optional[int] = VARIANTS_OPT,
+    months: Optional[int] = MONTHS_OPT,
+    serve_gpu: Optional[str] = SERVE_GPU_OPT,
+    serve_context: Optional[int] = SERVE_CONTEXT_OPT,
+    concurrency: Optional[int] = CONCURRENCY_OPT,
 ) -> None:
     """Recommend a fine-tuning method (full, LoRA, QLoRA, DoRA, IA3, prompt or prefix tuning) for a model, GPUs, data and goal."""
     from dataclasses import replace

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..optimizers import help_text as optimizer_names
-from ..core.policy import DEFAULT_GPU, DEFAULT_METHOD
+from ..core.policy import DEFAULT_GPU, DEFAULT_METHOD, SCENARIO_DEFAULTS
 
 
 class Fmt(str, Enum):
@@ -63,6 +63,22 @@ TRAINER_OPT = typer.Option("trl", "--trainer", help=f"{TRAINER_HELP} (default tr
 ACCUM_OPT = typer.Option(
     1, "--gradient-accumulation", help="micro-batches per optimizer step (a trainer holds every gradient between them)"
 )
+# recommend's options that default to the scenario's (None: not given)
+REC_OFFLOAD_PARAMS_OPT = typer.Option(None, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory")
+REC_TASK_OPT = typer.Option(
+    None,
+    help=f"chat, instruction, style, classification, domain, code, math, continued-pretraining (default {SCENARIO_DEFAULTS['task']})",
+)
+REC_OFFLOAD_OPTIMIZER_OPT = typer.Option(None, "--offload-optimizer/--no-offload-optimizer", help="optimizer states in CPU memory")
+REC_OFFLOAD_ACT_OPT = typer.Option(
+    None, "--offload-activations/--no-offload-activations", help="size every method with activations offloaded to CPU memory"
+)
+# Variants and their serving (recommend): the first-year cost of training and serving them
+VARIANTS_OPT = typer.Option(None, help="task variants of this model, each trained on its own data and served (default 1)")
+MONTHS_OPT = typer.Option(None, help="months of serving and storage the first-year cost counts (default 12)")
+SERVE_GPU_OPT = typer.Option(None, help="GPU the variants are served on (default: the training GPU)")
+SERVE_CONTEXT_OPT = typer.Option(None, help="tokens of KV cache a served sequence holds (default 4096)")
+CONCURRENCY_OPT = typer.Option(None, help="sequences served at once (default 1)")
 DATASET_OPT = typer.Option(
     None,
     "--dataset",

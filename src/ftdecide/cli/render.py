@@ -171,11 +171,14 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
     cols = ("method", "fits", "memory (required / GPU)", "use", "free", "micro-batch", "ckpt", "tokens/s", "time", "cost")
     if several:
         cols = (*cols[:2], "strategy", *cols[2:])
+    variants = sc.variants > 1  # the first year of training and serving every variant decides: its column
+    if variants:
+        cols = (*cols, f"{sc.variants} variants, {sc.months} months")
     t = _table(
         f"{res.arch.name} on {sc.world_size}x {res.gpu.name}{nodes} ({res.gpu.memory_gib:g} GiB) - {sc.task}, {sc.dataset_size:,} "
         f"examples x {sc.seq_len} tokens x {plan.epochs} epochs",
         cols,
-        right=("free", "time", "cost", "micro-batch", "tokens/s"),
+        right=("free", "time", "cost", "micro-batch", "tokens/s", f"{sc.variants} variants, {sc.months} months"),
     )
     for c in res.candidates:
         req = round(c.required_gib, 2)
@@ -194,6 +197,7 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
             f"{round(c.tokens_per_second, 1):,.0f}",
             time if c.fits else f"({time})",
             cost if c.fits else f"({cost})",
+            *([f"${round(c.deployment.total_usd):,}" if c.fits else f"(${round(c.deployment.total_usd):,})"] if variants else []),
             style=style,
         )
     console.print(t)
@@ -228,6 +232,13 @@ def recommendation_table(res: "Recommendation", console, explain: bool = False) 
         for c in res.candidates:
             console.print(
                 f"[dim]{c.method}: " + ", ".join(f"{k} {round(v, 3):.2f}" for k, v in c.estimate.breakdown.items()) + " GiB[/dim]"
+            )
+        for c in res.candidates if variants else ():
+            d = c.deployment
+            console.print(
+                f"[dim]{c.method}, {d.variants} variants: training ${d.training_usd:,.0f}; serving {d.serving_gpus} GPU(s) "
+                f"({d.instances} instance(s) of {d.serving_gib:.1f} GiB) ${d.monthly_serving_usd:,.0f}/month; storage "
+                f"{d.storage_gb:,.1f} GB ${d.monthly_storage_usd:,.2f}/month; a variant loads in {d.switch_seconds:.2f} s[/dim]"
             )
 
 

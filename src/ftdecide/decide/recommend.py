@@ -148,8 +148,12 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     rs = rules.load_rules(default_rule_paths() + list(sc.rules) + list(rule_paths or []), rulenames.schema())
     all_methods = methods.all_methods()
 
+    # served on the training GPU at its price (the catalog's, or --price-per-hour), or on --serve-gpu at its catalog price
+    serve_gpu = catalog.resolve_gpu(sc.serve_gpu) if sc.serve_gpu else gpu.model_copy(update={"price_per_hour": price})
+
     def size(lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
-        return {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
+        cands = {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
+        return {name: _deployed(c, arch, sc, serve_gpu) for name, c in cands.items()}
 
     scaled_memo: dict[tuple, Optional[Alternative]] = {}
 
@@ -227,6 +231,16 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         rules_fired=tuple(lr.rule.id for lr in outcome.fired),
         assumptions=_assumptions(cal),
     )
+
+
+def _deployed(c: Candidate, arch: Arch, sc: Scenario, serve_gpu) -> Candidate:
+    """The candidate with what training and serving the scenario's variants costs (:mod:`ftdecide.decide.deploy`)."""
+    from .deploy import deployment
+
+    method = methods.get(c.method)
+    est = c.estimate
+    d = deployment(arch, method, est.trainable_params, method.param_bytes(c.config), c.cost_usd, sc, serve_gpu, catalog.serving_prices())
+    return replace(c, deployment=d)
 
 
 def _choose(all_methods, cands: dict[str, Candidate], outcome) -> tuple[list, Optional[methods.Method]]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from ..core.estimator import MemoryEstimate, TrainConfig
     from .scenario import Scenario
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class Candidate:
     mfu: float
     time_hours: float
     cost_usd: float
+    # training and serving the scenario's variants over its months (ftdecide.decide.deploy)
+    deployment: Optional[Any] = None
 
     @property
     def micro_batch_size(self) -> int:
@@ -99,6 +101,7 @@ class Candidate:
             "time_hours": round(self.time_hours, 3),
             "cost_usd": round(self.cost_usd, 2),
             "notes": list(est.notes),
+            **({"deployment": self.deployment.to_json()} if self.deployment is not None else {}),
         }
 
 

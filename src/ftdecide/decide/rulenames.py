@@ -73,6 +73,8 @@ def _base() -> list[Name]:
         Name("world_size", NUM, lambda f: f.scenario.world_size, "GPUs in all (per node x nodes)"),
         Name("model_params_b", NUM, lambda f: f.arch.total_params() / 1e9, "parameters, billions"),
         Name("vocab_size", NUM, lambda f: f.arch.vocab_size, "vocabulary size"),
+        Name("variants", NUM, lambda f: f.scenario.variants, "task variants of this model, each trained and served"),
+        Name("months", NUM, lambda f: f.scenario.months, "months of serving the first-year cost counts"),
         Name("moe", BOOL, lambda f: f.arch.is_moe, "whether the model routes each token to a few of its experts"),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
         Name("bf16_supported", BOOL, lambda f: f.gpu.bf16, "whether the GPU has bf16"),
@@ -93,6 +95,13 @@ def _per_method(m: str) -> list[Name]:
         Name(f"cost.{m}", NUM, lambda f: round(f.candidates[m].cost_usd, 2), f"USD of {m}"),
         Name(f"time.{m}", NUM, lambda f: round(f.candidates[m].time_hours, 3), f"hours of {m}"),
         Name(f"min_gpus.{m}", NUM, lambda f: f.min_gpus.get(m, math.inf), f"fewest GPUs of this kind {m} fits on (infinite: not 64)"),
+        Name(
+            f"first_year_cost.{m}",
+            NUM,
+            lambda f: round(f.candidates[m].deployment.total_usd, 2),
+            f"USD of training every variant with {m} and serving and storing them for the scenario's months",
+        ),
+        Name(f"serving_gpus.{m}", NUM, lambda f: f.candidates[m].deployment.serving_gpus, f"GPUs serving every variant of {m}"),
     ]
     for lever in LEVERS:
         out += [

@@ -55,6 +55,13 @@ class Scenario(_WithOptions):
 
     model_config = ConfigDict(defer_build=False)
 
+    # task variants of this model, each trained on its own data, and the months their serving is paid for
+    # (ftdecide.decide.deploy); where and how they are served
+    variants: int = Field(1, ge=1, le=1000)
+    months: int = Field(12, ge=1, le=120)
+    serve_gpu: Optional[str] = None  # default: the training GPU
+    serve_context: int = Field(4096, ge=1, le=1_048_576)  # tokens of KV cache a sequence holds
+    concurrency: int = Field(1, ge=1, le=100_000)  # sequences served at once
     # the training data's path (--dataset, 'dataset:' in a scenario file, relative to it): written into the emitted
     # configs, and read by recommend where it exists on this machine
     dataset: Optional[str] = Field(None, min_length=1, max_length=4096)

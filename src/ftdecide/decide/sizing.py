@@ -91,7 +91,10 @@ def train_config(
 # What a scenario's sizing does not read: scenarios of a batch that differ only in these share one memory
 # search per model, GPU and method, so a batch of many scenarios costs little more per scenario than its
 # rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
-_NOT_SIZING = frozenset({"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules", "data", "dataset"})
+_NOT_SIZING = frozenset(
+    {"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules", "data", "dataset"}
+    | {"variants", "months", "serve_gpu", "serve_context", "concurrency"}
+)
 _FIT_CACHE = Memo(limit=20_000)
 
 

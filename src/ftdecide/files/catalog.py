@@ -122,6 +122,17 @@ def models() -> list[Arch]:
     return _models()[1]
 
 
+_SERVING: dict = {}
+
+
+def serving_prices() -> dict:
+    """``configs/serving.yaml``: storage per GB-month, disk read speed, the serving engine's share of a GPU and
+    the hours of a month, each with its source."""
+    if not _SERVING:
+        _SERVING.update(load_package_yaml(str(config_dir() / "serving.yaml")))
+    return _SERVING
+
+
 def gpus() -> list[GPU]:
     """Every catalog GPU, in catalog order."""
     return _gpus()[1]

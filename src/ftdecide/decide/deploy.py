@@ -1,0 +1,99 @@
+"""What training and serving ``variants`` task variants of one model costs over ``months`` (seed 001's
+analysis): the first-year total that, for a team with several tasks, decides between methods of equal quality.
+
+Per candidate method:
+
+- **served together or apart.** vLLM and SGLang batch plain LoRA adapters over one base (S-LoRA, Punica): one
+  serving instance holds the base and every variant's adapter. Full fine-tuning, and every method no engine
+  batches (DoRA, IA3, soft prompts, Houlsby adapters), needs one instance per variant, each its own model;
+- **serving memory** of an instance: the bf16 weights (a 4-bit base is served merged into bf16), the adapters it
+  holds, the KV cache of ``serve_context`` tokens for ``concurrency`` sequences (2 x layers x KV heads x head
+  size x 2 B a token) and the CUDA context. At the engine's share of each card (``configs/serving.yaml``),
+  instances that fit one GPU share it (an engine each, each with its part of the card); a larger one takes GPUs
+  in a power of two, for tensor parallelism;
+- **storage** (GB = 10^9 B): one bf16 checkpoint per variant, or one base and every adapter as peft saves it;
+- **monthly cost**: the serving GPUs always on at the serving GPU's catalog price, and the storage;
+- **switching**: reading one variant from disk (a whole checkpoint, or one adapter);
+- **training**: one run per variant, each the scenario's (its data, its epochs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Deployment:
+    variants: int
+    months: int
+    together: bool  # every variant in one serving instance (batched adapters)
+    instances: int
+    serving_gib: float  # one instance's memory
+    gpus_per_instance: int
+    serving_gpus: int
+    storage_gb: float
+    training_usd: float
+    monthly_serving_usd: float
+    monthly_storage_usd: float
+    switch_seconds: float  # reading one variant from disk
+
+    @property
+    def total_usd(self) -> float:
+        """Training every variant plus ``months`` of serving and storage."""
+        return self.training_usd + self.months * (self.monthly_serving_usd + self.monthly_storage_usd)
+
+    def to_json(self) -> dict:
+        return {
+            "variants": self.variants,
+            "months": self.months,
+            "served": "one base, every adapter batched (vLLM, SGLang)" if self.together else "one model per variant",
+            "instances": self.instances,
+            "serving_gib_per_instance": round(self.serving_gib, 2),
+            "gpus_per_instance": self.gpus_per_instance,
+            "serving_gpus": self.serving_gpus,
+            "storage_gb": round(self.storage_gb, 3),
+            "training_usd": round(self.training_usd, 2),
+            "monthly_serving_usd": round(self.monthly_serving_usd, 2),
+            "monthly_storage_usd": round(self.monthly_storage_usd, 2),
+            "total_usd": round(self.total_usd, 2),
+            "switch_seconds": round(self.switch_seconds, 4),
+        }
+
+
+def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd: float, sc, serve_gpu, prices: dict) -> Deployment:
+    """The deployment of ``sc.variants`` variants of ``arch`` trained with ``method`` (``trainable`` parameters,
+    saved at ``adapter_bytes`` bytes each) on ``serve_gpu``. Memory in GiB, storage in GB, money in USD."""
+    n = sc.variants
+    together = method.takes_shape and not dict(method.emit_keys.peft_lora_options).get("use_dora")
+    weights = arch.total_params() * 2.0  # bf16, a 4-bit base served merged into bf16
+    adapter_served = 0.0 if method.trains_base else trainable * 2.0
+    kv = 2 * arch.num_layers * arch.kv_dim * 2.0 * sc.serve_context * sc.concurrency
+    context = 0.75 * GIB  # CUDA context and cuBLAS workspaces (calibration: torch 2.11 on an H100)
+    instances = 1 if together else n
+    per_instance = weights + (n if together else 1) * adapter_served + kv + context
+    usable = serve_gpu.memory_gib * GIB * prices["serving"]["gpu_memory_utilization"]
+    gpus = 2 ** math.ceil(math.log2(max(1.0, per_instance / usable)))
+    # instances small enough share a GPU; larger ones take whole GPUs each
+    serving_gpus = math.ceil(instances / max(1, int(usable // per_instance))) if gpus == 1 else gpus * instances
+    if method.trains_base:
+        storage, one = n * weights, weights
+    else:
+        storage, one = weights + n * trainable * adapter_bytes, (trainable * adapter_bytes if together else weights)
+    hours = prices["serving"]["hours_per_month"]
+    return Deployment(
+        variants=n,
+        months=sc.months,
+        together=together,
+        instances=instances,
+        serving_gib=per_instance / GIB,
+        gpus_per_instance=gpus,
+        serving_gpus=serving_gpus,
+        storage_gb=storage / 1e9,
+        training_usd=training_usd * n,
+        monthly_serving_usd=serving_gpus * serve_gpu.price_per_hour * hours,
+        monthly_storage_usd=storage / 1e9 * prices["storage"]["usd_per_gb_month"],
+        switch_seconds=one / (prices["disk"]["read_gbs"] * 1e9),
+    )

@@ -1,0 +1,66 @@
+"""Many task variants (issue 30, first part): seed 001's five variants of a 13B model, trained and served for a
+year, from ``recommend --variants 5``. The prices: the seed's $8.00 a GPU-hour (--price-per-hour 8),
+storage at the catalog's $0.023 per GB-month (S3 Standard), 730 hours a month, always on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import recommend_doc as doc
+from ftdecide.files.catalog import resolve_gpu, resolve_model, serving_prices
+
+# an H200, where full fine-tuning of 13B fits one card as LoRA does (on an A100 80GB it does not), at the seed's $8
+ARGS = ("--model", "llama-2-13b", "--gpu", "h200", "--variants", "5", "--price-per-hour", "8")
+
+
+def test_seed_001_five_variants_of_a_13b_model():
+    d = doc(*ARGS)
+    c = {x["method"]: x for x in d["candidates"]}
+    full, lora = c["full"]["deployment"], c["lora"]["deployment"]
+    p = resolve_model("llama-2-13b").total_params()
+    # storage: five bf16 checkpoints against one base and five fp32 adapters (GB = 1e9 B)
+    assert full["storage_gb"] == round(5 * 2 * p / 1e9, 3)
+    assert lora["storage_gb"] == round((2 * p + 5 * 4 * c["lora"]["trainable_params"]) / 1e9, 3)
+    # serving: one model per variant against one base holding every adapter, about five times the memory
+    assert full["instances"] == 5 and lora["instances"] == 1
+    ratio = full["instances"] * full["serving_gib_per_instance"] / (lora["instances"] * lora["serving_gib_per_instance"])
+    assert 4.5 < ratio < 5.0
+    # 28 GiB models, four to an H200's 126.4 usable GiB (90% of 140.4): five take two GPUs; the base and its adapters one
+    usable = resolve_gpu("h200").memory_gib * 0.9
+    per_gpu = int(usable // full["serving_gib_per_instance"])
+    assert per_gpu == 4 and full["serving_gpus"] == math.ceil(5 / per_gpu) == 2 and lora["serving_gpus"] == 1
+    assert full["monthly_serving_usd"] == pytest.approx(2 * 8 * 730) and lora["monthly_serving_usd"] == pytest.approx(8 * 730)
+    assert lora["monthly_storage_usd"] == pytest.approx(lora["storage_gb"] * 0.023, abs=0.01)
+    # switching: a whole checkpoint read at 2 GB/s against one adapter, near instant
+    assert full["switch_seconds"] == pytest.approx(2 * p / 2e9, rel=1e-3) and lora["switch_seconds"] < 0.2
+    # training: five runs each
+    assert full["training_usd"] == pytest.approx(5 * c["full"]["cost_usd"], abs=0.05)
+    # the first year ranks LoRA first, as the seed does, and the plan says so
+    assert lora["total_usd"] < full["total_usd"]
+    assert lora["total_usd"] == pytest.approx(
+        lora["training_usd"] + 12 * (lora["monthly_serving_usd"] + lora["monthly_storage_usd"]), abs=0.05
+    )
+    assert d["recommendation"]["method"] == "lora" and "variants-first-year" in d["rules_fired"]
+    reason = next(r["message"] for r in d["recommendation"]["reasons"] if r["rule"] == "variants-first-year")
+    assert f"${round(lora['total_usd']):,}" in reason and f"${round(full['total_usd']):,}" in reason
+
+
+def test_the_prices_have_their_sources():
+    s = serving_prices()
+    assert s["storage"]["usd_per_gb_month"] == 0.023 and "S3" in s["storage"]["source"]
+    assert s["serving"]["hours_per_month"] == 730 and s["serving"]["gpu_memory_utilization"] == 0.9
+    assert all(k.endswith("source") or isinstance(v, (int, float)) for part in s.values() for k, v in part.items())
+
+
+def test_one_variant_keeps_the_table_as_it_was_and_the_json_carries_the_deployment():
+    d = doc("--model", "llama-3.1-8b", "--gpu", "a100-80gb")
+    assert all(x["deployment"]["variants"] == 1 for x in d["candidates"]) and "variants-first-year" not in d["rules_fired"]
+
+
+def test_a_model_too_big_for_one_serving_gpu_takes_a_power_of_two():
+    d = doc("--model", "llama-3.1-70b", "--gpu", "a100-80gb", "--gpus", "8", "--variants", "2", "--serve-gpu", "l40s")
+    lora = next(x for x in d["candidates"] if x["method"] == "lora")["deployment"]
+    need = lora["serving_gib_per_instance"] / (resolve_gpu("l40s").memory_gib * 0.9)  # an L40S at the engine's 90%
+    assert lora["gpus_per_instance"] == 2 ** math.ceil(math.log2(need)) and lora["gpus_per_instance"] >= 4
