@@ -456,7 +456,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
 
 
 # a batch of many scenarios builds tens of thousands; each is about a kilobyte
-_MODELS = Memo(limit=32768)
+_MODELS = Memo(limit=65536)
 
 
 def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> MemoryModel:

@@ -9,7 +9,7 @@ from typing import Optional
 
 
 from ..files import catalog
-from .. import levers, methods, optimizers
+from .. import levers, methods, optimizers, strategies
 from ..core.arch import Arch
 from ..core.calibration import DEFAULT, Calibration
 from ..files.catalog import GPU
@@ -27,13 +27,20 @@ from .results import (
 )
 
 from .scenario import Scenario
-from .sizing import _candidate, train_config, usable
+from .sizing import AUTO_ORDER, _candidate, train_config, usable
 
 
 def _same_generation(a: Arch, b: Arch) -> bool:
     """Same architecture family and tokenizer (vocabulary size): Llama 3.x models share 128,256 tokens,
     Llama 2 has 32,000, so a Llama-3.1-70B user is offered Llama-3.1-8B, not Llama-2-13B."""
     return a.family == b.family and a.vocab_size == b.vocab_size
+
+
+def _least(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
+    """GiB the method needs at least: micro-batch 1, checkpointed where it can be, under the scenario's strategy or,
+    with ``auto`` on several GPUs, the least of the strategies ``auto`` weighs."""
+    names = AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else (None,)
+    return min(estimate_memory(arch, train_config(sc, method, shape, strategy=s), cal).required_gib for s in names)
 
 
 def _cheap_switches(
@@ -48,6 +55,10 @@ def _cheap_switches(
 
     def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
         for m in order:
+            # what does not fit at micro-batch 1 (checkpointed where the method can be) under any strategy fits no
+            # way: the search is skipped
+            if _least(arch, scenario, m, shape, cal) > usable(gpu, margin):
+                continue
             c = _candidate(arch, gpu, scenario, m, shape, 1, 0.0, cal, usable(gpu, margin))
             if c.fits:
                 return m, c.required_gib

@@ -95,7 +95,9 @@ _NOT_SIZING = frozenset(
     {"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules", "data", "dataset"}
     | {"variants", "months", "serve_gpu", "serve_context", "concurrency"}
 )
-_FIT_CACHE = Memo(limit=20_000)
+# a batch's scenarios and the switches offered where nothing fits (each sized as a plan is) share it: emptied when
+# full, so it holds a 10,000-scenario batch's searches without thrashing (207 MB at most, benchmarks/speed.py)
+_FIT_CACHE = Memo(limit=80_000)
 
 
 def _fit_config(
@@ -184,7 +186,7 @@ def _candidate(
     return best
 
 
-_STEP_CACHE = Memo(limit=32768)
+_STEP_CACHE = Memo(limit=65536)
 
 
 def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int) -> dict:

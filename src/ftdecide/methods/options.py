@@ -58,19 +58,27 @@ class Option:
 
 
 def _methods():
+    global _methods
     from . import all_methods
 
+    _methods = all_methods  # the registry's own function from now on: this one imports once
     return all_methods()
+
+
+_ALL: dict = {}  # the options of the registry's current tuple of methods (a registration makes a new tuple)
 
 
 def all_options() -> tuple[Option, ...]:
     """Every option of the registered methods, once each, in the order the methods are listed."""
-    seen: dict[str, Option] = {}
-    for m in _methods():
-        for o in m.options:
-            if seen.setdefault(o.name, o) is not o and seen[o.name] != o:
-                raise RuntimeError(f"option '{o.name}' declared twice, differently ({m.name})")
-    return tuple(seen.values())
+    ms = _methods()
+    if _ALL.get("methods") is not ms:
+        seen: dict[str, Option] = {}
+        for m in ms:
+            for o in m.options:
+                if seen.setdefault(o.name, o) is not o and seen[o.name] != o:
+                    raise RuntimeError(f"option '{o.name}' declared twice, differently ({m.name})")
+        _ALL.update(methods=ms, options=tuple(seen.values()))
+    return _ALL["options"]
 
 
 def takers(option: Option) -> tuple:
@@ -143,7 +151,7 @@ def given_problem(method, given: dict) -> Optional[str]:
 
 def run_problem(cfg) -> Optional[str]:
     """Why one of the configuration's method options cannot train as asked (longer than the sequence)."""
-    limits = cfg.model_dump(include={o.not_above[0] for o in cfg.method_spec.options if o.not_above})
+    limits = {o.not_above[0]: getattr(cfg, o.not_above[0]) for o in cfg.method_spec.options if o.not_above}
     for o in cfg.method_spec.options:
         problem = o.too_long(getattr(cfg, o.name), limits)
         if problem:
