@@ -288,3 +288,11 @@ def test_a_long_target_list_is_echoed_as_a_preview(flag, method):
     r = invoke(["estimate", "--model", "llama-3.2-1b", "--method", method, flag, "x" * 5000])
     assert r.exit_code == 2 and len(r.stderr) < 400 and "not in llama-3.2-1b" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("key", ["gpus", "epochs", "variants", "dataset_size", "budget"])
+def test_a_yaml_boolean_is_not_taken_for_a_number(tmp_path, key):
+    f = tmp_path / "s.yaml"
+    f.write_text(f"model: llama-3.2-1b\n{key}: true\n")
+    r = invoke(["recommend", "--scenario", str(f)])
+    assert r.exit_code == 2 and f"s.yaml:2: {key.replace('_', '-')}: must be a number, not true" in r.stderr

@@ -72,6 +72,15 @@ class Scenario(_WithOptions):
     # what the user will run (ftdecide.trainers): the plan is sized for its memory
     trainer: str = trainers.DEFAULT
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v: Any, info) -> Any:
+        # YAML's true is not 1 GPU, one epoch or one variant: pydantic would take it as 1
+        ann = cls.model_fields[info.field_name].annotation
+        if isinstance(v, bool) and ann in (int, float, Optional[int], Optional[float]):
+            raise ValueError(f"must be a number, not {str(v).lower()}")
+        return v
+
     @field_validator("data")
     @classmethod
     def _read_data(cls, v: Any) -> Any:
