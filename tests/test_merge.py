@@ -118,3 +118,16 @@ def test_a_recommendation_document_stands_for_its_adapter(tmp_path):
     d = doc(*plans)
     assert [x["task"] for x in d["adapters"]] == ["code", "chat"] and [x["rank"] for x in d["adapters"]] == [32, 16]
     assert any("multi-task" in x for x in d["advice"])
+
+
+def test_lora_and_qlora_plans_merge_but_lora_and_ia3_do_not(tmp_path):
+    def plan(name, *args):
+        p = tmp_path / f"{name}.json"
+        p.write_text(invoke(["recommend", "--model", "llama-3.1-8b", *args, "--format", "json"]).stdout)
+        return str(p)
+
+    lora, qlora = plan("lora", "--gpu", "h100"), plan("qlora", "--gpu", "t4", "--seq-len", "1024")
+    assert [a["method"] for a in doc(lora, qlora)["adapters"]] == ["lora", "qlora"]
+    ia3 = plan("ia3", "--gpu", "a100-80gb", "--dataset-size", "400", "--task", "classification")
+    r = invoke(["merge", lora, ia3])
+    assert r.exit_code == 2 and "different methods" in r.stderr

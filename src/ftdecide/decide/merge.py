@@ -124,7 +124,9 @@ def plan_merge(
     warnings: list[str] = []
     methods = {a.method for a in adapters}
     peft_problem: Optional[str] = None
-    if len(methods) > 1:
+    # LoRA over a bf16 base and over a 4-bit one (QLoRA) are the same adapter: what merges is peft's config class
+    families = {(registry.get(m).emit_keys.peft_class, _dora(m)) for m in methods}
+    if len(families) > 1:
         raise InputError(f"adapters of different methods ({', '.join(sorted(methods))}) do not merge into one adapter")
     ranks = [a.rank for a in adapters]
     if method in ("linear", *SPARSE) and len(set(ranks)) > 1:
