@@ -67,7 +67,7 @@ def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd:
     """The deployment of ``sc.variants`` variants of ``arch`` trained with ``method`` (``trainable`` parameters,
     saved at ``adapter_bytes`` bytes each) on ``serve_gpu``. Memory in GiB, storage in GB, money in USD."""
     n = sc.variants
-    together = method.takes_shape and not dict(method.emit_keys.peft_lora_options).get("use_dora")
+    together = method.batched_by_engines
     weights = arch.total_params() * 2.0  # bf16, a 4-bit base served merged into bf16
     adapter_served = 0.0 if method.trains_base else trainable * 2.0
     kv = 2 * arch.num_layers * arch.kv_dim * 2.0 * sc.serve_context * sc.concurrency

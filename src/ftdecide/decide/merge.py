@@ -33,13 +33,7 @@ PEFT_COMBINATION = {"task_arithmetic": "cat", "linear": "linear", "ties": "ties"
 
 
 def _dora(method: str) -> bool:
-    return bool(dict(registry.get(method).emit_keys.peft_lora_options).get("use_dora"))
-
-
-def _batched(method: str) -> bool:
-    """vLLM and SGLang batch plain LoRA adapters over one base (S-LoRA, Punica), not DoRA's (an open vLLM pull
-    request), IA3 or soft prompts."""
-    return registry.get(method).takes_shape and not _dora(method)
+    return registry.get(method).decomposed
 
 
 @dataclass(frozen=True)
@@ -148,7 +142,7 @@ def plan_merge(
     merged_rank = sum(r for r in ranks if r) if method == "task_arithmetic" and all(ranks) else (ranks[0] if all(ranks) else None)
     advice = [
         "serving the adapters side by side over one base (vLLM, SGLang multi-LoRA) loses nothing and needs no merge"
-        if all(_batched(m) for m in methods)
+        if all(registry.get(m).batched_by_engines for m in methods)
         else "no engine batches these adapters over one base: merge, or serve each merged into its own model",
         {
             "task_arithmetic": "task arithmetic: the weighted sum of the updates, exactly (Ilharco et al. 2023); where the tasks conflict "

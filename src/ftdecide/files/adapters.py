@@ -23,8 +23,7 @@ _LORA_KEY = re.compile(r"\.([A-Za-z0-9_]+)\.lora_([AB])(?:\.[A-Za-z0-9_]+)?\.wei
 def _method(peft_type: str, use_dora: bool, where: str) -> str:
     cls = PEFT_CLASSES.get(peft_type)
     for m in methods.all_methods():
-        dora = bool(dict(m.emit_keys.peft_lora_options).get("use_dora"))
-        if cls and m.emit_keys.peft_class == cls and not m.quantized_base and dora == use_dora and not m.trains_base:
+        if cls and m.emit_keys.peft_class == cls and not m.quantized_base and m.decomposed == use_dora and not m.trains_base:
             return m.name
     raise InputError(f"peft_type {preview(peft_type)} is not one ftdecide plans (LoRA, DoRA, IA3, prompt or prefix tuning)", where)
 

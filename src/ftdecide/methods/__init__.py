@@ -112,6 +112,17 @@ class Method:
 
     # --- identity ---------------------------------------------------------------------------
     @property
+    def decomposed(self) -> bool:
+        """Its adapter carries DoRA's magnitude vectors (peft ``LoraConfig(use_dora=True)``)."""
+        return bool(dict(self.emit_keys.peft_lora_options).get("use_dora"))
+
+    @property
+    def batched_by_engines(self) -> bool:
+        """vLLM and SGLang serve its adapters batched over one base (S-LoRA, Punica): plain LoRA adapters, not
+        DoRA's (vLLM's DoRA serving is an open pull request, vllm-project/vllm#47395), IA3's or soft prompts."""
+        return self.takes_shape and not self.decomposed
+
+    @property
     def takes_shape(self) -> bool:
         """It is sized and emitted with the plan's LoRA shape (rank, alpha, targets, dropout)."""
         return any(o.shape_attr for o in self.options)
