@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from conftest import recommend_doc as doc
+from conftest import invoke, recommend_doc as doc
 from ftdecide.files.catalog import resolve_gpu, resolve_model, serving_prices
 
 # an H200, where full fine-tuning of 13B fits one card as LoRA does (on an A100 80GB it does not), at the seed's $8
@@ -64,3 +64,21 @@ def test_a_model_too_big_for_one_serving_gpu_takes_a_power_of_two():
     lora = next(x for x in d["candidates"] if x["method"] == "lora")["deployment"]
     need = lora["serving_gib_per_instance"] / (resolve_gpu("l40s").memory_gib * 0.9)  # an L40S at the engine's 90%
     assert lora["gpus_per_instance"] == 2 ** math.ceil(math.log2(need)) and lora["gpus_per_instance"] >= 4
+
+
+def test_task_sizes_train_each_variant_on_its_own_examples_and_price_one_multi_task_run():
+    d = doc("--model", "llama-2-13b", "--gpu", "h200", "--task-sizes", "code=20000,chat=5000", "--dataset-size", "10000")
+    assert d["scenario"]["variants"] == 2 and d["scenario"]["task_sizes"] == {"code": 20000, "chat": 5000}
+    for c in d["candidates"]:
+        dep = c["deployment"]
+        # the cost is per example: each task's run on its examples, and one run over all 25,000 cost the same
+        assert dep["training_usd"] == pytest.approx(c["cost_usd"] * 25_000 / 10_000, abs=0.05)
+        assert dep["multi_task"]["training_usd"] == dep["training_usd"] and dep["multi_task"]["instances"] == 1
+        assert dep["multi_task"]["storage_gb"] <= dep["storage_gb"]
+    full = d["candidates"][0]["deployment"]
+    assert full["instances"] == 2 and full["multi_task"]["served"] == "one model"
+
+
+def test_task_sizes_and_variants_that_disagree_are_refused():
+    r = invoke(["recommend", "--model", "llama-2-13b", "--task-sizes", "code=20000,chat=5000", "--variants", "3"])
+    assert r.exit_code == 2 and "variants 3 disagrees with the 2 tasks" in r.stderr

@@ -53,6 +53,7 @@ from .options import (  # noqa: E402
     TRAINER_OPT,
     CONCURRENCY_OPT,
     DATASET_OPT,
+    TASK_SIZES_OPT,
     MONTHS_OPT,
     REC_OFFLOAD_ACT_OPT,
     REC_OFFLOAD_OPTIMIZER_OPT,
@@ -113,6 +114,7 @@ def recommend(
     serve_gpu: Optional[str] = SERVE_GPU_OPT,
     serve_context: Optional[int] = SERVE_CONTEXT_OPT,
     concurrency: Optional[int] = CONCURRENCY_OPT,
+    task_sizes: Optional[str] = TASK_SIZES_OPT,
 ) -> None:
     """Recommend a fine-tuning method (full, LoRA, QLoRA, DoRA, IA3, prompt or prefix tuning) for a model, GPUs, data and goal."""
     from dataclasses import replace
@@ -128,6 +130,10 @@ def recommend(
         raise InputError("--out names the file for --emit: give --emit KIND too")
     fields = {k: v for k, v in given.items() if v is not None}
     _finite(**fields)
+    if task_sizes is not None:  # TASK=N,TASK=N as ftdecide mix reads them
+        from ..decide.mix import parse_tasks
+
+        fields["task_sizes"] = parse_tasks([t for t in task_sizes.split(",") if t.strip()])
     if rules:
         fields["rules"] = list(rules)
     if scenario:

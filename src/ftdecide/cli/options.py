@@ -79,6 +79,9 @@ MONTHS_OPT = typer.Option(None, help="months of serving and storage the first-ye
 SERVE_GPU_OPT = typer.Option(None, help="GPU the variants are served on (default: the training GPU)")
 SERVE_CONTEXT_OPT = typer.Option(None, help="tokens of KV cache a served sequence holds (default 4096)")
 CONCURRENCY_OPT = typer.Option(None, help="sequences served at once (default 1)")
+TASK_SIZES_OPT = typer.Option(
+    None, help="the variants' own examples, TASK=N,TASK=N (code=20000,chat=5000): each trained apart, and one multi-task run beside"
+)
 DATASET_OPT = typer.Option(
     None,
     "--dataset",

@@ -14,13 +14,15 @@ Per candidate method:
 - **storage** (GB = 10^9 B): one bf16 checkpoint per variant, or one base and every adapter as peft saves it;
 - **monthly cost**: the serving GPUs always on at the serving GPU's catalog price, and the storage;
 - **switching**: reading one variant from disk (a whole checkpoint, or one adapter);
-- **training**: one run per variant, each the scenario's (its data, its epochs).
+- **training**: one run per variant, each the scenario's (its data, its epochs); with ``task_sizes``, each
+  variant on its own task's examples, and beside it one multi-task run over all of them (the mixture's epoch,
+  ``ftdecide mix``, holds as many examples) whose one model or adapter serves every task.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GIB = 2**30
 
@@ -39,6 +41,7 @@ class Deployment:
     monthly_serving_usd: float
     monthly_storage_usd: float
     switch_seconds: float  # reading one variant from disk
+    multi_task: "Deployment | None" = None  # one run over every task's examples, one model serving them all
 
     @property
     def total_usd(self) -> float:
@@ -49,7 +52,9 @@ class Deployment:
         return {
             "variants": self.variants,
             "months": self.months,
-            "served": "one base, every adapter batched (vLLM, SGLang)" if self.together else "one model per variant",
+            "served": "one base, every adapter batched (vLLM, SGLang)"
+            if self.together
+            else ("one model per variant" if self.variants > 1 else "one model"),
             "instances": self.instances,
             "serving_gib_per_instance": round(self.serving_gib, 2),
             "gpus_per_instance": self.gpus_per_instance,
@@ -60,13 +65,23 @@ class Deployment:
             "monthly_storage_usd": round(self.monthly_storage_usd, 2),
             "total_usd": round(self.total_usd, 2),
             "switch_seconds": round(self.switch_seconds, 4),
+            **({"multi_task": self.multi_task.to_json()} if self.multi_task is not None else {}),
         }
 
 
 def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd: float, sc, serve_gpu, prices: dict) -> Deployment:
     """The deployment of ``sc.variants`` variants of ``arch`` trained with ``method`` (``trainable`` parameters,
-    saved at ``adapter_bytes`` bytes each) on ``serve_gpu``. Memory in GiB, storage in GB, money in USD."""
-    n = sc.variants
+    saved at ``adapter_bytes`` bytes each) on ``serve_gpu``; ``training_usd`` is one run over the scenario's
+    ``dataset_size`` examples (the cost is per example). Memory in GiB, storage in GB, money in USD."""
+    if not sc.task_sizes:
+        return _deployment(arch, method, trainable, adapter_bytes, training_usd * sc.variants, sc.variants, sc, serve_gpu, prices)
+    every = training_usd * sum(sc.task_sizes.values()) / sc.dataset_size  # each task's run, or one over them all
+    apart = _deployment(arch, method, trainable, adapter_bytes, every, len(sc.task_sizes), sc, serve_gpu, prices)
+    together = _deployment(arch, method, trainable, adapter_bytes, every, 1, sc, serve_gpu, prices)
+    return replace(apart, multi_task=together)
+
+
+def _deployment(arch, method, trainable, adapter_bytes, training_usd, n, sc, serve_gpu, prices) -> Deployment:
     together = method.batched_by_engines
     weights = arch.total_params() * 2.0  # bf16, a 4-bit base served merged into bf16
     adapter_served = 0.0 if method.trains_base else trainable * 2.0
@@ -92,7 +107,7 @@ def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd:
         gpus_per_instance=gpus,
         serving_gpus=serving_gpus,
         storage_gb=storage / 1e9,
-        training_usd=training_usd * n,
+        training_usd=training_usd,
         monthly_serving_usd=serving_gpus * serve_gpu.price_per_hour * hours,
         monthly_storage_usd=storage / 1e9 * prices["storage"]["usd_per_gb_month"],
         switch_seconds=one / (prices["disk"]["read_gbs"] * 1e9),

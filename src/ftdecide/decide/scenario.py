@@ -4,9 +4,9 @@ imports the unit registries (strategies, optimizers, trainers) and nothing that 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .. import optimizers, strategies, trainers
 from ..core.errors import InputError, error_message, finite
@@ -62,6 +62,8 @@ class Scenario(_WithOptions):
     serve_gpu: Optional[str] = None  # default: the training GPU
     serve_context: int = Field(4096, ge=1, le=1_048_576)  # tokens of KV cache a sequence holds
     concurrency: int = Field(1, ge=1, le=100_000)  # sequences served at once
+    # examples of each task variant ({task: examples}): each variant trained on its own, and a multi-task run
+    task_sizes: Optional[dict[str, Annotated[int, Field(ge=1, le=10**12)]]] = Field(None, min_length=2, max_length=1000)
     # the training data's path (--dataset, 'dataset:' in a scenario file, relative to it): written into the emitted
     # configs, and read by recommend where it exists on this machine
     dataset: Optional[str] = Field(None, min_length=1, max_length=4096)
@@ -71,6 +73,15 @@ class Scenario(_WithOptions):
     rules: tuple[str, ...] = Field((), max_length=64)
     # what the user will run (ftdecide.trainers): the plan is sized for its memory
     trainer: str = trainers.DEFAULT
+
+    @model_validator(mode="after")
+    def _variants_of_the_tasks(self) -> "Scenario":
+        # --task-sizes names the variants: as many as its tasks (a --variants that disagrees is an error)
+        if self.task_sizes:
+            if "variants" in self.model_fields_set and self.variants != len(self.task_sizes):
+                raise ValueError(f"variants {self.variants} disagrees with the {len(self.task_sizes)} tasks of task-sizes")
+            self.variants = len(self.task_sizes)
+        return self
 
     @field_validator("*", mode="before")
     @classmethod

@@ -93,7 +93,7 @@ def train_config(
 # rules and its text. Every other field is part of the key: a field added later cannot be served a stale search.
 _NOT_SIZING = frozenset(
     {"dataset_size", "task", "quality", "budget", "serving", "epochs", "price_per_hour", "rules", "data", "dataset"}
-    | {"variants", "months", "serve_gpu", "serve_context", "concurrency"}
+    | {"variants", "months", "serve_gpu", "serve_context", "concurrency", "task_sizes"}
 )
 # a batch's scenarios and the switches offered where nothing fits (each sized as a plan is) share it: emptied when
 # full, so it holds a 10,000-scenario batch's searches without thrashing (207 MB at most, benchmarks/speed.py)
