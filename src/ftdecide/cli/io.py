@@ -93,14 +93,16 @@ def _with_data(sc, path: str, size_given: bool):
         if arch.source.startswith(prefix):
             model_dir = os.path.dirname(arch.source[len(prefix) :].split(";")[0])
     tty = sys.stderr.isatty()
+    shown = []  # whether a progress line was written, so that it is ended
 
     def progress(done: int, total: int) -> None:
         if tty and total > 2**28:
             sys.stderr.write(f"\rftdecide: reading {one_line(path)}: {done / total:.0%}")
             sys.stderr.flush()
+            shown.append(True)
 
     stats = read_dataset(path, model_dir, progress)
-    if tty and os.path.getsize(path) > 2**28 if os.path.isfile(path) else False:
+    if shown:
         sys.stderr.write("\n")
     if size_given and sc.dataset_size != stats.examples:
         raise InputError(f"--dataset-size {sc.dataset_size:,} disagrees with the {stats.examples:,} examples in {one_line(path)}")

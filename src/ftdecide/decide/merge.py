@@ -32,10 +32,6 @@ DEFAULT_DENSITY = 0.5  # mergekit's examples; TIES kept the top 20% (Yadav et al
 PEFT_COMBINATION = {"task_arithmetic": "cat", "linear": "linear", "ties": "ties", "dare_ties": "dare_ties", "dare_linear": "dare_linear"}
 
 
-def _dora(method: str) -> bool:
-    return registry.get(method).decomposed
-
-
 @dataclass(frozen=True)
 class AdapterInfo:
     """What one adapter declares: its path, base model, method, rank, alpha and the modules it adapts, with
@@ -119,7 +115,7 @@ def plan_merge(
     methods = {a.method for a in adapters}
     peft_problem: Optional[str] = None
     # LoRA over a bf16 base and over a 4-bit one (QLoRA) are the same adapter: what merges is peft's config class
-    families = {(registry.get(m).emit_keys.peft_class, _dora(m)) for m in methods}
+    families = {(registry.get(m).emit_keys.peft_class, registry.get(m).decomposed) for m in methods}
     if len(families) > 1:
         raise InputError(f"adapters of different methods ({', '.join(sorted(methods))}) do not merge into one adapter")
     ranks = [a.rank for a in adapters]
@@ -129,7 +125,7 @@ def plan_merge(
             "use --emit mergekit, which merges each adapter's full update, or --method task_arithmetic"
         )
         warnings.append(peft_problem)
-    if any(_dora(m) for m in methods):
+    if any(registry.get(m).decomposed for m in methods):
         peft_problem = "peft's add_weighted_adapter does not combine DoRA's magnitude vectors: use --emit mergekit"
         warnings.append(peft_problem)
     elif not all(registry.get(m).takes_shape for m in methods):

@@ -74,14 +74,17 @@ class DataStats:
         or packed into rows of ``seq_len`` (only the real tokens, after truncation)."""
         if not self.lengths:
             return 0.0, 0.0
-        cut = [min(n, seq_len) for n in self.lengths]
-        order = cut[:]
-        random.Random(seed).shuffle(order)
-        chunks = [order[i : i + micro_batch] for i in range(0, len(order), micro_batch)]
-        padded = sum(len(c) * max(c) for c in chunks)  # the last micro-batch of an epoch may be short
-        scale = self.examples / len(cut)
-        real = sum(cut) * scale
+        scale = self.examples / len(self.lengths)
+        padded = sum(n * longest for n, longest in self._micro_batches(seq_len, micro_batch, seed))
+        real = sum(min(n, seq_len) for n in self.lengths) * scale
         return padded * scale, math.ceil(real / seq_len) * seq_len
+
+    def _micro_batches(self, seq_len: int, micro_batch: int, seed: int) -> list[tuple[int, int]]:
+        """(examples, longest) of each micro-batch of the sample: shuffled (the trainers' sampler), cut at
+        ``seq_len``; the last one of an epoch may be short."""
+        order = [min(n, seq_len) for n in self.lengths]
+        random.Random(seed).shuffle(order)
+        return [(len(c), max(c)) for c in (order[i : i + micro_batch] for i in range(0, len(order), micro_batch))]
 
     def micro_batches(self, seq_len: int, micro_batch: int, seed: int = 0, step: int = 64) -> dict[int, float]:
         """{padded length: micro-batches of it an epoch}: the examples shuffled, cut at ``seq_len``, grouped in
@@ -89,12 +92,10 @@ class DataStats:
         the sample to every example."""
         if not self.lengths:
             return {}
-        order = [min(n, seq_len) for n in self.lengths]
-        random.Random(seed).shuffle(order)
-        scale = self.examples / len(order)
+        scale = self.examples / len(self.lengths)
         out: dict[int, float] = {}
-        for i in range(0, len(order), micro_batch):
-            length = min(seq_len, math.ceil(max(order[i : i + micro_batch]) / step) * step)
+        for _, longest in self._micro_batches(seq_len, micro_batch, seed):
+            length = min(seq_len, math.ceil(longest / step) * step)
             out[length] = out.get(length, 0.0) + scale
         return out
 
