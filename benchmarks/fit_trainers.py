@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide.core.calibration import DEFAULT
-from ftdecide.files.catalog import resolve_model
+from ftdecide.probe.records import arch_of_trainer_record
 from ftdecide.core.estimator import estimate_memory
 from ftdecide.probe.records import config_from_trainer_record, read_records
 
@@ -56,7 +56,7 @@ def config(rec: dict):
 
 
 def error(rec: dict, cal=DEFAULT) -> float:
-    est = estimate_memory(resolve_model(rec["model"]), config(rec), cal)
+    est = estimate_memory(arch_of_trainer_record(rec), config(rec), cal)
     return est.peak_allocated_gib / rec["peak_train_alloc_gib"] - 1
 
 
@@ -140,10 +140,10 @@ def timing() -> None:
         cfg = config(r)
         tokens = sum(r["padded_tokens"][-r["accum"] :])
         measured = tokens / statistics.median(r["step_s"][1:])
-        predicted = tokens_per_second(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
+        predicted = tokens_per_second(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
         err = predicted / measured - 1
         errs.setdefault(r["trainer"], []).append(err)
-        s = step_seconds(resolve_model(r["model"]), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
+        s = step_seconds(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
         if s["matmul"] + s["memory"] > s["launch"]:
             bound.setdefault(r["trainer"], []).append(err)
         shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"

@@ -92,15 +92,19 @@ def tokenizer_check() -> None:
     assert n == 1000, n
 
 
-def build_model(model: str, out: pathlib.Path) -> float:
-    """A random-weight bf16 checkpoint of catalog ``model`` in ``out``, and the tokenizer; GiB written."""
+def build_model(line: dict, out: pathlib.Path) -> float:
+    """A random-weight bf16 checkpoint of the line's catalog model (``layers`` of it, where given) in
+    ``out``, and the tokenizer; GiB written."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ftdecide.files.catalog import resolve_model
+    from ftdecide.probe.records import arch_of_trainer_record
 
-    cfg = resolve_model(model).to_hf_config()
-    cfg.update(eos_token_id=0, pad_token_id=1, bos_token_id=None)
+    cfg = arch_of_trainer_record(line).to_hf_config()
+    ids = dict(eos_token_id=0, pad_token_id=1, bos_token_id=None)
+    cfg.update(ids)
+    if "text_config" in cfg:
+        cfg["text_config"].update(ids)
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -125,6 +129,11 @@ def write_data(path: pathlib.Path, n: int, seq: int, lengths: str, seed: int = 0
     return counts
 
 
+def _key(line: dict) -> str:
+    """The checkpoint a line runs: its model, at its number of layers."""
+    return line["model"] + (f"@{line['layers']}L" if line.get("layers") else "")
+
+
 def config_of(line: dict):
     from ftdecide.probe.records import config_from_trainer_record
 
@@ -133,10 +142,10 @@ def config_of(line: dict):
 
 def script_for(line: dict, model_dir: pathlib.Path) -> str:
     """The emitted file for ``line``, changed only where a measurement must be."""
-    from ftdecide.files.catalog import resolve_model
     from ftdecide.emit import emit_config
+    from ftdecide.probe.records import arch_of_trainer_record
 
-    arch = resolve_model(line["model"])
+    arch = arch_of_trainer_record(line)
     text = emit_config(
         line["trainer"],
         arch,
@@ -187,10 +196,10 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
 
 def estimate_gib(line: dict) -> float:
     """The probe loop's plan for this line: an upper bound to pack runs on the GPU with."""
-    from ftdecide.files.catalog import resolve_model
     from ftdecide.core.estimator import estimate_memory
+    from ftdecide.probe.records import arch_of_trainer_record
 
-    return estimate_memory(resolve_model(line["model"]), config_of(line)).required_gib
+    return estimate_memory(arch_of_trainer_record(line), config_of(line)).required_gib
 
 
 def main() -> None:
@@ -252,7 +261,7 @@ def main() -> None:
             )
         # a model's checkpoint goes once no pending or running line needs it (the disk holds about two)
         for m in list(built):
-            if not any(x["model"] == m for x in pending) and not any(x[0]["model"] == m for x in running):
+            if not any(_key(x) == m for x in pending) and not any(_key(x[0]) == m for x in running):
                 shutil.rmtree(built.pop(m), ignore_errors=True)
 
     while pending or running:
@@ -269,19 +278,19 @@ def main() -> None:
         for line in pending[: a.parallel * 3]:
             alone = line["_need"] > a.budget_gib / 2
             ok = (not running) if alone else (len(running) < a.parallel and used + line["_need"] <= a.budget_gib)
-            if ok and line["model"] not in built:
+            if ok and _key(line) not in built:
                 if len(built) >= 2 and running:
                     continue  # wait for a model's runs to end before writing a third checkpoint
-                d = assets / line["model"]
+                d = assets / _key(line)
                 shutil.rmtree(d, ignore_errors=True)
-                gib = build_model(line["model"], d)
-                built[line["model"]] = d
-                print(f"built {line['model']}: {gib:.2f} GiB", flush=True)
+                gib = build_model(line, d)
+                built[_key(line)] = d
+                print(f"built {_key(line)}: {gib:.2f} GiB", flush=True)
             if ok:
                 pending.remove(line)
                 line["concurrent"] = len(running)
                 work = pathlib.Path("/tmp/ftd_runs") / line["id"].replace(":", "_")
-                fut = pool.submit(run_one, line, built[line["model"]], work, a.timeout)
+                fut = pool.submit(run_one, line, built[_key(line)], work, a.timeout)
                 running.append((line, fut, line["_need"]))
                 started = True
                 break

@@ -183,15 +183,24 @@ def test_serving_is_a_hard_filter(fields, method, rank, must, must_not):
         assert not offered & {"prompt", "prefix", "adapter"}
 
 
-# 7. Say what is adapted: peft's all-linear leaves a mixture-of-experts model's routed experts alone.
+# 7. Say what is adapted: peft 0.21's all-linear wraps the fused experts of some mixture-of-experts families
+#    (data/counts/families_2026-12-06.jsonl: Mixtral, Qwen3-MoE) and leaves others' alone (gpt-oss).
 MOE = [
     pytest.param(
         dict(model="mixtral-8x7b", gpu="h100", gpus=8),
         "lora",
         16,
+        ["adapts mixtral's router and fused experts", "dropout 0"],
+        ["matches full fine-tuning", "not the MLP of every expert"],
+        id="mixtral-says-its-experts-are-adapted",
+    ),
+    pytest.param(
+        dict(model="gpt-oss-20b", gpu="h100"),
+        "lora",
+        16,
         ["not the MLP of every expert"],
-        ["matches full fine-tuning"],
-        id="mixtral-says-its-experts-get-no-adapter",
+        ["matches full fine-tuning", "fused experts too"],
+        id="gpt-oss-says-its-experts-get-no-adapter",
     ),
     pytest.param(
         dict(model="llama-3.1-8b", gpu="rtx-4090"),

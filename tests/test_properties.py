@@ -187,7 +187,9 @@ def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
 
 @settings(max_examples=80, deadline=None)
 @given(
-    model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini"]),
+    model=st.sampled_from(
+        ["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "phi-3-mini", "qwen3-30b-a3b", "gpt-oss-20b", "gemma-3-4b"]
+    ),
     method=st.sampled_from(list(methods.names())),
     layers=st.integers(1, 80),
     extra=st.integers(1, 40),
@@ -197,7 +199,9 @@ def test_rule_files_are_problems_or_rules(cond, junk, extra, tmp_path_factory):
 )
 def test_monotone_in_model_size(model, method, layers, extra, seq, batch, gc):
     a = catalog.resolve_model(model)
-    cfg = TrainConfig(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc)
+    # peft's wrapper of fused experts refuses dropout: the model's own default, as the commands take it
+    opts = methods.lora.model_default_options(a, method, {})
+    cfg = TrainConfig(method=method, seq_len=seq, batch_size=batch, gradient_checkpointing=gc, **opts)
     small = estimate_memory(a.model_copy(update={"num_layers": layers}), cfg)
     big = estimate_memory(a.model_copy(update={"num_layers": layers + extra}), cfg)
     assert 0 < small.peak_allocated_gib < big.peak_allocated_gib

@@ -65,6 +65,34 @@ class Arch(BaseModel):
     experts_per_token: int = Field(0, ge=0, le=1 << 14)
     moe_intermediate_size: int = Field(0, ge=0, le=1 << 20)
     shared_expert_intermediate_size: int = Field(0, ge=0, le=1 << 20)
+    # What the families of 2025 hold beyond the Llama layout (transformers 5.17; hfconfig.py sets them
+    # per model_type, and data/counts/families_*.jsonl holds transformers' own counts they reproduce).
+    qk_norm: Literal["", "head", "proj"] = Field(
+        "", description="RMSNorm on queries and keys: per head (Qwen3, Gemma 3: head_dim weights each) or over the projection (OLMo 2)"
+    )
+    o_bias: bool = Field(False, description="o_proj has a bias too (gpt-oss)")
+    attn_sinks: bool = Field(False, description="one learned attention-sink logit per head (gpt-oss)")
+    router: Literal["linear", "param"] = Field(
+        "linear", description="the MoE router: an nn.Linear (which peft's all-linear adapts and bitsandbytes quantizes) or a bare parameter"
+    )
+    router_name: str = "gate"
+    router_bias: bool = False
+    experts_adapted: bool = Field(
+        False, description="peft 0.21's all-linear wraps the fused experts (its ParamWrapper, which refuses any LoRA dropout)"
+    )
+    all_linear_mlp: bool = Field(True, description="peft's all-linear adapts the MLP's nn.Linear modules (not on DeepSeek-V3 or GLM-4.5)")
+    expert_bias: bool = Field(False, description="the fused experts carry biases (gpt-oss)")
+    shared_expert_gate: bool = Field(False, description="a sigmoid gate of one output on the shared expert (Qwen1.5-MoE)")
+    dense_layers: int = Field(0, ge=0, description="layers of a MoE model whose MLP is dense, of intermediate_size")
+    q_lora_rank: int = Field(0, ge=0, le=1 << 20, description="MLA (DeepSeek-V3): the query's low-rank width; 0 without MLA")
+    kv_lora_rank: int = Field(0, ge=0, le=1 << 20, description="MLA: the compressed key-value width; 0: no latent attention")
+    qk_nope_head_dim: int = Field(0, ge=0, le=1 << 14)
+    qk_rope_head_dim: int = Field(0, ge=0, le=1 << 14)
+    v_head_dim: int = Field(0, ge=0, le=1 << 14)
+    vision_params: int = Field(0, ge=0, description="a vision tower and projector the causal-LM class loads too; frozen in training")
+    wrapper: str = Field("", description="the model_type of a config that wraps this text model (gemma3, llama4)")
+    vision_config: tuple[tuple[str, int], ...] = Field((), description="the wrapper's vision_config (its whole-number fields)")
+    note: str = Field("", description="what sizing leaves out or refuses of this family, said wherever the model is sized")
     params_published: Optional[int] = None
     source: str = ""
     model_id: str = Field("", description="what from_pretrained loads: a Hugging Face id or a local folder; empty for a bare size")
@@ -77,16 +105,31 @@ class Arch(BaseModel):
             raise ValueError(f"num_attention_heads {self.num_heads} is not a multiple of num_key_value_heads {self.num_kv_heads}")
         if self.num_experts and not (0 < self.experts_per_token <= self.num_experts):
             raise ValueError("num_experts_per_tok must be between 1 and num_experts")
+        if self.dense_layers > self.num_layers:
+            raise ValueError(f"{self.dense_layers} dense layers is more than num_hidden_layers {self.num_layers}")
         return self
 
     # --- derived dimensions -------------------------------------------------------------------
     @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
     def q_dim(self) -> int:
+        if self.mla:
+            return self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
         return self.num_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
+        if self.mla:  # keys and values after kv_b_proj's up-projection, as attention sees them
+            return self.num_heads * (self.qk_nope_head_dim + self.v_head_dim) // 2
         return self.num_kv_heads * self.head_dim
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP routes to experts (the rest are dense)."""
+        return self.num_layers - self.dense_layers if self.is_moe else 0
 
     @property
     def is_moe(self) -> bool:
@@ -103,18 +146,41 @@ class Arch(BaseModel):
         every call (the architecture is frozen): callers read it, never change it."""
         return _MEMO.of(self, "linear_shapes", self._linear_shapes)
 
-    def _linear_shapes(self) -> dict[str, tuple[int, int, int]]:
+    def _linear_shapes(self) -> dict[str, tuple[int, int, float]]:
         h, q, kv = self.hidden_size, self.q_dim, self.kv_dim
-        shapes: dict[str, tuple[int, int, int]] = {}
-        if self.fused_qkv:
+        shapes: dict[str, tuple[int, int, float]] = {}
+        if self.mla:
+            heads, rope = self.num_heads, self.qk_rope_head_dim
+            if self.q_lora_rank:
+                shapes.update(q_a_proj=(h, self.q_lora_rank, 1), q_b_proj=(self.q_lora_rank, q, 1))
+            else:
+                shapes["q_proj"] = (h, q, 1)
+            shapes.update(
+                kv_a_proj_with_mqa=(h, self.kv_lora_rank + rope, 1),
+                kv_b_proj=(self.kv_lora_rank, heads * (self.qk_nope_head_dim + self.v_head_dim), 1),
+                o_proj=(heads * self.v_head_dim, h, 1),
+            )
+        elif self.fused_qkv:
             shapes["qkv_proj"] = (h, q + 2 * kv, 1)
+            shapes["o_proj"] = (q, h, 1)
         else:
-            shapes.update(q_proj=(h, q, 1), k_proj=(h, kv, 1), v_proj=(h, kv, 1))
-        shapes["o_proj"] = (q, h, 1)
+            shapes.update(q_proj=(h, q, 1), k_proj=(h, kv, 1), v_proj=(h, kv, 1), o_proj=(q, h, 1))
         if self.is_moe:
+            # counts per layer: a module of the MoE layers only, or of the dense ones only, appears in a
+            # share of them (DeepSeek-V3: 3 dense layers of 61)
+            moe = self.moe_layers / self.num_layers if self.dense_layers else 1
+            dense = self.dense_layers / self.num_layers
+            if self.router == "linear":
+                shapes[self.router_name] = (h, self.num_experts, moe)
             si = self.shared_expert_intermediate_size
+            shared = "shared_experts." if self.dense_layers else ""
             if si:
-                shapes.update(gate_proj=(h, si, 1), up_proj=(h, si, 1), down_proj=(si, h, 1), shared_expert_gate=(h, 1, 1))
+                shapes.update({shared + "gate_proj": (h, si, moe), shared + "up_proj": (h, si, moe), shared + "down_proj": (si, h, moe)})
+                if self.shared_expert_gate:
+                    shapes["shared_expert_gate"] = (h, 1, moe)
+            if self.dense_layers:
+                i = self.intermediate_size
+                shapes.update(gate_proj=(h, i, dense), up_proj=(h, i, dense), down_proj=(i, h, dense))
             return shapes
         i = self.intermediate_size
         if self.mlp == "plain":
@@ -123,6 +189,22 @@ class Arch(BaseModel):
             shapes.update(gate_up_proj=(h, 2 * i, 1), down_proj=(i, h, 1))
         else:
             shapes.update(gate_proj=(h, i, 1), up_proj=(h, i, 1), down_proj=(i, h, 1))
+        return shapes
+
+    def adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
+        """:meth:`linear_shapes` plus what peft's all-linear wraps beyond nn.Linear: the fused experts of
+        the families where peft 0.21 matches them (``experts``). Their LoRA, as peft builds it, is an
+        ``(in, out, count)`` entry like the others: gate_up_proj ``(h, 2i)`` at twice the rank over the
+        experts (``2E`` per layer), down_proj ``(i, h)`` at the rank over them (``E`` per layer)."""
+        return _MEMO.of(self, "adapter_shapes", self._adapter_shapes)
+
+    def _adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
+        shapes = dict(self.linear_shapes())
+        if self.is_moe and self.experts_adapted:
+            moe = self.moe_layers / self.num_layers
+            h, i, e = self.hidden_size, self.expert_intermediate, self.num_experts
+            shapes["experts[gate_up_proj]"] = (h, 2 * i, 2 * e * moe)
+            shapes["experts[down_proj]"] = (i, h, e * moe)
         return shapes
 
     def to_hf_config(self) -> dict:
@@ -139,34 +221,103 @@ class Arch(BaseModel):
             "vocab_size": self.vocab_size,
             "tie_word_embeddings": self.tie_embeddings,
         }
+        if self.family not in ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "mixtral", "qwen2_moe"):
+            cfg["attention_bias"] = self.qkv_bias
+        if self.mla:
+            cfg.update(
+                q_lora_rank=self.q_lora_rank,
+                kv_lora_rank=self.kv_lora_rank,
+                qk_nope_head_dim=self.qk_nope_head_dim,
+                qk_rope_head_dim=self.qk_rope_head_dim,
+                v_head_dim=self.v_head_dim,
+            )
+            del cfg["head_dim"]
         if self.is_moe:
-            cfg["num_experts_per_tok"] = self.experts_per_token
-            if self.family == "qwen2_moe":
-                cfg.update(
-                    num_experts=self.num_experts,
-                    moe_intermediate_size=self.moe_intermediate_size,
-                    shared_expert_intermediate_size=self.shared_expert_intermediate_size,
-                )
-            else:
-                cfg["num_local_experts"] = self.num_experts
+            cfg.update(self._moe_config())
+        if self.family == "glm4_moe":
+            cfg["use_qk_norm"] = self.qk_norm == "head"
+        if self.wrapper:
+            text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
+            out = {"model_type": self.wrapper, "text_config": text, "tie_word_embeddings": self.tie_embeddings}
+            if self.vision_config:
+                out["vision_config"] = dict(self.vision_config)
+            return out
         return cfg
 
+    def _moe_config(self) -> dict:
+        """The expert keys of this family's config class."""
+        e, k, L, dense = self.num_experts, self.experts_per_token, self.num_layers, self.dense_layers
+        if self.family == "qwen2_moe":
+            return dict(
+                num_experts=e,
+                num_experts_per_tok=k,
+                moe_intermediate_size=self.moe_intermediate_size,
+                shared_expert_intermediate_size=self.shared_expert_intermediate_size,
+            )
+        if self.family == "qwen3_moe":
+            return dict(
+                num_experts=e, num_experts_per_tok=k, moe_intermediate_size=self.moe_intermediate_size, mlp_only_layers=list(range(dense))
+            )
+        if self.family in ("deepseek_v3", "glm4_moe"):
+            return dict(
+                n_routed_experts=e,
+                num_experts_per_tok=k,
+                moe_intermediate_size=self.moe_intermediate_size,
+                n_shared_experts=self.shared_expert_intermediate_size // max(1, self.moe_intermediate_size),
+                first_k_dense_replace=dense,
+            )
+        if self.family == "llama4_text":
+            return dict(
+                num_local_experts=e,
+                num_experts_per_tok=k,
+                intermediate_size=self.moe_intermediate_size,
+                intermediate_size_mlp=self.intermediate_size,
+                moe_layers=list(range(dense, L)),
+            )
+        return dict(num_local_experts=e, num_experts_per_tok=k)
+
     # --- parameter counts ---------------------------------------------------------------------
-    def layer_linear_params(self) -> int:
-        """Weights of the nn.Linear modules of one layer (without biases)."""
+    def layer_linear_params(self) -> float:
+        """Weights of the nn.Linear modules of one layer (without biases); an average over the layers
+        where dense and MoE layers differ."""
         return sum(i * o * n for i, o, n in self.linear_shapes().values())
 
+    def linear_params(self) -> int:
+        """Weights of every decoder layer's nn.Linear modules, all layers."""
+        return round(self.num_layers * self.layer_linear_params())
+
+    def expert_params(self) -> int:
+        """One routed expert's weights (and biases, gpt-oss)."""
+        n_mats = 3 if self.mlp == "gated" else 2
+        per = n_mats * self.hidden_size * self.expert_intermediate
+        if self.expert_bias:
+            per += (n_mats - 1) * self.expert_intermediate + self.hidden_size
+        return per
+
     def layer_expert_params(self) -> int:
-        """Routed-expert weights and router of one MoE layer (3-D fused parameters)."""
+        """Routed-expert weights of one MoE layer (3-D fused parameters) and a router that is not an
+        nn.Linear."""
         if not self.is_moe:
             return 0
-        n_mats = 3 if self.mlp == "gated" else 2
-        return self.num_experts * n_mats * self.hidden_size * self.expert_intermediate + self.hidden_size * self.num_experts
+        out = self.num_experts * self.expert_params()
+        if self.router == "param":
+            out += self.hidden_size * self.num_experts
+        if self.router_bias:
+            out += self.num_experts
+        return out
 
     def layer_other_params(self) -> int:
-        """Biases and norm weights of one layer."""
+        """Biases, norm weights and attention sinks of one layer."""
         bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
-        return bias + self.norms_per_layer * self.hidden_size
+        bias += self.hidden_size if self.o_bias else 0
+        norms = self.norms_per_layer * self.hidden_size
+        if self.qk_norm == "head":
+            norms += 2 * self.head_dim
+        elif self.qk_norm == "proj":
+            norms += self.q_dim + self.kv_dim
+        if self.mla:
+            norms += self.q_lora_rank + self.kv_lora_rank
+        return bias + norms + (self.num_heads if self.attn_sinks else 0)
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
@@ -175,31 +326,35 @@ class Arch(BaseModel):
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
 
     def total_params(self) -> int:
-        """All parameters (tied embeddings counted once), as ``sum(p.numel())`` over the model."""
+        """All parameters (tied embeddings counted once), as ``sum(p.numel())`` over the model that
+        ``AutoModelForCausalLM`` builds, a vision tower it loads included."""
         return _MEMO.of(self, "total_params", self._total_params)
 
     def _total_params(self) -> int:
-        per_layer = self.layer_linear_params() + self.layer_expert_params() + self.layer_other_params()
-        return self.num_layers * per_layer + self.embedding_params() + self.head_params() + self.hidden_size
+        layers = self.linear_params() + self.moe_layers * self.layer_expert_params() + self.num_layers * self.layer_other_params()
+        return layers + self.embedding_params() + self.head_params() + self.hidden_size + self.vision_params
 
     def param_tensors(self) -> int:
         """Number of parameter tensors (what a per-tensor optimizer loops over)."""
-        per_layer = sum(n for _, _, n in self.linear_shapes().values()) + self.norms_per_layer + (3 if self.qkv_bias else 0)
+        per_layer = sum(n for _, _, n in self.linear_shapes().values()) + self.norms_per_layer
+        per_layer += (3 if self.qkv_bias else 0) + self.o_bias + self.attn_sinks + (2 if self.qk_norm else 0) + (2 if self.mla else 0)
+        out = self.num_layers * per_layer
         if self.is_moe:
-            per_layer += 4  # fused gate/up/down experts and the router
-        return self.num_layers * per_layer + (1 if self.tie_embeddings else 2) + 1
+            # fused gate/up/down experts, a bare router, their biases
+            out += self.moe_layers * (2 + (self.router == "param") + self.router_bias + 2 * self.expert_bias)
+        return round(out) + (1 if self.tie_embeddings else 2) + 1
 
     def quantizable_params(self) -> int:
-        """Parameters that bitsandbytes quantizes to 4 bit in QLoRA: every nn.Linear but the head."""
-        return self.num_layers * self.layer_linear_params()
+        """Parameters that bitsandbytes quantizes to 4 bit in QLoRA: every nn.Linear of the decoder
+        layers (not the head, not the fused experts, which are not nn.Linear)."""
+        return self.linear_params()
 
     def active_params(self) -> int:
         """Parameters one token passes through (MoE: only its routed experts): what FLOPs scale with."""
         if not self.is_moe:
             return self.total_params()
-        n_mats = 3 if self.mlp == "gated" else 2
-        routed = self.experts_per_token * n_mats * self.hidden_size * self.expert_intermediate
-        return self.total_params() - self.num_layers * (self.layer_expert_params() - routed)
+        idle = self.moe_layers * (self.num_experts - self.experts_per_token) * self.expert_params()
+        return self.total_params() - idle - self.vision_params
 
     # --- LoRA ---------------------------------------------------------------------------------
     def resolve_targets(self, targets: str | list[str] | tuple[str, ...], what: str = "LoRA target(s)") -> tuple[str, ...]:
@@ -207,22 +362,27 @@ class Arch(BaseModel):
 
         ``targets`` is ``all-linear``, ``attn``, ``mlp``, ``qv`` or a comma-separated list of module
         names (``q_proj,v_proj``). Raises InputError naming the unknown modules."""
-        names = self.linear_shapes()
+        names = self.adapter_shapes()
         if isinstance(targets, str):
             spec = targets.strip()
             if spec in ("all-linear", "all_linear", "all"):
-                return tuple(names)
-            wanted = TARGET_SETS.get(spec) or tuple(t.strip() for t in spec.split(",") if t.strip())
+                return tuple(m for m in names if self.all_linear_mlp or not m.endswith(MLP_MODULES))
+            if spec == "attn" and self.mla:
+                wanted: tuple[str, ...] = tuple(m for m in names if "_proj" in m and not m.endswith(MLP_MODULES) and "[" not in m)
+            else:
+                wanted = TARGET_SETS.get(spec) or tuple(t.strip() for t in spec.split(",") if t.strip())
         else:
             wanted = tuple(targets)
         out: list[str] = []
         unknown = []
         for t in wanted:
-            m = t if t in names else _FUSED_ALIASES.get(t) if self.fused_qkv else None
-            if m is None or m not in names:
+            t = _FUSED_ALIASES.get(t, t) if self.fused_qkv else t
+            # peft matches a module by the end of its path: "down_proj" is the dense MLP's and the
+            # shared expert's; "experts" is the fused experts' two parameters
+            found = [m for m in names if m == t or m.endswith("." + t) or (t == "experts" and m.startswith("experts["))]
+            if not found:
                 unknown.append(t)
-            elif m not in out:
-                out.append(m)
+            out.extend(m for m in found if m not in out)
         if unknown or not out:
             # a preview: a 5,000-character target list must not fill the terminal
             named = preview(", ".join(unknown)) if unknown else preview(str(targets))
@@ -231,11 +391,15 @@ class Arch(BaseModel):
 
     def lora_params(self, rank: int, modules: tuple[str, ...]) -> int:
         """Trainable LoRA parameters: r * (in + out) per targeted module, over all layers (as peft counts)."""
-        shapes = self.linear_shapes()
-        return self.num_layers * sum(rank * (shapes[m][0] + shapes[m][1]) * shapes[m][2] for m in modules)
+        shapes = self.adapter_shapes()
+        return round(self.num_layers * sum(rank * (shapes[m][0] + shapes[m][1]) * shapes[m][2] for m in modules))
+
+    def refuses_dropout(self, modules: tuple[str, ...]) -> bool:
+        """Whether peft refuses LoRA dropout on these modules: its ParamWrapper over fused experts does."""
+        return any("[" in m for m in modules)
 
     def max_rank(self, modules: tuple[str, ...]) -> int:
         """The largest rank that is still below the full rank of some targeted module (the largest
         min(in, out)); peft accepts more, but such an adapter is no longer low-rank anywhere."""
-        shapes = self.linear_shapes()
+        shapes = self.adapter_shapes()
         return max(min(shapes[m][0], shapes[m][1]) for m in modules)

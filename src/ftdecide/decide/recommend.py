@@ -79,7 +79,9 @@ def _lora_from_rules(arch: Arch, settings: dict) -> LoraShape:
     requested = int(settings.get("rank", DEFAULT_LORA.rank))
     rank = min(requested, max_rank)
     alpha = int(settings["alpha"]) if ("alpha" in settings and rank == requested) else 2 * rank
-    return LoraShape(rank=rank, alpha=alpha, targets=targets, dropout=float(settings.get("dropout", DEFAULT_LORA.dropout)))
+    # peft's wrapper of fused experts refuses dropout: a plan that adapts them trains without (rule moe-experts-adapted says so)
+    dropout = 0.0 if arch.refuses_dropout(arch.resolve_targets(targets)) else float(settings.get("dropout", DEFAULT_LORA.dropout))
+    return LoraShape(rank=rank, alpha=alpha, targets=targets, dropout=dropout)
 
 
 def _assumptions(cal: Calibration) -> dict:
@@ -174,16 +176,17 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
     epochs0 = sc.epochs or DEFAULT_EPOCHS
-    cands0 = size(DEFAULT_LORA, epochs0, SAFETY_MARGIN)
+    lora0 = _lora_from_rules(arch, {})  # the default shape, as this model takes it (dropout)
+    cands0 = size(lora0, epochs0, SAFETY_MARGIN)
     facts0 = rulenames.Facts(
         sc,
         arch,
         gpu,
         cands0,
         epochs0,
-        levers(DEFAULT_LORA),
+        levers(lora0),
         SAFETY_MARGIN,
-        _min_gpus(sc, cands0, scale(DEFAULT_LORA, epochs0, SAFETY_MARGIN, cands0)),
+        _min_gpus(sc, cands0, scale(lora0, epochs0, SAFETY_MARGIN, cands0)),
     )
     first = rules.evaluate(rs, rulenames.environment(facts0))
     st = first.settings

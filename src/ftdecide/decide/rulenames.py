@@ -76,12 +76,24 @@ def _base() -> list[Name]:
         Name("variants", NUM, lambda f: f.scenario.variants, "task variants of this model, each trained and served"),
         Name("months", NUM, lambda f: f.scenario.months, "months of serving the first-year cost counts"),
         Name("moe", BOOL, lambda f: f.arch.is_moe, "whether the model routes each token to a few of its experts"),
+        Name(
+            "experts_adapted",
+            BOOL,
+            lambda f: f.arch.refuses_dropout(_lora_modules(f)),
+            "whether the LoRA targets include the fused experts (peft 0.21's all-linear does on Mixtral, Qwen3-MoE, DeepSeek-V3, GLM-4.5)",
+        ),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
         Name("bf16_supported", BOOL, lambda f: f.gpu.bf16, "whether the GPU has bf16"),
         Name("optimizer", STR, lambda f: f.scenario.optimizer, "the optimizer"),
         Name("liger", BOOL, lambda f: f.scenario.liger, "whether Liger kernel is switched on"),
         Name("offload_activations", BOOL, lambda f: f.scenario.offload_activations, "whether activations are offloaded"),
     ]
+
+
+def _lora_modules(f) -> tuple[str, ...]:
+    """The modules the LoRA candidate adapts."""
+    cfg = f.candidates["lora"].config
+    return cfg.method_spec.adapted_modules(f.arch, cfg)
 
 
 # Levers a rule can weigh for a method that misses the GPU: the scenario field each switches on.

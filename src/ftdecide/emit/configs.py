@@ -29,10 +29,10 @@ def emit_axolotl(p: _Plan) -> str:
     if p.lora:
         cfg.update({k: getattr(p.lora, a) for k, a in p.keys.axolotl_shape})
         cfg.update(dict(p.keys.axolotl_options))
-        if p.all_linear:
+        if p.peft_targets == "all-linear":
             cfg["lora_target_linear"] = True
         else:
-            cfg["lora_target_modules"] = p.modules
+            cfg["lora_target_modules"] = p.peft_targets
     cfg.update(
         datasets=[{"path": p.dataset, "ds_type": "json", "type": "chat_template"}],
         val_set_size=p.val_share,  # the evaluation plan's held-out examples, as a share
@@ -71,7 +71,8 @@ def emit_llamafactory(p: _Plan) -> str:
     cfg.update(stage="sft", do_train=True, finetuning_type=p.keys.llamafactory_type)
     if p.lora:
         cfg.update({k: getattr(p.lora, a) for k, a in p.keys.llamafactory_shape})
-        cfg["lora_target"] = "all" if p.all_linear else ",".join(p.modules)
+        # LLaMA-Factory's "all" leaves a vision tower out itself (freeze_vision_tower)
+        cfg["lora_target"] = "all" if p.all_linear else ",".join(dict.fromkeys(m.split("[", 1)[0] for m in p.modules))
         cfg.update(dict(p.keys.llamafactory_options))
     cfg.update(
         dataset="ftdecide_data",

@@ -22,10 +22,22 @@ FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
     "phi3": (False, True, 2, "sdpa"),
     "mixtral": (False, False, 2, "sdpa"),
     "qwen2_moe": (True, False, 2, "sdpa"),
+    "qwen3_moe": (False, False, 2, "sdpa"),
+    "gemma3_text": (False, False, 4, "sdpa"),
+    "gemma3": (False, False, 4, "sdpa"),
+    # transformers refuses sdpa for gpt-oss (its attention sinks): it trains with eager attention
+    "gpt_oss": (False, False, 2, "eager"),
+    "llama4_text": (False, False, 2, "sdpa"),
+    "llama4": (False, False, 2, "sdpa"),
+    "deepseek_v3": (False, False, 2, "sdpa"),
+    "olmo2": (False, False, 2, "sdpa"),
+    "granite": (False, False, 2, "sdpa"),
+    "smollm3": (False, False, 2, "sdpa"),
+    "glm4_moe": (False, False, 2, "sdpa"),
 }
 # What transformers' config class of each family (transformers 5.17, models/<family>/configuration_*.py)
 # takes for a key a config.json leaves out. num_key_value_heads None: as many as the attention heads;
-# head_dim None: hidden_size // heads; experts: the family's own key for its expert count (a key of another
+# head_dim None: hidden_size // heads; experts: the family's own keys for its expert count (a key of another
 # family is ignored, as the class ignores it), its default and the experts per token.
 DEFAULTS: dict[str, dict] = {
     "llama": {"kv": None, "head_dim": None, "tie": False},
@@ -35,15 +47,67 @@ DEFAULTS: dict[str, dict] = {
     "gemma": {"kv": 16, "head_dim": 256, "tie": True},
     "gemma2": {"kv": 4, "head_dim": 256, "tie": True},
     "phi3": {"kv": None, "head_dim": None, "tie": False},
-    "mixtral": {"kv": 8, "head_dim": None, "tie": False, "experts": ("num_local_experts", 8, 2)},
+    "mixtral": {"kv": 8, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
     "qwen2_moe": {
         "kv": 16,
         "head_dim": None,
         "tie": False,
-        "experts": ("num_experts", 60, 4),
+        "experts": (("num_experts",), 60, 4),
         "moe_intermediate_size": 1408,
         "shared_expert_intermediate_size": 5632,
     },
+    # Qwen3MoeConfig maps num_experts onto num_local_experts
+    "qwen3_moe": {
+        "kv": 4,
+        "head_dim": 128,
+        "tie": False,
+        "experts": (("num_experts", "num_local_experts"), 128, 8),
+        "moe_intermediate_size": 768,
+    },
+    # Gemma3TextConfig's required-field defaults: a Gemma 3 text_config may leave them out
+    "gemma3_text": {
+        "kv": 4,
+        "head_dim": 256,
+        "tie": True,
+        "required": {
+            "vocab_size": 262208,
+            "hidden_size": 2304,
+            "intermediate_size": 9216,
+            "num_hidden_layers": 26,
+            "num_attention_heads": 8,
+        },
+    },
+    "gpt_oss": {"kv": 8, "head_dim": 64, "tie": False, "bias": True, "experts": (("num_local_experts",), 128, 4)},
+    "llama4_text": {"kv": 8, "head_dim": 128, "tie": False, "experts": (("num_local_experts",), 16, 1)},
+    "deepseek_v3": {"kv": 128, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 256, 8), "moe_intermediate_size": 2048},
+    "olmo2": {"kv": None, "head_dim": None, "tie": False},
+    "granite": {"kv": None, "head_dim": None, "tie": False},
+    "smollm3": {"kv": 4, "head_dim": None, "tie": True},
+    "glm4_moe": {"kv": 8, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 128, 8), "moe_intermediate_size": 1408},
+}
+# Per family, what its layers hold beyond the Llama layout (Arch fields; transformers 5.17's modeling
+# files, and what peft 0.21's all-linear wraps: data/counts/families_2026-12-06.jsonl).
+LAYOUT: dict[str, dict] = {
+    "qwen2_moe": {"router": "param", "shared_expert_gate": True},
+    "qwen3": {"qk_norm": "head"},
+    "qwen3_moe": {"qk_norm": "head", "experts_adapted": True},
+    "mixtral": {"experts_adapted": True},
+    "gemma3_text": {"qk_norm": "head"},
+    "gpt_oss": {"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
+    "llama4_text": {"router_name": "router"},
+    # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
+    "deepseek_v3": {"experts_adapted": True, "all_linear_mlp": False},
+    "olmo2": {"qk_norm": "proj"},
+    "glm4_moe": {"experts_adapted": True, "all_linear_mlp": False},
+}
+# Families whose config wraps a text model: AutoModelForCausalLM builds the text model and, for Gemma 3,
+# the vision tower with it; Llama 4's causal-LM class leaves its vision tower out.
+WRAPPERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+# Image-text families AutoModelForCausalLM does not build: no trainer's causal-LM path loads them.
+REFUSED = {
+    "mistral3": "mistral3 (Mistral Small 3.1 and 3.2) is an image-text model that AutoModelForCausalLM does not build, so "
+    "TRL's and the other trainers' causal-LM path cannot load it; size its text model (mistral-small-3-24b, or its text_config "
+    "saved as a mistral config.json)",
 }
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 _OPTIONAL_INTS = (
@@ -51,10 +115,112 @@ _OPTIONAL_INTS = (
     "head_dim",
     "num_local_experts",
     "num_experts",
+    "n_routed_experts",
     "num_experts_per_tok",
     "moe_intermediate_size",
     "shared_expert_intermediate_size",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "intermediate_size_mlp",
+    "interleave_moe_layer_step",
+    "decoder_sparse_step",
+    "q_lora_rank",
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
 )
+# SiglipVisionConfig's defaults (transformers 5.17), which Gemma3Config takes for a vision_config it lacks
+_SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "patch_size": 16, "image_size": 224, "num_channels": 3}
+
+
+def siglip_params(vision: dict, text_hidden: int) -> int:
+    """Parameters of Gemma 3's SigLIP vision tower (with its attention-pooling head) and its projector
+    onto the text model's width, as transformers 5.17 builds them."""
+    v = {**_SIGLIP, **{k: vision[k] for k in _SIGLIP if isinstance(vision.get(k), int) and not isinstance(vision.get(k), bool)}}
+    h, i, layers, p = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"]
+    patches = (v["image_size"] // p) ** 2
+    embeddings = h * v["num_channels"] * p * p + h + patches * h
+    layer = 4 * h + 4 * (h * h + h) + (h * i + i) + (i * h + h)
+    head = h + 3 * h * h + 3 * h + h * h + h + 2 * h + (h * i + i) + (i * h + h)
+    projector = h * text_hidden + h
+    return embeddings + layers * layer + 2 * h + head + projector
+
+
+def reduce_layers(cfg: dict, layers: int) -> dict:
+    """``cfg`` with ``layers`` decoder layers (a measurement's smaller copy of a model): the keys that
+    name layers (a MoE model's dense first layers, its MoE layer list) follow, so that the copy keeps
+    the mix of dense and MoE layers as far as it can."""
+    out = dict(cfg)
+    if cfg.get("model_type") in WRAPPERS and isinstance(cfg.get("text_config"), dict):
+        out["text_config"] = reduce_layers({"model_type": WRAPPERS[cfg["model_type"]], **cfg["text_config"]}, layers)
+        out["text_config"].pop("model_type")
+        if isinstance(out.get("vision_config"), dict) and "num_hidden_layers" in out["vision_config"]:
+            out["vision_config"] = dict(out["vision_config"], num_hidden_layers=min(out["vision_config"]["num_hidden_layers"], layers))
+        return out
+    out["num_hidden_layers"] = layers
+    if "first_k_dense_replace" in cfg:
+        out["first_k_dense_replace"] = min(cfg["first_k_dense_replace"], max(0, layers - 1))
+    for key in ("layer_types", "moe_layers", "no_rope_layers"):
+        out.pop(key, None)
+    if isinstance(cfg.get("mlp_only_layers"), list):
+        out["mlp_only_layers"] = [i for i in cfg["mlp_only_layers"] if isinstance(i, int) and i < layers]
+    return out
+
+
+def _int(cfg: dict, key: str, default):
+    v = cfg.get(key)
+    return default if v is None else v
+
+
+def _dense_layers(mt: str, cfg: dict, layers: int) -> int:
+    """Layers of a MoE model whose MLP is dense, as the family's decoder decides per layer."""
+    if mt in ("deepseek_v3", "glm4_moe"):
+        return min(layers, _int(cfg, "first_k_dense_replace", 3 if mt == "deepseek_v3" else 1))
+    if mt == "qwen3_moe":
+        step = _int(cfg, "decoder_sparse_step", 1) or 1
+        only = cfg.get("mlp_only_layers") or []
+        if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
+            raise ValueError(f"'mlp_only_layers' must be a list of layer numbers, got {preview(only)}")
+        return sum(1 for i in range(layers) if i in only or (i + 1) % step)
+    if mt == "llama4_text":
+        moe = cfg.get("moe_layers")
+        if moe is None:
+            step = _int(cfg, "interleave_moe_layer_step", 1) or 1
+            moe = list(range(step - 1, layers, step))
+        if not isinstance(moe, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in moe):
+            raise ValueError(f"'moe_layers' must be a list of layer numbers, got {preview(moe)}")
+        return layers - len({i for i in moe if 0 <= i < layers})
+    return 0
+
+
+def _widths(mt: str, cfg: dict, d: dict) -> tuple[int, int, int]:
+    """(dense MLP width, routed expert width, shared expert width) as the family names them."""
+    dense_i, moe_i, shared_i = cfg["intermediate_size"], 0, 0
+    if "moe_intermediate_size" in d:
+        moe_i = _int(cfg, "moe_intermediate_size", d["moe_intermediate_size"])
+    if mt == "qwen2_moe":
+        shared_i = _int(cfg, "shared_expert_intermediate_size", d["shared_expert_intermediate_size"])
+    elif mt in ("deepseek_v3", "glm4_moe"):
+        shared_i = _int(cfg, "n_shared_experts", 1) * moe_i
+    elif mt == "llama4_text":
+        # the routed and the shared expert are intermediate_size wide; a dense layer's MLP intermediate_size_mlp
+        moe_i = shared_i = cfg["intermediate_size"]
+        dense_i = _int(cfg, "intermediate_size_mlp", 16384)
+    return dense_i, moe_i, shared_i
+
+
+def _mla(mt: str, cfg: dict) -> dict:
+    """DeepSeek-V3's latent attention widths (DeepseekV3Config's defaults for those left out)."""
+    if mt != "deepseek_v3":
+        return {}
+    return {
+        "q_lora_rank": _int(cfg, "q_lora_rank", 1536),
+        "kv_lora_rank": _int(cfg, "kv_lora_rank", 512) or 512,
+        "qk_nope_head_dim": _int(cfg, "qk_nope_head_dim", 128),
+        "qk_rope_head_dim": _int(cfg, "qk_rope_head_dim", 64),
+        "v_head_dim": _int(cfg, "v_head_dim", 128),
+    }
 
 
 def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
@@ -64,8 +230,17 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     mt = cfg.get("model_type")
     if mt is None:
         raise InputError(f"{name}: not a model config: no 'model_type' field")
+    if isinstance(mt, str) and mt in REFUSED:
+        raise InputError(f"{name}: {REFUSED[mt]}")
     if not isinstance(mt, str) or mt not in FAMILIES:
         raise InputError(f"{name}: model_type {preview(mt)} is not supported (supported: {', '.join(sorted(FAMILIES))})")
+    outer, vision, note, wrapper, vision_config = cfg, 0, "", "", ()
+    if mt in WRAPPERS:
+        text = cfg.get("text_config") or {}
+        if not isinstance(text, dict):
+            raise InputError(f"{name}: 'text_config' must be an object, got {preview(text)}")
+        wrapper, mt = mt, WRAPPERS[mt]
+        cfg = {**DEFAULTS[mt].get("required", {}), **text, "model_type": mt}
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
         raise InputError(f"{name}: model config is missing {', '.join(missing)}")
@@ -77,39 +252,68 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         v = cfg.get(k)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
             raise InputError(f"{name}: '{k}' must be a whole number, got {preview(v)}")
-    path_name = cfg.get("_name_or_path")
+    path_name = outer.get("_name_or_path")
     if path_name is not None and not isinstance(path_name, str):
         raise InputError(f"{name}: '_name_or_path' must be a string, got {preview(path_name)}")
+    if outer is not cfg:
+        vc = outer.get("vision_config") or {}
+        if not isinstance(vc, dict):
+            raise InputError(f"{name}: 'vision_config' must be an object, got {preview(vc)}")
+        if mt == "gemma3_text":
+            vision = siglip_params(vc, cfg["hidden_size"])
+            vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
+            note = (
+                "Gemma 3's vision tower loads with the model and is counted: adapters target the text model only "
+                "and leave it frozen; full fine-tuning trains it too"
+            )
+        else:
+            note = "Llama 4's causal-LM class loads the text model only: its vision tower is left out of memory and of training"
     bias, fused, norms, attn = FAMILIES[mt]
     d = DEFAULTS[mt]
+    layout = LAYOUT.get(mt, {})
     heads = cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads") or d["kv"] or heads
     head_dim = cfg.get("head_dim") or d["head_dim"] or cfg["hidden_size"] // heads
-    tie_default = d["tie"]
-    expert_key, expert_default, per_token_default = d.get("experts", (None, 0, 0))
-    experts = (cfg.get(expert_key) or expert_default) if expert_key else 0
+    expert_keys, expert_default, per_token_default = d.get("experts", ((), 0, 0))
+    experts = next((cfg[k] for k in expert_keys if cfg.get(k)), expert_default) if expert_keys else 0
+    dense_i, moe_i, shared_i = _widths(mt, cfg, d)
+    mla = _mla(mt, cfg)
+    if mla:
+        head_dim = mla["qk_rope_head_dim"]
     try:
+        attention_bias = flag(cfg.get("attention_bias"), "attention_bias", d.get("bias", bias))
+        qk_norm = layout.get("qk_norm", "")
+        if mt == "glm4_moe" and flag(cfg.get("use_qk_norm"), "use_qk_norm", False):
+            qk_norm = "head"
+        tie = flag(cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings")), "tie_word_embeddings", d["tie"])
         return Arch(
-            name=cfg.get("_name_or_path") or name,
+            name=path_name or name,
             family=mt,
             hidden_size=cfg["hidden_size"],
-            intermediate_size=cfg["intermediate_size"],
+            intermediate_size=dense_i,
             num_layers=cfg["num_hidden_layers"],
             num_heads=heads,
             num_kv_heads=kv,
             head_dim=head_dim,
             vocab_size=cfg["vocab_size"],
-            tie_embeddings=flag(cfg.get("tie_word_embeddings"), "tie_word_embeddings", tie_default),
-            qkv_bias=flag(cfg.get("attention_bias"), "attention_bias", bias) if mt != "qwen2" else True,
+            tie_embeddings=tie,
+            qkv_bias=attention_bias if mt != "qwen2" else True,
             fused_qkv=fused,
             norms_per_layer=norms,
             attention=attn,
             num_experts=experts,
-            experts_per_token=(cfg.get("num_experts_per_tok") or per_token_default) if experts else 0,
-            moe_intermediate_size=(cfg.get("moe_intermediate_size") or d["moe_intermediate_size"]) if "moe_intermediate_size" in d else 0,
-            shared_expert_intermediate_size=(cfg.get("shared_expert_intermediate_size") or d["shared_expert_intermediate_size"])
-            if "shared_expert_intermediate_size" in d
-            else 0,
+            experts_per_token=_int(cfg, "num_experts_per_tok", per_token_default) if experts else 0,
+            moe_intermediate_size=moe_i if experts else 0,
+            shared_expert_intermediate_size=shared_i if experts else 0,
+            dense_layers=_dense_layers(mt, cfg, cfg["num_hidden_layers"]) if experts else 0,
+            o_bias=attention_bias and layout.get("o_bias", False),
+            vision_params=vision,
+            wrapper=wrapper,
+            vision_config=vision_config,
+            note=note,
+            **{k: v for k, v in layout.items() if k not in ("qk_norm", "o_bias")},
+            qk_norm=qk_norm,
+            **mla,
             source=name,
         )
     except ValueError as e:

@@ -170,12 +170,12 @@ class Method:
 
     def trainable_matrices(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> list[tuple[int, int, int]]:
         """(rows, cols, count) of the trainable matrices, for the optimizers' per-tensor rules."""
-        shapes = arch.linear_shapes()
+        shapes = arch.adapter_shapes()
         L = arch.num_layers
         out: list[tuple[int, int, int]] = []
         for m in mods:
             i, o, n = shapes[m]
-            out += [(cfg.lora_rank, i, n * L), (o, cfg.lora_rank, n * L)]
+            out += [(cfg.lora_rank, i, round(n * L)), (o, cfg.lora_rank, round(n * L))]
         return out
 
     def trainable_tensors(self, arch: "Arch", mods: tuple[str, ...]) -> int:

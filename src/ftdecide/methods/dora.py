@@ -21,14 +21,14 @@ IDENTITY_BYTES = 2.0  # torch.eye in the input's dtype (bf16)
 
 class DoRA(LoraFamily):
     def adapter_params(self, arch, cfg, mods) -> int:
-        shapes = arch.linear_shapes()
-        magnitude = arch.num_layers * sum(shapes[m][1] * shapes[m][2] for m in mods)
+        shapes = arch.adapter_shapes()
+        magnitude = round(arch.num_layers * sum(shapes[m][1] * shapes[m][2] for m in mods))
         return super().adapter_params(arch, cfg, mods) + magnitude
 
     def trainable_matrices(self, arch, cfg, mods):
-        shapes = arch.linear_shapes()
+        shapes = arch.adapter_shapes()
         L = arch.num_layers
-        return super().trainable_matrices(arch, cfg, mods) + [(shapes[m][1], 1, shapes[m][2] * L) for m in mods]
+        return super().trainable_matrices(arch, cfg, mods) + [(shapes[m][1], 1, round(shapes[m][2] * L)) for m in mods]
 
     def trainable_tensors(self, arch, mods) -> int:
         return 3 * len(mods) * arch.num_layers
@@ -36,7 +36,7 @@ class DoRA(LoraFamily):
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         # One in x in identity per adapted linear (``big``/``big_gc`` bytes per entry): every layer's
         # without checkpointing, one layer's (the recomputed one) with it.
-        shapes = arch.linear_shapes()
+        shapes = arch.adapter_shapes()
         identities = sum(shapes[m][0] ** 2 * shapes[m][2] for m in mods)
         return identities * (coef.big_gc if gc else coef.big * arch.num_layers)
 
@@ -46,7 +46,7 @@ class DoRA(LoraFamily):
         # reuses the base result.
         if cfg.lora_dropout <= 0:
             return 0.0
-        shapes = arch.linear_shapes()
+        shapes = arch.adapter_shapes()
         weights = arch.num_layers * sum(shapes[m][0] * shapes[m][1] * shapes[m][2] for m in mods)
         return (6.0 if cfg.gradient_checkpointing else 4.0) * weights
 

@@ -25,10 +25,12 @@ class FullFineTuning(Method):
 
     def trainable_matrices(self, arch, cfg, mods):
         L = arch.num_layers
-        out = [(o, i, n * L) for i, o, n in arch.linear_shapes().values()]
+        out = [(o, i, round(n * L)) for i, o, n in arch.linear_shapes().values()]
         if arch.is_moe:
-            e = arch.expert_intermediate
-            out += [(e, arch.hidden_size, 3 * arch.num_experts * L), (arch.num_experts, arch.hidden_size, L)]
+            e, moe = arch.expert_intermediate, arch.moe_layers
+            out.append((e, arch.hidden_size, 3 * arch.num_experts * moe))
+            if arch.router == "param":
+                out.append((arch.num_experts, arch.hidden_size, moe))
         out.append((arch.vocab_size, arch.hidden_size, 1 if arch.tie_embeddings else 2))
         return out
 

@@ -17,6 +17,7 @@ kept in fp32 (``ActCoef.a_in``); both fitted on the IA3 runs of ``data/measureme
 from __future__ import annotations
 
 from ..core.coefs import ActCoef
+from ..core.errors import InputError
 
 from . import EmitKeys, Method, register
 from .options import Option
@@ -41,7 +42,13 @@ class IA3(Method):
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         names = arch.linear_shapes()
         if cfg.ia3_targets != "default":
-            return arch.resolve_targets(cfg.ia3_targets, what="IA3 target(s)")
+            mods = arch.resolve_targets(cfg.ia3_targets, what="IA3 target(s)")
+            fused = [m for m in mods if m not in names]
+            if fused:
+                raise InputError(
+                    f"IA3 cannot scale {arch.name}'s fused experts ({', '.join(fused)}): peft's IA3 takes nn.Linear modules only"
+                )
+            return mods
         if "qkv_proj" in names:
             keys: tuple[str, ...] = ("qkv_proj",)
         elif arch.family in QUERY_FAMILIES:

@@ -42,6 +42,11 @@ class LoraFamily(Method):
 
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         mods = arch.resolve_targets(cfg.lora_targets)
+        if cfg.lora_dropout > 0 and arch.refuses_dropout(mods):
+            raise InputError(
+                f"peft 0.21 adapts {arch.name}'s fused experts through its ParamWrapper, which refuses LoRA dropout "
+                f"{cfg.lora_dropout:g} (the trainer stops before its first step): use dropout 0, or targets without the experts (attn)"
+            )
         if cfg.lora_rank > arch.max_rank(mods):
             raise InputError(
                 f"LoRA rank {cfg.lora_rank} exceeds the smallest targeted layer dimension ({arch.max_rank(mods)}) of {arch.name}"
@@ -55,7 +60,7 @@ class LoraFamily(Method):
         # What adapters make a frozen layer keep: a_o per adapted output (DoRA's kept results); with
         # dropout, a dropped-out copy and mask of every adapted input; without, the inputs of adapted
         # o_proj/down_proj and the normed input of each adapted block, which a frozen layer would not keep.
-        shapes = arch.linear_shapes()
+        shapes = arch.adapter_shapes()
         out = coef.a_o * sum(shapes[m][1] * shapes[m][2] for m in mods)
         if cfg.lora_dropout > 0:
             return out + cal.dropout_bytes * sum(shapes[m][0] for m in mods)
@@ -111,6 +116,33 @@ _TARGETS = {
     "attn": {"default": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"]},
     "mlp": {"default": ["gate_proj", "up_proj", "down_proj"], "phi3": ["gate_up_proj", "down_proj"]},
 }
+
+
+def model_default_options(arch, method: str, opts: dict) -> dict:
+    """``opts`` (method options given by name) with the defaults that depend on the model: LoRA dropout is
+    0 where peft wraps fused experts in its ParamWrapper, which refuses any other. A dropout given
+    explicitly is kept, for :meth:`LoraFamily.adapted_modules` to refuse."""
+    from . import get, names
+
+    spec = get(method) if method in names() else None
+    if spec is None or "lora_dropout" not in {o.name for o in spec.options} or opts.get("lora_dropout") is not None:
+        return opts
+    try:
+        mods = arch.resolve_targets(opts.get("lora_targets") or DEFAULT_LORA.targets)
+    except InputError:
+        return opts  # the method names the bad target
+    return {**opts, "lora_dropout": 0.0} if arch.refuses_dropout(mods) else opts
+
+
+def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]":
+    """What an emitted LoraConfig's ``target_modules`` says for the modules a plan adapts: peft's own
+    ``all-linear``; the module names (fused experts by their module, ``experts``); or, where the model
+    wraps a text model with a vision tower (Gemma 3), a pattern that keeps the adapters in the text model,
+    which ``all-linear`` and bare names would not (the tower has q_proj, k_proj and v_proj too)."""
+    names = list(dict.fromkeys(m.split("[", 1)[0] for m in modules))
+    if arch.vision_params:
+        return r".*language_model.*\.(" + "|".join(n.replace(".", r"\.") for n in names) + ")"
+    return "all-linear" if all_linear else names
 
 
 def lora_target_modules(targets: str, model_type: str) -> "str | list[str]":

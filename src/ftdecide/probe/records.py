@@ -59,6 +59,19 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
     )
 
 
+def arch_of_trainer_record(d: dict) -> Arch:
+    """The architecture a trainer record ran: catalog ``model``, or a copy of it with ``layers`` decoder
+    layers (a family's model too large for one GPU, measured smaller), built from the same config."""
+    from ..files.catalog import resolve_model
+    from ..files.hfconfig import reduce_layers
+
+    arch = resolve_model(d["model"])
+    if not d.get("layers"):
+        return arch
+    small = arch_from_hf_config(reduce_layers(arch.to_hf_config(), int(d["layers"])), arch.name)
+    return small.model_copy(update={"name": f"{arch.name}@{d['layers']}L", "model_id": arch.model_id})
+
+
 def arch_from_record(d: dict) -> Arch:
     return arch_from_hf_config(d["hf_config"], d["arch"])
 
