@@ -22,6 +22,7 @@ from .options import (
     TRAINER_HELP,
     BatchFmt,
     EstFmt,
+    ModelsFmt,
     with_method_options,
 )
 from ..core.errors import InputError, one_line
@@ -192,15 +193,21 @@ def probe(
 
 
 @app.command()
-def models(format: EstFmt = typer.Option(EstFmt.table, "--format")) -> None:
-    """The model catalog."""
-    from ..files.catalog import models as all_models
-    from .render import models_json, models_table
+def models(
+    family: Optional[str] = typer.Option(None, "--family", help="only this model_type (qwen3_moe, gemma3_text, llama, ...)"),
+    format: ModelsFmt = typer.Option(ModelsFmt.table, "--format", help="table, json, or markdown (the README's table)"),
+) -> None:
+    """The model catalog: parameters, and the active ones a token passes through (mixture-of-experts)."""
+    from ..files.catalog import models_of_family
+    from .render import models_json, models_markdown, models_table
 
-    if format == EstFmt.json:
-        _json(models_json(all_models()))
+    archs = models_of_family(family)
+    if format == ModelsFmt.json:
+        _json(models_json(archs))
+    elif format == ModelsFmt.markdown:
+        typer.echo(models_markdown(archs), nl=False)
     else:
-        models_table(all_models(), _console())
+        models_table(archs, _console())
 
 
 @app.command()

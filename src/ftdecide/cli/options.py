@@ -25,6 +25,12 @@ class EstFmt(str, Enum):
     json = "json"
 
 
+class ModelsFmt(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"  # the README's model table
+
+
 class BatchFmt(str, Enum):
     json = "json"
     jsonl = "jsonl"

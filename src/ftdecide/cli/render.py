@@ -334,6 +334,8 @@ def models_json(archs: list["Arch"]) -> list[dict[str, Any]]:
             "hf_id": a.aliases[0] if a.aliases else "",
             "family": a.family,
             "params": a.total_params(),
+            "active_params": a.active_params(),
+            "experts": f"{a.experts_per_token}/{a.num_experts}" if a.is_moe else "",
             "layers": a.num_layers,
             "hidden": a.hidden_size,
             "heads": a.num_heads,
@@ -345,14 +347,28 @@ def models_json(archs: list["Arch"]) -> list[dict[str, Any]]:
     ]
 
 
+def models_markdown(archs: list["Arch"]) -> str:
+    """The catalog as the README's Markdown table (``ftdecide models --format markdown``)."""
+    rows = ["| name | Hugging Face id | family | parameters | active | experts | what sizing says of it |", "|---|---|---|---|---|---|---|"]
+    for a, r in zip(archs, models_json(archs), strict=True):
+        wrapper = f"{a.wrapper} > " if a.wrapper else ""
+        rows.append(
+            f"| {r['name']} | {r['hf_id']} | {wrapper}{r['family']} | {r['params'] / 1e9:.2f}B | {r['active_params'] / 1e9:.2f}B "
+            f"| {r['experts']} | {'; '.join(a.sizing_notes())} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def models_table(archs: list["Arch"], console) -> None:
-    t = _table("models", ("name", "hf_id", "family", "params", "layers", "hidden", "heads", "kv_heads", "vocab"))
+    t = _table("models", ("name", "hf_id", "family", "params", "active", "experts", "layers", "hidden", "heads", "kv_heads", "vocab"))
     for r in models_json(archs):
         t.add_row(
             esc(r["name"]),
             esc(r["hf_id"]),
             esc(r["family"]),
             f"{r['params'] / 1e9:.2f}B",
+            f"{r['active_params'] / 1e9:.2f}B",
+            r["experts"],
             *(str(r[k]) for k in ("layers", "hidden", "heads", "kv_heads", "vocab")),
         )
     console.print(t)

@@ -356,6 +356,24 @@ class Arch(BaseModel):
         idle = self.moe_layers * (self.num_experts - self.experts_per_token) * self.expert_params()
         return self.total_params() - idle - self.vision_params
 
+    def sizing_notes(self) -> tuple[str, ...]:
+        """What sizing this model takes into account beyond the Llama layout, in the user's words."""
+        out = [self.note] if self.note else []
+        if self.is_moe:
+            experts = self.moe_layers * self.num_experts * self.expert_params()
+            if self.experts_adapted:
+                out.append("all-linear LoRA adapts the router and the fused experts (peft's ParamWrapper: dropout 0)")
+            else:
+                out.append("all-linear LoRA leaves the routed experts unadapted")
+            out.append(f"QLoRA quantizes nn.Linear only: the fused experts ({experts / self.total_params():.0%} of the weights) stay bf16")
+            if self.dense_layers:
+                out.append(f"{self.dense_layers} dense layer(s)")
+        if self.mla:
+            out.append(f"latent attention (MLA, kv_lora_rank {self.kv_lora_rank})")
+        if self.attention == "eager":
+            out.append("eager attention: seq x seq scores per head")
+        return tuple(out)
+
     # --- LoRA ---------------------------------------------------------------------------------
     def resolve_targets(self, targets: str | list[str] | tuple[str, ...], what: str = "LoRA target(s)") -> tuple[str, ...]:
         """Module names of one layer that a LoRA target spec selects.

@@ -117,6 +117,19 @@ def _variants() -> dict[str, Arch]:
     return index
 
 
+def models_of_family(family: "str | None") -> list[Arch]:
+    """The catalog's models of one ``model_type`` (all of them for None); an unknown family is an
+    InputError that lists the catalog's families."""
+    archs = models()
+    if family is None:
+        return archs
+    known = sorted({a.family for a in archs} | {a.wrapper for a in archs if a.wrapper})
+    want = family.strip().lower()
+    if want not in known:
+        raise InputError(f"no catalog model of family {preview(family)} (families: {', '.join(known)})")
+    return [a for a in archs if want in (a.family, a.wrapper)]
+
+
 def models() -> list[Arch]:
     """Every catalog model, in catalog order."""
     return _models()[1]
