@@ -1,0 +1,160 @@
+"""The families of 2025: each read as transformers 5.17 builds it, counted exactly, adapted as peft 0.21 adapts
+it, and emitted so that the emitted file runs.
+
+The expected counts are data: ``data/counts/families_2026-12-06.jsonl`` holds, per config of
+``data/families/configs/``, ``sum(p.numel())`` of ``AutoModelForCausalLM.from_config`` on the meta device
+and the trainable count of a LoRA r=16 adapter over peft's ``all-linear`` (text-only where a vision tower
+loads), written by ``benchmarks/family_counts.py``. Where torch, transformers and peft are installed, the
+last test builds the configs again and compares."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from ftdecide.cli import main
+from ftdecide.core.errors import InputError
+from ftdecide.emit import emit_config
+from ftdecide.files import catalog
+from ftdecide.files.hfconfig import arch_from_hf_config, reduce_layers
+from ftdecide.core.config import TrainConfig
+from ftdecide.methods.lora import model_default_options
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "data" / "families" / "configs"
+RECORDS = [json.loads(x) for x in (ROOT / "data" / "counts" / "families_2026-12-06.jsonl").read_text().splitlines() if x.strip()]
+BUILT = [r for r in RECORDS if "params" in r]
+
+
+def _config(name: str) -> dict:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+def test_the_records_cover_every_family_the_issue_names():
+    families = {r["model_type"] for r in RECORDS}
+    assert families >= {"qwen3_moe", "gemma3", "gemma3_text", "gpt_oss", "llama4", "deepseek_v3", "olmo2", "granite", "smollm3"}
+    assert families >= {"glm4_moe", "mistral3", "qwen3"}
+
+
+@pytest.mark.parametrize("rec", BUILT, ids=lambda r: r["name"])
+def test_parameter_count_equals_transformers_build(rec):
+    arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
+    assert arch.total_params() == rec["params"]
+
+
+@pytest.mark.parametrize("rec", BUILT, ids=lambda r: r["name"])
+def test_all_linear_lora_count_equals_peft(rec):
+    """peft 0.21's all-linear: the fused experts where it wraps them (twice the rank on gate_up_proj), the
+    router where it is an nn.Linear, no dense MLP on DeepSeek-V3 and GLM-4.5, the text model only under a
+    vision tower (what ftdecide emits there)."""
+    arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
+    want = (rec.get("lora_text_only") or rec["lora_all_linear"])["trainable_r16"]
+    assert arch.lora_params(16, arch.resolve_targets("all-linear")) == want
+
+
+@pytest.mark.parametrize("rec", BUILT, ids=lambda r: r["name"])
+def test_dropout_is_refused_exactly_where_peft_refuses_it(rec):
+    arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
+    refused = "lora_error_dropout_0.05" in rec
+    assert arch.refuses_dropout(arch.resolve_targets("all-linear")) == refused
+    if refused:
+        assert "ParamWrapper" in rec["lora_error_dropout_0.05"]
+
+
+def test_mistral3_is_refused_with_its_reason():
+    (rec,) = [r for r in RECORDS if r["model_type"] == "mistral3"]
+    assert "AutoModelForCausalLM" in rec["error"]  # what transformers said
+    with pytest.raises(InputError, match="AutoModelForCausalLM does not build"):
+        arch_from_hf_config(_config(rec["name"]), rec["name"])
+
+
+@pytest.mark.parametrize(
+    "hf_id, name",
+    [
+        ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b"),
+        ("openai/gpt-oss-20b", "gpt-oss-20b"),
+        ("google/gemma-3-12b-it", "gemma-3-12b"),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout-17b-16e"),
+        ("deepseek-ai/DeepSeek-V3", "deepseek-v3"),
+    ],
+)
+def test_a_hugging_face_id_resolves(hf_id, name):
+    assert catalog.resolve_model(hf_id).name == name
+
+
+@pytest.mark.parametrize(
+    "name, layers", [("deepseek-v3", 2), ("glm-4.5-air", 3), ("gemma-3-4b", 8), ("qwen3-30b-a3b", 4), ("llama-4-scout-17b-16e", 2)]
+)
+def test_a_smaller_copy_keeps_the_mix_of_layers(name, layers):
+    arch = catalog.resolve_model(name)
+    small = arch_from_hf_config(reduce_layers(arch.to_hf_config(), layers), name)
+    assert small.num_layers == layers
+    assert 0 <= small.dense_layers < layers or not arch.dense_layers
+    assert small.dense_layers == min(arch.dense_layers, layers - 1)
+    # the per-layer structure is the same: the count falls by whole layers
+    per_layer = (arch.total_params() - arch.vision_params - small.total_params() + small.vision_params) / (arch.num_layers - layers)
+    if not arch.dense_layers:
+        assert per_layer == int(per_layer)
+
+
+def _emitted(model: str, method: str = "lora", **opts) -> str:
+    arch = catalog.resolve_model(model)
+    cfg = TrainConfig(method=method, **model_default_options(arch, method, opts))
+    return emit_config("trl", arch, cfg, accum=2, held_out=0, dataset_size=1000, gpu_name="h100")
+
+
+def test_emitted_lora_on_fused_experts_trains_without_dropout():
+    text = _emitted("qwen3-30b-a3b")
+    assert "lora_dropout=0.0," in text and 'target_modules="all-linear"' in text
+    assert "lora_dropout=0.05," in _emitted("gpt-oss-20b")
+
+
+def test_emitted_lora_under_a_vision_tower_targets_the_text_model():
+    text = _emitted("gemma-3-4b")
+    assert "target_modules='.*language_model.*\\\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)'" in text
+    assert 'target_modules="all-linear"' in _emitted("gemma-3-1b")
+
+
+def test_gpt_oss_is_sized_and_emitted_with_eager_attention():
+    arch = catalog.resolve_model("gpt-oss-20b")
+    assert arch.attention == "eager"
+    assert "attn_implementation='eager'" in _emitted("gpt-oss-20b")
+
+
+def test_explicit_dropout_on_fused_experts_is_one_line_and_exit_2(capsys):
+    assert main(["estimate", "--model", "qwen3-30b-a3b", "--lora-dropout", "0.05"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ParamWrapper" in err[0] and "dropout 0" in err[0]
+    assert main(["estimate", "--model", "qwen3-30b-a3b", "--lora-targets", "attn", "--lora-dropout", "0.05"]) == 0
+
+
+def test_models_filters_by_family_and_the_readme_table_is_the_catalog(capsys):
+    assert main(["models", "--family", "qwen3_moe", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} == {"qwen3-30b-a3b", "qwen3-235b-a22b"}
+    a3b = next(r for r in rows if r["name"] == "qwen3-30b-a3b")
+    assert a3b["experts"] == "8/128" and round(a3b["active_params"] / 1e9, 2) == 3.35
+    assert main(["models", "--family", "nope"]) == 2
+    assert "families:" in capsys.readouterr().err
+    assert main(["models", "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    begin, end = "<!-- models:begin -->\n", "<!-- models:end -->"
+    assert readme[readme.index(begin) + len(begin) : readme.index(end)] == table  # regenerate: ftdecide models --format markdown
+
+
+def test_transformers_builds_the_same_counts():
+    """Where torch, transformers and peft are installed: build every config on the meta device again."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import family_counts
+
+    for rec in BUILT[:6]:
+        again = family_counts.record(rec["name"], _config(rec["name"]))
+        assert again["params"] == rec["params"]
