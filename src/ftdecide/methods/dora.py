@@ -33,6 +33,14 @@ class DoRA(LoraFamily):
     def trainable_tensors(self, arch, mods) -> int:
         return 3 * len(mods) * arch.num_layers
 
+    def unsupported(self, arch):
+        if arch.experts_adapted:
+            return (
+                f"peft 0.21's all-linear puts its ParamWrapper on {arch.name}'s fused experts, and that wrapper refuses DoRA "
+                "(use_dora): LoRA trains them"
+            )
+        return None
+
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         # One in x in identity per adapted linear (``big``/``big_gc`` bytes per entry): every layer's
         # without checkpointing, one layer's (the recomputed one) with it.

@@ -37,8 +37,29 @@ LORA_OPTIONS = (
 )
 
 
+# peft's ParamWrapper folds LoRA into a fused expert parameter as one baddbmm, W + s * B @ A, every forward
+# (peft 0.21 tuners/lora/layer.py, _LoraFactorsProxy): a bf16 copy of the whole expert stack that the experts'
+# matmuls save for backward, whose gradient backward builds at the same size before it reaches the factors.
+EXPERT_COPY_BYTES = 2.0
+
+
+def expert_copy_bytes(arch, mods: tuple[str, ...], gc: bool) -> float:
+    """Bytes of the folded expert weights a step holds beyond the tokens' activations: every MoE layer's copy
+    without checkpointing (saved for backward), one layer's with it (the recomputed one), and in both the
+    gradient of the largest folded parameter while backward reaches it."""
+    h, i, e = arch.hidden_size, arch.expert_intermediate, arch.num_experts
+    sizes = [n for m, n in (("experts[gate_up_proj]", e * h * 2 * i), ("experts[down_proj]", e * i * h)) if m in mods]
+    if not sizes:
+        return 0.0
+    layers = 1 if gc else arch.moe_layers
+    return EXPERT_COPY_BYTES * (layers * sum(sizes) + max(sizes))
+
+
 class LoraFamily(Method):
     """LoRA-style adapters on the linear modules that ``lora_targets`` selects; the base may be 4-bit."""
+
+    def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
+        return expert_copy_bytes(arch, mods, gc)
 
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         mods = arch.resolve_targets(cfg.lora_targets)

@@ -44,7 +44,7 @@ class QuantizedLora(LoraFamily):
 
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
-        return biggest * (coef.big_gc if gc else coef.big)
+        return biggest * (coef.big_gc if gc else coef.big) + super().workspace_bytes(arch, mods, coef, gc)
 
     def bf16_engine_variant(self) -> str:
         # DeepSpeed's bf16 engine casts what k-bit preparation left in fp32 (embeddings, norms, head) back to
