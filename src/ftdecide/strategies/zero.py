@@ -93,8 +93,10 @@ class Zero(Strategy):
         frozen = max(0.0, weights - trainable * method.param_bytes(cfg))  # the base's own storage
         if method.quantized_base:
             # the bf16 engine casts what peft's k-bit preparation left in fp32 (embeddings, norms, head)
-            # back to bf16; the packed 4-bit weights are integers and stay
-            frozen -= (arch.total_params() - arch.quantizable_params()) * (4.0 - BF16)
+            # back to bf16; the packed 4-bit weights are integers and stay; a base no trainer prepared
+            # (TRL) is bf16 there already
+            if cfg.kbit_prepared:
+                frozen -= (arch.total_params() - arch.quantizable_params()) * (4.0 - BF16)
         o = 0.0 if cfg.offload_optimizer else trainable * state_bytes(cfg.optimizer) / n
         b = buckets(arch)
         buf = 2 * b["reduce_bucket_size"] * BF16  # the reduce and all-gather buckets
