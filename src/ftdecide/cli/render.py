@@ -101,7 +101,7 @@ def _deploy_size(plan: "Plan") -> str:
 # The stack the figures assume, said under every recommendation (not only with --explain): users of
 # Unsloth, torchtune or Liger kernels need less memory than these figures.
 STACK = (
-    "figures for {trainer} ({versions}{unmeasured}), sdpa attention (eager for Gemma 2), bf16 autocast",
+    "figures for {trainer} ({versions}{unmeasured}), {attention} attention, bf16 autocast",
     "levers sized when switched on: --liger, --offload-activations, --optimizer paged_adamw_8bit; not modelled: Unsloth",
 )
 
@@ -110,7 +110,9 @@ def stack(res) -> list[str]:
     """The stack lines of a recommendation: the trainer it was sized for and the versions the figures hold for."""
     t = res.trainer
     unmeasured = "; not measured: sized as the " + t.wraps + " trainer" if t.wraps else ""
-    return [STACK[0].format(trainer=t.label, versions=t.versions, unmeasured=unmeasured), *STACK[1:]]
+    # eager where the model needs it (Gemma 2's softcapping, gpt-oss's sinks): its s x s scores are sized
+    attention = "eager" if res.arch.attention == "eager" else "sdpa"
+    return [STACK[0].format(trainer=t.label, versions=t.versions, unmeasured=unmeasured, attention=attention), *STACK[1:]]
 
 
 def _margin(required: float, total: float) -> str:
