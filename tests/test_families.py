@@ -51,6 +51,10 @@ def test_all_linear_lora_count_equals_peft(rec):
     vision tower (what ftdecide emits there)."""
     arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
     want = (rec.get("lora_text_only") or rec["lora_all_linear"])["trainable_r16"]
+    if not arch.router_adaptable:
+        # Llama 4's router, which peft wraps but whose wrapper fails in the first forward: ftdecide names the rest
+        assert any(w.endswith(".router") for w in rec["lora_all_linear"]["wrapped"])
+        want -= 16 * (arch.hidden_size + arch.num_experts) * arch.moe_layers
     assert arch.lora_params(16, arch.resolve_targets("all-linear")) == want
 
 

@@ -76,6 +76,7 @@ class Arch(BaseModel):
         "linear", description="the MoE router: an nn.Linear (which peft's all-linear adapts and bitsandbytes quantizes) or a bare parameter"
     )
     router_name: str = "gate"
+    router_adaptable: bool = Field(True, description="peft's LoRA can wrap the router (not Llama 4's, whose forward returns a tuple)")
     router_bias: bool = False
     experts_adapted: bool = Field(
         False, description="peft 0.21's all-linear wraps the fused experts (its ParamWrapper, which refuses any LoRA dropout)"
@@ -171,7 +172,7 @@ class Arch(BaseModel):
             moe = self.moe_layers / self.num_layers if self.dense_layers else 1
             dense = self.dense_layers / self.num_layers
             if self.router == "linear":
-                shapes[self.router_name] = (h, self.num_experts, moe)
+                shapes[self.router_name] = (h, self.num_experts, moe)  # a weight, quantized in QLoRA
             si = self.shared_expert_intermediate_size
             shared = "shared_experts." if self.dense_layers else ""
             if si:
@@ -200,6 +201,8 @@ class Arch(BaseModel):
 
     def _adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
         shapes = dict(self.linear_shapes())
+        if self.is_moe and not self.router_adaptable:
+            shapes.pop(self.router_name, None)
         if self.is_moe and self.experts_adapted:
             moe = self.moe_layers / self.num_layers
             h, i, e = self.hidden_size, self.expert_intermediate, self.num_experts

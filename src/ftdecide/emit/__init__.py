@@ -61,6 +61,20 @@ def _bnb_py(p: _Plan) -> str:
     )
 
 
+def _processing_class_import(p: _Plan) -> str:
+    # a model that wraps a text model with a vision tower (Gemma 3): TRL would load its image processor and
+    # treat the run as vision-language; text data trains through the tokenizer
+    return "    from transformers import AutoTokenizer\n" if p.arch.vision_params else ""
+
+
+def _processing_class_arg(p: _Plan) -> str:
+    return (
+        "\n        processing_class=AutoTokenizer.from_pretrained(MODEL),  # text data: the tokenizer, not the image processor"
+        if p.arch.vision_params
+        else ""
+    )
+
+
 def _trainer_args_py(p: _Plan) -> str:
     """The arguments TRL's SFTConfig and transformers' TrainingArguments share, first in both files."""
     return f"""    output_dir={_py(p.output_dir)},
@@ -158,7 +172,7 @@ sft_config = SFTConfig(
 def main(dataset_path: str) -> None:
     from datasets import load_dataset
     from trl import SFTTrainer
-
+{_processing_class_import(p)}
     model = AutoModelForCausalLM.from_pretrained(
         MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
@@ -170,7 +184,7 @@ def main(dataset_path: str) -> None:
         args=sft_config,
         train_dataset=split["train"],
         eval_dataset=split["test"],
-        peft_config=peft_config,
+        peft_config=peft_config,{_processing_class_arg(p)}
     )
     trainer.train()
     trainer.save_model(sft_config.output_dir)

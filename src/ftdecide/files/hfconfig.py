@@ -94,7 +94,9 @@ LAYOUT: dict[str, dict] = {
     "mixtral": {"experts_adapted": True},
     "gemma3_text": {"qk_norm": "head"},
     "gpt_oss": {"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
-    "llama4_text": {"router_name": "router"},
+    # Llama4Router is an nn.Linear whose forward returns a tuple: peft 0.21's LoRA wrapper of it fails in the first
+    # forward ("'tuple' object has no attribute 'dtype'", measured under TRL 1.16), so no target may include it
+    "llama4_text": {"router_name": "router", "router_adaptable": False},
     # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
     "deepseek_v3": {"experts_adapted": True, "all_linear_mlp": False},
     "olmo2": {"qk_norm": "proj"},

@@ -163,7 +163,8 @@ def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]
     names = list(dict.fromkeys(m.split("[", 1)[0] for m in modules))
     if arch.vision_params:
         return r".*language_model.*\.(" + "|".join(n.replace(".", r"\.") for n in names) + ")"
-    return "all-linear" if all_linear else names
+    # peft's all-linear would also take a router it cannot wrap (Llama 4's): name the modules instead
+    return "all-linear" if all_linear and arch.router_adaptable else names
 
 
 def lora_target_modules(targets: str, model_type: str) -> "str | list[str]":
