@@ -163,6 +163,16 @@ class Calibration:
     # there, 1.2-2.6 x a bf16 copy; 3.0 B took Llama-3.2-3B paged AdamW 1024x2 from -9.1% to -0.9% and the
     # worst of those 21 from -9.1% to -2.6%, and moved no other run (python benchmarks/accuracy.py)
     tied_embed_grad: float = 3.0
+    # Families of 2025, from the emitted TRL script's runs (data/trainers/h100_families_2026-12-06.jsonl, grid
+    # families_a; families_b held out). Per-head q/k norms (Qwen3, Gemma 3) and OLMo 2's projection norms keep
+    # an fp32 copy of q and k (4 B a value in a CPU trace of one layer's saved tensors); the runs without
+    # checkpointing (Qwen3-0.6B, Gemma-3-1B, OLMo-2-1B) put the unexplained part at 1.2-6.3 B: 2 B per value.
+    qk_norm_bytes: float = 2.0
+    # gpt-oss's eager attention with sinks: the scores' softmax is saved (bytes per head per key position per
+    # token, each layer), and backward builds its gradient one layer at a time. From gpt-oss-20b at 4 layers
+    # without checkpointing (3.78 B a layer in all) and 8 layers with (6.59 B in the recomputed layer).
+    sink_eager_saved: float = 2.84
+    sink_eager_bwd: float = 3.76
     step: StepConstants = field(default_factory=StepConstants)
     kernels: KernelCounts = field(default_factory=KernelCounts)
 

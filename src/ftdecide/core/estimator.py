@@ -69,6 +69,7 @@ from .arch import Arch
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
+from .loss import _logits_saved_per_token, _loss_terms  # noqa: F401  (importable from here)
 from .memo import Memo
 from ..methods import options as method_options
 
@@ -134,17 +135,18 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
+    if arch.qk_norm:
+        layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
-    if arch.attention == "eager":
+    if arch.attention == "eager" and arch.attn_sinks:
+        # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
+        eager += cal.sink_eager_saved * arch.num_heads
+    elif arch.attention == "eager":
         # a trainer's collated batches carry an attention mask, which eager attention adds to its scores:
         # one more saved s x s tensor per head (the probe's loop passes none)
         eager += (c.a_e + (cal.eager_mask_bytes if cfg.trainer_spec.attention_mask else 0.0)) * arch.num_heads
     return layer, eager
-
-
-def _logits_saved_per_token(arch: Arch, cal: Calibration) -> float:
-    return arch.vocab_size * (cal.logits_saved + (cal.softcap_extra if arch.family.startswith("gemma2") else 0.0))
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class MemoryModel:
     tile_bytes: float = 0.0  # ... of this many bytes each, held in forward and again in backward
     accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
     host: float = 0.0  # bytes of host memory the offload of parameters or optimizer states keeps, per GPU
+    eager_bwd: float = 0.0  # bytes per token per key position one layer's eager attention builds in backward
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -225,6 +228,7 @@ class MemoryModel:
             + self.logits_bwd * tokens
             + tile
             + self.loss_bwd_fixed
+            + self.eager_bwd * (seq_len + self.extra_tokens) * tokens
             + recompute
             + self.gathered
             + self.bwd_gathered
@@ -254,7 +258,13 @@ class MemoryModel:
                     "activations": act,
                     "logits": logits,
                     "gradients": self.head_grad + acc,
-                    "overhead": self.logits_bwd * tokens + tile + self.loss_bwd_fixed + recompute + self.gathered + self.bwd_gathered,
+                    "overhead": self.logits_bwd * tokens
+                    + tile
+                    + self.loss_bwd_fixed
+                    + self.eager_bwd * (seq_len + self.extra_tokens) * tokens
+                    + recompute
+                    + self.gathered
+                    + self.bwd_gathered,
                 },
             )
         else:
@@ -314,50 +324,6 @@ def _optimizer_on_gpu(
             "on the GPU, inside this peak"
         )
     return opt_gpu, managed, paged_tensors
-
-
-def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: float, notes: list[str]) -> dict[str, float]:
-    """What the loss holds, by how the trainer computes it (bytes, per token unless a name says otherwise):
-    TRL's fused head, Liger's fused linear cross-entropy, or the full fp32 logits."""
-    method, trainer = cfg.method_spec, cfg.trainer_spec
-    loss_bwd_fixed = tile_tokens = tile_bytes = 0.0
-    if trainer.chunked_loss:
-        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
-        # labelled tokens' final hidden states are gathered and held for backward with their targets and
-        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
-        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
-        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
-        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
-        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
-        tile_tokens = float(trainer.chunk_tokens)
-        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
-        if method.trains_base:
-            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
-            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
-    elif cfg.liger:
-        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
-        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
-        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
-        logits_saved = cal.liger_saved_h * arch.hidden_size
-        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
-        notes.append(
-            "Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels; its step time is counted "
-            "from its kernels and checked on one timed run only (predicted 32% fast): time and cost may be low"
-        )
-    else:
-        logits_saved = _logits_saved_per_token(arch, cal)
-        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
-        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
-        logits_block = 4.0 * arch.vocab_size
-    return {
-        "logits_saved": logits_saved,
-        "logits_fwd": logits_fwd,
-        "logits_bwd": logits_bwd,
-        "logits_block": logits_block,
-        "loss_bwd_fixed": loss_bwd_fixed,
-        "tile_tokens": tile_tokens,
-        "tile_bytes": tile_bytes,
-    }
 
 
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
@@ -452,6 +418,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         tile_bytes=loss["tile_bytes"],
         accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
         host=host,
+        eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
     )
 
 

@@ -7,7 +7,7 @@ A lever declares: the :class:`~ftdecide.core.config.TrainConfig` and scenario fi
 command-line flag, why it cannot apply to a model (:meth:`Lever.problem`), whether it is offered as a
 switch when nothing fits, and the keys that switch it on in each trainer's file (``None`` where the
 trainer lacks it: that emitter refuses the plan in one line). Its memory terms are the estimator's
-(``estimator._loss_terms`` and the layer and offload terms), their constants its own (``constants``), its
+(``core.loss._loss_terms`` and the layer and offload terms), their constants its own (``constants``), its
 step-time terms the throughput model's.
 
 Adding a lever: one module here that calls :func:`register`, its field on ``TrainConfig`` and

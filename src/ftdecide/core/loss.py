@@ -1,0 +1,57 @@
+"""What the loss holds, by how the trainer computes it: TRL's fused head, Liger's fused linear cross-entropy,
+or the full fp32 logits (bytes, per token unless a name says otherwise). A part of
+:mod:`ftdecide.core.estimator`, which assembles it."""
+
+from __future__ import annotations
+
+from .arch import Arch
+from .calibration import Calibration
+from .config import TrainConfig
+
+
+def _logits_saved_per_token(arch: Arch, cal: Calibration) -> float:
+    return arch.vocab_size * (cal.logits_saved + (cal.softcap_extra if arch.family.startswith("gemma2") else 0.0))
+
+
+def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: float, notes: list[str]) -> dict[str, float]:
+    """What the loss holds, by how the trainer computes it (bytes, per token unless a name says otherwise):
+    TRL's fused head, Liger's fused linear cross-entropy, or the full fp32 logits."""
+    method, trainer = cfg.method_spec, cfg.trainer_spec
+    loss_bwd_fixed = tile_tokens = tile_bytes = 0.0
+    if trainer.chunked_loss:
+        # TRL's fused head (trl 1.16 ``add_fused_lm_head``, with or without Liger's layer kernels): the
+        # labelled tokens' final hidden states are gathered and held for backward with their targets and
+        # log-normalisers; the head runs on tiles of ``chunk_tokens`` tokens x ``chunk_vocab`` vocabulary
+        # entries in bf16, one tile at a time, in forward and again in backward, which accumulates the hidden
+        # states' gradient in fp32 (and the head's, where it trains). No logits are held.
+        logits_saved = cal.chunk_saved_h * arch.hidden_size + cal.chunk_saved_tok
+        logits_fwd, logits_bwd, logits_block = 0.0, cal.chunk_bwd_h * arch.hidden_size, 0.0
+        tile_tokens = float(trainer.chunk_tokens)
+        tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
+        if method.trains_base:
+            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
+            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
+    elif cfg.liger:
+        # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
+        # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient
+        # (tokens x hidden) for backward, and computes the head's weight gradient there and then.
+        logits_saved = cal.liger_saved_h * arch.hidden_size
+        logits_fwd, logits_bwd, logits_block = cal.liger_fwd_h * arch.hidden_size, cal.liger_bwd_h * arch.hidden_size, 0.0
+        notes.append(
+            "Liger kernel: fused linear cross-entropy (no logits held), RMSNorm, SwiGLU and RoPE kernels; its step time is counted "
+            "from its kernels and checked on one timed run only (predicted 32% fast): time and cost may be low"
+        )
+    else:
+        logits_saved = _logits_saved_per_token(arch, cal)
+        logits_fwd = cal.logits_fwd_transient * arch.vocab_size
+        logits_bwd = cal.logits_bwd_transient * arch.vocab_size
+        logits_block = 4.0 * arch.vocab_size
+    return {
+        "logits_saved": logits_saved,
+        "logits_fwd": logits_fwd,
+        "logits_bwd": logits_bwd,
+        "logits_block": logits_block,
+        "loss_bwd_fixed": loss_bwd_fixed,
+        "tile_tokens": tile_tokens,
+        "tile_bytes": tile_bytes,
+    }
