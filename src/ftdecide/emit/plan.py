@@ -27,6 +27,16 @@ DECODER_LAYER = {
     "phi3": "Phi3DecoderLayer",
     "mixtral": "MixtralDecoderLayer",
     "qwen2_moe": "Qwen2MoeDecoderLayer",
+    # transformers 5.17's modeling files
+    "qwen3_moe": "Qwen3MoeDecoderLayer",
+    "gemma3_text": "Gemma3DecoderLayer",
+    "gpt_oss": "GptOssDecoderLayer",
+    "llama4_text": "Llama4TextDecoderLayer",
+    "deepseek_v3": "DeepseekV3DecoderLayer",
+    "olmo2": "Olmo2DecoderLayer",
+    "granite": "GraniteDecoderLayer",
+    "smollm3": "SmolLM3DecoderLayer",
+    "glm4_moe": "Glm4MoeDecoderLayer",
 }
 
 
