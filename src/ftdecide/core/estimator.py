@@ -362,6 +362,11 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
                 f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
                 "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
             )
+        if arch.is_moe:
+            notes.append(
+                f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {strategy.label} were not "
+                "measured; the dense families' sharding terms are applied to them"
+            )
     why_not = method.unsupported(arch)
     if why_not:
         notes.append(f"not trainable: {why_not}")
