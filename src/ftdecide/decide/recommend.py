@@ -139,7 +139,7 @@ def _neutral_switches() -> frozenset[str]:
 def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) -> Recommendation:
     arch = catalog.resolve_model(sc.model)
     gpu = resolve_hardware(sc)
-    _refuse_scenario(sc)
+    _refuse_scenario(sc, arch)
     fp16_master = not gpu.bf16 and sc.precision == "bf16"
     if fp16_master:
         # without bf16 the trainers train in fp16, whose grad scaler cannot unscale fp16 weights ("Attempting

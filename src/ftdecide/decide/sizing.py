@@ -11,7 +11,7 @@ from typing import Optional
 
 
 from ..files import catalog
-from .. import levers, methods, strategies
+from .. import levers, methods, strategies, trainers
 from ..core.arch import Arch
 from ..core.calibration import Calibration
 from ..files.catalog import GPU
@@ -313,9 +313,13 @@ def usable(gpu: GPU, margin: float) -> float:
     return gpu.memory_gib * (1.0 - margin)
 
 
-def _refuse_scenario(sc: Scenario) -> None:
-    """Options no method of the scenario can honour, refused in one line before anything is sized: the
-    strategy's own refusals of the scenario's GPUs and offloads (the same check ``estimate`` makes)."""
+def _refuse_scenario(sc: Scenario, arch: Optional[Arch] = None) -> None:
+    """Options no method of the scenario can honour, refused in one line before anything is sized: a
+    trainer that cannot train the model, and the strategy's own refusals of the scenario's GPUs and
+    offloads (the same checks ``estimate`` makes)."""
+    problem = trainers.get(sc.trainer).unsupported(arch) if arch is not None else None
+    if problem:
+        raise InputError(problem)
     if sc.offload_optimizer and strategies.is_auto(sc.strategy):
         raise InputError(
             "--offload-optimizer: only DeepSpeed ZeRO offloads optimizer states in what ftdecide emits: "

@@ -61,6 +61,15 @@ class Trainer:
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
+    # model families it cannot train, with the reason seen when it was run: (model_type, reason)
+    refuses: tuple[tuple[str, str], ...] = ()
+
+    def unsupported(self, arch) -> Optional[str]:
+        """Why this trainer cannot train ``arch`` (one line), or None."""
+        for family, reason in self.refuses:
+            if arch.family == family:
+                return f"{self.label} cannot train {arch.name}: {reason}"
+        return None
 
     @property
     def chunked_loss(self) -> bool:

@@ -38,6 +38,13 @@ TRAINER = register(
         constants=(("chunk_saved_h", 2.0), ("chunk_saved_tok", 0.0), ("chunk_bwd_h", 16.0), ("fused_head_gc_h", 0.5)),
         quantized_adapter_bytes=2.0,
         emit="trl",
+        refuses=(
+            (
+                "llama4_text",
+                "its fused LM head stops in the first step on Llama 4's text model ('CausalLMOutputWithPast' object has no "
+                "attribute 'last_hidden_state', trl 1.16, measured); use --trainer hf",
+            ),
+        ),
         versions="trl 1.16, transformers 5.17, peft 0.21, torch 2.11, bitsandbytes 0.50",
         basis="measured: the emitted TRL script run unmodified on an H100 (data/trainers/), its chunked-loss terms fitted "
         "on four fifths of the runs and checked on the fifth held out (docs/accuracy.md)",
