@@ -257,6 +257,8 @@ class Arch(BaseModel):
                 moe_intermediate_size=self.moe_intermediate_size,
                 shared_expert_intermediate_size=self.shared_expert_intermediate_size,
             )
+        if self.family == "olmoe":
+            return dict(num_experts=e, num_experts_per_tok=k)
         if self.family == "qwen3_moe":
             return dict(
                 num_experts=e, num_experts_per_tok=k, moe_intermediate_size=self.moe_intermediate_size, mlp_only_layers=list(range(dense))

@@ -37,6 +37,12 @@ DECODER_LAYER = {
     "granite": "GraniteDecoderLayer",
     "smollm3": "SmolLM3DecoderLayer",
     "glm4_moe": "Glm4MoeDecoderLayer",
+    "olmo3": "Olmo3DecoderLayer",
+    "ministral3": "Ministral3DecoderLayer",
+    "seed_oss": "SeedOssDecoderLayer",
+    "exaone4": "Exaone4DecoderLayer",
+    "olmoe": "OlmoeDecoderLayer",
+    "granitemoe": "GraniteMoeDecoderLayer",
 }
 
 

@@ -34,6 +34,13 @@ FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
     "granite": (False, False, 2, "sdpa"),
     "smollm3": (False, False, 2, "sdpa"),
     "glm4_moe": (False, False, 2, "sdpa"),
+    # released since, read from their configuration classes' defaults (data/families/configs/*-defaults.json)
+    "olmo3": (False, False, 2, "sdpa"),
+    "ministral3": (False, False, 2, "sdpa"),
+    "seed_oss": (False, False, 2, "sdpa"),
+    "exaone4": (False, False, 2, "sdpa"),
+    "olmoe": (False, False, 2, "sdpa"),
+    "granitemoe": (False, False, 2, "sdpa"),
 }
 # What transformers' config class of each family (transformers 5.17, models/<family>/configuration_*.py)
 # takes for a key a config.json leaves out. num_key_value_heads None: as many as the attention heads;
@@ -84,6 +91,12 @@ DEFAULTS: dict[str, dict] = {
     "granite": {"kv": None, "head_dim": None, "tie": False},
     "smollm3": {"kv": 4, "head_dim": None, "tie": True},
     "glm4_moe": {"kv": 8, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 128, 8), "moe_intermediate_size": 1408},
+    "olmo3": {"kv": None, "head_dim": None, "tie": False},
+    "ministral3": {"kv": 8, "head_dim": 128, "tie": False},
+    "seed_oss": {"kv": 8, "head_dim": 128, "tie": False, "bias": True},
+    "exaone4": {"kv": None, "head_dim": None, "tie": False},
+    "olmoe": {"kv": None, "head_dim": None, "tie": False, "experts": (("num_experts",), 64, 8)},
+    "granitemoe": {"kv": None, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
 }
 # Per family, what its layers hold beyond the Llama layout (Arch fields; transformers 5.17's modeling
 # files, and what peft 0.21's all-linear wraps: data/counts/families_2026-12-06.jsonl).
@@ -101,6 +114,10 @@ LAYOUT: dict[str, dict] = {
     "deepseek_v3": {"experts_adapted": True, "all_linear_mlp": False},
     "olmo2": {"qk_norm": "proj"},
     "glm4_moe": {"experts_adapted": True, "all_linear_mlp": False},
+    "olmo3": {"qk_norm": "proj"},
+    "exaone4": {"qk_norm": "head"},
+    "olmoe": {"qk_norm": "proj", "experts_adapted": True},
+    "granitemoe": {"router": "param"},
 }
 # Families whose config wraps a text model: AutoModelForCausalLM builds the text model and, for Gemma 3,
 # the vision tower with it; Llama 4's causal-LM class leaves its vision tower out.
