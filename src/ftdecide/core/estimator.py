@@ -367,6 +367,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
                 f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {strategy.label} were not "
                 "measured; the dense families' sharding terms are applied to them"
             )
+    if arch.note:
+        notes.append(arch.note)
     why_not = method.unsupported(arch)
     if why_not:
         notes.append(f"not trainable: {why_not}")

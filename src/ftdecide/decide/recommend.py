@@ -289,6 +289,9 @@ def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate]
         )
     if arch.assumed:
         warnings.append(Message("model", arch.assumed))
+    if arch.note:
+        # what sizing leaves out or counts of this family (a vision tower loaded, or not)
+        warnings.append(Message("model-family", arch.note))
     host = cands[method.name].estimate.host_gib * sc.gpus if method else 0.0
     if host:
         warnings.append(
