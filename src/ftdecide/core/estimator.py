@@ -326,6 +326,24 @@ def _optimizer_on_gpu(
     return opt_gpu, managed, paged_tensors
 
 
+def _sharding_notes(arch: Arch, cfg: TrainConfig, strategy) -> list[str]:
+    """What a plan on several GPUs rests on: the strategy's basis, and what was not measured as launched."""
+    notes: list[str] = []
+    if cfg.world_size > 1 or not strategy.single_gpu:
+        notes.append(f"{strategy.label}: {strategy.basis}")
+        if not cfg.trainer_spec.sharded_measured:
+            notes.append(
+                f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
+                "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
+            )
+        if arch.is_moe:
+            notes.append(
+                f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {strategy.label} were not "
+                "measured; the dense families' sharding terms are applied to them"
+            )
+    return notes
+
+
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
     from .. import levers
@@ -355,18 +373,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     launch = strategy.launch_problem(arch, cfg)
     if launch:
         notes.append(launch)
-    if cfg.world_size > 1 or not strategy.single_gpu:
-        notes.append(f"{strategy.label}: {strategy.basis}")
-        if not cfg.trainer_spec.sharded_measured:
-            notes.append(
-                f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
-                "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
-            )
-        if arch.is_moe:
-            notes.append(
-                f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {strategy.label} were not "
-                "measured; the dense families' sharding terms are applied to them"
-            )
+    notes += _sharding_notes(arch, cfg, strategy)
     if arch.note:
         notes.append(arch.note)
     why_not = method.unsupported(arch)
