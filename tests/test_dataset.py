@@ -202,3 +202,52 @@ def test_a_scenario_files_dataset_is_taken_from_its_folder(tmp_path):
     doc = json.loads(invoke(["recommend", "--scenario", str(sc), "--format", "json"]).stdout)
     assert doc["scenario"]["dataset"] == str(tmp_path / "train.jsonl") and doc["data"]["examples"] == 120
     assert doc["scenario"]["dataset_size"] == 120
+
+
+# --- Parquet (pyarrow, an optional extra: these run where it is installed) ---------------------------------
+def _parquet(path, rows: list[dict]) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), str(path), row_group_size=7)
+
+
+def test_parquet_reads_as_its_jsonl_twin(tmp_path):
+    """Rows of two formats in one shard (a null cell is a column the row does not use), read a batch at a time:
+    the same count and lengths as the same examples in JSONL."""
+    rows = [{"text": "w " * (i % 37 + 1), "messages": None} for i in range(40)]
+    rows += [
+        {"text": None, "messages": [{"role": "user", "content": "q " * (i + 1)}, {"role": "assistant", "content": "a"}]} for i in range(25)
+    ]
+    _parquet(tmp_path / "d.parquet", rows)
+    _write(tmp_path / "d.jsonl", [{k: v for k, v in r.items() if v is not None} for r in rows])
+    a, b = read_dataset(str(tmp_path / "d.parquet")), read_dataset(str(tmp_path / "d.jsonl"))
+    assert a.examples == b.examples == 65 and a.lengths == b.lengths and a.formats == ("messages", "text")
+
+
+def test_a_folder_mixes_jsonl_and_parquet_shards(tmp_path):
+    _parquet(tmp_path / "b.parquet", [{"text": "x y"}] * 12)
+    _write(tmp_path / "a.jsonl", [{"text": "x"}] * 3)
+    assert read_dataset(str(tmp_path)).examples == 15
+
+
+def test_a_bad_parquet_row_names_its_file_and_row(tmp_path):
+    _parquet(tmp_path / "bad.parquet", [{"prompt": "p", "completion": "c"}] * 9 + [{"prompt": "p", "completion": None}])
+    with pytest.raises(InputError) as e:
+        read_dataset(str(tmp_path / "bad.parquet"))
+    assert "bad.parquet:10" in str(e.value) and "no known format" in str(e.value)
+    _parquet(tmp_path / "other.parquet", [{"label": 1}] * 3)
+    with pytest.raises(InputError, match="no known format"):
+        read_dataset(str(tmp_path / "other.parquet"))
+
+
+def test_the_emitted_files_load_parquet_as_parquet(tmp_path):
+    out = tmp_path / "axolotl.yaml"
+    r = invoke(
+        ["recommend", "--model", "qwen2.5-0.5b", "--gpu", "h100", "--emit", "axolotl", "--out", str(out), "--dataset", "train.parquet"]
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "ds_type: parquet" in out.read_text()
+    script = tmp_path / "train.py"
+    r = invoke(["recommend", "--model", "qwen2.5-0.5b", "--gpu", "h100", "--emit", "trl", "--out", str(script), "--dataset", "train.jsonl"])
+    assert r.exit_code == 0 and 'load_dataset("parquet" if dataset_path.endswith(".parquet") else "json"' in script.read_text()

@@ -176,7 +176,8 @@ def main(dataset_path: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
-    data = load_dataset("json", data_files=dataset_path, split="train")
+    # JSONL, or Parquet (what ftdecide reads too)
+    data = load_dataset("parquet" if dataset_path.endswith(".parquet") else "json", data_files=dataset_path, split="train")
     # the evaluation plan's held-out split, the same examples every run (none where the data is too small)
     split = data.train_test_split(test_size=HELD_OUT, seed=0) if HELD_OUT else {{"train": data, "test": None}}
     trainer = SFTTrainer(
@@ -256,7 +257,8 @@ def main(dataset_path: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    data = load_dataset("json", data_files=dataset_path, split="train")
+    # JSONL, or Parquet (what ftdecide reads too)
+    data = load_dataset("parquet" if dataset_path.endswith(".parquet") else "json", data_files=dataset_path, split="train")
     data = data.map(
         lambda ex: tokenizer(text_of(ex, tokenizer), truncation=True, max_length=MAX_LENGTH), remove_columns=data.column_names
     )

@@ -34,7 +34,7 @@ def emit_axolotl(p: _Plan) -> str:
         else:
             cfg["lora_target_modules"] = p.peft_targets
     cfg.update(
-        datasets=[{"path": p.dataset, "ds_type": "json", "type": "chat_template"}],
+        datasets=[{"path": p.dataset, "ds_type": "parquet" if p.dataset.endswith(".parquet") else "json", "type": "chat_template"}],
         val_set_size=p.val_share,  # the evaluation plan's held-out examples, as a share
         sequence_len=p.seq,
         micro_batch_size=p.micro,

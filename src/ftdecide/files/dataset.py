@@ -1,6 +1,8 @@
 """The user's training data, read for its example count and token lengths (``--dataset PATH``).
 
-PATH is a JSONL file or a folder of them (``*.jsonl``, in name order). Each line is one example in a format the
+PATH is a JSONL file, a Parquet file, or a folder of them (``*.jsonl`` and ``*.parquet`` shards, in name order;
+Parquet through pyarrow, an optional extra: ``pip install 'ftdecide[data]'``; only the formats' columns are read,
+a bounded batch of rows at a time, and a row's number stands where a line's would). Each line is one example in a format the
 emitters accept: ``messages`` (a list of ``{role, content}``), ``prompt``/``completion``, ``text``, or alpaca's
 ``instruction``/``input``/``output``. The example count is exact; the token lengths are those of a deterministic
 sample of the lines (every k-th line, k chosen from the file size so that about :data:`SAMPLE_BYTES` are
@@ -112,17 +114,13 @@ class DataStats:
 
 
 def files_of(path: str) -> list[str]:
-    """The JSONL files of ``path`` (a file, or a folder of ``*.jsonl``); InputError where there are none."""
+    """The data files of ``path`` (a file, or a folder of ``*.jsonl`` or ``*.parquet`` shards, in name order);
+    InputError where there are none."""
     if os.path.isdir(path):
-        out = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".jsonl") and os.path.isfile(os.path.join(path, f)))
-        parquet = [f for f in os.listdir(path) if f.endswith(".parquet")]
-        if not out and parquet:
-            raise InputError(f"{path}: Parquet shards are not read yet: convert them to JSONL ({len(parquet)} shards)")
-        if not out:
-            raise InputError(f"{path}: no .jsonl files in this folder")
-        return out
-    if path.endswith(".parquet"):
-        raise InputError(f"{path}: Parquet is not read yet: convert it to JSONL")
+        names = sorted(f for f in os.listdir(path) if f.endswith((".jsonl", ".parquet")) and os.path.isfile(os.path.join(path, f)))
+        if not names:
+            raise InputError(f"{path}: no .jsonl or .parquet files in this folder")
+        return [os.path.join(path, f) for f in names]
     if not os.path.isfile(path):  # a pipe or a device would be read forever, or wait
         raise InputError(f"{preview(path)} is not a regular file")
     return [path]
@@ -184,6 +182,36 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
+# what a Parquet example may hold: the formats' columns (no other column is read)
+_COLUMNS = ("messages", "prompt", "completion", "text", "instruction", "input", "output")
+_BATCH_ROWS = 1024
+
+
+def _parquet_rows(path: str, every: int) -> Iterator[tuple[int, int, Optional[dict]]]:
+    """(row number, its bytes' share, the row as a dict or None where the sample skips it) of a Parquet file,
+    read a bounded batch of rows at a time and only the formats' columns (pyarrow, an optional extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{preview(path)}: Parquet needs pyarrow: pip install 'ftdecide[data]'") from None
+    try:
+        pf = pq.ParquetFile(path)
+        columns = [c for c in pf.schema_arrow.names if c in _COLUMNS]
+        rows = pf.metadata.num_rows
+        share = os.path.getsize(path) // max(1, rows)
+        number = 0
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns or None):
+            records = batch.to_pylist() if columns else [{} for _ in range(batch.num_rows)]
+            for rec in records:
+                number += 1
+                # a null cell is a column this row does not use (a shard may mix formats)
+                yield number, share, ({k: v for k, v in rec.items() if v is not None} if number % every == 0 else None)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pyarrow's errors on a damaged file are the user's file to fix
+        raise InputError(f"not a readable Parquet file: {preview(str(e), 120)}", path) from None
+
+
 def tokenizer_for(model_dir: Optional[str]) -> tuple[Optional[Callable[[str], int]], str]:
     """(a function counting the tokens of a text, what counts them): the model folder's ``tokenizer.json``
     through the ``tokenizers`` package where both are there, else None and the assumption."""
@@ -202,19 +230,19 @@ def tokenizer_for(model_dir: Optional[str]) -> tuple[Optional[Callable[[str], in
     return (lambda text: len(tok.encode(text, add_special_tokens=True).ids)), f"tokenizer.json at {path}"
 
 
-def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> DataStats:
-    """The example count and the sampled token lengths of the data at ``path`` (see the module's docstring).
-    ``progress(done_bytes, total_bytes)`` is told as the files are read."""
-    files = files_of(path)
-    total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
-    every = max(1, math.ceil(total / SAMPLE_BYTES))
-    count_tokens, counted_by = tokenizer_for(model_dir)
-    examples, lengths, formats, done = 0, [], set(), 0
+def _examples(files: list[str], every: int) -> Iterator[tuple[str, int, int, Optional[dict]]]:
+    """(file, line or row number, bytes, the example as a dict, or None where the sample skips it) of every
+    example of ``files``: JSONL lines parsed here, Parquet rows as pyarrow reads them."""
+    seen = 0
     for f in files:
+        if f.endswith(".parquet"):
+            for number, size, row in _parquet_rows(f, every):
+                yield f, number, size, row
+            continue
         for number, raw in _lines(f):
-            done += len(raw)
-            examples += 1
-            if examples % every:  # counted, not parsed: every k-th line is read
+            seen += 1
+            if seen % every:
+                yield f, number, len(raw), None
                 continue
             where = (f, number)
             try:
@@ -227,14 +255,33 @@ def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[
                 raise InputError(f"not JSON: {preview(str(e), 80)}", *where) from None
             if not isinstance(obj, dict):
                 raise InputError(f"an example must be a JSON object, not {type(obj).__name__}", *where)
-            if _depth(obj, MAX_DEPTH) > MAX_DEPTH:
-                raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", *where)
-            text, messages, fmt = _text(obj, where)
-            formats.add(fmt)
-            n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
-            lengths.append(n + MESSAGE_OVERHEAD * messages)
-            if progress and examples % 4096 == 0:
-                progress(done, total)
+            yield f, number, len(raw), obj
+
+
+def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> DataStats:
+    """The example count and the sampled token lengths of the data at ``path`` (see the module's docstring).
+    ``progress(done_bytes, total_bytes)`` is told as the files are read."""
+    files = files_of(path)
+    total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    every = max(1, math.ceil(total / SAMPLE_BYTES))
+    count_tokens, counted_by = tokenizer_for(model_dir)
+    examples, lengths, formats, done = 0, [], set(), 0
+    for f, number, size, obj in _examples(files, every):
+        done += size
+        examples += 1
+        if obj is None:  # counted, not parsed: every k-th example is read
+            continue
+        where = (f, number)
+        if _depth(obj, MAX_DEPTH) > MAX_DEPTH:
+            raise InputError(f"JSON nested deeper than {MAX_DEPTH} levels", *where)
+        text, messages, fmt = _text(obj, where)
+        if len(text) > MAX_LINE_BYTES:
+            raise InputError(f"an example longer than {MAX_LINE_BYTES // 2**20} MiB of text: not one training example", *where)
+        formats.add(fmt)
+        n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+        lengths.append(n + MESSAGE_OVERHEAD * messages)
+        if progress and examples % 4096 == 0:
+            progress(done, total)
     if not examples:
         raise InputError(f"{path}: no examples (empty, or blank lines only)")
     return DataStats(
