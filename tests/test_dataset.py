@@ -251,3 +251,53 @@ def test_the_emitted_files_load_parquet_as_parquet(tmp_path):
     script = tmp_path / "train.py"
     r = invoke(["recommend", "--model", "qwen2.5-0.5b", "--gpu", "h100", "--emit", "trl", "--out", str(script), "--dataset", "train.jsonl"])
     assert r.exit_code == 0 and 'load_dataset("parquet" if dataset_path.endswith(".parquet") else "json"' in script.read_text()
+
+
+# --- chat templates (jinja2, in the data extra) -----------------------------------------------------------
+TEMPLATE = "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+
+
+def _chat_model(tmp_path, template: str, where: str = "config"):
+    pytest.importorskip("jinja2")
+    d = tmp_path / "model"
+    d.mkdir()
+    shutil.copy(ROOT / "data" / "families" / "configs" / "qwen3-0.6b.json", d / "config.json")
+    config = {"bos_token": {"content": "<s>"}, "eos_token": "</s>"}
+    if where == "config":
+        config["chat_template"] = template
+    else:
+        (d / "chat_template.jinja").write_text(template, encoding="utf-8")
+    (d / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return d
+
+
+@pytest.mark.parametrize("where", ["config", "jinja"])
+def test_chat_examples_are_counted_as_their_template_renders_them(tmp_path, where):
+    d = _chat_model(tmp_path, TEMPLATE, where)
+    convo = [{"role": "user", "content": "hi " * 30}, {"role": "assistant", "content": "ok " * 70}]
+    data = _write(tmp_path / "chat.jsonl", [{"messages": convo}] * 5)
+    stats = dataset.read_dataset(str(data), str(d))
+    rendered = "<s>" + "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in convo)
+    assert stats.lengths == (math.ceil(len(rendered) / dataset.CHARS_PER_TOKEN),) * 5  # no per-message guess added
+    assert "chat template from" in stats.counted_by
+    # plain text is not templated
+    assert dataset.read_dataset(str(_write(tmp_path / "t.jsonl", [{"text": "abcd" * 10}])), str(d)).lengths == (10,)
+
+
+@pytest.mark.parametrize(
+    "template, said",
+    [
+        ("{% for m in messages %}{{ m['content'] ", "does not compile"),
+        ("{{ raise_exception('only user and assistant roles') }}", "only user and assistant roles"),
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "failed"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "failed"),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "took over"),
+    ],
+    ids=["syntax", "raise_exception", "sandbox", "range", "endless"],
+)
+def test_a_hostile_chat_template_is_one_error_naming_its_file(tmp_path, template, said):
+    d = _chat_model(tmp_path, template)
+    data = _write(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "x"}]}])
+    with pytest.raises(InputError) as e:
+        dataset.read_dataset(str(data), str(d))
+    assert said in str(e.value) and "tokenizer_config.json" in str(e.value)

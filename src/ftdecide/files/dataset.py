@@ -10,8 +10,9 @@ tokenized; k is stated), never the whole file in memory.
 
 Tokens are counted with the model's own ``tokenizer.json`` where the model folder holds one and the optional
 ``tokenizers`` package is installed (``pip install 'ftdecide[data]'``), else from characters at
-:data:`CHARS_PER_TOKEN`, an assumption the output states. Chat messages add :data:`MESSAGE_OVERHEAD` tokens each
-(role headers and end markers of the common chat templates; the templates themselves are not rendered).
+:data:`CHARS_PER_TOKEN`, an assumption the output states. Chat messages are rendered with the model's chat template
+where its folder has one and jinja2 is installed (:mod:`ftdecide.files.chat_template`), else add
+:data:`MESSAGE_OVERHEAD` tokens each (role headers and end markers of the common chat templates), as said.
 
 Bad data is one error naming file:line: not UTF-8, a line over :data:`MAX_LINE_BYTES`, not a JSON object, no
 known format, nesting deeper than :data:`MAX_DEPTH`.
@@ -26,6 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+from .chat_template import template_for
 from ..core.errors import InputError, preview
 
 SAMPLE_BYTES = 64 * 2**20  # about this much text is tokenized, whatever the file's size
@@ -227,7 +229,9 @@ def tokenizer_for(model_dir: Optional[str]) -> tuple[Optional[Callable[[str], in
         tok = Tokenizer.from_file(path)
     except Exception as e:  # noqa: BLE001 - any unreadable tokenizer is the user's file to fix
         raise InputError(f"cannot read the tokenizer: {preview(str(e), 120)}", path) from None
-    return (lambda text: len(tok.encode(text, add_special_tokens=True).ids)), f"tokenizer.json at {path}"
+    # the special tokens a trainer adds: TRL and the hf trainer tokenize plain text with them; a rendered chat
+    # template carries its own (apply_chat_template tokenizes without adding more)
+    return (lambda text, special=True: len(tok.encode(text, add_special_tokens=special).ids)), f"tokenizer.json at {path}"
 
 
 def _examples(files: list[str], every: int) -> Iterator[tuple[str, int, int, Optional[dict]]]:
@@ -265,6 +269,9 @@ def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[
     total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
     every = max(1, math.ceil(total / SAMPLE_BYTES))
     count_tokens, counted_by = tokenizer_for(model_dir)
+    render, rendered_by = template_for(model_dir)
+    if rendered_by:
+        counted_by += f"; {rendered_by}"
     examples, lengths, formats, done = 0, [], set(), 0
     for f, number, size, obj in _examples(files, every):
         done += size
@@ -278,8 +285,14 @@ def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[
         if len(text) > MAX_LINE_BYTES:
             raise InputError(f"an example longer than {MAX_LINE_BYTES // 2**20} MiB of text: not one training example", *where)
         formats.add(fmt)
-        n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
-        lengths.append(n + MESSAGE_OVERHEAD * messages)
+        if render is not None and fmt == "messages":
+            # the conversation as the trainer formats it: its template's headers and special tokens counted
+            text = render(obj["messages"])
+            n = count_tokens(text, False) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+        else:
+            n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+            n += MESSAGE_OVERHEAD * messages
+        lengths.append(n)
         if progress and examples % 4096 == 0:
             progress(done, total)
     if not examples:
