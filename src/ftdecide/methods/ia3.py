@@ -51,6 +51,9 @@ class IA3(Method):
             return mods
         if "qkv_proj" in names:
             keys: tuple[str, ...] = ("qkv_proj",)
+        elif arch.mla:
+            # latent attention has no k_proj or v_proj: the keys' and values' up-projection is scaled
+            keys = ("kv_b_proj",)
         elif arch.family in QUERY_FAMILIES:
             keys = ("q_proj", "v_proj")
         else:
