@@ -119,6 +119,14 @@ LAYOUT: dict[str, dict] = {
     "olmoe": {"qk_norm": "proj", "experts_adapted": True},
     "granitemoe": {"router": "param"},
 }
+# What sizing says of a family whatever its size (beside a wrapper's note on its vision tower)
+NOTES = {
+    "gpt_oss": "gpt-oss ships its experts in MXFP4; transformers de-quantizes them to bf16 to train, which is what is sized",
+    "deepseek_v3": (
+        "DeepSeek-V3 ships fp8 weights, de-quantized to bf16 to train (1.25 TB for the 671B model): no 8-GPU node holds even "
+        "LoRA over it; its multi-token-prediction layer is not loaded by transformers and not counted"
+    ),
+}
 # Families whose config wraps a text model: AutoModelForCausalLM builds the text model and, for Gemma 3,
 # the vision tower with it; Llama 4's causal-LM class leaves its vision tower out.
 WRAPPERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
@@ -287,6 +295,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             )
         else:
             note = "Llama 4's causal-LM class loads the text model only: its vision tower is left out of memory and of training"
+    note = "; ".join(n for n in (note, NOTES.get(mt, "")) if n)
     bias, fused, norms, attn = FAMILIES[mt]
     d = DEFAULTS[mt]
     layout = LAYOUT.get(mt, {})
