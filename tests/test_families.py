@@ -250,3 +250,10 @@ def test_trl_refuses_llama_4_with_what_stopped_it(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "last_hidden_state" in err[0] and "--trainer hf" in err[0]
     assert main(["recommend", "--model", "llama-4-scout", "--gpu", "h100", "--trainer", "hf", "--format", "json"]) == 0
+
+
+def test_a_moe_plan_warns_that_its_time_was_measured_slower():
+    """The family runs trained alone ran 1.1-3.3x slower than the active-parameter step time
+    (python benchmarks/fit_trainers.py --time); a dense plan says nothing of it."""
+    assert "moe-time" in {m.rule for m in _plan("qwen3-30b-a3b", "h100").warnings}
+    assert "moe-time" not in {m.rule for m in _plan("qwen3-8b", "h100").warnings}

@@ -292,6 +292,16 @@ def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate]
     if arch.note:
         # what sizing leaves out or counts of this family (a vision tower loaded, or not)
         warnings.append(Message("model-family", arch.note))
+    if arch.is_moe:
+        # python benchmarks/fit_trainers.py --time: the family runs trained alone (data/trainers/h100_families_*)
+        warnings.append(
+            Message(
+                "moe-time",
+                "step time of a mixture-of-experts model is counted from its active parameters; the emitted TRL script ran "
+                "1.1-3.3x slower than that on Qwen3-30B-A3B, gpt-oss-20b and DeepSeek-V3 (copies of 2-24 layers, one H100): "
+                "expect the time and cost to be up to that much higher",
+            )
+        )
     host = cands[method.name].estimate.host_gib * sc.gpus if method else 0.0
     if host:
         warnings.append(
