@@ -257,3 +257,27 @@ def test_a_moe_plan_warns_that_its_time_was_measured_slower():
     (python benchmarks/fit_trainers.py --time); a dense plan says nothing of it."""
     assert "moe-time" in {m.rule for m in _plan("qwen3-30b-a3b", "h100").warnings}
     assert "moe-time" not in {m.rule for m in _plan("qwen3-8b", "h100").warnings}
+
+
+@pytest.mark.parametrize(
+    "cfg, said",
+    [
+        ({"model_type": "gemma3", "text_config": "x"}, "'text_config' must be an object"),
+        ({"model_type": "gemma3", "text_config": {}, "vision_config": {"patch_size": 0}}, "vision_config 'patch_size'"),
+        ({"model_type": "gemma3", "text_config": {}, "vision_config": {"hidden_size": True}}, "vision_config 'hidden_size'"),
+        ({"model_type": "gemma3", "text_config": {}, "vision_config": [1]}, "'vision_config' must be an object"),
+        ({**json.loads((CONFIGS / "qwen3-30b-a3b.json").read_text()), "mlp_only_layers": "0,1"}, "'mlp_only_layers' must be a list"),
+        ({**json.loads((CONFIGS / "deepseek-v3.json").read_text()), "first_k_dense_replace": -1}, "'first_k_dense_replace'"),
+        ({**json.loads((CONFIGS / "deepseek-v3.json").read_text()), "kv_lora_rank": "512"}, "'kv_lora_rank'"),
+        (
+            {"model_type": "llama4", "text_config": {**_config("llama-4-scout-17b-16e")["text_config"], "moe_layers": [True]}},
+            "'moe_layers' must be a list",
+        ),
+        ({"model_type": "mistral3"}, "AutoModelForCausalLM does not build"),
+    ],
+    ids=["text-config", "patch-0", "bool", "vision-list", "mlp-only", "dense-negative", "rank-text", "moe-layers", "mistral3"],
+)
+def test_a_bad_family_config_is_one_line_naming_the_field(cfg, said):
+    with pytest.raises(InputError, match=None) as e:
+        arch_from_hf_config(cfg, "config.json")
+    assert said in str(e.value) and str(e.value).startswith("config.json")

@@ -164,7 +164,14 @@ _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 1
 def siglip_params(vision: dict, text_hidden: int) -> int:
     """Parameters of Gemma 3's SigLIP vision tower (with its attention-pooling head) and its projector
     onto the text model's width, as transformers 5.17 builds them."""
-    v = {**_SIGLIP, **{k: vision[k] for k in _SIGLIP if isinstance(vision.get(k), int) and not isinstance(vision.get(k), bool)}}
+    v = dict(_SIGLIP)
+    for k in _SIGLIP:
+        x = vision.get(k)
+        if x is None:
+            continue
+        if not isinstance(x, int) or isinstance(x, bool) or not 0 < x <= 1 << 20:
+            raise ValueError(f"vision_config '{k}' must be a positive whole number, got {preview(x)}")
+        v[k] = x
     h, i, layers, p = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"]
     patches = (v["image_size"] // p) ** 2
     embeddings = h * v["num_channels"] * p * p + h + patches * h
@@ -287,7 +294,10 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         if not isinstance(vc, dict):
             raise InputError(f"{name}: 'vision_config' must be an object, got {preview(vc)}")
         if mt == "gemma3_text":
-            vision = siglip_params(vc, cfg["hidden_size"])
+            try:
+                vision = siglip_params(vc, cfg["hidden_size"])
+            except ValueError as e:
+                raise InputError(f"{name}: {e}") from None
             vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
             note = (
                 "Gemma 3's vision tower loads with the model and is counted: adapters target the text model only "
