@@ -13,6 +13,7 @@ import json
 import pathlib
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ftdecide.cli import main
 from ftdecide.core.errors import InputError
@@ -281,3 +282,45 @@ def test_a_bad_family_config_is_one_line_naming_the_field(cfg, said):
     with pytest.raises(InputError, match=None) as e:
         arch_from_hf_config(cfg, "config.json")
     assert said in str(e.value) and str(e.value).startswith("config.json")
+
+
+@pytest.mark.parametrize("name", ["qwen3-30b-a3b", "llama-4-scout-17b-16e", "deepseek-v3"])
+def test_a_trillion_layers_is_refused_before_the_layers_are_walked(name):
+    """Found by the property below: the MoE layer count walked 2**40 layers (a hang, or a MemoryError)."""
+    cfg = _config(name)
+    (cfg.get("text_config") or cfg)["num_hidden_layers"] = 2**40
+    with pytest.raises(InputError, match="num_hidden_layers"):
+        arch_from_hf_config(cfg, "config.json")
+
+
+_ODD = [0, -1, 1, 3, 2**40, True, None, "12", 1.5, [], [0, 1], {}, {"a": 1}]
+_KEYS = sorted(
+    {k for p in CONFIGS.glob("*.json") for k in json.loads(p.read_text()) if not k.startswith("_")} | {"text_config", "vision_config"}
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.sampled_from(sorted(p.stem for p in CONFIGS.glob("*.json"))),
+    key=st.sampled_from(_KEYS),
+    value=st.sampled_from(_ODD),
+    nested=st.booleans(),
+)
+def test_any_odd_value_in_a_family_config_is_sized_or_one_input_error(name, key, value, nested):
+    """Whatever one field of a real config holds (in a wrapper, its text_config's too): an architecture whose
+    estimate is finite, or an InputError; never another exception."""
+    from ftdecide.core.estimator import estimate_memory
+
+    cfg = _config(name)
+    target = cfg["text_config"] if nested and isinstance(cfg.get("text_config"), dict) else cfg
+    target[key] = value
+    try:
+        arch = arch_from_hf_config(cfg, "config.json")
+    except InputError:
+        return
+    opts = model_default_options(arch, "lora", {})
+    try:
+        est = estimate_memory(arch, TrainConfig(method="lora", seq_len=256, **opts))
+    except InputError:
+        return
+    assert est.peak_allocated_gib > 0 and est.peak_allocated_gib < float("inf")

@@ -207,8 +207,13 @@ def _int(cfg: dict, key: str, default):
     return default if v is None else v
 
 
+MAX_LAYERS = 10_000  # Arch's bound: checked before anything walks the layers one by one
+
+
 def _dense_layers(mt: str, cfg: dict, layers: int) -> int:
     """Layers of a MoE model whose MLP is dense, as the family's decoder decides per layer."""
+    if layers > MAX_LAYERS:
+        raise ValueError(f"num_hidden_layers {layers:,} is more than {MAX_LAYERS:,}")
     if mt in ("deepseek_v3", "glm4_moe"):
         return min(layers, _int(cfg, "first_k_dense_replace", 3 if mt == "deepseek_v3" else 1))
     if mt == "qwen3_moe":
