@@ -29,8 +29,8 @@ from .app import (  # noqa: E402  (the app, exit codes and helpers every command
     _json,
     _train_config,
     app,
-    model_defaults,
 )
+from ..methods.lora import model_default_options  # noqa: E402
 
 
 from .options import (  # noqa: E402
@@ -217,7 +217,7 @@ def estimate(
         arch = resolve_model(model)
     else:
         arch = resolve_model(model)
-        cfg = _train_config(**_config_fields(locals()), **model_defaults(arch, method, method_options or {}))
+        cfg = _train_config(**_config_fields(locals()), **model_default_options(arch, method, method_options or {}))
     why_not = cfg.method_spec.unsupported(arch) or cfg.trainer_spec.unsupported(arch)
     if why_not:
         raise InputError(why_not)
@@ -259,7 +259,7 @@ def fit(
     _finite(gpu_memory=gpu_memory)
     arch = resolve_model(model)
     hw = resolve_hardware(validate_scenario({"model": model, "gpu": gpu, "gpu_memory": gpu_memory, "gpus": gpus}))
-    base = _train_config(check_options=False, **_config_fields(locals()), **model_defaults(arch, "lora", method_options or {}))
+    base = _train_config(check_options=False, **_config_fields(locals()), **model_default_options(arch, "lora", method_options or {}))
     from .. import methods
 
     # the one refusal check: the strategy's, and each method's own (virtual tokens longer than the sequence)

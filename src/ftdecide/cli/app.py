@@ -48,13 +48,6 @@ def _config_fields(values: dict) -> dict:
     return {k: v for k, v in values.items() if k in TrainConfig.model_fields}
 
 
-def model_defaults(arch, method: str, opts: dict) -> dict:
-    """The method options given, with the defaults that depend on the model (:func:`ftdecide.methods.lora.model_default_options`)."""
-    from ..methods.lora import model_default_options
-
-    return model_default_options(arch, method, opts)
-
-
 def _train_config(check_options: bool = True, **fields):
     """TrainConfig from command-line values; a bad value is an InputError naming its option. With
     ``check_options``, an option of another method (prompt tuning with --lora-rank) is refused, and so is
