@@ -251,6 +251,10 @@ def test_trl_refuses_llama_4_with_what_stopped_it(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "last_hidden_state" in err[0] and "--trainer hf" in err[0]
     assert main(["recommend", "--model", "llama-4-scout", "--gpu", "h100", "--trainer", "hf", "--format", "json"]) == 0
+    capsys.readouterr()
+    for argv in (["estimate"], ["fit", "--gpu", "h100"]):
+        assert main([*argv, "--model", "llama-4-scout"]) == 2
+        assert "last_hidden_state" in capsys.readouterr().err
 
 
 def test_a_moe_plan_warns_that_its_time_was_measured_slower():

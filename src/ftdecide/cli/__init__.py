@@ -262,7 +262,10 @@ def fit(
     base = _train_config(check_options=False, **_config_fields(locals()), **model_default_options(arch, "lora", method_options or {}))
     from .. import methods
 
-    # the one refusal check: the strategy's, and each method's own (virtual tokens longer than the sequence)
+    # the refusal checks: the trainer's of the model, the strategy's, and each method's own (virtual tokens
+    # longer than the sequence)
+    if base.trainer_spec.unsupported(arch):
+        raise InputError(base.trainer_spec.unsupported(arch))
     for m in methods.all_methods():
         problem = base.model_copy(update={"method": m.name, "gradient_checkpointing": m.supports_checkpointing}).run_problem()
         if problem:
