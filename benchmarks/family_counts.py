@@ -51,10 +51,11 @@ def schema(model) -> dict:
 TEXT_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
-def lora_wrapped(model, dropout: float, targets: str = "all-linear") -> tuple[list[str], int]:
+def lora_wrapped(model, dropout: float, targets="all-linear", parameters=None) -> tuple[list[str], int]:
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets, lora_dropout=dropout))
+    extra = {"target_parameters": parameters} if parameters else {}
+    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets, lora_dropout=dropout, **extra))
     wrapped = sorted({re.sub(r"\.\d+\.", ".N.", n.rsplit(".lora_A", 1)[0]) for n, _ in peft_model.named_parameters() if ".lora_A" in n})
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return wrapped, trainable
@@ -88,6 +89,12 @@ def record(name: str, cfg: dict) -> dict:
             break
         except Exception as e:  # noqa: BLE001
             rec[f"lora_error_dropout_{dropout}"] = f"{type(e).__name__}: {e}"[:500]
+    fused = sorted({k.split("layers.N.", 1)[1] for k in rec["schema"] if k.endswith(("experts.gate_up_proj", "experts.down_proj"))})
+    if fused:
+        # the fused experts named in target_parameters (ftdecide's "experts" target)
+        model, _ = build(cfg)
+        _, trainable = lora_wrapped(model, 0.0, [], fused)
+        rec["lora_target_parameters"] = {"parameters": fused, "trainable_r16": trainable}
     if any("language_model" in k for k in rec["schema"]):
         model, _ = build(cfg)
         wrapped, trainable = lora_wrapped(model, 0.05, TEXT_ONLY)

@@ -190,7 +190,7 @@ MOE = [
         dict(model="mixtral-8x7b", gpu="h100", gpus=8),
         "lora",
         16,
-        ["adapts mixtral's router and fused experts", "dropout 0"],
+        ["adapts mixtral's fused experts too", "dropout 0"],
         ["matches full fine-tuning", "not the MLP of every expert"],
         id="mixtral-says-its-experts-are-adapted",
     ),

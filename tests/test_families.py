@@ -21,7 +21,7 @@ from ftdecide.emit import emit_config
 from ftdecide.files import catalog
 from ftdecide.files.hfconfig import arch_from_hf_config, reduce_layers
 from ftdecide.core.config import TrainConfig
-from ftdecide.methods.lora import model_default_options
+from ftdecide.methods.lora import model_default_options, peft_target_parameters
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "data" / "families" / "configs"
@@ -328,3 +328,32 @@ def test_any_odd_value_in_a_family_config_is_sized_or_one_input_error(name, key,
     except InputError:
         return
     assert est.peak_allocated_gib > 0 and est.peak_allocated_gib < float("inf")
+
+
+FUSED = [r for r in BUILT if "lora_target_parameters" in r]
+
+
+@pytest.mark.parametrize("rec", FUSED, ids=lambda r: r["name"])
+def test_the_experts_target_counts_as_peft_target_parameters(rec):
+    """peft 0.21's LoraConfig(target_parameters=[the fused experts' two parameters]): the experts at the rank
+    (not twice it on gate_up_proj, as all-linear's wrapper puts it)."""
+    arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
+    mods = arch.resolve_targets("experts")
+    assert mods == ("experts.gate_up_proj", "experts.down_proj")
+    assert sorted(peft_target_parameters(arch, list(mods))) == rec["lora_target_parameters"]["parameters"]
+    want = rec["lora_target_parameters"]["trainable_r16"]
+    assert arch.lora_params(16, mods) == want
+    both = arch.resolve_targets("all-linear,experts")
+    assert arch.lora_params(16, both) == arch.lora_params(16, arch.resolve_targets("all-linear")) + want
+
+
+def test_the_experts_target_is_emitted_as_target_parameters_and_refused_where_it_cannot_run(capsys):
+    text = _emitted("gpt-oss-20b", lora_targets="all-linear,experts")
+    assert "target_parameters=['mlp.experts.gate_up_proj', 'mlp.experts.down_proj']" in text and "lora_dropout=0.0," in text
+    assert "target_parameters=['feed_forward.experts.gate_up_proj'" in _emitted("llama-4-scout-17b-16e", lora_targets="experts")
+    # down_proj alone is the dense or shared MLP's, never the experts' parameter of that name
+    assert catalog.resolve_model("qwen1.5-moe-a2.7b").resolve_targets("down_proj") == ("down_proj",)
+    assert main(["estimate", "--model", "gpt-oss-20b", "--method", "dora", "--lora-targets", "experts"]) == 2
+    assert "refuses DoRA" in capsys.readouterr().err
+    assert main(["estimate", "--model", "gpt-oss-20b", "--lora-targets", "experts", "--lora-dropout", "0.05"]) == 2
+    assert "ParamWrapper" in capsys.readouterr().err

@@ -218,7 +218,7 @@ def estimate(
     else:
         arch = resolve_model(model)
         cfg = _train_config(**_config_fields(locals()), **model_default_options(arch, method, method_options or {}))
-    why_not = cfg.method_spec.unsupported(arch) or cfg.trainer_spec.unsupported(arch)
+    why_not = cfg.method_spec.unsupported(arch, cfg) or cfg.trainer_spec.unsupported(arch)
     if why_not:
         raise InputError(why_not)
     est = estimate_memory(arch, cfg)

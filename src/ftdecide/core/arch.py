@@ -82,6 +82,7 @@ class Arch(BaseModel):
         False, description="peft 0.21's all-linear wraps the fused experts (its ParamWrapper, which refuses any LoRA dropout)"
     )
     all_linear_mlp: bool = Field(True, description="peft's all-linear adapts the MLP's nn.Linear modules (not on DeepSeek-V3 or GLM-4.5)")
+    experts_path: str = Field("mlp.experts", description="the fused experts' module path in a decoder layer (peft's target_parameters)")
     expert_bias: bool = Field(False, description="the fused experts carry biases (gpt-oss)")
     shared_expert_gate: bool = Field(False, description="a sigmoid gate of one output on the shared expert (Qwen1.5-MoE)")
     dense_layers: int = Field(0, ge=0, description="layers of a MoE model whose MLP is dense, of intermediate_size")
@@ -193,21 +194,28 @@ class Arch(BaseModel):
         return shapes
 
     def adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
-        """:meth:`linear_shapes` plus what peft's all-linear wraps beyond nn.Linear: the fused experts of
-        the families where peft 0.21 matches them (``experts``). Their LoRA, as peft builds it, is an
-        ``(in, out, count)`` entry like the others: gate_up_proj ``(h, 2i)`` at twice the rank over the
-        experts (``2E`` per layer), down_proj ``(i, h)`` at the rank over them (``E`` per layer)."""
+        """:meth:`linear_shapes` plus the fused experts, which peft 0.21 adapts through its ParamWrapper, as
+        ``(in, out, count)`` entries like the others:
+
+        - ``experts[gate_up_proj]``, ``experts[down_proj]``: what its ``all-linear`` wraps on the families where
+          it matches them, gate_up_proj ``(h, 2i)`` at twice the rank over the experts (``2E`` a layer),
+          down_proj ``(i, h)`` at the rank (``E``);
+        - ``experts.gate_up_proj``, ``experts.down_proj``: the same parameters named in ``target_parameters``
+          (the ``experts`` target, on any MoE family), both at the rank (``E`` a layer)."""
         return _MEMO.of(self, "adapter_shapes", self._adapter_shapes)
 
     def _adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
         shapes = dict(self.linear_shapes())
         if self.is_moe and not self.router_adaptable:
             shapes.pop(self.router_name, None)
-        if self.is_moe and self.experts_adapted:
+        if self.is_moe:
             moe = self.moe_layers / self.num_layers
             h, i, e = self.hidden_size, self.expert_intermediate, self.num_experts
-            shapes["experts[gate_up_proj]"] = (h, 2 * i, 2 * e * moe)
-            shapes["experts[down_proj]"] = (i, h, e * moe)
+            if self.experts_adapted:
+                shapes["experts[gate_up_proj]"] = (h, 2 * i, 2 * e * moe)
+                shapes["experts[down_proj]"] = (i, h, e * moe)
+            shapes["experts.gate_up_proj"] = (h, 2 * i, e * moe)
+            shapes["experts.down_proj"] = (i, h, e * moe)
         return shapes
 
     def to_hf_config(self) -> dict:
@@ -389,7 +397,7 @@ class Arch(BaseModel):
         if isinstance(targets, str):
             spec = targets.strip()
             if spec in ("all-linear", "all_linear", "all"):
-                return tuple(m for m in names if self.all_linear_mlp or not m.endswith(MLP_MODULES))
+                return tuple(m for m in names if not m.startswith("experts.") and (self.all_linear_mlp or not m.endswith(MLP_MODULES)))
             if spec == "attn" and self.mla:
                 wanted: tuple[str, ...] = tuple(m for m in names if "_proj" in m and not m.endswith(MLP_MODULES) and "[" not in m)
             else:
@@ -399,10 +407,18 @@ class Arch(BaseModel):
         out: list[str] = []
         unknown = []
         for t in wanted:
+            if t in ("all-linear", "all_linear", "all") and len(wanted) > 1:  # "all-linear,experts"
+                out.extend(m for m in self.resolve_targets(t, what) if m not in out)
+                continue
             t = _FUSED_ALIASES.get(t, t) if self.fused_qkv else t
             # peft matches a module by the end of its path: "down_proj" is the dense MLP's and the
-            # shared expert's; "experts" is the fused experts' two parameters
-            found = [m for m in names if m == t or m.endswith("." + t) or (t == "experts" and m.startswith("experts["))]
+            # shared expert's (not the fused experts' parameter of that name); "experts" is the fused
+            # experts' two parameters, named in target_parameters
+            found = [
+                m
+                for m in names
+                if m == t or (m.endswith("." + t) and not m.startswith("experts.")) or (t == "experts" and m.startswith("experts."))
+            ]
             if not found:
                 unknown.append(t)
             out.extend(m for m in found if m not in out)
@@ -419,7 +435,7 @@ class Arch(BaseModel):
 
     def refuses_dropout(self, modules: tuple[str, ...]) -> bool:
         """Whether peft refuses LoRA dropout on these modules: its ParamWrapper over fused experts does."""
-        return any("[" in m for m in modules)
+        return any(m.startswith("experts") for m in modules)
 
     def max_rank(self, modules: tuple[str, ...]) -> int:
         """The largest rank that is still below the full rank of some targeted module (the largest

@@ -376,7 +376,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     notes += _sharding_notes(arch, cfg, strategy)
     if arch.note:
         notes.append(arch.note)
-    why_not = method.unsupported(arch)
+    why_not = method.unsupported(arch, cfg)
     if why_not:
         notes.append(f"not trainable: {why_not}")
     if not method.measured:

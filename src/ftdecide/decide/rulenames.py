@@ -80,7 +80,8 @@ def _base() -> list[Name]:
             "experts_adapted",
             BOOL,
             lambda f: f.arch.refuses_dropout(_lora_modules(f)),
-            "whether the LoRA targets include the fused experts (peft 0.21's all-linear does on Mixtral, Qwen3-MoE, DeepSeek-V3, GLM-4.5)",
+            "whether the LoRA targets include the fused experts (peft 0.21's all-linear does on Mixtral, Qwen3-MoE, OLMoE, DeepSeek-V3, "
+            "GLM-4.5; the experts target does on any MoE)",
         ),
         Name("tokens", NUM, lambda f: f.scenario.dataset_size * f.scenario.seq_len * f.epochs, "training tokens"),
         Name("bf16_supported", BOOL, lambda f: f.gpu.bf16, "whether the GPU has bf16"),

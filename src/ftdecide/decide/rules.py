@@ -59,7 +59,8 @@ def _targets_spec(v: Optional[str]) -> Optional[str]:
     if v is None or v.strip() in TARGET_SETS or v.strip() in ("all_linear", "all"):
         return v
     parts = [t.strip() for t in v.split(",")]
-    bad = [t for t in parts if not _MODULE.match(t)]
+    # all-linear may head a list ("all-linear,experts": peft's all-linear and the fused experts)
+    bad = [t for t in parts if not _MODULE.match(t) and t not in ("all-linear", "all_linear")]
     if bad or not parts:
         raise ValueError(
             f"{preview(v)} is not a target set ({', '.join(TARGET_SETS)}) or a comma-separated list of module names "

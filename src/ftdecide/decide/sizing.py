@@ -209,7 +209,7 @@ def _sized(
     capacity: float,
 ) -> Candidate:
     cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity)
-    fits = fits and method.unsupported(arch) is None  # sized, but its library cannot train this model
+    fits = fits and method.unsupported(arch, cfg) is None  # sized, but its library cannot train this model
     # the one refusal check (TrainConfig.run_problem) every command applies: an explicit --strategy that
     # cannot run this method (QLoRA under FSDP2, 8-bit AdamW under FSDP2) is sized but never the plan
     refusal = cfg.run_problem()

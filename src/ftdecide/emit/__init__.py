@@ -44,6 +44,8 @@ def _peft_config_py(p: _Plan) -> str:
         return "peft_config = None  # full fine-tuning: every weight trains"
     if p.lora:
         targets = '"all-linear"' if p.peft_targets == "all-linear" else _py(p.peft_targets)
+        if p.peft_parameters:  # the fused experts: parameters, not modules (peft's ParamWrapper)
+            targets += f",\n    target_parameters={_py(p.peft_parameters)}"
         extra = "".join(f"    {k}={_py(v)},\n" for k, v in p.keys.peft_lora_options)
         shape = "".join(f"    {k}={_py(getattr(p.lora, a))},\n" for k, a in p.keys.peft_shape)
         return f'peft_config = LoraConfig(\n{shape}{extra}    target_modules={targets},\n    bias="none",\n    task_type="CAUSAL_LM",\n)'

@@ -27,6 +27,7 @@ def emit_axolotl(p: _Plan) -> str:
     if p.keys.axolotl_adapter:
         cfg["adapter"] = p.keys.axolotl_adapter
     if p.lora:
+        _refuse("axolotl", not p.peft_parameters, "target_parameters for fused experts in what ftdecide emits", "--emit trl or --emit peft")
         cfg.update({k: getattr(p.lora, a) for k, a in p.keys.axolotl_shape})
         cfg.update(dict(p.keys.axolotl_options))
         if p.peft_targets == "all-linear":
@@ -70,6 +71,7 @@ def emit_llamafactory(p: _Plan) -> str:
         cfg.update(quantization_bit=p.keys.quantization_bit, quantization_method="bitsandbytes")
     cfg.update(stage="sft", do_train=True, finetuning_type=p.keys.llamafactory_type)
     if p.lora:
+        _refuse("LLaMA-Factory", not p.peft_parameters, "target_parameters for fused experts", "--emit trl or --emit peft")
         cfg.update({k: getattr(p.lora, a) for k, a in p.keys.llamafactory_shape})
         # LLaMA-Factory's "all" leaves a vision tower out itself (freeze_vision_tower)
         cfg["lora_target"] = "all" if p.all_linear else ",".join(dict.fromkeys(m.split("[", 1)[0] for m in p.modules))

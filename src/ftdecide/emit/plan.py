@@ -10,7 +10,7 @@ from typing import Any
 from .. import levers
 from ..core.errors import InputError, one_line
 from ..decide.results import Recommendation
-from ..methods.lora import peft_targets
+from ..methods.lora import peft_target_parameters, peft_targets
 
 KINDS = ("peft", "trl", "hf", "axolotl", "llamafactory", "accelerate", "deepspeed")
 ACCELERATE_FILE = "accelerate.yaml"  # write it with --emit accelerate
@@ -82,6 +82,7 @@ class _Plan:
         self.modules = list(arch.resolve_targets(self.lora.targets)) if self.lora else []
         self.all_linear = bool(self.lora) and self.lora.targets == "all-linear"
         self.peft_targets = peft_targets(arch, self.modules, self.all_linear) if self.lora else []
+        self.peft_parameters = peft_target_parameters(arch, self.modules) if self.lora else []
         self.lr, self.epochs = learning_rate, epochs
         self.micro, self.accum = cfg.batch_size, accum
         self.gc, self.seq = cfg.gradient_checkpointing, cfg.seq_len

@@ -109,7 +109,7 @@ LAYOUT: dict[str, dict] = {
     "gpt_oss": {"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
     # Llama4Router is an nn.Linear whose forward returns a tuple: peft 0.21's LoRA wrapper of it fails in the first
     # forward ("'tuple' object has no attribute 'dtype'", measured under TRL 1.16), so no target may include it
-    "llama4_text": {"router_name": "router", "router_adaptable": False},
+    "llama4_text": {"router_name": "router", "router_adaptable": False, "experts_path": "feed_forward.experts"},
     # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
     "deepseek_v3": {"experts_adapted": True, "all_linear_mlp": False},
     "olmo2": {"qk_norm": "proj"},
@@ -117,7 +117,7 @@ LAYOUT: dict[str, dict] = {
     "olmo3": {"qk_norm": "proj"},
     "exaone4": {"qk_norm": "head"},
     "olmoe": {"qk_norm": "proj", "experts_adapted": True},
-    "granitemoe": {"router": "param"},
+    "granitemoe": {"router": "param", "experts_path": "block_sparse_moe.experts"},
 }
 # What sizing says of a family whatever its size (beside a wrapper's note on its vision tower)
 NOTES = {

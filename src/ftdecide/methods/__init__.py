@@ -225,9 +225,10 @@ class Method:
         """Kernels the method adds once per layer per step (weight gradients and their casts)."""
         return 0.0
 
-    def unsupported(self, arch: "Arch") -> Optional[str]:
-        """Why the method's library cannot train ``arch`` (one line), or None. The estimate is still made;
-        a plan does not use the method, and a command that asks for it is refused."""
+    def unsupported(self, arch: "Arch", cfg: "Optional[TrainConfig]" = None) -> Optional[str]:
+        """Why the method's library cannot train ``arch`` (one line), or None; with ``cfg``, as that
+        configuration asks (its targets). The estimate is still made; a plan does not use the method, and a
+        command that asks for it is refused."""
         return None
 
     def settings(self, arch: "Arch", cfg: "TrainConfig") -> dict:

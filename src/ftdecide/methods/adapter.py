@@ -48,7 +48,7 @@ ADAPTERS_MODEL_TYPES = ("llama", "mistral", "gemma2", "gemma3_text", "qwen2", "q
 
 
 class HoulsbyAdapters(Method):
-    def unsupported(self, arch):
+    def unsupported(self, arch, cfg=None):
         if arch.family in ADAPTERS_MODEL_TYPES:
             return None
         return (

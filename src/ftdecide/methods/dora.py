@@ -33,7 +33,11 @@ class DoRA(LoraFamily):
     def trainable_tensors(self, arch, mods) -> int:
         return 3 * len(mods) * arch.num_layers
 
-    def unsupported(self, arch):
+    def unsupported(self, arch, cfg=None):
+        # peft's ParamWrapper over fused experts refuses use_dora: all-linear puts it there on some families,
+        # and the experts target anywhere
+        if cfg is not None and arch.refuses_dropout(self.adapted_modules(arch, cfg)) and not arch.experts_adapted:
+            return f"peft 0.21's ParamWrapper, which the experts target puts on {arch.name}'s fused experts, refuses DoRA (use_dora)"
         if arch.experts_adapted:
             return (
                 f"peft 0.21's all-linear puts its ParamWrapper on {arch.name}'s fused experts, and that wrapper refuses DoRA "

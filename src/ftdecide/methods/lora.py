@@ -48,7 +48,11 @@ def expert_copy_bytes(arch, mods: tuple[str, ...], gc: bool) -> float:
     without checkpointing (saved for backward), one layer's with it (the recomputed one), and in both the
     gradient of the largest folded parameter while backward reaches it."""
     h, i, e = arch.hidden_size, arch.expert_intermediate, arch.num_experts
-    sizes = [n for m, n in (("experts[gate_up_proj]", e * h * 2 * i), ("experts[down_proj]", e * i * h)) if m in mods]
+    sizes = [
+        n
+        for part, n in (("gate_up_proj", e * h * 2 * i), ("down_proj", e * i * h))
+        if f"experts[{part}]" in mods or f"experts.{part}" in mods
+    ]
     if not sizes:
         return 0.0
     layers = 1 if gc else arch.moe_layers
@@ -160,11 +164,17 @@ def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]
     ``all-linear``; the module names (fused experts by their module, ``experts``); or, where the model
     wraps a text model with a vision tower (Gemma 3), a pattern that keeps the adapters in the text model,
     which ``all-linear`` and bare names would not (the tower has q_proj, k_proj and v_proj too)."""
-    names = list(dict.fromkeys(m.split("[", 1)[0] for m in modules))
+    names = list(dict.fromkeys(m.split("[", 1)[0] for m in modules if not m.startswith("experts.")))
     if arch.vision_params:
         return r".*language_model.*\.(" + "|".join(n.replace(".", r"\.") for n in names) + ")"
     # peft's all-linear would also take a router it cannot wrap (Llama 4's): name the modules instead
     return "all-linear" if all_linear and arch.router_adaptable else names
+
+
+def peft_target_parameters(arch, modules: list[str]) -> list[str]:
+    """What an emitted LoraConfig's ``target_parameters`` names: the fused experts' parameters the ``experts``
+    target asks for, by their path in a decoder layer (peft matches the end of a parameter's name)."""
+    return [f"{arch.experts_path}.{m.split('.', 1)[1]}" for m in modules if m.startswith("experts.")]
 
 
 def lora_target_modules(targets: str, model_type: str) -> "str | list[str]":
