@@ -16,8 +16,10 @@ from conftest import invoke
 BASE = "meta-llama/Llama-3.1-8B"
 
 
-def adapter(d, base=BASE, r=16, mods=("q_proj", "v_proj"), dims=(4096, 4096), dora=False, peft_type="LORA", header_lie=0):
-    """A peft adapter folder: its config and a safetensors file whose header states the LoRA shapes (zeros after)."""
+def adapter(d, base=BASE, r=16, mods=("q_proj", "v_proj"), dims=(4096, 4096), dora=False, peft_type="LORA", header_lie=0, experts=0):
+    """A peft adapter folder: its config and a safetensors file whose header states the LoRA shapes (zeros after).
+    ``experts``: also a MoE's fused experts as peft's ParamWrapper saves them (Qwen3-30B-A3B's widths: every
+    expert's factors stacked, rank x experts rows; gate_up_proj nested as "base_layer")."""
     os.makedirs(d, exist_ok=True)
     cfg = {
         "base_model_name_or_path": base,
@@ -38,6 +40,20 @@ def adapter(d, base=BASE, r=16, mods=("q_proj", "v_proj"), dims=(4096, 4096), do
                 "data_offsets": [off, off + n],
             }
             off += n
+    if experts:
+        stacked = {
+            "experts.base_layer": ([2 * r * experts, 2048], [1536, 2 * r * experts]),
+            "experts": ([r * experts, 768], [2048, r * experts]),
+        }
+        for m, (a, b) in stacked.items():
+            for ab, shape in (("A", a), ("B", b)):
+                n = shape[0] * shape[1] * 2
+                header[f"base_model.model.model.layers.0.mlp.{m}.lora_{ab}.weight"] = {
+                    "dtype": "BF16",
+                    "shape": shape,
+                    "data_offsets": [off, off + n],
+                }
+                off += n
     h = json.dumps(header).encode()
     with open(d / "adapter_model.safetensors", "wb") as f:
         f.write(struct.pack("<Q", len(h) + header_lie))
@@ -100,12 +116,28 @@ def test_the_mergekit_config_and_the_peft_script(tmp_path):
             lambda t: [adapter(t / "a"), adapter(t / "b", r=8)], ["--method", "ties", "--emit", "peft"], "same rank", id="peft-ranks"
         ),
         pytest.param(lambda t: [adapter(t / "a", dora=True), adapter(t / "b", dora=True)], ["--emit", "peft"], "DoRA", id="peft-dora"),
+        pytest.param(
+            lambda t: [adapter(t / "a", base="Qwen/Qwen3-30B-A3B", experts=128), adapter(t / "b", base="Qwen/Qwen3-30B-A3B", experts=128)],
+            ["--emit", "peft"],
+            "fused experts",
+            id="peft-fused-experts",
+        ),
     ],
 )
 def test_each_refusal_is_one_line_and_exit_2(tmp_path, make, args, phrase):
     r = invoke(["merge", *make(tmp_path), *args])
     assert r.exit_code == 2 and phrase in r.stderr, r.output
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_adapters_on_fused_experts_merge_through_mergekit(tmp_path):
+    """Their stacked factors (rank x 128 experts rows) are read as the experts', not as a rank that disagrees
+    with the config; peft's add_weighted_adapter refuses nn.Parameter targets (measured, peft 0.21), so the
+    peft script is refused and mergekit, which merges each adapter into its base first, is the way."""
+    a, b = (adapter(tmp_path / n, base="Qwen/Qwen3-30B-A3B", experts=128) for n in ("a", "b"))
+    d = doc(a, b)
+    assert d["merged_rank"] == 32 and any("fused experts" in w for w in d["warnings"])
+    assert "merge_method: task_arithmetic" in invoke(["merge", a, b, "--emit", "mergekit"]).stdout
 
 
 def test_a_recommendation_document_stands_for_its_adapter(tmp_path):

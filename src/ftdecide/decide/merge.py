@@ -45,6 +45,7 @@ class AdapterInfo:
     targets: tuple[str, ...] = ()
     shapes: dict = field(default_factory=dict, compare=False, hash=False)
     task: Optional[str] = None  # from a recommend document
+    fused_experts: bool = False  # it adapts a MoE's fused experts (peft's ParamWrapper: target_parameters)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,15 @@ def plan_merge(
             "use --emit mergekit, which merges each adapter's full update, or --method task_arithmetic"
         )
         warnings.append(peft_problem)
-    if any(registry.get(m).decomposed for m in methods):
+    if any(a.fused_experts for a in adapters):
+        # measured (peft 0.21): "add_weighted_adapter does not support targeting nn.Parameter"; merge_and_unload
+        # folds such an adapter into its base exactly, which is what mergekit's base+adapter references do
+        peft_problem = (
+            "peft's add_weighted_adapter does not combine adapters on a MoE's fused experts (nn.Parameter targets): "
+            "use --emit mergekit, which merges each adapter into the base first"
+        )
+        warnings.append(peft_problem)
+    elif any(registry.get(m).decomposed for m in methods):
         peft_problem = "peft's add_weighted_adapter does not combine DoRA's magnitude vectors: use --emit mergekit"
         warnings.append(peft_problem)
     elif not all(registry.get(m).takes_shape for m in methods):

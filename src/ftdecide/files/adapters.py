@@ -81,11 +81,18 @@ def read_adapter(spec: str) -> AdapterInfo:
             raise InputError(f"r must be a positive integer, not {preview(rank)}", cfg_path)
         weights = os.path.join(spec, "adapter_model.safetensors")
         shapes = safetensors_shapes(weights) if os.path.isfile(weights) else {}
+        # peft's ParamWrapper over fused experts (the module "experts", nested as "base_layer" for its second
+        # parameter) stacks every expert's factors: rank x experts rows, not the adapter's rank
+        wrapped = {m for m in shapes if m in ("experts", "base_layer")}
+        fused = bool(wrapped) or bool(cfg.get("target_parameters"))
+        shapes = {m: v for m, v in shapes.items() if m not in wrapped}
         if shapes and rank is not None and any(r != rank for r, _, _ in shapes.values()):
             raise InputError(f"its weights have ranks {sorted({r for r, _, _ in shapes.values()})}, its config says r={rank}", weights)
         if shapes:
             targets = tuple(sorted(shapes)) if targets in ((), ("all-linear",)) else targets
-        return AdapterInfo(path=spec, base_model=base, method=method, rank=rank, alpha=alpha, targets=targets, shapes=shapes)
+        return AdapterInfo(
+            path=spec, base_model=base, method=method, rank=rank, alpha=alpha, targets=targets, shapes=shapes, fused_experts=fused
+        )
     if os.path.isfile(spec):
         doc = load_json(spec, "recommendation")
         try:
