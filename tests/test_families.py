@@ -343,8 +343,10 @@ def test_the_experts_target_counts_as_peft_target_parameters(rec):
     assert sorted(peft_target_parameters(arch, list(mods))) == rec["lora_target_parameters"]["parameters"]
     want = rec["lora_target_parameters"]["trainable_r16"]
     assert arch.lora_params(16, mods) == want
+    # beside all-linear: what all-linear adapts but its own wrap of the experts, and the experts at the rank
     both = arch.resolve_targets("all-linear,experts")
-    assert arch.lora_params(16, both) == arch.lora_params(16, arch.resolve_targets("all-linear")) + want
+    modules = tuple(m for m in arch.resolve_targets("all-linear") if not m.startswith("experts["))
+    assert arch.lora_params(16, both) == arch.lora_params(16, modules) + want
 
 
 def test_the_experts_target_is_emitted_as_target_parameters_and_refused_where_it_cannot_run(capsys):
@@ -357,3 +359,14 @@ def test_the_experts_target_is_emitted_as_target_parameters_and_refused_where_it
     assert "refuses DoRA" in capsys.readouterr().err
     assert main(["estimate", "--model", "gpt-oss-20b", "--lora-targets", "experts", "--lora-dropout", "0.05"]) == 2
     assert "ParamWrapper" in capsys.readouterr().err
+
+
+def test_all_linear_in_a_list_names_the_experts_as_parameters():
+    """'all-linear,experts' on a family whose all-linear reaches the experts: emitted as module names plus
+    target_parameters (peft refuses 'experts' among target_modules), so the experts count at the rank, once."""
+    arch = catalog.resolve_model("qwen3-30b-a3b")
+    mods = arch.resolve_targets("all-linear,experts")
+    assert not any(m.startswith("experts[") for m in mods) and mods.count("experts.gate_up_proj") == 1
+    text = _emitted("qwen3-30b-a3b", lora_targets="all-linear,experts")
+    assert "'experts'" not in text.split("target_modules=", 1)[1].split("\n", 1)[0]
+    assert "target_parameters=['mlp.experts.gate_up_proj', 'mlp.experts.down_proj']" in text

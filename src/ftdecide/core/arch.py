@@ -408,7 +408,12 @@ class Arch(BaseModel):
         unknown = []
         for t in wanted:
             if t in ("all-linear", "all_linear", "all") and len(wanted) > 1:  # "all-linear,experts"
-                out.extend(m for m in self.resolve_targets(t, what) if m not in out)
+                # in a list, peft's all-linear is emitted as the module names it stands for, so the fused
+                # experts it reaches are named as parameters (target_parameters, at the rank)
+                for m in self.resolve_targets(t, what):
+                    m = "experts." + m[len("experts[") : -1] if m.startswith("experts[") else m
+                    if m not in out:
+                        out.append(m)
                 continue
             t = _FUSED_ALIASES.get(t, t) if self.fused_qkv else t
             # peft matches a module by the end of its path: "down_proj" is the dense MLP's and the

@@ -161,9 +161,10 @@ def model_default_options(arch, method: str, opts: dict) -> dict:
 
 def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]":
     """What an emitted LoraConfig's ``target_modules`` says for the modules a plan adapts: peft's own
-    ``all-linear``; the module names (fused experts by their module, ``experts``); or, where the model
-    wraps a text model with a vision tower (Gemma 3), a pattern that keeps the adapters in the text model,
-    which ``all-linear`` and bare names would not (the tower has q_proj, k_proj and v_proj too)."""
+    ``all-linear`` (which reaches the fused experts itself on the families where it does); the module names
+    (fused experts named as parameters go to :func:`peft_target_parameters`); or, where the model wraps a text
+    model with a vision tower (Gemma 3), a pattern that keeps the adapters in the text model, which
+    ``all-linear`` and bare names would not (the tower has q_proj, k_proj and v_proj too)."""
     names = list(dict.fromkeys(m.split("[", 1)[0] for m in modules if not m.startswith("experts.")))
     if arch.vision_params:
         return r".*language_model.*\.(" + "|".join(n.replace(".", r"\.") for n in names) + ")"
