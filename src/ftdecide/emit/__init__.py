@@ -9,7 +9,7 @@ expect, are fixed here and written into each file: a cosine schedule with 3% war
 steps, a checkpoint per epoch.
 
 What is emitted is what was estimated, and each file's header says so: the attention implementation
-the estimate assumes (sdpa; eager for Gemma 2's softcapping), the precision (bf16 weights and optimizer
+the estimate assumes (sdpa; eager for Gemma 2's softcapping and gpt-oss's sinks), the precision (bf16 weights and optimizer
 states, or fp32 master weights with ``--precision mixed``), the optimizer, the held-out split of the
 evaluation plan, and, on several GPUs, the plan's strategy in each trainer's own keys, which the strategy
 unit supplies (:mod:`ftdecide.strategies`: FSDP2's ``fsdp``/``fsdp_config``, ZeRO's ``deepspeed`` file);
