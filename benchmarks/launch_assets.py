@@ -40,8 +40,9 @@ def main(model: str, out_dir: str, data: str, examples: int, words: int = 3000) 
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from ftdecide.files.catalog import resolve_model
+    from ftdecide.files.hfconfig import hf_config
 
-    cfg = resolve_model(model).to_hf_config()
+    cfg = hf_config(resolve_model(model))
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(0)
     m = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

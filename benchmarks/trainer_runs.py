@@ -99,8 +99,9 @@ def build_model(line: dict, out: pathlib.Path) -> float:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from ftdecide.probe.records import arch_of_trainer_record
+    from ftdecide.files.hfconfig import hf_config
 
-    cfg = arch_of_trainer_record(line).to_hf_config()
+    cfg = hf_config(arch_of_trainer_record(line))
     ids = dict(eos_token_id=0, pad_token_id=1, bos_token_id=None)
     cfg.update(ids)
     if "text_config" in cfg:

@@ -19,7 +19,7 @@ from ftdecide.cli import main
 from ftdecide.core.errors import InputError
 from ftdecide.emit import emit_config
 from ftdecide.files import catalog
-from ftdecide.files.hfconfig import arch_from_hf_config, reduce_layers
+from ftdecide.files.hfconfig import arch_from_hf_config, hf_config, reduce_layers
 from ftdecide.core.config import TrainConfig
 from ftdecide.methods.lora import model_default_options, peft_target_parameters
 
@@ -94,7 +94,7 @@ def test_a_hugging_face_id_resolves(hf_id, name):
 )
 def test_a_smaller_copy_keeps_the_mix_of_layers(name, layers):
     arch = catalog.resolve_model(name)
-    small = arch_from_hf_config(reduce_layers(arch.to_hf_config(), layers), name)
+    small = arch_from_hf_config(reduce_layers(hf_config(arch), layers), name)
     assert small.num_layers == layers
     assert 0 <= small.dense_layers < layers or not arch.dense_layers
     assert small.dense_layers == min(arch.dense_layers, layers - 1)

@@ -20,8 +20,9 @@ def one_line_error(r, *phrases):
 
 def model_dir(tmp_path, **changes):
     from ftdecide.files.catalog import resolve_model
+    from ftdecide.files.hfconfig import hf_config
 
-    cfg = {**resolve_model("llama-3.2-1b").to_hf_config(), **changes}
+    cfg = {**hf_config(resolve_model("llama-3.2-1b")), **changes}
     d = tmp_path / "m"
     d.mkdir(exist_ok=True)
     (d / "config.json").write_text(json.dumps(cfg))
@@ -145,8 +146,9 @@ def test_a_string_false_for_tied_embeddings_is_refused(tmp_path):
 
 def test_a_string_boolean_in_a_probe_grid_is_refused(tmp_path):
     from ftdecide.files.catalog import resolve_model
+    from ftdecide.files.hfconfig import hf_config
 
-    rec = {"arch": "x", "hf_config": resolve_model("llama-3.2-1b").to_hf_config(), "method": "lora", "seq": 512, "batch": 1, "gc": "false"}
+    rec = {"arch": "x", "hf_config": hf_config(resolve_model("llama-3.2-1b")), "method": "lora", "seq": 512, "batch": 1, "gc": "false"}
     g = tmp_path / "g.jsonl"
     g.write_text(json.dumps(rec) + "\n")
     one_line_error(invoke(["probe", "--grid", str(g)]), "g.jsonl:1", "'gc' must be true or false")
@@ -215,8 +217,9 @@ def _arch(cfg):
 
 def test_a_stray_expert_key_on_a_dense_family_is_ignored():
     from ftdecide.files.catalog import resolve_model
+    from ftdecide.files.hfconfig import hf_config
 
-    dense = resolve_model("llama-2-7b").to_hf_config()
+    dense = hf_config(resolve_model("llama-2-7b"))
     a = _arch({**dense, "num_local_experts": 8, "num_experts": 8})
     assert not a.is_moe and a.total_params() == resolve_model("llama-2-7b").total_params()
 

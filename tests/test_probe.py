@@ -10,7 +10,7 @@ from ftdecide.files import catalog
 from ftdecide.core.throughput import tokens_per_second
 from conftest import invoke
 from ftdecide.core.estimator import TrainConfig, estimate_memory
-from ftdecide.files.hfconfig import arch_from_hf_config
+from ftdecide.files.hfconfig import arch_from_hf_config, hf_config
 from ftdecide.probe import runner
 from ftdecide.probe.records import compare, config_from_record, record_from_config
 
@@ -18,7 +18,7 @@ from ftdecide.probe.records import compare, config_from_record, record_from_conf
 @pytest.mark.parametrize("name", [a.name for a in catalog.models()])
 def test_hf_config_round_trip_keeps_the_architecture(name):
     a = catalog.resolve_model(name)
-    b = arch_from_hf_config(a.to_hf_config(), name)
+    b = arch_from_hf_config(hf_config(a), name)
     assert (b.total_params(), b.linear_shapes(), b.attention) == (a.total_params(), a.linear_shapes(), a.attention)
 
 

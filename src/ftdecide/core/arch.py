@@ -33,6 +33,9 @@ _FUSED_ALIASES = {
 }
 
 
+# The most decoder layers an architecture may have: far above any real model (Llama-3.1-405B: 126)
+MAX_LAYERS = 10_000
+
 # Sizing asks the counts of a frozen architecture a million times in a 10,000-scenario batch
 _MEMO = Memo(limit=8192)
 
@@ -48,7 +51,7 @@ class Arch(BaseModel):
     # heads; the largest vocabularies about 262k), so that arithmetic on them stays finite and exact.
     hidden_size: int = Field(gt=0, le=1 << 18)
     intermediate_size: int = Field(gt=0, le=1 << 20)
-    num_layers: int = Field(gt=0, le=10_000)
+    num_layers: int = Field(gt=0, le=MAX_LAYERS)
     num_heads: int = Field(gt=0, le=1 << 14)
     num_kv_heads: int = Field(gt=0, le=1 << 14)
     head_dim: int = Field(gt=0, le=1 << 14)
@@ -217,77 +220,6 @@ class Arch(BaseModel):
             shapes["experts.gate_up_proj"] = (h, 2 * i, e * moe)
             shapes["experts.down_proj"] = (i, h, e * moe)
         return shapes
-
-    def to_hf_config(self) -> dict:
-        """A ``config.json`` dict that transformers builds this architecture from (the fields ftdecide reads
-        back with :func:`ftdecide.files.hfconfig.arch_from_hf_config`; the rest take the family's defaults)."""
-        cfg: dict = {
-            "model_type": self.family,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "num_key_value_heads": self.num_kv_heads,
-            "head_dim": self.head_dim,
-            "vocab_size": self.vocab_size,
-            "tie_word_embeddings": self.tie_embeddings,
-        }
-        if self.family not in ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "mixtral", "qwen2_moe"):
-            cfg["attention_bias"] = self.qkv_bias
-        if self.mla:
-            cfg.update(
-                q_lora_rank=self.q_lora_rank,
-                kv_lora_rank=self.kv_lora_rank,
-                qk_nope_head_dim=self.qk_nope_head_dim,
-                qk_rope_head_dim=self.qk_rope_head_dim,
-                v_head_dim=self.v_head_dim,
-            )
-            del cfg["head_dim"]
-        if self.is_moe:
-            cfg.update(self._moe_config())
-        if self.family == "glm4_moe":
-            cfg["use_qk_norm"] = self.qk_norm == "head"
-        if self.wrapper:
-            text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
-            out = {"model_type": self.wrapper, "text_config": text, "tie_word_embeddings": self.tie_embeddings}
-            if self.vision_config:
-                out["vision_config"] = dict(self.vision_config)
-            return out
-        return cfg
-
-    def _moe_config(self) -> dict:
-        """The expert keys of this family's config class."""
-        e, k, L, dense = self.num_experts, self.experts_per_token, self.num_layers, self.dense_layers
-        if self.family == "qwen2_moe":
-            return dict(
-                num_experts=e,
-                num_experts_per_tok=k,
-                moe_intermediate_size=self.moe_intermediate_size,
-                shared_expert_intermediate_size=self.shared_expert_intermediate_size,
-            )
-        if self.family == "olmoe":
-            return dict(num_experts=e, num_experts_per_tok=k)
-        if self.family == "qwen3_moe":
-            return dict(
-                num_experts=e, num_experts_per_tok=k, moe_intermediate_size=self.moe_intermediate_size, mlp_only_layers=list(range(dense))
-            )
-        if self.family in ("deepseek_v3", "glm4_moe"):
-            return dict(
-                n_routed_experts=e,
-                num_experts_per_tok=k,
-                moe_intermediate_size=self.moe_intermediate_size,
-                n_shared_experts=self.shared_expert_intermediate_size // max(1, self.moe_intermediate_size),
-                first_k_dense_replace=dense,
-            )
-        if self.family == "llama4_text":
-            return dict(
-                num_local_experts=e,
-                num_experts_per_tok=k,
-                intermediate_size=self.moe_intermediate_size,
-                intermediate_size_mlp=self.intermediate_size,
-                moe_layers=list(range(dense, L)),
-            )
-        return dict(num_local_experts=e, num_experts_per_tok=k)
 
     # --- parameter counts ---------------------------------------------------------------------
     def layer_linear_params(self) -> float:

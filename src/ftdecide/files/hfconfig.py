@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..core.arch import Arch
+from ..core.arch import MAX_LAYERS, Arch
 from ..core.errors import InputError, flag, preview, validation_problem
 
 # model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
@@ -207,9 +207,6 @@ def _int(cfg: dict, key: str, default):
     return default if v is None else v
 
 
-MAX_LAYERS = 10_000  # Arch's bound: checked before anything walks the layers one by one
-
-
 def _dense_layers(mt: str, cfg: dict, layers: int) -> int:
     """Layers of a MoE model whose MLP is dense, as the family's decoder decides per layer."""
     if layers > MAX_LAYERS:
@@ -361,6 +358,64 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         )
     except ValueError as e:
         raise InputError(f"{name}: {validation_problem(e) if hasattr(e, 'errors') else e}") from None
+
+
+# Config classes that take no attention_bias (their biases are fixed, or there are none)
+_NO_BIAS_KEY = ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "mixtral", "qwen2_moe")
+
+
+def hf_config(arch: Arch) -> dict:
+    """A ``config.json`` dict that transformers builds ``arch`` from, in its family's keys: the inverse of
+    :func:`arch_from_hf_config` (the fields it reads; the rest take the family's defaults)."""
+    cfg: dict = {
+        "model_type": arch.family,
+        "hidden_size": arch.hidden_size,
+        "intermediate_size": arch.intermediate_size,
+        "num_hidden_layers": arch.num_layers,
+        "num_attention_heads": arch.num_heads,
+        "num_key_value_heads": arch.num_kv_heads,
+        "head_dim": arch.head_dim,
+        "vocab_size": arch.vocab_size,
+        "tie_word_embeddings": arch.tie_embeddings,
+    }
+    if arch.family not in _NO_BIAS_KEY:
+        cfg["attention_bias"] = arch.qkv_bias
+    if arch.mla:
+        cfg.update({k: getattr(arch, k) for k in _mla(arch.family, {})})
+        del cfg["head_dim"]
+    if arch.is_moe:
+        cfg.update(_moe_keys(arch))
+    if arch.family == "glm4_moe":
+        cfg["use_qk_norm"] = arch.qk_norm == "head"
+    if arch.wrapper:
+        text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
+        out = {"model_type": arch.wrapper, "text_config": text, "tie_word_embeddings": arch.tie_embeddings}
+        if arch.vision_config:
+            out["vision_config"] = dict(arch.vision_config)
+        return out
+    return cfg
+
+
+def _moe_keys(arch: Arch) -> dict:
+    """The expert keys of ``arch``'s family, as :func:`_widths` and :func:`_dense_layers` read them."""
+    d = DEFAULTS[arch.family]
+    dense = arch.dense_layers
+    out: dict = {d["experts"][0][0]: arch.num_experts, "num_experts_per_tok": arch.experts_per_token}
+    if "moe_intermediate_size" in d:
+        out["moe_intermediate_size"] = arch.moe_intermediate_size
+    if arch.family == "qwen2_moe":
+        out["shared_expert_intermediate_size"] = arch.shared_expert_intermediate_size
+    elif arch.family == "qwen3_moe":
+        out["mlp_only_layers"] = list(range(dense))
+    elif arch.family in ("deepseek_v3", "glm4_moe"):
+        out.update(n_shared_experts=arch.shared_expert_intermediate_size // max(1, arch.moe_intermediate_size), first_k_dense_replace=dense)
+    elif arch.family == "llama4_text":
+        out.update(
+            intermediate_size=arch.moe_intermediate_size,
+            intermediate_size_mlp=arch.intermediate_size,
+            moe_layers=list(range(dense, arch.num_layers)),
+        )
+    return out
 
 
 # Bare sizes ("13b", "0.5B"): a Llama-like shape of about that many parameters.

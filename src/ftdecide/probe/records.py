@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..core.arch import Arch
 from ..core.config import TrainConfig
-from ..files.hfconfig import arch_from_hf_config
+from ..files.hfconfig import arch_from_hf_config, hf_config, reduce_layers
 from ..core.errors import flag
 from ..methods import from_variant, get, names, options, variants
 
@@ -63,12 +63,11 @@ def arch_of_trainer_record(d: dict) -> Arch:
     """The architecture a trainer record ran: catalog ``model``, or a copy of it with ``layers`` decoder
     layers (a family's model too large for one GPU, measured smaller), built from the same config."""
     from ..files.catalog import resolve_model
-    from ..files.hfconfig import reduce_layers
 
     arch = resolve_model(d["model"])
     if not d.get("layers"):
         return arch
-    small = arch_from_hf_config(reduce_layers(arch.to_hf_config(), int(d["layers"])), arch.name)
+    small = arch_from_hf_config(reduce_layers(hf_config(arch), int(d["layers"])), arch.name)
     return small.model_copy(update={"name": f"{arch.name}@{d['layers']}L", "model_id": arch.model_id})
 
 
@@ -80,7 +79,7 @@ def record_from_config(arch: Arch, cfg: TrainConfig, reentrant: bool = False, st
     """The probe record (before measurement) of ``cfg`` on ``arch``; inverse of :func:`config_from_record`."""
     rec = {
         "arch": arch.name,
-        "hf_config": arch.to_hf_config(),
+        "hf_config": hf_config(arch),
         "method": cfg.variant,
         "optim": cfg.optimizer,
         "seq": cfg.seq_len,
