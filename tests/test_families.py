@@ -63,7 +63,7 @@ def test_all_linear_lora_count_equals_peft(rec):
 def test_dropout_is_refused_exactly_where_peft_refuses_it(rec):
     arch = arch_from_hf_config(_config(rec["name"]), rec["name"])
     refused = "lora_error_dropout_0.05" in rec
-    assert arch.refuses_dropout(arch.resolve_targets("all-linear")) == refused
+    assert arch.adapts_fused_experts(arch.resolve_targets("all-linear")) == refused
     if refused:
         assert "ParamWrapper" in rec["lora_error_dropout_0.05"]
 

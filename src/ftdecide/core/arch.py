@@ -370,8 +370,9 @@ class Arch(BaseModel):
         shapes = self.adapter_shapes()
         return round(self.num_layers * sum(rank * (shapes[m][0] + shapes[m][1]) * shapes[m][2] for m in modules))
 
-    def refuses_dropout(self, modules: tuple[str, ...]) -> bool:
-        """Whether peft refuses LoRA dropout on these modules: its ParamWrapper over fused experts does."""
+    def adapts_fused_experts(self, modules: tuple[str, ...]) -> bool:
+        """Whether these modules reach the fused experts (through peft's ParamWrapper, which refuses LoRA dropout
+        and DoRA, and whose folded copy of the experts a step holds)."""
         return any(m.startswith("experts") for m in modules)
 
     def max_rank(self, modules: tuple[str, ...]) -> int:

@@ -79,7 +79,7 @@ def _base() -> list[Name]:
         Name(
             "experts_adapted",
             BOOL,
-            lambda f: f.arch.refuses_dropout(_lora_modules(f)),
+            lambda f: f.arch.adapts_fused_experts(_lora_modules(f)),
             "whether the LoRA targets include the fused experts (peft 0.21's all-linear does on Mixtral, Qwen3-MoE, OLMoE, DeepSeek-V3, "
             "GLM-4.5; the experts target does on any MoE)",
         ),

@@ -36,7 +36,7 @@ class DoRA(LoraFamily):
     def unsupported(self, arch, cfg=None):
         # peft's ParamWrapper over fused experts refuses use_dora: all-linear puts it there on some families,
         # and the experts target anywhere
-        if cfg is not None and arch.refuses_dropout(self.adapted_modules(arch, cfg)) and not arch.experts_adapted:
+        if cfg is not None and arch.adapts_fused_experts(self.adapted_modules(arch, cfg)) and not arch.experts_adapted:
             return f"peft 0.21's ParamWrapper, which the experts target puts on {arch.name}'s fused experts, refuses DoRA (use_dora)"
         if arch.experts_adapted:
             return (

@@ -67,7 +67,7 @@ class LoraFamily(Method):
 
     def adapted_modules(self, arch, cfg) -> tuple[str, ...]:
         mods = arch.resolve_targets(cfg.lora_targets)
-        if cfg.lora_dropout > 0 and arch.refuses_dropout(mods):
+        if cfg.lora_dropout > 0 and arch.adapts_fused_experts(mods):
             raise InputError(
                 f"peft 0.21 adapts {arch.name}'s fused experts through its ParamWrapper, which refuses LoRA dropout "
                 f"{cfg.lora_dropout:g} (the trainer stops before its first step): use dropout 0, or targets without the experts (attn)"
@@ -156,7 +156,7 @@ def model_default_options(arch, method: str, opts: dict) -> dict:
         mods = arch.resolve_targets(opts.get("lora_targets") or DEFAULT_LORA.targets)
     except InputError:
         return opts  # the method names the bad target
-    return {**opts, "lora_dropout": 0.0} if arch.refuses_dropout(mods) else opts
+    return {**opts, "lora_dropout": 0.0} if arch.adapts_fused_experts(mods) else opts
 
 
 def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]":
