@@ -14,6 +14,7 @@ from typing import Optional
 
 from ..files import catalog
 from .. import methods
+from ..methods.lora import dropout_for
 from . import rulenames, rules
 from ..core.arch import Arch
 from ..core.calibration import DEFAULT, Calibration
@@ -80,7 +81,7 @@ def _lora_from_rules(arch: Arch, settings: dict) -> LoraShape:
     rank = min(requested, max_rank)
     alpha = int(settings["alpha"]) if ("alpha" in settings and rank == requested) else 2 * rank
     # peft's wrapper of fused experts refuses dropout: a plan that adapts them trains without (rule moe-experts-adapted says so)
-    dropout = 0.0 if arch.adapts_fused_experts(arch.resolve_targets(targets)) else float(settings.get("dropout", DEFAULT_LORA.dropout))
+    dropout = dropout_for(arch, targets, float(settings.get("dropout", DEFAULT_LORA.dropout)))
     return LoraShape(rank=rank, alpha=alpha, targets=targets, dropout=dropout)
 
 

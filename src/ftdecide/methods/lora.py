@@ -143,6 +143,12 @@ _TARGETS = {
 }
 
 
+def dropout_for(arch, targets: str, dropout: float) -> float:
+    """``dropout``, or 0 where ``targets`` reach the fused experts: peft's ParamWrapper over them refuses any
+    other (InputError for targets the model lacks)."""
+    return 0.0 if arch.adapts_fused_experts(arch.resolve_targets(targets)) else dropout
+
+
 def model_default_options(arch, method: str, opts: dict) -> dict:
     """``opts`` (method options given by name) with the defaults that depend on the model: LoRA dropout is
     0 where peft wraps fused experts in its ParamWrapper, which refuses any other. A dropout given
@@ -153,10 +159,10 @@ def model_default_options(arch, method: str, opts: dict) -> dict:
     if spec is None or "lora_dropout" not in {o.name for o in spec.options} or opts.get("lora_dropout") is not None:
         return opts
     try:
-        mods = arch.resolve_targets(opts.get("lora_targets") or DEFAULT_LORA.targets)
+        dropout = dropout_for(arch, opts.get("lora_targets") or DEFAULT_LORA.targets, DEFAULT_LORA.dropout)
     except InputError:
         return opts  # the method names the bad target
-    return {**opts, "lora_dropout": 0.0} if arch.adapts_fused_experts(mods) else opts
+    return {**opts, "lora_dropout": 0.0} if dropout == 0.0 else opts
 
 
 def peft_targets(arch, modules: list[str], all_linear: bool) -> "str | list[str]":
