@@ -31,29 +31,21 @@ def adapter(d, base=BASE, r=16, mods=("q_proj", "v_proj"), dims=(4096, 4096), do
     }
     (d / "adapter_config.json").write_text(json.dumps(cfg))
     header, off = {}, 0
+
+    def put(key: str, shape: list) -> None:
+        nonlocal off
+        n = shape[0] * shape[1] * 2
+        header[f"base_model.model.model.layers.0.{key}.weight"] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+
     for m in mods:
-        for ab, shape in (("A", [r, dims[0]]), ("B", [dims[1], r])):
-            n = shape[0] * shape[1] * 2
-            header[f"base_model.model.model.layers.0.self_attn.{m}.lora_{ab}.weight"] = {
-                "dtype": "BF16",
-                "shape": shape,
-                "data_offsets": [off, off + n],
-            }
-            off += n
+        put(f"self_attn.{m}.lora_A", [r, dims[0]])
+        put(f"self_attn.{m}.lora_B", [dims[1], r])
     if experts:
-        stacked = {
-            "experts.base_layer": ([2 * r * experts, 2048], [1536, 2 * r * experts]),
-            "experts": ([r * experts, 768], [2048, r * experts]),
-        }
-        for m, (a, b) in stacked.items():
-            for ab, shape in (("A", a), ("B", b)):
-                n = shape[0] * shape[1] * 2
-                header[f"base_model.model.model.layers.0.mlp.{m}.lora_{ab}.weight"] = {
-                    "dtype": "BF16",
-                    "shape": shape,
-                    "data_offsets": [off, off + n],
-                }
-                off += n
+        put("mlp.experts.base_layer.lora_A", [2 * r * experts, 2048])
+        put("mlp.experts.base_layer.lora_B", [1536, 2 * r * experts])
+        put("mlp.experts.lora_A", [r * experts, 768])
+        put("mlp.experts.lora_B", [2048, r * experts])
     h = json.dumps(header).encode()
     with open(d / "adapter_model.safetensors", "wb") as f:
         f.write(struct.pack("<Q", len(h) + header_lie))
