@@ -3,7 +3,11 @@
 (``torch.cuda.max_memory_allocated``, GiB = 2**30 bytes, counted from the start of ``Trainer.train``; the
 peak while loading, before it), the steps it trained, each optimizer step's wall time (synchronised), the
 tokens of each micro-batch (``input_ids`` as padded, and ``attention_mask``'s ones), the software
-versions and its log, to ``$OUT/launch_rank<R>.json`` (or the current directory)."""
+versions and its log, to ``$OUT/launch_rank<R>.json`` (or the current directory).
+
+With ``FTD_MEMTRACE=1`` it also records the allocator's history through training (python frames only) and
+writes what was allocated at the peak, summed by the innermost frame outside torch's own modules
+(``peak_by_frame``), and the largest blocks then (``peak_blocks``): where a plan misses a term, this names it."""
 
 from __future__ import annotations
 
@@ -29,6 +33,54 @@ def _report() -> None:
     )
     with open(os.path.join(os.environ.get("OUT", "."), f"launch_rank{rank}.json"), "w", encoding="utf-8") as fh:
         json.dump(info, fh, default=str)
+
+
+def _frame_key(frames: list[dict]) -> str:
+    """The innermost frame that is not torch's own machinery (torch.nn.functional and checkpoint count)."""
+    for f in frames:
+        name = f.get("filename", "")
+        if "launch_peak" in name:
+            continue
+        if "/torch/" in name and not name.endswith(("nn/functional.py", "utils/checkpoint.py")):
+            continue
+        short = name.split("site-packages/")[-1]
+        return f"{short}:{f.get('line')} {f.get('name')}"
+    return "(no python frame)"
+
+
+def peak_at(snapshot: dict, before: float) -> dict:
+    """Replay the allocator's trace from the start of training: the bytes allocated at its highest point,
+    by frame, and the largest blocks then (GiB)."""
+    events = snapshot["device_traces"][0]
+    live: dict[int, tuple[int, str]] = {}
+    cur = best = before
+    best_i = -1
+    for i, e in enumerate(events):
+        if e["action"] == "alloc":
+            live[e["addr"]] = (e["size"], "")
+            cur += e["size"]
+        elif e["action"] in ("free_requested", "free_completed") and e["addr"] in live:
+            cur -= live.pop(e["addr"])[0]
+        if cur > best:
+            best, best_i = cur, i
+    live = {}
+    for e in events[: best_i + 1]:
+        if e["action"] == "alloc":
+            live[e["addr"]] = (e["size"], _frame_key(e.get("frames", [])))
+        elif e["action"] in ("free_requested", "free_completed"):
+            live.pop(e["addr"], None)
+    by: dict[str, float] = {"(before training)": before}
+    for size, key in live.values():
+        by[key] = by.get(key, 0) + size
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:40]
+    blocks = sorted(live.values(), key=lambda v: -v[0])[:25]
+    return {
+        "trace_events": len(events),
+        "trace_peak_gib": best / GIB,
+        "trace_peak_event": best_i,
+        "peak_by_frame": [[k, round(v / GIB, 4)] for k, v in top],
+        "peak_blocks": [[round(sz / GIB, 4), k] for sz, k in blocks],
+    }
 
 
 def _patch() -> None:
@@ -63,7 +115,13 @@ def _patch() -> None:
         info["alloc_before_train_gib"] = torch.cuda.memory_allocated() / GIB
         t0 = time.perf_counter()
         info["train_wall"] = [time.time()]
+        tracing = os.environ.get("FTD_MEMTRACE") == "1"
+        if tracing:
+            torch.cuda.memory._record_memory_history(max_entries=3_000_000, stacks="python")
         out = train(self, *args, **kwargs)
+        if tracing:
+            info.update(peak_at(torch.cuda.memory._snapshot(), info["alloc_before_train_gib"] * GIB))
+            torch.cuda.memory._record_memory_history(enabled=None)
         info["train_wall"].append(time.time())
         info["train_s"] = time.perf_counter() - t0
         info["peak_train_alloc_gib"] = torch.cuda.max_memory_allocated() / GIB

@@ -10,6 +10,7 @@ last test builds the configs again and compares."""
 from __future__ import annotations
 
 import json
+import statistics
 import pathlib
 
 import pytest
@@ -184,7 +185,8 @@ def _error(rec: dict) -> float:
 
 def test_the_families_first_grid_is_within_the_bounds_it_was_fitted_on():
     """families_a (23 runs: Qwen3 dense and MoE, Gemma 3, gpt-oss, OLMo 2, Granite, SmolLM3, Ministral,
-    Mixtral, GLM-4.5-Air) set the q/k-norm and gpt-oss attention constants: a median of 2.4%, worst -5.0% / +7.3%."""
+    Mixtral, GLM-4.5-Air) set the q/k-norm and gpt-oss attention constants: a median of 2.4% then, 2.7% with the
+    two terms the second grid set, worst -5.0% / +7.3%."""
     import statistics
 
     errs = [_error(r) for r in _runs("families_a")]
@@ -201,13 +203,14 @@ def _plan(model: str, gpu: str):
 
 def test_gpt_oss_20b_on_an_h100_is_a_lora_plan_whose_terms_were_measured():
     """The plan: LoRA (the experts unadapted), eager attention. Its terms hold on gpt-oss-20b's 8- and
-    4-layer copies as run by the emitted script (checkpointed and not, LoRA and QLoRA) to within 1%."""
+    4-layer copies and the whole model as run by the emitted script (checkpointed and not, LoRA and QLoRA,
+    1,024 to 4,096 tokens a sequence), never under by more than 1.5% nor over by more than 3%."""
     res = _plan("gpt-oss-20b", "h100")
     assert res.plan.method == "lora" and res.plan.candidate.fits
     cfg = res.plan.candidate.config
     assert cfg.gradient_checkpointing and res.plan.candidate.required_gib <= 0.95 * res.gpu.memory_gib
-    measured = [r for r in _runs("families_a") if r["model"] == "gpt-oss-20b" and r["method"] in ("lora", "qlora")]
-    assert len(measured) == 3 and all(abs(_error(r)) <= 0.01 for r in measured)
+    measured = [r for r in _runs("families_") if r["model"] == "gpt-oss-20b" and r["method"] in ("lora", "qlora")]
+    assert len(measured) == 8 and all(-0.015 <= _error(r) <= 0.03 for r in measured)
     said = " ".join(m.message for m in res.plan.reasons)
     assert "not the MLP of every expert" in said
 
@@ -226,24 +229,32 @@ def test_qwen3_30b_a3b_does_not_fit_an_rtx_4090_because_its_experts_stay_bf16():
     assert any(a.kind == "gpu" for a in res.alternatives)
 
 
+def test_the_second_grid_which_set_two_terms():
+    """families_b (20 runs) was run as the held-out grid and missed: a median of 5.5%, worst -18.5% (Gemma-3-1B
+    LoRA at 8 x 4096 with checkpointing) and -10.8% (gpt-oss-20b at 4 x 4096). Its allocator traces set two
+    terms (TRL's LoRA recompute of down_proj's input, gpt-oss's checkpointed sink attention), so it is no
+    longer held out: a median of 4.9%, worst -10.2% / +11.6%."""
+    errs = [_error(r) for r in _runs("families_b")]
+    assert len(errs) == 20
+    assert statistics.median(abs(e) for e in errs) <= 0.05 and min(errs) >= -0.103 and max(errs) <= 0.117
+
+
 def test_the_families_held_out_runs():
-    """families_b, run after every family constant was set (3 of its 21 lines ran before the device time
-    ran out): gpt-oss-20b whole at the H100 plan's shape -1.2%, Gemma-3-4B with its vision tower -2.1%,
-    DeepSeek-V3's 2-layer copy +11.6% (over: LoRA over 256 experts' folded copies)."""
-    errs = {r["model"]: _error(r) for r in _runs("families_b")}
-    assert set(errs) == {"gpt-oss-20b", "gemma-3-4b", "deepseek-v3"}
-    assert abs(errs["gpt-oss-20b"]) <= 0.02 and abs(errs["gemma-3-4b"]) <= 0.03
-    assert 0 < errs["deepseek-v3"] <= 0.12
+    """families_c (18 runs), written and run after every constant was set: the issue's bounds (a median of
+    3%, no under-estimate past -5%) hold: a median of 1.4%, worst -1.9% / +12.8% (Gemma-3-4B QLoRA, over)."""
+    errs = [_error(r) for r in _runs("families_c")]
+    assert len(errs) == 18
+    assert statistics.median(abs(e) for e in errs) <= 0.03 and min(errs) >= -0.05 and max(errs) <= 0.13
 
 
 def test_the_plan_for_gpt_oss_20b_on_an_h100_was_run_whole():
     """The recommended configuration, run with the emitted TRL script on the whole random-weight gpt-oss-20b
-    (24 layers, 39 GiB of bf16 weights): 58.45 GiB measured, the plan's peak within 2% of it."""
+    (24 layers, 39 GiB of bf16 weights): 58.45 GiB measured, the plan's peak 0-3% over it."""
     res = _plan("gpt-oss-20b", "h100")
     cfg = res.plan.candidate.config
-    (run,) = [r for r in _runs("families_b") if r["model"] == "gpt-oss-20b"]
+    (run,) = [r for r in _runs("families_b") if r["model"] == "gpt-oss-20b" and not r.get("layers")]
     assert (cfg.batch_size, cfg.seq_len, cfg.gradient_checkpointing) == (run["batch"], run["seq"], run["gc"])
-    assert abs(res.plan.candidate.estimate.peak_allocated_gib / run["peak_train_alloc_gib"] - 1) <= 0.02
+    assert 0 <= res.plan.candidate.estimate.peak_allocated_gib / run["peak_train_alloc_gib"] - 1 <= 0.03
 
 
 def test_trl_refuses_llama_4_with_what_stopped_it(capsys):

@@ -16,10 +16,10 @@ TOY = textwrap.dedent(
     """A toy method: LoRA's terms under another name, its constants beside it."""
     from ftdecide.core.coefs import ActCoef
     from ftdecide.methods import EmitKeys, register
-    from ftdecide.methods.lora import LORA_OPTIONS, LoraFamily
+    from ftdecide.methods.lora import LORA_OPTIONS, Lora
 
     METHOD = register(
-        LoraFamily(
+        Lora(
             name="toylora",
             label="toy LoRA",
             summary="LoRA under another name (a test of the registry)",

@@ -267,3 +267,46 @@ def test_the_runs_made_after_the_constants_were_set():
     assert len(late) >= 50 and {"qwen2.5-14b", "qwen2.5-7b", "llama-3.1-8b", "mistral-7b"} <= {r["model"] for r in late}
     errs = [fit_trainers.error(r) for r in late]
     assert statistics.median(abs(e) for e in errs) <= 0.02 and min(errs) >= -0.08 and max(errs) <= 0.11
+
+
+# A term only TRL's checkpointed LoRA runs showed: lora_gc_down_in bytes per value of down_proj's adapted input,
+# once per token (the recomputed layer), declared by TRL alone.
+@pytest.mark.parametrize(
+    "trainer, targets, gc, per_token",
+    [
+        pytest.param("trl", "all-linear", True, 4.0 * 8192, id="trl-ckpt"),
+        pytest.param("trl", "all-linear", False, 0.0, id="trl-no-ckpt"),
+        pytest.param("trl", "attn", True, 0.0, id="trl-attn-only"),
+        pytest.param("hf", "all-linear", True, 0.0, id="hf"),
+        pytest.param("loop", "all-linear", True, 0.0, id="loop"),
+    ],
+)
+def test_trl_lora_recompute_term_is_its_own(trainer, targets, gc, per_token):
+    from ftdecide.core.calibration import DEFAULT
+
+    a = resolve_model("llama-3.2-1b")  # intermediate 8192
+    cfg = TrainConfig(method="lora", trainer=trainer, lora_targets=targets, gradient_checkpointing=gc, seq_len=2048, batch_size=4)
+    with_term = estimate_memory(a, cfg).peak_allocated_gib
+    without = estimate_memory(a, cfg, DEFAULT.with_constants(lora_gc_down_in=0.0)).peak_allocated_gib
+    assert with_term - without == pytest.approx(per_token * 2048 * 4 / 2**30, abs=1e-9)
+    # QLoRA and DoRA, LoRA's family, fit their own recompute terms
+    for method in ("qlora", "dora"):
+        other = cfg.model_copy(update={"method": method})
+        assert (
+            estimate_memory(a, other).peak_allocated_gib
+            == estimate_memory(a, other, DEFAULT.with_constants(lora_gc_down_in=0.0)).peak_allocated_gib
+        )
+
+
+def test_gpt_oss_checkpointed_sink_attention_term():
+    """sink_eager_gc bytes per head, key position and token in backward, with checkpointing only."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.estimator import memory_model
+
+    a = resolve_model("gpt-oss-20b")
+    cfg = TrainConfig(method="lora", seq_len=1024, batch_size=2)
+    for gc in (True, False):
+        on, off = (
+            memory_model(a, cfg, cal).phases(1024, 2, gc)["backward"] for cal in (DEFAULT, DEFAULT.with_constants(sink_eager_gc=0.0))
+        )
+        assert on - off == pytest.approx(1.2 * a.num_heads * 1024 * 2048 if gc else 0.0, rel=1e-12)

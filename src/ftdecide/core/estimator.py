@@ -195,6 +195,8 @@ class MemoryModel:
     accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
     host: float = 0.0  # bytes of host memory the offload of parameters or optimizer states keeps, per GPU
     eager_bwd: float = 0.0  # bytes per token per key position one layer's eager attention builds in backward
+    recompute_extra: float = 0.0  # bytes per token a checkpointed layer's backward holds beyond recompute x the layer
+    eager_bwd_gc: float = 0.0  # ... and bytes per token per key position its eager attention holds beyond eager_bwd
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -214,7 +216,8 @@ class MemoryModel:
             stored = min(stored, self.kept_layers * (self.stored_gc / self.layers if gc else layer))
         act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
         logits = self.logits_saved * tokens
-        recompute = self.recompute * layer * tokens if gc else 0.0
+        recompute = (self.recompute * layer + self.recompute_extra) * tokens if gc else 0.0
+        eager_bwd = (self.eager_bwd + (self.eager_bwd_gc if gc else 0.0)) * (seq_len + self.extra_tokens) * tokens
         fwd_grad = self.head_grad if self.head_grad_in_fwd else 0.0
         # the end of backward, where every gradient is held and a tied head's two gradients are summed, then
         # the optimizer step (its transient): two moments, the larger counts
@@ -228,7 +231,7 @@ class MemoryModel:
             + self.logits_bwd * tokens
             + tile
             + self.loss_bwd_fixed
-            + self.eager_bwd * (seq_len + self.extra_tokens) * tokens
+            + eager_bwd
             + recompute
             + self.gathered
             + self.bwd_gathered
@@ -237,6 +240,7 @@ class MemoryModel:
             "act": act,
             "logits": logits,
             "recompute": recompute,
+            "eager_bwd": eager_bwd,
             "fwd_grad": fwd_grad,
             "tokens": tokens,
             "tile": tile,
@@ -261,7 +265,7 @@ class MemoryModel:
                     "overhead": self.logits_bwd * tokens
                     + tile
                     + self.loss_bwd_fixed
-                    + self.eager_bwd * (seq_len + self.extra_tokens) * tokens
+                    + p["eager_bwd"]
                     + recompute
                     + self.gathered
                     + self.bwd_gathered,
@@ -433,6 +437,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
         host=host,
         eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
+        recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal),
+        eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
     )
 
 

@@ -187,6 +187,11 @@ class Method:
         """Bytes per token one layer saves because of the method itself (beyond the base's fitted terms)."""
         return 0.0
 
+    def recompute_extra_bytes(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...], cal: "Calibration") -> float:
+        """Bytes per token the backward of a checkpointed layer holds beyond its recomputed activations
+        (``recompute`` x the layer), because of the method under the trainer the user runs."""
+        return 0.0
+
     def extra_tokens(self, cfg: "TrainConfig") -> int:
         """Positions the method adds to every sequence the layers and the loss see (prompt tuning's
         virtual tokens), beyond ``seq_len``."""

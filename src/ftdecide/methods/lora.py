@@ -107,8 +107,20 @@ class LoraFamily(Method):
         )
 
 
+class Lora(LoraFamily):
+    """LoRA itself, beside the family it heads (QLoRA and DoRA fit their own recompute terms)."""
+
+    def recompute_extra_bytes(self, arch, cfg, mods, cal) -> float:
+        # Under TRL a recomputed layer's MLP backward holds fp32 blocks as wide as down_proj's adapted input
+        # (peft's fp32 cast of it and its dropped-out copy, in the allocator traces of data/traces/): bytes per
+        # value of that input, a constant the trainer declares (none where its runs showed none).
+        if "down_proj" not in mods:
+            return 0.0
+        return cfg.trainer_spec.declared("lora_gc_down_in", cal) * arch.adapter_shapes()["down_proj"][0]
+
+
 METHOD = register(
-    LoraFamily(
+    Lora(
         name="lora",
         label="LoRA",
         summary="low-rank adapters on a frozen bf16 base",

@@ -71,6 +71,11 @@ class Trainer:
                 return f"{self.label} cannot train {arch.name}: {reason}"
         return None
 
+    def declared(self, name: str, cal) -> float:
+        """The value in ``cal`` of a constant this trainer declares (a refit may have replaced it), or 0 where it
+        declares none of that name: a term that only its emitted file showed is held for it alone."""
+        return getattr(cal, name) if any(k == name for k, _ in self.constants) else 0.0
+
     @property
     def chunked_loss(self) -> bool:
         return self.loss == "chunked"
