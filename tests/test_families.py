@@ -381,3 +381,13 @@ def test_all_linear_in_a_list_names_the_experts_as_parameters():
     text = _emitted("qwen3-30b-a3b", lora_targets="all-linear,experts")
     assert "'experts'" not in text.split("target_modules=", 1)[1].split("\n", 1)[0]
     assert "target_parameters=['mlp.experts.gate_up_proj', 'mlp.experts.down_proj']" in text
+
+
+def test_the_readme_lists_every_model_type_read():
+    """The README's list of the config.json model types `--model` reads is the reader's own table."""
+    from ftdecide.files.hfconfig import FAMILIES
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("a path to a `config.json` or a folder holding one")
+    listed = readme[start : readme.index(")", start)].split("(", 1)[1].replace("\n", " ")
+    assert sorted(x.strip() for x in listed.split(",")) == sorted(FAMILIES)

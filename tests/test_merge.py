@@ -155,3 +155,114 @@ def test_lora_and_qlora_plans_merge_but_lora_and_ia3_do_not(tmp_path):
     ia3 = plan("ia3", "--gpu", "a100-80gb", "--dataset-size", "400", "--task", "classification")
     r = invoke(["merge", lora, ia3])
     assert r.exit_code == 2 and "different methods" in r.stderr
+
+
+# A real merge (needs torch, transformers and peft: the optional extras; CI skips it): two random LoRA
+# adapters of a tiny random Llama, merged by the script `ftdecide merge --emit peft` writes, run as a user runs it.
+def _tiny_base_and_adapters(tmp_path, ranks=(4, 8)):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=128
+    )
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    base.save_pretrained(tmp_path / "base")
+    # loaded from its folder as a user's base is, so that each adapter names it (base_model_name_or_path)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base", dtype=torch.bfloat16)
+    paths = []
+    for i, r in enumerate(ranks):
+        m = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM"))
+        for name, p in m.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: give each adapter an update of its own
+                torch.nn.init.normal_(p, std=0.05)
+        m.save_pretrained(tmp_path / f"task{i}")
+        base = m.unload()
+        paths.append(tmp_path / f"task{i}")
+    return paths
+
+
+def _deltas(folder) -> dict:
+    """{module: scaling x B @ A} of a saved LoRA adapter (fp32)."""
+    import json as _json
+
+    from safetensors.torch import load_file
+
+    cfg = _json.loads((folder / "adapter_config.json").read_text())
+    w = load_file(str(folder / "adapter_model.safetensors"))
+    scale = cfg["lora_alpha"] / cfg["r"]
+    out = {}
+    for k, a in w.items():
+        if "lora_A" in k:
+            b = w[k.replace("lora_A", "lora_B")]
+            out[k.replace(".lora_A.weight", "")] = scale * b.float() @ a.float()
+    return out
+
+
+def test_the_emitted_peft_script_merges_two_adapters_into_their_weighted_sum(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    import subprocess
+    import sys
+
+    import torch
+
+    a, b = _tiny_base_and_adapters(tmp_path)
+    script = tmp_path / "merge.py"
+    r = invoke(["merge", f"{a}=0.7", f"{b}=0.3", "--emit", "peft", "--out", str(script)])
+    assert r.exit_code == 0, r.stderr
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    merged = tmp_path / "out" / "merged"
+    da, db, dm = _deltas(a), _deltas(b), _deltas(merged)
+    assert set(dm) == set(da) == set(db) and len(dm) == 2 * 3  # 2 layers x q, v, down
+    for k in dm:
+        # task arithmetic: peft's "cat" stacks the factors (rank 4 + 8 = 12), so the update is the exact sum
+        assert torch.allclose(dm[k], 0.7 * da[k] + 0.3 * db[k], atol=2e-3, rtol=2e-2), k
+    # and the merged adapter loads over its base as any adapter does
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), merged)
+    assert model.peft_config["default"].r == 12
+
+
+@pytest.mark.parametrize("method", ["linear", "ties", "dare_linear"])
+def test_the_emitted_peft_script_runs_the_other_methods_and_they_are_not_the_sum(tmp_path, method):
+    """What the advice says of them, run: each merges two equal-rank adapters into one of that rank, and none
+    is the weighted sum of the updates (peft's linear averages A and B apart; ties and dare trim)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    import subprocess
+    import sys
+
+    import torch
+
+    a, b = _tiny_base_and_adapters(tmp_path, ranks=(8, 8))
+    script = tmp_path / "merge.py"
+    r = invoke(["merge", f"{a}=0.5", f"{b}=0.5", "--method", method, "--emit", "peft", "--out", str(script)])
+    assert r.exit_code == 0, r.stderr
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    da, db, dm = _deltas(a), _deltas(b), _deltas(tmp_path / "out" / "merged")
+    off = max(float((dm[k] - 0.5 * da[k] - 0.5 * db[k]).norm() / (0.5 * da[k] + 0.5 * db[k]).norm()) for k in dm)
+    assert off > 0.1
+    assert json.loads((tmp_path / "out" / "merged" / "adapter_config.json").read_text())["r"] == 8
+    assert not any(torch.isnan(v).any() for v in dm.values())
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "linear", "ties", "dare_ties", "dare_linear"])
+def test_mergekit_accepts_the_emitted_config(tmp_path, method):
+    """mergekit's own configuration model (``mergekit.config.MergeConfiguration``, mergekit 0.1.5) reads what
+    ``--emit mergekit`` writes for every method (needs mergekit, optional: CI skips it)."""
+    config = pytest.importorskip("mergekit.config")
+    a, b = adapter(tmp_path / "code"), adapter(tmp_path / "chat")
+    extra = ["--density", "0.4"] if method in ("ties", "dare_ties", "dare_linear") else []
+    text = invoke(["merge", f"{a}=0.7", f"{b}=0.3", "--method", method, *extra, "--emit", "mergekit"]).stdout
+    cfg = config.MergeConfiguration.model_validate(yaml.safe_load(text))
+    assert cfg.merge_method == method and len(cfg.models) == 2
+    assert [str(m.model.lora.path) for m in cfg.models] == [a, b]
