@@ -51,21 +51,23 @@ COST = [
         ["DoRA"],
         id="dora-at-2.7x-lora-is-not-bought",
     ),
+    # full fine-tuning, which the rules choose for a large domain corpus at quality 'best', fits there with its
+    # optimizer states in host memory (root cause 5): that plan, never DoRA at 2.6-2.9x LoRA's cost
     pytest.param(
         dict(model="qwen2.5-72b", gpu="h100", gpus=8, task="domain", quality="best", dataset_size=200_000),
-        "lora",
-        16,
-        [],
+        "full",
+        None,
+        ["with ZeRO-3 and the optimizer states in host memory it fits"],
         ["DoRA"],
-        id="72b-domain-lora-not-dora",
+        id="72b-domain-full-with-offload-not-dora",
     ),
     pytest.param(
         dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=200_000),
-        "lora",
-        16,
-        [],
+        "full",
+        None,
+        ["with ZeRO-3 and the optimizer states in host memory it fits"],
         ["DoRA"],
-        id="70b-on-8xa100-not-dora",
+        id="70b-on-8xa100-full-with-offload-not-dora",
     ),
 ]
 
@@ -129,7 +131,7 @@ def test_a_memory_wall_compares_against_what_a_plan_may_use():
 
 
 def test_a_candidate_that_fits_no_strategy_says_the_least_any_needs():
-    res = recommend(Scenario(model="qwen2.5-72b", gpu="h100", gpus=8, task="domain", quality="best", dataset_size=200_000))
+    res = recommend(Scenario(model="qwen2.5-72b", gpu="h100", gpus=8, task="chat", dataset_size=200_000))
     full = res.candidate("full")
     assert not full.fits
     from ftdecide.core.estimator import estimate_memory
@@ -313,15 +315,13 @@ SEEDS = [
         16,
         id="worked-7b-lora",
     ),
-    # worked example 2: 70B, 500k examples, 8x A100, research quality -> full fine-tuning with ZeRO-3. Not met: full
-    # fine-tuning needs 81.3 GiB a GPU there against 75.2 usable; it fits with optimizer offload, which is not yet
-    # a switch the plan takes (issue 26, root cause 5)
+    # worked example 2: 70B, 500k examples, 8x A100, research quality -> full fine-tuning with ZeRO-3: it needs 81.3
+    # GiB a GPU under FSDP2 against 75.2 usable, and fits with ZeRO-3's optimizer offload, which the plan switches on
     pytest.param(
         dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=500_000),
         "full",
         None,
         id="worked-70b-full",
-        marks=pytest.mark.xfail(strict=True, reason="full fine-tuning fits 8x A100 only with optimizer offload, not yet a switch"),
     ),
 ]
 
@@ -386,3 +386,47 @@ def test_offload_sizes_the_host_memory_it_keeps():
     plain = recommend(Scenario(model="llama-3.1-8b", gpu="a100-80gb"))
     assert not [m for m in plain.warnings if m.rule == "host-memory"]
     assert all(c.to_json()["memory"]["host_memory_gib_per_node"] == 0 for c in plain.candidates)
+
+
+# 5. A switch that changes how a run executes, not what it learns, and makes the method the rules choose fit,
+#    makes it the plan: also where another method fits as asked (the seeds' 70B on 8x A100 -> full with ZeRO-3).
+UNBLOCKED = [
+    pytest.param(
+        dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=500_000),
+        "full",
+        {"strategy": "zero3", "offload_optimizer": True},
+        id="70b-8xa100-full-with-optimizer-offload",
+    ),
+    # the user chose the strategy: ftdecide does not change it for them, and the plan stays LoRA
+    pytest.param(
+        dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="domain", quality="best", dataset_size=500_000, strategy="fsdp"),
+        "lora",
+        None,
+        id="strategy-given-no-offload",
+    ),
+    # the rules choose LoRA for chat: nothing is held back, nothing is switched
+    pytest.param(dict(model="llama-2-70b", gpu="a100-80gb", gpus=8, task="chat", dataset_size=500_000), "lora", None, id="chat-stays-lora"),
+]
+
+
+@pytest.mark.parametrize("fields, method, switched", UNBLOCKED)
+def test_a_switch_unblocks_the_method_the_rules_choose(fields, method, switched):
+    res = recommend(Scenario(**fields))
+    assert res.plan.method == method
+    said = [m for m in res.plan.reasons if m.rule == "switch"]
+    if switched is None:
+        assert not said
+        assert all(getattr(res.scenario, k) == v for k, v in fields.items())
+        return
+    assert all(getattr(res.scenario, k) == v for k, v in switched.items())  # the plan is sized with the switch on
+    cand = res.plan.candidate
+    assert cand.fits and cand.config.offload_optimizer and cand.config.strategy == "zero3"
+    (msg,) = said
+    assert f"({cand.required_gib:.1f} GiB)" in msg.message and "not what it learns" in msg.message
+    # as asked, it did not fit: the plan without the switch is another method
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.decide.recommend import _recommend
+
+    asked = _recommend(Scenario(**fields), None, DEFAULT)
+    assert asked.plan.method != method and asked.blocked == method and not asked.candidate(method).fits
+    assert any(w.rule == "host-memory" for w in res.warnings)  # the offload's host memory is said

@@ -92,6 +92,40 @@ def _cheap_switches(
     return out
 
 
+def upgrade_switches(sc: Scenario, arch: Arch) -> list[tuple[str, dict, str]]:
+    """The switches that change how a run executes, not what it learns, that ``sc`` has not switched on:
+    (kind, the scenario's fields it sets, how a reason names it). The cheap switches (Liger's kernels, activation
+    offload, the 8-bit optimizer), and DeepSpeed ZeRO-3 with its optimizer states in host memory (the same Adam
+    step, run on the CPU; ZeRO-Offload, Ren et al. 2021), where the strategy is left to ftdecide."""
+    out = [(lv.name, {lv.name: True}, f"{lv.flag} ({lv.switch_note})") for lv in levers.all_levers() if lv.cheap_switch]
+    out = [o for o in out if not getattr(sc, o[0]) and not levers.get(o[0]).problem(arch)]
+    lever = optimizers.get(optimizers.MEMORY_LEVER)
+    if sc.optimizer != lever.name:
+        out.append(("optimizer", {"optimizer": lever.name}, lever.label))
+    if strategies.is_auto(sc.strategy) and not sc.offload_optimizer:
+        out.append(
+            ("offload_optimizer", {"strategy": "zero3", "offload_optimizer": True}, "ZeRO-3 and the optimizer states in host memory")
+        )
+    return out
+
+
+def could_fit(arch: Arch, gpu: GPU, sc: Scenario, cfg, details: dict, margin: float, cal: Calibration) -> bool:
+    """Whether ``cfg`` (a candidate's configuration) with a switch's ``details`` on fits at micro-batch 1,
+    checkpointed, under the switch's strategy or, left to ftdecide on several GPUs, any that ``auto`` weighs: less
+    than that fits no way, and the plan's search for it is skipped."""
+    least = cfg.model_copy(update={**details, "batch_size": 1, "gradient_checkpointing": True})
+    names = (
+        [details["strategy"]]
+        if "strategy" in details
+        else (AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else [cfg.strategy])
+    )
+    for s in names:
+        one = least.model_copy(update={"strategy": s})
+        if one.run_problem() is None and estimate_memory(arch, one, cal).required_gib <= usable(gpu, margin):
+            return True
+    return False
+
+
 def alternatives_for(
     arch: Arch,
     gpu: GPU,

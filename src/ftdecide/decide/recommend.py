@@ -8,6 +8,7 @@ policy number from :mod:`ftdecide.core.policy` or the rule files, every name a r
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import fields as dataclass_fields, replace
 from typing import Optional
@@ -41,7 +42,7 @@ from .results import (
 from ..core.throughput import link_gbs
 
 from .advice import deployment_note, evaluation_plan
-from .alternatives import alternatives_for
+from .alternatives import alternatives_for, could_fit, upgrade_switches
 from .scenario import Scenario, Task, validate_scenario
 from .sizing import (
     _candidate,
@@ -113,7 +114,7 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     plan is the recommendation, with the switch on, emitted and said: the cheapest such plan."""
     res = _recommend(sc, rule_paths, cal)
     if res.plan.feasible:
-        return res
+        return _unblocked(sc, res, rule_paths, cal) or res
     switched = []
     for alt in res.alternatives:
         if alt.kind in _neutral_switches():
@@ -125,6 +126,32 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     _, alt, best = min(switched, key=lambda s: s[0])
     said = Message(
         "switch", f"nothing fits as asked; {alt.message}, which changes how it runs, not what it learns: the plan switches it on"
+    )
+    return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
+
+
+def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) -> Optional[Recommendation]:
+    """Where the rules would choose another method had it fit (``res.blocked``) and a switch that changes how a
+    run executes, not what it learns, makes that method fit and chosen, the cheapest such plan, said; else None."""
+    if res.blocked is None:
+        return None
+    found = []
+    for _, details, label in upgrade_switches(sc, res.arch):
+        if not could_fit(res.arch, res.gpu, sc, res.candidate(res.blocked).config, details, res.plan.safety_margin, cal):
+            continue  # not at micro-batch 1, checkpointed, under any strategy: the plan's search is skipped
+        try:
+            again = _recommend(sc.model_copy(update=details), rule_paths, cal)
+        except InputError:  # a switch these GPUs or this model refuse
+            continue
+        if again.plan.method == res.blocked:
+            found.append((again.plan.candidate.cost_usd, label, again))
+    if not found:
+        return None
+    _, label, best = min(found, key=lambda f: f[0])
+    said = Message(
+        "switch",
+        f"the rules choose {methods.get(res.blocked).label} here, which does not fit as asked; with {label} it fits "
+        f"({best.plan.candidate.required_gib:.1f} GiB), which changes how it runs, not what it learns: the plan switches it on",
     )
     return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
 
@@ -196,9 +223,8 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     lora = _lora_from_rules(arch, st)
     cands = size(lora, epochs, margin)
     scaled = scale(lora, epochs, margin, cands)
-    outcome = rules.evaluate(
-        rs, rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
-    )
+    env = rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
+    outcome = rules.evaluate(rs, env)
 
     allowed, method = _choose(all_methods, cands, outcome)
     said = outcome.warnings if method is None else [w for w in outcome.warnings if _true_of(w, method, outcome)]
@@ -234,7 +260,32 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         alternatives=tuple(alternatives),
         rules_fired=tuple(lr.rule.id for lr in outcome.fired),
         assumptions=_assumptions(cal),
+        blocked=_blocked(rs, env, all_methods, cands, method, outcome, policy) if method is not None else None,
     )
+
+
+def _blocked(rs, env: dict, all_methods, cands: dict[str, Candidate], method, outcome, policy: frozenset) -> Optional[str]:
+    """The method that does not fit but that the rules would choose over ``method`` if it did, by a rule of higher
+    priority than the one that chose ``method`` (the rules read again with only its fit changed), or None: the
+    evidence's choice, held back by memory alone. A method chosen only by default (LoRA over the QLoRA a memory
+    wall chose) is not held back."""
+    preferred = {lr.rule.prefer for lr in rs.rules}
+    chosen_by = _deciding_priority(outcome, method)
+    for m in sorted(all_methods, key=lambda m: m.fallback_order):
+        if cands[m.name].fits or m.name in policy or m.name not in preferred:
+            continue
+        again = rules.evaluate(rs, {**env, f"fits.{m.name}": True})
+        if (
+            _choose(all_methods, {**cands, m.name: replace(cands[m.name], fits=True)}, again)[1] is m
+            and _deciding_priority(again, m) > chosen_by
+        ):
+            return m.name
+    return None
+
+
+def _deciding_priority(outcome, method) -> float:
+    """The priority of the highest firing rule that prefers ``method`` (minus infinity: chosen by fallback order)."""
+    return max((p for p, _, name, _ in outcome.preferences if name == method.name), default=-math.inf)
 
 
 def _deployed(c: Candidate, arch: Arch, sc: Scenario, serve_gpu) -> Candidate:

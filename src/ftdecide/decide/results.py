@@ -252,6 +252,8 @@ class Recommendation:
     rules_fired: tuple[str, ...]
     assumptions: dict[str, Any]
     emitted: Optional[dict[str, str]] = None
+    # a method the rules would choose over the plan's had it fit (a switch may make it fit: recommend tries)
+    blocked: Optional[str] = None
 
     @property
     def trainer(self):
