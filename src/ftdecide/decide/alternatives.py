@@ -53,7 +53,7 @@ def _cheap_switches(
     out: list[Alternative] = []
     order = sorted((m for m in methods.all_methods() if m.name not in forbidden), key=lambda m: m.fallback_order)
 
-    def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple[methods.Method, float]]:
+    def fits(scenario: Scenario, shape: LoraShape) -> Optional[tuple]:
         for m in order:
             # what does not fit at micro-batch 1 (checkpointed where the method can be) under any strategy fits no
             # way: the search is skipped
@@ -61,7 +61,7 @@ def _cheap_switches(
                 continue
             c = _candidate(arch, gpu, scenario, m, shape, 1, 0.0, cal, usable(gpu, margin))
             if c.fits:
-                return m, c.required_gib
+                return m, c.required_gib, c
         return None
 
     for lv in levers.all_levers():
@@ -76,6 +76,19 @@ def _cheap_switches(
         hit = fits(sc.model_copy(update={"optimizer": lever.name}), lora)
         if hit:
             out.append(Alternative("optimizer", f"{hit[0].label} fits with {lever.label} in {hit[1]:.1f} GiB", {"optimizer": lever.name}))
+    if strategies.is_auto(sc.strategy) and not sc.offload_optimizer:
+        offload = {"strategy": "zero3", "offload_optimizer": True}
+        hit = fits(sc.model_copy(update=offload), lora)
+        if hit:
+            host = hit[2].estimate.host_gib
+            out.append(
+                Alternative(
+                    "offload_optimizer",
+                    f"{hit[0].label} fits with ZeRO-3 and the optimizer states in host memory in {hit[1]:.1f} GiB "
+                    f"({host:.1f} GiB of host memory a GPU)",
+                    offload,
+                )
+            )
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
             hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))
