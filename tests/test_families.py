@@ -391,3 +391,17 @@ def test_the_readme_lists_every_model_type_read():
     start = readme.index("a path to a `config.json` or a folder holding one")
     listed = readme[start : readme.index(")", start)].split("(", 1)[1].replace("\n", " ")
     assert sorted(x.strip() for x in listed.split(",")) == sorted(FAMILIES)
+
+
+def test_every_family_record_is_whole():
+    """One record per model_type (files/families.py): a text family names its decoder layer and its configuration
+    class's defaults; a wrapper names a text family, which holds the rest."""
+    from ftdecide.files.families import FAMILIES, text_family
+
+    for mt, f in FAMILIES.items():
+        if f.wraps:
+            assert not f.decoder_layer and not f.defaults and not FAMILIES[f.wraps].wraps, mt
+            continue
+        assert f.decoder_layer.endswith("DecoderLayer") and {"kv", "head_dim", "tie"} <= set(f.defaults), mt
+        assert f.attention in ("sdpa", "eager") and f.norms in (2, 4), mt
+        assert text_family(mt) is f

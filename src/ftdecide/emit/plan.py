@@ -10,40 +10,15 @@ from typing import Any
 from .. import levers
 from ..core.errors import InputError, one_line
 from ..decide.results import Recommendation
+from ..files.families import FAMILIES as FAMILY_RECORDS
 from ..methods.lora import peft_target_parameters, peft_targets
 
 KINDS = ("peft", "trl", "hf", "axolotl", "llamafactory", "accelerate", "deepspeed")
 ACCELERATE_FILE = "accelerate.yaml"  # write it with --emit accelerate
 WARMUP_RATIO = 0.03
 SCHEDULER = "cosine"
-# transformers' decoder layer class per model_type: what FSDP wraps as one unit
-DECODER_LAYER = {
-    "llama": "LlamaDecoderLayer",
-    "mistral": "MistralDecoderLayer",
-    "qwen2": "Qwen2DecoderLayer",
-    "qwen3": "Qwen3DecoderLayer",
-    "gemma": "GemmaDecoderLayer",
-    "gemma2": "Gemma2DecoderLayer",
-    "phi3": "Phi3DecoderLayer",
-    "mixtral": "MixtralDecoderLayer",
-    "qwen2_moe": "Qwen2MoeDecoderLayer",
-    # transformers 5.17's modeling files
-    "qwen3_moe": "Qwen3MoeDecoderLayer",
-    "gemma3_text": "Gemma3DecoderLayer",
-    "gpt_oss": "GptOssDecoderLayer",
-    "llama4_text": "Llama4TextDecoderLayer",
-    "deepseek_v3": "DeepseekV3DecoderLayer",
-    "olmo2": "Olmo2DecoderLayer",
-    "granite": "GraniteDecoderLayer",
-    "smollm3": "SmolLM3DecoderLayer",
-    "glm4_moe": "Glm4MoeDecoderLayer",
-    "olmo3": "Olmo3DecoderLayer",
-    "ministral3": "Ministral3DecoderLayer",
-    "seed_oss": "SeedOssDecoderLayer",
-    "exaone4": "Exaone4DecoderLayer",
-    "olmoe": "OlmoeDecoderLayer",
-    "granitemoe": "GraniteMoeDecoderLayer",
-}
+# transformers' decoder layer class per model_type (what FSDP wraps as one unit), from the family records
+DECODER_LAYER = {mt: f.decoder_layer for mt, f in FAMILY_RECORDS.items() if f.decoder_layer}
 
 
 class _Plan:

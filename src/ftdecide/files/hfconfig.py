@@ -10,126 +10,16 @@ import re
 
 from ..core.arch import MAX_LAYERS, Arch
 from ..core.errors import InputError, flag, preview, validation_problem
+from .families import FAMILIES as _FAMILY_RECORDS, text_family
 
-# model_type -> (qkv bias, fused qkv/gate_up, norms per layer, attention implementation it needs)
+# Views of the family records (files/families.py) for the reader and the writer below
 FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
-    "llama": (False, False, 2, "sdpa"),
-    "mistral": (False, False, 2, "sdpa"),
-    "qwen2": (True, False, 2, "sdpa"),
-    "qwen3": (False, False, 2, "sdpa"),
-    "gemma": (False, False, 2, "sdpa"),
-    "gemma2": (False, False, 4, "eager"),
-    "phi3": (False, True, 2, "sdpa"),
-    "mixtral": (False, False, 2, "sdpa"),
-    "qwen2_moe": (True, False, 2, "sdpa"),
-    "qwen3_moe": (False, False, 2, "sdpa"),
-    "gemma3_text": (False, False, 4, "sdpa"),
-    "gemma3": (False, False, 4, "sdpa"),
-    # transformers refuses sdpa for gpt-oss (its attention sinks): it trains with eager attention
-    "gpt_oss": (False, False, 2, "eager"),
-    "llama4_text": (False, False, 2, "sdpa"),
-    "llama4": (False, False, 2, "sdpa"),
-    "deepseek_v3": (False, False, 2, "sdpa"),
-    "olmo2": (False, False, 2, "sdpa"),
-    "granite": (False, False, 2, "sdpa"),
-    "smollm3": (False, False, 2, "sdpa"),
-    "glm4_moe": (False, False, 2, "sdpa"),
-    # released since, read from their configuration classes' defaults (data/families/configs/*-defaults.json)
-    "olmo3": (False, False, 2, "sdpa"),
-    "ministral3": (False, False, 2, "sdpa"),
-    "seed_oss": (False, False, 2, "sdpa"),
-    "exaone4": (False, False, 2, "sdpa"),
-    "olmoe": (False, False, 2, "sdpa"),
-    "granitemoe": (False, False, 2, "sdpa"),
+    mt: (t.qkv_bias, t.fused, t.norms, t.attention) for mt, t in ((mt, text_family(mt)) for mt in _FAMILY_RECORDS)
 }
-# What transformers' config class of each family (transformers 5.17, models/<family>/configuration_*.py)
-# takes for a key a config.json leaves out. num_key_value_heads None: as many as the attention heads;
-# head_dim None: hidden_size // heads; experts: the family's own keys for its expert count (a key of another
-# family is ignored, as the class ignores it), its default and the experts per token.
-DEFAULTS: dict[str, dict] = {
-    "llama": {"kv": None, "head_dim": None, "tie": False},
-    "mistral": {"kv": 8, "head_dim": None, "tie": False},
-    "qwen2": {"kv": 32, "head_dim": None, "tie": False},
-    "qwen3": {"kv": 32, "head_dim": 128, "tie": False},
-    "gemma": {"kv": 16, "head_dim": 256, "tie": True},
-    "gemma2": {"kv": 4, "head_dim": 256, "tie": True},
-    "phi3": {"kv": None, "head_dim": None, "tie": False},
-    "mixtral": {"kv": 8, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
-    "qwen2_moe": {
-        "kv": 16,
-        "head_dim": None,
-        "tie": False,
-        "experts": (("num_experts",), 60, 4),
-        "moe_intermediate_size": 1408,
-        "shared_expert_intermediate_size": 5632,
-    },
-    # Qwen3MoeConfig maps num_experts onto num_local_experts
-    "qwen3_moe": {
-        "kv": 4,
-        "head_dim": 128,
-        "tie": False,
-        "experts": (("num_experts", "num_local_experts"), 128, 8),
-        "moe_intermediate_size": 768,
-    },
-    # Gemma3TextConfig's required-field defaults: a Gemma 3 text_config may leave them out
-    "gemma3_text": {
-        "kv": 4,
-        "head_dim": 256,
-        "tie": True,
-        "required": {
-            "vocab_size": 262208,
-            "hidden_size": 2304,
-            "intermediate_size": 9216,
-            "num_hidden_layers": 26,
-            "num_attention_heads": 8,
-        },
-    },
-    "gpt_oss": {"kv": 8, "head_dim": 64, "tie": False, "bias": True, "experts": (("num_local_experts",), 128, 4)},
-    "llama4_text": {"kv": 8, "head_dim": 128, "tie": False, "experts": (("num_local_experts",), 16, 1)},
-    "deepseek_v3": {"kv": 128, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 256, 8), "moe_intermediate_size": 2048},
-    "olmo2": {"kv": None, "head_dim": None, "tie": False},
-    "granite": {"kv": None, "head_dim": None, "tie": False},
-    "smollm3": {"kv": 4, "head_dim": None, "tie": True},
-    "glm4_moe": {"kv": 8, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 128, 8), "moe_intermediate_size": 1408},
-    "olmo3": {"kv": None, "head_dim": None, "tie": False},
-    "ministral3": {"kv": 8, "head_dim": 128, "tie": False},
-    "seed_oss": {"kv": 8, "head_dim": 128, "tie": False, "bias": True},
-    "exaone4": {"kv": None, "head_dim": None, "tie": False},
-    "olmoe": {"kv": None, "head_dim": None, "tie": False, "experts": (("num_experts",), 64, 8)},
-    "granitemoe": {"kv": None, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
-}
-# Per family, what its layers hold beyond the Llama layout (Arch fields; transformers 5.17's modeling
-# files, and what peft 0.21's all-linear wraps: data/counts/families_2026-12-06.jsonl).
-LAYOUT: dict[str, dict] = {
-    "qwen2_moe": {"router": "param", "shared_expert_gate": True},
-    "qwen3": {"qk_norm": "head"},
-    "qwen3_moe": {"qk_norm": "head", "experts_adapted": True},
-    "mixtral": {"experts_adapted": True},
-    "gemma3_text": {"qk_norm": "head"},
-    "gpt_oss": {"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
-    # Llama4Router is an nn.Linear whose forward returns a tuple: peft 0.21's LoRA wrapper of it fails in the first
-    # forward ("'tuple' object has no attribute 'dtype'", measured under TRL 1.16), so no target may include it
-    "llama4_text": {"router_name": "router", "router_adaptable": False, "experts_path": "feed_forward.experts"},
-    # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
-    "deepseek_v3": {"experts_adapted": True, "all_linear_mlp": False},
-    "olmo2": {"qk_norm": "proj"},
-    "glm4_moe": {"experts_adapted": True, "all_linear_mlp": False},
-    "olmo3": {"qk_norm": "proj"},
-    "exaone4": {"qk_norm": "head"},
-    "olmoe": {"qk_norm": "proj", "experts_adapted": True},
-    "granitemoe": {"router": "param", "experts_path": "block_sparse_moe.experts"},
-}
-# What sizing says of a family whatever its size (beside a wrapper's note on its vision tower)
-NOTES = {
-    "gpt_oss": "gpt-oss ships its experts in MXFP4; transformers de-quantizes them to bf16 to train, which is what is sized",
-    "deepseek_v3": (
-        "DeepSeek-V3 ships fp8 weights, de-quantized to bf16 to train (1.25 TB for the 671B model): no 8-GPU node holds even "
-        "LoRA over it; its multi-token-prediction layer is not loaded by transformers and not counted"
-    ),
-}
-# Families whose config wraps a text model: AutoModelForCausalLM builds the text model and, for Gemma 3,
-# the vision tower with it; Llama 4's causal-LM class leaves its vision tower out.
-WRAPPERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+DEFAULTS: dict[str, dict] = {mt: f.defaults for mt, f in _FAMILY_RECORDS.items() if not f.wraps}
+LAYOUT: dict[str, dict] = {mt: f.layout for mt, f in _FAMILY_RECORDS.items() if f.layout}
+NOTES = {mt: f.note for mt, f in _FAMILY_RECORDS.items() if f.note}
+WRAPPERS = {mt: f.wraps for mt, f in _FAMILY_RECORDS.items() if f.wraps}
 # Image-text families AutoModelForCausalLM does not build: no trainer's causal-LM path loads them.
 REFUSED = {
     "mistral3": "mistral3 (Mistral Small 3.1 and 3.2) is an image-text model that AutoModelForCausalLM does not build, so "
@@ -361,7 +251,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
 
 
 # Config classes that take no attention_bias (their biases are fixed, or there are none)
-_NO_BIAS_KEY = ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "mixtral", "qwen2_moe")
+_NO_BIAS_KEY = tuple(mt for mt, f in _FAMILY_RECORDS.items() if not f.bias_key and not f.wraps)
 
 
 def hf_config(arch: Arch) -> dict:

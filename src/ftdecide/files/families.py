@@ -1,0 +1,173 @@
+"""The model families ftdecide reads, one record each: what a ``config.json`` of that ``model_type`` builds in
+transformers 5.17 (``models/<family>/configuration_*.py`` and ``modeling_*.py``) and what peft 0.21's all-linear
+wraps there (``data/counts/families_2026-12-06.jsonl``).
+
+Adding a family is one :class:`Family` here, a config in ``data/families/configs/`` and its record from
+``python benchmarks/family_counts.py`` (transformers' count and peft's); :mod:`ftdecide.files.hfconfig` reads and
+writes configs from these records, and the emitters take the decoder layer's class name from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Family:
+    """One ``model_type``.
+
+    - ``decoder_layer``: its decoder layer's class (what FSDP wraps, in the emitted accelerate configs);
+    - ``qkv_bias``, ``fused`` (fused qkv and gate_up projections), ``norms`` per layer, ``attention``: the
+      implementation it trains with (eager where transformers refuses sdpa, or where its softcapping needs it);
+    - ``defaults``: what its configuration class takes for a key a config.json leaves out (``kv``: key-value
+      heads, None for as many as the attention heads; ``head_dim``: None for hidden // heads; ``tie``;
+      ``bias``; ``experts``: the family's own keys for its expert count, its default and the experts per
+      token; ``required``: the required fields' defaults where a wrapped text config may leave them out);
+    - ``layout``: what its layers hold beyond the Llama layout (:class:`~ftdecide.core.arch.Arch` fields);
+    - ``note``: what sizing says of it whatever its size;
+    - ``bias_key``: its config.json names ``attention_bias`` (older families infer the bias from the type);
+    - ``wraps``: a multimodal wrapper's text family, whose record holds the rest.
+    """
+
+    model_type: str
+    decoder_layer: str = ""
+    qkv_bias: bool = False
+    fused: bool = False
+    norms: int = 2
+    attention: str = "sdpa"
+    defaults: dict = field(default_factory=dict)
+    layout: dict = field(default_factory=dict)
+    note: str = ""
+    bias_key: bool = True
+    wraps: Optional[str] = None
+
+
+_RECORDS = (
+    Family("llama", "LlamaDecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
+    Family("mistral", "MistralDecoderLayer", defaults={"kv": 8, "head_dim": None, "tie": False}, bias_key=False),
+    Family("qwen2", "Qwen2DecoderLayer", qkv_bias=True, defaults={"kv": 32, "head_dim": None, "tie": False}, bias_key=False),
+    Family("qwen3", "Qwen3DecoderLayer", defaults={"kv": 32, "head_dim": 128, "tie": False}, layout={"qk_norm": "head"}),
+    Family("gemma", "GemmaDecoderLayer", defaults={"kv": 16, "head_dim": 256, "tie": True}, bias_key=False),
+    Family("gemma2", "Gemma2DecoderLayer", norms=4, attention="eager", defaults={"kv": 4, "head_dim": 256, "tie": True}, bias_key=False),
+    Family("phi3", "Phi3DecoderLayer", fused=True, defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
+    Family(
+        "mixtral",
+        "MixtralDecoderLayer",
+        defaults={"kv": 8, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
+        layout={"experts_adapted": True},
+        bias_key=False,
+    ),
+    Family(
+        "qwen2_moe",
+        "Qwen2MoeDecoderLayer",
+        qkv_bias=True,
+        defaults={
+            "kv": 16,
+            "head_dim": None,
+            "tie": False,
+            "experts": (("num_experts",), 60, 4),
+            "moe_intermediate_size": 1408,
+            "shared_expert_intermediate_size": 5632,
+        },
+        layout={"router": "param", "shared_expert_gate": True},
+        bias_key=False,
+    ),
+    # Qwen3MoeConfig maps num_experts onto num_local_experts
+    Family(
+        "qwen3_moe",
+        "Qwen3MoeDecoderLayer",
+        defaults={
+            "kv": 4,
+            "head_dim": 128,
+            "tie": False,
+            "experts": (("num_experts", "num_local_experts"), 128, 8),
+            "moe_intermediate_size": 768,
+        },
+        layout={"qk_norm": "head", "experts_adapted": True},
+    ),
+    # Gemma3TextConfig's required-field defaults: a Gemma 3 text_config may leave them out
+    Family(
+        "gemma3_text",
+        "Gemma3DecoderLayer",
+        norms=4,
+        defaults={
+            "kv": 4,
+            "head_dim": 256,
+            "tie": True,
+            "required": {
+                "vocab_size": 262208,
+                "hidden_size": 2304,
+                "intermediate_size": 9216,
+                "num_hidden_layers": 26,
+                "num_attention_heads": 8,
+            },
+        },
+        layout={"qk_norm": "head"},
+    ),
+    # a wrapper: AutoModelForCausalLM builds the text model and Gemma 3's vision tower with it
+    Family("gemma3", wraps="gemma3_text"),
+    # transformers refuses sdpa for gpt-oss (its attention sinks): it trains with eager attention
+    Family(
+        "gpt_oss",
+        "GptOssDecoderLayer",
+        attention="eager",
+        defaults={"kv": 8, "head_dim": 64, "tie": False, "bias": True, "experts": (("num_local_experts",), 128, 4)},
+        layout={"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
+        note="gpt-oss ships its experts in MXFP4; transformers de-quantizes them to bf16 to train, which is what is sized",
+    ),
+    # Llama4Router is an nn.Linear whose forward returns a tuple: peft 0.21's LoRA wrapper of it fails in the first
+    # forward ("'tuple' object has no attribute 'dtype'", measured under TRL 1.16), so no target may include it
+    Family(
+        "llama4_text",
+        "Llama4TextDecoderLayer",
+        defaults={"kv": 8, "head_dim": 128, "tie": False, "experts": (("num_local_experts",), 16, 1)},
+        layout={"router_name": "router", "router_adaptable": False, "experts_path": "feed_forward.experts"},
+    ),
+    # a wrapper whose causal-LM class leaves the vision tower out
+    Family("llama4", wraps="llama4_text"),
+    # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
+    Family(
+        "deepseek_v3",
+        "DeepseekV3DecoderLayer",
+        defaults={"kv": 128, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 256, 8), "moe_intermediate_size": 2048},
+        layout={"experts_adapted": True, "all_linear_mlp": False},
+        note=(
+            "DeepSeek-V3 ships fp8 weights, de-quantized to bf16 to train (1.25 TB for the 671B model): no 8-GPU node holds "
+            "even LoRA over it; its multi-token-prediction layer is not loaded by transformers and not counted"
+        ),
+    ),
+    Family("olmo2", "Olmo2DecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, layout={"qk_norm": "proj"}),
+    Family("granite", "GraniteDecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}),
+    Family("smollm3", "SmolLM3DecoderLayer", defaults={"kv": 4, "head_dim": None, "tie": True}),
+    Family(
+        "glm4_moe",
+        "Glm4MoeDecoderLayer",
+        defaults={"kv": 8, "head_dim": None, "tie": False, "experts": (("n_routed_experts",), 128, 8), "moe_intermediate_size": 1408},
+        layout={"experts_adapted": True, "all_linear_mlp": False},
+    ),
+    # released since, read from their configuration classes' defaults (data/families/configs/*-defaults.json)
+    Family("olmo3", "Olmo3DecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, layout={"qk_norm": "proj"}),
+    Family("ministral3", "Ministral3DecoderLayer", defaults={"kv": 8, "head_dim": 128, "tie": False}),
+    Family("seed_oss", "SeedOssDecoderLayer", defaults={"kv": 8, "head_dim": 128, "tie": False, "bias": True}),
+    Family("exaone4", "Exaone4DecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, layout={"qk_norm": "head"}),
+    Family(
+        "olmoe",
+        "OlmoeDecoderLayer",
+        defaults={"kv": None, "head_dim": None, "tie": False, "experts": (("num_experts",), 64, 8)},
+        layout={"qk_norm": "proj", "experts_adapted": True},
+    ),
+    Family(
+        "granitemoe",
+        "GraniteMoeDecoderLayer",
+        defaults={"kv": None, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
+        layout={"router": "param", "experts_path": "block_sparse_moe.experts"},
+    ),
+)
+FAMILIES: dict[str, Family] = {f.model_type: f for f in _RECORDS}
+
+
+def text_family(model_type: str) -> Family:
+    """The record that describes ``model_type``'s layers: its own, or a wrapper's text family's."""
+    f = FAMILIES[model_type]
+    return FAMILIES[f.wraps] if f.wraps else f
