@@ -3,6 +3,9 @@
 
     python benchmarks/serve_memory.py OUT.jsonl [MODEL]        # MODEL: a catalog name (default llama-3.2-1b)
 
+Without a CUDA GPU it runs on the CPU and counts the tensors instead (every parameter's and buffer's bytes after
+loading, and the KV cache the prefill keeps; no allocator peak), at a shorter prefill (``CPU_CASE``).
+
 A random-weight bf16 base is built from the catalog config and saved, with 16 LoRA adapters (r=16,
 all-linear, each its own random B so none is zero) saved as peft saves them. Then, each case in its own
 process: the base loaded in bf16, N of the adapters loaded with ``PeftModel.from_pretrained`` /
@@ -22,6 +25,17 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 GIB = 2**30
 CASES = [(n, fp32, ctx, conc) for n in (1, 4, 16) for fp32 in (True, False) for ctx, conc in ((4096, 8),)]
+CPU_CASE = (1024, 2)  # context, concurrency of the CPU's prefill
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _tensor_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
 def build(model: str, root: str) -> None:
@@ -35,7 +49,7 @@ def build(model: str, root: str) -> None:
     cfg = hf_config(resolve_model(model))
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(_device()):
         base = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     base.save_pretrained(f"{root}/base")
     for i in range(16):
@@ -53,19 +67,24 @@ def case(root: str, n: int, fp32: bool, ctx: int, conc: int) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(f"{root}/base", dtype=torch.bfloat16, device_map="cuda")
-    weights = torch.cuda.memory_allocated()
+    dev = _device()
+    cuda = dev == "cuda"
+    base = AutoModelForCausalLM.from_pretrained(f"{root}/base", dtype=torch.bfloat16, device_map=dev)
+    weights = torch.cuda.memory_allocated() if cuda else _tensor_bytes(base)
     m = PeftModel.from_pretrained(base, f"{root}/a0", adapter_name="a0", autocast_adapter_dtype=fp32)
     for i in range(1, n):
         m.load_adapter(f"{root}/a{i}", adapter_name=f"a{i}", autocast_adapter_dtype=fp32)
     m.eval()
-    loaded = torch.cuda.memory_allocated()
+    loaded = torch.cuda.memory_allocated() if cuda else _tensor_bytes(m)
     lora = [p for k, p in m.named_parameters() if "lora_" in k]
-    torch.cuda.reset_peak_memory_stats()
-    ids = torch.randint(0, base.config.vocab_size, (conc, ctx), device="cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        ctx, conc = CPU_CASE
+    ids = torch.randint(0, base.config.vocab_size, (conc, ctx), device=dev)
     with torch.inference_mode():
         out = m(input_ids=ids, use_cache=True, logits_to_keep=1)
-    peak = torch.cuda.max_memory_allocated()
+    peak = torch.cuda.max_memory_allocated() if cuda else None
     kv = sum(t.numel() * t.element_size() for layer in out.past_key_values.layers for t in (layer.keys, layer.values))
     return {
         "adapters": n,
@@ -77,9 +96,9 @@ def case(root: str, n: int, fp32: bool, ctx: int, conc: int) -> dict:
         "loaded_gib": loaded / GIB,
         "adapters_gib": (loaded - weights) / GIB,
         "kv_gib": kv / GIB,
-        "prefill_peak_gib": peak / GIB,
-        "after_prefill_gib": torch.cuda.memory_allocated() / GIB,
-        "gpu": torch.cuda.get_device_name(0),
+        "prefill_peak_gib": peak / GIB if cuda else None,
+        "after_prefill_gib": torch.cuda.memory_allocated() / GIB if cuda else None,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu (tensor bytes)",
         "torch": torch.__version__,
         "peft": __import__("peft").__version__,
         "transformers": __import__("transformers").__version__,

@@ -82,3 +82,37 @@ def test_task_sizes_train_each_variant_on_its_own_examples_and_price_one_multi_t
 def test_task_sizes_and_variants_that_disagree_are_refused():
     r = invoke(["recommend", "--model", "llama-2-13b", "--task-sizes", "code=20000,chat=5000", "--variants", "3"])
     assert r.exit_code == 2 and "variants 3 disagrees with the 2 tasks" in r.stderr
+
+
+def _serving_records():
+    import json
+    import pathlib
+
+    folder = pathlib.Path(__file__).resolve().parent.parent / "data" / "serving"
+    return [json.loads(x) for f in sorted(folder.glob("*.jsonl")) for x in f.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.parametrize("rec", _serving_records(), ids=lambda r: f"{r['model']}-{r['adapters']}-{r['adapter_dtype'].split('.')[-1]}")
+def test_the_serving_memory_is_what_peft_holds(rec):
+    """benchmarks/serve_memory.py's counts (a base with N LoRA adapters loaded through peft, and the KV cache of
+    one prefill): the plan's serving memory, less the CUDA context, equals them with bf16 adapters, and falls
+    short by one more copy of the adapters where peft upcasts them to fp32 (its default)."""
+    from ftdecide.decide.recommend import recommend
+    from ftdecide.decide.scenario import Scenario
+
+    res = recommend(
+        Scenario(
+            model=rec["model"],
+            gpu="h100",
+            task="chat",
+            variants=rec["adapters"],
+            serve_context=rec["context"],
+            concurrency=rec["concurrency"],
+        )
+    )
+    lora = res.candidate("lora")
+    assert lora.estimate.trainable_params * rec["adapters"] == rec["adapter_params"]
+    tensors = lora.deployment.serving_gib - 0.75  # the CUDA context is not a tensor
+    held = rec["loaded_gib"] + rec["kv_gib"]
+    extra = rec["adapters_gib"] / 2 if rec["adapter_dtype"] == "torch.float32" else 0.0
+    assert tensors + extra == pytest.approx(held, abs=1e-6)

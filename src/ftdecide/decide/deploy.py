@@ -7,8 +7,10 @@ Per candidate method:
   serving instance holds the base and every variant's adapter. Full fine-tuning, and every method no engine
   batches (DoRA, IA3, soft prompts, Houlsby adapters), needs one instance per variant, each its own model;
 - **serving memory** of an instance: the bf16 weights (a 4-bit base is served merged into bf16), the adapters it
-  holds, the KV cache of ``serve_context`` tokens for ``concurrency`` sequences (2 x layers x KV heads x head
-  size x 2 B a token) and the CUDA context. At the engine's share of each card (``configs/serving.yaml``),
+  holds (bf16, as the engines hold them; peft's ``load_adapter`` upcasts them to fp32 unless
+  ``autocast_adapter_dtype=False``: twice the bytes, counted in ``data/serving/``), the KV cache of
+  ``serve_context`` tokens for ``concurrency`` sequences (2 x layers x KV heads x head size x 2 B a token) and
+  the CUDA context. At the engine's share of each card (``configs/serving.yaml``),
   instances that fit one GPU share it (an engine each, each with its part of the card); a larger one takes GPUs
   in a power of two, for tensor parallelism;
 - **storage** (GB = 10^9 B): one bf16 checkpoint per variant, or one base and every adapter as peft saves it;
