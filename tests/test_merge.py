@@ -67,6 +67,8 @@ def test_two_adapters_merge_by_task_arithmetic_with_their_weights(tmp_path):
     assert [x["weight"] for x in d["adapters"]] == [0.6, 0.4] and [x["rank"] for x in d["adapters"]] == [16, 8]
     # the bf16 base of Llama-3.1-8B, loaded once: 2 B a parameter
     assert d["resources"]["memory_gib"] == pytest.approx(8_030_261_248 * 2 / 2**30, abs=0.01)
+    # mergekit's disk: the 16.06 GB base read three times (base, and each adapter merged into it) and written once, at 2 GB/s
+    assert d["resources"]["mergekit_disk_seconds"] == pytest.approx(4 * 16.06 / 2.0, abs=0.1)
     assert any("side by side" in x for x in d["advice"])
     # equal shares without weights
     assert [x["weight"] for x in doc(a, b)["adapters"]] == [0.5, 0.5]

@@ -56,7 +56,7 @@ from transformers import AutoModelForCausalLM
 
 
 def main(out_dir: str) -> None:
-    base = AutoModelForCausalLM.from_pretrained({p.base_model!a}, torch_dtype=torch.bfloat16)
+    base = AutoModelForCausalLM.from_pretrained({p.base_model!a}, dtype=torch.bfloat16)
 {loads}
     model.add_weighted_adapter(
         adapters={names!r},
