@@ -46,10 +46,11 @@ def _least(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration)
 def _cheap_switches(
     arch: Arch, gpu: GPU, sc: Scenario, lora: LoraShape, cal: Calibration, margin: float, forbidden: frozenset = frozenset()
 ) -> list[Alternative]:
-    """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: an 8-bit
-    optimizer, a lower LoRA rank, a shorter sequence. Each names the method it makes fit (the first in
-    fallback order that no rule forbids for a reason other than its fit) and is sized as a plan is: the
-    same search over micro-batches and strategies, the same refusals (:func:`ftdecide.decide.sizing._candidate`)."""
+    """Changes to the run itself that make it fit on the user's own GPUs, cheapest first: the switches that
+    change how it runs, not what it learns (:func:`upgrade_switches`), a lower LoRA rank, a shorter sequence.
+    Each names the method it makes fit (the first in fallback order that no rule forbids for a reason other than
+    its fit) and is sized as a plan is: the same search over micro-batches and strategies, the same refusals
+    (:func:`ftdecide.decide.sizing._candidate`)."""
     out: list[Alternative] = []
     order = sorted((m for m in methods.all_methods() if m.name not in forbidden), key=lambda m: m.fallback_order)
 
@@ -64,31 +65,12 @@ def _cheap_switches(
                 return m, c.required_gib, c
         return None
 
-    for lv in levers.all_levers():
-        if lv.cheap_switch and not getattr(sc, lv.name) and not lv.problem(arch):
-            hit = fits(sc.model_copy(update={lv.name: True}), lora)
-            if hit:
-                out.append(
-                    Alternative(lv.name, f"{hit[0].label} fits with {lv.flag} ({lv.switch_note}) in {hit[1]:.1f} GiB", {lv.name: True})
-                )
-    lever = optimizers.get(optimizers.MEMORY_LEVER)
-    if sc.optimizer != lever.name:
-        hit = fits(sc.model_copy(update={"optimizer": lever.name}), lora)
-        if hit:
-            out.append(Alternative("optimizer", f"{hit[0].label} fits with {lever.label} in {hit[1]:.1f} GiB", {"optimizer": lever.name}))
-    if strategies.is_auto(sc.strategy) and not sc.offload_optimizer:
-        offload = {"strategy": "zero3", "offload_optimizer": True}
-        hit = fits(sc.model_copy(update=offload), lora)
+    for kind, details, label in upgrade_switches(sc, arch):
+        hit = fits(sc.model_copy(update=details), lora)
         if hit:
             host = hit[2].estimate.host_gib
-            out.append(
-                Alternative(
-                    "offload_optimizer",
-                    f"{hit[0].label} fits with ZeRO-3 and the optimizer states in host memory in {hit[1]:.1f} GiB "
-                    f"({host:.1f} GiB of host memory a GPU)",
-                    offload,
-                )
-            )
+            said = f"{hit[0].label} fits with {label} in {hit[1]:.1f} GiB" + (f" ({host:.1f} GiB of host memory a GPU)" if host else "")
+            out.append(Alternative(kind, said, details))
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
             hit = fits(sc, replace(lora, rank=rank, alpha=2 * rank))

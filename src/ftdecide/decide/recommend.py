@@ -8,7 +8,6 @@ policy number from :mod:`ftdecide.core.policy` or the rule files, every name a r
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import fields as dataclass_fields, replace
 from typing import Optional
@@ -43,6 +42,7 @@ from ..core.throughput import link_gbs
 
 from .advice import deployment_note, evaluation_plan
 from .alternatives import alternatives_for, could_fit, upgrade_switches
+from .choice import choose, held_back
 from .scenario import Scenario, Task, validate_scenario
 from .sizing import (
     _candidate,
@@ -110,24 +110,33 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     scenario's own ``rules``.
 
     Where nothing fits as asked but a switch that leaves what is learned unchanged makes a plan fit (Liger's
-    kernels, activation offload, an 8-bit optimizer: the QLoRA paper's own recipe pages 8-bit AdamW), that
-    plan is the recommendation, with the switch on, emitted and said: the cheapest such plan."""
+    kernels, activation offload, an 8-bit optimizer: the QLoRA paper's own recipe pages 8-bit AdamW; the
+    optimizer states in host memory), that plan is the recommendation, with the switch on, emitted and said: the
+    cheapest such plan. Likewise where the rules would choose a method that does not fit as asked (:func:`_unblocked`)."""
     res = _recommend(sc, rule_paths, cal)
     if res.plan.feasible:
         return _unblocked(sc, res, rule_paths, cal) or res
-    switched = []
-    for alt in res.alternatives:
-        if alt.kind in _neutral_switches():
-            again = _recommend(sc.model_copy(update=alt.details), rule_paths, cal)
-            if again.plan.feasible:
-                switched.append((again.plan.candidate.cost_usd, alt, again))
-    if not switched:
+    options = [(alt.details, alt.message) for alt in res.alternatives if alt.kind in _neutral_switches()]
+    hit = _cheapest_switched(sc, options, lambda again: again.plan.feasible, rule_paths, cal)
+    if hit is None:
         return res
-    _, alt, best = min(switched, key=lambda s: s[0])
-    said = Message(
-        "switch", f"nothing fits as asked; {alt.message}, which changes how it runs, not what it learns: the plan switches it on"
-    )
+    words, best = hit
+    said = Message("switch", f"nothing fits as asked; {words}, which changes how it runs, not what it learns: the plan switches it on")
     return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
+
+
+def _cheapest_switched(sc: Scenario, options: list[tuple[dict, str]], accept, rule_paths, cal: Calibration):
+    """(the option's words, the recommendation) of the cheapest plan among ``sc`` with each option's fields set
+    that ``accept`` takes, or None; an option these GPUs or this model refuse is passed over."""
+    found = []
+    for details, words in options:
+        try:
+            again = _recommend(sc.model_copy(update=details), rule_paths, cal)
+        except InputError:
+            continue
+        if accept(again):
+            found.append((again.plan.candidate.cost_usd, words, again))
+    return min(found, key=lambda f: f[0])[1:] if found else None
 
 
 def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) -> Optional[Recommendation]:
@@ -135,19 +144,17 @@ def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) 
     run executes, not what it learns, makes that method fit and chosen, the cheapest such plan, said; else None."""
     if res.blocked is None:
         return None
-    found = []
-    for _, details, label in upgrade_switches(sc, res.arch):
-        if not could_fit(res.arch, res.gpu, sc, res.candidate(res.blocked).config, details, res.plan.safety_margin, cal):
-            continue  # not at micro-batch 1, checkpointed, under any strategy: the plan's search is skipped
-        try:
-            again = _recommend(sc.model_copy(update=details), rule_paths, cal)
-        except InputError:  # a switch these GPUs or this model refuse
-            continue
-        if again.plan.method == res.blocked:
-            found.append((again.plan.candidate.cost_usd, label, again))
-    if not found:
+    cfg = res.candidate(res.blocked).config
+    options = [
+        (details, label)
+        for _, details, label in upgrade_switches(sc, res.arch)
+        # not at micro-batch 1, checkpointed, under any strategy: the plan's search is skipped
+        if could_fit(res.arch, res.gpu, sc, cfg, details, res.plan.safety_margin, cal)
+    ]
+    hit = _cheapest_switched(sc, options, lambda again: again.plan.method == res.blocked, rule_paths, cal)
+    if hit is None:
         return None
-    _, label, best = min(found, key=lambda f: f[0])
+    label, best = hit
     said = Message(
         "switch",
         f"the rules choose {methods.get(res.blocked).label} here, which does not fit as asked; with {label} it fits "
@@ -227,7 +234,7 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     env = rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
     outcome = rules.evaluate(rs, env)
 
-    allowed, method = _choose(all_methods, cands, outcome)
+    allowed, method = choose(all_methods, cands, outcome)
     said = outcome.warnings if method is None else [w for w in outcome.warnings if _true_of(w, method, outcome)]
     warnings = list(said) + _context_warnings(sc, arch, gpu, cands, method, fp16_master)
     alternatives: list[Alternative]
@@ -261,32 +268,8 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         alternatives=tuple(alternatives),
         rules_fired=tuple(lr.rule.id for lr in outcome.fired),
         assumptions=_assumptions(cal),
-        blocked=_blocked(rs, env, all_methods, cands, method, outcome, policy) if method is not None else None,
+        blocked=held_back(rs, env, all_methods, cands, method, outcome, policy) if method is not None else None,
     )
-
-
-def _blocked(rs, env: dict, all_methods, cands: dict[str, Candidate], method, outcome, policy: frozenset) -> Optional[str]:
-    """The method that does not fit but that the rules would choose over ``method`` if it did, by a rule of higher
-    priority than the one that chose ``method`` (the rules read again with only its fit changed), or None: the
-    evidence's choice, held back by memory alone. A method chosen only by default (LoRA over the QLoRA a memory
-    wall chose) is not held back."""
-    preferred = {lr.rule.prefer for lr in rs.rules}
-    chosen_by = _deciding_priority(outcome, method)
-    for m in sorted(all_methods, key=lambda m: m.fallback_order):
-        if cands[m.name].fits or m.name in policy or m.name not in preferred:
-            continue
-        again = rules.evaluate(rs, {**env, f"fits.{m.name}": True})
-        if (
-            _choose(all_methods, {**cands, m.name: replace(cands[m.name], fits=True)}, again)[1] is m
-            and _deciding_priority(again, m) > chosen_by
-        ):
-            return m.name
-    return None
-
-
-def _deciding_priority(outcome, method) -> float:
-    """The priority of the highest firing rule that prefers ``method`` (minus infinity: chosen by fallback order)."""
-    return max((p for p, _, name, _ in outcome.preferences if name == method.name), default=-math.inf)
 
 
 def _deployed(c: Candidate, arch: Arch, sc: Scenario, serve_gpu) -> Candidate:
@@ -297,18 +280,6 @@ def _deployed(c: Candidate, arch: Arch, sc: Scenario, serve_gpu) -> Candidate:
     est = c.estimate
     d = deployment(arch, method, est.trainable_params, method.param_bytes(c.config), c.cost_usd, sc, serve_gpu, catalog.serving_prices())
     return replace(c, deployment=d)
-
-
-def _choose(all_methods, cands: dict[str, Candidate], outcome) -> tuple[list, Optional[methods.Method]]:
-    """(the methods that fit and no rule forbids, the one the rules prefer among them: the highest priority,
-    then the later rule; else the first by fallback order; None where none is allowed)."""
-    allowed = [m for m in all_methods if cands[m.name].fits and m.name not in outcome.forbidden]
-    method = next(
-        (m for _, _, name, _ in sorted(outcome.preferences, key=lambda p: (-p[0], -p[1])) for m in allowed if m.name == name), None
-    )
-    if method is None and allowed:
-        method = min(allowed, key=lambda m: m.fallback_order)
-    return allowed, method
 
 
 _SHAPE_KEYS = frozenset(f.name for f in dataclass_fields(LoraShape))
