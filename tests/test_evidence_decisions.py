@@ -430,3 +430,19 @@ def test_a_switch_unblocks_the_method_the_rules_choose(fields, method, switched)
     asked = _recommend(Scenario(**fields), None, DEFAULT)
     assert asked.plan.method != method and asked.blocked == method and not asked.candidate(method).fits
     assert any(w.rule == "host-memory" for w in res.warnings)  # the offload's host memory is said
+
+
+# 4. Parameter offload is a lever: offered with its host memory and its time where it makes a method fit, never
+#    switched on by itself (every step streams the parameters over the host link).
+def test_parameter_offload_is_offered_with_its_host_memory_never_switched_on():
+    res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000))
+    assert not res.plan.feasible
+    (alt,) = [a for a in res.alternatives if a.kind == "offload_params"]
+    assert alt.details == {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
+    applied = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000, **alt.details))
+    cand = applied.plan.candidate
+    assert cand.fits and cand.config.offload_params
+    host = re.search(r"\(([\d.]+) GiB of host memory a GPU\)", alt.message)
+    assert host and float(host.group(1)) == round(cand.estimate.host_gib, 1)
+    assert re.search(r", [\d,.]+ h an epoch$", alt.message)
+    assert any(w.rule == "host-memory" for w in applied.warnings)

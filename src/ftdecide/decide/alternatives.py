@@ -65,11 +65,13 @@ def _cheap_switches(
                 return m, c.required_gib, c
         return None
 
-    for kind, details, label in upgrade_switches(sc, arch):
+    for kind, details, label in upgrade_switches(sc, arch, params=True):
         hit = fits(sc.model_copy(update=details), lora)
         if hit:
-            host = hit[2].estimate.host_gib
+            host, c = hit[2].estimate.host_gib, hit[2]
             said = f"{hit[0].label} fits with {label} in {hit[1]:.1f} GiB" + (f" ({host:.1f} GiB of host memory a GPU)" if host else "")
+            if c.config.offload_params:  # every step streams the parameters over the host link: say what that costs
+                said += f", {c.time_hours:,.1f} h an epoch"
             out.append(Alternative(kind, said, details))
     for rank in ALTERNATIVE_RANKS:
         if rank < lora.rank:
@@ -87,20 +89,24 @@ def _cheap_switches(
     return out
 
 
-def upgrade_switches(sc: Scenario, arch: Arch) -> list[tuple[str, dict, str]]:
+def upgrade_switches(sc: Scenario, arch: Arch, params: bool = False) -> list[tuple[str, dict, str]]:
     """The switches that change how a run executes, not what it learns, that ``sc`` has not switched on:
     (kind, the scenario's fields it sets, how a reason names it). The cheap switches (Liger's kernels, activation
     offload, the 8-bit optimizer), and DeepSpeed ZeRO-3 with its optimizer states in host memory (the same Adam
-    step, run on the CPU; ZeRO-Offload, Ren et al. 2021), where the strategy is left to ftdecide."""
+    step, run on the CPU; ZeRO-Offload, Ren et al. 2021), where the strategy is left to ftdecide. With ``params``,
+    last, ZeRO-3 with the parameters in host memory too (ZeRO-Infinity, Rajbhandari et al. 2021: every step
+    streams them over the host link), for where nothing fits as asked."""
     out = [(lv.name, {lv.name: True}, f"{lv.flag} ({lv.switch_note})") for lv in levers.all_levers() if lv.cheap_switch]
     out = [o for o in out if not getattr(sc, o[0]) and not levers.get(o[0]).problem(arch)]
     lever = optimizers.get(optimizers.MEMORY_LEVER)
     if sc.optimizer != lever.name:
         out.append(("optimizer", {"optimizer": lever.name}, lever.label))
     if strategies.is_auto(sc.strategy) and not sc.offload_optimizer:
-        out.append(
-            ("offload_optimizer", {"strategy": "zero3", "offload_optimizer": True}, "ZeRO-3 and the optimizer states in host memory")
-        )
+        offload = {"strategy": "zero3", "offload_optimizer": True}
+        out.append(("offload_optimizer", offload, "ZeRO-3 and the optimizer states in host memory"))
+    if params and strategies.is_auto(sc.strategy) and not sc.offload_params:
+        offload = {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
+        out.append(("offload_params", offload, "ZeRO-3 and the parameters and optimizer states in host memory"))
     return out
 
 

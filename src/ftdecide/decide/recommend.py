@@ -166,7 +166,8 @@ def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) 
 def _neutral_switches() -> frozenset[str]:
     """The alternatives' kinds that change how a run executes, not what it learns: every lever offered as a
     cheap switch, the memory-saving optimizer (8-bit AdamW matches 32-bit Adam, Dettmers et al. 2022), and the
-    optimizer states in host memory (the same Adam step, on the CPU: ZeRO-Offload, Ren et al. 2021)."""
+    optimizer states in host memory (the same Adam step, on the CPU: ZeRO-Offload, Ren et al. 2021). The
+    parameters there too is offered, never switched on: every step streams them over the host link."""
     from .. import levers
 
     return frozenset(lv.name for lv in levers.all_levers() if lv.cheap_switch) | {"optimizer", "offload_optimizer"}
