@@ -116,7 +116,8 @@ def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibra
     res = _recommend(sc, rule_paths, cal)
     if res.plan.feasible:
         return _unblocked(sc, res, rule_paths, cal) or res
-    options = [(alt.details, alt.message) for alt in res.alternatives if alt.kind in _neutral_switches()]
+    neutral = {kind for kind, _, _ in upgrade_switches(sc, res.arch)}  # the parameters' offload is offered, never switched on
+    options = [(alt.details, alt.message) for alt in res.alternatives if alt.kind in neutral]
     hit = _cheapest_switched(sc, options, lambda again: again.plan.feasible, rule_paths, cal)
     if hit is None:
         return res
@@ -161,16 +162,6 @@ def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) 
         f"({best.plan.candidate.required_gib:.1f} GiB), which changes how it runs, not what it learns: the plan switches it on",
     )
     return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
-
-
-def _neutral_switches() -> frozenset[str]:
-    """The alternatives' kinds that change how a run executes, not what it learns: every lever offered as a
-    cheap switch, the memory-saving optimizer (8-bit AdamW matches 32-bit Adam, Dettmers et al. 2022), and the
-    optimizer states in host memory (the same Adam step, on the CPU: ZeRO-Offload, Ren et al. 2021). The
-    parameters there too is offered, never switched on: every step streams them over the host link."""
-    from .. import levers
-
-    return frozenset(lv.name for lv in levers.all_levers() if lv.cheap_switch) | {"optimizer", "offload_optimizer"}
 
 
 def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) -> Recommendation:
