@@ -405,3 +405,18 @@ def test_every_family_record_is_whole():
         assert f.decoder_layer.endswith("DecoderLayer") and {"kv", "head_dim", "tie"} <= set(f.defaults), mt
         assert f.attention in ("sdpa", "eager") and f.norms in (2, 4), mt
         assert text_family(mt) is f
+
+
+@pytest.mark.parametrize("targets, gc, folded", [("all-linear", True, 3), ("all-linear", False, 3), ("attn", True, 0)])
+def test_lora_over_fused_experts_costs_its_folded_copies_in_step_time(targets, gc, folded):
+    """peft folds each adapted expert parameter (W + s*B@A over all 128 experts of Qwen3-30B-A3B's 48 MoE layers)
+    in every forward and builds its whole gradient in backward: 4 B a value per fold (two with checkpointing) and
+    4 B for the gradient, and the routed tokens' weight-gradient FLOPs (8 of 128 experts a token)."""
+    from ftdecide.core.config import TrainConfig
+
+    arch = catalog.resolve_model("qwen3-30b-a3b")
+    cfg = TrainConfig(method="lora", lora_targets=targets, lora_dropout=0.0, gradient_checkpointing=gc)
+    mods = cfg.method_spec.adapted_modules(arch, cfg)
+    values = folded * 128 * 2048 * 768 * 48  # gate_up (2 x 768) and down (768) of every expert, every layer
+    assert cfg.method_spec.step_traffic_bytes(arch, cfg, mods) == values * (4.0 * (2 if gc else 1) + 4.0)
+    assert cfg.method_spec.extra_flops_per_token(arch, cfg, mods) == pytest.approx(2.0 * 8 / 128 * values)

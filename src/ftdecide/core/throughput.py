@@ -147,13 +147,14 @@ def step_seconds(
         shapes = arch.linear_shapes()
         fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
         traffic += k.k_fused * 2.0 * fused_out * arch.num_layers * tokens * recompute
+    mods = method.adapted_modules(arch, cfg)
+    traffic += method.step_traffic_bytes(arch, cfg, mods)
     optimizer = cfg.optimizer_spec
     if method.trains_base:
         # paged states are read and written where they are, on the GPU while it has room
         traffic += k.k_state * (mm.weights + mm.opt_gpu + mm.opt_managed)
         traffic += optimizer.update_traffic(mm.trainable_params, cal)
     memory = traffic / (bandwidth_gbs * 1e9)
-    mods = method.adapted_modules(arch, cfg)
     launch = _kernels(arch, cfg, mods, cal.kernels) * k.kernel_us / 1e6
     launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3
     p = k.overlap_p

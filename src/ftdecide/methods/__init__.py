@@ -222,6 +222,11 @@ class Method:
         """Training FLOPs per token the method adds beyond ``flops_per_param`` x active parameters."""
         return 0.0
 
+    def step_traffic_bytes(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> float:
+        """Bytes of memory traffic one micro-batch's step adds because of the method, beyond what the layers'
+        activations and the optimizer move (LoRA's folded copies of fused experts)."""
+        return 0.0
+
     def kernels_per_layer_pass(self, arch: "Arch", mods: tuple[str, ...], kc: "KernelCounts") -> float:
         """Kernels the method adds to one pass over one layer."""
         return len(mods) * kc.adapter_pass

@@ -43,16 +43,22 @@ LORA_OPTIONS = (
 EXPERT_COPY_BYTES = 2.0
 
 
-def expert_copy_bytes(arch, mods: tuple[str, ...], gc: bool) -> float:
-    """Bytes of the folded expert weights a step holds beyond the tokens' activations: every MoE layer's copy
-    without checkpointing (saved for backward), one layer's with it (the recomputed one), and in both the
-    gradient of the largest folded parameter while backward reaches it."""
+def _folded_experts(arch, mods: tuple[str, ...]) -> list[int]:
+    """Values of each fused expert parameter of one MoE layer that LoRA folds (``W + s*B@A`` over every expert):
+    gate_up_proj's and down_proj's, where the targets reach them."""
     h, i, e = arch.hidden_size, arch.expert_intermediate, arch.num_experts
-    sizes = [
+    return [
         n
         for part, n in (("gate_up_proj", e * h * 2 * i), ("down_proj", e * i * h))
         if f"experts[{part}]" in mods or f"experts.{part}" in mods
     ]
+
+
+def expert_copy_bytes(arch, mods: tuple[str, ...], gc: bool) -> float:
+    """Bytes of the folded expert weights a step holds beyond the tokens' activations: every MoE layer's copy
+    without checkpointing (saved for backward), one layer's with it (the recomputed one), and in both the
+    gradient of the largest folded parameter while backward reaches it."""
+    sizes = _folded_experts(arch, mods)
     if not sizes:
         return 0.0
     layers = 1 if gc else arch.moe_layers
@@ -61,6 +67,20 @@ def expert_copy_bytes(arch, mods: tuple[str, ...], gc: bool) -> float:
 
 class LoraFamily(Method):
     """LoRA-style adapters on the linear modules that ``lora_targets`` selects; the base may be 4-bit."""
+
+    def extra_flops_per_token(self, arch, cfg, mods) -> float:
+        # A folded expert parameter is an autograd product: backward computes its whole weight gradient (2 FLOPs
+        # per routed token per value, as full fine-tuning does for those experts) before reducing it to A and B
+        # (a per-step product of 4 x values x rank, left out here: a few % of it).
+        folded = sum(_folded_experts(arch, mods))
+        return 2.0 * arch.experts_per_token / arch.num_experts * folded * arch.moe_layers if folded else 0.0
+
+    def step_traffic_bytes(self, arch, cfg, mods) -> float:
+        # peft 0.21 folds each adapted expert parameter anew in every forward (reads the bf16 weight, writes the
+        # copy: 4 B a value; checkpointing's recompute folds it again), and backward writes its bf16 gradient and
+        # reads it back to reduce it to A and B (4 B a value)
+        folded = sum(_folded_experts(arch, mods)) * arch.moe_layers
+        return folded * (4.0 * (2 if cfg.gradient_checkpointing else 1) + 4.0)
 
     def workspace_bytes(self, arch, mods, coef, gc: bool) -> float:
         return expert_copy_bytes(arch, mods, gc)
