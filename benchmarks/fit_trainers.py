@@ -126,11 +126,24 @@ def alone(recs: list[dict]) -> list[dict]:
     ]
 
 
+def time_error(r: dict) -> tuple[float, float, float]:
+    """(measured tokens/s, predicted tokens/s, predicted / measured - 1) of a run timed alone: the median of its
+    steps after the first, against the step-time model on an H100 (where every trainer run was made)."""
+    from ftdecide.files.catalog import resolve_gpu
+    from ftdecide.core.throughput import tokens_per_second
+
+    gpu = resolve_gpu("h100")
+    tokens = sum(r["padded_tokens"][-r["accum"] :])
+    measured = tokens / statistics.median(r["step_s"][1:])
+    predicted = tokens_per_second(arch_of_trainer_record(r), config(r), gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
+    return measured, predicted, predicted / measured - 1
+
+
 def timing() -> None:
     """Measured tokens/s of each run timed alone (the median of its steps after the first) against the
     step-time model on the GPU it ran on."""
     from ftdecide.files.catalog import resolve_gpu
-    from ftdecide.core.throughput import step_seconds, tokens_per_second
+    from ftdecide.core.throughput import step_seconds
 
     gpu = resolve_gpu("h100")
     errs: dict[str, list[float]] = {}
@@ -139,10 +152,7 @@ def timing() -> None:
     bound: dict[str, list[float]] = {}
     for r in alone(load()):
         cfg = config(r)
-        tokens = sum(r["padded_tokens"][-r["accum"] :])
-        measured = tokens / statistics.median(r["step_s"][1:])
-        predicted = tokens_per_second(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
-        err = predicted / measured - 1
+        measured, predicted, err = time_error(r)
         errs.setdefault(r["trainer"], []).append(err)
         s = step_seconds(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
         if s["matmul"] + s["memory"] > s["launch"]:

@@ -277,17 +277,8 @@ def test_a_moe_plan_warns_that_its_time_was_measured_slower():
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
     import fit_trainers
 
-    from ftdecide.core.throughput import tokens_per_second
-
-    gpu = catalog.resolve_gpu("h100")
-    ratios = []
-    for r in fit_trainers.alone(fit_trainers.load()):
-        arch = fit_trainers.arch_of_trainer_record(r)
-        if arch.is_moe:
-            tokens = sum(r["padded_tokens"][-r["accum"] :])
-            measured = tokens / statistics.median(r["step_s"][1:])
-            predicted = tokens_per_second(arch, fit_trainers.config(r), gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
-            ratios.append(predicted / measured)
+    runs = [r for r in fit_trainers.alone(fit_trainers.load()) if fit_trainers.arch_of_trainer_record(r).is_moe]
+    ratios = [1 + fit_trainers.time_error(r)[2] for r in runs]
     (said,) = [m.message for m in _plan("qwen3-30b-a3b", "h100").warnings if m.rule == "moe-time"]
     assert f"ran {min(ratios):.1f}-{max(ratios):.1f}x that" in said
     assert "moe-time" not in {m.rule for m in _plan("qwen3-8b", "h100").warnings}
