@@ -26,6 +26,12 @@ def test_catalog_sizes():
         ("llama-3.1-8b", "llama-3.1-8b"),
         ("LLAMA 3.1 8B", "llama-3.1-8b"),
         ("llama_3.1_8b", "llama-3.1-8b"),
+        # the families of 2025 by their Hugging Face ids
+        ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b"),
+        ("openai/gpt-oss-20b", "gpt-oss-20b"),
+        ("google/gemma-3-12b-it", "gemma-3-12b"),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout-17b-16e"),
+        ("deepseek-ai/DeepSeek-V3", "deepseek-v3"),
     ],
 )
 def test_model_names_resolve_loosely(name, expected):

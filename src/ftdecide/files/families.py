@@ -165,9 +165,3 @@ _RECORDS = (
     ),
 )
 FAMILIES: dict[str, Family] = {f.model_type: f for f in _RECORDS}
-
-
-def text_family(model_type: str) -> Family:
-    """The record that describes ``model_type``'s layers: its own, or a wrapper's text family's."""
-    f = FAMILIES[model_type]
-    return FAMILIES[f.wraps] if f.wraps else f

@@ -10,16 +10,8 @@ import re
 
 from ..core.arch import MAX_LAYERS, Arch
 from ..core.errors import InputError, flag, preview, validation_problem
-from .families import FAMILIES as _FAMILY_RECORDS, text_family
+from .families import FAMILIES
 
-# Views of the family records (files/families.py) for the reader and the writer below
-FAMILIES: dict[str, tuple[bool, bool, int, str]] = {
-    mt: (t.qkv_bias, t.fused, t.norms, t.attention) for mt, t in ((mt, text_family(mt)) for mt in _FAMILY_RECORDS)
-}
-DEFAULTS: dict[str, dict] = {mt: f.defaults for mt, f in _FAMILY_RECORDS.items() if not f.wraps}
-LAYOUT: dict[str, dict] = {mt: f.layout for mt, f in _FAMILY_RECORDS.items() if f.layout}
-NOTES = {mt: f.note for mt, f in _FAMILY_RECORDS.items() if f.note}
-WRAPPERS = {mt: f.wraps for mt, f in _FAMILY_RECORDS.items() if f.wraps}
 # Image-text families AutoModelForCausalLM does not build: no trainer's causal-LM path loads them.
 REFUSED = {
     "mistral3": "mistral3 (Mistral Small 3.1 and 3.2) is an image-text model that AutoModelForCausalLM does not build, so "
@@ -76,8 +68,9 @@ def reduce_layers(cfg: dict, layers: int) -> dict:
     name layers (a MoE model's dense first layers, its MoE layer list) follow, so that the copy keeps
     the mix of dense and MoE layers as far as it can."""
     out = dict(cfg)
-    if cfg.get("model_type") in WRAPPERS and isinstance(cfg.get("text_config"), dict):
-        out["text_config"] = reduce_layers({"model_type": WRAPPERS[cfg["model_type"]], **cfg["text_config"]}, layers)
+    family = FAMILIES.get(cfg.get("model_type"))
+    if family and family.wraps and isinstance(cfg.get("text_config"), dict):
+        out["text_config"] = reduce_layers({"model_type": family.wraps, **cfg["text_config"]}, layers)
         out["text_config"].pop("model_type")
         if isinstance(out.get("vision_config"), dict) and "num_hidden_layers" in out["vision_config"]:
             out["vision_config"] = dict(out["vision_config"], num_hidden_layers=min(out["vision_config"]["num_hidden_layers"], layers))
@@ -161,12 +154,12 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if not isinstance(mt, str) or mt not in FAMILIES:
         raise InputError(f"{name}: model_type {preview(mt)} is not supported (supported: {', '.join(sorted(FAMILIES))})")
     outer, vision, note, wrapper, vision_config = cfg, 0, "", "", ()
-    if mt in WRAPPERS:
+    if FAMILIES[mt].wraps:
         text = cfg.get("text_config") or {}
         if not isinstance(text, dict):
             raise InputError(f"{name}: 'text_config' must be an object, got {preview(text)}")
-        wrapper, mt = mt, WRAPPERS[mt]
-        cfg = {**DEFAULTS[mt].get("required", {}), **text, "model_type": mt}
+        wrapper, mt = mt, FAMILIES[mt].wraps
+        cfg = {**FAMILIES[mt].defaults.get("required", {}), **text, "model_type": mt}
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
         raise InputError(f"{name}: model config is missing {', '.join(missing)}")
@@ -197,10 +190,10 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             )
         else:
             note = "Llama 4's causal-LM class loads the text model only: its vision tower is left out of memory and of training"
-    note = "; ".join(n for n in (note, NOTES.get(mt, "")) if n)
-    bias, fused, norms, attn = FAMILIES[mt]
-    d = DEFAULTS[mt]
-    layout = LAYOUT.get(mt, {})
+    family = FAMILIES[mt]
+    note = "; ".join(n for n in (note, family.note) if n)
+    bias, fused, norms, attn = family.qkv_bias, family.fused, family.norms, family.attention
+    d, layout = family.defaults, family.layout
     heads = cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads") or d["kv"] or heads
     head_dim = cfg.get("head_dim") or d["head_dim"] or cfg["hidden_size"] // heads
@@ -251,7 +244,6 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
 
 
 # Config classes that take no attention_bias (their biases are fixed, or there are none)
-_NO_BIAS_KEY = tuple(mt for mt, f in _FAMILY_RECORDS.items() if not f.bias_key and not f.wraps)
 
 
 def hf_config(arch: Arch) -> dict:
@@ -268,7 +260,7 @@ def hf_config(arch: Arch) -> dict:
         "vocab_size": arch.vocab_size,
         "tie_word_embeddings": arch.tie_embeddings,
     }
-    if arch.family not in _NO_BIAS_KEY:
+    if FAMILIES[arch.family].bias_key:
         cfg["attention_bias"] = arch.qkv_bias
     if arch.mla:
         cfg.update({k: getattr(arch, k) for k in _mla(arch.family, {})})
@@ -288,7 +280,7 @@ def hf_config(arch: Arch) -> dict:
 
 def _moe_keys(arch: Arch) -> dict:
     """The expert keys of ``arch``'s family, as :func:`_widths` and :func:`_dense_layers` read them."""
-    d = DEFAULTS[arch.family]
+    d = FAMILIES[arch.family].defaults
     dense = arch.dense_layers
     out: dict = {d["experts"][0][0]: arch.num_experts, "num_experts_per_tok": arch.experts_per_token}
     if "moe_intermediate_size" in d:
