@@ -4,6 +4,7 @@ catalog GPU, a smaller model of the same generation."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Optional
 
@@ -36,11 +37,12 @@ def _same_generation(a: Arch, b: Arch) -> bool:
     return a.family == b.family and a.vocab_size == b.vocab_size
 
 
-def _least(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
+def least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
     """GiB the method needs at least: micro-batch 1, checkpointed where it can be, under the scenario's strategy or,
-    with ``auto`` on several GPUs, the least of the strategies ``auto`` weighs."""
+    with ``auto`` on several GPUs, the least of the strategies ``auto`` weighs that can run it (infinite: none can)."""
     names = AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else (None,)
-    return min(estimate_memory(arch, train_config(sc, method, shape, strategy=s), cal).required_gib for s in names)
+    cfgs = (train_config(sc, method, shape, strategy=s) for s in names)
+    return min((estimate_memory(arch, c, cal).required_gib for c in cfgs if c.run_problem() is None), default=math.inf)
 
 
 def _cheap_switches(
@@ -58,7 +60,7 @@ def _cheap_switches(
         for m in order:
             # what does not fit at micro-batch 1 (checkpointed where the method can be) under any strategy fits no
             # way: the search is skipped
-            if _least(arch, scenario, m, shape, cal) > usable(gpu, margin):
+            if least_gib(arch, scenario, m, shape, cal) > usable(gpu, margin):
                 continue
             c = _candidate(arch, gpu, scenario, m, shape, 1, 0.0, cal, usable(gpu, margin))
             if c.fits:
@@ -108,23 +110,6 @@ def upgrade_switches(sc: Scenario, arch: Arch, params: bool = False) -> list[tup
         offload = {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
         out.append(("offload_params", offload, "ZeRO-3 and the parameters and optimizer states in host memory"))
     return out
-
-
-def could_fit(arch: Arch, gpu: GPU, sc: Scenario, cfg, details: dict, margin: float, cal: Calibration) -> bool:
-    """Whether ``cfg`` (a candidate's configuration) with a switch's ``details`` on fits at micro-batch 1,
-    checkpointed, under the switch's strategy or, left to ftdecide on several GPUs, any that ``auto`` weighs: less
-    than that fits no way, and the plan's search for it is skipped."""
-    least = cfg.model_copy(update={**details, "batch_size": 1, "gradient_checkpointing": True})
-    names = (
-        [details["strategy"]]
-        if "strategy" in details
-        else (AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else [cfg.strategy])
-    )
-    for s in names:
-        one = least.model_copy(update={"strategy": s})
-        if one.run_problem() is None and estimate_memory(arch, one, cal).required_gib <= usable(gpu, margin):
-            return True
-    return False
 
 
 def alternatives_for(

@@ -14,6 +14,7 @@ from typing import Optional
 
 from ..files import catalog
 from .. import methods
+from ..methods import options as method_options
 from ..methods.lora import dropout_for
 from . import rulenames, rules
 from ..core.arch import Arch
@@ -41,7 +42,7 @@ from .results import (
 from ..core.throughput import link_gbs
 
 from .advice import deployment_note, evaluation_plan
-from .alternatives import alternatives_for, could_fit, upgrade_switches
+from .alternatives import alternatives_for, least_gib, upgrade_switches
 from .choice import choose, held_back
 from .scenario import Scenario, Task, validate_scenario
 from .sizing import (
@@ -145,12 +146,15 @@ def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) 
     run executes, not what it learns, makes that method fit and chosen, the cheapest such plan, said; else None."""
     if res.blocked is None:
         return None
-    cfg = res.candidate(res.blocked).config
+    cfg, method = res.candidate(res.blocked).config, methods.get(res.blocked)
+    # the shape the candidates were sized with (the default's, for a method that takes none: it reads none of it)
+    shape = replace(DEFAULT_LORA, **(method_options.shape_of(cfg) or {}))
+    room = usable(res.gpu, res.plan.safety_margin)
     options = [
         (details, label)
         for _, details, label in upgrade_switches(sc, res.arch)
-        # not at micro-batch 1, checkpointed, under any strategy: the plan's search is skipped
-        if could_fit(res.arch, res.gpu, sc, cfg, details, res.plan.safety_margin, cal)
+        # not at micro-batch 1 under any strategy: the plan's search is skipped
+        if least_gib(res.arch, sc.model_copy(update=details), method, shape, cal) <= room
     ]
     hit = _cheapest_switched(sc, options, lambda again: again.plan.method == res.blocked, rule_paths, cal)
     if hit is None:
