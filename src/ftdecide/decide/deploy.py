@@ -9,10 +9,11 @@ Per candidate method:
 - **serving memory** of an instance: the bf16 weights (a 4-bit base is served merged into bf16), the adapters it
   holds (bf16, as the engines hold them; peft's ``load_adapter`` upcasts them to fp32 unless
   ``autocast_adapter_dtype=False``: twice the bytes, counted in ``data/serving/``), the KV cache of
-  ``serve_context`` tokens for ``concurrency`` sequences (2 x layers x KV heads x head size x 2 B a token) and
-  the CUDA context. At the engine's share of each card (``configs/serving.yaml``),
-  instances that fit one GPU share it (an engine each, each with its part of the card); a larger one takes GPUs
-  in a power of two, for tensor parallelism;
+  ``serve_context`` tokens for ``concurrency`` sequences (2 x layers x KV heads x head size x 2 B a token), the
+  activations of one prefill pass (:func:`prefill_bytes`, over the engine's tokens per pass: ``prefill_tokens``
+  of ``configs/serving.yaml``, or all of them where fewer) and the CUDA context. At the engine's share of each
+  card (``configs/serving.yaml``), instances that fit one GPU share it (an engine each, each with its part of
+  the card); a larger one takes GPUs in a power of two, for tensor parallelism;
 - **storage** (GB = 10^9 B): one bf16 checkpoint per variant, or one base and every adapter as peft saves it;
 - **monthly cost**: the serving GPUs always on at the serving GPU's catalog price, and the storage;
 - **switching**: reading one variant from disk (a whole checkpoint, or one adapter);
@@ -83,14 +84,36 @@ def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd:
     return replace(apart, multi_task=together)
 
 
+def prefill_bytes(arch, tokens: int) -> float:
+    """Bytes of the activations one forward pass over ``tokens`` tokens holds at its peak, with no gradients kept:
+    the widest layer's transients, freed at its end. Those are the MLP's gate, up, activation and product
+    (4 x intermediate values a token; a mixture of experts: its active experts' and shared expert's, or a dense
+    layer's where wider) and four hidden-wide tensors, in bf16 (2 B). Measured on an H100
+    (``data/serving/h100_*``): peft's prefill of 8 x 4,096 tokens over Llama-3.2-1B with bf16 adapters peaked
+    2.499 GiB above what it held after; this gives 2.500."""
+    if arch.num_experts:
+        routed = arch.expert_intermediate * arch.experts_per_token + arch.shared_expert_intermediate_size
+        inter = max(routed, arch.intermediate_size if arch.dense_layers else 0)
+    else:
+        inter = arch.intermediate_size
+    return tokens * (4 * inter + 4 * arch.hidden_size) * 2.0
+
+
+def prefill_tokens(serve_gpu, prices: dict) -> int:
+    """Tokens the serving engine runs in one forward pass on ``serve_gpu`` (vLLM's default, by card)."""
+    s = prices["serving"]
+    return s["prefill_tokens_large"] if serve_gpu.memory_gib >= 70 and "a100" not in serve_gpu.name.lower() else s["prefill_tokens"]
+
+
 def _deployment(arch, method, trainable, adapter_bytes, training_usd, n, sc, serve_gpu, prices) -> Deployment:
     together = method.batched_by_engines
     weights = arch.total_params() * 2.0  # bf16, a 4-bit base served merged into bf16
     adapter_served = 0.0 if method.trains_base else trainable * 2.0
     kv = 2 * arch.num_layers * arch.kv_dim * 2.0 * sc.serve_context * sc.concurrency
     context = 0.75 * GIB  # CUDA context and cuBLAS workspaces (calibration: torch 2.11 on an H100)
+    prefill = prefill_bytes(arch, min(sc.serve_context * sc.concurrency, prefill_tokens(serve_gpu, prices)))
     instances = 1 if together else n
-    per_instance = weights + (n if together else 1) * adapter_served + kv + context
+    per_instance = weights + (n if together else 1) * adapter_served + kv + prefill + context
     usable = serve_gpu.memory_gib * GIB * prices["serving"]["gpu_memory_utilization"]
     gpus = 2 ** math.ceil(math.log2(max(1.0, per_instance / usable)))
     # instances small enough share a GPU; larger ones take whole GPUs each
