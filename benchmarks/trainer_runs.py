@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import pathlib
+import math
 import random
 import re
 import shutil
@@ -117,14 +118,26 @@ def build_model(line: dict, out: pathlib.Path) -> float:
     return sum(f.stat().st_size for f in out.glob("*.safetensors")) / 2**30
 
 
+# Word counts of the length distributions issue 28 names (lognormal: median, sigma), drawn per example;
+# "bimodal" draws half its examples from each of the two.
+LENGTHS = {"chat": ((300, 0.8),), "docs": ((1500, 0.5),), "bimodal": ((150, 0.5), (1800, 0.4))}
+
+
 def write_data(path: pathlib.Path, n: int, seq: int, lengths: str, seed: int = 0) -> list[int]:
-    """``n`` "text" examples: ``full`` ones longer than ``seq`` (cut at it), or ``mixed`` ones of seq/4 to
-    seq words (padded per micro-batch). Returns the word counts."""
+    """``n`` "text" examples: ``full`` ones longer than ``seq`` (cut at it), ``mixed`` ones of seq/4 to
+    seq words (padded per micro-batch), or drawn from a distribution of :data:`LENGTHS` (at least 8 words,
+    at most 4 x ``seq``: the trainer cuts them at ``seq``). Returns the word counts."""
     rng = random.Random(seed)
     counts = []
     with open(path, "w", encoding="utf-8") as fh:
-        for _ in range(n):
-            k = seq + 16 if lengths == "full" else rng.randint(max(seq // 4, 1), seq - 1)
+        for i in range(n):
+            if lengths == "full":
+                k = seq + 16
+            elif lengths == "mixed":
+                k = rng.randint(max(seq // 4, 1), seq - 1)
+            else:
+                median, sigma = LENGTHS[lengths][i % len(LENGTHS[lengths])]
+                k = min(4 * seq, max(8, round(rng.lognormvariate(math.log(median), sigma))))
             counts.append(k)
             fh.write(json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(k))}) + "\n")
     return counts
@@ -158,7 +171,11 @@ def script_for(line: dict, model_dir: pathlib.Path) -> str:
     )
     text = re.sub(r"^MODEL = .*$", f"MODEL = {str(model_dir)!r}", text, count=1, flags=re.M)
     text = text.replace('eval_strategy="epoch"', 'eval_strategy="no"').replace('save_strategy="epoch"', 'save_strategy="no"')
-    text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
+    if not line.get("examples"):  # a fixed-step segment; with "examples" the run is one whole epoch
+        text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
+    if line.get("packing") and "packing=" not in text:
+        # what the plan would switch on (TRL's best-fit packing, padding-free); until the emitter writes it
+        text = text.replace("    max_length=", "    packing=True,\n    max_length=", 1)
     text = re.sub(r"^\s*trainer\.save_model\(.*\)\n", "", text, flags=re.M)
     return text
 
@@ -166,7 +183,7 @@ def script_for(line: dict, model_dir: pathlib.Path) -> str:
 def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "train.py").write_text(script_for(line, model_dir))
-    n = line["batch"] * line.get("accum", 2) * line.get("steps", STEPS) + HELD_OUT + 2
+    n = line.get("examples") or line["batch"] * line.get("accum", 2) * line.get("steps", STEPS) + HELD_OUT + 2
     counts = write_data(work / "train.jsonl", n, line["seq"], line.get("lengths", "full"), seed=line.get("seed", 0))
     env = dict(os.environ, OUT=str(work), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     t0 = time.time()
@@ -182,7 +199,7 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
         rc, log = p.returncode, (p.stdout + p.stderr)
     except subprocess.TimeoutExpired as e:
         rc, log = 124, str(e.stdout or "") + str(e.stderr or "")
-    rec = dict(line, wall_s=round(time.time() - t0, 1), rc=rc, words=counts[:8])
+    rec = dict(line, wall_s=round(time.time() - t0, 1), rc=rc, words=counts if line.get("examples") else counts[:8])
     info_path = work / "launch_rank0.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())

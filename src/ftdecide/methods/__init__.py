@@ -211,6 +211,11 @@ class Method:
         """A transient buffer that does not scale with tokens (QLoRA's dequantised weight)."""
         return 0.0
 
+    def cast_copy_bytes(self, arch: "Arch", cfg: "TrainConfig", gc: bool) -> float:
+        """Bytes of weight copies in the compute dtype that the step saves for backward, whatever the tokens
+        (a base that k-bit preparation left in fp32 where autocast casts it back, with or without checkpointing)."""
+        return 0.0
+
     # --- step time ----------------------------------------------------------------------------
     @property
     def flops_per_param(self) -> float:
