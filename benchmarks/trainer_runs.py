@@ -173,9 +173,6 @@ def script_for(line: dict, model_dir: pathlib.Path) -> str:
     text = text.replace('eval_strategy="epoch"', 'eval_strategy="no"').replace('save_strategy="epoch"', 'save_strategy="no"')
     if not line.get("examples"):  # a fixed-step segment; with "examples" the run is one whole epoch
         text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
-    if line.get("packing") and "packing=" not in text:
-        # what the plan would switch on (TRL's best-fit packing, padding-free); until the emitter writes it
-        text = text.replace("    max_length=", "    packing=True,\n    max_length=", 1)
     text = re.sub(r"^\s*trainer\.save_model\(.*\)\n", "", text, flags=re.M)
     return text
 

@@ -19,6 +19,8 @@ def _emit_trainer(sc, kind: Optional[str]):
         return sc
     if "trainer" in sc.model_fields_set:
         raise InputError(f"--emit {kind} writes a file for the {t.name} trainer, but the plan is for --trainer {sc.trainer}: drop one")
+    if sc.packing and t.packing_problem():
+        raise InputError(f"--emit {kind} with --packing: {t.packing_problem()}")
     return sc.model_copy(update={"trainer": t.name})
 
 

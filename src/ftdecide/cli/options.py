@@ -57,6 +57,11 @@ BATCH_OPT = typer.Option(1, help="micro-batch size")
 GC_OPT = typer.Option(
     None, "--gradient-checkpointing/--no-gradient-checkpointing", help="default on (off for prefix tuning, which fails with it)"
 )
+PACKING_OPT = typer.Option(
+    None,
+    "--packing/--no-packing",
+    help="pack examples into rows of --seq-len (TRL, padding-free); default with --dataset: where it costs less",
+)
 LIGER_OPT = typer.Option(False, "--liger/--no-liger", help="liger-kernel: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE")
 OFFLOAD_ACT_OPT = typer.Option(
     False, "--offload-activations/--no-offload-activations", help="saved activations in CPU memory (TRL activation_offloading)"

@@ -1,5 +1,5 @@
 """The ``data`` part of ``recommend``'s table: the lengths of the user's data (``--dataset``) as a histogram,
-their percentiles, what ``--seq-len`` cuts, and the epoch's tokens padded per micro-batch (the plan's) and packed."""
+their percentiles, what ``--seq-len`` cuts, the epoch's tokens padded per micro-batch and packed, and which the plan takes."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def data_table(res: "Recommendation", console) -> None:
     )
     if "epoch_tokens" in d:
         e, h = d["epoch_tokens"], d["time_hours"]
+        times = ", ".join(f"{k} {v:.2f} h" for k, v in h.items())
         console.print(
-            f"an epoch: {e['padded']:,} tokens padded per micro-batch (the plan's time: {h['padded']:.2f} h), {e['packed']:,} packed "
-            f"({h['packed']:.2f} h at the same throughput; packing is not switched on in the emitted configs), against "
-            f"{e['full_length']:,} were every example {res.scenario.seq_len:,} tokens long"
+            f"an epoch: {e['padded']:,} tokens padded per micro-batch, {e['packed']:,} packed, against {e['full_length']:,} "
+            f"were every example {res.scenario.seq_len:,} tokens long; the plan's examples are {d['collation']} ({times})"
         )

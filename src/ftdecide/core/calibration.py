@@ -75,6 +75,10 @@ class StepConstants:
     # about 0.8 on large messages; a step's collectives are smaller and wait for the slower rank
     nccl_efficiency: float = 0.33
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
+    # sdpa with a mask (padded micro-batches of mixed length, packed ones) leaves flash attention for the masked
+    # (memory-efficient) kernel, which computes every query x key pair, the masked half too: its utilisation, on all
+    # of them (fitted on data/packing/, benchmarks/fit_packing.py)
+    masked_attn_util: float = 0.15
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
     # parameter of full fine-tuning, in passes over 4 bytes

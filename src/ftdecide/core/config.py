@@ -15,6 +15,7 @@ from ..methods import options
 from .policy import DEFAULT_METHOD
 
 Precision = Literal["bf16", "mixed"]
+Collation = Literal["filled", "padded", "packed"]
 
 
 class _Head(BaseModel):
@@ -54,6 +55,11 @@ class TrainConfig(_WithOptions):
     # micro-batches per optimizer step: with more than one, the trainers that accumulate hold every
     # gradient while the next micro-batches run
     gradient_accumulation: int = Field(1, gt=0, le=65536)
+    # how examples meet the model: "filled", every one seq_len tokens (no padding, no attention mask: what a plan assumes
+    # without the user's data); "padded" to the longest of each micro-batch (the trainers' default with data of mixed
+    # length: sdpa then runs masked); "packed" into rows of seq_len, each micro-batch one flattened sequence
+    # (padding-free, where the trainer packs: ftdecide.trainers ``packs``)
+    collation: Collation = "filled"
 
     @field_validator("trainer")
     @classmethod
@@ -96,7 +102,16 @@ class TrainConfig(_WithOptions):
                 f"{spec.label} does not train with gradient checkpointing on peft 0.21 and transformers 5.17 (measured: the "
                 "recomputed attention's mask no longer matches the prefix); use --no-gradient-checkpointing"
             )
+        if self.packing:
+            why = self.trainer_spec.packing_problem() or self.method_spec.packing_problem()
+            if why:
+                return f"--packing: {why}"
         return options.run_problem(self) or self.strategy_spec.problem(self)
+
+    @property
+    def packing(self) -> bool:
+        """Examples packed, each micro-batch one flattened sequence."""
+        return self.collation == "packed"
 
     @property
     def optimizer_spec(self) -> optimizers.Optimizer:

@@ -197,6 +197,11 @@ class MemoryModel:
     eager_bwd: float = 0.0  # bytes per token per key position one layer's eager attention builds in backward
     recompute_extra: float = 0.0  # bytes per token a checkpointed layer's backward holds beyond recompute x the layer
     eager_bwd_gc: float = 0.0  # ... and bytes per token per key position its eager attention holds beyond eager_bwd
+    # sdpa run masked (padded micro-batches of mixed length, or packed ones): bytes per query x key pair its mask holds
+    # through the step, with and without checkpointing; the pairs of each sequence, or of the flattened micro-batch
+    mask_pair_gc: float = 0.0
+    mask_pair_nogc: float = 0.0
+    packed: bool = False
 
     def layer_bytes(self, seq_len: int) -> float:
         """Bytes per token of one fully materialised layer: what checkpointing recomputes at once."""
@@ -215,6 +220,8 @@ class MemoryModel:
             # the GPU when the loss peaks
             stored = min(stored, self.kept_layers * (self.stored_gc / self.layers if gc else layer))
         act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
+        pairs = float(tokens) ** 2 if self.packed else float(tokens) * (seq_len + self.extra_tokens)
+        act += (self.mask_pair_gc if gc else self.mask_pair_nogc) * pairs
         logits = self.logits_saved * tokens
         recompute = (self.recompute * layer + self.recompute_extra) * tokens if gc else 0.0
         eager_bwd = (self.eager_bwd + (self.eager_bwd_gc if gc else 0.0)) * (seq_len + self.extra_tokens) * tokens
@@ -348,6 +355,17 @@ def _sharding_notes(arch: Arch, cfg: TrainConfig, strategy) -> list[str]:
     return notes
 
 
+def _mask_pair_bytes(arch: Arch, cfg: TrainConfig, cal: Calibration, gc: bool) -> float:
+    """Bytes per query x key pair of the attention mask sdpa runs with where examples are padded to mixed lengths or
+    packed (``collation``; none where every example fills the sequence, which sdpa runs unmasked): transformers'
+    boolean mask, built once for the model (``sdpa_mask_bytes``), and the additive bias sdpa's masked kernel makes of
+    it, saved by every layer without checkpointing, by the one in flight with it (``sdpa_bias_bytes``). Eager
+    attention adds its mask to its scores instead (its own terms)."""
+    if cfg.collation == "filled" or arch.attention != "sdpa":
+        return 0.0
+    return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.num_layers)
+
+
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
     from .. import levers
@@ -416,6 +434,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
+        mask_pair_gc=_mask_pair_bytes(arch, cfg, cal, True),
+        mask_pair_nogc=_mask_pair_bytes(arch, cfg, cal, False),
+        packed=cfg.packing,
         ws_gc=method.workspace_bytes(arch, mods, c, True) + method.cast_copy_bytes(arch, cfg, True),
         ws_nogc=method.workspace_bytes(arch, mods, c, False) + method.cast_copy_bytes(arch, cfg, False),
         recompute=c.recompute,
@@ -467,6 +488,7 @@ def memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration = DEFAULT) -> Me
         cfg.gradient_checkpointing,
         cfg.trainer,
         cfg.gradient_accumulation > 1,
+        cfg.collation,
     )
     return _MODELS.get((arch, cal), key, _build_memory_model, arch, cfg, cal)
 

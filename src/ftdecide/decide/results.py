@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from ..core.estimator import MemoryEstimate, TrainConfig
     from .scenario import Scenario
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class Candidate:
     cost_usd: float
     # training and serving the scenario's variants over its months (ftdecide.decide.deploy)
     deployment: Optional[Any] = None
+    # with the user's data: the hours of each collation sized ({"padded": h, "packed": h}; the plan's is its config's)
+    collation_hours: Optional[dict] = None
 
     @property
     def micro_batch_size(self) -> int:
@@ -307,8 +309,8 @@ class Recommendation:
         return doc
 
     def data_json(self) -> dict[str, Any]:
-        """The ``data`` section: what --dataset held, and what the plan's time rests on (padded per micro-batch,
-        the trainers' default; packed rows shown beside it, not emitted)."""
+        """The ``data`` section: what --dataset held, and what the plan's time rests on: its examples padded per
+        micro-batch (the trainers' default) or packed (``collation``), with the hours of each where both were sized."""
         d, sc = self.scenario.data, self.scenario
         out: dict[str, Any] = {
             "path": d.path,
@@ -327,8 +329,10 @@ class Recommendation:
         if c is not None:
             padded, packed = d.epoch_tokens(sc.seq_len, c.micro_batch_size)
             out["epoch_tokens"] = {"full_length": sc.dataset_size * sc.seq_len, "padded": round(padded), "packed": round(packed)}
-            # the plan's time is the padded one; packed rows at the same throughput
-            out["time_hours"] = {"padded": round(c.time_hours, 3), "packed": round(c.time_hours * packed / padded, 3) if padded else None}
+            # how the plan collates its examples, and the hours of each collation sized (only the plan's where the
+            # trainer or the method cannot pack, or the user chose)
+            out["collation"] = c.config.collation
+            out["time_hours"] = {k: round(v, 3) for k, v in (c.collation_hours or {c.config.collation: c.time_hours}).items()}
         return out
 
 

@@ -40,6 +40,9 @@ class _Head(BaseModel):
     offload_optimizer: bool = False
     liger: bool = False
     offload_activations: bool = False
+    # examples packed into rows of seq_len (ftdecide.core.config: collation "packed"): None, where the data is read
+    # (--dataset), packs where the trainer and the method can and the model says it costs less; True always; False never
+    packing: Optional[bool] = None
 
 
 # the methods' options a scenario states (``in_scenario``: soft prompts' virtual tokens, Houlsby's
@@ -73,6 +76,13 @@ class Scenario(_WithOptions):
     rules: tuple[str, ...] = Field((), max_length=64)
     # what the user will run (ftdecide.trainers): the plan is sized for its memory
     trainer: str = trainers.DEFAULT
+
+    @model_validator(mode="after")
+    def _packs(self) -> "Scenario":
+        why = trainers.get(self.trainer).packing_problem() if self.packing else None
+        if why:
+            raise ValueError(f"--packing: {why}")
+        return self
 
     @model_validator(mode="after")
     def _variants_of_the_tasks(self) -> "Scenario":

@@ -63,9 +63,12 @@ def train_config(
     gradient_checkpointing: Optional[bool] = None,
     gpus: Optional[int] = None,
     strategy: Optional[str] = None,
+    packed: bool = False,
 ) -> TrainConfig:
     """The one place a scenario becomes a :class:`TrainConfig`: candidates, the fit search and every
-    alternative are sized with it, so they differ only in what they say they change."""
+    alternative are sized with it, so they differ only in what they say they change. Examples fill the
+    sequence unless the user's data is read (padded per micro-batch), or packed (``packed``, or
+    ``sc.packing``)."""
     return TrainConfig(
         method=method.name,
         precision=method.precision_for(sc.precision),
@@ -85,7 +88,14 @@ def train_config(
         # the plan's global batch (accumulation_steps): a trainer that accumulates holds every gradient
         # while the later micro-batches of a step run
         gradient_accumulation=accumulation_steps(batch_size, (sc.gpus if gpus is None else gpus) * (sc.nodes if gpus is None else 1)),
+        collation=_collation(sc, packed),
     )
+
+
+def _collation(sc: Scenario, packed: bool) -> str:
+    if packed or sc.packing:
+        return "packed"
+    return "padded" if sc.data is not None else "filled"
 
 
 # What a scenario's sizing does not read: scenarios of a batch that differ only in these share one memory
@@ -109,13 +119,17 @@ def _fit_config(
     cal: Calibration,
     strategy: Optional[str] = None,
     capacity: Optional[float] = None,
+    packed: bool = False,
+    micro_batch: Optional[int] = None,
 ):
     """:func:`_search_fit`, remembered across the scenarios of a process (keyed on the architecture and
     calibration objects, checked, and on every field the search reads); the estimate is a copy, since
     callers add notes to it."""
     sizing = tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING)
-    key = (gpu.memory_gib, method.name, lora, strategy, capacity, sizing)
-    cfg, est, fits = _FIT_CACHE.get((arch, cal), key, _search_fit, arch, gpu, sc, method, lora, cal, strategy, capacity)
+    key = (gpu.memory_gib, method.name, lora, strategy, capacity, sizing, _collation(sc, packed), micro_batch)
+    cfg, est, fits = _FIT_CACHE.get(
+        (arch, cal), key, _search_fit, arch, gpu, sc, method, lora, cal, strategy, capacity, packed, micro_batch
+    )
     return cfg, replace(est, notes=list(est.notes), breakdown=dict(est.breakdown)), fits
 
 
@@ -128,25 +142,27 @@ def _search_fit(
     cal: Calibration,
     strategy: Optional[str] = None,
     capacity: Optional[float] = None,
+    packed: bool = False,
+    micro_batch: Optional[int] = None,
 ):
     """(config, estimate, fits): the largest micro-batch of :data:`MICRO_BATCHES` that fits, without
     checkpointing where that still allows :data:`MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING`. Micro-batches
     beyond the global batch's share of one GPU (16 over 8 GPUs: 2) are not tried, so that more GPUs do
-    not grow the global batch."""
+    not grow the global batch. With ``micro_batch``, that one only."""
     small = None
     share = max(1, GLOBAL_BATCH // sc.world_size)
     for gc in (False, True) if method.supports_checkpointing else (False,):
-        for mb in (m for m in MICRO_BATCHES if m <= share):
-            cfg = train_config(sc, method, lora, mb, gc, strategy=strategy)
+        for mb in (m for m in MICRO_BATCHES if m <= share and micro_batch in (None, m)):
+            cfg = train_config(sc, method, lora, mb, gc, strategy=strategy, packed=packed)
             est = estimate_memory(arch, cfg, cal)
             if est.required_gib <= (gpu.memory_gib if capacity is None else capacity):
-                if gc or mb >= MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING:
+                if gc or mb >= MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING or micro_batch:
                     return cfg, est, True
                 small = small or (cfg, est)
                 break
     if small:
         return small[0], small[1], True
-    cfg = train_config(sc, method, lora, strategy=strategy)
+    cfg = train_config(sc, method, lora, strategy=strategy, packed=packed)
     return cfg, estimate_memory(arch, cfg, cal), False
 
 
@@ -165,12 +181,14 @@ def _candidate(
     :data:`AUTO_ORDER` that can run the plan is sized and the cheapest that fits is kept (the first,
     where none fits)."""
     if not strategies.is_auto(sc.strategy) or sc.world_size == 1:
-        return _sized(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
+        return _collated(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
     options = []
     for name in AUTO_ORDER:
-        c = _sized(arch, gpu, sc, method, lora, epochs, price, cal, name, capacity)
+        c = _collated(arch, gpu, sc, method, lora, epochs, price, cal, name, capacity)
         if c.config.run_problem() is None:
             options.append(c)
+    if not options:  # every strategy refuses the run (--packing of soft prompts): sized with its refusal, never the plan
+        return _collated(arch, gpu, sc, method, lora, epochs, price, cal, AUTO_ORDER[0], capacity)
     fitting = [c for c in options if c.fits]
     # a strategy whose emitted launch was seen to fail on this kind of plan only where nothing else fits
     launches = [c for c in fitting if c.config.strategy_spec.launch_problem(arch, c.config) is None]
@@ -196,7 +214,7 @@ def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float,
     return _STEP_CACHE.get((arch, cal), key, step_seconds, arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
 
 
-def _sized(
+def _collated(
     arch: Arch,
     gpu: GPU,
     sc: Scenario,
@@ -208,7 +226,39 @@ def _sized(
     strategy: Optional[str],
     capacity: float,
 ) -> Candidate:
-    cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity)
+    """:func:`_sized`, and where the user's data is read and packing is left to the plan (``sc.packing`` None),
+    also packed where the trainer and the method can pack: the packed plan where it fits and costs less. The
+    step-time model is measured to under-count padded micro-batches of short examples, not packed ones
+    (docs/accuracy.md, "Data"), so it packs no more often than the runs would."""
+    padded = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity)
+    if sc.data is None or sc.packing is not None or trainers.get(sc.trainer).packing_problem() or method.packing_problem():
+        return padded
+    packed = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity, packed=True)
+    # a packed micro-batch is one sequence whose masked attention grows with its square: a smaller one may be faster
+    for mb in (m for m in MICRO_BATCHES if m < packed.micro_batch_size):
+        c = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity, packed=True, micro_batch=mb)
+        if c.fits and c.cost_usd < packed.cost_usd:
+            packed = c
+    hours = {"padded": padded.time_hours, "packed": packed.time_hours}
+    best = packed if packed.fits and (packed.cost_usd < padded.cost_usd or not padded.fits) else padded
+    return replace(best, collation_hours=hours)
+
+
+def _sized(
+    arch: Arch,
+    gpu: GPU,
+    sc: Scenario,
+    method: methods.Method,
+    lora: LoraShape,
+    epochs: int,
+    price: float,
+    cal: Calibration,
+    strategy: Optional[str],
+    capacity: float,
+    packed: bool = False,
+    micro_batch: Optional[int] = None,
+) -> Candidate:
+    cfg, est, fits = _fit_config(arch, gpu, sc, method, lora, cal, strategy, capacity, packed, micro_batch)
     fits = fits and method.unsupported(arch, cfg) is None  # sized, but its library cannot train this model
     # the one refusal check (TrainConfig.run_problem) every command applies: an explicit --strategy that
     # cannot run this method (QLoRA under FSDP2, 8-bit AdamW under FSDP2) is sized but never the plan
@@ -229,7 +279,13 @@ def _sized(
         )
     tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
     hours = tokens / (tps * world) / 3600
-    if sc.data is not None:
+    if sc.data is not None and cfg.packing:
+        # packed into rows of seq_len, micro-batches of rows, each one flattened sequence at the plan's shape
+        rows = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[1] / sc.seq_len
+        seconds = math.ceil(rows / cfg.batch_size) * (step["total"] + paging / accumulation)
+        hours = epochs * seconds / world / 3600
+        tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[1] * epochs / (hours * 3600 * world) if hours else tps
+    elif sc.data is not None:
         # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
         # length's step time, the micro-batches shared by the GPUs
         seconds = sum(

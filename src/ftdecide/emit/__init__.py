@@ -141,6 +141,11 @@ if __name__ == "__main__":
 """
 
 
+def _packing_py(p: _Plan) -> str:
+    # what the plan was sized for: rows of max_length, each micro-batch one flattened sequence (sdpa masks it)
+    return "\n    packing=True,  # best-fit decreasing into rows of max_length, padding-free: the plan is sized for it" if p.packing else ""
+
+
 def emit_trl(p: _Plan) -> str:
     _refuse("TRL (through peft)", bool(p.keys.peft_class), p.spec.label, p.keys.elsewhere)
     return f"""{_PY_PREAMBLE}{_comment(p.header)}
@@ -166,7 +171,7 @@ HELD_OUT = {p.held_out}  # examples held out for evaluation (the recommendation'
 
 sft_config = SFTConfig(
 {_trainer_args_py(p)}
-    max_length={p.seq},
+    max_length={p.seq},{_packing_py(p)}
     gradient_checkpointing={p.gc},{_trainer_tail_py(p)}{_levers_py(p)}{_strategy_py(p)}
 )
 

@@ -61,6 +61,9 @@ class _Plan:
         self.lr, self.epochs = learning_rate, epochs
         self.micro, self.accum = cfg.batch_size, accum
         self.gc, self.seq = cfg.gradient_checkpointing, cfg.seq_len
+        self.packing = cfg.packing
+        if self.packing and cfg.trainer_spec.packing_problem():
+            raise InputError(f"the plan packs its examples, and {cfg.trainer_spec.packing_problem()}")
         self.bf16 = bf16
         self.mixed = self.spec.trains_base and cfg.precision == "mixed"
         self.optim = cfg.optimizer_spec.trainer_name
@@ -89,7 +92,9 @@ class _Plan:
             + (f" r={self.lora.rank} alpha={self.lora.alpha} targets={self.lora.targets}" if self.lora else "")
             + "".join(f" {k}={v}" for k, v in self.settings.items())
             + "".join(f", {lv.header_note}" for lv in self.levers)
-            + f", micro-batch {self.micro} x {self.accum} accumulation, seq {self.seq}, lr {self.lr:g}, {self.epochs} epochs."
+            + f", micro-batch {self.micro} x {self.accum} accumulation, seq {self.seq}"
+            + (" (examples packed)" if self.packing else "")
+            + f", lr {self.lr:g}, {self.epochs} epochs."
             + f" Sized for: {precision}; optimizer {self.optim}; attention {self.attn}; {self.strategy};"
             + f" {self.held_out:,} examples held out; trainer {self.trainer.label} ({self.trainer.versions})."
         )

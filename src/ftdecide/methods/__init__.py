@@ -192,6 +192,10 @@ class Method:
         (``recompute`` x the layer), because of the method under the trainer the user runs."""
         return 0.0
 
+    def packing_problem(self) -> Optional[str]:
+        """Why this method cannot train on packed examples (one line), or None."""
+        return None
+
     def extra_tokens(self, cfg: "TrainConfig") -> int:
         """Positions the method adds to every sequence the layers and the loss see (prompt tuning's
         virtual tokens), beyond ``seq_len``."""

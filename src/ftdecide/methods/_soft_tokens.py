@@ -29,6 +29,11 @@ class SoftTokens(Method):
     def adapter_params(self, arch, cfg, mods) -> int:
         return cfg.virtual_tokens * self.width(arch)
 
+    def packing_problem(self):
+        # peft puts the virtual tokens (or keys) before each row, not before each packed example, and passes past
+        # key values, with which transformers derives no packed mask: the examples of a row would see each other
+        return f"{self.label} puts its virtual tokens before each row, not each packed example"
+
     def trainable_matrices(self, arch, cfg, mods):
         return [(cfg.virtual_tokens, self.width(arch), 1)]
 

@@ -41,6 +41,9 @@ def config_from_record(d: dict) -> TrainConfig:
     )
 
 
+_FILLED = "full"  # the trainer harness's "lengths" of examples that fill the sequence (benchmarks/trainer_runs.py)
+
+
 def config_from_trainer_record(d: dict) -> TrainConfig:
     """The TrainConfig of a record of an emitted trainer file run as is (``benchmarks/trainer_runs.py``:
     ``data/trainers/``): catalog ``model``, ``trainer``, the method by name, ``accum`` micro-batches per step."""
@@ -56,6 +59,8 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
         liger=flag(d.get("liger"), "liger"),
         offload_activations=flag(d.get("offload"), "offload"),
         gradient_accumulation=int(d.get("accum", 1)),
+        # examples of mixed length run padded (sdpa masked), or packed
+        collation="packed" if flag(d.get("packing"), "packing") else ("filled" if d.get("lengths", _FILLED) == _FILLED else "padded"),
     )
 
 

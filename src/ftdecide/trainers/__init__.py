@@ -15,6 +15,8 @@ commands ask it (no module compares a trainer's name; a test checks):
 - ``attention_mask``: its batches carry an attention mask, which eager attention adds to its scores;
 - ``accumulates``: gradients of earlier micro-batches are held while the next ones run (every trainer
   of the Hugging Face stack accumulates in ``param.grad``);
+- ``packs``: its emitted file packs examples when the plan says so (``--packing``), and how; ``no_packing``: why
+  it does not, where it cannot pack correctly with the attention ftdecide emits (sdpa);
 - ``emit``: the ``--emit`` kind that writes its file; ``wraps``: the trainer whose code it runs (its
   figures hold for it); ``measured``: runs of its own emitted file back its figures;
 - ``versions`` and ``basis``: what the figures hold for, said in the JSON, the table and every emitted file.
@@ -37,7 +39,16 @@ DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --e
 # What every trainer whose batches carry an attention mask (``attention_mask``) holds for it: bytes eager
 # attention saves more per head per key position per token (Gemma 2 under TRL and the transformers Trainer;
 # python benchmarks/fit_trainers.py --fit)
-CONSTANTS = (("eager_mask_bytes", 12.0),)
+CONSTANTS = (
+    ("eager_mask_bytes", 12.0),
+    # sdpa with an attention mask (micro-batches padded to mixed lengths, or packed): transformers builds one boolean
+    # mask of every sequence's query x key positions (1 B a pair), and sdpa's masked kernel turns it into an additive
+    # bias in the compute dtype (2 B a pair) that each layer saves for backward; from the mechanism, checked on the
+    # runs of data/packing/: Qwen3-0.6B 8 x 2048 packed without checkpointing held 14.4 GiB over padded, where
+    # 57 x 16,296^2 B is 14.1 GiB
+    ("sdpa_mask_bytes", 1.0),
+    ("sdpa_bias_bytes", 2.0),
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class Trainer:
     accumulates: bool = True
     attention_mask: bool = True  # its batches carry an attention mask (collated, padded per micro-batch)
     sharded_measured: bool = False  # its own launches on several GPUs were measured (else the loop's sharded terms hold)
+    packs: str = ""  # how its emitted file packs examples (a plan with packing), or "" where it does not
+    no_packing: str = "its emitted file does not pack examples"  # why not, where ``packs`` is empty
     chunk_tokens: int = 0  # a fused head's tile: tokens ...
     chunk_vocab: int = 0  # ... by vocabulary entries
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
@@ -75,6 +88,10 @@ class Trainer:
         """The value in ``cal`` of a constant this trainer declares (a refit may have replaced it), or 0 where it
         declares none of that name: a term that only its emitted file showed is held for it alone."""
         return getattr(cal, name) if any(k == name for k, _ in self.constants) else 0.0
+
+    def packing_problem(self) -> Optional[str]:
+        """Why a plan with packing cannot run under this trainer (one line), or None."""
+        return None if self.packs else f"{self.label} cannot pack: {self.no_packing}"
 
     @property
     def chunked_loss(self) -> bool:

@@ -18,6 +18,7 @@ TRAINER = register(
         kbit_prepare=True,
         quantized_adapter_bytes=4.0,
         emit="axolotl",
+        no_packing="sample_packing without FlashAttention is not what ftdecide sizes or emits (sdpa); not measured",
         wraps="hf",
         measured=False,
         versions="axolotl 0.19 over transformers 5.17, peft 0.21",

@@ -17,6 +17,7 @@ TRAINER = register(
         kbit_prepare=True,
         quantized_adapter_bytes=4.0,
         emit="hf",
+        no_packing="its emitted file collates padded micro-batches (DataCollatorForLanguageModeling); not measured packed",
         versions="transformers 5.17, peft 0.21, torch 2.11, bitsandbytes 0.50",
         basis="measured: the emitted transformers Trainer script run unmodified on an H100 (data/trainers/), held against "
         "the loop's terms with no constant refitted (docs/accuracy.md)",

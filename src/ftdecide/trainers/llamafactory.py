@@ -16,6 +16,8 @@ TRAINER = register(
         kbit_prepare=True,
         quantized_adapter_bytes=4.0,
         emit="llamafactory",
+        no_packing="packing without neat_packing lets packed examples attend to each other, and neat_packing needs "
+        "FlashAttention; not measured",
         wraps="hf",
         measured=False,
         versions="LLaMA-Factory 0.9 over transformers 5.17, peft 0.21",

@@ -47,6 +47,11 @@ TRAINER = register(
         ),
         quantized_adapter_bytes=2.0,
         emit="trl",
+        # SFTConfig(packing=True): best-fit decreasing into rows of max_length, collated padding-free (one flattened
+        # sequence a micro-batch, position ids restarting at each example); transformers 5.17 derives a block-diagonal
+        # causal mask from the position ids for sdpa and eager (masking_utils.find_packed_sequence_indices, with
+        # use_cache off, which TRL's compute_loss sets): exact, checked on the CPU against each example alone.
+        packs="SFTConfig(packing=True): best-fit decreasing, padding-free",
         refuses=(
             (
                 "llama4_text",
