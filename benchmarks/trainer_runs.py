@@ -114,8 +114,38 @@ def build_model(line: dict, out: pathlib.Path) -> float:
     m.save_pretrained(out)
     del m
     torch.cuda.empty_cache()
+    if line.get("mxfp4"):
+        as_mxfp4(out)
     tokenizer_json(out)
     return sum(f.stat().st_size for f in out.glob("*.safetensors")) / 2**30
+
+
+# what gpt-oss's own config.json leaves unquantized (openai/gpt-oss-20b, quantization_config)
+MXFP4_NOT_CONVERTED = ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]
+
+
+def as_mxfp4(out: pathlib.Path) -> None:
+    """Rewrite a saved gpt-oss checkpoint as the released one is shipped: every expert stack (``gate_up_proj``,
+    ``down_proj``) as MXFP4 ``_blocks`` (two 4-bit values a byte, 32 a block) and ``_scales`` (one uint8 exponent a
+    block, 2^-9 to 2^-5: weights of at most 0.19), and ``quantization_config`` in config.json. transformers 5.17
+    loads it as it loads openai/gpt-oss-*: de-quantized to bf16 where the ``kernels`` package is missing (the GPU
+    machine, and the training recipes' ``Mxfp4Config(dequantize=True)``), which is what the plan sizes."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    g = torch.Generator().manual_seed(0)
+    for f in sorted(out.glob("*.safetensors")):
+        tensors = load_file(str(f))
+        for name in [n for n in tensors if n.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+            w = tensors.pop(name)  # [experts, in, out]: de-quantization yields it from [experts, out, in / 32, 16]
+            e, k, n = w.shape
+            tensors[name + "_blocks"] = torch.randint(0, 256, (e, n, k // 32, 16), dtype=torch.uint8, generator=g)
+            tensors[name + "_scales"] = torch.randint(118, 123, (e, n, k // 32), dtype=torch.uint8, generator=g)
+        save_file(tensors, str(f), metadata={"format": "pt"})
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": MXFP4_NOT_CONVERTED}
+    cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 # Word counts of the length distributions issue 28 names (lognormal: median, sigma), drawn per example;
@@ -144,8 +174,8 @@ def write_data(path: pathlib.Path, n: int, seq: int, lengths: str, seed: int = 0
 
 
 def _key(line: dict) -> str:
-    """The checkpoint a line runs: its model, at its number of layers."""
-    return line["model"] + (f"@{line['layers']}L" if line.get("layers") else "")
+    """The checkpoint a line runs: its model, at its number of layers, shipped in MXFP4 or not."""
+    return line["model"] + (f"@{line['layers']}L" if line.get("layers") else "") + ("-mxfp4" if line.get("mxfp4") else "")
 
 
 def config_of(line: dict):

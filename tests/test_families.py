@@ -419,3 +419,32 @@ def test_lora_over_fused_experts_costs_its_folded_copies_in_step_time(targets, g
     values = folded * 128 * 2048 * 768 * 48  # gate_up (2 x 768) and down (768) of every expert, every layer
     assert cfg.method_spec.step_traffic_bytes(arch, cfg, mods) == values * (4.0 * (2 if gc else 1) + 4.0)
     assert cfg.method_spec.extra_flops_per_token(arch, cfg, mods) == pytest.approx(2.0 * 8 / 128 * values)
+
+
+def test_the_harness_writes_an_mxfp4_checkpoint_that_loads_de_quantized(tmp_path):
+    """benchmarks/trainer_runs.py's ``as_mxfp4`` ships a gpt-oss checkpoint as openai/gpt-oss-* is (expert stacks as
+    MXFP4 blocks and scales, quantization_config): transformers loads it de-quantized to bf16 where the kernels
+    package is missing, with every parameter of the bf16 model, which is what the plan sizes."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import trainer_runs
+
+    cfg = transformers.GptOssConfig(
+        vocab_size=512, hidden_size=128, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, num_local_experts=4, num_experts_per_tok=2,
+        layer_types=["sliding_attention", "full_attention"],
+    )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    trainer_runs.as_mxfp4(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["quantization_config"]["quant_method"] == "mxfp4"
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    experts = loaded.model.layers[0].mlp.experts
+    assert (
+        experts.gate_up_proj.dtype == torch.bfloat16 and experts.gate_up_proj.shape == model.model.layers[0].mlp.experts.gate_up_proj.shape
+    )
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+    assert 0 < float(experts.down_proj.float().abs().max()) <= 6 * 2**-5
