@@ -301,3 +301,39 @@ def test_a_hostile_chat_template_is_one_error_naming_its_file(tmp_path, template
     with pytest.raises(InputError) as e:
         dataset.read_dataset(str(data), str(d))
     assert said in str(e.value) and "tokenizer_config.json" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "model, family, ratio",
+    [
+        pytest.param("llama-3.1-8b", "llama3", 4.352, id="llama3"),
+        pytest.param("llama-4-scout-17b-16e", "llama4", 4.349, id="llama4"),
+        pytest.param("qwen3-8b", "qwen", 4.289, id="qwen3"),
+        pytest.param("qwen2.5-7b", "qwen", 4.289, id="qwen2.5-152064"),
+        pytest.param("mistral-7b", "mistral_v1", 3.673, id="mistral-v0.1"),
+        pytest.param("mistral-7b-v0.3", "mistral_v3", 3.673, id="mistral-v0.3"),
+        pytest.param("ministral-8b", "tekken", 4.173, id="tekken"),
+        pytest.param("llama-2-7b", None, 4.0, id="llama2-not-fitted"),
+        pytest.param("gemma-3-4b", None, 4.0, id="gemma3-not-fitted"),
+    ],
+)
+def test_characters_a_token_are_the_tokenizer_familys_fit(model, family, ratio):
+    """Without the model's tokenizer, its family's prose ratio (configs/tokenizers.yaml, written by
+    benchmarks/fit_chars_per_token.py from data/tokenizers/), said with its held-out error; the default elsewhere."""
+    from ftdecide.files.catalog import resolve_model
+
+    got, said = dataset.chars_per_token(resolve_model(model))
+    assert got == ratio
+    fits = json.loads((ROOT / "data" / "tokenizers" / "chars_per_token_2026-12-06.json").read_text())
+    if family:
+        assert fits[family]["prose"]["chars_per_token"] == ratio and "fitted for" in said and "9 in 10 examples within" in said
+    else:
+        assert "not fitted for this model's tokenizer" in said
+
+
+def test_the_cli_counts_by_the_familys_ratio_without_a_tokenizer(tmp_path):
+    text = "x" * 4288  # 999.8 tokens at 4.289 a token, counted up
+    data = _write(tmp_path / "train.jsonl", [{"text": text}] * 3)
+    doc = json.loads(invoke(["recommend", "--model", "qwen3-8b", "--gpu", "h100", "--dataset", str(data), "--format", "json"]).stdout)
+    assert doc["data"]["lengths"]["max"] == 1000 and not doc["data"]["exact_tokens"]
+    assert "fitted for Qwen's tokenizer" in doc["data"]["tokens_counted_by"]

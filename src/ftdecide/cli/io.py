@@ -103,7 +103,7 @@ def _with_data(sc, path: str, size_given: bool):
             sys.stderr.flush()
             shown.append(True)
 
-    stats = read_dataset(path, model_dir, progress)
+    stats = read_dataset(path, model_dir, progress, arch)
     if shown:
         sys.stderr.write("\n")
     if size_given and sc.dataset_size != stats.examples:

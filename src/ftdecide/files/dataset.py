@@ -9,9 +9,10 @@ sample of the lines (every k-th line, k chosen from the file size so that about 
 tokenized; k is stated), never the whole file in memory.
 
 Tokens are counted with the model's own ``tokenizer.json`` where the model folder holds one and the optional
-``tokenizers`` package is installed (``pip install 'ftdecide[data]'``), else from characters at
-:data:`CHARS_PER_TOKEN`, an assumption the output states. Chat messages are rendered with the model's chat template
-where its folder has one and jinja2 is installed (:mod:`ftdecide.files.chat_template`), else add
+``tokenizers`` package is installed (``pip install 'ftdecide[data]'``), else from characters a token: the
+ratio fitted for the model's tokenizer family on English prose (``configs/tokenizers.yaml``, with its held-out
+error), or :data:`CHARS_PER_TOKEN` where none was fitted, an assumption the output states either way. Chat messages
+are rendered with the model's chat template where its folder has one and jinja2 is installed (:mod:`ftdecide.files.chat_template`), else add
 :data:`MESSAGE_OVERHEAD` tokens each (role headers and end markers of the common chat templates), as said.
 
 Bad data is one error naming file:line: not UTF-8, a line over :data:`MAX_LINE_BYTES`, not a JSON object, no
@@ -34,8 +35,31 @@ SAMPLE_BYTES = 64 * 2**20  # about this much text is tokenized, whatever the fil
 MAX_LINE_BYTES = 16 * 2**20  # one example longer than this is not training data
 MAX_DEPTH = 64
 # an assumption where no tokenizer is at hand: English prose under the BPE vocabularies of Llama, Mistral and
-# Qwen runs at about 4 characters a token; code and other languages differ
+# where the model's tokenizer is not at hand and configs/tokenizers.yaml has no fit for its tokenizer family
 CHARS_PER_TOKEN = 4.0
+
+
+def chars_per_token(arch=None) -> tuple[float, str]:
+    """(characters a token, what that rests on) for text whose tokenizer is not at hand: the prose ratio fitted
+    for the model's tokenizer family (``configs/tokenizers.yaml``: the family whose model types and vocabulary sizes
+    hold the model's), with its held-out error, or the unfitted default."""
+    from .catalog import config_dir
+    from .yamlio import load_package_yaml
+
+    table = load_package_yaml(str(config_dir() / "tokenizers.yaml"))
+    for f in table["families"].values():
+        if arch is not None and arch.family in f["model_types"] and arch.vocab_size in f["vocab_sizes"]:
+            p = f["prose"]
+            lo, hi = p["held_out_p5_p95_error"]
+            return p["chars_per_token"], (
+                f"assumed: {p['chars_per_token']:g} characters a token, fitted for {f['source']} on English prose (held out, "
+                f"9 in 10 examples within {lo:+.0%} / {hi:+.0%}; code runs {f['code']['chars_per_token']:g}, markdown "
+                f"{f['markdown']['chars_per_token']:g})"
+            )
+    d = table["default_chars_per_token"]
+    return d, f"assumed: {d:g} characters a token (not fitted for this model's tokenizer)"
+
+
 # tokens a chat template adds per message: a role header and an end marker (Llama 3: <|start_header_id|>role
 # <|end_header_id|>\n\n ... <|eot_id|>, 5; ChatML: <|im_start|>role\n ... <|im_end|>\n, 5; Mistral's [INST] pair, 4)
 MESSAGE_OVERHEAD = 5
@@ -214,16 +238,20 @@ def _parquet_rows(path: str, every: int) -> Iterator[tuple[int, int, Optional[di
         raise InputError(f"not a readable Parquet file: {preview(str(e), 120)}", path) from None
 
 
-def tokenizer_for(model_dir: Optional[str]) -> tuple[Optional[Callable[[str], int]], str]:
+def tokenizer_for(model_dir: Optional[str], arch=None) -> tuple[Callable[..., int], str]:
     """(a function counting the tokens of a text, what counts them): the model folder's ``tokenizer.json``
-    through the ``tokenizers`` package where both are there, else None and the assumption."""
-    assumed = f"assumed: {CHARS_PER_TOKEN:g} characters a token (no tokenizer.json with the model, or no 'tokenizers' package)"
+    through the ``tokenizers`` package where both are there, else characters a token (:func:`chars_per_token`)."""
+    ratio, assumed = chars_per_token(arch)
+
+    def by_chars(text: str, special: bool = True) -> int:
+        return math.ceil(len(text) / ratio)
+
     if not model_dir or not os.path.isfile(os.path.join(model_dir, "tokenizer.json")):
-        return None, assumed
+        return by_chars, assumed + "; no tokenizer.json with the model"
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        return None, assumed + "; pip install 'ftdecide[data]' to count exactly"
+        return by_chars, assumed + "; pip install 'ftdecide[data]' to count exactly"
     path = os.path.join(model_dir, "tokenizer.json")
     try:
         tok = Tokenizer.from_file(path)
@@ -262,13 +290,14 @@ def _examples(files: list[str], every: int) -> Iterator[tuple[str, int, int, Opt
             yield f, number, len(raw), obj
 
 
-def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> DataStats:
+def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None, arch=None) -> DataStats:
     """The example count and the sampled token lengths of the data at ``path`` (see the module's docstring).
-    ``progress(done_bytes, total_bytes)`` is told as the files are read."""
+    ``progress(done_bytes, total_bytes)`` is told as the files are read; ``arch``: the model, whose tokenizer
+    family sets the characters a token where its tokenizer is not at hand."""
     files = files_of(path)
     total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
     every = max(1, math.ceil(total / SAMPLE_BYTES))
-    count_tokens, counted_by = tokenizer_for(model_dir)
+    count_tokens, counted_by = tokenizer_for(model_dir, arch)
     render, rendered_by = template_for(model_dir)
     if rendered_by:
         counted_by += f"; {rendered_by}"
@@ -288,9 +317,9 @@ def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[
         if render is not None and fmt == "messages":
             # the conversation as the trainer formats it: its template's headers and special tokens counted
             text = render(obj["messages"])
-            n = count_tokens(text, False) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+            n = count_tokens(text, False)
         else:
-            n = count_tokens(text) if count_tokens else math.ceil(len(text) / CHARS_PER_TOKEN)
+            n = count_tokens(text)
             n += MESSAGE_OVERHEAD * messages
         lengths.append(n)
         if progress and examples % 4096 == 0:
@@ -303,6 +332,6 @@ def read_dataset(path: str, model_dir: Optional[str] = None, progress: Optional[
         lengths=tuple(sorted(lengths)),
         every=every,
         counted_by=counted_by,
-        exact_tokens=count_tokens is not None,
+        exact_tokens=counted_by.startswith("tokenizer.json"),
         formats=tuple(sorted(formats)),
     )
