@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 from typing import Optional
 
 
@@ -230,13 +231,14 @@ def _collated(
     also packed where the trainer and the method can pack: the packed plan where it fits and costs less. The
     step-time model is measured to under-count padded micro-batches of short examples, not packed ones
     (docs/accuracy.md, "Data"), so it packs no more often than the runs would."""
-    padded = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity)
+    sized = partial(_sized, arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity)
+    padded = sized()
     if sc.data is None or sc.packing is not None or trainers.get(sc.trainer).packing_problem() or method.packing_problem():
         return padded
-    packed = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity, packed=True)
+    packed = sized(packed=True)
     # a packed micro-batch is one sequence whose masked attention grows with its square: a smaller one may be faster
     for mb in (m for m in MICRO_BATCHES if m < packed.micro_batch_size):
-        c = _sized(arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity, packed=True, micro_batch=mb)
+        c = sized(packed=True, micro_batch=mb)
         if c.fits and c.cost_usd < packed.cost_usd:
             packed = c
     hours = {"padded": padded.time_hours, "packed": packed.time_hours}
