@@ -114,6 +114,11 @@ class TrainConfig(_WithOptions):
         return self.collation == "packed"
 
     @property
+    def mixed_lengths(self) -> bool:
+        """Examples of mixed length, padded or packed: attention runs with a mask."""
+        return self.collation != "filled"
+
+    @property
     def optimizer_spec(self) -> optimizers.Optimizer:
         """The registered optimizer this configuration steps with."""
         return optimizers.get(self.optimizer)

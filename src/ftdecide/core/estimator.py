@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 
 
 from .arch import Arch
+from .collation import mask_pair_bytes
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
@@ -355,17 +356,6 @@ def _sharding_notes(arch: Arch, cfg: TrainConfig, strategy) -> list[str]:
     return notes
 
 
-def _mask_pair_bytes(arch: Arch, cfg: TrainConfig, cal: Calibration, gc: bool) -> float:
-    """Bytes per query x key pair of the attention mask sdpa runs with where examples are padded to mixed lengths or
-    packed (``collation``; none where every example fills the sequence, which sdpa runs unmasked): transformers'
-    boolean mask, built once for the model (``sdpa_mask_bytes``), and the additive bias sdpa's masked kernel makes of
-    it, saved by every layer without checkpointing, by the one in flight with it (``sdpa_bias_bytes``). Eager
-    attention adds its mask to its scores instead (its own terms)."""
-    if cfg.collation == "filled" or arch.attention != "sdpa":
-        return 0.0
-    return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.num_layers)
-
-
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
     from .. import levers
@@ -434,8 +424,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
-        mask_pair_gc=_mask_pair_bytes(arch, cfg, cal, True),
-        mask_pair_nogc=_mask_pair_bytes(arch, cfg, cal, False),
+        mask_pair_gc=mask_pair_bytes(arch, cfg, cal, True),
+        mask_pair_nogc=mask_pair_bytes(arch, cfg, cal, False),
         packed=cfg.packing,
         ws_gc=method.workspace_bytes(arch, mods, c, True) + method.cast_copy_bytes(arch, cfg, True),
         ws_nogc=method.workspace_bytes(arch, mods, c, False) + method.cast_copy_bytes(arch, cfg, False),

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from .arch import Arch
 from .calibration import DEFAULT, Calibration, KernelCounts
+from .collation import masked_attention_flops, masked_sdpa
 from .estimator import TrainConfig, memory_model
 
 
@@ -114,20 +115,6 @@ def comm_seconds(arch: Arch, cfg: TrainConfig, link_gbs: float, accumulation: in
     return per_micro / (link_gbs * 1e9 * cal.step.nccl_efficiency)
 
 
-def _masked(arch: Arch, cfg: TrainConfig) -> bool:
-    """sdpa runs with a mask (examples padded to mixed lengths, or packed): the masked kernel, not flash attention."""
-    return cfg.collation != "filled" and arch.attention == "sdpa"
-
-
-def _attention_flops(arch: Arch, cfg: TrainConfig, seq: int, tokens: int) -> float:
-    """Training FLOPs of attention's products for one micro-batch: causal pairs under flash attention (half the
-    square, 6 x layers x seq x q_dim a token); every pair under the masked kernel, of each sequence, or of the
-    whole flattened micro-batch where it is packed."""
-    if not _masked(arch, cfg):
-        return 6.0 * arch.num_layers * seq * arch.q_dim * tokens
-    return 12.0 * arch.num_layers * arch.q_dim * tokens * (tokens if cfg.packing else seq)
-
-
 def step_seconds(
     arch: Arch,
     cfg: TrainConfig,
@@ -150,9 +137,10 @@ def step_seconds(
     peak = tflops * 1e12
     attn = 6.0 * arch.num_layers * seq * arch.q_dim * tokens  # the attention share of train_flops_per_token
     linear = train_flops_per_token(arch, cfg, seq_len=seq) * tokens - attn
-    matmul = linear / (peak * cal.utilisation(cfg.variant)) + _attention_flops(arch, cfg, seq, tokens) * (
-        k.recompute_attention if gc else 1.0
-    ) / (peak * (k.masked_attn_util if _masked(arch, cfg) else k.attn_util))
+    attn_util = k.attn_util
+    if masked_sdpa(arch, cfg):
+        attn, attn_util = masked_attention_flops(arch, cfg, seq, tokens), k.masked_attn_util
+    matmul = linear / (peak * cal.utilisation(cfg.variant)) + attn * (k.recompute_attention if gc else 1.0) / (peak * attn_util)
     mm = memory_model(arch, cfg, cal)
     traffic = k.k_act * mm.layer_bytes(cfg.seq_len) * arch.num_layers * tokens * recompute
     # Liger's fused cross-entropy reads bf16 logit chunks in one kernel instead of the fp32 passes

@@ -1,0 +1,34 @@
+"""How examples meet the model, where it moves memory and time (``TrainConfig.collation``): every example filling
+the sequence (sdpa runs unmasked, on flash attention), or examples of mixed length, padded per micro-batch or packed
+into one flattened sequence a micro-batch, where sdpa runs with a mask. Pure arithmetic, no I/O."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from .arch import Arch
+    from .calibration import Calibration
+    from .config import TrainConfig
+
+
+def masked_sdpa(arch: "Arch", cfg: "TrainConfig") -> bool:
+    """sdpa runs with a mask (examples of mixed length, padded or packed): its masked kernel, not flash attention."""
+    return cfg.mixed_lengths and arch.attention == "sdpa"
+
+
+def mask_pair_bytes(arch: "Arch", cfg: "TrainConfig", cal: "Calibration", gc: bool) -> float:
+    """Bytes per query x key pair of the mask sdpa runs with (:func:`masked_sdpa`; the pairs of each sequence, or
+    of the flattened micro-batch where it is packed): transformers' boolean mask, built once for the model
+    (``sdpa_mask_bytes``), and the additive bias sdpa's masked kernel makes of it, saved by every layer without
+    checkpointing, by the one in flight with it (``sdpa_bias_bytes``). Eager attention adds its mask to its scores
+    instead (its own terms)."""
+    if not masked_sdpa(arch, cfg):
+        return 0.0
+    return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.num_layers)
+
+
+def masked_attention_flops(arch: "Arch", cfg: "TrainConfig", seq: int, tokens: int) -> float:
+    """Training FLOPs of attention's products under the masked kernel, which computes every query x key pair, the
+    masked ones too: of each sequence, or of the whole flattened micro-batch where it is packed."""
+    return 12.0 * arch.num_layers * arch.q_dim * tokens * (tokens if cfg.packing else seq)
