@@ -129,3 +129,23 @@ def test_the_serving_memory_is_what_peft_holds(rec):
             assert peak == pytest.approx(rec["prefill_peak_gib"], rel=0.01)
         else:
             assert rec["prefill_peak_gib"] > peak * 1.1
+
+
+@pytest.mark.parametrize(
+    "method, served",
+    [
+        pytest.param("full", "one model per variant", id="full"),
+        pytest.param("lora", "one base, every adapter batched (vLLM, SGLang)", id="lora"),
+        pytest.param("qlora", "one base, every adapter batched (vLLM, SGLang)", id="qlora"),
+        pytest.param("dora", "one model per variant, served merged (no engine batches DoRA)", id="dora"),
+        pytest.param("ia3", "one model per variant, served merged (no engine batches IA3)", id="ia3"),
+        pytest.param("prompt", "one model per variant, through peft (prompt tuning cannot be merged)", id="prompt"),
+        pytest.param("adapter", "one model per variant, through peft (Houlsby adapters cannot be merged)", id="houlsby"),
+    ],
+)
+def test_each_method_says_how_its_variants_are_served(method, served):
+    """vLLM and SGLang batch plain LoRA adapters over one base; nothing batches the rest: each variant is its own
+    model, merged where the method merges, through peft where it cannot."""
+    d = doc("--model", "llama-2-13b", "--gpu", "h200", "--variants", "5")
+    (c,) = [c for c in d["candidates"] if c["method"] == method]
+    assert c["deployment"]["served"] == served

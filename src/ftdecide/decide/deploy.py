@@ -44,6 +44,7 @@ class Deployment:
     monthly_serving_usd: float
     monthly_storage_usd: float
     switch_seconds: float  # reading one variant from disk
+    served: str = ""  # how: batched over one base, merged into each variant's model, or each through peft
     multi_task: "Deployment | None" = None  # one run over every task's examples, one model serving them all
 
     @property
@@ -55,9 +56,7 @@ class Deployment:
         return {
             "variants": self.variants,
             "months": self.months,
-            "served": "one base, every adapter batched (vLLM, SGLang)"
-            if self.together
-            else ("one model per variant" if self.variants > 1 else "one model"),
+            "served": self.served,
             "instances": self.instances,
             "serving_gib_per_instance": round(self.serving_gib, 2),
             "gpus_per_instance": self.gpus_per_instance,
@@ -82,6 +81,22 @@ def deployment(arch, method, trainable: int, adapter_bytes: float, training_usd:
     apart = _deployment(arch, method, trainable, adapter_bytes, every, len(sc.task_sizes), sc, serve_gpu, prices)
     together = _deployment(arch, method, trainable, adapter_bytes, every, 1, sc, serve_gpu, prices)
     return replace(apart, multi_task=together)
+
+
+def _served(method, together: bool, n: int) -> str:
+    """How the variants are served: batched over one base where the engines batch the method, else one model a
+    variant: its checkpoint (full fine-tuning), its adapter merged into the weights, or through peft where the
+    adapter cannot be merged (soft prompts, Houlsby adapters)."""
+    if together:
+        return "one base, every adapter batched (vLLM, SGLang)"
+    each = "one model per variant" if n > 1 else "one model"
+    if method.trains_base:
+        return each
+    return (
+        f"{each}, served merged (no engine batches {method.label})"
+        if method.mergeable
+        else f"{each}, through peft ({method.label} cannot be merged)"
+    )
 
 
 def prefill_bytes(arch, tokens: int) -> float:
@@ -124,6 +139,7 @@ def _deployment(arch, method, trainable, adapter_bytes, training_usd, n, sc, ser
         storage, one = weights + n * trainable * adapter_bytes, (trainable * adapter_bytes if together else weights)
     hours = prices["serving"]["hours_per_month"]
     return Deployment(
+        served=_served(method, together, n),
         variants=n,
         months=sc.months,
         together=together,
