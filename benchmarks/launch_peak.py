@@ -7,7 +7,12 @@ versions and its log, to ``$OUT/launch_rank<R>.json`` (or the current directory)
 
 With ``FTD_MEMTRACE=1`` it also records the allocator's history through training (python frames only) and
 writes what was allocated at the peak, summed by the innermost frame outside torch's own modules
-(``peak_by_frame``), and the largest blocks then (``peak_blocks``): where a plan misses a term, this names it."""
+(``peak_by_frame``), and the largest blocks then (``peak_blocks``): where a plan misses a term, this names it.
+
+With ``FTD_PROFILE=N`` it profiles optimizer steps 3 to 2 + N with torch.profiler and writes ``profile``: each
+step's wall time against its GPU kernels' busy time, the calls of the CUDA runtime that stall the host
+(synchronisations, cudaMalloc and cudaFree) with their count and total time, and the 25 operators with the most
+host time and the 25 with the most GPU time: where a step's time goes that the step-time model does not count."""
 
 from __future__ import annotations
 
@@ -83,6 +88,41 @@ def peak_at(snapshot: dict, before: float) -> dict:
     }
 
 
+STALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMalloc", "cudaFree", "cudaMemcpyAsync")
+
+
+def profile_summary(prof, walls: list[float]) -> dict:
+    """What the profiled steps spent: wall seconds, the GPU kernels' busy seconds (their union), the stalling CUDA
+    runtime calls (count, seconds), and the top operators by host and by GPU time (seconds)."""
+    events = prof.events()
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type.name == "CUDA")
+    busy, end = 0.0, -1.0
+    for a, b in spans:
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    stalls: dict[str, list[float]] = {}
+    for e in events:
+        if e.name in STALLS:
+            c = stalls.setdefault(e.name, [0, 0.0])
+            c[0] += 1
+            c[1] += e.cpu_time_total / 1e6
+    avg = prof.key_averages()
+
+    def top(attr: str) -> list:
+        rows = sorted(avg, key=lambda a: getattr(a, attr), reverse=True)[:25]
+        return [[a.key, a.count, round(getattr(a, attr) / 1e6, 4)] for a in rows]
+
+    return {
+        "steps": len(walls),
+        "wall_s": round(sum(walls), 4),
+        "gpu_busy_s": round(busy / 1e6, 4),
+        "stalls": {k: [v[0], round(v[1], 4)] for k, v in stalls.items()},
+        "top_host": top("self_cpu_time_total"),
+        "top_gpu": top("self_device_time_total"),
+    }
+
+
 def _patch() -> None:
     import torch
     import transformers
@@ -99,14 +139,27 @@ def _patch() -> None:
             info["real_tokens"].append(int(mask.sum()) if mask is not None else int(ids.numel()))
         return training_step(self, model, inputs, *args, **kwargs)
 
+    profiled = int(os.environ.get("FTD_PROFILE", "0"))
+
     class StepTimer(transformers.TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
             torch.cuda.synchronize()
+            if profiled and state.global_step == 2:
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+                self.prof.__enter__()
+                self.walls = []
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             torch.cuda.synchronize()
             info["step_s"].append(time.perf_counter() - self.t0)
+            prof = getattr(self, "prof", None)
+            if prof is not None:
+                self.walls.append(info["step_s"][-1])
+                if state.global_step >= 2 + profiled:
+                    prof.__exit__(None, None, None)
+                    info["profile"] = profile_summary(prof, self.walls)
+                    self.prof = None
 
     def measured_train(self, *args, **kwargs):
         info["peak_load_alloc_gib"] = torch.cuda.max_memory_allocated() / GIB

@@ -213,6 +213,8 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
     n = line.get("examples") or line["batch"] * line.get("accum", 2) * line.get("steps", STEPS) + HELD_OUT + 2
     counts = write_data(work / "train.jsonl", n, line["seq"], line.get("lengths", "full"), seed=line.get("seed", 0))
     env = dict(os.environ, OUT=str(work), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if line.get("profile"):  # torch.profiler over that many steps from the third (benchmarks/launch_peak.py)
+        env["FTD_PROFILE"] = str(line["profile"])
     t0 = time.time()
     try:
         p = subprocess.run(
