@@ -47,11 +47,12 @@ def load(trainer: str | None = None) -> list[dict]:
 
 
 def config(rec: dict):
-    """The record's configuration at the shape that set its peak: examples of mixed length are padded per
-    micro-batch, so the longest micro-batch it trained is the sequence length to hold it against."""
+    """The record's configuration at the shape that set its peak: examples of mixed length (any ``lengths`` but
+    "full") are padded per micro-batch, so the longest micro-batch it trained is the sequence length to hold it
+    against."""
     cfg = config_from_trainer_record(rec)
-    if rec.get("lengths") == "mixed" and rec.get("padded_tokens"):
-        cfg = cfg.model_copy(update={"seq_len": max(rec["padded_tokens"]) // rec["batch"]})
+    if rec.get("lengths", "full") != "full" and rec.get("padded_tokens"):
+        cfg = cfg.model_copy(update={"seq_len": -(-max(rec["padded_tokens"]) // rec["batch"])})
     return cfg
 
 

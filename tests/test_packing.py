@@ -107,7 +107,7 @@ def test_a_plan_of_short_examples_packs_and_its_file_says_so(tmp_path):
 @pytest.mark.parametrize(
     "argv, said",
     [
-        pytest.param(["--trainer", "hf"], "--packing: transformers Trainer cannot pack", id="trainer"),
+        pytest.param(["--trainer", "hf"], "trainer: with packing on, transformers Trainer cannot pack", id="trainer"),
         pytest.param(["--emit", "llamafactory"], "--emit llamafactory with --packing: LLaMA-Factory cannot pack", id="emit"),
     ],
 )
@@ -120,3 +120,10 @@ def test_soft_prompts_are_never_packed():
     doc = json.loads(invoke(["recommend", "--model", "llama-3.2-1b", "--gpu", "h100", "--packing", "--format", "json"]).stdout)
     prompt = next(c for c in doc["candidates"] if c["method"] == "prompt")
     assert not prompt["fits"] and any("virtual tokens before each row" in n for n in prompt["notes"])
+
+
+def test_a_scenario_file_that_packs_under_a_trainer_that_cannot_names_the_line(tmp_path):
+    sc = tmp_path / "s.yaml"
+    sc.write_text("model: llama-3.2-1b\npacking: true\ntrainer: hf\n")
+    r = invoke(["recommend", "--scenario", str(sc)])
+    assert r.exit_code == 2 and f"{sc}:3: trainer: with packing on" in r.stderr and len(r.stderr.strip().splitlines()) == 1

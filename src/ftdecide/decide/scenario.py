@@ -78,13 +78,6 @@ class Scenario(_WithOptions):
     trainer: str = trainers.DEFAULT
 
     @model_validator(mode="after")
-    def _packs(self) -> "Scenario":
-        why = trainers.get(self.trainer).packing_problem() if self.packing else None
-        if why:
-            raise ValueError(f"--packing: {why}")
-        return self
-
-    @model_validator(mode="after")
     def _variants_of_the_tasks(self) -> "Scenario":
         # --task-sizes names the variants: as many as its tasks (a --variants that disagrees is an error)
         if self.task_sizes:
@@ -113,8 +106,12 @@ class Scenario(_WithOptions):
 
     @field_validator("trainer")
     @classmethod
-    def _known_trainer(cls, v: str) -> str:
-        return trainers.known(v)
+    def _known_trainer(cls, v: str, info) -> str:
+        why = trainers.get(trainers.known(v)).packing_problem()
+        why = why if info.data.get("packing") else None
+        if why:  # said of the trainer (its line in a scenario file), which is what cannot pack
+            raise ValueError(f"with packing on, {why}")
+        return v
 
     @field_validator("strategy")
     @classmethod
