@@ -41,6 +41,9 @@ LORA_OPTIONS = (
 # (peft 0.21 tuners/lora/layer.py, _LoraFactorsProxy): a bf16 copy of the whole expert stack that the experts'
 # matmuls save for backward, whose gradient backward builds at the same size before it reaches the factors.
 EXPERT_COPY_BYTES = 2.0
+# bytes per hidden value per routed copy of a token saved for the folded weight's gradient: its gathered input and
+# the expert's output, bf16 each (modeling_qwen3_moe.Qwen3MoeExperts.forward and its twins in transformers 5.17)
+ROUTED_COPY_BYTES = 4.0
 
 
 def _folded_experts(arch, mods: tuple[str, ...]) -> list[int]:
@@ -107,6 +110,11 @@ class LoraFamily(Method):
         # o_proj/down_proj and the normed input of each adapted block, which a frozen layer would not keep.
         shapes = arch.adapter_shapes()
         out = coef.a_o * sum(shapes[m][1] * shapes[m][2] for m in mods)
+        if _folded_experts(arch, mods):
+            # adapted experts need their inputs and outputs for the folded weight's gradient: every routed copy of a
+            # token saves its gathered hidden state (the expert's linear input) and the expert's output (weighted by
+            # the router), bf16 (transformers 5.17's expert loop), in each MoE layer: spread over all layers here
+            out += ROUTED_COPY_BYTES * arch.experts_per_token * arch.hidden_size * arch.moe_layers / arch.num_layers
         if cfg.lora_dropout > 0:
             return out + cal.dropout_bytes * sum(shapes[m][0] for m in mods)
         out += coef.nodrop * sum(shapes[m][0] for m in mods if m in ("o_proj", "down_proj"))
