@@ -14,6 +14,7 @@ import statistics
 import pathlib
 
 import pytest
+from conftest import invoke
 from hypothesis import given, settings, strategies as st
 
 from ftdecide.cli import main
@@ -451,3 +452,51 @@ def test_the_harness_writes_an_mxfp4_checkpoint_that_loads_de_quantized(tmp_path
     )
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
     assert 0 < float(experts.down_proj.float().abs().max()) <= 6 * 2**-5
+    # what the emitted files load it with, and why QLoRA of it is refused
+    emitted = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, quantization_config=transformers.Mxfp4Config(dequantize=True), dtype=torch.bfloat16
+    )
+    assert emitted.model.layers[0].mlp.experts.gate_up_proj.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="quantized with Mxfp4Config but you are passing a BitsAndBytesConfig"):
+        transformers.AutoModelForCausalLM.from_pretrained(
+            tmp_path, quantization_config=transformers.BitsAndBytesConfig(load_in_4bit=True), dtype=torch.bfloat16
+        )
+
+
+@pytest.mark.parametrize("kind", ["trl", "hf", "peft"])
+def test_gpt_oss_is_emitted_to_load_its_mxfp4_checkpoint_de_quantized(kind):
+    """openai/gpt-oss-* ship their experts in MXFP4 (config.json's quantization_config): the emitted file loads them
+    with Mxfp4Config(dequantize=True), the bf16 weights the plan sizes, whether or not the machine has the kernels
+    that would keep them in MXFP4; a model that ships bf16 loads as before."""
+    assert catalog.resolve_model("gpt-oss-20b").checkpoint_quant == "mxfp4"
+    text = invoke(["recommend", "--model", "gpt-oss-20b", "--gpu", "h100", "--emit", kind]).stdout
+    assert "dequantize_config = Mxfp4Config(dequantize=True)" in text and "quantization_config=dequantize_config" in text
+    assert "Mxfp4Config\n" in text.split("from transformers import ", 1)[1].split("\n", 1)[0] + "\n"
+    plain = invoke(["recommend", "--model", "llama-3.1-8b", "--gpu", "h100", "--emit", kind]).stdout
+    assert "Mxfp4Config" not in plain and "quantization_config=bnb_config" in plain
+
+
+def test_axolotl_loads_gpt_oss_de_quantized_as_its_own_example_does():
+    text = invoke(["recommend", "--model", "gpt-oss-20b", "--gpu", "h100", "--emit", "axolotl"]).stdout
+    assert "model_quantization_config: Mxfp4Config" in text and "dequantize: true" in text
+
+
+def test_qlora_of_a_checkpoint_shipped_quantized_is_refused():
+    """transformers refuses a BitsAndBytesConfig for a checkpoint that ships MXFP4 or fp8: QLoRA of gpt-oss or
+    DeepSeek-V3 is sized but never the plan, and asked for, it is one line."""
+    r = invoke(["estimate", "--model", "gpt-oss-20b", "--method", "qlora"])
+    assert r.exit_code == 2 and "ships mxfp4 weights" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    doc = json.loads(invoke(["recommend", "--model", "gpt-oss-20b", "--gpu", "h200", "--format", "json"]).stdout)
+    (q,) = [c for c in doc["candidates"] if c["method"] == "qlora"]
+    assert not q["fits"] and doc["recommendation"]["method"] != "qlora"
+    assert catalog.resolve_model("deepseek-v3").checkpoint_quant == "fp8"
+
+
+def test_a_config_json_says_how_its_checkpoint_ships(tmp_path):
+    from ftdecide.files.hfconfig import arch_from_hf_config, hf_config
+
+    cfg = hf_config(catalog.resolve_model("gpt-oss-20b"))
+    assert "quantization_config" not in cfg  # the random-weight builds are bf16
+    assert arch_from_hf_config(cfg).checkpoint_quant == ""
+    assert arch_from_hf_config(dict(cfg, quantization_config={"quant_method": "mxfp4"})).checkpoint_quant == "mxfp4"
+    assert arch_from_hf_config(dict(cfg, quantization_config={"quant_method": "gptq"})).checkpoint_quant == ""

@@ -98,6 +98,9 @@ class Arch(BaseModel):
     wrapper: str = Field("", description="the model_type of a config that wraps this text model (gemma3, llama4)")
     vision_config: tuple[tuple[str, int], ...] = Field((), description="the wrapper's vision_config (its whole-number fields)")
     note: str = Field("", description="what sizing leaves out or refuses of this family, said wherever the model is sized")
+    checkpoint_quant: str = Field(
+        "", description="how the checkpoint ships its weights where training de-quantizes them: mxfp4 (gpt-oss), fp8 (DeepSeek-V3)"
+    )
     params_published: Optional[int] = None
     source: str = ""
     model_id: str = Field("", description="what from_pretrained loads: a Hugging Face id or a local folder; empty for a bare size")

@@ -54,6 +54,12 @@ def _peft_config_py(p: _Plan) -> str:
 
 
 def _bnb_py(p: _Plan) -> str:
+    if p.dequantize:
+        return (
+            "bnb_config = None  # no 4-bit base\n"
+            f"# {p.model_id} ships its weights in {p.arch.checkpoint_quant}: loaded de-quantized to bf16, which is what is sized\n"
+            f"dequantize_config = {p.dequantize}(dequantize=True)"
+        )
     if not p.spec.quantized_base:
         return "bnb_config = None  # no quantization"
     storage = "    bnb_4bit_quant_storage=torch.bfloat16,  # sharded 4-bit weights are stored as bf16\n" if p.sharded else ""
@@ -61,6 +67,15 @@ def _bnb_py(p: _Plan) -> str:
         'bnb_config = BitsAndBytesConfig(\n    load_in_4bit=True,\n    bnb_4bit_quant_type="nf4",\n    bnb_4bit_use_double_quant=True,\n'
         f"    bnb_4bit_compute_dtype=torch.{'bfloat16' if p.bf16 else 'float16'},\n{storage})"
     )
+
+
+def _load_quant(p: _Plan) -> str:
+    """What ``from_pretrained`` takes as ``quantization_config``."""
+    return "dequantize_config" if p.dequantize else "bnb_config"
+
+
+def _dequantize_import(p: _Plan) -> str:
+    return f", {p.dequantize}" if p.dequantize else ""
 
 
 def _processing_class_import(p: _Plan) -> str:
@@ -111,7 +126,7 @@ def emit_peft(p: _Plan) -> str:
 # peft: the model with its adapter, ready for any training loop. Run it to print the trainable parameters.
 import torch
 from peft import {p.keys.peft_class}, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig{_dequantize_import(p)}
 
 MODEL = {_py(p.model_id)}
 GRADIENT_CHECKPOINTING = {p.gc}
@@ -123,7 +138,7 @@ GRADIENT_CHECKPOINTING = {p.gc}
 
 def load_model():
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
     if bnb_config is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING)
@@ -158,7 +173,7 @@ import sys
 
 import torch
 from peft import {p.keys.peft_class}
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig{_dequantize_import(p)}
 from trl import SFTConfig
 
 MODEL = {_py(p.model_id)}
@@ -181,7 +196,7 @@ def main(dataset_path: str) -> None:
     from trl import SFTTrainer
 {_processing_class_import(p)}
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
     # JSONL, or Parquet (what ftdecide reads too)
     data = load_dataset("parquet" if dataset_path.endswith(".parquet") else "json", data_files=dataset_path, split="train")
@@ -217,7 +232,7 @@ import sys
 
 import torch
 from peft import {p.keys.peft_class}, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments{_dequantize_import(p)}
 
 MODEL = {_py(p.model_id)}
 DATASET = {_py(p.dataset)}
@@ -238,7 +253,7 @@ training_args = TrainingArguments(
 
 def load_model():
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config=bnb_config, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
     )
     if bnb_config is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING)

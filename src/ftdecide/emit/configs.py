@@ -24,6 +24,10 @@ def emit_axolotl(p: _Plan) -> str:
     cfg: dict[str, Any] = {"base_model": p.model_id}
     if p.keys.quantization_bit == 4:
         cfg["load_in_4bit"] = True
+    if p.dequantize:
+        # a checkpoint that ships its own quantization, loaded de-quantized to bf16 as sized (axolotl's own
+        # examples/gpt-oss/gpt-oss-20b-sft-lora-singlegpu.yaml)
+        cfg.update(model_quantization_config=p.dequantize, model_quantization_config_kwargs={"dequantize": True})
     if p.keys.axolotl_adapter:
         cfg["adapter"] = p.keys.axolotl_adapter
     if p.lora:

@@ -21,6 +21,9 @@ SCHEDULER = "cosine"
 DECODER_LAYER = {mt: f.decoder_layer for mt, f in FAMILY_RECORDS.items() if f.decoder_layer}
 
 
+DEQUANTIZE = {"mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
+
+
 class _Plan:
     """The fields of a feasible plan that every emitter needs: from a recommendation
     (:meth:`from_recommendation`) or from a bare configuration (:func:`emit_config`, what the trainer
@@ -61,6 +64,9 @@ class _Plan:
         self.lr, self.epochs = learning_rate, epochs
         self.micro, self.accum = cfg.batch_size, accum
         self.gc, self.seq = cfg.gradient_checkpointing, cfg.seq_len
+        # the transformers config class that loads a checkpoint shipped pre-quantized de-quantized to bf16, what is
+        # sized (gpt-oss's MXFP4 experts, DeepSeek-V3's fp8 weights; a bf16 copy loads as it is), or ""
+        self.dequantize = "" if self.spec.quantized_base else DEQUANTIZE.get(arch.checkpoint_quant, "")
         self.packing = cfg.packing
         if self.packing and cfg.trainer_spec.packing_problem():
             raise InputError(f"the plan packs its examples, and {cfg.trainer_spec.packing_problem()}")

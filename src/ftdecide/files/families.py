@@ -114,7 +114,10 @@ _RECORDS = (
         attention="eager",
         defaults={"kv": 8, "head_dim": 64, "tie": False, "bias": True, "experts": (("num_local_experts",), 128, 4)},
         layout={"o_bias": True, "attn_sinks": True, "router": "param", "router_bias": True, "expert_bias": True},
-        note="gpt-oss ships its experts in MXFP4; transformers de-quantizes them to bf16 to train, which is what is sized",
+        note=(
+            "gpt-oss ships its experts in MXFP4; the emitted files load them de-quantized to bf16 (Mxfp4Config(dequantize=True)), "
+            "which is what is sized, and QLoRA of it is refused (transformers takes no bitsandbytes config for it)"
+        ),
     ),
     # Llama4Router is an nn.Linear whose forward returns a tuple: peft 0.21's LoRA wrapper of it fails in the first
     # forward ("'tuple' object has no attribute 'dtype'", measured under TRL 1.16), so no target may include it

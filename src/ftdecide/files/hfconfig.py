@@ -142,6 +142,17 @@ def _mla(mt: str, cfg: dict) -> dict:
     }
 
 
+# pre-quantized checkpoints that training loads de-quantized to bf16 (what is sized): config.json's
+# quantization_config.quant_method (transformers' Mxfp4Config and FineGrainedFP8Config, both with dequantize)
+DEQUANTIZED = ("mxfp4", "fp8")
+
+
+def _checkpoint_quant(cfg: dict) -> str:
+    q = cfg.get("quantization_config")
+    method = q.get("quant_method") if isinstance(q, dict) else None
+    return method if method in DEQUANTIZED else ""
+
+
 def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     """Build an Arch from a ``config.json`` dict; InputError names a missing or unsupported field."""
     if not isinstance(cfg, dict):
@@ -234,6 +245,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             wrapper=wrapper,
             vision_config=vision_config,
             note=note,
+            checkpoint_quant=_checkpoint_quant(outer),
             **{k: v for k, v in layout.items() if k not in ("qk_norm", "o_bias")},
             qk_norm=qk_norm,
             **mla,

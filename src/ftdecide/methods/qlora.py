@@ -46,6 +46,17 @@ class QuantizedLora(LoraFamily):
         biggest = max(i * o for i, o, _ in arch.linear_shapes().values())
         return biggest * (coef.big_gc if gc else coef.big) + super().workspace_bytes(arch, mods, coef, gc)
 
+    def unsupported(self, arch, cfg=None):
+        if arch.checkpoint_quant:
+            # transformers 5.17 refuses a BitsAndBytesConfig for a checkpoint that ships its own quantization ("The
+            # model is quantized with Mxfp4Config but you are passing a BitsAndBytesConfig config", checked on a
+            # random gpt-oss checkpoint shipped as MXFP4: tests/test_families.py)
+            return (
+                f"{arch.name}'s checkpoint ships {arch.checkpoint_quant} weights, and transformers refuses a bitsandbytes "
+                "4-bit config for it: LoRA trains over the weights de-quantized to bf16"
+            )
+        return super().unsupported(arch, cfg)
+
     def cast_copy_bytes(self, arch, cfg, gc: bool) -> float:
         # peft's prepare_model_for_kbit_training casts every bf16 parameter bitsandbytes left unquantized to fp32
         # (peft 0.21 utils/other.py), a mixture of experts' fused expert stacks among them; under the trainer's bf16
