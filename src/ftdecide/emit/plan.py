@@ -11,6 +11,7 @@ from .. import levers
 from ..core.errors import InputError, one_line
 from ..decide.results import Recommendation
 from ..files.families import FAMILIES as FAMILY_RECORDS
+from ..files.hfconfig import DEQUANTIZED
 from ..methods.lora import peft_target_parameters, peft_targets
 
 KINDS = ("peft", "trl", "hf", "axolotl", "llamafactory", "accelerate", "deepspeed")
@@ -19,9 +20,6 @@ WARMUP_RATIO = 0.03
 SCHEDULER = "cosine"
 # transformers' decoder layer class per model_type (what FSDP wraps as one unit), from the family records
 DECODER_LAYER = {mt: f.decoder_layer for mt, f in FAMILY_RECORDS.items() if f.decoder_layer}
-
-
-DEQUANTIZE = {"mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
 
 
 class _Plan:
@@ -66,7 +64,7 @@ class _Plan:
         self.gc, self.seq = cfg.gradient_checkpointing, cfg.seq_len
         # the transformers config class that loads a checkpoint shipped pre-quantized de-quantized to bf16, what is
         # sized (gpt-oss's MXFP4 experts, DeepSeek-V3's fp8 weights; a bf16 copy loads as it is), or ""
-        self.dequantize = "" if self.spec.quantized_base else DEQUANTIZE.get(arch.checkpoint_quant, "")
+        self.dequantize = "" if self.spec.quantized_base else DEQUANTIZED.get(arch.checkpoint_quant, "")
         self.packing = cfg.packing
         if self.packing and cfg.trainer_spec.packing_problem():
             raise InputError(f"the plan packs its examples, and {cfg.trainer_spec.packing_problem()}")

@@ -143,8 +143,8 @@ def _mla(mt: str, cfg: dict) -> dict:
 
 
 # pre-quantized checkpoints that training loads de-quantized to bf16 (what is sized): config.json's
-# quantization_config.quant_method (transformers' Mxfp4Config and FineGrainedFP8Config, both with dequantize)
-DEQUANTIZED = ("mxfp4", "fp8")
+# quantization_config.quant_method, and the transformers config class whose dequantize=True loads it so
+DEQUANTIZED = {"mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
 
 
 def _checkpoint_quant(cfg: dict) -> str:
