@@ -127,3 +127,12 @@ def test_a_scenario_file_that_packs_under_a_trainer_that_cannot_names_the_line(t
     sc.write_text("model: llama-3.2-1b\npacking: true\ntrainer: hf\n")
     r = invoke(["recommend", "--scenario", str(sc)])
     assert r.exit_code == 2 and f"{sc}:3: trainer: with packing on" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_probe_refuses_a_packed_plan(tmp_path):
+    """The probe's loop runs examples of the full sequence: a packed plan is the emitted TRL file's to measure."""
+    data = _chat(tmp_path / "chat.jsonl", n=500)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_rec(data, "--packing", "--format", "json")))
+    r = invoke(["probe", "--from-json", str(plan)])
+    assert r.exit_code == 2 and "the probe's loop does not" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -65,6 +65,13 @@ def records_from_recommendation(path: str, reentrant: bool = False, steps: int =
     from .records import config_from_recommendation
 
     name, cfg = config_from_recommendation(load_json(path, "recommendation"), path)
+    if cfg.packing:
+        # the probe's loop feeds examples of the full sequence, padded by nothing: it cannot run a packed plan
+        raise InputError(
+            "the plan packs its examples, which the probe's loop does not: run the emitted TRL file instead "
+            "(benchmarks/trainer_runs.py runs it as a user would)",
+            path,
+        )
     return records_from_config(name, cfg, reentrant=reentrant, steps=steps)
 
 
