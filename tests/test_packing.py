@@ -88,6 +88,8 @@ def test_a_plan_of_short_examples_packs_and_its_file_says_so(tmp_path):
     hours = doc["data"]["time_hours"]
     assert doc["data"]["collation"] == "packed" and hours["packed"] < hours["padded"]
     assert doc["recommendation"]["time_hours"] == pytest.approx(hours["packed"], abs=1e-3)
+    (plan,) = [c for c in doc["candidates"] if c["method"] == doc["recommendation"]["method"]]
+    assert any("examples packed into rows of 2,048 tokens" in n and "holds about" in n for n in plan["notes"])
     text = _rec(data, "--emit", "trl")
     assert "packing=True" in text and f"per_device_train_batch_size={doc['recommendation']['micro_batch_size']}," in text
     # asked not to: padded, and the file does not pack

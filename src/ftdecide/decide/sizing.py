@@ -243,6 +243,14 @@ def _collated(
             packed = c
     hours = {"padded": padded.time_hours, "packed": packed.time_hours}
     best = packed if packed.fits and (packed.cost_usd < padded.cost_usd or not padded.fits) else padded
+    if best is packed:
+        # a packed row holds several examples: the same global batch of rows holds more examples a step
+        per_row = sc.dataset_size / (sc.data.epoch_tokens(sc.seq_len, 1)[1] / sc.seq_len)
+        best.estimate.notes.append(
+            f"examples packed into rows of {sc.seq_len:,} tokens, about {per_row:.1f} a row: an optimizer step of "
+            f"{GLOBAL_BATCH} rows holds about {GLOBAL_BATCH * per_row:.0f} examples where padded it holds {GLOBAL_BATCH} "
+            "(fewer optimizer steps an epoch)"
+        )
     return replace(best, collation_hours=hours)
 
 
