@@ -245,7 +245,7 @@ def _collated(
     best = packed if packed.fits and (packed.cost_usd < padded.cost_usd or not padded.fits) else padded
     if best is packed:
         # a packed row holds several examples: the same global batch of rows holds more examples a step
-        per_row = sc.dataset_size / (sc.data.epoch_tokens(sc.seq_len, 1)[1] / sc.seq_len)
+        per_row = sc.dataset_size / sc.data.packed_rows(sc.seq_len)
         best.estimate.notes.append(
             f"examples packed into rows of {sc.seq_len:,} tokens, about {per_row:.1f} a row: an optimizer step of "
             f"{GLOBAL_BATCH} rows holds about {GLOBAL_BATCH * per_row:.0f} examples where padded it holds {GLOBAL_BATCH} "
@@ -291,10 +291,10 @@ def _sized(
     hours = tokens / (tps * world) / 3600
     if sc.data is not None and cfg.packing:
         # packed into rows of seq_len, micro-batches of rows, each one flattened sequence at the plan's shape
-        rows = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[1] / sc.seq_len
+        rows = sc.data.packed_rows(sc.seq_len)
         seconds = math.ceil(rows / cfg.batch_size) * (step["total"] + paging / accumulation)
         hours = epochs * seconds / world / 3600
-        tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[1] * epochs / (hours * 3600 * world) if hours else tps
+        tps = rows * sc.seq_len * epochs / (hours * 3600 * world) if hours else tps
     elif sc.data is not None:
         # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
         # length's step time, the micro-batches shared by the GPUs

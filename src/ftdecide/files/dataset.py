@@ -104,8 +104,13 @@ class DataStats:
             return 0.0, 0.0
         scale = self.examples / len(self.lengths)
         padded = sum(n * longest for n, longest in self._micro_batches(seq_len, micro_batch, seed))
-        real = sum(min(n, seq_len) for n in self.lengths) * scale
-        return padded * scale, math.ceil(real / seq_len) * seq_len
+        return padded * scale, self.packed_rows(seq_len) * seq_len
+
+    def packed_rows(self, seq_len: int) -> int:
+        """Rows of ``seq_len`` tokens every example's real tokens (after truncation) pack into, scaled from the sample."""
+        if not self.lengths:
+            return 0
+        return math.ceil(sum(min(n, seq_len) for n in self.lengths) * self.examples / len(self.lengths) / seq_len)
 
     def _micro_batches(self, seq_len: int, micro_batch: int, seed: int) -> list[tuple[int, int]]:
         """(examples, longest) of each micro-batch of the sample: shuffled (the trainers' sampler), cut at
