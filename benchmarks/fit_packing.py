@@ -25,9 +25,11 @@ from dataclasses import replace
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import fit_trainers  # noqa: E402
 
 from ftdecide.core.calibration import DEFAULT  # noqa: E402
-from ftdecide.core.estimator import estimate_memory  # noqa: E402
 from ftdecide.core.throughput import step_seconds  # noqa: E402
 from ftdecide.files.catalog import resolve_gpu  # noqa: E402
 from ftdecide.probe.records import arch_of_trainer_record, config_from_trainer_record  # noqa: E402
@@ -52,10 +54,9 @@ def modelled_seconds(r: dict, cal=DEFAULT) -> float:
 
 
 def peak_error(r: dict) -> float:
-    """Estimate over measured peak - 1, at the run's longest micro-batch."""
-    cfg = config_from_trainer_record(r)
-    shape = cfg.model_copy(update={"seq_len": math.ceil(max(r["padded_tokens"]) / r["batch"])})
-    return estimate_memory(arch_of_trainer_record(r), shape).peak_allocated_gib / r["peak_train_alloc_gib"] - 1
+    """Estimate over measured peak - 1, at the run's longest micro-batch (as every trainer run is held:
+    ``fit_trainers.error``)."""
+    return fit_trainers.error(r)
 
 
 def time_error(r: dict, cal=DEFAULT) -> float:
