@@ -70,10 +70,11 @@ def test_dropout_is_refused_exactly_where_peft_refuses_it(rec):
         assert "ParamWrapper" in rec["lora_error_dropout_0.05"]
 
 
-def test_mistral3_is_refused_with_its_reason():
-    (rec,) = [r for r in RECORDS if r["model_type"] == "mistral3"]
+@pytest.mark.parametrize("model_type", ["mistral3", "mistral4"])
+def test_a_family_no_causal_lm_class_builds_is_refused_with_its_reason(model_type):
+    (rec,) = [r for r in RECORDS if r["model_type"] == model_type]
     assert "AutoModelForCausalLM" in rec["error"]  # what transformers said
-    with pytest.raises(InputError, match="AutoModelForCausalLM does not build"):
+    with pytest.raises(InputError, match=f"^{rec['name']}: {model_type} .*AutoModelForCausalLM"):
         arch_from_hf_config(_config(rec["name"]), rec["name"])
 
 
@@ -388,13 +389,15 @@ def test_all_linear_in_a_list_names_the_experts_as_parameters():
 
 
 def test_the_readme_lists_every_model_type_read():
-    """The README's list of the config.json model types `--model` reads is the reader's own table."""
-    from ftdecide.files.hfconfig import FAMILIES
+    """The README's list of the config.json model types `--model` reads is the reader's own table, and the
+    ones it refuses follow."""
+    from ftdecide.files.hfconfig import FAMILIES, REFUSED
 
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     start = readme.index("a path to a `config.json` or a folder holding one")
-    listed = readme[start : readme.index(")", start)].split("(", 1)[1].replace("\n", " ")
+    listed, refused = readme[start : readme.index(")", start)].split("(", 1)[1].replace("\n", " ").split(";")
     assert sorted(x.strip() for x in listed.split(",")) == sorted(FAMILIES)
+    assert sorted(t for t in refused.replace(",", " ").split() if "_" in t or t[-1].isdigit()) == sorted(REFUSED)
 
 
 def test_every_family_record_is_whole():

@@ -23,7 +23,8 @@ TARGET_SETS = {
     "mlp": MLP_MODULES,
     "qv": ("q_proj", "v_proj"),
 }
-# Phi-3 fuses q/k/v and gate/up into one linear each; names users type map onto the fused module.
+# Phi-3 fuses q/k/v and gate/up into one linear each, GLM-4 gate/up only: names users type map onto the fused
+# module where the architecture has it.
 _FUSED_ALIASES = {
     "q_proj": "qkv_proj",
     "k_proj": "qkv_proj",
@@ -59,7 +60,9 @@ class Arch(BaseModel):
     tie_embeddings: bool = False
     mlp: Literal["gated", "plain"] = "gated"
     qkv_bias: bool = False
-    fused_qkv: bool = False
+    fused_qkv: bool = Field(False, description="one qkv_proj, and one gate_up_proj in the MLP (Phi-3)")
+    fused_gate_up: bool = Field(False, description="one gate_up_proj in the MLP, q/k/v apart (GLM-4)")
+    act_params: int = Field(0, ge=0, le=64, description="learned scalars of the MLP's activation per layer (Apertus' xIELU: 2)")
     norms_per_layer: int = Field(2, ge=1, le=4)
     attention: Literal["sdpa", "eager"] = Field(
         "sdpa", description="eager where the model's attention needs it (Gemma 2 logit softcapping): s^2 memory"
@@ -193,7 +196,7 @@ class Arch(BaseModel):
         i = self.intermediate_size
         if self.mlp == "plain":
             shapes.update(up_proj=(h, i, 1), down_proj=(i, h, 1))
-        elif self.fused_qkv:
+        elif self.fused_qkv or self.fused_gate_up:
             shapes.update(gate_up_proj=(h, 2 * i, 1), down_proj=(i, h, 1))
         else:
             shapes.update(gate_proj=(h, i, 1), up_proj=(h, i, 1), down_proj=(i, h, 1))
@@ -265,7 +268,7 @@ class Arch(BaseModel):
             norms += self.q_dim + self.kv_dim
         if self.mla:
             norms += self.q_lora_rank + self.kv_lora_rank
-        return bias + norms + (self.num_heads if self.attn_sinks else 0)
+        return bias + norms + (self.num_heads if self.attn_sinks else 0) + self.act_params
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
@@ -286,6 +289,7 @@ class Arch(BaseModel):
         """Number of parameter tensors (what a per-tensor optimizer loops over)."""
         per_layer = sum(n for _, _, n in self.linear_shapes().values()) + self.norms_per_layer
         per_layer += (3 if self.qkv_bias else 0) + self.o_bias + self.attn_sinks + (2 if self.qk_norm else 0) + (2 if self.mla else 0)
+        per_layer += self.act_params
         out = self.num_layers * per_layer
         if self.is_moe:
             # fused gate/up/down experts, a bare router, their biases
@@ -336,7 +340,10 @@ class Arch(BaseModel):
             if spec == "attn" and self.mla:
                 wanted: tuple[str, ...] = tuple(m for m in names if "_proj" in m and not m.endswith(MLP_MODULES) and "[" not in m)
             else:
-                wanted = TARGET_SETS.get(spec) or tuple(t.strip() for t in spec.split(",") if t.strip())
+                # a named set takes the members this architecture has (a plain MLP has no gate_proj)
+                named_set = TARGET_SETS.get(spec, ())
+                present = tuple(t for t in named_set if any(m == self._alias(t) or m.endswith("." + t) for m in names))
+                wanted = present or named_set or tuple(t.strip() for t in spec.split(",") if t.strip())
         else:
             wanted = tuple(targets)
         out: list[str] = []
@@ -350,7 +357,7 @@ class Arch(BaseModel):
                     if m not in out:
                         out.append(m)
                 continue
-            t = _FUSED_ALIASES.get(t, t) if self.fused_qkv else t
+            t = self._alias(t)
             # peft matches a module by the end of its path: "down_proj" is the dense MLP's and the
             # shared expert's (not the fused experts' parameter of that name); "experts" is the fused
             # experts' two parameters, named in target_parameters
@@ -367,6 +374,11 @@ class Arch(BaseModel):
             named = preview(", ".join(unknown)) if unknown else preview(str(targets))
             raise InputError(f"{what} {named} not in {self.name}; its linear modules are {', '.join(names)}")
         return tuple(out)
+
+    def _alias(self, t: str) -> str:
+        """The fused module a user's module name stands for, where this architecture fuses it."""
+        fused = _FUSED_ALIASES.get(t)
+        return fused if fused and fused in self.adapter_shapes() else t
 
     def lora_params(self, rank: int, modules: tuple[str, ...]) -> int:
         """Trainable LoRA parameters: r * (in + out) per targeted module, over all layers (as peft counts)."""

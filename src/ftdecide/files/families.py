@@ -166,5 +166,25 @@ _RECORDS = (
         defaults={"kv": None, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
         layout={"router": "param", "experts_path": "block_sparse_moe.experts"},
     ),
+    # GLM-4-0414: q/k/v apart with biases, gate and up fused into one linear, two more norms a layer
+    Family(
+        "glm4",
+        "Glm4DecoderLayer",
+        norms=4,
+        defaults={"kv": 2, "head_dim": 128, "tie": False, "bias": True},
+        layout={"fused_gate_up": True},
+    ),
+    # Apertus: an MLP of up and down only, whose xIELU activation learns two scalars a layer; o_proj takes
+    # attention_bias too
+    Family(
+        "apertus",
+        "ApertusDecoderLayer",
+        defaults={"kv": None, "head_dim": None, "tie": False},
+        layout={"qk_norm": "head", "mlp": "plain", "act_params": 2, "o_bias": True},
+        note=(
+            "Apertus' xIELU activation runs as transformers' Python fallback unless its CUDA kernel is installed; "
+            "its saved activations are taken as a gated MLP's, not measured"
+        ),
+    ),
 )
 FAMILIES: dict[str, Family] = {f.model_type: f for f in _RECORDS}

@@ -17,6 +17,8 @@ REFUSED = {
     "mistral3": "mistral3 (Mistral Small 3.1 and 3.2) is an image-text model that AutoModelForCausalLM does not build, so "
     "TRL's and the other trainers' causal-LM path cannot load it; size its text model (mistral-small-3-24b, or its text_config "
     "saved as a mistral config.json)",
+    "mistral4": "mistral4 (Mistral Small 4) has no class AutoModelForCausalLM builds in transformers 5.17, so TRL's and the "
+    "other trainers' causal-LM path cannot load it",
 }
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 _OPTIONAL_INTS = (
