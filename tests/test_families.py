@@ -503,3 +503,22 @@ def test_a_config_json_says_how_its_checkpoint_ships(tmp_path):
     assert arch_from_hf_config(cfg).checkpoint_quant == ""
     assert arch_from_hf_config(dict(cfg, quantization_config={"quant_method": "mxfp4"})).checkpoint_quant == "mxfp4"
     assert arch_from_hf_config(dict(cfg, quantization_config={"quant_method": "gptq"})).checkpoint_quant == ""
+
+
+@pytest.mark.parametrize(
+    "name, spec, modules",
+    [
+        pytest.param("apertus-defaults", "mlp", ("up_proj", "down_proj"), id="plain MLP: no gate_proj"),
+        pytest.param("apertus-defaults", "all-linear", ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"), id="apertus all"),
+        pytest.param("glm4-defaults", "mlp", ("gate_up_proj", "down_proj"), id="glm4 fused gate_up"),
+        pytest.param("glm4-defaults", "q_proj,gate_proj", ("q_proj", "gate_up_proj"), id="glm4 q apart, gate fused"),
+        pytest.param("llama-3.1-8b-ref", "mlp", ("gate_proj", "up_proj", "down_proj"), id="gated MLP unchanged"),
+    ],
+)
+def test_a_target_set_names_the_modules_the_architecture_has(name, spec, modules):
+    assert arch_from_hf_config(_config(name), name).resolve_targets(spec) == modules
+
+
+def test_a_module_the_architecture_lacks_is_still_one_error_naming_it():
+    with pytest.raises(InputError, match="'gate_proj' not in apertus-defaults; its linear modules are q_proj"):
+        arch_from_hf_config(_config("apertus-defaults"), "apertus-defaults").resolve_targets("gate_proj,up_proj")
