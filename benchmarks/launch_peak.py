@@ -12,7 +12,13 @@ writes what was allocated at the peak, summed by the innermost frame outside tor
 With ``FTD_PROFILE=N`` it profiles optimizer steps 3 to 2 + N with torch.profiler and writes ``profile``: each
 step's wall time against its GPU kernels' busy time, the calls of the CUDA runtime that stall the host
 (synchronisations, cudaMalloc and cudaFree) with their count and total time, and the 25 operators with the most
-host time and the 25 with the most GPU time: where a step's time goes that the step-time model does not count."""
+host time and the 25 with the most GPU time: where a step's time goes that the step-time model does not count.
+
+With ``FTD_FAKE_WORLD=N`` (under ``accelerate launch --num_processes 1`` and the emitted accelerate config) the
+process is rank 0 of N under torch's fake process group: every collective returns at once, every allocation a
+real rank makes still happens, so its peak is the per-GPU peak of the N-GPU launch (the probe's harness found
+the same peak to 0.01 GiB as real NCCL runs, ``ftdecide.probe.sharded``). FSDP2 and ZeRO only: DDP's reducer
+gets no tensor back from the fake all-reduce. Loss and step time are not a real job's."""
 
 from __future__ import annotations
 
@@ -194,10 +200,29 @@ def _patch() -> None:
     info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def _fake_world() -> None:
+    """Rank 0 of ``FTD_FAKE_WORLD`` ranks under the fake process group, whatever backend the launcher asks for."""
+    n = int(os.environ.get("FTD_FAKE_WORLD", "0"))
+    if n <= 1:
+        return
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    os.environ.update(WORLD_SIZE=str(n), LOCAL_WORLD_SIZE=str(n), RANK="0", LOCAL_RANK="0")
+    real = dist.init_process_group
+
+    def fake_init(*args, **kwargs):
+        return real("fake", store=FakeStore(), rank=0, world_size=n)
+
+    dist.init_process_group = fake_init
+    info["fake_world"] = n
+
+
 if __name__ == "__main__":
     import atexit
 
     atexit.register(_report)
+    _fake_world()
     _patch()
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")

@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -207,18 +208,56 @@ def script_for(line: dict, model_dir: pathlib.Path) -> str:
     return text
 
 
+def accelerate_for(line: dict) -> str:
+    """The accelerate config ``recommend --emit accelerate`` writes for ``line``'s plan (its ``gpus`` and ``strategy``)."""
+    from ftdecide.emit import emit_config
+    from ftdecide.probe.records import arch_of_trainer_record
+
+    return emit_config(
+        "accelerate",
+        arch_of_trainer_record(line),
+        config_of(line),
+        accum=line.get("accum", 2),
+        held_out=HELD_OUT,
+        dataset_size=1000,
+        gpu_name="device",
+    )
+
+
 def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "train.py").write_text(script_for(line, model_dir))
-    n = line.get("examples") or line["batch"] * line.get("accum", 2) * line.get("steps", STEPS) + HELD_OUT + 2
+    gpus = int(line.get("gpus", 1))
+    n = line.get("examples") or line["batch"] * line.get("accum", 2) * line.get("steps", STEPS) * gpus + HELD_OUT + 2
     counts = write_data(work / "train.jsonl", n, line["seq"], line.get("lengths", "full"), seed=line.get("seed", 0))
     env = dict(os.environ, OUT=str(work), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if line.get("profile"):  # torch.profiler over that many steps from the third (benchmarks/launch_peak.py)
         env["FTD_PROFILE"] = str(line["profile"])
+    if line.get("memtrace"):  # what was allocated at the peak, by frame (benchmarks/launch_peak.py)
+        env["FTD_MEMTRACE"] = "1"
     t0 = time.time()
     try:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "launch_peak.py"), "train.py", "train.jsonl"]
+        if gpus > 1:
+            # the emitted accelerate config, launched as its header says with one process, which is rank 0 of
+            # `gpus` under the fake process group (benchmarks/launch_peak.py, FTD_FAKE_WORLD)
+            (work / "accelerate.yaml").write_text(accelerate_for(line))
+            env["FTD_FAKE_WORLD"] = str(gpus)
+            # each launch's own rendezvous port: runs share the machine
+            port = str(20000 + zlib.crc32(line["id"].encode()) % 20000)
+            launch = [
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                "accelerate.yaml",
+                "--num_processes",
+                "1",
+                "--main_process_port",
+                port,
+            ]
+            cmd = [sys.executable, *launch, *cmd[1:]]
         p = subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "launch_peak.py"), "train.py", "train.jsonl"],
+            cmd,
             cwd=work,
             env=env,
             capture_output=True,

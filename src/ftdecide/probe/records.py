@@ -59,6 +59,8 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
         liger=flag(d.get("liger"), "liger"),
         offload_activations=flag(d.get("offload"), "offload"),
         gradient_accumulation=int(d.get("accum", 1)),
+        gpus=int(d.get("gpus", 1)),
+        strategy=d.get("strategy", "auto"),
         # examples of mixed length run padded (sdpa masked), or packed
         collation="packed" if flag(d.get("packing"), "packing") else ("filled" if d.get("lengths", _FILLED) == _FILLED else "padded"),
     )
