@@ -70,7 +70,11 @@ def test_multi_gpu_full_fine_tuning_emits_the_sharding_that_was_estimated():
     assert cfg["fsdp_version"] == 2 and cfg["fsdp_config"]["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
     assert cfg["bf16"] is True and cfg["attn_implementation"] == "sdpa"
     header = emitted("trl", *args).splitlines()[2]
-    assert "Sized for: bfloat16 weights and optimizer states; optimizer adamw_torch_fused; attention sdpa; FSDP2 over 8 GPUs" in header
+    assert "Sized for: bfloat16 weights and optimizer states, no autocast (with it, accelerate's FSDP2 would keep fp32" in header
+    assert "optimizer adamw_torch_fused; attention sdpa; FSDP2 over 8 GPUs" in header
+    # measured (data/trainers/h200_sharded_*): with bf16 autocast accelerate's FSDP2 upcasts every trained weight to fp32
+    assert "    bf16=False,\n    fp16=False," in emitted("trl", *args)
+    assert yaml.safe_load(emitted("accelerate", *args))["mixed_precision"] == "no"
 
 
 @pytest.mark.parametrize("kind", ["peft", "trl"])

@@ -118,6 +118,8 @@ def emit_llamafactory(p: _Plan) -> str:
 def emit_accelerate(p: _Plan) -> str:
     """accelerate's config for the plan's strategy (``accelerate launch --config_file``)."""
     cfg = p.strategy_spec.accelerate_config(p.gpus, p.nodes, p.layer_cls, p.mixed, p.offload_params)
+    if not p.autocast:
+        cfg["mixed_precision"] = "no"
     if p.nodes > 1:
         cfg.update(machine_rank=0, main_process_ip="MAIN_NODE_IP", main_process_port=29500)  # set on each node
     return _yaml(p.header + f" (accelerate: `{p.launch} TRAIN_SCRIPT`)", cfg)

@@ -70,6 +70,9 @@ class _Plan:
             raise InputError(f"the plan packs its examples, and {cfg.trainer_spec.packing_problem()}")
         self.bf16 = bf16
         self.mixed = self.spec.trains_base and cfg.precision == "mixed"
+        # bf16 autocast on (the trainers' bf16=True, accelerate's mixed_precision), except where the launch would then
+        # keep fp32 copies of a base the plan trains in pure bf16 (FSDP2 under accelerate)
+        self.autocast = not (gpus * nodes > 1 and cfg.strategy_spec.upcasts_trained and self.spec.trains_base and not self.mixed)
         self.optim = cfg.optimizer_spec.trainer_name
         self.gpus, self.nodes = gpus, nodes
         self.strategy_spec = cfg.strategy_spec
@@ -85,7 +88,7 @@ class _Plan:
             "fp32 master weights, bf16 autocast"
             if self.mixed
             else f"{self.dtype} weights" + (" and optimizer states" if self.spec.trains_base else " base, fp32 adapters")
-        )
+        ) + ("" if self.autocast else ", no autocast (with it, accelerate's FSDP2 would keep fp32 copies of every trained weight)")
         self.strategy = f"{self.strategy_spec.label} over {self.gpus} GPUs ({self.strategy_spec.summary})" if self.gpus > 1 else "one GPU"
         offloaded = [what for what, on in (("parameters", self.offload_params), ("optimizer states", self.offload_optimizer)) if on]
         if offloaded:

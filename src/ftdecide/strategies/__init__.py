@@ -81,6 +81,9 @@ class Strategy:
     # the engine computes with bf16 weights and no autocast (FSDP2's bf16 parameter policy, DeepSpeed's
     # bf16 engine): measured, the mixed variant's activation terms were up to 24% over such runs
     bf16_engine: bool = False
+    # accelerate's launch of it upcasts what trains to fp32 when mixed precision is on (FSDP2: fsdp2_prepare_model,
+    # accelerate 1.15): a pure-bf16 plan that trains the base is emitted without autocast, so it runs as sized
+    upcasts_trained: bool = False
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
