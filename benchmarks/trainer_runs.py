@@ -277,6 +277,10 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
     rec["status"] = "ok" if rc == 0 and "peak_train_alloc_gib" in rec else ("oom" if oom else "error")
     if rec["status"] != "ok":
         rec["log_tail"] = log[-1500:]
+        # under a launcher the tail is its own traceback: the script's first one says what stopped it
+        first = log.find("Traceback (most recent call last)")
+        if first >= 0:
+            rec["log_first_error"] = log[first : first + 3000]
     return rec
 
 
