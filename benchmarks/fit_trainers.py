@@ -30,6 +30,8 @@ from ftdecide.core.estimator import estimate_memory
 from ftdecide.probe.records import config_from_trainer_record, read_records
 
 DATA = ROOT / "data" / "trainers"
+# the emitted launches on several GPUs, each run as rank 0 of N under torch's fake process group
+SHARDED = ROOT / "data" / "sharded_trainers"
 
 
 def held_out(rec: dict) -> bool:
@@ -70,6 +72,11 @@ def summary(errs: list[float]) -> str:
     )
 
 
+def sharded() -> list[dict]:
+    """The sharded launches that trained as the emitter writes them now (``superseded`` ones ran an older emission)."""
+    return [r for r in read_records(SHARDED) if r.get("status") == "ok" and not r.get("superseded")]
+
+
 def table(cal=DEFAULT) -> None:
     for trainer in sorted({r["trainer"] for r in load()}):
         runs = load(trainer)
@@ -80,6 +87,14 @@ def table(cal=DEFAULT) -> None:
         print(f"      fitted part {summary(fit)}")
         print(f"      held out    {summary(out)}")
         print("      " + ", ".join(f"{k} {v}" for k, v in sw.items()))
+    runs = sharded()
+    if runs:
+        print(f"sharded launches (rank 0 of N, fake process group) {summary([error(r, cal) for r in runs])}")
+        for r in sorted(runs, key=lambda r: r["id"]):
+            print(
+                f"      {r['id']:18s} {r['model']:16s} {r['method']:5s} {r['gpus']} GPUs s{r['seq']} b{r['batch']} gc={r['gc']}: "
+                f"{r['peak_train_alloc_gib']:6.2f} GiB measured, {error(r, cal) * 100:+5.1f}%"
+            )
 
 
 GRID = {

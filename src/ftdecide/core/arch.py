@@ -63,6 +63,9 @@ class Arch(BaseModel):
     fused_qkv: bool = Field(False, description="one qkv_proj, and one gate_up_proj in the MLP (Phi-3)")
     fused_gate_up: bool = Field(False, description="one gate_up_proj in the MLP, q/k/v apart (GLM-4)")
     act_params: int = Field(0, ge=0, le=64, description="learned scalars of the MLP's activation per layer (Apertus' xIELU: 2)")
+    act_saved_bytes: float = Field(
+        0.0, ge=0, le=64, description="bytes per MLP intermediate value a token's activation saves beyond a gated MLP's (Apertus' xIELU)"
+    )
     norms_per_layer: int = Field(2, ge=1, le=4)
     attention: Literal["sdpa", "eager"] = Field(
         "sdpa", description="eager where the model's attention needs it (Gemma 2 logit softcapping): s^2 memory"

@@ -134,7 +134,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     i_eff = arch.intermediate_size
     if arch.is_moe:
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
-    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + c.a_i * i_eff
+    layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + (c.a_i + arch.act_saved_bytes) * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if arch.qk_norm:
         layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)

@@ -175,16 +175,15 @@ _RECORDS = (
         layout={"fused_gate_up": True},
     ),
     # Apertus: an MLP of up and down only, whose xIELU activation learns two scalars a layer; o_proj takes
-    # attention_bias too
+    # attention_bias too. Without its CUDA kernel (not on PyPI) transformers runs xIELU in Python, whose autograd
+    # saves per intermediate value its input, alpha_p*x, expm1(min(x, eps)), that less x (2 B each) and the sign
+    # mask (1 B): 9 B, where a gated MLP's activation and product save three values (6 B): 3 B more
     Family(
         "apertus",
         "ApertusDecoderLayer",
         defaults={"kv": None, "head_dim": None, "tie": False},
-        layout={"qk_norm": "head", "mlp": "plain", "act_params": 2, "o_bias": True},
-        note=(
-            "Apertus' xIELU activation runs as transformers' Python fallback unless its CUDA kernel is installed; "
-            "its saved activations are taken as a gated MLP's, not measured"
-        ),
+        layout={"qk_norm": "head", "mlp": "plain", "act_params": 2, "o_bias": True, "act_saved_bytes": 3.0},
+        note="Apertus' xIELU activation is sized as transformers' Python fallback, which saves more than its CUDA kernel",
     ),
 )
 FAMILIES: dict[str, Family] = {f.model_type: f for f in _RECORDS}
