@@ -310,3 +310,36 @@ def test_gpt_oss_checkpointed_sink_attention_term():
             memory_model(a, cfg, cal).phases(1024, 2, gc)["backward"] for cal in (DEFAULT, DEFAULT.with_constants(sink_eager_gc=0.0))
         )
         assert on - off == pytest.approx(1.2 * a.num_heads * 1024 * 2048 if gc else 0.0, rel=1e-12)
+
+
+def _harness():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import trainer_runs
+
+    return trainer_runs
+
+
+@pytest.mark.parametrize(
+    "method, autocast",
+    [
+        pytest.param("full", False, id="pure bf16 full: accelerate's FSDP2 would upcast it under autocast"),
+        pytest.param("lora", True, id="lora: only the adapters train, as measured with autocast"),
+    ],
+)
+def test_a_sharded_grid_line_runs_the_emitted_launch_of_its_plan(method, autocast):
+    """A grid line with ``gpus`` and ``strategy`` (benchmarks/trainer_runs.py) is the plan of that many GPUs: its
+    accelerate config and its TRL file are what ``recommend --emit`` writes for it, and its record sizes it so."""
+    import yaml
+
+    runs = _harness()
+    line = {"model": "llama-3.2-1b", "trainer": "trl", "method": method, "seq": 1024, "batch": 2, "gc": True, "optim": "adamw"}
+    line.update(accum=2, gpus=4, strategy="fsdp", id="t:1")
+    if method == "lora":
+        line.update(r=16, targets="all-linear", dropout=0.05)
+    cfg = runs.config_of(line)
+    assert (cfg.gpus, cfg.strategy_spec.label) == (4, "FSDP2")
+    acc = yaml.safe_load(runs.accelerate_for(line))
+    assert acc["distributed_type"] == "FSDP" and acc["num_processes"] == 4 and acc["fsdp_config"]["fsdp_version"] == 2
+    assert acc["mixed_precision"] == ("bf16" if autocast else "no")
+    script = runs.script_for(line, ROOT / "model")
+    assert f"    bf16={autocast}," in script and "fsdp='full_shard'" in script and "max_steps=" in script
