@@ -185,36 +185,13 @@ def config_of(line: dict):
     return config_from_trainer_record(line)
 
 
-def script_for(line: dict, model_dir: pathlib.Path) -> str:
-    """The emitted file for ``line``, changed only where a measurement must be."""
-    from ftdecide.emit import emit_config
-    from ftdecide.probe.records import arch_of_trainer_record
-
-    arch = arch_of_trainer_record(line)
-    text = emit_config(
-        line["trainer"],
-        arch,
-        config_of(line),
-        accum=line.get("accum", 2),
-        held_out=HELD_OUT,
-        dataset_size=1000,
-        gpu_name="device",
-    )
-    text = re.sub(r"^MODEL = .*$", f"MODEL = {str(model_dir)!r}", text, count=1, flags=re.M)
-    text = text.replace('eval_strategy="epoch"', 'eval_strategy="no"').replace('save_strategy="epoch"', 'save_strategy="no"')
-    if not line.get("examples"):  # a fixed-step segment; with "examples" the run is one whole epoch
-        text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
-    text = re.sub(r"^\s*trainer\.save_model\(.*\)\n", "", text, flags=re.M)
-    return text
-
-
-def accelerate_for(line: dict) -> str:
-    """The accelerate config ``recommend --emit accelerate`` writes for ``line``'s plan (its ``gpus`` and ``strategy``)."""
+def emitted(kind: str, line: dict) -> str:
+    """What ``recommend --emit KIND`` writes for ``line``'s plan."""
     from ftdecide.emit import emit_config
     from ftdecide.probe.records import arch_of_trainer_record
 
     return emit_config(
-        "accelerate",
+        kind,
         arch_of_trainer_record(line),
         config_of(line),
         accum=line.get("accum", 2),
@@ -222,6 +199,17 @@ def accelerate_for(line: dict) -> str:
         dataset_size=1000,
         gpu_name="device",
     )
+
+
+def script_for(line: dict, model_dir: pathlib.Path) -> str:
+    """The emitted file for ``line``, changed only where a measurement must be."""
+    text = emitted(line["trainer"], line)
+    text = re.sub(r"^MODEL = .*$", f"MODEL = {str(model_dir)!r}", text, count=1, flags=re.M)
+    text = text.replace('eval_strategy="epoch"', 'eval_strategy="no"').replace('save_strategy="epoch"', 'save_strategy="no"')
+    if not line.get("examples"):  # a fixed-step segment; with "examples" the run is one whole epoch
+        text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
+    text = re.sub(r"^\s*trainer\.save_model\(.*\)\n", "", text, flags=re.M)
+    return text
 
 
 def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: int) -> dict:
@@ -241,7 +229,7 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
         if gpus > 1:
             # the emitted accelerate config, launched as its header says with one process, which is rank 0 of
             # `gpus` under the fake process group (benchmarks/launch_peak.py, FTD_FAKE_WORLD)
-            (work / "accelerate.yaml").write_text(accelerate_for(line))
+            (work / "accelerate.yaml").write_text(emitted("accelerate", line))
             env["FTD_FAKE_WORLD"] = str(gpus)
             # each launch's own rendezvous port: runs share the machine
             port = str(20000 + zlib.crc32(line["id"].encode()) % 20000)

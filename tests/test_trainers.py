@@ -338,7 +338,7 @@ def test_a_sharded_grid_line_runs_the_emitted_launch_of_its_plan(method, autocas
         line.update(r=16, targets="all-linear", dropout=0.05)
     cfg = runs.config_of(line)
     assert (cfg.gpus, cfg.strategy_spec.label) == (4, "FSDP2")
-    acc = yaml.safe_load(runs.accelerate_for(line))
+    acc = yaml.safe_load(runs.emitted("accelerate", line))
     assert acc["distributed_type"] == "FSDP" and acc["num_processes"] == 4 and acc["fsdp_config"]["fsdp_version"] == 2
     assert acc["mixed_precision"] == ("bf16" if autocast else "no")
     script = runs.script_for(line, ROOT / "model")

@@ -164,7 +164,7 @@ STRATEGY = register(
         layer_s=0.0025,
         # MixedPrecisionPolicy(param_dtype=bf16) gathers bf16 weights and runs them without autocast's copies
         bf16_engine=True,
-        # measured under the fake process group (data/trainers/h200_sharded_2026-12-06.jsonl): with mixed_precision bf16
+        # measured as rank 0 of N under the fake process group (data/sharded_trainers/): with mixed_precision bf16
         # the emitted TRL launch of full fine-tuning peaked 1.4-2.3x the pure-bf16 plan (fp32 weights, gradients and
         # optimizer states)
         upcasts_trained=True,
