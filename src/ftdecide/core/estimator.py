@@ -445,7 +445,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         loss_bwd_fixed=loss["loss_bwd_fixed"],
         tile_tokens=loss["tile_tokens"],
         tile_bytes=loss["tile_bytes"],
-        accum_grads=grads if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1 else 0.0,
+        accum_grads=strategy.accumulated_grad_bytes(arch, cfg, trainable, grads)
+        if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1
+        else 0.0,
         host=host,
         eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
         recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal),

@@ -105,6 +105,11 @@ class Strategy:
         kept = on.weights + on.grads + (0.0 if cfg.offload_optimizer else on.optimizer)
         return max(0.0, off.weights + off.grads + off.optimizer - kept)
 
+    def accumulated_grad_bytes(self, arch: "Arch", cfg: "TrainConfig", trainable: int, grads: float) -> float:
+        """Bytes of gradients one GPU holds from a step's earlier micro-batches while the later ones run (the
+        trainers accumulate without syncing until the last): ``grads``, its own share, by default."""
+        return grads
+
     def traffic(self, arch: "Arch", cfg: "TrainConfig") -> Traffic:
         """Bytes one GPU sends, by collective."""
         raise NotImplementedError
