@@ -114,9 +114,12 @@ class FSDP2(Strategy):
         trainable = method.trainable_params(arch, cfg, method.adapted_modules(arch, cfg))
         reduce = reduce_bytes(cfg) if method.trains_base else method.param_bytes(cfg)
         gathered = arch.total_params() * gathered_bytes(arch, cfg)
-        # forward gathers every layer, backward again (resharded after forward); gradients reduce-scatter
+        # forward gathers every layer, backward again (resharded after forward); gradients reduce-scatter once a
+        # step: the trainers accumulate the earlier micro-batches unsharded, without syncing
+        # (accumulated_grad_bytes)
         return Traffic(
-            per_micro_batch={"all-gather": 2 * ring(n) * gathered, "reduce-scatter": ring(n) * trainable * reduce},
+            per_step={"reduce-scatter": ring(n) * trainable * reduce},
+            per_micro_batch={"all-gather": 2 * ring(n) * gathered},
         )
 
     def trainer_args(self, layer_cls, offload_params) -> dict:
