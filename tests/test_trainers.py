@@ -4,6 +4,7 @@ interface (--trainer, trainer:, --emit KIND sizes for KIND's trainer), and the g
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 
@@ -343,3 +344,26 @@ def test_a_sharded_grid_line_runs_the_emitted_launch_of_its_plan(method, autocas
     assert acc["mixed_precision"] == ("bf16" if autocast else "no")
     script = runs.script_for(line, ROOT / "model")
     assert f"    bf16={autocast}," in script and "fsdp='full_shard'" in script and "max_steps=" in script
+
+
+def test_the_launch_harness_makes_its_process_rank_0_of_n_under_the_fake_group(monkeypatch):
+    """``FTD_FAKE_WORLD=N`` (benchmarks/launch_peak.py): whatever backend the launcher asks for, the process group is
+    torch's fake one of N ranks, and the environment says rank 0 of N, as accelerate reads it."""
+    pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import launch_peak
+
+    for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.setenv(key, "")  # so that the test's end restores them, whatever _fake_world sets
+    monkeypatch.setenv("FTD_FAKE_WORLD", "4")
+    monkeypatch.setattr(dist, "init_process_group", dist.init_process_group)  # restored after the test
+    launch_peak._fake_world()
+    try:
+        dist.init_process_group(backend="nccl")
+        assert (dist.get_backend(), dist.get_world_size(), dist.get_rank()) == ("fake", 4, 0)
+        assert launch_peak.info["fake_world"] == 4
+    finally:
+        dist.destroy_process_group()
+    assert (os.environ["WORLD_SIZE"], os.environ["RANK"], os.environ["LOCAL_RANK"]) == ("4", "0", "0")
