@@ -329,3 +329,27 @@ def test_dora_estimate_and_rules_names():
     assert e["peak_allocated_gib"] == pytest.approx(57.61, rel=0.03)  # measured: 57.61 GiB
     schema = json.loads(invoke(["rules", "schema"]).stdout)
     assert "dora" in schema["$defs"]["Rule"]["properties"]["prefer"]["anyOf"][0]["enum"]
+
+
+@pytest.mark.parametrize(
+    "args, want",
+    [
+        # ZeRO-3: LLaMA-Factory refuses pure_bf16 there (hparams/parser.py); DeepSpeed's bf16 engine keeps fp32 masters
+        pytest.param(
+            ("--model", "llama-3.1-70b", "--gpu", "h100", "--gpus", "8", "--dataset-size", "500000"),
+            {"bf16": True, "fp16": False, "pure_bf16": None},
+            id="zero3 full",
+        ),
+        # FSDP2: pure bf16 without autocast, which accelerate would otherwise upcast to fp32
+        pytest.param(
+            ("--model", "qwen2.5-7b", "--gpu", "a100-80gb", "--gpus", "8", "--dataset-size", "2000000"),
+            {"bf16": False, "fp16": False, "pure_bf16": True},
+            id="fsdp2 full",
+        ),
+    ],
+)
+def test_llamafactory_precision_keys_are_the_ones_it_accepts_for_the_plan(args, want):
+    args = (*args, "--task", "continued-pretraining", "--quality", "best")
+    assert doc(*args)["recommendation"]["method"] == "full"
+    cfg = yaml.safe_load(emitted("llamafactory", *args))
+    assert {k: cfg.get(k) for k in want} == want

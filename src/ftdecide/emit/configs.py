@@ -95,15 +95,17 @@ def emit_llamafactory(p: _Plan) -> str:
         lr_scheduler_type=SCHEDULER,
         warmup_ratio=WARMUP_RATIO,
         optim=p.optim,
-        bf16=p.bf16,
-        fp16=not p.bf16,
+        bf16=p.bf16 and p.autocast,
+        fp16=not p.bf16 and p.autocast,
         flash_attn="sdpa" if p.attn == "sdpa" else "disabled",  # LLaMA-Factory's name for eager attention
         disable_gradient_checkpointing=not p.gc,
         val_size=p.held_out,
         per_device_eval_batch_size=p.micro,
         eval_strategy="epoch" if p.held_out else "no",
     )
-    if p.spec.trains_base and not p.mixed:
+    if p.spec.trains_base and not p.mixed and p.strategy_spec.engine != "deepspeed":
+        # LLaMA-Factory refuses pure_bf16 under ZeRO-3 (hparams/parser.py, hiyouga/LLaMA-Factory ff6d4d1); DeepSpeed's bf16
+        # engine keeps its fp32 master weights whatever it is told, which is how ZeRO is sized
         cfg["pure_bf16"] = p.bf16
     cfg.update(p.strategy_spec.llamafactory_keys())
     header = (
