@@ -353,3 +353,18 @@ def test_llamafactory_precision_keys_are_the_ones_it_accepts_for_the_plan(args, 
     assert doc(*args)["recommendation"]["method"] == "full"
     cfg = yaml.safe_load(emitted("llamafactory", *args))
     assert {k: cfg.get(k) for k in want} == want
+
+
+@pytest.mark.parametrize(
+    "extra, launch",
+    [
+        pytest.param(("--model", "llama-3.1-8b"), "`llamafactory-cli train this.yaml`", id="one GPU"),
+        # LLaMA-Factory refuses DeepSpeed outside torchrun: "Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training."
+        pytest.param(
+            ("--strategy", "zero3", "--offload-params"), "`FORCE_TORCHRUN=1 llamafactory-cli train this.yaml`", id="zero3 on one GPU"
+        ),
+    ],
+)
+def test_llamafactory_header_launches_as_llamafactory_accepts(extra, launch):
+    args = ("--gpu", "rtx-4090", "--dataset-size", "5000", "--task", "instruction", *extra)
+    assert f"(LLaMA-Factory: {launch};" in emitted("llamafactory", *args).splitlines()[0]

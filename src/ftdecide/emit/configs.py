@@ -111,7 +111,12 @@ def emit_llamafactory(p: _Plan) -> str:
     header = (
         p.header
         + " (LLaMA-Factory: `"
-        + (f"{p.launch} src/train.py this.yaml" if p.gpus > 1 else "llamafactory-cli train this.yaml")
+        + (
+            f"{p.launch} src/train.py this.yaml"
+            if p.gpus > 1
+            # DeepSpeed on one GPU: LLaMA-Factory refuses to run it outside torchrun (hparams/parser.py, ff6d4d1)
+            else ("FORCE_TORCHRUN=1 " if p.strategy_spec.engine == "deepspeed" else "") + "llamafactory-cli train this.yaml"
+        )
         + f"`; register {p.dataset} as 'ftdecide_data' in data/dataset_info.json, and set 'template' to the model's chat template)"
     )
     return _yaml(header, cfg)
