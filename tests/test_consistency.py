@@ -361,7 +361,9 @@ def test_llamafactory_precision_keys_are_the_ones_it_accepts_for_the_plan(args, 
         pytest.param(("--model", "llama-3.1-8b"), "`llamafactory-cli train this.yaml`", id="one GPU"),
         # LLaMA-Factory refuses DeepSpeed outside torchrun: "Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training."
         pytest.param(
-            ("--strategy", "zero3", "--offload-params"), "`FORCE_TORCHRUN=1 llamafactory-cli train this.yaml`", id="zero3 on one GPU"
+            ("--model", "llama-3.1-70b", "--strategy", "zero3", "--offload-params"),
+            "`FORCE_TORCHRUN=1 llamafactory-cli train this.yaml`",
+            id="zero3 on one GPU",
         ),
     ],
 )
