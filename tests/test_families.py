@@ -224,18 +224,20 @@ def test_the_second_grid_which_set_two_terms():
     LoRA at 8 x 4096 with checkpointing) and -10.8% (gpt-oss-20b at 4 x 4096). Its allocator traces set two
     terms (TRL's LoRA recompute of down_proj's input, gpt-oss's checkpointed sink attention), so it is no
     longer held out: a median of 4.9%, worst -10.2% / +11.6%; with the routed copies' term (set on the runs of
-    MoE LoRA without checkpointing, families_a:15 and families_b:9) 4.1%, worst -10.2% / +11.8%."""
+    MoE LoRA without checkpointing, families_a:15 and families_b:9) 4.1%, worst -10.2% / +11.8%; with Gemma 3's
+    sliding-window mask (from the mechanism, not fitted) 3.7%, worst -7.6% / +11.8%."""
     errs = [_error(r) for r in _runs("families_b")]
     assert len(errs) == 20
-    assert statistics.median(abs(e) for e in errs) <= 0.05 and min(errs) >= -0.103 and max(errs) <= 0.118
+    assert statistics.median(abs(e) for e in errs) <= 0.04 and min(errs) >= -0.077 and max(errs) <= 0.118
 
 
 def test_the_families_held_out_runs():
     """families_c (18 runs), written and run after every constant was set: the issue's bounds (a median of
-    3%, no under-estimate past -5%) hold: a median of 1.4%, worst -1.9% / +12.8% (Gemma-3-4B QLoRA, over)."""
+    3%, no under-estimate past -5%) hold: a median of 1.4%, worst -1.9% / +12.8% (Gemma-3-4B QLoRA, over); with
+    Gemma 3's sliding-window mask term (a later mechanism, which adds 0.05 GiB to that run) -1.7% / +13.5%."""
     errs = [_error(r) for r in _runs("families_c")]
     assert len(errs) == 18
-    assert statistics.median(abs(e) for e in errs) <= 0.03 and min(errs) >= -0.05 and max(errs) <= 0.13
+    assert statistics.median(abs(e) for e in errs) <= 0.03 and min(errs) >= -0.05 and max(errs) <= 0.136
 
 
 def test_the_plan_for_gpt_oss_20b_on_an_h100_was_run_whole():
@@ -522,3 +524,38 @@ def test_a_target_set_names_the_modules_the_architecture_has(name, spec, modules
 def test_a_module_the_architecture_lacks_is_still_one_error_naming_it():
     with pytest.raises(InputError, match="'gate_proj' not in apertus-defaults; its linear modules are q_proj"):
         arch_from_hf_config(_config("apertus-defaults"), "apertus-defaults").resolve_targets("gate_proj,up_proj")
+
+
+@pytest.mark.parametrize("gc", [True, False])
+def test_gemma3_sliding_layers_hold_their_mask_only_beyond_their_window(gc):
+    """Gemma-3-1B: 22 of 26 layers slide over 512 keys. Beyond 512 tokens sdpa runs them with a mask: transformers'
+    boolean one (1 B a query x key pair) and the bias sdpa's masked kernel saves, in every sliding layer without
+    checkpointing (2 B a pair each), in the one recomputed with it."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.estimator import memory_model
+
+    arch = catalog.resolve_model("gemma-3-1b")
+    assert (arch.sliding_window, arch.sliding_layers) == (512, 22)
+    cfg = TrainConfig(method="lora", trainer="trl", gradient_checkpointing=gc, **model_default_options(arch, "lora", {}))
+    mm = memory_model(arch, cfg)
+    per_pair = DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes * (1 if gc else 22)
+    assert mm.sliding == (512, DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes, DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes * 22)
+    for seq, b, masked in ((512, 8, False), (4096, 8, True)):
+        plain = memory_model(arch.model_copy(update={"sliding_window": 0, "sliding_layers": 0}), cfg).phases(seq, b, gc)["act"]
+        assert mm.phases(seq, b, gc)["act"] - plain == pytest.approx(per_pair * b * seq * seq if masked else 0.0)
+
+
+@pytest.mark.parametrize(
+    "key, value, said",
+    [
+        ("sliding_window_pattern", 0, "'sliding_window_pattern' must be a positive whole number"),
+        ("layer_types", ["sliding_attention"], "'layer_types' must name"),
+        ("layer_types", "sliding_attention", "'layer_types' must name"),
+        ("sliding_window", -4, "'sliding_window' must be a positive whole number"),
+    ],
+)
+def test_a_bad_sliding_layout_is_one_input_error(key, value, said):
+    cfg = _config("gemma-3-1b")
+    cfg[key] = value
+    with pytest.raises(InputError, match=said):
+        arch_from_hf_config(cfg, "config.json")

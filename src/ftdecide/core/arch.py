@@ -66,6 +66,8 @@ class Arch(BaseModel):
     act_saved_bytes: float = Field(
         0.0, ge=0, le=64, description="bytes per MLP intermediate value a token's activation saves beyond a gated MLP's (Apertus' xIELU)"
     )
+    sliding_window: int = Field(0, ge=0, description="keys a sliding-attention layer sees (Gemma 3); 0: no such layers")
+    sliding_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="layers of sliding-window attention")
     norms_per_layer: int = Field(2, ge=1, le=4)
     attention: Literal["sdpa", "eager"] = Field(
         "sdpa", description="eager where the model's attention needs it (Gemma 2 logit softcapping): s^2 memory"
@@ -121,6 +123,8 @@ class Arch(BaseModel):
             raise ValueError("num_experts_per_tok must be between 1 and num_experts")
         if self.dense_layers > self.num_layers:
             raise ValueError(f"{self.dense_layers} dense layers is more than num_hidden_layers {self.num_layers}")
+        if self.sliding_layers > self.num_layers:
+            raise ValueError(f"{self.sliding_layers} sliding-window layers is more than num_hidden_layers {self.num_layers}")
         return self
 
     # --- derived dimensions -------------------------------------------------------------------

@@ -32,3 +32,14 @@ def masked_attention_flops(arch: "Arch", cfg: "TrainConfig", seq: int, tokens: i
     """Training FLOPs of attention's products under the masked kernel, which computes every query x key pair, the
     masked ones too: of each sequence, or of the whole flattened micro-batch where it is packed."""
     return 12.0 * arch.num_layers * arch.q_dim * tokens * (tokens if cfg.packing else seq)
+
+
+def sliding_mask_terms(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> tuple[int, float, float]:
+    """(window, bytes per query x key pair with checkpointing, without) of the mask that sliding-window layers (Gemma 3)
+    run sdpa with where the sequence is longer than their window, examples filling it: transformers builds the
+    boolean mask once (``sdpa_mask_bytes``) and sdpa's masked kernel makes its bias, saved by every sliding layer
+    without checkpointing (``sdpa_bias_bytes``). Where examples of mixed length already mask every layer, nothing
+    more (:func:`mask_pair_bytes`)."""
+    if not arch.sliding_window or not arch.sliding_layers or arch.attention != "sdpa" or masked_sdpa(arch, cfg):
+        return 0, 0.0, 0.0
+    return arch.sliding_window, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * arch.sliding_layers

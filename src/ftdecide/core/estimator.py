@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 
 from .arch import Arch
-from .collation import mask_pair_bytes
+from .collation import mask_pair_bytes, sliding_mask_terms
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
@@ -202,6 +202,7 @@ class MemoryModel:
     # through the step, with and without checkpointing; the pairs of each sequence, or of the flattened micro-batch
     mask_pair_gc: float = 0.0
     mask_pair_nogc: float = 0.0
+    sliding: tuple[int, float, float] = (0, 0.0, 0.0)  # sliding layers' mask beyond their window (collation.sliding_mask_terms)
     packed: bool = False
 
     def layer_bytes(self, seq_len: int) -> float:
@@ -223,6 +224,8 @@ class MemoryModel:
         act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
         pairs = float(tokens) ** 2 if self.packed else float(tokens) * (seq_len + self.extra_tokens)
         act += (self.mask_pair_gc if gc else self.mask_pair_nogc) * pairs
+        if 0 < self.sliding[0] < seq_len:
+            act += (self.sliding[1] if gc else self.sliding[2]) * pairs
         logits = self.logits_saved * tokens
         recompute = (self.recompute * layer + self.recompute_extra) * tokens if gc else 0.0
         eager_bwd = (self.eager_bwd + (self.eager_bwd_gc if gc else 0.0)) * (seq_len + self.extra_tokens) * tokens
@@ -426,6 +429,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         layers=arch.num_layers,
         mask_pair_gc=mask_pair_bytes(arch, cfg, cal, True),
         mask_pair_nogc=mask_pair_bytes(arch, cfg, cal, False),
+        sliding=sliding_mask_terms(arch, cfg, cal),
         packed=cfg.packing,
         ws_gc=method.workspace_bytes(arch, mods, c, True) + method.cast_copy_bytes(arch, cfg, True),
         ws_nogc=method.workspace_bytes(arch, mods, c, False) + method.cast_copy_bytes(arch, cfg, False),

@@ -95,6 +95,8 @@ _RECORDS = (
             "kv": 4,
             "head_dim": 256,
             "tie": True,
+            # Gemma3TextConfig: sliding_window 4096, every layer but each 6th a sliding one (sliding_window_pattern)
+            "sliding": (4096, 6),
             "required": {
                 "vocab_size": 262208,
                 "hidden_size": 2304,

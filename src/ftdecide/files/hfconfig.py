@@ -144,6 +144,40 @@ def _mla(mt: str, cfg: dict) -> dict:
     }
 
 
+_SLIDING, _FULL = "sliding_attention", "full_attention"
+
+
+def _sliding(cfg: dict, d: dict, layers: int) -> dict:
+    """Sliding-window layers as the family's configuration class lays them out (Gemma 3): ``layer_types`` where
+    given, else every layer but each ``sliding_window_pattern``-th; none where ``sliding_window`` is null."""
+    if "sliding" not in d:
+        return {}
+    window_default, pattern_default = d["sliding"]
+    window = cfg.get("sliding_window", window_default)
+    if window is None:
+        return {}
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        raise ValueError(f"'sliding_window' must be a positive whole number, got {preview(window)}")
+    types = cfg.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != layers or any(t not in (_SLIDING, _FULL) for t in types):
+            raise ValueError(f"'layer_types' must name '{_SLIDING}' or '{_FULL}' for each of the {layers} layers, got {preview(types)}")
+        return {"sliding_window": window, "sliding_layers": types.count(_SLIDING)}
+    pattern = cfg.get("sliding_window_pattern")
+    pattern = pattern_default if pattern is None else pattern
+    if not isinstance(pattern, int) or isinstance(pattern, bool) or pattern <= 0:
+        raise ValueError(f"'sliding_window_pattern' must be a positive whole number, got {preview(pattern)}")
+    return {"sliding_window": window, "sliding_layers": layers - layers // pattern}
+
+
+def _layer_types(arch: Arch) -> list[str]:
+    """``layer_types`` with ``arch``'s sliding layers: at the family's pattern where their count is the pattern's."""
+    n, pattern = arch.num_layers, FAMILIES[arch.family].defaults["sliding"][1]
+    if arch.sliding_layers == n - n // pattern:
+        return [_FULL if (i + 1) % pattern == 0 else _SLIDING for i in range(n)]
+    return [_SLIDING] * arch.sliding_layers + [_FULL] * (n - arch.sliding_layers)
+
+
 # pre-quantized checkpoints that training loads de-quantized to bf16 (what is sized): config.json's
 # quantization_config.quant_method, and the transformers config class whose dequantize=True loads it so
 DEQUANTIZED = {"mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
@@ -153,6 +187,21 @@ def _checkpoint_quant(cfg: dict) -> str:
     q = cfg.get("quantization_config")
     method = q.get("quant_method") if isinstance(q, dict) else None
     return method if method in DEQUANTIZED else ""
+
+
+def _check_ints(cfg: dict, name: str) -> None:
+    """InputError naming a required field that is missing or not a positive integer, or a whole-number field that is not."""
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if missing:
+        raise InputError(f"{name}: model config is missing {', '.join(missing)}")
+    for k in _REQUIRED:
+        v = cfg[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise InputError(f"{name}: '{k}' must be a positive integer, got {preview(v)}")
+    for k in _OPTIONAL_INTS:
+        v = cfg.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise InputError(f"{name}: '{k}' must be a whole number, got {preview(v)}")
 
 
 def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
@@ -173,17 +222,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             raise InputError(f"{name}: 'text_config' must be an object, got {preview(text)}")
         wrapper, mt = mt, FAMILIES[mt].wraps
         cfg = {**FAMILIES[mt].defaults.get("required", {}), **text, "model_type": mt}
-    missing = [k for k in _REQUIRED if k not in cfg]
-    if missing:
-        raise InputError(f"{name}: model config is missing {', '.join(missing)}")
-    for k in _REQUIRED:
-        v = cfg[k]
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise InputError(f"{name}: '{k}' must be a positive integer, got {preview(v)}")
-    for k in _OPTIONAL_INTS:
-        v = cfg.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise InputError(f"{name}: '{k}' must be a whole number, got {preview(v)}")
+    _check_ints(cfg, name)
     path_name = outer.get("_name_or_path")
     if path_name is not None and not isinstance(path_name, str):
         raise InputError(f"{name}: '_name_or_path' must be a string, got {preview(path_name)}")
@@ -217,6 +256,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if mla:
         head_dim = mla["qk_rope_head_dim"]
     try:
+        sliding = _sliding(cfg, d, cfg["num_hidden_layers"])
         attention_bias = flag(cfg.get("attention_bias"), "attention_bias", d.get("bias", bias))
         qk_norm = layout.get("qk_norm", "")
         if mt == "glm4_moe" and flag(cfg.get("use_qk_norm"), "use_qk_norm", False):
@@ -251,6 +291,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             **{k: v for k, v in layout.items() if k not in ("qk_norm", "o_bias")},
             qk_norm=qk_norm,
             **mla,
+            **sliding,
             source=name,
         )
     except ValueError as e:
@@ -283,6 +324,8 @@ def hf_config(arch: Arch) -> dict:
         cfg.update(_moe_keys(arch))
     if arch.family == "glm4_moe":
         cfg["use_qk_norm"] = arch.qk_norm == "head"
+    if arch.sliding_window:
+        cfg.update(sliding_window=arch.sliding_window, layer_types=_layer_types(arch))
     if arch.wrapper:
         text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
         out = {"model_type": arch.wrapper, "text_config": text, "tie_word_embeddings": arch.tie_embeddings}
