@@ -480,3 +480,19 @@ def test_gradients_held_across_accumulated_micro_batches_follow_the_strategy(str
     if unsharded:
         # more than its shard: 4x a bf16 weight's quarter, 2x an fp32 adapter's
         assert two.accum_grads == pytest.approx(one.grads * (4.0 if method == "full" else 2.0))
+
+
+@pytest.mark.parametrize(
+    "trainer, strategy, accum, unmeasured, no_sync",
+    [
+        pytest.param("trl", "fsdp", 1, False, False, id="trl fsdp: its launch measured"),
+        pytest.param("trl", "fsdp", 2, False, True, id="trl fsdp accumulating: the unsharded gradients said"),
+        pytest.param("hf", "fsdp", 2, True, True, id="hf fsdp: not measured as launched"),
+        pytest.param("trl", "zero3", 2, True, False, id="trl zero3: not measured as launched"),
+    ],
+)
+def test_a_sharded_plan_says_what_of_its_launch_was_measured(trainer, strategy, accum, unmeasured, no_sync):
+    cfg = TrainConfig(method="full", trainer=trainer, gpus=4, strategy=strategy, gradient_accumulation=accum)
+    notes = " ".join(estimate_memory(A8B, cfg).notes)
+    assert ("not measured as launched" in notes) == unmeasured
+    assert ("unsharded (bf16) until the step's last micro-batch" in notes) == no_sync

@@ -346,7 +346,7 @@ def _sharding_notes(arch: Arch, cfg: TrainConfig, strategy) -> list[str]:
     notes: list[str] = []
     if cfg.world_size > 1 or not strategy.single_gpu:
         notes.append(f"{strategy.label}: {strategy.basis}")
-        if not cfg.trainer_spec.sharded_measured:
+        if not cfg.trainer_spec.sharded_measured and cfg.trainer_spec.name not in strategy.launch_measured:
             notes.append(
                 f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
                 "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"

@@ -84,6 +84,8 @@ class Strategy:
     # accelerate's launch of it upcasts what trains to fp32 when mixed precision is on (FSDP2: fsdp2_prepare_model,
     # accelerate 1.15): a pure-bf16 plan that trains the base is emitted without autocast, so it runs as sized
     upcasts_trained: bool = False
+    # the trainers whose emitted launch of it was measured as rank 0 of N (benchmarks/trainer_runs.py; data/sharded_trainers/)
+    launch_measured: tuple[str, ...] = ()
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()

@@ -75,6 +75,12 @@ class FSDP2(Strategy):
         if cfg.offload_params:
             shard_w = shard_g = shard_o = 0.0
             notes.append("parameters, gradients and optimizer states offloaded to CPU memory (CPUOffloadPolicy; modelled)")
+        if n > 1 and cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1:
+            notes.append(
+                "FSDP2 keeps every trained gradient unsharded (bf16) until the step's last micro-batch (the trainers' no_sync; "
+                "measured); accelerate's gradient_accumulation_kwargs sync_each_batch=True would keep them sharded, at one "
+                "reduce-scatter per micro-batch (not emitted: not measured)"
+            )
         return Shares(shard_w, shard_g, shard_o, compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, notes=tuple(notes))
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):
@@ -179,6 +185,7 @@ STRATEGY = register(
         # the emitted TRL launch of full fine-tuning peaked 1.4-2.3x the pure-bf16 plan (fp32 weights, gradients and
         # optimizer states)
         upcasts_trained=True,
+        launch_measured=("trl",),
         shards_parameters=True,
         probed=True,
         probe_runner="run_fsdp_probe",
