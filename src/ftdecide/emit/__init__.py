@@ -107,8 +107,8 @@ def _trainer_args_py(p: _Plan) -> str:
 def _trainer_tail_py(p: _Plan) -> str:
     """Precision, logging, evaluation and saving: the same keys in both trainers' arguments."""
     return f"""
-    bf16={p.bf16 and p.autocast},
-    fp16={not p.bf16 and p.autocast},
+    bf16={p.autocast_bf16},
+    fp16={p.autocast_fp16},
     logging_steps=10,
     eval_strategy={_eval(p)},
     per_device_eval_batch_size={p.micro},

@@ -95,8 +95,8 @@ def emit_llamafactory(p: _Plan) -> str:
         lr_scheduler_type=SCHEDULER,
         warmup_ratio=WARMUP_RATIO,
         optim=p.optim,
-        bf16=p.bf16 and p.autocast,
-        fp16=not p.bf16 and p.autocast,
+        bf16=p.autocast_bf16,
+        fp16=p.autocast_fp16,
         flash_attn="sdpa" if p.attn == "sdpa" else "disabled",  # LLaMA-Factory's name for eager attention
         disable_gradient_checkpointing=not p.gc,
         val_size=p.held_out,

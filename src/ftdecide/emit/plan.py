@@ -142,6 +142,16 @@ class _Plan:
         return f"accelerate launch --config_file {ACCELERATE_FILE} --num_processes {self.gpus}{machines}"
 
     @property
+    def autocast_bf16(self) -> bool:
+        """The trainers' ``bf16`` flag: bf16 autocast, where the plan runs with it."""
+        return self.bf16 and self.autocast
+
+    @property
+    def autocast_fp16(self) -> bool:
+        """The trainers' ``fp16`` flag: fp16 autocast, on cards without bf16, where the plan runs with it."""
+        return not self.bf16 and self.autocast
+
+    @property
     def dtype(self) -> str:
         if self.mixed:
             return "float32"  # fp32 master weights, bf16/fp16 autocast
