@@ -269,6 +269,10 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
         first = log.find("Traceback (most recent call last)")
         if first >= 0:
             rec["log_first_error"] = log[first : first + 3000]
+            # the exception's own line ends the traceback, past what 3,000 characters keep
+            raised = re.search(r"^(?:\[rank\d+\]: )?\w[\w.]*(?:Error|Exception)\b.*$", log[first:], re.M)
+            if raised:
+                rec["raised"] = raised.group(0)[:500]
     return rec
 
 

@@ -63,7 +63,8 @@ def test_sharding_divides_states_and_adds_the_layers_in_flight():
     """Over N GPUs each holds 1/N of the weights; what FSDP2 holds unsharded comes by moment: in forward
     fsdp_fwd_layers decoder layers in bf16; in backward fsdp_bwd_layers more (and fsdp_grad_layers of
     gradients where the base trains); at the end of backward fsdp_root_grad times the root's gradients in bf16
-    and the reduce dtype (bf16 here: 4 B per parameter) and fsdp_end_layers layers' parameters and gradients."""
+    and the reduce dtype (bf16 here: 4 B per parameter) and fsdp_end_layers layers' parameters and gradients.
+    A frozen base takes the emitted launch's layout (fsdp_frozen_layers, and the head's unit in forward)."""
     a = catalog.resolve_model("llama-3.1-70b")
     one = estimate_memory(a, TrainConfig(method="full", seq_len=1024))
     cfg = TrainConfig(method="full", seq_len=1024, gpus=8)
@@ -78,11 +79,20 @@ def test_sharding_divides_states_and_adds_the_layers_in_flight():
     assert mm.end_gathered == pytest.approx(CAL.fsdp_root_grad * 4 * root + CAL.fsdp_end_layers * 4 * layer)
     p = mm.phases(1024, 1, True)
     assert p["end"] == pytest.approx(mm.grads + mm.end_gathered + p["recompute"])
+    assert mm.fwd_gathered == 0.0
     lora = memory_model(a, TrainConfig(method="lora", seq_len=1024, gpus=8))
-    # a frozen base has no gradients to hold unsharded: only its gathered layers
-    assert lora.gathered == pytest.approx(CAL.fsdp_fwd_layers * 2 * layer)
-    assert lora.bwd_gathered == pytest.approx(CAL.fsdp_bwd_layers * 2 * layer)
+    # a frozen base, as accelerate shards it: layers gathered through the step, and in forward the head's own
+    # unit (the head and the final norm, bf16), which no gradient follows
+    assert lora.gathered == pytest.approx(CAL.fsdp_frozen_layers * 2 * layer)
+    assert lora.bwd_gathered == 0.0
+    assert lora.fwd_gathered == pytest.approx(2 * (128256 * 8192 + 8192))
     assert lora.end_gathered == pytest.approx(CAL.fsdp_end_layers * 2 * layer)
+    p = lora.phases(1024, 1, True)
+    assert p["forward"] >= p["act"] + p["logits"] + lora.gathered + lora.fwd_gathered
+    assert p["backward"] >= p["act"] + p["logits"] + lora.gathered and p["end"] < p["forward"]
+    # tied: the unit is the embedding the head shares (Llama-3.2-1B: 128256 x 2048)
+    tied = memory_model(catalog.resolve_model("llama-3.2-1b"), TrainConfig(method="lora", seq_len=1024, gpus=2))
+    assert tied.fwd_gathered == pytest.approx(2 * (128256 * 2048 + 2048))
 
 
 def _errors(rows):

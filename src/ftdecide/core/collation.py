@@ -28,6 +28,18 @@ def mask_pair_bytes(arch: "Arch", cfg: "TrainConfig", cal: "Calibration", gc: bo
     return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.num_layers)
 
 
+def repeated_kv_bytes(arch: "Arch", cfg: "TrainConfig") -> float:
+    """Bytes per token one layer saves more where sdpa runs masked (:func:`masked_sdpa`): transformers 5.17
+    (``integrations/sdpa_attention.py``) hands grouped-query keys and values to sdpa as they are only without a
+    mask (``use_gqa_in_sdpa``); with one it copies them out to every query head (``repeat_kv``), and sdpa saves
+    the copies, bf16, for backward in place of the grouped ones. Read in the code; the runs it explains are in
+    docs/accuracy.md (TinyLlama prompt tuning padded to mixed lengths: 3.5 B per hidden value per layer missing,
+    which is 2 x (2,048 - 256) x 2 B)."""
+    if not masked_sdpa(arch, cfg):
+        return 0.0
+    return 2.0 * 2 * max(0, arch.q_dim - arch.kv_dim)
+
+
 def masked_attention_flops(arch: "Arch", cfg: "TrainConfig", seq: int, tokens: int) -> float:
     """Training FLOPs of attention's products under the masked kernel, which computes every query x key pair, the
     masked ones too: of each sequence, or of the whole flattened micro-batch where it is packed."""

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 
 from .arch import Arch
-from .collation import mask_pair_bytes, sliding_mask_terms
+from .collation import mask_pair_bytes, repeated_kv_bytes, sliding_mask_terms
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
@@ -138,7 +138,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if arch.qk_norm:
         layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
-    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c)
+    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv_bytes(arch, cfg)
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
@@ -189,6 +189,7 @@ class MemoryModel:
     kept_layers: float | None = None  # activation offload: layers' worth of saved tensors left on the GPU (a share of them all)
     gathered: float = 0.0  # the strategy's parameters gathered through forward and backward, released before the step
     bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
+    fwd_gathered: float = 0.0  # ... and in forward only, at the loss (accelerate's FSDP2 tail unit, gathered for the head)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
     loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
     tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
@@ -235,7 +236,7 @@ class MemoryModel:
         held = self.accum_grads
         tile = min(tokens, self.tile_tokens) * self.tile_bytes
         return {
-            "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + held,
+            "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + self.fwd_gathered + held,
             "backward": act
             + logits
             + self.head_grad
@@ -264,7 +265,7 @@ class MemoryModel:
         act, logits, recompute, fwd_grad, tokens, tile = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"], p["tile"]
         acc = self.accum_grads
         if fwd >= bwd and fwd >= opt:
-            over = self.logits_fwd * tokens + tile + self.gathered
+            over = self.logits_fwd * tokens + tile + self.gathered + self.fwd_gathered
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad + acc, "overhead": over}
         elif bwd >= opt:
             phase, held = (
@@ -445,6 +446,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         else None,
         gathered=gathered,
         bwd_gathered=bwd_gathered,
+        fwd_gathered=share.forward_buffers,
         end_gathered=end_gathered,
         loss_bwd_fixed=loss["loss_bwd_fixed"],
         tile_tokens=loss["tile_tokens"],

@@ -45,6 +45,8 @@ class Shares:
     backward_buffers: float = 0.0
     # held at the end of backward only, beside every gradient (FSDP2's root gradients before their reduce)
     end_buffers: float = 0.0
+    # held in forward only, where the loss peaks (the unit accelerate gathers for the head under FSDP2)
+    forward_buffers: float = 0.0
     notes: tuple[str, ...] = ()
 
 
