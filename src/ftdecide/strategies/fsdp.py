@@ -187,7 +187,8 @@ STRATEGY = register(
             "fitted to 95 FSDP2 configurations at 2-64 GPUs (H200; 14 real NCCL runs, each matched to 0.01 GiB by its fake-group "
             "twin, the rest under torch's fake process group): median 1.7%, -4.3% / +34.9%; out of sample (5 folds) a median "
             "2.5%, worst -8.2%: keep headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs: full "
-            "fine-tuning within -5.8% / +2.2% (5 runs), adapters over by +2.4% to +22% (5 runs)"
+            "fine-tuning within -9.3% / +2.2% (10 runs); adapters sized for the launch's own layout (the head's unit gathered "
+            "at the loss, 3 layers in flight), chosen on 5 launches: median 3.6%, -3.0% / +11.2%"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
