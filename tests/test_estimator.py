@@ -91,8 +91,14 @@ def test_sharding_divides_states_and_adds_the_layers_in_flight():
     assert p["forward"] >= p["act"] + p["logits"] + lora.gathered + lora.fwd_gathered
     assert p["backward"] >= p["act"] + p["logits"] + lora.gathered and p["end"] < p["forward"]
     # tied: the unit is the embedding the head shares (Llama-3.2-1B: 128256 x 2048)
-    tied = memory_model(catalog.resolve_model("llama-3.2-1b"), TrainConfig(method="lora", seq_len=1024, gpus=2))
+    small = catalog.resolve_model("llama-3.2-1b")
+    tied = memory_model(small, TrainConfig(method="lora", seq_len=1024, gpus=2))
     assert tied.fwd_gathered == pytest.approx(2 * (128256 * 2048 + 2048))
+    # and where it trains, that embedding is gathered through the whole step, beside the layers in flight
+    unit = 2 * (128256 * 2048 + 2048)
+    full = memory_model(small, TrainConfig(method="full", seq_len=1024, gpus=2))
+    one_layer = (small.total_params() - 128256 * 2048) / 16
+    assert full.gathered == pytest.approx(CAL.fsdp_fwd_layers * 2 * one_layer + unit) and full.fwd_gathered == 0.0
 
 
 def _errors(rows):

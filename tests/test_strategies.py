@@ -293,18 +293,21 @@ def test_scaleout_data_covers_what_issue_10_asks():
 
 
 def _probe_layout(d) -> bool:
-    """An adapter's FSDP2 record of the probe loop, whose root unit holds the embeddings and the head gathered
-    through forward; the plan follows the emitted launch instead (accelerate gives the head a unit of its
-    own: ftdecide.strategies.fsdp.tail_bytes), judged by data/sharded_trainers/."""
-    return d["strategy"] == "fsdp" and not config_from_record(d).method_spec.trains_base
+    """An FSDP2 record of the probe loop where its layout and the emitted launch's part: the probe shards the
+    embeddings and the head in its root unit; accelerate gives the head (or the tied embedding) a unit of its own
+    (ftdecide.strategies.fsdp.tail_bytes), which the plan follows for an adapter and for a tied model that trains.
+    Those plans are judged by the launches themselves (test_sharded_launches_within_the_sharded_bounds)."""
+    if d["strategy"] != "fsdp":
+        return False
+    return not config_from_record(d).method_spec.trains_base or arch_from_record(d).tie_embeddings
 
 
 def test_scaleout_peaks_within_the_single_gpu_bounds():
     """Every distinct configuration of data/scaleout (FSDP2, DDP, ZeRO-1/2/3; 2-64 GPUs; real NCCL runs and
     fake-group ones): median <= 3%, no under-estimate worse than -5%, and the plan's fit against the card
-    agrees with every run that trained or ran out of memory. An adapter's FSDP2 probe ran another layout than
-    the launch the plan sizes: within -8.5% (70B-72B adapters at 8-16 GPUs, whose embeddings the probe held
-    gathered beside the head)."""
+    agrees with every run that trained or ran out of memory. FSDP2's probes of another layout than the launch
+    the plan sizes: within -8.5% (70B-72B adapters at 8-16 GPUs, whose embeddings the probe held gathered beside
+    the head) and +17% (a tied model's full fine-tuning: the launch holds its embedding gathered through the step)."""
     errs, probe, agree = [], [], 0
     runs = _measured()
     for d in runs:
@@ -312,20 +315,20 @@ def test_scaleout_peaks_within_the_single_gpu_bounds():
         agree += (est.required_gib <= d["software"]["gpu_total_gib"]) == (d["status"] == "ok")
         if d["status"] == "ok":
             (probe if _probe_layout(d) else errs).append(est.peak_allocated_gib / d["peak_alloc_gib"] - 1)
-    assert len(runs) == 186 and agree == len(runs) and len(probe) == 34
-    assert statistics.median(abs(e) for e in errs) <= 0.03 and statistics.median(abs(e) for e in probe) <= 0.03
-    assert min(errs) >= -0.05 and min(probe) >= -0.085
+    assert len(runs) == 186 and agree == len(runs) and len(probe) == 62
+    assert statistics.median(abs(e) for e in errs) <= 0.03 and statistics.median(abs(e) for e in probe) <= 0.04
+    assert min(errs) >= -0.05 and -0.085 <= min(probe) and max(probe) <= 0.17
 
 
 @pytest.mark.parametrize(
     "strategy, median, worst",
-    [("fsdp", 0.04, 0.36), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.06), ("zero2", 0.02, 0.05), ("zero3", 0.01, 0.18)],
+    [("fsdp", 0.11, 0.33), ("ddp", 0.02, 0.15), ("zero1", 0.03, 0.06), ("zero2", 0.02, 0.05), ("zero3", 0.01, 0.18)],
 )
 def test_scaleout_peaks_by_strategy(strategy, median, worst):
-    """Per strategy: the median and the largest error either way. FSDP2's records here train the base (its
-    adapters' probes are held in the test above), with a median of 3.5% as mixed precision's small shards at
-    16-64 GPUs are over by up to 33%; the other over-estimates above 6% are Phi-3-mini QLoRA under DDP as on
-    one GPU, and Qwen2.5-32B QLoRA under ZeRO-3 at 8 GPUs."""
+    """Per strategy: the median and the largest error either way. FSDP2's records here are untied models that
+    train the base (the others are held in the test above): 19 in pure bf16 (a median 4.2%, -4.0% / +20.5%) and 14
+    under --precision mixed, whose small shards at 16-64 GPUs are over by up to 33%; the other over-estimates above 6% are
+    Phi-3-mini QLoRA under DDP as on one GPU, and Qwen2.5-32B QLoRA under ZeRO-3 at 8 GPUs."""
     errs = [_error(d) for d in _measured(("ok",)) if d["strategy"] == strategy and not _probe_layout(d)]
     assert len(errs) >= 4
     assert statistics.median(abs(e) for e in errs) <= median
