@@ -121,12 +121,15 @@ class FSDP2(Strategy):
         return super().problem(cfg)
 
     def launch_problem(self, arch, cfg):
-        # seen on 2 H200s (data/launches/): the emitted accelerate + TRL launch of Qwen2.5-0.5B LoRA stopped at
-        # the first forward on both ranks; TinyLlama (untied) trained 30 steps with the same files
+        # seen on 2 H200s (data/launches/, 2026-11-29): the emitted accelerate + TRL launch of Qwen2.5-0.5B LoRA stopped
+        # at the first forward on both ranks; TinyLlama (untied) trained 30 steps with the same files. The launches
+        # emitted since (data/sharded_trainers/, rank 0 of 2-4 under the fake process group) trained 4 tied adapters
+        # (Llama-3.2-1B LoRA and IA3, Llama-3.2-3B DoRA, Qwen2.5-3B LoRA): not seen on real GPUs since, so still said
         if arch.tie_embeddings and not cfg.method_spec.trains_base:
             return (
-                "FSDP2 launch: accelerate 1.15 + peft 0.21 (torch 2.11) stop at the first forward of a model whose head is tied to "
-                "its embeddings when an adapter trains ('aten.embedding got mixed torch.Tensor and DTensor'): use --strategy ddp or zero3"
+                "FSDP2 launch: accelerate 1.15 + peft 0.21 (torch 2.11) stopped at the first forward of a model whose head is tied "
+                "to its embeddings when an adapter trained, on 2 GPUs ('aten.embedding got mixed torch.Tensor and DTensor'; 4 later "
+                "launches of tied adapters trained, as rank 0 under a fake process group): use --strategy ddp or zero3"
             )
         return None
 
