@@ -5,9 +5,13 @@ root, parameters resharded after forward; ``--precision mixed`` keeps fp32 shard
 Memory per GPU: weights, gradients and optimizer states divided over the GPUs, plus what FSDP2 holds
 unsharded at each moment of the step (:func:`in_flight`): decoder layers gathered in forward, more in
 backward, and at the end of backward the root's gradients (embeddings and head, which reduce once, all
-together) beside a few layers' parameters and gradients. The five constants
+together) beside a few layers' parameters and gradients. Five constants
 (``fsdp_*``, the strategy's ``constants`` below) are chosen on 95 FSDP2 configurations measured at 2 to
-64 GPUs (``data/scaleout/``; ``python benchmarks/scaleout.py --fit``). The policy's bf16 parameters run
+64 GPUs (``data/scaleout/``; ``python benchmarks/scaleout.py --fit``), with the probe loop's layout; where
+accelerate's layout of the emitted launch differs (its head in a unit of its own), the plan follows the launch:
+a tied model's embedding held through the step where it trains, and for an adapter the head's unit at the loss
+beside ``fsdp_frozen_layers``, chosen on the launches of ``data/sharded_trainers/``
+(``python benchmarks/fit_trainers.py --frozen``). The policy's bf16 parameters run
 without autocast: the activation terms are those of bf16 weights under ``--precision mixed`` too
 (``Strategy.bf16_engine``). A 4-bit base is refused: measured, ``fully_shard`` drops bitsandbytes'
 quantization state.
@@ -65,7 +69,12 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
       ``fsdp_grad_layers`` layers of unsharded gradients waiting for their reduce-scatter;
     - the end of backward, where the root (embeddings, final norm, head) reduces its gradients once, all
       of them together: ``fsdp_root_grad`` times the root's gradients unsharded in bf16 and in the reduce
-      dtype, beside ``fsdp_end_layers`` layers' parameters and gradients."""
+      dtype, beside ``fsdp_end_layers`` layers' parameters and gradients.
+
+    These were chosen on the probe loop's layout. Two cases follow the emitted launch's instead (accelerate's
+    units, :func:`tail_bytes`): a tied model that trains holds its embedding's unit gathered through the whole
+    step; a frozen base holds ``fsdp_frozen_layers`` layers through the step, and the head's unit in forward
+    only (``Shares.forward_buffers``, added by :class:`FSDP2`)."""
     lg, lp, root = in_flight_units(arch, cfg)
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
@@ -189,9 +198,9 @@ STRATEGY = register(
         summary="weights, gradients and optimizer states sharded; layers gathered as they run",
         measured=True,
         basis=(
-            "fitted to 95 FSDP2 configurations at 2-64 GPUs (H200; 14 real NCCL runs, each matched to 0.01 GiB by its fake-group "
-            "twin, the rest under torch's fake process group): median 1.7%, -4.3% / +34.9%; out of sample (5 folds) a median "
-            "2.5%, worst -8.2%: keep headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs: full "
+            "fitted to 95 FSDP2 configurations of ftdecide's probe loop at 2-64 GPUs (H200; 14 real NCCL runs, each matched to "
+            "0.01 GiB by its fake-group twin): median 1.7%, -4.3% / +34.9% then, out of sample (5 folds) 2.5%, worst -8.2%: keep "
+            "headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs under the fake group: full "
             "fine-tuning within -1.6% / +6.6% (10 runs, a tied model's embedding gathered through the step as accelerate's unit "
             "holds it); adapters sized for the launch's own layout (the head's unit gathered at the loss, 3 layers in flight), "
             "chosen on 5 launches: median 3.6%, -3.0% / +11.2%"
