@@ -1,6 +1,6 @@
 """Refit the constants of the levers (Liger kernel, activation offload) on the runs that switch them on.
 
-    python benchmarks/fit_levers.py liger liger_layer_scale liger_saved_h liger_fwd_h
+    python benchmarks/fit_levers.py liger liger_saved_h liger_fwd_h liger_bwd_h
     python benchmarks/fit_levers.py offload offload_kept_share offload_kept_share_trained
 
 The method's own coefficients stay as fitted without the lever (fit_coefficients.py); this finds the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
-from ftdecide import estimator  # noqa: E402
+from ftdecide.core import estimator  # noqa: E402
 from ftdecide.core.calibration import DEFAULT  # noqa: E402
 from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 

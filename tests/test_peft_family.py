@@ -165,10 +165,14 @@ def test_a_lever_that_closes_the_gap_is_named_with_its_figure():
     res = _recommend(sc, None, DEFAULT)  # as asked, before a switch is made the plan
     (w,) = [w for w in res.warnings if w.rule == "lever-liger-lora"]
     a = catalog.resolve_model("qwen2.5-1.5b")
-    liger = estimate_memory(a, TrainConfig(method="lora", seq_len=4096, liger=True)).required_gib
     lora = next(c for c in res.candidates if c.method == "lora")
+    # the candidate's own configuration (its LoRA shape, the loop, micro-batch 1) with Liger on
+    assert lora.config.batch_size == 1 and lora.config.trainer == "loop"
+    liger = estimate_memory(a, lora.config.model_copy(update={"liger": True})).required_gib
     # against what a plan may use (12 GiB less the 5% margin), not the raw card
-    assert w.message == f"LoRA: {lora.required_gib:.1f} GiB > the {12.0 * 0.95:.1f} GiB a plan may use; with --liger {liger:.1f} GiB, fits"
+    # the rules see figures rounded to 0.01 GiB (rulenames), which the message then prints to 0.1
+    said = f"with --liger {round(liger, 2):.1f} GiB, fits"
+    assert w.message == f"LoRA: {round(lora.required_gib, 2):.1f} GiB > the {12.0 * 0.95:.1f} GiB a plan may use; {said}"
     assert not lora.fits and liger <= 12.0
     # nothing fits as asked, and Liger changes how it runs, not what it learns: the plan switches it on
     switched = recommend(sc)
@@ -315,7 +319,8 @@ def test_houlsby_and_prefix_step_times_alone_on_their_gpu(runs):
 
 def test_levers_held_out(runs):
     """13 lever runs on configurations the lever terms never saw (data/measurements/h200_lever_heldout_*, each
-    alone on an H200). Memory: Liger's 8 within -1.0% / +9.8% with nothing refitted; activation offload's 6
+    alone on an H200). Memory: Liger's 8 within -1.0% / +9.8% with nothing refitted (-0.8% / +5.8% since its layer
+    terms come from the kernels' code); activation offload's 6
     within -5.6% with its kept-layer count, within -1.8% / +2.3% once what stays on the GPU became a share of
     the layers (chosen on the 13 earlier runs; the shares now are chosen on 26 runs: -1.1% / +3.6% here).
     Step time: Liger's 8 within a median 13%, all predicted no faster than measured +4%; offload's 6 within
@@ -327,7 +332,7 @@ def test_levers_held_out(runs):
     held = [d for d in runs if d["src"] == "h200_lever_heldout_2026-11-30.jsonl"]
     assert len(held) == 13 and all(d["status"] == "ok" for d in held)
     mem = {k: [e for d, e in zip(held, _errors(held), strict=True) if LEVER[k](d)] for k in ("liger", "offload")}
-    assert len(mem["liger"]) == 8 and min(mem["liger"]) >= -0.011 and max(mem["liger"]) <= 0.10
+    assert len(mem["liger"]) == 8 and min(mem["liger"]) >= -0.011 and max(mem["liger"]) <= 0.06
     assert len(mem["offload"]) == 6 and min(mem["offload"]) >= -0.02 and max(mem["offload"]) <= 0.04
     t = {"liger": [], "offload": []}
     for d in held:

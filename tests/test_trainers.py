@@ -96,10 +96,9 @@ def test_accumulation_holds_every_gradient_in_a_trainer_not_in_the_loop():
 
 # --- measured: each trainer's emitted file run as is ------------------------------------------------------
 BOUNDS = [
-    # trainer, runs at least, held-out median at most, held-out worst under-estimate at least (as measured
-    # 2026-12-06: TRL 208 runs, held out 43: 2.2% / -7.7%, hf 0.8% / -1.6%; the issue's worst bound, -5%, is not met
-    # for TRL: Phi-3-mini QLoRA with Liger)
-    pytest.param("trl", 200, 0.03, -0.08, id="trl"),
+    # trainer, runs at least, held-out median at most, held-out worst under-estimate at least (the issue's bounds, 3%
+    # and -5%; as measured 2026-12-06: TRL 208 runs, held out 43: 1.8% / -4.6%, hf 43, held out 7: 0.8% / -1.6%)
+    pytest.param("trl", 200, 0.03, -0.05, id="trl"),
     pytest.param("hf", 30, 0.02, -0.05, id="hf"),
 ]
 
@@ -264,11 +263,12 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
 
 def test_the_runs_made_after_the_constants_were_set():
     """The third TRL grid and the timing grid (7B-14B among them) ran after every trainer constant was set
-    and moved none: their error is out of sample (measured: median 1.6%, worst -7.9% / +10.7%)."""
+    and moved none: their error is out of sample (measured: median 1.6%, worst -7.9% / +10.7%; 1.3%, -3.0% / +10.7%
+    since two terms read in code, not fitted: the masked kernel's repeated keys and values, Liger's layer kernels)."""
     late = [r for r in fit_trainers.load("trl") if r["id"].startswith(("trainer_trl_c:", "trainer_trl_timing:"))]
     assert len(late) >= 50 and {"qwen2.5-14b", "qwen2.5-7b", "llama-3.1-8b", "mistral-7b"} <= {r["model"] for r in late}
     errs = [fit_trainers.error(r) for r in late]
-    assert statistics.median(abs(e) for e in errs) <= 0.02 and min(errs) >= -0.08 and max(errs) <= 0.11
+    assert statistics.median(abs(e) for e in errs) <= 0.02 and min(errs) >= -0.05 and max(errs) <= 0.11
 
 
 def test_sharded_launches_within_the_sharded_bounds():

@@ -109,7 +109,7 @@ def _declared() -> dict[str, float]:
 def test_calibration_assembles_every_units_constants():
     declared = _declared()
     assert dict(DEFAULT.units) == declared
-    assert {"liger_layer_h", "fsdp_fwd_layers", "chunk_bwd_h", "dropout_bytes"} <= set(declared)
+    assert {"liger_norm_h", "fsdp_fwd_layers", "chunk_bwd_h", "dropout_bytes"} <= set(declared)
     for name, value in declared.items():
         assert getattr(DEFAULT, name) == value
     # no unit constant is also a Calibration field: one home each
