@@ -132,7 +132,8 @@ def fit() -> None:
     print("held out   ", summary([error(r, cal) for r in test]))
 
 
-# the adapters' launches measured after fsdp_frozen_layers was chosen (pre-registered plans in the commit)
+# launches written after FSDP2's launch layout was set, their plans in the grid before any run (planned_gib): lines
+# 1-8 adapters (fsdp_frozen_layers), 9-13 full fine-tuning (a tied model's embedding through the step)
 SHARDED_HELD_OUT = ("sharded_trl_d:",)
 
 
@@ -152,6 +153,8 @@ def frozen() -> None:
     print(f"fsdp_frozen_layers {layers} on {len(train)} launches: median {med:.1%}, {lo:+.1%} / {hi:+.1%}")
     cal = DEFAULT.with_constants(fsdp_frozen_layers=layers)
     print("held out", summary([error(r, cal) for r in test]))
+    full = [r for r in sharded() if config(r).method_spec.trains_base and r["id"].startswith(SHARDED_HELD_OUT)]
+    print("full fine-tuning held out", summary([error(r) for r in full]))
     for r in test:
         print(f"      {r['id']:18s} {r['model']:16s} {r['method']:5s} {r['gpus']} GPUs gc={r['gc']}: {error(r, cal) * 100:+5.1f}%")
 
