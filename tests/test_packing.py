@@ -143,3 +143,21 @@ def test_the_probe_refuses_a_packed_plan(tmp_path):
     plan.write_text(json.dumps(_rec(data, "--packing", "--format", "json")))
     r = invoke(["probe", "--from-json", str(plan)])
     assert r.exit_code == 2 and "the probe's loop does not" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "model, collation, per_token",
+    [
+        # grouped-query attention, masked: 2 x (query width - key/value width) bf16 values per token per layer
+        pytest.param("tinyllama-1.1b", "padded", 2 * 2 * (2048 - 256), id="gqa-padded"),
+        pytest.param("tinyllama-1.1b", "packed", 2 * 2 * (2048 - 256), id="gqa-packed"),
+        pytest.param("tinyllama-1.1b", "filled", 0, id="gqa-unmasked-flash-takes-the-groups"),
+        pytest.param("llama-2-7b", "padded", 0, id="mha-nothing-to-repeat"),
+        pytest.param("gemma-2-2b", "padded", 0, id="eager-repeats-either-way-in-its-own-terms"),
+    ],
+)
+def test_the_masked_kernel_saves_the_repeated_keys_and_values(model, collation, per_token):
+    from ftdecide.core.collation import repeated_kv_bytes
+
+    cfg = TrainConfig(method="lora", trainer="trl", collation=collation)
+    assert repeated_kv_bytes(resolve_model(model), cfg) == per_token
