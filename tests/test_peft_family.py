@@ -378,3 +378,21 @@ def test_no_module_compares_a_lever_name():
 
     assert name_comparisons(set(levers.names()), skip=lambda path: "levers" in path.parts) == []
     assert {lv.name for lv in levers.all_levers() if lv.cheap_switch} == {"liger", "offload_activations"}
+
+
+@pytest.mark.parametrize(
+    "method, per_norm",
+    [
+        pytest.param("lora", 2.0, id="frozen-norms-no-fp32-copy"),
+        pytest.param("full", 4.0, id="trained-norms-and-their-normalised-input"),
+    ],
+)
+def test_liger_layer_terms_are_its_kernels(method, per_norm):
+    """Liger's RMSNorm saves no fp32 copy of its input (2 B per hidden value per norm), nor, where the weight trains,
+    the normalised input its gradient needs (2 B more); its SwiGLU recomputes the activation (2 B per MLP value)."""
+    from ftdecide.core.estimator import memory_model
+
+    a = catalog.resolve_model("llama-3.2-1b")
+    cfg = TrainConfig(method=method, seq_len=1024, gradient_checkpointing=False)
+    saved = memory_model(a, cfg).layer_base - memory_model(a, cfg.model_copy(update={"liger": True})).layer_base
+    assert saved == pytest.approx(per_norm * a.norms_per_layer * a.hidden_size + 2.0 * a.intermediate_size)
