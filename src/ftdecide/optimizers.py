@@ -74,9 +74,10 @@ class Optimizer:
     probe_class: str = "torch.optim:AdamW"
     probe_kwargs: tuple[tuple[str, object], ...] = ()
 
-    def state_bytes(self, trainable: int, param_bytes: float, mats: list[tuple[int, int, int]]) -> float:
+    def state_bytes(self, trainable: int, param_bytes: float, mats: list[tuple[int, int, int]], fp32=()) -> float:
         """Bytes of state for ``trainable`` parameters of ``param_bytes`` each, of which ``mats`` are the
-        (rows, cols, count) matrices (the rest: vectors)."""
+        (rows, cols, count) matrices (the rest: vectors); ``fp32``, matrices among them whose 8-bit states the
+        trainer keeps in 32 bits (:meth:`ftdecide.trainers.Trainer.fp32_state_matrices`)."""
         if self.states == "none":
             return 0.0
         if self.states == "adam":
@@ -86,9 +87,10 @@ class Optimizer:
         if self.states == "factored":
             return sum(4.0 * (r + c) * n for r, c, n in mats) + 4.0 * (trainable - sum(r * c * n for r, c, n in mats))
         big = sum(r * c * n for r, c, n in mats if r * c >= BNB_MIN_8BIT_SIZE)
+        big -= sum(r * c * n for r, c, n in fp32 if r * c >= BNB_MIN_8BIT_SIZE)
         return big * (2.0 + 8.0 / BNB_BLOCK) + (trainable - big) * 8.0
 
-    def paged_bytes(self, param_bytes: float, mats: list[tuple[int, int, int]]) -> tuple[float, int]:
+    def paged_bytes(self, param_bytes: float, mats: list[tuple[int, int, int]], fp32=()) -> tuple[float, int]:
         """(bytes of state in CUDA managed memory, tensors whose states are there) for the (rows, cols,
         count) trainable matrices ``mats``: a paged optimizer's tensors of ``BNB_MIN_PAGED_SIZE`` values and
         more; (0, 0) for the others. Smaller tensors' states are plain GPU tensors, inside the peak."""
@@ -96,7 +98,7 @@ class Optimizer:
             return 0.0, 0
         big = [(r, c, n) for r, c, n in mats if r * c >= BNB_MIN_PAGED_SIZE]
         values = sum(r * c * n for r, c, n in big)
-        return self.state_bytes(values, param_bytes, big), sum(n for _, _, n in big)
+        return self.state_bytes(values, param_bytes, big, fp32), sum(n for _, _, n in big)
 
     def transient_bytes(self, mats: list[tuple[int, int, int]], fp32_params: bool) -> float:
         """Bytes the step allocates for a moment, for the (rows, cols, count) trainable matrices ``mats``.

@@ -321,14 +321,14 @@ class MemoryModel:
 def _optimizer_on_gpu(
     cfg: TrainConfig, opt: float, opt_whole: float, param_bytes: float, mats, notes: list[str]
 ) -> tuple[float, float, int]:
-    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them,
-    none where offloaded (ZeRO), or what a paged optimizer leaves in the allocator."""
+    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them, none where
+    offloaded (ZeRO), or what a paged optimizer leaves in the allocator. ``mats``: (trainable, kept 32-bit) matrices."""
     opt_gpu, managed, paged_tensors = opt, 0.0, 0
     if cfg.offload_optimizer:
         opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
     elif cfg.optimizer_spec.paged:
-        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats)
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, *mats)
         # a strategy's share of the states is paged in the same proportion as the whole
         managed = opt * whole / opt_whole if opt_whole else 0.0
         opt_gpu = opt - managed
@@ -375,9 +375,9 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     notes: list[str] = []
     weights = weight_bytes(arch, cfg, adapter)
     grads = trainable * param_bytes
-    # the optimizer's per-tensor rules (8-bit states, paging, Adafactor's factoring) read the matrices
-    mats = method.trainable_matrices(arch, cfg, mods)
-    opt = opt_whole = cfg.optimizer_spec.state_bytes(trainable, param_bytes, mats)
+    mats = method.trainable_matrices(arch, cfg, mods)  # the optimizer's per-tensor rules (8-bit, paging, factoring)
+    fp32 = cfg.trainer_spec.fp32_state_matrices(arch, cfg)  # 8-bit states the trainer keeps in 32 bits
+    opt = opt_whole = cfg.optimizer_spec.state_bytes(trainable, param_bytes, mats, fp32)
     strategy = cfg.strategy_spec
     share = strategy.per_gpu(arch, cfg, weights, grads, opt, cal)
     host = strategy.host_bytes(arch, cfg, weights, grads, opt, cal)
@@ -397,7 +397,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(f"not trainable: {why_not}")
     if not method.measured:
         notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
-    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, mats, notes)
+    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, (mats, fp32), notes)
     c = cal.act(strategy.compute_variant(cfg))
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0

@@ -76,6 +76,10 @@ class Trainer:
     constants: tuple[tuple[str, float], ...] = ()
     # model families it cannot train, with the reason seen when it was run: (model_type, reason)
     refuses: tuple[tuple[str, str], ...] = ()
+    # transformers' Trainer.create_optimizer registers every nn.Embedding weight with bitsandbytes' GlobalOptimManager
+    # for 32-bit states (transformers 5.17 trainer.py): a trainer built on it keeps a trained embedding's 8-bit
+    # AdamW states in fp32; one outside it (the probe's loop) does not
+    fp32_embedding_states: bool = True
 
     def unsupported(self, arch) -> Optional[str]:
         """Why this trainer cannot train ``arch`` (one line), or None."""
@@ -88,6 +92,13 @@ class Trainer:
         """The value in ``cal`` of a constant this trainer declares (a refit may have replaced it), or 0 where it
         declares none of that name: a term that only its emitted file showed is held for it alone."""
         return getattr(cal, name) if any(k == name for k, _ in self.constants) else 0.0
+
+    def fp32_state_matrices(self, arch, cfg) -> tuple[tuple[int, int, int], ...]:
+        """The (rows, cols, count) trainable matrices whose 8-bit optimizer states this trainer keeps in 32 bits:
+        the embedding (a tied head's too: one parameter) where the base trains."""
+        if not (self.fp32_embedding_states and cfg.method_spec.trains_base):
+            return ()
+        return ((arch.vocab_size, arch.hidden_size, 1),)
 
     def packing_problem(self) -> Optional[str]:
         """Why a plan with packing cannot run under this trainer (one line), or None."""

@@ -12,6 +12,7 @@ from . import Trainer, register
 TRAINER = register(
     Trainer(
         name="loop",
+        fp32_embedding_states=False,  # its optimizer is built as bitsandbytes ships it (probe/steps.py)
         label="ftdecide probe loop",
         summary="a plain PyTorch loop over transformers and peft (full logits, k-bit preparation): ftdecide probe, --emit peft",
         loss="logits",
