@@ -19,7 +19,9 @@ commands ask it (no module compares a trainer's name; a test checks):
   it does not, where it cannot pack correctly with the attention ftdecide emits (sdpa);
 - ``emit``: the ``--emit`` kind that writes its file; ``wraps``: the trainer whose code it runs (its
   figures hold for it); ``measured``: runs of its own emitted file back its figures;
-- ``versions`` and ``basis``: what the figures hold for, said in the JSON, the table and every emitted file.
+- ``versions`` and ``basis``: what the figures hold for, said in the JSON, the table and every emitted file;
+- ``fp32_embedding_states``: a trained embedding keeps 32-bit states under bitsandbytes' 8-bit optimizers
+  (transformers' ``Trainer.create_optimizer`` registers every ``nn.Embedding`` so), read by the optimizer.
 
 Adding a trainer is one module here that calls :func:`register`, its runs in ``data/trainers/`` and a
 line in the tests' table (``tests/test_trainers.py``).
