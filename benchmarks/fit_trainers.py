@@ -95,6 +95,12 @@ def table(cal=DEFAULT) -> None:
             print(
                 f"      {r['id']:18s} {r['model']:16s} {r['method']:5s} {r['gpus']} GPUs s{r['seq']} b{r['batch']} gc={r['gc']}: "
                 f"{r['peak_train_alloc_gib']:6.2f} GiB measured, {error(r, cal) * 100:+5.1f}%"
+                # a plan written in the grid before the run: its error then, beside today's
+                + (
+                    f" (planned {r['planned_gib']:.2f} before the run: {r['planned_gib'] / r['peak_train_alloc_gib'] - 1:+.1%})"
+                    if "planned_gib" in r
+                    else ""
+                )
             )
 
 
