@@ -405,3 +405,14 @@ def test_transformers_keeps_a_trained_embeddings_8bit_states_in_fp32(method, opt
     as_shipped = memory_model(a, cfg.model_copy(update={"trainer": "loop"})).opt_gpu
     assert memory_model(a, cfg).opt_gpu - as_shipped == pytest.approx(extra_on_gpu)
     assert plain == (not trainers.get(trainer).fp32_embedding_states or not cfg.method_spec.trains_base)
+
+
+def test_qlora_weights_are_what_the_trainer_loaded():
+    """Every TRL QLoRA run's allocation before its first step (the 4-bit base, its bf16 remainder and the adapters)
+    within 0.035 GiB of the plan's weights, Gemma 3's among them: bitsandbytes quantizes its vision tower's linear
+    layers too (they had been counted in bf16: 0.58 GiB over at 4B, 0.18 GiB at the 12B's 8-layer copy)."""
+    runs = [r for r in fit_trainers.load("trl") if r["method"] == "qlora" and r.get("alloc_before_train_gib")]
+    assert len(runs) >= 40 and any(fit_trainers.arch_of_trainer_record(r).vision_linear for r in runs)
+    for r in runs:
+        weights = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).breakdown["weights"]
+        assert abs(weights - r["alloc_before_train_gib"]) <= 0.035, r["id"]

@@ -45,9 +45,11 @@ _OPTIONAL_INTS = (
 _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "patch_size": 16, "image_size": 224, "num_channels": 3}
 
 
-def siglip_params(vision: dict, text_hidden: int) -> int:
+def siglip_params(vision: dict, text_hidden: int, linear_only: bool = False) -> int:
     """Parameters of Gemma 3's SigLIP vision tower (with its attention-pooling head) and its projector
-    onto the text model's width, as transformers 5.17 builds them."""
+    onto the text model's width, as transformers 5.17 builds them; with ``linear_only``, the weights of its
+    nn.Linear modules alone (the attention and MLP projections of every layer and of the head), which
+    bitsandbytes quantizes with the text model's for QLoRA."""
     v = dict(_SIGLIP)
     for k in _SIGLIP:
         x = vision.get(k)
@@ -57,6 +59,8 @@ def siglip_params(vision: dict, text_hidden: int) -> int:
             raise ValueError(f"vision_config '{k}' must be a positive whole number, got {preview(x)}")
         v[k] = x
     h, i, layers, p = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"]
+    if linear_only:
+        return layers * (4 * h * h + 2 * h * i) + h * h + 2 * h * i
     patches = (v["image_size"] // p) ** 2
     embeddings = h * v["num_channels"] * p * p + h + patches * h
     layer = 4 * h + 4 * (h * h + h) + (h * i + i) + (i * h + h)
@@ -215,7 +219,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         raise InputError(f"{name}: {REFUSED[mt]}")
     if not isinstance(mt, str) or mt not in FAMILIES:
         raise InputError(f"{name}: model_type {preview(mt)} is not supported (supported: {', '.join(sorted(FAMILIES))})")
-    outer, vision, note, wrapper, vision_config = cfg, 0, "", "", ()
+    outer, vision, vision_linear, note, wrapper, vision_config = cfg, 0, 0, "", "", ()
     if FAMILIES[mt].wraps:
         text = cfg.get("text_config") or {}
         if not isinstance(text, dict):
@@ -233,6 +237,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         if mt == "gemma3_text":
             try:
                 vision = siglip_params(vc, cfg["hidden_size"])
+                vision_linear = siglip_params(vc, cfg["hidden_size"], linear_only=True)
             except ValueError as e:
                 raise InputError(f"{name}: {e}") from None
             vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
@@ -284,6 +289,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             dense_layers=_dense_layers(mt, cfg, cfg["num_hidden_layers"]) if experts else 0,
             o_bias=attention_bias and layout.get("o_bias", False),
             vision_params=vision,
+            vision_linear=vision_linear,
             wrapper=wrapper,
             vision_config=vision_config,
             note=note,
