@@ -319,16 +319,16 @@ class MemoryModel:
 
 
 def _optimizer_on_gpu(
-    cfg: TrainConfig, opt: float, opt_whole: float, param_bytes: float, mats, notes: list[str]
+    cfg: TrainConfig, opt: float, opt_whole: float, param_bytes: float, mats, fp32, notes: list[str]
 ) -> tuple[float, float, int]:
-    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them, none where
-    offloaded (ZeRO), or what a paged optimizer leaves in the allocator. ``mats``: (trainable, kept 32-bit) matrices."""
+    """(optimizer bytes inside the GPU's peak, bytes in CUDA managed memory, paged tensors): all of them,
+    none where offloaded (ZeRO), or what a paged optimizer leaves in the allocator."""
     opt_gpu, managed, paged_tensors = opt, 0.0, 0
     if cfg.offload_optimizer:
         opt_gpu = 0.0
         notes.append("optimizer states offloaded to CPU memory")
     elif cfg.optimizer_spec.paged:
-        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, *mats)
+        whole, paged_tensors = cfg.optimizer_spec.paged_bytes(param_bytes, mats, fp32)
         # a strategy's share of the states is paged in the same proportion as the whole
         managed = opt * whole / opt_whole if opt_whole else 0.0
         opt_gpu = opt - managed
@@ -397,7 +397,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(f"not trainable: {why_not}")
     if not method.measured:
         notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
-    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, (mats, fp32), notes)
+    opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, mats, fp32, notes)
     c = cal.act(strategy.compute_variant(cfg))
     layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0

@@ -181,15 +181,16 @@ def _candidate(
     """The method sized for the scenario's GPUs. With ``auto`` on several GPUs, every strategy of
     :data:`AUTO_ORDER` that can run the plan is sized and the cheapest that fits is kept (the first,
     where none fits)."""
+    collated = partial(_collated, arch, gpu, sc, method, lora, epochs, price, cal)
     if not strategies.is_auto(sc.strategy) or sc.world_size == 1:
-        return _collated(arch, gpu, sc, method, lora, epochs, price, cal, None, capacity)
+        return collated(None, capacity)
     options = []
     for name in AUTO_ORDER:
-        c = _collated(arch, gpu, sc, method, lora, epochs, price, cal, name, capacity)
+        c = collated(name, capacity)
         if c.config.run_problem() is None:
             options.append(c)
     if not options:  # every strategy refuses the run (--packing of soft prompts): sized with its refusal, never the plan
-        return _collated(arch, gpu, sc, method, lora, epochs, price, cal, AUTO_ORDER[0], capacity)
+        return collated(AUTO_ORDER[0], capacity)
     fitting = [c for c in options if c.fits]
     # a strategy whose emitted launch was seen to fail on this kind of plan only where nothing else fits
     launches = [c for c in fitting if c.config.strategy_spec.launch_problem(arch, c.config) is None]

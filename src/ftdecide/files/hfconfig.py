@@ -45,11 +45,11 @@ _OPTIONAL_INTS = (
 _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "patch_size": 16, "image_size": 224, "num_channels": 3}
 
 
-def siglip_params(vision: dict, text_hidden: int, linear_only: bool = False) -> int:
-    """Parameters of Gemma 3's SigLIP vision tower (with its attention-pooling head) and its projector
-    onto the text model's width, as transformers 5.17 builds them; with ``linear_only``, the weights of its
-    nn.Linear modules alone (the attention and MLP projections of every layer and of the head), which
-    bitsandbytes quantizes with the text model's for QLoRA."""
+def siglip_params(vision: dict, text_hidden: int) -> tuple[int, int]:
+    """(parameters, nn.Linear weights) of Gemma 3's SigLIP vision tower (with its attention-pooling head) and
+    its projector onto the text model's width, as transformers 5.17 builds them. The second is the attention
+    and MLP projections of every layer and of the head, which bitsandbytes quantizes with the text model's
+    for QLoRA."""
     v = dict(_SIGLIP)
     for k in _SIGLIP:
         x = vision.get(k)
@@ -59,14 +59,13 @@ def siglip_params(vision: dict, text_hidden: int, linear_only: bool = False) -> 
             raise ValueError(f"vision_config '{k}' must be a positive whole number, got {preview(x)}")
         v[k] = x
     h, i, layers, p = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"]
-    if linear_only:
-        return layers * (4 * h * h + 2 * h * i) + h * h + 2 * h * i
     patches = (v["image_size"] // p) ** 2
     embeddings = h * v["num_channels"] * p * p + h + patches * h
     layer = 4 * h + 4 * (h * h + h) + (h * i + i) + (i * h + h)
     head = h + 3 * h * h + 3 * h + h * h + h + 2 * h + (h * i + i) + (i * h + h)
     projector = h * text_hidden + h
-    return embeddings + layers * layer + 2 * h + head + projector
+    linear = layers * (4 * h * h + 2 * h * i) + h * h + 2 * h * i
+    return embeddings + layers * layer + 2 * h + head + projector, linear
 
 
 def reduce_layers(cfg: dict, layers: int) -> dict:
@@ -236,8 +235,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             raise InputError(f"{name}: 'vision_config' must be an object, got {preview(vc)}")
         if mt == "gemma3_text":
             try:
-                vision = siglip_params(vc, cfg["hidden_size"])
-                vision_linear = siglip_params(vc, cfg["hidden_size"], linear_only=True)
+                vision, vision_linear = siglip_params(vc, cfg["hidden_size"])
             except ValueError as e:
                 raise InputError(f"{name}: {e}") from None
             vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))

@@ -59,9 +59,9 @@ def tail_bytes(arch, cfg) -> float:
     return (shared + arch.hidden_size) * gathered_bytes(arch, cfg)
 
 
-def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
+def in_flight(arch, cfg, cal) -> tuple[float, float, float, float]:
     """Bytes FSDP2 holds unsharded beyond a GPU's shards, by moment: (through forward and backward, through
-    backward only, at the end of backward only).
+    backward only, at the end of backward only, in forward only).
 
     - forward: ``fsdp_fwd_layers`` decoder layers' worth gathered (the one computing and the one
       prefetched, each as its all-gather output and as its parameters);
@@ -74,24 +74,25 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float]:
     These were chosen on the probe loop's layout. Two cases follow the emitted launch's instead (accelerate's
     units, :func:`tail_bytes`): a tied model that trains holds its embedding's unit gathered through the whole
     step; a frozen base holds ``fsdp_frozen_layers`` layers through the step, and the head's unit in forward
-    only (``Shares.forward_buffers``, added by :class:`FSDP2`)."""
+    only (``Shares.forward_buffers``)."""
     lg, lp, root = in_flight_units(arch, cfg)
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
-        return cal.fsdp_frozen_layers * lg, 0.0, cal.fsdp_end_layers * lg
+        return cal.fsdp_frozen_layers * lg, 0.0, cal.fsdp_end_layers * lg, tail_bytes(arch, cfg)
     # a tied head's unit is the embedding, which trains: gathered from the first layer's input to the last gradient
     tied = tail_bytes(arch, cfg) if arch.tie_embeddings else 0.0
     return (
         cal.fsdp_fwd_layers * lg + tied,
         cal.fsdp_bwd_layers * lg + cal.fsdp_grad_layers * lp,
         cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp),
+        0.0,
     )
 
 
 class FSDP2(Strategy):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         n = cfg.world_size
-        fwd, bwd, end = in_flight(arch, cfg, cal)
+        fwd, bwd, end, loss = in_flight(arch, cfg, cal)
         shard_w, shard_g, shard_o = weights / n, grads / n, optimizer / n
         notes = [f"FSDP2: weights, gradients and optimizer states sharded over {n} GPUs, plus the layers gathered in flight"]
         if cfg.offload_params:
@@ -103,10 +104,8 @@ class FSDP2(Strategy):
                 "measured); accelerate's gradient_accumulation_kwargs sync_each_batch=True would keep them sharded, at one "
                 "reduce-scatter per micro-batch (not emitted: not measured)"
             )
-        tail = 0.0 if cfg.method_spec.trains_base else tail_bytes(arch, cfg)
-        return Shares(
-            shard_w, shard_g, shard_o, compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=tail, notes=tuple(notes)
-        )
+        buffers = dict(compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=loss)
+        return Shares(shard_w, shard_g, shard_o, **buffers, notes=tuple(notes))
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):
         # the Trainer accumulates under accelerate's no_sync, which for FSDP2 is set_requires_gradient_sync(False):
