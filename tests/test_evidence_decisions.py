@@ -437,12 +437,15 @@ def test_a_switch_unblocks_the_method_the_rules_choose(fields, method, switched)
 def test_parameter_offload_is_offered_with_its_host_memory_never_switched_on():
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000))
     assert not res.plan.feasible
-    (alt,) = [a for a in res.alternatives if a.kind == "offload_params"]
-    assert alt.details == {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
-    applied = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000, **alt.details))
-    cand = applied.plan.candidate
-    assert cand.fits and cand.config.offload_params
-    host = re.search(r"\(([\d.]+) GiB of host memory a GPU\)", alt.message)
-    assert host and float(host.group(1)) == round(cand.estimate.host_gib, 1)
-    assert re.search(r", [\d,.]+ h an epoch$", alt.message)
-    assert any(w.rule == "host-memory" for w in applied.warnings)
+    # ZeRO-Infinity for LoRA, and FSDP+QLoRA (FSDP1 shards the 4-bit base that ZeRO-3 holds whole)
+    zero3, fsdp1 = [a for a in res.alternatives if a.kind == "offload_params"]
+    assert zero3.details == {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
+    assert fsdp1.details == {"strategy": "fsdp1", "offload_params": True} and fsdp1.message.startswith("QLoRA fits with FSDP1")
+    for alt in (zero3, fsdp1):
+        applied = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000, **alt.details))
+        cand = applied.plan.candidate
+        assert cand.fits and cand.config.offload_params
+        host = re.search(r"\(([\d.]+) GiB of host memory a GPU\)", alt.message)
+        assert host and float(host.group(1)) == round(cand.estimate.host_gib, 1)
+        assert re.search(r", [\d,.]+ h an epoch$", alt.message)
+        assert any(w.rule == "host-memory" for w in applied.warnings)

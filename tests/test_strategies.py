@@ -29,7 +29,7 @@ A8B = catalog.resolve_model("llama-3.1-8b")
 
 
 def test_registry():
-    assert strategies.names() == ("ddp", "fsdp", "zero1", "zero2", "zero3")
+    assert strategies.names() == ("ddp", "fsdp", "zero1", "zero2", "zero3", "fsdp1")
     assert strategies.resolve(TrainConfig()).name == "single"
     assert strategies.resolve(TrainConfig(gpus=4)).name == "fsdp"  # auto without a GPU to fit: FSDP2
     assert strategies.resolve(TrainConfig(gpus=2, nodes=2, strategy="zero2")).name == "zero2"
@@ -130,7 +130,10 @@ def test_communication_time_over_the_link():
         (["--gpus", "2", "--strategy", "zero2", "--offload-params"], "--offload-params needs sharded parameters: ZeRO-2 keeps"),
         (["--nodes", "0"], "nodes: Input should be greater than 0"),
         (["--gpus", "0"], "gpus: Input should be greater than 0"),
-        (["--gpus", "2", "--strategy", "zero4"], "strategy: unknown strategy 'zero4' (choose from auto, ddp, fsdp, zero1, zero2, zero3)"),
+        (
+            ["--gpus", "2", "--strategy", "zero4"],
+            "strategy: unknown strategy 'zero4' (choose from auto, ddp, fsdp, zero1, zero2, zero3, fsdp1)",
+        ),
     ],
 )
 def test_bad_strategy_input(argv, message):
@@ -404,7 +407,8 @@ def test_a_4bit_base_is_refused_by_fsdp2_and_held_whole_by_zero3():
     """FSDP2 could not run a 4-bit base (4 of 4 runs: 'quant_state is required'): refused in one line. ZeRO-3
     with one was measured (2 real runs, 5 under the fake process group): the whole 4-bit base stays gathered
     (0.71 B per quantizable parameter) through forward and backward, which its plans say; auto takes DDP or
-    ZeRO-2, which communicate less, wherever they fit. A 70B QLoRA then fits no count of 24 GB cards."""
+    ZeRO-2, which communicate less, wherever they fit. A 70B QLoRA then fits 24 GB cards only under FSDP1, which
+    shards the 4-bit base (the FSDP+QLoRA recipe)."""
     r = invoke(["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpus", "2", "--strategy", "fsdp"])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "quant_state is required" in r.stderr and "zero2" in r.stderr
     arch = catalog.resolve_model("llama-3.1-8b")
@@ -416,7 +420,11 @@ def test_a_4bit_base_is_refused_by_fsdp2_and_held_whole_by_zero3():
     assert QUANT_GATHERED_NOTE not in " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero2")).notes)
     small = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", gpus=2)).candidate("qlora").config.strategy
     assert small in ("ddp", "zero1", "zero2")
-    assert not recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora").fits
+    big = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora")
+    assert big.fits and big.config.strategy == "fsdp1"
+    for name in ("ddp", "zero2", "zero3"):
+        cfg = TrainConfig(method="qlora", gpus=4, strategy=name, gradient_checkpointing=True, batch_size=1)
+        assert estimate_memory(catalog.resolve_model("llama-3.1-70b"), cfg).required_gib > 22.4
 
 
 def test_zero3_with_a_4bit_base_pays_its_fetches_per_layer():
@@ -514,3 +522,74 @@ def test_a_sharded_plan_says_what_of_its_launch_was_measured(trainer, strategy, 
     notes = " ".join(estimate_memory(A8B, cfg).notes)
     assert ("not measured as launched" in notes) == unmeasured
     assert ("unsharded (bf16) until the step's last micro-batch" in notes) == no_sync
+
+
+# FSDP1 over a 4-bit base (the FSDP+QLoRA recipe): Llama-3.1-8B's numbers by hand. 6,979,321,856 quantizable
+# parameters (8,030,261,248 less the embedding and head, 525,336,576 each, and 65 norms of 4,096); their constants
+# one 8-bit absmax per 64 weights plus one fp32 per 256 absmax: 6,979,321,856 / 64 x (1 + 4/256) = 110,755,840 B.
+# A layer's flat parameter: 6,979,321,856 / 32 x 0.5 B packed plus 2 norms x 4,096 x 2 B = 109,068,288 B; the
+# root unit (embedding, head, final norm in bf16): (2 x 525,336,576 + 4,096) x 2 B = 2,101,354,496 B.
+FSDP1_CONSTS, FSDP1_LAYER, FSDP1_ROOT = 110_755_840, 109_068_288, 2_101_354_496
+
+
+@pytest.mark.parametrize("gpus,offload", [(2, False), (4, False), (2, True)])
+def test_fsdp1_shards_the_packed_base_and_keeps_its_constants_whole(gpus, offload):
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.strategies.fsdp1 import layer_unit_bytes, root_bytes
+
+    cfg = TrainConfig(method="qlora", trainer="trl", gpus=gpus, strategy="fsdp1", offload_params=offload)
+    assert cfg.method_spec.unsharded_bytes(A8B, cfg) == FSDP1_CONSTS
+    assert (layer_unit_bytes(A8B, cfg), root_bytes(A8B)) == (FSDP1_LAYER, FSDP1_ROOT)
+    sh = strategies.get("fsdp1").per_gpu(A8B, cfg, 1e10, 1e8, 3e8, DEFAULT)
+    shard = 0.0 if offload else 1.0 / gpus
+    assert (sh.weights, sh.grads, sh.optimizer) == pytest.approx(((1e10 - FSDP1_CONSTS) * shard + FSDP1_CONSTS, 1e8 * shard, 3e8 * shard))
+    # the root unit and fsdp_frozen_layers (3.0) layers gathered, through forward and backward
+    assert sh.compute_buffers == pytest.approx(3.0 * FSDP1_LAYER + FSDP1_ROOT)
+    assert sh.backward_buffers == sh.end_buffers == sh.forward_buffers == 0.0
+
+
+@pytest.mark.parametrize(
+    "fields,refusal",
+    [
+        (dict(method="lora"), "FSDP1 is emitted for a 4-bit base only"),
+        (dict(method="full"), "FSDP1 is emitted for a 4-bit base only"),
+        (dict(method="qlora", trainer="hf"), "casts its norms and embeddings to fp32"),
+        (dict(method="qlora", trainer="trl", offload_optimizer=True), "--offload-optimizer: FSDP1 keeps the optimizer states"),
+        (dict(method="qlora", trainer="trl"), None),
+        (dict(method="qlora", trainer="trl", offload_params=True), None),
+    ],
+)
+def test_fsdp1_runs_a_4bit_base_under_trl_only(fields, refusal):
+    problem = TrainConfig(gpus=2, strategy="fsdp1", **fields).run_problem()
+    assert (problem is None) if refusal is None else (refusal in problem)
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_fsdp1_launch_is_peft_documented_recipe(offload, tmp_path):
+    """The accelerate config is peft's fsdp_config_qlora.yaml (FSDP1, FULL_SHARD, transformer-layer wrap, BACKWARD_PRE,
+    flat parameters, rank 0 loading), with the plan's offload; the script stores the 4-bit weights as bf16."""
+    argv = ["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--gpus", "2", "--strategy", "fsdp1", "--task", "instruction"]
+    argv += ["--offload-params" if offload else "--no-offload-params"]
+    r = invoke(argv + ["--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    plan = json.loads(r.stdout)["recommendation"]
+    assert plan["method"] == "qlora" and plan["strategy"]["name"] == "fsdp1"
+    for kind in ("accelerate", "trl"):
+        assert invoke(argv + ["--emit", kind, "--out", str(tmp_path / kind)]).exit_code == 0
+    acc = yaml.safe_load((tmp_path / "accelerate").read_text())
+    assert acc["distributed_type"] == "FSDP" and acc["num_processes"] == 2
+    assert acc["fsdp_config"] == {
+        "fsdp_version": 1,
+        "fsdp_sharding_strategy": "FULL_SHARD",
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_backward_prefetch": "BACKWARD_PRE",
+        "fsdp_forward_prefetch": False,
+        "fsdp_offload_params": offload,
+        "fsdp_use_orig_params": False,
+        "fsdp_cpu_ram_efficient_loading": True,
+        "fsdp_sync_module_states": True,
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
+    }
+    script = (tmp_path / "trl").read_text()
+    assert "bnb_4bit_quant_storage=torch.bfloat16" in script and "prepare_model_for_kbit_training" not in script

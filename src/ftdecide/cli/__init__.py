@@ -16,6 +16,7 @@ import typer
 
 from ..core.errors import InputError, one_line
 from ..optimizers import help_text as optimizer_names
+from .. import strategies
 from ..core.policy import SCENARIO_DEFAULTS as SD
 
 # rich_markup_mode=None: click's plain help, which wraps long option names at 80 columns where rich's
@@ -83,7 +84,7 @@ def recommend(
     gpu_memory: Optional[float] = GPU_MEMORY_OPT,
     gpus: Optional[int] = typer.Option(None, help=f"GPUs per node (default {SD['gpus']})"),
     nodes: Optional[int] = typer.Option(None, help="nodes of --gpus GPUs each (default 1)"),
-    strategy: Optional[str] = typer.Option(None, help="auto (the cheapest that fits), ddp, fsdp, zero1, zero2 or zero3 (default auto)"),
+    strategy: Optional[str] = typer.Option(None, help=f"auto (the cheapest that fits), {', '.join(strategies.names())} (default auto)"),
     offload_params: Optional[bool] = REC_OFFLOAD_PARAMS_OPT,
     dataset_size: Optional[int] = typer.Option(None, help=f"training examples (default {SD['dataset_size']:,})"),
     seq_len: Optional[int] = typer.Option(None, help=f"tokens per example (default {SD['seq_len']})"),

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..optimizers import help_text as optimizer_names
+from .. import strategies
 from ..core.policy import DEFAULT_GPU, DEFAULT_METHOD, SCENARIO_DEFAULTS
 
 
@@ -101,7 +102,7 @@ DATASET_OPT = typer.Option(
 )
 GPUS_OPT = typer.Option(1, help="GPUs per node")
 NODES_OPT = typer.Option(1, help="nodes (of --gpus GPUs each)")
-STRATEGY_OPT = typer.Option("auto", help="auto, ddp, fsdp, zero1, zero2 or zero3 (auto: FSDP2 on several GPUs here)")
+STRATEGY_OPT = typer.Option("auto", help=f"auto, {', '.join(strategies.names())} (auto: FSDP2 on several GPUs here)")
 OFFLOAD_PARAMS_OPT = typer.Option(False, "--offload-params/--no-offload-params", help="fsdp, zero3: parameters in CPU memory")
 GPU_OPT = typer.Option(None, help=f"GPU from 'ftdecide gpus', or the name nvidia-smi shows (default {DEFAULT_GPU})")
 GPU_MEMORY_OPT = typer.Option(None, help="GPU memory in GiB, instead of --gpu")

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import methods
+from .. import strategies
 from .expr import BOOL, NUM, STR
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -68,7 +69,7 @@ def _base() -> list[Name]:
             lambda f: round(f.gpu.memory_gib * (1 - f.safety_margin), 2),
             "GiB a plan may use, the safety margin kept free",
         ),
-        Name("strategy", STR, lambda f: f.scenario.strategy, "auto, ddp, fsdp, zero1, zero2 or zero3"),
+        Name("strategy", STR, lambda f: f.scenario.strategy, "auto, " + ", ".join(strategies.names())),
         Name("nodes", NUM, lambda f: f.scenario.nodes, "nodes"),
         Name("world_size", NUM, lambda f: f.scenario.world_size, "GPUs in all (per node x nodes)"),
         Name("model_params_b", NUM, lambda f: f.arch.total_params() / 1e9, "parameters, billions"),

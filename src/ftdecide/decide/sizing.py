@@ -41,7 +41,7 @@ from ..core.throughput import link_gbs, paging_seconds, step_seconds, train_flop
 from .scenario import Scenario
 
 # Strategies ``auto`` weighs on several GPUs, in the order ties go (a replica first: the least traffic).
-AUTO_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero3")
+AUTO_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero3", "fsdp1")
 
 
 def resolve_hardware(sc: Scenario) -> GPU:
@@ -393,15 +393,11 @@ def _refuse_scenario(sc: Scenario, arch: Optional[Arch] = None) -> None:
             "give --strategy zero1, zero2 or zero3"
         )
     if not strategies.is_auto(sc.strategy):
-        cfg = TrainConfig(
-            method=DEFAULT_METHOD,
-            optimizer=sc.optimizer,
-            gpus=sc.gpus,
-            nodes=sc.nodes,
-            strategy=sc.strategy,
-            offload_params=sc.offload_params,
-            offload_optimizer=sc.offload_optimizer,
-        )
-        problem = cfg.strategy_spec.problem(cfg)
-        if problem:
-            raise InputError(problem)
+        # refused where no method can run it (FSDP1 takes a 4-bit base only: the other methods are sized with their
+        # refusal), each distinct reason said
+        fields = dict(optimizer=sc.optimizer, gpus=sc.gpus, nodes=sc.nodes, strategy=sc.strategy, trainer=sc.trainer)
+        fields.update(offload_params=sc.offload_params, offload_optimizer=sc.offload_optimizer)
+        cfgs = [TrainConfig(method=m, **fields) for m in (DEFAULT_METHOD, *(m.name for m in methods.all_methods()))]
+        problems = [cfg.strategy_spec.problem(cfg) for cfg in cfgs]
+        if all(problems):
+            raise InputError("; ".join(dict.fromkeys(problems)))

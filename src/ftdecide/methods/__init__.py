@@ -168,6 +168,11 @@ class Method:
         """Bytes of the model's parameters as they sit on the GPU: a bf16 base plus fp32 adapters."""
         return arch.total_params() * 2.0 + adapter_params * 4.0
 
+    def unsharded_bytes(self, arch: "Arch", cfg: "TrainConfig") -> float:
+        """Bytes of :meth:`weight_bytes` held outside the parameters, which FSDP1 leaves whole on every GPU
+        (a 4-bit base's quantization constants): none by default."""
+        return 0.0
+
     def trainable_matrices(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> list[tuple[int, int, int]]:
         """(rows, cols, count) of the trainable matrices, for the optimizers' per-tensor rules."""
         shapes = arch.adapter_shapes()

@@ -25,9 +25,12 @@ DOUBLE_QUANT_BLOCK = 256  # absmax values per fp32 constant of the second quanti
 class QuantizedLora(LoraFamily):
     def weight_bytes(self, arch, cfg, adapter_params: int) -> float:
         q = arch.quantizable_params()
-        consts = q / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
         rest = 4.0 if cfg.kbit_prepared else 2.0
-        return q * NF4_BYTES + consts + (arch.total_params() - q) * rest + adapter_params * self.param_bytes(cfg)
+        return q * NF4_BYTES + self.unsharded_bytes(arch, cfg) + (arch.total_params() - q) * rest + adapter_params * self.param_bytes(cfg)
+
+    def unsharded_bytes(self, arch, cfg) -> float:
+        # bitsandbytes keeps them in each Linear4bit's quant_state, an attribute, not a parameter
+        return arch.quantizable_params() / BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK)
 
     def param_bytes(self, cfg) -> float:
         return cfg.trainer_spec.quantized_adapter_bytes

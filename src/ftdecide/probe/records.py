@@ -58,6 +58,7 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
         **options.from_record(d, legacy=False),
         liger=flag(d.get("liger"), "liger"),
         offload_activations=flag(d.get("offload"), "offload"),
+        offload_params=flag(d.get("offload_params"), "offload_params"),
         gradient_accumulation=int(d.get("accum", 1)),
         gpus=int(d.get("gpus", 1)),
         strategy=d.get("strategy", "auto"),
