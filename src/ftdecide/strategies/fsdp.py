@@ -202,7 +202,8 @@ STRATEGY = register(
             "headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs under the fake group: full "
             "fine-tuning within -1.6% / +6.6% (10 runs, a tied model's embedding gathered through the step as accelerate's unit "
             "holds it); adapters sized for the launch's own layout (the head's unit gathered at the loss, 3 layers in flight), "
-            "chosen on 5 launches: median 3.6%, -3.0% / +11.2%"
+            "chosen on 5 launches: median 3.6%, -3.0% / +11.2%; 8 adapter launches planned before they ran: median 4.8%, "
+            "-2.1% / +18.5%"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
