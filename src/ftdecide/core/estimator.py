@@ -235,19 +235,17 @@ class MemoryModel:
         # the optimizer step (its transient): two moments, the larger counts
         held = self.accum_grads
         tile = min(tokens, self.tile_tokens) * self.tile_bytes
+        loss_bwd = self.logits_bwd * tokens + tile + self.loss_bwd_fixed
+        layers_bwd = eager_bwd + recompute
+        if self.loss_bwd_fixed and not (self.gathered or self.bwd_gathered):
+            # a fused head (TRL) frees its tiles and its fp32 gradient before the first layer's backward: the loss's
+            # moment and the layers' are two, the larger counts. Where a strategy holds units gathered, its fitted
+            # terms were chosen with the two summed, and keep the sum
+            loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
+        backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held
         return {
             "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + self.fwd_gathered + held,
-            "backward": act
-            + logits
-            + self.head_grad
-            + self.logits_bwd * tokens
-            + tile
-            + self.loss_bwd_fixed
-            + eager_bwd
-            + recompute
-            + self.gathered
-            + self.bwd_gathered
-            + held,
+            "backward": backward,
             "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
             "act": act,
             "logits": logits,
