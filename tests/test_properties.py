@@ -267,3 +267,33 @@ def test_fsdp2_holds_no_more_per_gpu_on_more_gpus_and_at_least_its_units(model, 
             assert mm.fwd_gathered == unit > 0
         peaks.append(estimate_memory(a, cfg).peak_allocated_gib)
     assert peaks[0] >= peaks[1] >= peaks[2] > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "llama-3.2-1b", "qwen2.5-7b", "mistral-7b"]),
+    seq=st.integers(128, 8192),
+    batch=st.integers(1, 8),
+    gc=st.booleans(),
+    accum=st.integers(1, 8),
+)
+def test_fsdp1_qlora_holds_less_on_more_gpus_and_offload_never_costs_gpu_memory(model, seq, batch, gc, accum):
+    """FSDP1 over a 4-bit base, 1 to 8 GPUs: each GPU holds no more as the GPUs double, never less than the
+    quantization constants and the root unit it keeps whole, and the parameters' offload never adds GPU memory
+    (it adds host memory instead)."""
+    from ftdecide.core.estimator import memory_model
+    from ftdecide.strategies.fsdp1 import root_bytes
+
+    a = catalog.resolve_model(model)
+    peaks = []
+    for n in (1, 2, 4, 8):
+        fields = dict(seq_len=seq, batch_size=batch, gradient_checkpointing=gc, gpus=n, gradient_accumulation=accum)
+        cfg = TrainConfig(method="qlora", trainer="trl", strategy="fsdp1", **fields)
+        assert cfg.run_problem() is None
+        kept = cfg.method_spec.unsharded_bytes(a, cfg) + root_bytes(a)
+        mm = memory_model(a, cfg)
+        assert mm.weights + mm.gathered >= kept
+        on, off = estimate_memory(a, cfg), estimate_memory(a, cfg.model_copy(update={"offload_params": True}))
+        assert off.peak_allocated_gib <= on.peak_allocated_gib and off.host_gib > on.host_gib == 0.0
+        peaks.append(on.peak_allocated_gib)
+    assert peaks[0] >= peaks[1] >= peaks[2] >= peaks[3] > 0
