@@ -6,6 +6,7 @@ through :func:`train_config`, so they differ only in what they say they change."
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 from functools import partial
 from typing import Optional
@@ -394,10 +395,11 @@ def _refuse_scenario(sc: Scenario, arch: Optional[Arch] = None) -> None:
         )
     if not strategies.is_auto(sc.strategy):
         # refused where no method can run it (FSDP1 takes a 4-bit base only: the other methods are sized with their
-        # refusal), each distinct reason said
+        # refusal), with the reason most methods give (the scenario's own, such as an optimizer FSDP2 cannot step,
+        # not one method's), the default method's where they tie
         fields = dict(optimizer=sc.optimizer, gpus=sc.gpus, nodes=sc.nodes, strategy=sc.strategy, trainer=sc.trainer)
         fields.update(offload_params=sc.offload_params, offload_optimizer=sc.offload_optimizer)
-        cfgs = [TrainConfig(method=m, **fields) for m in (DEFAULT_METHOD, *(m.name for m in methods.all_methods()))]
-        problems = [cfg.strategy_spec.problem(cfg) for cfg in cfgs]
+        names = sorted((m.name for m in methods.all_methods()), key=lambda name: name != DEFAULT_METHOD)
+        problems = [cfg.strategy_spec.problem(cfg) for cfg in (TrainConfig(method=name, **fields) for name in names)]
         if all(problems):
-            raise InputError("; ".join(dict.fromkeys(problems)))
+            raise InputError(Counter(problems).most_common(1)[0][0])

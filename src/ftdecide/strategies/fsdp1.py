@@ -67,7 +67,9 @@ class FSDP1(FSDP2):
 
     def problem(self, cfg):
         if not cfg.method_spec.quantized_base:
-            return f"{self.label} is emitted for a 4-bit base only (the FSDP+QLoRA recipe); other methods shard with fsdp (FSDP2)"
+            return (
+                f"{self.label} is emitted for a 4-bit base only (the FSDP+QLoRA recipe, under TRL); other methods shard with fsdp (FSDP2)"
+            )
         if cfg.kbit_prepared:
             return (
                 f"{self.label} over a 4-bit base needs one dtype in each decoder layer's flat parameter, and "
