@@ -297,3 +297,50 @@ def test_fsdp1_qlora_holds_less_on_more_gpus_and_offload_never_costs_gpu_memory(
         assert off.peak_allocated_gib <= on.peak_allocated_gib and off.host_gib > on.host_gib == 0.0
         peaks.append(on.peak_allocated_gib)
     assert peaks[0] >= peaks[1] >= peaks[2] >= peaks[3] > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-9b", "qwen3-8b", "mistral-7b", "llama-3.1-70b"]),
+    method=st.sampled_from(sorted(methods.names())),
+    gpus=st.sampled_from([1, 2, 4, 8]),
+    seq=st.sampled_from([512, 2048, 8192]),
+    strategy=st.sampled_from(["auto", "fsdp", "zero3", "ddp"]),
+)
+def test_least_gib_bounds_every_configuration_the_search_tries(model, method, gpus, seq, strategy):
+    """What the prefilters of the offered switches skip on (``least_gib``) is never more than any micro-batch and
+    checkpointing the plan's search tries, under any strategy it weighs: otherwise a switch that fits is never offered.
+    Memory is not monotone in the micro-batch: a step without accumulation holds no gradients across micro-batches."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.policy import DEFAULT_LORA, GLOBAL_BATCH, MICRO_BATCHES
+    from ftdecide.decide.recommend import validate_scenario
+    from ftdecide.decide.sizing import AUTO_ORDER, least_gib, train_config
+
+    a = catalog.resolve_model(model)
+    sc = validate_scenario(dict(model=model, gpus=gpus, seq_len=seq, strategy=strategy))
+    m = methods.get(method)
+    least = least_gib(a, sc, m, DEFAULT_LORA, DEFAULT)
+    names = AUTO_ORDER if strategy == "auto" and gpus > 1 else (None,)
+    for s in names:
+        for mb in (b for b in MICRO_BATCHES if b <= max(1, GLOBAL_BATCH // gpus)):
+            for gc in (False, True) if m.supports_checkpointing else (False,):
+                cfg = train_config(sc, m, DEFAULT_LORA, mb, gc, strategy=s)
+                if cfg.run_problem() is None:
+                    assert least <= estimate_memory(a, cfg, DEFAULT).required_gib + 1e-9, (s, mb, gc)
+
+
+def test_least_gib_is_not_micro_batch_one_where_accumulation_holds_gradients():
+    """Gemma-2-9B fully fine-tuned over 8 L4s under FSDP2 (checkpointed): micro-batch 2 takes the global batch of 16 in
+    one step and needs less than micro-batch 1, which accumulates 2 and holds every gradient unsharded between them.
+    The bound is the lesser (it was micro-batch 1's, and the switches it prefilters were never offered)."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.policy import DEFAULT_LORA
+    from ftdecide.decide.recommend import validate_scenario
+    from ftdecide.decide.sizing import least_gib, train_config
+
+    a = catalog.resolve_model("gemma-2-9b")
+    sc = validate_scenario(dict(model="gemma-2-9b", gpus=8, strategy="fsdp"))
+    full = methods.get("full")
+    one, two = (estimate_memory(a, train_config(sc, full, DEFAULT_LORA, mb, True)).required_gib for mb in (1, 2))
+    assert two < one
+    assert least_gib(a, sc, full, DEFAULT_LORA, DEFAULT) == two

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from .. import methods, optimizers, strategies, trainers
 from .errors import preview
+from .memo import Memo
 from ..methods import options
 from .policy import DEFAULT_METHOD
 
@@ -33,6 +34,10 @@ class _Head(BaseModel):
 # every registered method's options (:mod:`ftdecide.methods.options`), between the head and the rest: the
 # order of the fields is the order of the keys in every dump
 _WithOptions = create_model("_WithOptions", __base__=_Head, __validators__=options.validators(), **options.config_fields())
+
+
+# the refusals of the configurations a scenario's sizing asks about again and again: few at a time, so a small bound
+_RUN_PROBLEMS = Memo(limit=4096)
 
 
 class TrainConfig(_WithOptions):
@@ -95,7 +100,11 @@ class TrainConfig(_WithOptions):
 
     def run_problem(self) -> str | None:
         """Why this configuration cannot be trained as asked (one line), or None. The estimator sizes any
-        configuration; commands refuse these where a user asked for them."""
+        configuration; commands refuse these where a user asked for them. Remembered per configuration (it is
+        frozen): a batch's sizing asks it of the same remembered configurations hundreds of times a scenario."""
+        return _RUN_PROBLEMS.of(self, "run_problem", self._run_problem)
+
+    def _run_problem(self) -> str | None:
         spec = self.method_spec
         if self.gradient_checkpointing and not spec.supports_checkpointing:
             return (

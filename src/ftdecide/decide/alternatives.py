@@ -4,7 +4,6 @@ catalog GPU, a smaller model of the same generation."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Optional
 
@@ -28,21 +27,13 @@ from .results import (
 )
 
 from .scenario import Scenario
-from .sizing import AUTO_ORDER, _candidate, train_config, usable
+from .sizing import _candidate, least_gib, train_config, usable
 
 
 def _same_generation(a: Arch, b: Arch) -> bool:
     """Same architecture family and tokenizer (vocabulary size): Llama 3.x models share 128,256 tokens,
     Llama 2 has 32,000, so a Llama-3.1-70B user is offered Llama-3.1-8B, not Llama-2-13B."""
     return a.family == b.family and a.vocab_size == b.vocab_size
-
-
-def least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
-    """GiB the method needs at least: micro-batch 1, checkpointed where it can be, under the scenario's strategy or,
-    with ``auto`` on several GPUs, the least of the strategies ``auto`` weighs that can run it (infinite: none can)."""
-    names = AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else (None,)
-    cfgs = (train_config(sc, method, shape, strategy=s) for s in names)
-    return min((estimate_memory(arch, c, cal).required_gib for c in cfgs if c.run_problem() is None), default=math.inf)
 
 
 def _cheap_switches(

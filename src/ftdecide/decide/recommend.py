@@ -42,7 +42,7 @@ from .results import (
 from ..core.throughput import link_gbs
 
 from .advice import deployment_note, evaluation_plan
-from .alternatives import alternatives_for, least_gib, upgrade_switches
+from .alternatives import alternatives_for, upgrade_switches
 from .choice import choose, held_back
 from .scenario import Scenario, Task, validate_scenario
 from .sizing import (
@@ -51,6 +51,7 @@ from .sizing import (
     _min_gpus,
     _refuse_scenario,
     _scale_out,
+    least_gib,
     resolve_hardware,
     train_config,
     usable,
@@ -181,29 +182,11 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     price = sc.price_per_hour if sc.price_per_hour is not None else gpu.price_per_hour
     rs = rules.load_rules(default_rule_paths() + list(sc.rules) + list(rule_paths or []), rulenames.schema())
     all_methods = methods.all_methods()
-
     # served on the training GPU at its price (the catalog's, or --price-per-hour), or on --serve-gpu at its catalog price
     serve_gpu = catalog.resolve_gpu(sc.serve_gpu) if sc.serve_gpu else gpu.model_copy(update={"price_per_hour": price})
 
-    def size(lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
-        cands = {m.name: _candidate(arch, gpu, sc, m, lora, epochs, price, cal, usable(gpu, margin)) for m in all_methods}
-        return {name: _deployed(c, arch, sc, serve_gpu) for name, c in cands.items()}
-
-    scaled_memo: dict[tuple, Optional[Alternative]] = {}
-
-    def scale(lora: LoraShape, epochs: int, margin: float, cands: dict[str, Candidate]) -> dict[str, Optional[Alternative]]:
-        # both rule passes ask; where the rules left the shape, epochs and margin as they were, once is enough
-        out = {}
-        for m in all_methods:
-            if not cands[m.name].fits and m.unsupported(arch) is None:
-                key = (m.name, lora, epochs, margin)
-                if key not in scaled_memo:
-                    scaled_memo[key] = _scale_out(arch, gpu, sc, m, lora, epochs, price, cal, margin)
-                out[m.name] = scaled_memo[key]
-        return out
-
-    def levers(lora: LoraShape) -> dict[str, dict[str, float]]:
-        return {lever: _lever_sizes(arch, sc, field, lora, cal) for lever, field in rulenames.LEVERS.items()}
+    sizes = _Sizes(arch, gpu, sc, price, cal, serve_gpu)
+    size, scale, levers = sizes.size, sizes.scale, sizes.levers
 
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
@@ -266,6 +249,47 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         assumptions=_assumptions(cal),
         blocked=held_back(rs, env, all_methods, cands, method, outcome, policy) if method is not None else None,
     )
+
+
+class _Sizes:
+    """One scenario's sizes on its GPUs, each asked once: both rule passes ask for them, and where the rules
+    leave the shape, epochs and margin as they were, the first pass's answer is the second's (nothing after
+    sizing changes a candidate in place)."""
+
+    def __init__(self, arch: Arch, gpu, sc: Scenario, price: float, cal: Calibration, serve_gpu) -> None:
+        self.arch, self.gpu, self.sc, self.price, self.cal, self.serve_gpu = arch, gpu, sc, price, cal, serve_gpu
+        self._sized: dict[tuple, dict[str, Candidate]] = {}
+        self._scaled: dict[tuple, Optional[Alternative]] = {}
+        self._levers: dict[LoraShape, dict[str, dict[str, float]]] = {}
+
+    def size(self, lora: LoraShape, epochs: int, margin: float) -> dict[str, Candidate]:
+        """Every method sized for the scenario's GPUs, with what its variants cost."""
+        key = (lora, epochs, margin)
+        if key not in self._sized:
+            arch, gpu, sc = self.arch, self.gpu, self.sc
+            room = usable(gpu, margin)
+            cands = {m.name: _candidate(arch, gpu, sc, m, lora, epochs, self.price, self.cal, room) for m in methods.all_methods()}
+            self._sized[key] = {name: _deployed(c, arch, sc, self.serve_gpu) for name, c in cands.items()}
+        return self._sized[key]
+
+    def scale(self, lora: LoraShape, epochs: int, margin: float, cands: dict[str, Candidate]) -> dict[str, Optional[Alternative]]:
+        """For each method that misses these GPUs (and that its library can train), the fewest that fit it."""
+        out = {}
+        for m in methods.all_methods():
+            if not cands[m.name].fits and m.unsupported(self.arch) is None:
+                key = (m.name, lora, epochs, margin)
+                if key not in self._scaled:
+                    self._scaled[key] = _scale_out(self.arch, self.gpu, self.sc, m, lora, epochs, self.price, self.cal, margin)
+                out[m.name] = self._scaled[key]
+        return out
+
+    def levers(self, lora: LoraShape) -> dict[str, dict[str, float]]:
+        """Each lever's sizes, as the rules read them."""
+        if lora not in self._levers:
+            self._levers[lora] = {
+                lever: _lever_sizes(self.arch, self.sc, field, lora, self.cal) for lever, field in rulenames.LEVERS.items()
+            }
+        return self._levers[lora]
 
 
 def _deployed(c: Candidate, arch: Arch, sc: Scenario, serve_gpu) -> Candidate:

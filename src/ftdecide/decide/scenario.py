@@ -19,7 +19,7 @@ Task = Literal["chat", "instruction", "style", "classification", "domain", "code
 
 class _Head(BaseModel):
     # the two bases are never validated themselves: only Scenario builds its validator (~1.5 ms a model)
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
     model: str
     gpu: Optional[str] = None
     gpu_memory: Optional[float] = Field(None, gt=0, le=4096)
@@ -83,7 +83,9 @@ class Scenario(_WithOptions):
         if self.task_sizes:
             if "variants" in self.model_fields_set and self.variants != len(self.task_sizes):
                 raise ValueError(f"variants {self.variants} disagrees with the {len(self.task_sizes)} tasks of task-sizes")
-            self.variants = len(self.task_sizes)
+            # a scenario is frozen (the sizing remembers its key by identity); this runs while it is being built
+            object.__setattr__(self, "variants", len(self.task_sizes))
+            self.__pydantic_fields_set__.add("variants")
         return self
 
     @field_validator("*", mode="before")

@@ -112,6 +112,14 @@ _NOT_SIZING = frozenset(
 _FIT_CACHE = Memo(limit=80_000)
 
 
+_SIZING_KEYS = Memo(limit=1024)
+
+
+def _sizing_key(sc: Scenario) -> tuple:
+    """The fields of ``sc`` its sizing reads, as a key (a scenario is frozen: built once for each)."""
+    return _SIZING_KEYS.of(sc, "sizing", lambda: tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING))
+
+
 def _fit_config(
     arch: Arch,
     gpu: GPU,
@@ -127,12 +135,16 @@ def _fit_config(
     """:func:`_search_fit`, remembered across the scenarios of a process (keyed on the architecture and
     calibration objects, checked, and on every field the search reads); the estimate is a copy, since
     callers add notes to it."""
-    sizing = tuple((f, getattr(sc, f)) for f in type(sc).model_fields if f not in _NOT_SIZING)
-    key = (gpu.memory_gib, method.name, lora, strategy, capacity, sizing, _collation(sc, packed), micro_batch)
+    key = (gpu.memory_gib, method.name, lora, strategy, capacity, _sizing_key(sc), _collation(sc, packed), micro_batch)
     cfg, est, fits = _FIT_CACHE.get(
         (arch, cal), key, _search_fit, arch, gpu, sc, method, lora, cal, strategy, capacity, packed, micro_batch
     )
     return cfg, replace(est, notes=list(est.notes), breakdown=dict(est.breakdown)), fits
+
+
+def _at_micro_batch(cfg: TrainConfig, mb: int) -> TrainConfig:
+    """``cfg`` at micro-batch ``mb``, with the accumulation that keeps the global batch (as :func:`train_config`)."""
+    return cfg.model_copy(update={"batch_size": mb, "gradient_accumulation": accumulation_steps(mb, cfg.world_size)})
 
 
 def _search_fit(
@@ -154,8 +166,13 @@ def _search_fit(
     small = None
     share = max(1, GLOBAL_BATCH // sc.world_size)
     for gc in (False, True) if method.supports_checkpointing else (False,):
+        first = None
         for mb in (m for m in MICRO_BATCHES if m <= share and micro_batch in (None, m)):
-            cfg = train_config(sc, method, lora, mb, gc, strategy=strategy, packed=packed)
+            # the search's own micro-batches, valid by construction: one configuration validated, the rest its copies
+            if first is None:
+                cfg = first = train_config(sc, method, lora, mb, gc, strategy=strategy, packed=packed)
+            else:
+                cfg = _at_micro_batch(first, mb)
             est = estimate_memory(arch, cfg, cal)
             if est.required_gib <= (gpu.memory_gib if capacity is None else capacity):
                 if gc or mb >= MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING or micro_batch:
@@ -306,7 +323,7 @@ def _sized(
         )
         hours = epochs * seconds / world / 3600
         tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0] * epochs / (hours * 3600 * world) if hours else tps
-    mfu = train_flops_per_token(arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
+    mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(
         method=method.name,
         fits=fits,
@@ -374,6 +391,29 @@ def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Cal
         return {m.name: math.inf for m in methods.all_methods()}
     on = sc.model_copy(update={field: True})
     return {m.name: estimate_memory(arch, train_config(on, m, lora), cal).required_gib for m in methods.all_methods()}
+
+
+def least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
+    """GiB the method needs at least of what :func:`_candidate` tries, under the scenario's strategy or, with ``auto``
+    on several GPUs, each strategy ``auto`` weighs that can run it (infinite: none can): nothing fits where this
+    does not. Not micro-batch 1 alone: a trainer that accumulates holds every gradient across a step's
+    micro-batches (FSDP2 unsharded), so the least micro-batch that needs no accumulation can need less (Gemma-2-9B
+    fully fine-tuned over 8 L4s: 18.2 GiB at micro-batch 2, 32.5 at 1). Within one accumulation and checkpointing,
+    a larger micro-batch holds more, so the least micro-batch and the least without accumulation, checkpointed or
+    not, packed too where the search may pack, bound the rest."""
+    key = (method.name, shape, _sizing_key(sc), sc.data is not None)
+    return _FIT_CACHE.get((arch, cal), ("least", key), _least_gib, arch, sc, method, shape, cal)
+
+
+def _least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
+    names = AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else (None,)
+    tried = [m for m in MICRO_BATCHES if m <= max(1, GLOBAL_BATCH // sc.world_size)]
+    whole = [m for m in tried if accumulation_steps(m, sc.world_size) == 1]
+    mbs = {min(tried), min(whole, default=min(tried))}
+    gcs = (False, True) if method.supports_checkpointing else (False,)
+    packs = (False, True) if sc.data is not None and sc.packing is None else (False,)
+    cfgs = (train_config(sc, method, shape, mb, gc, strategy=s, packed=p) for s in names for mb in mbs for gc in gcs for p in packs)
+    return min((estimate_memory(arch, c, cal).required_gib for c in cfgs if c.run_problem() is None), default=math.inf)
 
 
 def usable(gpu: GPU, margin: float) -> float:
