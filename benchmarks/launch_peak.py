@@ -18,7 +18,8 @@ With ``FTD_FAKE_WORLD=N`` (under ``accelerate launch --num_processes 1`` and the
 process is rank 0 of N under torch's fake process group: every collective returns at once, every allocation a
 real rank makes still happens, so its peak is the per-GPU peak of the N-GPU launch (the probe's harness found
 the same peak to 0.01 GiB as real NCCL runs, ``ftdecide.probe.sharded``). FSDP2 and ZeRO only: DDP's reducer
-gets no tensor back from the fake all-reduce. Loss and step time are not a real job's."""
+gets no tensor back from the fake all-reduce. Loss and step time are not a real job's. What the trainer gathers
+for its logs (``gather_for_metrics``) is gathered detached: the fake all-gather fails on a tensor with grad."""
 
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ def _patch() -> None:
     class StepTimer(transformers.TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
             torch.cuda.synchronize()
+            # held once the model is prepared (FSDP wrapped), before the first step's activations
+            info.setdefault("alloc_first_step_gib", torch.cuda.memory_allocated() / GIB)
             if profiled and state.global_step == 2:
                 self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
                 self.prof.__enter__()
@@ -169,6 +172,15 @@ def _patch() -> None:
 
     def measured_train(self, *args, **kwargs):
         info["peak_load_alloc_gib"] = torch.cuda.max_memory_allocated() / GIB
+        # where the loaded model lives when training starts (the trainer wraps FSDP inside train()), and whether
+        # transformers loaded it as FSDP's rank-0 loading does (cpu_ram_efficient_loading)
+        info["params_on_gpu_gib"] = sum(p.numel() * p.element_size() for p in self.model.parameters() if p.is_cuda) / GIB
+        for where in ("transformers.integrations.fsdp", "transformers.modeling_utils"):
+            try:
+                info["fsdp_efficient_loading"] = bool(__import__(where, fromlist=["is_fsdp_enabled"]).is_fsdp_enabled())
+                break
+            except (ImportError, AttributeError):
+                pass
         self.add_callback(StepTimer())
         torch.cuda.reset_peak_memory_stats()
         info["alloc_before_train_gib"] = torch.cuda.memory_allocated() / GIB
@@ -216,6 +228,22 @@ def _fake_world() -> None:
 
     dist.init_process_group = fake_init
     info["fake_world"] = n
+    # The fake group's all-gather writes into views of its output made without grad, and a gathered tensor that
+    # carries grad (TRL gathers a mixture-of-experts model's auxiliary loss for its logs) then fails in the first
+    # step, where NCCL does not. What is gathered for metrics is only logged: it is gathered detached here, which
+    # leaves the step's memory as it is (the loss itself is not gathered).
+    import accelerate
+
+    gather = accelerate.Accelerator.gather_for_metrics
+
+    def detached(self, input_data, *args, **kwargs):
+        import torch
+
+        if isinstance(input_data, torch.Tensor):
+            input_data = input_data.detach()
+        return gather(self, input_data, *args, **kwargs)
+
+    accelerate.Accelerator.gather_for_metrics = detached
 
 
 if __name__ == "__main__":

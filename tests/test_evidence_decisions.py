@@ -437,11 +437,11 @@ def test_a_switch_unblocks_the_method_the_rules_choose(fields, method, switched)
 def test_parameter_offload_is_offered_with_its_host_memory_never_switched_on():
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000))
     assert not res.plan.feasible
-    # ZeRO-Infinity for LoRA, and FSDP+QLoRA (FSDP1 shards the 4-bit base that ZeRO-3 holds whole)
-    zero3, fsdp1 = [a for a in res.alternatives if a.kind == "offload_params"]
+    # ZeRO-Infinity for LoRA; not FSDP+QLoRA: its offload lowers the step, but rank 0 starts training with the whole
+    # 4-bit model on its GPU (transformers 5.17, measured), more than a 24 GB card
+    (zero3,) = [a for a in res.alternatives if a.kind == "offload_params"]
     assert zero3.details == {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
-    assert fsdp1.details == {"strategy": "fsdp1", "offload_params": True} and fsdp1.message.startswith("QLoRA fits with FSDP1")
-    for alt in (zero3, fsdp1):
+    for alt in (zero3,):
         applied = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000, **alt.details))
         cand = applied.plan.candidate
         assert cand.fits and cand.config.offload_params

@@ -272,14 +272,14 @@ def test_the_runs_made_after_the_constants_were_set():
 
 
 def test_sharded_launches_within_the_sharded_bounds():
-    """The emitted TRL file and accelerate config of FSDP2 plans, launched as rank 0 of 2-8 GPUs under the fake
-    process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.0%). The
-    issue's median of 3% is missed: 28 launches, 3.6%; the worst overs are small models checkpointed (TinyLlama over
-    2 GPUs +16.7%, whose single-GPU TRL runs are over too) and Qwen3-8B LoRA over 8 GPUs (+18.5%). Full fine-tuning
-    and adapters both."""
+    """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
+    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.0%).
+    The issue's median of 3% is missed: 37 launches, 3.5%; the worst overs are small models checkpointed (TinyLlama
+    over 2 GPUs +16.7%, whose single-GPU TRL runs are over too) and Qwen3-8B LoRA over 8 GPUs (+18.5%). Full
+    fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) >= 28 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
+    assert len(runs) >= 37 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
     assert statistics.median(abs(e) for e in errs) <= 0.037 and min(errs) >= -0.05 and max(errs) <= 0.19
 
 
@@ -287,13 +287,30 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     """The 13 launches of data/grids/sharded_trl_d.jsonl had their plans written in the grid before they ran
     (planned_gib); today's plan is that plan, and against the measured peaks it is a median 4.3% over, -2.1% /
     +18.5%: no fit has seen them."""
-    held = [r for r in fit_trainers.sharded() if "planned_gib" in r]
+    held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
         assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
     errs = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
+
+
+def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_ran():
+    """FSDP1 over a 4-bit base (data/grids/fsdp1_a.jsonl), launched as rank 0 of 2-8 GPUs: the 7 launches without
+    offload are today's plan as written before they ran (-2.1% / +10.7%). The 2 offloaded ones ran 7% and 31% over
+    their plans: rank 0 starts training with the whole 4-bit model on its GPU (held at the start within 0.03 GiB of
+    the single-GPU plan's weights, in all 9). With that start (added after they ran) they are within -1%."""
+    runs = [r for r in fit_trainers.sharded() if r["id"].startswith("fsdp1_a:")]
+    assert len(runs) == 9 and {r["strategy"] for r in runs} == {"fsdp1"}
+    for r in runs:
+        whole = estimate_memory(resolve_model(r["model"]), TrainConfig(method="qlora", trainer="trl")).breakdown["weights"]
+        assert r["alloc_before_train_gib"] == pytest.approx(whole, abs=0.03), r["id"]
+        if r.get("offload_params"):
+            assert r["planned_gib"] / r["peak_train_alloc_gib"] - 1 < -0.05 and -0.015 < fit_trainers.error(r) < 0
+        else:
+            assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
+            assert -0.025 < fit_trainers.error(r) < 0.11
 
 
 # A term only TRL's checkpointed LoRA runs showed: lora_gc_down_in bytes per value of down_proj's adapted input,

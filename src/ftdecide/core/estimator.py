@@ -197,6 +197,7 @@ class MemoryModel:
     accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
     host: float = 0.0  # bytes of host memory the offload of parameters or optimizer states keeps, per GPU
     eager_bwd: float = 0.0  # bytes per token per key position one layer's eager attention builds in backward
+    start: float = 0.0  # bytes held when training starts, before the strategy shards the loaded model (the floor of the peak)
     recompute_extra: float = 0.0  # bytes per token a checkpointed layer's backward holds beyond recompute x the layer
     eager_bwd_gc: float = 0.0  # ... and bytes per token per key position its eager attention holds beyond eager_bwd
     # sdpa run masked (padded micro-batches of mixed length, or packed ones): bytes per query x key pair its mask holds
@@ -292,7 +293,13 @@ class MemoryModel:
                     "overhead": recompute + self.opt_transient + self.end_gathered,
                 },
             )
-        return self.weights + self.opt_gpu + max(fwd, bwd, opt), phase, held
+        total = self.weights + self.opt_gpu + max(fwd, bwd, opt)
+        if self.start > total:
+            phase, held = (
+                "start",
+                {"activations": 0.0, "logits": 0.0, "gradients": 0.0, "overhead": self.start - self.weights - self.opt_gpu},
+            )
+        return max(total, self.start), phase, held
 
     def required_gib(self, seq_len: int, batch_size: int, gc: bool) -> float:
         """GiB the card must have for this shape: the peak plus CUDA context and allocator fragmentation."""
@@ -341,32 +348,12 @@ def _optimizer_on_gpu(
     return opt_gpu, managed, paged_tensors
 
 
-def _sharding_notes(arch: Arch, cfg: TrainConfig, strategy) -> list[str]:
-    """What a plan on several GPUs rests on: the strategy's basis, and what was not measured as launched."""
-    notes: list[str] = []
-    if cfg.world_size > 1 or not strategy.single_gpu:
-        notes.append(f"{strategy.label}: {strategy.basis}")
-        if not cfg.trainer_spec.sharded_measured and cfg.trainer_spec.name not in strategy.launch_measured:
-            notes.append(
-                f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
-                "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
-            )
-        if arch.is_moe:
-            notes.append(
-                f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {strategy.label} were not "
-                "measured; the dense families' sharding terms are applied to them"
-            )
-    return notes
-
-
 def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> MemoryModel:
     method = cfg.method_spec
     from .. import levers
 
-    for lever in levers.switched_on(cfg):
-        problem = lever.problem(arch)
-        if problem:
-            raise InputError(problem)
+    for problem in filter(None, (lever.problem(arch) for lever in levers.switched_on(cfg))):
+        raise InputError(problem)
     mods = method.adapted_modules(arch, cfg)
     adapter = method.adapter_params(arch, cfg, mods)
     trainable = method.trainable_params(arch, cfg, mods)
@@ -388,7 +375,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     launch = strategy.launch_problem(arch, cfg)
     if launch:
         notes.append(launch)
-    notes += _sharding_notes(arch, cfg, strategy)
+    notes += strategy.plan_notes(arch, cfg)
     if arch.note:
         notes.append(arch.note)
     why_not = method.unsupported(arch, cfg)
@@ -447,6 +434,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         gathered=gathered,
         bwd_gathered=bwd_gathered,
         fwd_gathered=share.forward_buffers,
+        start=share.start,
         end_gathered=end_gathered,
         loss_bwd_fixed=loss["loss_bwd_fixed"],
         tile_tokens=loss["tile_tokens"],

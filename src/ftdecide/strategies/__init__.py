@@ -47,6 +47,8 @@ class Shares:
     end_buffers: float = 0.0
     # held in forward only, where the loss peaks (the unit accelerate gathers for the head under FSDP2)
     forward_buffers: float = 0.0
+    # held when training starts, before the strategy shards what was loaded (FSDP1: rank 0 holds the whole 4-bit model)
+    start: float = 0.0
     notes: tuple[str, ...] = ()
 
 
@@ -108,6 +110,23 @@ class Strategy:
         off = self.per_gpu(arch, kept_on_gpu, weights, grads, optimizer, cal)
         kept = on.weights + on.grads + (0.0 if cfg.offload_optimizer else on.optimizer)
         return max(0.0, off.weights + off.grads + off.optimizer - kept)
+
+    def plan_notes(self, arch: "Arch", cfg: "TrainConfig") -> list[str]:
+        """What a plan on several GPUs rests on: the strategy's basis, and what was not measured as launched."""
+        notes: list[str] = []
+        if cfg.world_size > 1 or not self.single_gpu:
+            notes.append(f"{self.label}: {self.basis}")
+            if not cfg.trainer_spec.sharded_measured and cfg.trainer_spec.name not in self.launch_measured:
+                notes.append(
+                    f"{cfg.trainer_spec.label} on several GPUs: the strategy's terms were measured with the probe's loop; "
+                    "the trainer's loss, preparation and accumulation are applied to them, not measured as launched"
+                )
+            if arch.is_moe:
+                notes.append(
+                    f"{arch.name} on several GPUs: its fused experts (and peft's wrapper of them) under {self.label} were not "
+                    "measured; the dense families' sharding terms are applied to them"
+                )
+        return notes
 
     def accumulated_grad_bytes(self, arch: "Arch", cfg: "TrainConfig", trainable: int, grads: float) -> float:
         """Bytes of gradients one GPU holds from a step's earlier micro-batches while the later ones run (the

@@ -17,9 +17,16 @@ Memory per GPU: the packed weights, the adapters, their gradients and optimizer 
 whole, and what FSDP1 holds unsharded at once: the root unit (embeddings, final norm and head, which FSDP1
 does not reshard after the root's forward: it is needed again at once for backward) through the step, beside
 ``fsdp_frozen_layers`` decoder layers gathered (FSDP2's constant for an adapter's launch: FSDP1's
-``BACKWARD_PRE`` prefetch holds the layer computing and the next one). Modelled from the engine's layout with
-FSDP2's measured constant, not yet measured on FSDP1 launches: the plans say so (``measured=False``), and
-``auto`` prefers a measured strategy within ``MEASURED_STRATEGY_PREFERENCE`` of its cost.
+``BACKWARD_PRE`` prefetch holds the layer computing and the next one). And a floor: training starts with rank 0
+holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP loading leaves quantized weights on the GPU;
+transformers 4.x moved them to CPU, which peft's published 70B figures rest on), and the Trainer wraps it inside
+``train()``, one decoder layer flattened beside it at a time. So the offload of the parameters lowers the step,
+not the start: a 4-bit model larger than the card does not fit, offloaded or not.
+
+Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake process group (H100,
+``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``), 9 launches: 7 planned before
+they ran, -2.1% / +10.7% (median +3.9%); the 2 offloaded ones were planned without the start and ran 7% and 31%
+over it; with it (added after those runs), -0.9% and -1.0%.
 
 transformers 5.17 warns that FSDP1 is deprecated and will be removed in 5.20 (``training_args.py``): the emitted
 files pin the versions they were sized for, and the plan says so.
@@ -63,7 +70,16 @@ class FSDP1(FSDP2):
             shard_w = shard_g = shard_o = 0.0
             notes.append("parameters, gradients and optimizer states offloaded to CPU memory (fsdp_offload_params; modelled)")
         gathered = cal.fsdp_frozen_layers * layer_unit_bytes(arch, cfg) + root_bytes(arch)
-        return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, notes=tuple(notes))
+        # Training starts with rank 0 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP
+        # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
+        # layer is flattened beside it at a time. Measured under the fake group, 9 launches: held at the start
+        # within 0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them
+        start = weights + layer_unit_bytes(arch, cfg)
+        notes.append(
+            f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
+            "loads it for FSDP); FSDP1 shards it inside train()"
+        )
+        return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes))
 
     def problem(self, cfg):
         if not cfg.method_spec.quantized_base:
@@ -125,11 +141,14 @@ STRATEGY = register(
         name="fsdp1",
         label="FSDP1",
         summary="FSDP+QLoRA: 4-bit weights stored as bf16 and sharded; layers gathered as they run",
-        measured=False,
+        measured=True,
         basis=(
-            "modelled from FSDP1's layout (the root unit held through the step, FSDP2's measured count of layers in flight); "
-            f"not yet measured on an FSDP1 launch. Published: {PUBLISHED}. transformers 5.17 deprecates FSDP1 (removed in 5.20)"
+            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 9 launches: -2.1% / +10.7%, 7 of "
+            "them planned before they ran; rank 0 starts with the whole 4-bit model on its GPU (transformers 5.17), which "
+            f"the 2 offloaded launches were sized with only after they ran (-0.9%, -1.0%). Published, under transformers 4.x: "
+            f"{PUBLISHED}. transformers 5.17 deprecates FSDP1 (removed in 5.20)"
         ),
+        launch_measured=("trl",),
         overlap=0.8,
         layer_s=0.0025,
         shards_parameters=True,
