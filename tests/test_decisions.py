@@ -211,7 +211,7 @@ def test_scale_out_fits_what_it_says_and_no_fewer_gpus_do():
     assert alt.details["required_gib"] <= usable
     whole = estimate_memory(res.arch, TrainConfig(method="qlora", trainer="trl")).breakdown["weights"]
     fsdp1 = estimate_memory(res.arch, TrainConfig(method="qlora", trainer="trl", strategy="fsdp1", gpus=8, nodes=8, offload_params=True))
-    assert usable < whole < fsdp1.peak_allocated_gib and fsdp1.peak_phase == "start"
+    assert usable < whole < fsdp1.peak_allocated_gib and fsdp1.peak_phase == "startup"
     for method, gpus, nodes in (("lora", 8, 1), ("qlora", 2, 1)):
         for strategy in sizing.AUTO_ORDER:
             scenario = Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=gpus, nodes=nodes)

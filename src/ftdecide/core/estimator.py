@@ -296,7 +296,7 @@ class MemoryModel:
         total = self.weights + self.opt_gpu + max(fwd, bwd, opt)
         if self.start > total:
             phase, held = (
-                "start",
+                "startup",
                 {"activations": 0.0, "logits": 0.0, "gradients": 0.0, "overhead": self.start - self.weights - self.opt_gpu},
             )
         return max(total, self.start), phase, held

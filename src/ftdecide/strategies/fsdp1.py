@@ -68,7 +68,7 @@ class FSDP1(FSDP2):
         ]
         if cfg.offload_params:
             shard_w = shard_g = shard_o = 0.0
-            notes.append("parameters, gradients and optimizer states offloaded to CPU memory (fsdp_offload_params; modelled)")
+            notes.append("parameters, gradients and optimizer states offloaded to CPU memory (fsdp_offload_params)")
         gathered = cal.fsdp_frozen_layers * layer_unit_bytes(arch, cfg) + root_bytes(arch)
         # Training starts with rank 0 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP
         # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
