@@ -344,3 +344,27 @@ def test_least_gib_is_not_micro_batch_one_where_accumulation_holds_gradients():
     one, two = (estimate_memory(a, train_config(sc, full, DEFAULT_LORA, mb, True)).required_gib for mb in (1, 2))
     assert two < one
     assert least_gib(a, sc, full, DEFAULT_LORA, DEFAULT) == two
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(sorted(methods.names())),
+    gpus=st.sampled_from([1, 2, 4, 8]),
+    nodes=st.sampled_from([1, 2]),
+    strategy=st.sampled_from(["auto", "fsdp", "zero3", "ddp", "fsdp1"]),
+    gc=st.booleans(),
+    first=st.sampled_from([16, 8, 4, 2, 1]),
+    mb=st.sampled_from([16, 8, 4, 2, 1]),
+)
+def test_the_search_copy_at_another_micro_batch_is_the_configuration_built_for_it(method, gpus, nodes, strategy, gc, first, mb):
+    """The search validates one configuration and copies it for its other micro-batches: each copy is, field for field,
+    the configuration built for that micro-batch (its accumulation keeps the global batch)."""
+    from ftdecide.core.policy import DEFAULT_LORA
+    from ftdecide.decide.recommend import validate_scenario
+    from ftdecide.decide.sizing import _at_micro_batch, train_config
+
+    sc = validate_scenario(dict(model="llama-3.1-8b", gpus=gpus, nodes=nodes, strategy=strategy))
+    m = methods.get(method)
+    built = train_config(sc, m, DEFAULT_LORA, mb, gc)
+    copied = _at_micro_batch(train_config(sc, m, DEFAULT_LORA, first, gc), mb)
+    assert copied.model_dump() == built.model_dump() and copied == built
