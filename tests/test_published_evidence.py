@@ -23,9 +23,9 @@ EVIDENCE = [
     # QLoRA: where 16-bit LoRA fits, QLoRA matches it but runs slower (de-quantization): LoRA
     pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="chat", dataset_size=10_000), "lora", 16, id="lora-where-bf16-fits"),
     # Answer.AI FSDP+QLoRA (2024): Llama-2-70B on two 24 GB gaming cards (FSDP1, gradient checkpointing, CPU
-    # offload, 512 tokens). Not met as the row asks (2,048 tokens, no offload): FSDP1 (modelled) needs 26.2 GiB a
-    # GPU there; the parameters' offload that the source switched on is offered (QLoRA with FSDP1 in 22.3 GiB,
-    # 17.2 GiB of host memory a GPU), never switched on by itself
+    # offload, 512 tokens, and transformers 4.x). Not met: under transformers 5.17 rank 0 starts training with the
+    # whole 4-bit model on its GPU (measured on 9 FSDP1 launches), about 37 GiB for a 70B, so no strategy fits it on
+    # 24 GB cards, offloaded or not
     pytest.param(
         dict(model="llama-2-70b", gpu="rtx-4090", gpus=2, task="instruction", dataset_size=10_000),
         "qlora",
@@ -33,7 +33,7 @@ EVIDENCE = [
         id="fsdp-qlora-70b-2x24gb",
         marks=pytest.mark.xfail(
             strict=True,
-            reason="at 2,048 tokens without the parameters' offload, FSDP1 needs 26.2 GiB a GPU (modelled); the offload is offered",
+            reason="rank 0 starts training with the whole 4-bit 70B on its GPU under transformers 5.17 (measured): no 24 GB card holds it",
         ),
     ),
     # Biderman et al. 2024 (LoRA Learns Less and Forgets Less): continued pretraining of Llama-2-7B on code (20B
