@@ -147,6 +147,13 @@ def _at_micro_batch(cfg: TrainConfig, mb: int) -> TrainConfig:
     return cfg.model_copy(update={"batch_size": mb, "gradient_accumulation": accumulation_steps(mb, cfg.world_size)})
 
 
+def _tried(sc: Scenario, method: methods.Method) -> tuple[tuple[bool, ...], list[int]]:
+    """(checkpointing off and on, micro-batches from the largest) that :func:`_search_fit` tries: micro-batches up to
+    the global batch's share of one GPU, checkpointing where the method can have it."""
+    share = max(1, GLOBAL_BATCH // sc.world_size)
+    return (False, True) if method.supports_checkpointing else (False,), [m for m in MICRO_BATCHES if m <= share]
+
+
 def _search_fit(
     arch: Arch,
     gpu: GPU,
@@ -164,10 +171,10 @@ def _search_fit(
     beyond the global batch's share of one GPU (16 over 8 GPUs: 2) are not tried, so that more GPUs do
     not grow the global batch. With ``micro_batch``, that one only."""
     small = None
-    share = max(1, GLOBAL_BATCH // sc.world_size)
-    for gc in (False, True) if method.supports_checkpointing else (False,):
+    checkpointing, micro_batches = _tried(sc, method)
+    for gc in checkpointing:
         first = None
-        for mb in (m for m in MICRO_BATCHES if m <= share and micro_batch in (None, m)):
+        for mb in (m for m in micro_batches if micro_batch in (None, m)):
             # the search's own micro-batches, valid by construction: one configuration validated, the rest its copies
             if first is None:
                 cfg = first = train_config(sc, method, lora, mb, gc, strategy=strategy, packed=packed)
@@ -407,10 +414,9 @@ def least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibrati
 
 def _least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:
     names = AUTO_ORDER if strategies.is_auto(sc.strategy) and sc.world_size > 1 else (None,)
-    tried = [m for m in MICRO_BATCHES if m <= max(1, GLOBAL_BATCH // sc.world_size)]
+    gcs, tried = _tried(sc, method)
     whole = [m for m in tried if accumulation_steps(m, sc.world_size) == 1]
     mbs = {min(tried), min(whole, default=min(tried))}
-    gcs = (False, True) if method.supports_checkpointing else (False,)
     packs = (False, True) if sc.data is not None and sc.packing is None else (False,)
     cfgs = (train_config(sc, method, shape, mb, gc, strategy=s, packed=p) for s in names for mb in mbs for gc in gcs for p in packs)
     return min((estimate_memory(arch, c, cal).required_gib for c in cfgs if c.run_problem() is None), default=math.inf)
