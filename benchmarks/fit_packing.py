@@ -69,7 +69,7 @@ def table(cal=DEFAULT) -> None:
         part = "fit " if r.get("examples") else "held"
         measured = sum(r["step_s"][1:])
         print(
-            f"{part} {r['id']:13s} {r['model']:13s} {r['method']:5s} {r['lengths']:8s} {kind:6s} "
+            f"{part} {r['id']:13s} {r['model']:13s} {r['method']:5s} {r.get('lengths', 'full'):8s} {kind:6s} "
             f"b{r['batch']} s{r['seq']} gc={int(r['gc'])} "
             f"steps {len(r['step_s']):3d}: {measured:6.1f} s measured, {modelled_seconds(r, cal):6.1f} modelled "
             f"({time_error(r, cal):+6.1%}); peak {r['peak_train_alloc_gib']:6.2f} GiB ({peak_error(r):+.1%})"

@@ -1,7 +1,7 @@
 """The families of 2025: each read as transformers 5.17 builds it, counted exactly, adapted as peft 0.21 adapts
 it, and emitted so that the emitted file runs.
 
-The expected counts are data: ``data/counts/families_2026-12-06.jsonl`` holds, per config of
+The expected counts are data: ``data/counts/families_*.jsonl`` hold, per config of
 ``data/families/configs/``, ``sum(p.numel())`` of ``AutoModelForCausalLM.from_config`` on the meta device
 and the trainable count of a LoRA r=16 adapter over peft's ``all-linear`` (text-only where a vision tower
 loads), written by ``benchmarks/family_counts.py``. Where torch, transformers and peft are installed, the
@@ -27,7 +27,12 @@ from ftdecide.methods.lora import model_default_options, peft_target_parameters
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "data" / "families" / "configs"
-RECORDS = [json.loads(x) for x in (ROOT / "data" / "counts" / "families_2026-12-06.jsonl").read_text().splitlines() if x.strip()]
+RECORDS = [
+    json.loads(x)
+    for path in sorted((ROOT / "data" / "counts").glob("families_*.jsonl"))
+    for x in path.read_text().splitlines()
+    if x.strip()
+]
 BUILT = [r for r in RECORDS if "params" in r]
 
 
@@ -39,6 +44,7 @@ def test_the_records_cover_every_family_the_issue_names():
     families = {r["model_type"] for r in RECORDS}
     assert families >= {"qwen3_moe", "gemma3", "gemma3_text", "gpt_oss", "llama4", "deepseek_v3", "olmo2", "granite", "smollm3"}
     assert families >= {"glm4_moe", "mistral3", "qwen3"}
+    assert families >= {"qwen3_5", "qwen3_5_moe", "qwen3_next"}  # the Gated DeltaNet hybrids (2026-12-07)
 
 
 @pytest.mark.parametrize("rec", BUILT, ids=lambda r: r["name"])
@@ -559,3 +565,71 @@ def test_a_bad_sliding_layout_is_one_input_error(key, value, said):
     cfg[key] = value
     with pytest.raises(InputError, match=said):
         arch_from_hf_config(cfg, "config.json")
+
+
+# --- Gated DeltaNet hybrids (Qwen3.5, Qwen3.5-MoE, Qwen3-Next), 2026-12-07 ---------------------------------------
+
+
+def test_a_linear_attention_mixer_saves_what_the_pytorch_path_saves():
+    """Qwen3.5-9B's widths (hidden 4,096; 16 key heads and 32 value heads of 128): 10 x 4,096 + 8 x 2,048 + 32 x
+    4,096 + 34 x 4,096 + 1,318 x 32 + 4 x 32 x 128 x 128 / 64 bytes a token (benchmarks/linear_attention_trace.py)."""
+    from ftdecide.core import hybrid
+
+    arch = arch_from_hf_config(_config("qwen3_5-defaults"), "q")
+    assert (arch.linear_layers, arch.attention_layers, arch.attn_gate) == (24, 8, True)
+    assert hybrid.mixer_bytes(arch) == 40960 + 16384 + 131072 + 139264 + 42176 + 32768
+    assert hybrid.gate_bytes(arch) == 2 * 4096 + 8 * 4096 + 2 * 1024
+    plain = arch.model_copy(update={"linear_layers": 0, "attn_gate": False})
+    from ftdecide.core.calibration import DEFAULT
+
+    assert hybrid.layer_terms(plain, DEFAULT.act("lora"), DEFAULT, 0.0) == (0.0, 0.0)
+
+
+def test_without_checkpointing_a_hybrid_holds_more_than_its_layers_as_attention_would():
+    from ftdecide.core.estimator import TrainConfig, estimate_memory
+
+    arch = arch_from_hf_config(_config("qwen3_5-defaults"), "q")
+    # without checkpointing every linear-attention layer holds its chunks' fp32 tensors: more than an attention layer
+    cfg = TrainConfig(method="lora", seq_len=1024, batch_size=1, gradient_checkpointing=False, trainer="trl")
+    as_attention = arch.model_copy(update={"linear_layers": 0, "attn_gate": False})
+    assert estimate_memory(arch, cfg).peak_allocated_gib > estimate_memory(as_attention, cfg).peak_allocated_gib + 2
+
+
+def test_prefix_tuning_is_refused_on_a_hybrid():
+    from ftdecide import methods
+
+    arch = arch_from_hf_config(_config("qwen3_5-small"), "q")
+    assert "prefix" in methods.get("prefix").unsupported(arch)
+    assert methods.get("prefix").unsupported(arch_from_hf_config(_config("qwen3-0.6b"), "q")) is None
+
+
+HYBRID = ROOT / "data" / "trainers" / "h100_hybrid_2026-12-07.jsonl"
+
+
+@pytest.mark.parametrize("rec", [json.loads(x) for x in HYBRID.read_text().splitlines() if x.strip()], ids=lambda r: r["id"])
+def test_hybrid_runs_planned_before_they_ran(rec):
+    """The emitted TRL script on random Qwen3.5 / Qwen3-Next copies (H100, 2026-12-07), each plan written in
+    data/grids/hybrid_a.jsonl before it ran and unchanged since: the 9B, MoE and Next shapes within -2.5% / +3.5%;
+    the 0.5B shape with tied embeddings under (-6% to -27%), which the plan's note says."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fit_trainers import error
+
+    assert error(rec) == pytest.approx(rec["planned_gib"] / rec["peak_train_alloc_gib"] - 1, abs=0.001)
+    if "small" in rec["model"]:
+        assert -0.27 <= error(rec) <= -0.05
+    else:
+        assert -0.025 <= error(rec) <= 0.035
+
+
+def test_recommend_on_a_hybrid_config_says_how_its_linear_attention_was_sized():
+    path = str(CONFIGS / "qwen3_5-defaults.json")
+    r = invoke(["recommend", "--model", path, "--gpu", "rtx-4090", "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    rec = json.loads(out)
+    (lora,) = [c for c in rec["candidates"] if c["method"] == "lora"]
+    assert "Gated DeltaNet" in json.dumps(lora) and "under by 6-27%" in out
+    (prefix,) = [c for c in rec["candidates"] if c["method"] == "prefix"]
+    assert "prefix tuning fails" in json.dumps(prefix)

@@ -102,6 +102,16 @@ class Arch(BaseModel):
     qk_nope_head_dim: int = Field(0, ge=0, le=1 << 14)
     qk_rope_head_dim: int = Field(0, ge=0, le=1 << 14)
     v_head_dim: int = Field(0, ge=0, le=1 << 14)
+    # Gated DeltaNet linear attention (Qwen3.5, Qwen3-Next: transformers 5.17 ``Qwen3_5GatedDeltaNet``): the token
+    # mixer of ``linear_layers`` layers; the others run self-attention, its output gated where ``attn_gate``
+    linear_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="layers whose token mixer is Gated DeltaNet linear attention")
+    linear_k_heads: int = Field(0, ge=0, le=1 << 14, description="linear attention's query and key heads")
+    linear_v_heads: int = Field(0, ge=0, le=1 << 14, description="linear attention's value heads")
+    linear_k_dim: int = Field(0, ge=0, le=1 << 14)
+    linear_v_dim: int = Field(0, ge=0, le=1 << 14)
+    linear_conv: int = Field(0, ge=0, le=1 << 10, description="the causal convolution's kernel over q, k and v")
+    linear_fused: bool = Field(False, description="q, k, v and z in one projection, b and a in another (Qwen3-Next)")
+    attn_gate: bool = Field(False, description="q_proj also yields a sigmoid gate on attention's output: twice as wide")
     vision_params: int = Field(0, ge=0, description="a vision tower and projector the causal-LM class loads too; frozen in training")
     vision_linear: int = Field(0, ge=0, description="of vision_params, the nn.Linear weights (bitsandbytes quantizes them too)")
     wrapper: str = Field("", description="the model_type of a config that wraps this text model (gemma3, llama4)")
@@ -124,6 +134,14 @@ class Arch(BaseModel):
             raise ValueError("num_experts_per_tok must be between 1 and num_experts")
         if self.dense_layers > self.num_layers:
             raise ValueError(f"{self.dense_layers} dense layers is more than num_hidden_layers {self.num_layers}")
+        if self.linear_layers > self.num_layers:
+            raise ValueError(f"{self.linear_layers} linear-attention layers is more than num_hidden_layers {self.num_layers}")
+        if self.linear_layers and not (self.linear_k_heads and self.linear_v_heads and self.linear_k_dim and self.linear_v_dim):
+            raise ValueError("linear attention needs its key and value heads and head widths")
+        if self.linear_layers and self.linear_v_heads % self.linear_k_heads:
+            raise ValueError(
+                f"linear_num_value_heads {self.linear_v_heads} is not a multiple of linear_num_key_heads {self.linear_k_heads}"
+            )
         if self.sliding_layers > self.num_layers:
             raise ValueError(f"{self.sliding_layers} sliding-window layers is more than num_hidden_layers {self.num_layers}")
         return self
@@ -144,6 +162,11 @@ class Arch(BaseModel):
         if self.mla:  # keys and values after kv_b_proj's up-projection, as attention sees them
             return self.num_heads * (self.qk_nope_head_dim + self.v_head_dim) // 2
         return self.num_kv_heads * self.head_dim
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers that run self-attention (the rest run linear attention): what holds keys and values and a mask."""
+        return self.num_layers - self.linear_layers
 
     @property
     def moe_layers(self) -> int:
@@ -183,7 +206,10 @@ class Arch(BaseModel):
             shapes["qkv_proj"] = (h, q + 2 * kv, 1)
             shapes["o_proj"] = (q, h, 1)
         else:
-            shapes.update(q_proj=(h, q, 1), k_proj=(h, kv, 1), v_proj=(h, kv, 1), o_proj=(q, h, 1))
+            att = self.attention_layers / self.num_layers if self.linear_layers else 1
+            shapes.update(q_proj=(h, q * (2 if self.attn_gate else 1), att), k_proj=(h, kv, att), v_proj=(h, kv, att), o_proj=(q, h, att))
+        if self.linear_layers:
+            shapes.update(self._linear_attention_shapes())
         if self.is_moe:
             # counts per layer: a module of the MoE layers only, or of the dense ones only, appears in a
             # share of them (DeepSeek-V3: 3 dense layers of 61)
@@ -209,6 +235,25 @@ class Arch(BaseModel):
         else:
             shapes.update(gate_proj=(h, i, 1), up_proj=(h, i, 1), down_proj=(i, h, 1))
         return shapes
+
+    def _linear_attention_shapes(self) -> dict[str, tuple[int, int, float]]:
+        h, n = self.hidden_size, self.linear_layers / self.num_layers
+        kd, vd, hv = self.linear_k_heads * self.linear_k_dim, self.linear_v_heads * self.linear_v_dim, self.linear_v_heads
+        if self.linear_fused:
+            return {"in_proj_qkvz": (h, 2 * kd + 2 * vd, n), "in_proj_ba": (h, 2 * hv, n), "out_proj": (vd, h, n)}
+        return {
+            "in_proj_qkv": (h, 2 * kd + vd, n),
+            "in_proj_z": (h, vd, n),
+            "in_proj_b": (h, hv, n),
+            "in_proj_a": (h, hv, n),
+            "out_proj": (vd, h, n),
+        }
+
+    def linear_attention_params(self) -> int:
+        """Parameters of one linear-attention layer that are not nn.Linear weights: the depthwise convolution over
+        q, k and v (no bias), ``dt_bias`` and ``A_log`` per value head, and the gated norm's weight."""
+        conv = (2 * self.linear_k_heads * self.linear_k_dim + self.linear_v_heads * self.linear_v_dim) * self.linear_conv
+        return conv + 2 * self.linear_v_heads + self.linear_v_dim
 
     def adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
         """:meth:`linear_shapes` plus the fused experts, which peft 0.21 adapts through its ParamWrapper, as
@@ -266,17 +311,20 @@ class Arch(BaseModel):
         return out
 
     def layer_other_params(self) -> int:
-        """Biases, norm weights and attention sinks of one layer."""
+        """Biases, norm weights and attention sinks of one self-attention layer."""
+        return self.norms_per_layer * self.hidden_size + self.act_params + self._attention_other_params()
+
+    def _attention_other_params(self) -> int:
         bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
         bias += self.hidden_size if self.o_bias else 0
-        norms = self.norms_per_layer * self.hidden_size
+        norms = 0
         if self.qk_norm == "head":
             norms += 2 * self.head_dim
         elif self.qk_norm == "proj":
             norms += self.q_dim + self.kv_dim
         if self.mla:
             norms += self.q_lora_rank + self.kv_lora_rank
-        return bias + norms + (self.num_heads if self.attn_sinks else 0) + self.act_params
+        return bias + norms + (self.num_heads if self.attn_sinks else 0)
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
@@ -291,6 +339,8 @@ class Arch(BaseModel):
 
     def _total_params(self) -> int:
         layers = self.linear_params() + self.moe_layers * self.layer_expert_params() + self.num_layers * self.layer_other_params()
+        if self.linear_layers:
+            layers += self.linear_layers * (self.linear_attention_params() - self._attention_other_params())
         return layers + self.embedding_params() + self.head_params() + self.hidden_size + self.vision_params
 
     def param_tensors(self) -> int:
@@ -299,6 +349,9 @@ class Arch(BaseModel):
         per_layer += (3 if self.qkv_bias else 0) + self.o_bias + self.attn_sinks + (2 if self.qk_norm else 0) + (2 if self.mla else 0)
         per_layer += self.act_params
         out = self.num_layers * per_layer
+        if self.linear_layers:
+            # a linear-attention layer: its convolution, dt_bias, A_log and gated norm, and no q/k norms
+            out += self.linear_layers * (4 - (2 if self.qk_norm else 0))
         if self.is_moe:
             # fused gate/up/down experts, a bare router, their biases
             out += self.moe_layers * (2 + (self.router == "param") + self.router_bias + 2 * self.expert_bias)

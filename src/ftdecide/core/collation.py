@@ -25,7 +25,7 @@ def mask_pair_bytes(arch: "Arch", cfg: "TrainConfig", cal: "Calibration", gc: bo
     instead (its own terms)."""
     if not masked_sdpa(arch, cfg):
         return 0.0
-    return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.num_layers)
+    return cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * (1 if gc else arch.attention_layers)
 
 
 def repeated_kv_bytes(arch: "Arch", cfg: "TrainConfig") -> float:
@@ -43,7 +43,7 @@ def repeated_kv_bytes(arch: "Arch", cfg: "TrainConfig") -> float:
 def masked_attention_flops(arch: "Arch", cfg: "TrainConfig", seq: int, tokens: int) -> float:
     """Training FLOPs of attention's products under the masked kernel, which computes every query x key pair, the
     masked ones too: of each sequence, or of the whole flattened micro-batch where it is packed."""
-    return 12.0 * arch.num_layers * arch.q_dim * tokens * (tokens if cfg.packing else seq)
+    return 12.0 * arch.attention_layers * arch.q_dim * tokens * (tokens if cfg.packing else seq)
 
 
 def sliding_mask_terms(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> tuple[int, float, float]:

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 
 from .arch import Arch
 from .collation import mask_pair_bytes, repeated_kv_bytes, sliding_mask_terms
+from . import hybrid
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
@@ -139,6 +140,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     if arch.qk_norm:
         layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv_bytes(arch, cfg)
+    layer += hybrid.layer_terms(arch, c, cal, repeated_kv_bytes(arch, cfg))[0]
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
@@ -444,7 +446,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         else 0.0,
         host=host,
         eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
-        recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal),
+        recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal)
+        + c.recompute * hybrid.layer_terms(arch, c, cal, repeated_kv_bytes(arch, cfg))[1],
         eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
     )
 

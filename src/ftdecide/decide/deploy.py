@@ -124,7 +124,14 @@ def _deployment(arch, method, trainable, adapter_bytes, training_usd, n, sc, ser
     together = method.batched_by_engines
     weights = arch.total_params() * 2.0  # bf16, a 4-bit base served merged into bf16
     adapter_served = 0.0 if method.trains_base else trainable * 2.0
-    kv = 2 * arch.num_layers * arch.kv_dim * 2.0 * sc.serve_context * sc.concurrency
+    kv = 2 * arch.attention_layers * arch.kv_dim * 2.0 * sc.serve_context * sc.concurrency
+    if arch.linear_layers:
+        # a linear-attention layer keeps a fixed state a sequence, whatever its length: the recurrent state, sized at
+        # 4 B a value (transformers' PyTorch path keeps it in fp32; an engine keeping it in bf16 holds half), and the
+        # convolution's last inputs (bf16)
+        conv = (2 * arch.linear_k_heads * arch.linear_k_dim + arch.linear_v_heads * arch.linear_v_dim) * (arch.linear_conv - 1)
+        state = arch.linear_v_heads * arch.linear_k_dim * arch.linear_v_dim
+        kv += arch.linear_layers * (4.0 * state + 2.0 * conv) * sc.concurrency
     context = 0.75 * GIB  # CUDA context and cuBLAS workspaces (calibration: torch 2.11 on an H100)
     prefill = prefill_bytes(arch, min(sc.serve_context * sc.concurrency, prefill_tokens(serve_gpu, prices)))
     instances = 1 if together else n

@@ -43,6 +43,13 @@ class Family:
     wraps: Optional[str] = None
 
 
+# what the plan says of the Gated DeltaNet hybrids (core/hybrid.py; data/trainers/h100_hybrid_2026-12-07.jsonl)
+HYBRID_NOTE = (
+    "Gated DeltaNet linear attention sized as transformers' PyTorch path runs it (without flash-linear-attention and "
+    "causal-conv1d); measured on 8 TRL runs planned before they ran: within -2.2%/+3.4% on copies of the 9B, 35B-A3B and "
+    "Next-80B shapes, under by 6-27% on a 0.5B shape with tied embeddings"
+)
+
 _RECORDS = (
     Family("llama", "LlamaDecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
     Family("mistral", "MistralDecoderLayer", defaults={"kv": 8, "head_dim": None, "tie": False}, bias_key=False),
@@ -186,6 +193,76 @@ _RECORDS = (
         defaults={"kv": None, "head_dim": None, "tie": False},
         layout={"qk_norm": "head", "mlp": "plain", "act_params": 2, "o_bias": True, "act_saved_bytes": 3.0},
         note="Apertus' xIELU activation is sized as transformers' Python fallback, which saves more than its CUDA kernel",
+    ),
+    # Gated DeltaNet hybrids (transformers 5.17 ``Qwen3_5TextConfig``, ``Qwen3_5MoeTextConfig``, ``Qwen3NextConfig``):
+    # every ``full_attention_interval``-th layer runs self-attention whose q_proj also yields an output gate, the
+    # others linear attention (``linear``: key heads, value heads, their widths, the convolution's kernel, the
+    # interval). The Qwen3.5 wrappers' causal-LM class builds the text model only: the vision tower is left out
+    Family(
+        "qwen3_5_text",
+        "Qwen3_5DecoderLayer",
+        note=HYBRID_NOTE,
+        defaults={
+            "kv": 4,
+            "head_dim": 256,
+            "tie": False,
+            "linear": (16, 32, 128, 128, 4, 4),
+            "required": {
+                "vocab_size": 248320,
+                "hidden_size": 4096,
+                "intermediate_size": 12288,
+                "num_hidden_layers": 32,
+                "num_attention_heads": 16,
+            },
+        },
+        layout={"qk_norm": "head", "attn_gate": True},
+    ),
+    Family("qwen3_5", wraps="qwen3_5_text"),
+    # its text config has no dense MLP width: the routed experts' stands in (no layer is dense)
+    Family(
+        "qwen3_5_moe_text",
+        "Qwen3_5MoeDecoderLayer",
+        note=HYBRID_NOTE,
+        defaults={
+            "kv": 2,
+            "head_dim": 256,
+            "tie": False,
+            "experts": (("num_experts",), 256, 8),
+            "moe_intermediate_size": 512,
+            "shared_expert_intermediate_size": 512,
+            "linear": (16, 32, 128, 128, 4, 4),
+            "required": {
+                "vocab_size": 248320,
+                "hidden_size": 2048,
+                "intermediate_size": 512,
+                "num_hidden_layers": 40,
+                "num_attention_heads": 16,
+            },
+        },
+        layout={"qk_norm": "head", "attn_gate": True, "router": "param", "shared_expert_gate": True},
+    ),
+    Family("qwen3_5_moe", wraps="qwen3_5_moe_text"),
+    Family(
+        "qwen3_next",
+        "Qwen3NextDecoderLayer",
+        note=HYBRID_NOTE,
+        defaults={
+            "kv": 2,
+            "head_dim": 256,
+            "tie": False,
+            "experts": (("num_experts",), 512, 10),
+            "moe_intermediate_size": 512,
+            "shared_expert_intermediate_size": 512,
+            "linear": (16, 32, 128, 128, 4, 4),
+        },
+        layout={
+            "qk_norm": "head",
+            "attn_gate": True,
+            "linear_fused": True,
+            "shared_expert_gate": True,
+            "experts_adapted": True,
+            "all_linear_mlp": False,
+        },
     ),
 )
 FAMILIES: dict[str, Family] = {f.model_type: f for f in _RECORDS}

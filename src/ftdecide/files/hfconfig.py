@@ -40,6 +40,12 @@ _OPTIONAL_INTS = (
     "qk_nope_head_dim",
     "qk_rope_head_dim",
     "v_head_dim",
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+    "linear_key_head_dim",
+    "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+    "full_attention_interval",
 )
 # SiglipVisionConfig's defaults (transformers 5.17), which Gemma3Config takes for a vision_config it lacks
 _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "patch_size": 16, "image_size": 224, "num_channels": 3}
@@ -101,7 +107,7 @@ def _dense_layers(mt: str, cfg: dict, layers: int) -> int:
         raise ValueError(f"num_hidden_layers {layers:,} is more than {MAX_LAYERS:,}")
     if mt in ("deepseek_v3", "glm4_moe"):
         return min(layers, _int(cfg, "first_k_dense_replace", 3 if mt == "deepseek_v3" else 1))
-    if mt == "qwen3_moe":
+    if mt in ("qwen3_moe", "qwen3_next"):
         step = _int(cfg, "decoder_sparse_step", 1) or 1
         only = cfg.get("mlp_only_layers") or []
         if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
@@ -123,7 +129,7 @@ def _widths(mt: str, cfg: dict, d: dict) -> tuple[int, int, int]:
     dense_i, moe_i, shared_i = cfg["intermediate_size"], 0, 0
     if "moe_intermediate_size" in d:
         moe_i = _int(cfg, "moe_intermediate_size", d["moe_intermediate_size"])
-    if mt == "qwen2_moe":
+    if mt in ("qwen2_moe", "qwen3_5_moe_text", "qwen3_next"):
         shared_i = _int(cfg, "shared_expert_intermediate_size", d["shared_expert_intermediate_size"])
     elif mt in ("deepseek_v3", "glm4_moe"):
         shared_i = _int(cfg, "n_shared_experts", 1) * moe_i
@@ -147,7 +153,30 @@ def _mla(mt: str, cfg: dict) -> dict:
     }
 
 
-_SLIDING, _FULL = "sliding_attention", "full_attention"
+_SLIDING, _FULL, _LINEAR = "sliding_attention", "full_attention", "linear_attention"
+_LINEAR_KEYS = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim")
+
+
+def _linear_attention(cfg: dict, d: dict, layers: int) -> dict:
+    """Gated DeltaNet layers as the family's configuration class lays them out (Qwen3.5, Qwen3-Next): ``layer_types``
+    where given, else every layer but each ``full_attention_interval``-th; the widths its class defaults to."""
+    if "linear" not in d:
+        return {}
+    *widths, interval = d["linear"]
+    k_heads, v_heads, k_dim, v_dim, conv = (_int(cfg, k, w) for k, w in zip(_LINEAR_KEYS, widths, strict=True))
+    types = cfg.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != layers or any(t not in (_LINEAR, _FULL) for t in types):
+            raise ValueError(f"'layer_types' must name '{_LINEAR}' or '{_FULL}' for each of the {layers} layers, got {preview(types)}")
+        linear = types.count(_LINEAR)
+    else:
+        interval = _int(cfg, "full_attention_interval", interval)
+        if not interval:
+            raise ValueError("'full_attention_interval' must be a positive whole number, got 0")
+        linear = layers - layers // interval
+    return dict(
+        linear_layers=linear, linear_k_heads=k_heads, linear_v_heads=v_heads, linear_k_dim=k_dim, linear_v_dim=v_dim, linear_conv=conv
+    )
 
 
 def _sliding(cfg: dict, d: dict, layers: int) -> dict:
@@ -259,7 +288,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if mla:
         head_dim = mla["qk_rope_head_dim"]
     try:
-        sliding = _sliding(cfg, d, cfg["num_hidden_layers"])
+        sliding = _sliding(cfg, d, cfg["num_hidden_layers"]) | _linear_attention(cfg, d, cfg["num_hidden_layers"])
         attention_bias = flag(cfg.get("attention_bias"), "attention_bias", d.get("bias", bias))
         qk_norm = layout.get("qk_norm", "")
         if mt == "glm4_moe" and flag(cfg.get("use_qk_norm"), "use_qk_norm", False):
@@ -330,6 +359,11 @@ def hf_config(arch: Arch) -> dict:
         cfg["use_qk_norm"] = arch.qk_norm == "head"
     if arch.sliding_window:
         cfg.update(sliding_window=arch.sliding_window, layer_types=_layer_types(arch))
+    if arch.linear_layers:
+        widths = (arch.linear_k_heads, arch.linear_v_heads, arch.linear_k_dim, arch.linear_v_dim, arch.linear_conv)
+        cfg.update(
+            dict(zip(_LINEAR_KEYS, widths, strict=True)), layer_types=[_LINEAR] * arch.linear_layers + [_FULL] * arch.attention_layers
+        )
     if arch.wrapper:
         text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
         out = {"model_type": arch.wrapper, "text_config": text, "tie_word_embeddings": arch.tie_embeddings}
@@ -346,9 +380,9 @@ def _moe_keys(arch: Arch) -> dict:
     out: dict = {d["experts"][0][0]: arch.num_experts, "num_experts_per_tok": arch.experts_per_token}
     if "moe_intermediate_size" in d:
         out["moe_intermediate_size"] = arch.moe_intermediate_size
-    if arch.family == "qwen2_moe":
+    if arch.family in ("qwen2_moe", "qwen3_5_moe_text", "qwen3_next"):
         out["shared_expert_intermediate_size"] = arch.shared_expert_intermediate_size
-    elif arch.family == "qwen3_moe":
+    if arch.family in ("qwen3_moe", "qwen3_next"):
         out["mlp_only_layers"] = list(range(dense))
     elif arch.family in ("deepseek_v3", "glm4_moe"):
         out.update(n_shared_experts=arch.shared_expert_intermediate_size // max(1, arch.moe_intermediate_size), first_k_dense_replace=dense)

@@ -21,6 +21,14 @@ PREFIX_BYTES = 2.0 + 4.0  # bf16 keys/values the attention reads + the fp32 embe
 
 
 class PrefixTuning(SoftTokens):
+    def unsupported(self, arch, cfg=None):
+        if arch.linear_layers:
+            # peft 0.21 hands the prefixes over as a key-value cache of every layer; transformers 5.17's hybrid cache
+            # then fails in the first forward ("You called `has_previous_state` on layer index 0, but this layer is an
+            # Attention layer", run on the CPU with a small qwen3_5_text model)
+            return f"peft 0.21's prefix tuning fails in the first forward of {arch.name}, whose linear-attention layers take no prefix"
+        return None
+
     def width(self, arch) -> int:
         return arch.num_layers * 2 * arch.kv_dim
 
