@@ -249,11 +249,15 @@ class Arch(BaseModel):
             "out_proj": (vd, h, n),
         }
 
+    @property
+    def linear_conv_channels(self) -> int:
+        """Channels of linear attention's depthwise convolution: q, k and v side by side."""
+        return 2 * self.linear_k_heads * self.linear_k_dim + self.linear_v_heads * self.linear_v_dim
+
     def linear_attention_params(self) -> int:
         """Parameters of one linear-attention layer that are not nn.Linear weights: the depthwise convolution over
         q, k and v (no bias), ``dt_bias`` and ``A_log`` per value head, and the gated norm's weight."""
-        conv = (2 * self.linear_k_heads * self.linear_k_dim + self.linear_v_heads * self.linear_v_dim) * self.linear_conv
-        return conv + 2 * self.linear_v_heads + self.linear_v_dim
+        return self.linear_conv_channels * self.linear_conv + 2 * self.linear_v_heads + self.linear_v_dim
 
     def adapter_shapes(self) -> dict[str, tuple[int, int, float]]:
         """:meth:`linear_shapes` plus the fused experts, which peft 0.21 adapts through its ParamWrapper, as

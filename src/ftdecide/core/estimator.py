@@ -127,9 +127,11 @@ def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float
     return cal.tied_embed_grad * arch.vocab_size * arch.hidden_size
 
 
-def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float]:
+def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float, float]:
     """(bytes one layer saves per token apart from eager attention, eager attention's bytes per token per
-    key position). A layer saves ``first + second * seq_len`` bytes per token."""
+    key position, bytes per token a hybrid's linear-attention layer holds beyond that average layer: what its
+    recompute holds more, :func:`ftdecide.core.hybrid.layer_terms`). A layer saves ``first + second * seq_len``
+    bytes per token."""
     c = cal.act(cfg.strategy_spec.compute_variant(cfg))
     h = arch.hidden_size
     i_eff = arch.intermediate_size
@@ -139,8 +141,9 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if arch.qk_norm:
         layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
-    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv_bytes(arch, cfg)
-    layer += hybrid.layer_terms(arch, c, cal, repeated_kv_bytes(arch, cfg))[0]
+    repeated_kv = repeated_kv_bytes(arch, cfg)
+    hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, cal, repeated_kv)
+    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv + hybrid_average
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
@@ -149,7 +152,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         # a trainer's collated batches carry an attention mask, which eager attention adds to its scores:
         # one more saved s x s tensor per head (the probe's loop passes none)
         eager += (c.a_e + (cal.eager_mask_bytes if cfg.trainer_spec.attention_mask else 0.0)) * arch.num_heads
-    return layer, eager
+    return layer, eager, hybrid_excess
 
 
 @dataclass(frozen=True)
@@ -387,7 +390,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         notes.append(f"{method.label}: memory terms read from the method's structure, not yet measured on a GPU")
     opt_gpu, managed, paged_tensors = _optimizer_on_gpu(cfg, opt, opt_whole, param_bytes, mats, fp32, notes)
     c = cal.act(strategy.compute_variant(cfg))
-    layer_base, layer_eager = _layer_terms(arch, cfg, mods, cal)
+    layer_base, layer_eager, hybrid_excess = _layer_terms(arch, cfg, mods, cal)
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
     if cfg.liger:
         # Liger's RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
@@ -446,8 +449,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         else 0.0,
         host=host,
         eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
-        recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal)
-        + c.recompute * hybrid.layer_terms(arch, c, cal, repeated_kv_bytes(arch, cfg))[1],
+        recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal) + c.recompute * hybrid_excess,
         eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
     )
 

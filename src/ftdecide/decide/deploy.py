@@ -129,7 +129,7 @@ def _deployment(arch, method, trainable, adapter_bytes, training_usd, n, sc, ser
         # a linear-attention layer keeps a fixed state a sequence, whatever its length: the recurrent state, sized at
         # 4 B a value (transformers' PyTorch path keeps it in fp32; an engine keeping it in bf16 holds half), and the
         # convolution's last inputs (bf16)
-        conv = (2 * arch.linear_k_heads * arch.linear_k_dim + arch.linear_v_heads * arch.linear_v_dim) * (arch.linear_conv - 1)
+        conv = arch.linear_conv_channels * (arch.linear_conv - 1)
         state = arch.linear_v_heads * arch.linear_k_dim * arch.linear_v_dim
         kv += arch.linear_layers * (4.0 * state + 2.0 * conv) * sc.concurrency
     context = 0.75 * GIB  # CUDA context and cuBLAS workspaces (calibration: torch 2.11 on an H100)

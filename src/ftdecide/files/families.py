@@ -50,6 +50,10 @@ HYBRID_NOTE = (
     "Next-80B shapes, under by 6-27% on a 0.5B shape with tied embeddings"
 )
 
+# Qwen3NextConfig's linear-attention widths, which the Qwen3.5 configuration classes keep as their defaults:
+# key heads, value heads, their widths, the convolution's kernel, and the interval of the self-attention layers
+_GDN_LINEAR = (16, 32, 128, 128, 4, 4)
+
 _RECORDS = (
     Family("llama", "LlamaDecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
     Family("mistral", "MistralDecoderLayer", defaults={"kv": 8, "head_dim": None, "tie": False}, bias_key=False),
@@ -196,8 +200,8 @@ _RECORDS = (
     ),
     # Gated DeltaNet hybrids (transformers 5.17 ``Qwen3_5TextConfig``, ``Qwen3_5MoeTextConfig``, ``Qwen3NextConfig``):
     # every ``full_attention_interval``-th layer runs self-attention whose q_proj also yields an output gate, the
-    # others linear attention (``linear``: key heads, value heads, their widths, the convolution's kernel, the
-    # interval). The Qwen3.5 wrappers' causal-LM class builds the text model only: the vision tower is left out
+    # others linear attention (``linear``: :data:`_GDN_LINEAR`'s fields). The Qwen3.5 wrappers' causal-LM class builds
+    # the text model only: the vision tower is left out
     Family(
         "qwen3_5_text",
         "Qwen3_5DecoderLayer",
@@ -206,7 +210,7 @@ _RECORDS = (
             "kv": 4,
             "head_dim": 256,
             "tie": False,
-            "linear": (16, 32, 128, 128, 4, 4),
+            "linear": _GDN_LINEAR,
             "required": {
                 "vocab_size": 248320,
                 "hidden_size": 4096,
@@ -230,7 +234,7 @@ _RECORDS = (
             "experts": (("num_experts",), 256, 8),
             "moe_intermediate_size": 512,
             "shared_expert_intermediate_size": 512,
-            "linear": (16, 32, 128, 128, 4, 4),
+            "linear": _GDN_LINEAR,
             "required": {
                 "vocab_size": 248320,
                 "hidden_size": 2048,
@@ -253,7 +257,7 @@ _RECORDS = (
             "experts": (("num_experts",), 512, 10),
             "moe_intermediate_size": 512,
             "shared_expert_intermediate_size": 512,
-            "linear": (16, 32, 128, 128, 4, 4),
+            "linear": _GDN_LINEAR,
         },
         layout={
             "qk_norm": "head",
