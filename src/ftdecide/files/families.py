@@ -27,7 +27,11 @@ class Family:
     - ``layout``: what its layers hold beyond the Llama layout (:class:`~ftdecide.core.arch.Arch` fields);
     - ``note``: what sizing says of it whatever its size;
     - ``bias_key``: its config.json names ``attention_bias`` (older families infer the bias from the type);
-    - ``wraps``: a multimodal wrapper's text family, whose record holds the rest.
+    - ``wraps``: a multimodal wrapper's text family, whose record holds the rest; a wrapper's ``note`` is what
+      its causal-LM class does with the vision tower;
+    - ``tie_outer``: a wrapper whose causal-LM class ties the head as the wrapper's own ``tie_word_embeddings``
+      says (Gemma 3); otherwise the text config's flag decides, with the text class's default, whatever the
+      wrapper's says (Llama 4, Qwen3.5: checked on transformers 5.17's build of each combination).
     """
 
     model_type: str
@@ -41,14 +45,18 @@ class Family:
     note: str = ""
     bias_key: bool = True
     wraps: Optional[str] = None
+    tie_outer: bool = False
 
 
 # what the plan says of the Gated DeltaNet hybrids (core/hybrid.py; data/trainers/h100_hybrid_2026-12-07.jsonl)
 HYBRID_NOTE = (
     "Gated DeltaNet linear attention sized as transformers' PyTorch path runs it (without flash-linear-attention and "
-    "causal-conv1d); measured on 8 TRL runs planned before they ran: within -2.2%/+3.4% on copies of the 9B, 35B-A3B and "
-    "Next-80B shapes, under by 6-27% on a 0.5B shape with tied embeddings"
+    "causal-conv1d); measured on 8 TRL runs: within -2.2%/+3.4% on copies of the 9B, 35B-A3B and Next-80B shapes "
+    "(planned before they ran) and of a 0.5B shape"
 )
+
+# what sizing says of a wrapper whose causal-LM class builds the text model alone
+_TEXT_ONLY = "{}'s causal-LM class loads the text model only: its vision tower is left out of memory and of training"
 
 # Qwen3NextConfig's linear-attention widths, which the Qwen3.5 configuration classes keep as their defaults:
 # key heads, value heads, their widths, the convolution's kernel, and the interval of the self-attention layers
@@ -119,7 +127,13 @@ _RECORDS = (
         layout={"qk_norm": "head"},
     ),
     # a wrapper: AutoModelForCausalLM builds the text model and Gemma 3's vision tower with it
-    Family("gemma3", wraps="gemma3_text"),
+    Family(
+        "gemma3",
+        wraps="gemma3_text",
+        tie_outer=True,
+        note="Gemma 3's vision tower loads with the model and is counted: adapters target the text model only and leave "
+        "it frozen; full fine-tuning trains it too",
+    ),
     # transformers refuses sdpa for gpt-oss (its attention sinks): it trains with eager attention
     Family(
         "gpt_oss",
@@ -141,7 +155,7 @@ _RECORDS = (
         layout={"router_name": "router", "router_adaptable": False, "experts_path": "feed_forward.experts"},
     ),
     # a wrapper whose causal-LM class leaves the vision tower out
-    Family("llama4", wraps="llama4_text"),
+    Family("llama4", wraps="llama4_text", note=_TEXT_ONLY.format("Llama 4")),
     # peft 0.21's all-linear adapts attention, router and experts here, not the dense layers' MLP nor the shared expert
     Family(
         "deepseek_v3",
@@ -221,7 +235,7 @@ _RECORDS = (
         },
         layout={"qk_norm": "head", "attn_gate": True},
     ),
-    Family("qwen3_5", wraps="qwen3_5_text"),
+    Family("qwen3_5", wraps="qwen3_5_text", note=_TEXT_ONLY.format("Qwen3.5")),
     # its text config has no dense MLP width: the routed experts' stands in (no layer is dense)
     Family(
         "qwen3_5_moe_text",
@@ -245,7 +259,7 @@ _RECORDS = (
         },
         layout={"qk_norm": "head", "attn_gate": True, "router": "param", "shared_expert_gate": True},
     ),
-    Family("qwen3_5_moe", wraps="qwen3_5_moe_text"),
+    Family("qwen3_5_moe", wraps="qwen3_5_moe_text", note=_TEXT_ONLY.format("Qwen3.5-MoE")),
     Family(
         "qwen3_next",
         "Qwen3NextDecoderLayer",

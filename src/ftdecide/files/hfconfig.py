@@ -252,8 +252,12 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         text = cfg.get("text_config") or {}
         if not isinstance(text, dict):
             raise InputError(f"{name}: 'text_config' must be an object, got {preview(text)}")
-        wrapper, mt = mt, FAMILIES[mt].wraps
+        wrapper, mt, note = mt, FAMILIES[mt].wraps, FAMILIES[mt].note
         cfg = {**FAMILIES[mt].defaults.get("required", {}), **text, "model_type": mt}
+        if FAMILIES[wrapper].tie_outer:  # the wrapper's own flag decides, else the text config's (Family.tie_outer)
+            cfg.pop("tie_word_embeddings", None)
+            if "tie_word_embeddings" in outer:
+                cfg["tie_word_embeddings"] = outer["tie_word_embeddings"]
     _check_ints(cfg, name)
     path_name = outer.get("_name_or_path")
     if path_name is not None and not isinstance(path_name, str):
@@ -268,12 +272,6 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
             except ValueError as e:
                 raise InputError(f"{name}: {e}") from None
             vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
-            note = (
-                "Gemma 3's vision tower loads with the model and is counted: adapters target the text model only "
-                "and leave it frozen; full fine-tuning trains it too"
-            )
-        else:
-            note = "Llama 4's causal-LM class loads the text model only: its vision tower is left out of memory and of training"
     family = FAMILIES[mt]
     note = "; ".join(n for n in (note, family.note) if n)
     bias, fused, norms, attn = family.qkv_bias, family.fused, family.norms, family.attention
@@ -293,7 +291,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
         qk_norm = layout.get("qk_norm", "")
         if mt == "glm4_moe" and flag(cfg.get("use_qk_norm"), "use_qk_norm", False):
             qk_norm = "head"
-        tie = flag(cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings")), "tie_word_embeddings", d["tie"])
+        tie = flag(cfg.get("tie_word_embeddings"), "tie_word_embeddings", d["tie"])
         return Arch(
             name=path_name or name,
             family=mt,
@@ -365,7 +363,8 @@ def hf_config(arch: Arch) -> dict:
             dict(zip(_LINEAR_KEYS, widths, strict=True)), layer_types=[_LINEAR] * arch.linear_layers + [_FULL] * arch.attention_layers
         )
     if arch.wrapper:
-        text = {k: v for k, v in cfg.items() if k not in ("model_type", "tie_word_embeddings")}
+        # the flag in both places: each wrapper's causal-LM class reads one of them (Family.tie_outer)
+        text = {k: v for k, v in cfg.items() if k != "model_type"}
         out = {"model_type": arch.wrapper, "text_config": text, "tie_word_embeddings": arch.tie_embeddings}
         if arch.vision_config:
             out["vision_config"] = dict(arch.vision_config)

@@ -69,14 +69,23 @@ def config_from_trainer_record(d: dict) -> TrainConfig:
 
 def arch_of_trainer_record(d: dict) -> Arch:
     """The architecture a trainer record ran: catalog ``model``, or a copy of it with ``layers`` decoder
-    layers (a family's model too large for one GPU, measured smaller), built from the same config."""
+    layers (a family's model too large for one GPU, measured smaller), built from the same config; ``tie``
+    (bool), where given, is the head's tying that the run's model had, when it differs from the config's."""
     from ..files.catalog import resolve_model
 
     arch = resolve_model(d["model"])
-    if not d.get("layers"):
+    layers, tie = d.get("layers"), d.get("tie")
+    if not layers and tie is None:
         return arch
-    small = arch_from_hf_config(reduce_layers(hf_config(arch), int(d["layers"])), arch.name)
-    return small.model_copy(update={"name": f"{arch.name}@{d['layers']}L", "model_id": arch.model_id})
+    cfg = hf_config(arch)
+    if layers:
+        cfg = reduce_layers(cfg, int(layers))
+    if tie is not None:
+        for part in (cfg, cfg.get("text_config") or {}):
+            part["tie_word_embeddings"] = bool(tie)
+    small = arch_from_hf_config(cfg, arch.name)
+    suffix = (f"@{layers}L" if layers else "") + ("" if tie is None else f"@tie={bool(tie)}")
+    return small.model_copy(update={"name": f"{arch.name}{suffix}", "model_id": arch.model_id})
 
 
 def arch_from_record(d: dict) -> Arch:
