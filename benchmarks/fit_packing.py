@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import fit_trainers  # noqa: E402
 
 from ftdecide.core.calibration import DEFAULT  # noqa: E402
+from ftdecide.core.collation import new_length_host_seconds  # noqa: E402
 from ftdecide.core.throughput import step_seconds  # noqa: E402
 from ftdecide.files.catalog import resolve_gpu  # noqa: E402
 from ftdecide.probe.records import arch_of_trainer_record, config_from_trainer_record  # noqa: E402
@@ -41,14 +42,24 @@ def load() -> list[dict]:
     return [json.loads(x) for f in sorted(DATA.glob("*.jsonl")) for x in f.read_text().splitlines() if x.strip()]
 
 
+def gpu_of(r: dict):
+    """The catalog GPU a run was made on (its record's device name; the first runs were all on an H100)."""
+    return resolve_gpu("h200" if "H200" in r.get("gpu", "") else "h100")
+
+
 def modelled_seconds(r: dict, cal=DEFAULT) -> float:
-    """Modelled seconds of the run's steps after the first, each micro-batch at its recorded shape (on an H100)."""
-    gpu = resolve_gpu("h100")
+    """Modelled seconds of the run's steps after the first, each micro-batch at its recorded shape, on its GPU."""
+    gpu = gpu_of(r)
     arch, cfg, b, acc = arch_of_trainer_record(r), config_from_trainer_record(r), r["batch"], r["accum"]
-    per = []
+    host = new_length_host_seconds(arch, cfg, cal)
+    per, seen = [], set()
     for tokens in r["padded_tokens"]:
-        shape = cfg.model_copy(update={"seq_len": math.ceil(tokens / b)})
-        per.append(step_seconds(arch, shape, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, accumulation=acc)["total"])
+        length = math.ceil(tokens / b)
+        shape = cfg.model_copy(update={"seq_len": length})
+        # a padded length the run has not met before pays cuDNN's host time (core/collation.py)
+        fresh = host if length not in seen else 0.0
+        seen.add(length)
+        per.append(step_seconds(arch, shape, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, accumulation=acc, host_s=fresh)["total"])
     steps = [sum(per[i * acc : (i + 1) * acc]) for i in range(len(r["step_s"]))]
     return sum(steps[1:])
 

@@ -77,6 +77,56 @@ def test_packed_step_time_is_modelled_from_the_masked_kernel():
     assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.129, abs=0.002)
 
 
+def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
+    """The padded runs of a whole epoch, each micro-batch at its own length, where a length new to the run pays
+    the cuDNN host time profiled on packing_b:1 (not fitted): the two chat runs go from -45% and -46% to +12% and
+    -14%, the bimodal one (16 new lengths in 123 micro-batches: most are cut at 2,048) stays within 9%. Over the
+    six whole-epoch runs, padded and packed: a median of 10.4% (the issue's target is 10%)."""
+    from dataclasses import replace
+
+    from ftdecide.core.calibration import DEFAULT
+
+    whole = [r for r in _runs() if r.get("examples")]
+    padded = {r["id"]: r for r in whole if not r.get("packing")}
+    assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4"]
+    without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
+    for name in ("packing_a:1", "packing_b:4"):
+        assert fit_packing.time_error(padded[name], without) < -0.4
+        assert abs(fit_packing.time_error(padded[name])) <= 0.15
+    assert abs(fit_packing.time_error(padded["packing_a:3"])) <= 0.09
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.104, abs=0.002)
+
+
+def test_new_length_host_time_counts_every_masked_call():
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.collation import new_length_host_seconds
+    from ftdecide.core.config import TrainConfig
+    from ftdecide.files.catalog import resolve_model
+
+    arch = resolve_model("qwen3-0.6b")  # 28 layers
+    padded = TrainConfig(method="lora", collation="padded", gradient_checkpointing=True)
+    # forward, checkpointing's second forward (4.42 ms each), backward (9.02 ms)
+    assert new_length_host_seconds(arch, padded, DEFAULT) == pytest.approx((56 * 4.42 + 28 * 9.02) / 1e3)
+    nogc = padded.model_copy(update={"gradient_checkpointing": False})
+    assert new_length_host_seconds(arch, nogc, DEFAULT) == pytest.approx((28 * 4.42 + 28 * 9.02) / 1e3)
+    for other in ("packed", "filled"):
+        assert new_length_host_seconds(arch, padded.model_copy(update={"collation": other}), DEFAULT) == 0.0
+
+
+def test_the_share_of_new_lengths_is_the_expected_distinct_count():
+    from ftdecide.files.dataset import DataStats
+
+    # micro-batches of 1: each example its own length; two lengths, half each
+    stats = DataStats("x", examples=4, lengths=(100, 100, 200, 200), every=1, counted_by="t", exact_tokens=True, formats=("text",))
+    # N = 4 micro-batches, each length with share 1/2: 2 x (1 - 0.5 ** 4) distinct, over 4
+    assert stats.new_length_share(2048, 1) == pytest.approx(2 * (1 - 0.5**4) / 4)
+    # a hundred times the examples: still two lengths
+    many = DataStats("x", examples=400, lengths=(100, 100, 200, 200), every=100, counted_by="t", exact_tokens=True, formats=("text",))
+    assert many.new_length_share(2048, 1) == pytest.approx(2 * (1 - 0.5**400) / 400)
+    # cut at the sequence length: one length left
+    assert stats.new_length_share(64, 1) == pytest.approx(1 / 4)
+
+
 def _chat(path, n=3000, seed=0):
     rng = random.Random(seed)
     words = [f"w{i}" for i in range(500)]

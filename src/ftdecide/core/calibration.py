@@ -79,6 +79,14 @@ class StepConstants:
     # (memory-efficient) kernel, which computes every query x key pair, the masked half too: its utilisation, on all
     # of them (fitted on data/packing/, benchmarks/fit_packing.py)
     masked_attn_util: float = 0.15
+    # ... and torch 2.11 runs that kernel through cuDNN, whose host side costs this much per call (ms) when the
+    # micro-batch's padded length is one the run has not met before (it builds the call anew), and next to nothing
+    # when it has (packed rows, examples of one length). Profiled, not fitted: a padded chat run of Qwen3-0.6B
+    # (data/packing/h100_trl_2026-12-07.jsonl, packing_b:1, every micro-batch a new length) spent 1.484 s of host
+    # time in 336 aten::_cudnn_attention_forward calls and 1.516 s in 168 backward ones; its filled twin
+    # (packing_b:2) 0.06 s in 168 backward calls
+    masked_new_fwd_ms: float = 4.42
+    masked_new_bwd_ms: float = 9.02
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
     # parameter of full fine-tuning, in passes over 4 bytes

@@ -55,3 +55,13 @@ def sliding_mask_terms(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> 
     if not arch.sliding_window or not arch.sliding_layers or arch.attention != "sdpa" or masked_sdpa(arch, cfg):
         return 0, 0.0, 0.0
     return arch.sliding_window, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * arch.sliding_layers
+
+
+def new_length_host_seconds(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> float:
+    """Host seconds a padded micro-batch adds when its padded length is new to the run: every masked sdpa call
+    of its attention layers (forward, checkpointing's second forward, backward) at ``masked_new_fwd_ms`` and
+    ``masked_new_bwd_ms``. Packed rows are all of one length, and examples of one length need no mask: 0."""
+    if not masked_sdpa(arch, cfg) or cfg.packing:
+        return 0.0
+    forward = arch.attention_layers * (2 if cfg.gradient_checkpointing else 1)
+    return (forward * cal.step.masked_new_fwd_ms + arch.attention_layers * cal.step.masked_new_bwd_ms) / 1e3

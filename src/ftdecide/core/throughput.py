@@ -123,11 +123,13 @@ def step_seconds(
     cal: Calibration = DEFAULT,
     link_gbs: float | None = None,
     accumulation: int = 1,
+    host_s: float = 0.0,
 ) -> dict[str, float]:
     """Seconds of one micro-batch step of ``cfg`` on a GPU of ``tflops`` dense bf16 TFLOPS and
-    ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU), ``comm`` (the
-    communication of several GPUs that the kernels do not hide, at ``link_gbs`` GB/s one way: the GPU's
-    link within a node, its network share across nodes), and ``total``."""
+    ``bandwidth_gbs`` GB/s, by part: ``matmul`` and ``memory`` (GPU), ``launch`` (CPU, with ``host_s`` more
+    seconds of it: a padded length new to the run, :func:`ftdecide.core.collation.new_length_host_seconds`),
+    ``comm`` (the communication of several GPUs that the kernels do not hide, at ``link_gbs`` GB/s one way: the
+    GPU's link within a node, its network share across nodes), and ``total``."""
     k, method = cal.step, cfg.method_spec
     # prompt tuning's virtual tokens pass through every layer and the loss like real ones
     seq = cfg.seq_len + method.extra_tokens(cfg)
@@ -160,7 +162,7 @@ def step_seconds(
         traffic += optimizer.update_traffic(mm.trainable_params, cal)
     memory = traffic / (bandwidth_gbs * 1e9)
     launch = _kernels(arch, cfg, mods, cal.kernels) * k.kernel_us / 1e6
-    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3
+    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
     p = k.overlap_p
     gpu = matmul + memory
     offload = 0.0

@@ -37,6 +37,7 @@ from .results import (
     Candidate,
     accumulation_steps,
 )
+from ..core.collation import new_length_host_seconds
 from ..core.throughput import link_gbs, paging_seconds, step_seconds, train_flops_per_token
 
 from .scenario import Scenario
@@ -234,11 +235,13 @@ def _candidate(
 _STEP_CACHE = Memo(limit=65536)
 
 
-def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int) -> dict:
+def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int, host: float = 0.0) -> dict:
     """:func:`ftdecide.core.throughput.step_seconds`, remembered across the scenarios of a process (the
     configuration is frozen and hashable; the architecture and calibration by identity, checked)."""
-    key = (cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation)
-    return _STEP_CACHE.get((arch, cal), key, step_seconds, arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation)
+    key = (cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, link, accumulation, host)
+    return _STEP_CACHE.get(
+        (arch, cal), key, step_seconds, arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, link, accumulation, host
+    )
 
 
 def _collated(
@@ -324,10 +327,15 @@ def _sized(
     elif sc.data is not None:
         # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
         # length's step time, the micro-batches shared by the GPUs
-        seconds = sum(
-            n * (_step(arch, cfg.model_copy(update={"seq_len": length}), gpu, cal, link, accumulation)["total"] + paging / accumulation)
-            for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items()
-        )
+        # the micro-batches shared by the GPUs; those of a length new to the run pay cuDNN's host time (collation)
+        new = sc.data.new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
+        host = new_length_host_seconds(arch, cfg, cal)
+        seconds = 0.0
+        for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items():
+            shape = cfg.model_copy(update={"seq_len": length})
+            seen = _step(arch, shape, gpu, cal, link, accumulation)["total"]
+            fresh = _step(arch, shape, gpu, cal, link, accumulation, host)["total"] if host and new else seen
+            seconds += n * ((1 - new) * seen + new * fresh + paging / accumulation)
         hours = epochs * seconds / world / 3600
         tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0] * epochs / (hours * 3600 * world) if hours else tps
     mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)

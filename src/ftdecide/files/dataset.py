@@ -132,6 +132,21 @@ class DataStats:
             out[length] = out.get(length, 0.0) + scale
         return out
 
+    def new_length_share(self, seq_len: int, micro_batch: int, seed: int = 0) -> float:
+        """Share of an epoch's padded micro-batches whose length (their longest example, exact) no earlier one of
+        the run had: ``sum over lengths v of 1 - (1 - p_v) ** N``, the expected count of distinct lengths among the
+        epoch's ``N`` micro-batches when each is the sample's length ``v`` with its share ``p_v``, over ``N``. Later
+        epochs meet lengths the first had (taken as known; runs of one epoch were measured)."""
+        batches = self._micro_batches(seq_len, micro_batch, seed)
+        if not batches:
+            return 0.0
+        counts: dict[int, int] = {}
+        for _, longest in batches:
+            counts[longest] = counts.get(longest, 0) + 1
+        n = max(1.0, self.examples / micro_batch)
+        distinct = sum(1.0 - (1.0 - c / len(batches)) ** n for c in counts.values())
+        return min(1.0, distinct / n)
+
     def histogram(self, bins: int = 12) -> list[tuple[int, int, int]]:
         """(from, to, examples in the sample) in equal bins up to the longest."""
         if not self.lengths:
