@@ -630,6 +630,15 @@ def test_hybrid_runs_planned_before_they_ran(rec):
     assert -0.025 <= error(rec) <= 0.035
 
 
+def _tied(cfg: dict, top, text) -> dict:
+    """A wrapper config with ``tie_word_embeddings`` at its top level and in its text config as given (None: absent)."""
+    for part, flag in ((cfg, top), (cfg["text_config"], text)):
+        part.pop("tie_word_embeddings", None)
+        if flag is not None:
+            part["tie_word_embeddings"] = flag
+    return cfg
+
+
 @pytest.mark.parametrize(
     "name, top, text, tied",
     [
@@ -649,14 +658,7 @@ def test_hybrid_runs_planned_before_they_ran(rec):
     ],
 )
 def test_a_wrapper_ties_its_head_where_its_causal_lm_class_reads_the_flag(name, top, text, tied):
-    cfg = _config(name)
-    cfg.pop("tie_word_embeddings", None)
-    cfg["text_config"].pop("tie_word_embeddings", None)
-    if top is not None:
-        cfg["tie_word_embeddings"] = top
-    if text is not None:
-        cfg["text_config"]["tie_word_embeddings"] = text
-    arch = arch_from_hf_config(cfg, name)
+    arch = arch_from_hf_config(_tied(_config(name), top, text), name)
     assert arch.tie_embeddings is tied
     # the config the device harness builds from says the same to every class
     again = hf_config(arch)
@@ -684,13 +686,7 @@ def test_transformers_ties_the_wrappers_as_read():
             continue
         for top in (True, False, None):
             for text in (True, False, None):
-                cfg = json.loads(json.dumps(base))
-                cfg.pop("tie_word_embeddings", None)
-                cfg["text_config"].pop("tie_word_embeddings", None)
-                if top is not None:
-                    cfg["tie_word_embeddings"] = top
-                if text is not None:
-                    cfg["text_config"]["tie_word_embeddings"] = text
+                cfg = _tied(json.loads(json.dumps(base)), top, text)
                 arch = arch_from_hf_config(json.loads(json.dumps(cfg)), path.name)
                 for built_from in (cfg, hf_config(arch)):
                     small = reduce_layers(built_from, 2)
