@@ -326,8 +326,8 @@ def _sized(
         tps = rows * sc.seq_len * epochs / (hours * 3600 * world) if hours else tps
     elif sc.data is not None:
         # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
-        # length's step time, the micro-batches shared by the GPUs
-        # the micro-batches shared by the GPUs; those of a length new to the run pay cuDNN's host time (collation)
+        # length's step time, the micro-batches shared by the GPUs; those of a length new to the run also pay cuDNN's
+        # host time (core/collation.py)
         new = sc.data.new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
         host = new_length_host_seconds(arch, cfg, cal)
         seconds = 0.0
