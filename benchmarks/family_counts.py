@@ -47,8 +47,11 @@ def schema(model) -> dict:
     return out
 
 
-# What ftdecide emits for a model that wraps a text model (Gemma 3): the text model's linear layers only
-TEXT_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+# What ftdecide emits for a model that wraps a text model (Gemma 3 and 4): the text model's linear layers only
+TEXT_ONLY = (
+    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
+    r"|router\.proj|per_layer_input_gate|per_layer_projection|per_layer_model_projection)"
+)
 
 
 def lora_wrapped(model, dropout: float, targets="all-linear", parameters=None) -> tuple[list[str], int]:

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import gemma4
 from .errors import InputError, preview
 from .memo import Memo
 
@@ -112,6 +113,16 @@ class Arch(BaseModel):
     linear_conv: int = Field(0, ge=0, le=1 << 10, description="the causal convolution's kernel over q, k and v")
     linear_fused: bool = Field(False, description="q, k, v and z in one projection, b and a in another (Qwen3-Next)")
     attn_gate: bool = Field(False, description="q_proj also yields a sigmoid gate on attention's output: twice as wide")
+    # Gemma 4 (core/gemma4.py): full-attention layers of their own geometry, key-value sharing, per-layer inputs
+    global_head_dim: int = Field(0, ge=0, le=1 << 14, description="full-attention layers' head width where it is their own; 0: none")
+    global_kv_heads: int = Field(0, ge=0, le=1 << 14, description="full-attention layers' key-value heads; 0: num_kv_heads")
+    global_k_eq_v: bool = Field(False, description="full-attention layers use their keys as values (no v_proj)")
+    kv_shared_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="last layers taking an earlier layer's keys and values")
+    kv_shared_global: int = Field(0, ge=0, le=MAX_LAYERS, description="of kv_shared_layers, the full-attention ones")
+    shared_mlp_wide: bool = Field(False, description="the key-value-sharing layers' MLP is twice as wide")
+    ple_dim: int = Field(0, ge=0, le=1 << 14, description="per-layer input width (Gemma 4's PLE); 0: none")
+    ple_vocab: int = Field(0, ge=0, le=1 << 24, description="rows of the per-layer input table")
+    mlp_beside_experts: bool = Field(False, description="the routed experts run beside a dense MLP in every layer (Gemma 4)")
     vision_params: int = Field(0, ge=0, description="a vision tower and projector the causal-LM class loads too; frozen in training")
     vision_linear: int = Field(0, ge=0, description="of vision_params, the nn.Linear weights (bitsandbytes quantizes them too)")
     wrapper: str = Field("", description="the model_type of a config that wraps this text model (gemma3, llama4)")
@@ -144,6 +155,10 @@ class Arch(BaseModel):
             )
         if self.sliding_layers > self.num_layers:
             raise ValueError(f"{self.sliding_layers} sliding-window layers is more than num_hidden_layers {self.num_layers}")
+        if self.kv_shared_layers > self.num_layers or self.kv_shared_global > self.kv_shared_layers:
+            raise ValueError(f"{self.kv_shared_layers} key-value-sharing layers do not fit num_hidden_layers {self.num_layers}")
+        if self.global_kv_heads and self.num_heads % self.global_kv_heads:
+            raise ValueError(f"num_attention_heads {self.num_heads} is not a multiple of num_global_key_value_heads {self.global_kv_heads}")
         return self
 
     # --- derived dimensions -------------------------------------------------------------------
@@ -152,13 +167,17 @@ class Arch(BaseModel):
         return self.kv_lora_rank > 0
 
     @property
-    def q_dim(self) -> int:
+    def q_dim(self) -> float:
+        if self.global_head_dim:
+            return gemma4.q_dim(self)
         if self.mla:
             return self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
         return self.num_heads * self.head_dim
 
     @property
-    def kv_dim(self) -> int:
+    def kv_dim(self) -> float:
+        if self.global_head_dim:
+            return gemma4.kv_dim(self)
         if self.mla:  # keys and values after kv_b_proj's up-projection, as attention sees them
             return self.num_heads * (self.qk_nope_head_dim + self.v_head_dim) // 2
         return self.num_kv_heads * self.head_dim
@@ -205,11 +224,15 @@ class Arch(BaseModel):
         elif self.fused_qkv:
             shapes["qkv_proj"] = (h, q + 2 * kv, 1)
             shapes["o_proj"] = (q, h, 1)
+        elif self.global_head_dim:
+            shapes.update(gemma4.attention_shapes(self))
         else:
             att = self.attention_layers / self.num_layers if self.linear_layers else 1
             shapes.update(q_proj=(h, q * (2 if self.attn_gate else 1), att), k_proj=(h, kv, att), v_proj=(h, kv, att), o_proj=(q, h, att))
         if self.linear_layers:
             shapes.update(self._linear_attention_shapes())
+        if self.ple_dim:
+            shapes.update(gemma4.ple_shapes(self))
         if self.is_moe:
             # counts per layer: a module of the MoE layers only, or of the dense ones only, appears in a
             # share of them (DeepSeek-V3: 3 dense layers of 61)
@@ -223,11 +246,11 @@ class Arch(BaseModel):
                 shapes.update({shared + "gate_proj": (h, si, moe), shared + "up_proj": (h, si, moe), shared + "down_proj": (si, h, moe)})
                 if self.shared_expert_gate:
                     shapes["shared_expert_gate"] = (h, 1, moe)
-            if self.dense_layers:
-                i = self.intermediate_size
-                shapes.update(gate_proj=(h, i, dense), up_proj=(h, i, dense), down_proj=(i, h, dense))
+            if self.dense_layers or self.mlp_beside_experts:
+                i, n = (gemma4.mlp_width(self), 1) if self.mlp_beside_experts else (self.intermediate_size, dense)
+                shapes.update(gate_proj=(h, i, n), up_proj=(h, i, n), down_proj=(i, h, n))
             return shapes
-        i = self.intermediate_size
+        i = gemma4.mlp_width(self) if self.global_head_dim else self.intermediate_size
         if self.mlp == "plain":
             shapes.update(up_proj=(h, i, 1), down_proj=(i, h, 1))
         elif self.fused_qkv or self.fused_gate_up:
@@ -319,6 +342,8 @@ class Arch(BaseModel):
         return self.norms_per_layer * self.hidden_size + self.act_params + self._attention_other_params()
 
     def _attention_other_params(self) -> int:
+        if self.global_head_dim:  # counted whole, layer geometry by layer geometry (gemma4.other_params)
+            return 0
         bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
         bias += self.hidden_size if self.o_bias else 0
         norms = 0
@@ -345,6 +370,8 @@ class Arch(BaseModel):
         layers = self.linear_params() + self.moe_layers * self.layer_expert_params() + self.num_layers * self.layer_other_params()
         if self.linear_layers:
             layers += self.linear_layers * (self.linear_attention_params() - self._attention_other_params())
+        if self.global_head_dim:
+            layers += gemma4.other_params(self)
         return layers + self.embedding_params() + self.head_params() + self.hidden_size + self.vision_params
 
     def param_tensors(self) -> int:
@@ -359,6 +386,8 @@ class Arch(BaseModel):
         if self.is_moe:
             # fused gate/up/down experts, a bare router, their biases
             out += self.moe_layers * (2 + (self.router == "param") + self.router_bias + 2 * self.expert_bias)
+        if self.global_head_dim:
+            out += gemma4.param_tensors(self) - self.num_layers * (2 if self.qk_norm else 0)
         return round(out) + (1 if self.tie_embeddings else 2) + 1
 
     def quantizable_params(self) -> int:

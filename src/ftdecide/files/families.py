@@ -55,6 +55,13 @@ HYBRID_NOTE = (
     "(planned before they ran) and of a 0.5B shape"
 )
 
+# what the plan says of Gemma 4 (core/gemma4.py; data/counts/families_gemma4_2026-12-07.jsonl)
+GEMMA4_NOTE = (
+    "Gemma 4 is counted as transformers builds it (full-attention layers of head width 512, shared keys and values, "
+    "per-layer inputs); its memory is sized from the other families' terms, averaged over its two kinds of layer, and "
+    "has not been measured"
+)
+
 # what sizing says of a wrapper whose causal-LM class builds the text model alone
 _TEXT_ONLY = "{}'s causal-LM class loads the text model only: its vision tower is left out of memory and of training"
 
@@ -260,6 +267,36 @@ _RECORDS = (
         layout={"qk_norm": "head", "attn_gate": True, "router": "param", "shared_expert_gate": True},
     ),
     Family("qwen3_5_moe", wraps="qwen3_5_moe_text", note=_TEXT_ONLY.format("Qwen3.5-MoE")),
+    # Gemma 4 (Gemma4TextConfig's defaults; core/gemma4.py): full-attention layers of their own head width, key-value
+    # sharing, per-layer inputs, and in the MoE variant experts beside the dense MLP (router.proj an nn.Linear that
+    # peft's all-linear adapts; the fused experts it leaves)
+    Family(
+        "gemma4_text",
+        "Gemma4TextDecoderLayer",
+        norms=4,
+        note=GEMMA4_NOTE,
+        defaults={
+            "kv": 4,
+            "head_dim": 256,
+            "tie": True,
+            "required": {
+                "vocab_size": 262144,
+                "hidden_size": 2304,
+                "intermediate_size": 9216,
+                "num_hidden_layers": 30,
+                "num_attention_heads": 8,
+            },
+        },
+        layout={"qk_norm": "head", "o_bias": True, "router_name": "router.proj", "experts_path": "experts"},
+    ),
+    # its causal-LM class is Gemma4ForConditionalGeneration, which ties the head as the wrapper's flag says
+    Family(
+        "gemma4",
+        wraps="gemma4_text",
+        tie_outer=True,
+        note="Gemma 4's vision and audio towers, where the config has them, load with the model and are counted: adapters "
+        "target the text model only and leave them frozen; full fine-tuning trains them too",
+    ),
     Family(
         "qwen3_next",
         "Qwen3NextDecoderLayer",

@@ -10,6 +10,7 @@ import re
 
 from ..core.arch import MAX_LAYERS, Arch
 from ..core.errors import InputError, flag, preview, validation_problem
+from . import gemma4_config
 from .families import FAMILIES
 
 # Image-text families AutoModelForCausalLM does not build: no trainer's causal-LM path loads them.
@@ -91,6 +92,11 @@ def reduce_layers(cfg: dict, layers: int) -> dict:
         out["first_k_dense_replace"] = min(cfg["first_k_dense_replace"], max(0, layers - 1))
     for key in ("layer_types", "moe_layers", "no_rope_layers"):
         out.pop(key, None)
+    shared, n = cfg.get("num_kv_shared_layers"), cfg.get("num_hidden_layers")
+    if isinstance(shared, int) and shared > 0 and isinstance(n, int) and n > 0:
+        # Gemma 4: the shared layers keep their share, after six layers of their own (the default pattern's sliding and
+        # full ones: transformers finds each shared layer's source among them)
+        out["num_kv_shared_layers"] = min(round(shared * layers / n), max(0, layers - 6))
     if isinstance(cfg.get("mlp_only_layers"), list):
         out["mlp_only_layers"] = [i for i in cfg["mlp_only_layers"] if isinstance(i, int) and i < layers]
     return out
@@ -236,6 +242,23 @@ def _check_ints(cfg: dict, name: str) -> None:
             raise InputError(f"{name}: '{k}' must be a whole number, got {preview(v)}")
 
 
+def _towers(mt: str, outer: dict, text_hidden: int, name: str) -> tuple[int, int, tuple]:
+    """(parameters, nn.Linear weights, whole-number fields) of the towers a wrapper's causal-LM class loads with the
+    text model: Gemma 3's SigLIP, Gemma 4's vision and audio; none for the others."""
+    vc = outer.get("vision_config") or {}
+    if not isinstance(vc, dict):
+        raise InputError(f"{name}: 'vision_config' must be an object, got {preview(vc)}")
+    try:
+        if mt == "gemma3_text":
+            fields = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
+            return (*siglip_params(vc, text_hidden), fields)
+        if mt == "gemma4_text":
+            return (*gemma4_config.tower_params(outer, text_hidden), gemma4_config.tower_config(outer))
+    except ValueError as e:
+        raise InputError(f"{name}: {e}") from None
+    return 0, 0, ()
+
+
 def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     """Build an Arch from a ``config.json`` dict; InputError names a missing or unsupported field."""
     if not isinstance(cfg, dict):
@@ -263,15 +286,7 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if path_name is not None and not isinstance(path_name, str):
         raise InputError(f"{name}: '_name_or_path' must be a string, got {preview(path_name)}")
     if outer is not cfg:
-        vc = outer.get("vision_config") or {}
-        if not isinstance(vc, dict):
-            raise InputError(f"{name}: 'vision_config' must be an object, got {preview(vc)}")
-        if mt == "gemma3_text":
-            try:
-                vision, vision_linear = siglip_params(vc, cfg["hidden_size"])
-            except ValueError as e:
-                raise InputError(f"{name}: {e}") from None
-            vision_config = tuple(sorted((k, v) for k, v in vc.items() if isinstance(v, int) and not isinstance(v, bool)))
+        vision, vision_linear, vision_config = _towers(mt, outer, cfg["hidden_size"], name)
     family = FAMILIES[mt]
     note = "; ".join(n for n in (note, family.note) if n)
     bias, fused, norms, attn = family.qkv_bias, family.fused, family.norms, family.attention
@@ -286,7 +301,11 @@ def arch_from_hf_config(cfg: dict, name: str = "config.json") -> Arch:
     if mla:
         head_dim = mla["qk_rope_head_dim"]
     try:
-        sliding = _sliding(cfg, d, cfg["num_hidden_layers"]) | _linear_attention(cfg, d, cfg["num_hidden_layers"])
+        # Gemma 4's layers (files/gemma4_config.py), its experts among them; the other families' sliding or linear layers
+        sliding = gemma4_config.text_fields(cfg) if mt == "gemma4_text" else {}
+        if "num_experts" in sliding:
+            experts, moe_i, per_token_default = (sliding.pop(k) for k in ("num_experts", "moe_intermediate_size", "experts_per_token"))
+        sliding = sliding or _sliding(cfg, d, cfg["num_hidden_layers"]) | _linear_attention(cfg, d, cfg["num_hidden_layers"])
         attention_bias = flag(cfg.get("attention_bias"), "attention_bias", d.get("bias", bias))
         qk_norm = layout.get("qk_norm", "")
         if mt == "glm4_moe" and flag(cfg.get("use_qk_norm"), "use_qk_norm", False):
@@ -351,11 +370,13 @@ def hf_config(arch: Arch) -> dict:
     if arch.mla:
         cfg.update({k: getattr(arch, k) for k in _mla(arch.family, {})})
         del cfg["head_dim"]
-    if arch.is_moe:
+    if arch.family == "gemma4_text":
+        cfg.update(gemma4_config.text_keys(arch))
+    elif arch.is_moe:
         cfg.update(_moe_keys(arch))
     if arch.family == "glm4_moe":
         cfg["use_qk_norm"] = arch.qk_norm == "head"
-    if arch.sliding_window:
+    if arch.sliding_window and arch.family != "gemma4_text":
         cfg.update(sliding_window=arch.sliding_window, layer_types=_layer_types(arch))
     if arch.linear_layers:
         widths = (arch.linear_k_heads, arch.linear_v_heads, arch.linear_k_dim, arch.linear_v_dim, arch.linear_conv)
@@ -366,7 +387,9 @@ def hf_config(arch: Arch) -> dict:
         # the flag in both places: each wrapper's causal-LM class reads one of them (Family.tie_outer)
         text = {k: v for k, v in cfg.items() if k != "model_type"}
         out = {"model_type": arch.wrapper, "text_config": text, "tie_word_embeddings": arch.tie_embeddings}
-        if arch.vision_config:
+        if arch.family == "gemma4_text":
+            out.update(gemma4_config.tower_dicts(arch.vision_config))
+        elif arch.vision_config:
             out["vision_config"] = dict(arch.vision_config)
         return out
     return cfg
