@@ -630,6 +630,30 @@ def test_hybrid_runs_planned_before_they_ran(rec):
     assert -0.025 <= error(rec) <= 0.035
 
 
+HYBRID_B = ROOT / "data" / "trainers" / "h100_hybrid_b_2026-12-07.jsonl"
+
+
+def test_the_tied_hybrid_runs_planned_before_they_ran():
+    """The 0.5B Qwen3.5 shape built tied as planned (the reader's fix), 8 runs planned in data/grids/hybrid_b.jsonl
+    before they ran (H100, 2026-12-07): the parameters on the GPU are the tied count, and the plans held, unchanged
+    since: a median 1.6%, within -4.8% / +22.2% (DoRA's checkpointed recompute over, as on the other families)."""
+    import statistics
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fit_trainers import error
+    from ftdecide.probe.records import arch_of_trainer_record
+
+    recs = [json.loads(x) for x in HYBRID_B.read_text().splitlines() if x.strip()]
+    assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
+    for r in recs:
+        assert arch_of_trainer_record(r).tie_embeddings
+        assert error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.001)
+    errs = [error(r) for r in recs]
+    assert -0.05 <= min(errs) and max(errs) <= 0.23
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.016, abs=0.002)
+
+
 def _tied(cfg: dict, top, text) -> dict:
     """A wrapper config with ``tie_word_embeddings`` at its top level and in its text config as given (None: absent)."""
     for part, flag in ((cfg, top), (cfg["text_config"], text)):

@@ -121,3 +121,44 @@ def test_a_tower_config_is_counted_and_its_bad_field_named():
     assert with_towers.vision_params > 0 and with_towers.total_params() == no_towers.total_params() + with_towers.vision_params
     with pytest.raises(InputError, match="audio_config 'hidden_size' must be a positive whole number"):
         arch_from_hf_config({**base, "audio_config": {"hidden_size": 0}})
+
+
+def test_what_a_gemma4_layer_saves_beyond_a_gemma3_one():
+    """The CPU trace's terms (benchmarks/gemma4_trace.py) on the E2B-like shape: the value norm's fp32 input (4 B per
+    key-value value, 307.2 on average: 28 layers of 1 x 256, 7 of 1 x 512), the per-layer inputs' 4 B per hidden and
+    6 per input value under a frozen base (10 and 8 where it trains); outside the layers, their fp32 norm over all 35
+    x 256 values (and the projection's input where the base trains)."""
+    from ftdecide.core import gemma4
+
+    a = _arch("gemma4-e2b-shape")
+    assert gemma4.layer_bytes(a, False) == pytest.approx(4 * 307.2 + 4 * 1536 + 6 * 256)
+    assert gemma4.layer_bytes(a, True) == pytest.approx(4 * 307.2 + 10 * 1536 + 8 * 256)
+    assert gemma4.model_bytes(a, False) == 4 * 35 * 256
+    assert gemma4.model_bytes(a, True) == 2 * 1536 + 8 * 35 * 256
+    moe = _arch("gemma4-moe-shape")  # three norms and the router's in fp32, a bf16 copy per routed token, fp32 scores
+    assert gemma4.layer_bytes(moe, False) == pytest.approx(4 * moe.kv_dim + 16 * 2816 + 2 * 2816 * 8 + 4 * 128)
+    assert gemma4.layer_bytes(_arch("gemma4-moe-shape").model_copy(update={"global_head_dim": 0}), False) == 0.0
+
+
+RUNS = pathlib.Path(__file__).resolve().parent.parent / "data" / "trainers" / "h100_gemma4_2026-12-07.jsonl"
+
+
+def test_the_gemma4_runs_planned_before_they_ran():
+    """The emitted TRL script on random Gemma 4 copies (H100, 2026-12-07; data/grids/gemma4_a.jsonl, each plan written
+    before it ran). Planned with the other families' terms at the averaged widths, the six adapter runs were under by
+    4.4-8.1%; with the trace's terms (taken on the CPU, not fitted on these runs) by 3.3-5.4%: what is left is not
+    found (no GPU trace yet), so the bound of -5% is missed by 0.4 points. The two full fine-tuning runs are over."""
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    from fit_trainers import error
+
+    recs = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
+    assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
+    for r in recs:
+        planned = r["planned_gib"] / r["peak_train_alloc_gib"] - 1
+        if r["method"] == "full":
+            assert 0.0 <= error(r) <= 0.20
+        else:
+            assert -0.082 <= planned <= -0.044 and planned < error(r)
+            assert -0.055 <= error(r) <= -0.03

@@ -66,35 +66,46 @@ def test_each_measured_run_is_within_the_bounds(rec):
 
 def test_packed_step_time_is_modelled_from_the_masked_kernel():
     """The packed runs' steps after the first, modelled with every pair of the flattened micro-batch at the masked
-    kernel's utilisation (fitted on the whole-epoch runs of packing_a): those two within 5% (-1%, -4%). The held-out
-    ones are all under, by 13%, 19% (packing_b:3, 2026-12-07) and 31%, so the issue's 10% median is not met (12.9%
-    over the five): this bounds what is known, it does not claim the target."""
+    kernel's utilisation (fitted on the whole-epoch runs of packing_a), and a flattened length new to the run paying
+    the cuDNN host time profiled on padded packing_b:1 (not fitted; applied to packed runs after packing_b:5 and :8
+    came in under, so those are no longer held out for it). The two fitted within 5%; all eight within -20% / +10%
+    (median 9.4%); without the host term all eight were under, by up to 31%."""
+    from dataclasses import replace
+
+    from ftdecide.core.calibration import DEFAULT
+
     packed = [r for r in _runs() if r.get("packing")]
-    assert len(packed) == 5
+    assert len(packed) == 8
     fit = [r for r in packed if r["id"] in ("packing_a:2", "packing_a:4")]
     assert len(fit) == 2 and all(abs(fit_packing.time_error(r)) <= 0.05 for r in fit)
-    assert all(-0.32 <= fit_packing.time_error(r) <= 0.0 for r in packed if r not in fit)
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.129, abs=0.002)
+    assert all(-0.20 <= fit_packing.time_error(r) <= 0.10 for r in packed)
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.094, abs=0.002)
+    without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
+    assert all(fit_packing.time_error(r, without) < 0.06 for r in packed)
+    assert min(fit_packing.time_error(r, without) for r in packed) < -0.3
 
 
 def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
     """The padded runs of a whole epoch, each micro-batch at its own length, where a length new to the run pays
     the cuDNN host time profiled on packing_b:1 (not fitted): the two chat runs go from -45% and -46% to +12% and
-    -14%, the bimodal one (16 new lengths in 123 micro-batches: most are cut at 2,048) stays within 9%. Over the
-    six whole-epoch runs, padded and packed: a median of 10.4% (the issue's target is 10%)."""
+    -14%, the bimodal ones (16 new lengths in 123 micro-batches: most are cut at 2,048; and packing_b:6, held out,
+    144 in 150) within 9% and 15%. Over the nine whole-epoch runs, padded and packed: a median of 9.1% (the issue's
+    target is 10%; of the three written before the host term reached packed runs, 14.4% then)."""
     from dataclasses import replace
 
     from ftdecide.core.calibration import DEFAULT
 
     whole = [r for r in _runs() if r.get("examples")]
     padded = {r["id"]: r for r in whole if not r.get("packing")}
-    assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4"]
+    assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4", "packing_b:6"]
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
     for name in ("packing_a:1", "packing_b:4"):
         assert fit_packing.time_error(padded[name], without) < -0.4
         assert abs(fit_packing.time_error(padded[name])) <= 0.15
     assert abs(fit_packing.time_error(padded["packing_a:3"])) <= 0.09
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.104, abs=0.002)
+    assert abs(fit_packing.time_error(padded["packing_b:6"])) <= 0.15
+    assert len(whole) == 9
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.091, abs=0.002)
 
 
 def test_new_length_host_time_counts_every_masked_call():
@@ -109,22 +120,56 @@ def test_new_length_host_time_counts_every_masked_call():
     assert new_length_host_seconds(arch, padded, DEFAULT) == pytest.approx((56 * 4.42 + 28 * 9.02) / 1e3)
     nogc = padded.model_copy(update={"gradient_checkpointing": False})
     assert new_length_host_seconds(arch, nogc, DEFAULT) == pytest.approx((28 * 4.42 + 28 * 9.02) / 1e3)
-    for other in ("packed", "filled"):
-        assert new_length_host_seconds(arch, padded.model_copy(update={"collation": other}), DEFAULT) == 0.0
+    # a packed micro-batch is one flattened sequence of a length new or not the same way; one length needs no mask
+    packed = padded.model_copy(update={"collation": "packed"})
+    assert new_length_host_seconds(arch, packed, DEFAULT) == new_length_host_seconds(arch, padded, DEFAULT)
+    assert new_length_host_seconds(arch, padded.model_copy(update={"collation": "filled"}), DEFAULT) == 0.0
 
 
 def test_the_share_of_new_lengths_is_the_expected_distinct_count():
     from ftdecide.files.dataset import DataStats
 
-    # micro-batches of 1: each example its own length; two lengths, half each
+    # micro-batches of 1: each example its own length; two lengths, half each. Every example read: the epoch is
+    # these four shuffled again, two distinct lengths in four micro-batches
     stats = DataStats("x", examples=4, lengths=(100, 100, 200, 200), every=1, counted_by="t", exact_tokens=True, formats=("text",))
-    # N = 4 micro-batches, each length with share 1/2: 2 x (1 - 0.5 ** 4) distinct, over 4
-    assert stats.new_length_share(2048, 1) == pytest.approx(2 * (1 - 0.5**4) / 4)
+    assert stats.new_length_share(2048, 1) == pytest.approx(2 / 4)
     # a hundred times the examples: still two lengths
     many = DataStats("x", examples=400, lengths=(100, 100, 200, 200), every=100, counted_by="t", exact_tokens=True, formats=("text",))
     assert many.new_length_share(2048, 1) == pytest.approx(2 * (1 - 0.5**400) / 400)
     # cut at the sequence length: one length left
     assert stats.new_length_share(64, 1) == pytest.approx(1 / 4)
+
+
+def test_packed_lengths_come_from_a_best_fit_decreasing_packing():
+    from ftdecide.files.dataset import DataStats
+
+    # rows of 2,048: 1,500 | 1,500 | 600 open three rows (548, 548, 1,448 left); each 500 takes the best fit, a
+    # 548 (48 left); the 100 the 1,448: rows of 2,000, 2,000 and 700 tokens
+    stats = DataStats(
+        "x", examples=6, lengths=(100, 500, 500, 600, 1500, 1500), every=1, counted_by="t", exact_tokens=True, formats=("text",)
+    )
+    assert sorted(stats._packed_row_lengths(2048)) == [700, 2000, 2000]
+    assert stats.packed_new_length_share(2048, 1) == pytest.approx(2 / 3)  # micro-batches of one row: 2 lengths in 3
+    assert stats.packed_new_length_share(2048, 3) == 1.0  # one micro-batch of all three
+
+
+def test_the_planned_share_of_new_lengths_is_the_runs():
+    """The share of an epoch's micro-batches whose length is new, planned from the runs' own examples (word counts
+    plus the end-of-sequence token), against what each whole-epoch run recorded: padded within 0.01, packed within
+    0.13 (the packing is simulated, its micro-batches shuffled once)."""
+    import tempfile
+
+    import trainer_runs
+
+    from ftdecide.files.dataset import DataStats
+
+    for r in (r for r in _runs() if r.get("examples")):
+        with tempfile.TemporaryDirectory() as d:
+            words = trainer_runs.write_data(pathlib.Path(d) / "t.jsonl", r["examples"], r["seq"], r["lengths"], seed=r.get("seed", 0))
+        stats = DataStats("x", len(words), tuple(sorted(w + 1 for w in words)), 1, "words", True, ("text",))
+        share = stats.packed_new_length_share if r.get("packing") else stats.new_length_share
+        seen = r["padded_tokens"]
+        assert share(r["seq"], r["batch"]) == pytest.approx(len(set(seen)) / len(seen), abs=0.13 if r.get("packing") else 0.01)
 
 
 def _chat(path, n=3000, seed=0):

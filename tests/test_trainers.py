@@ -273,27 +273,58 @@ def test_the_runs_made_after_the_constants_were_set():
 
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
-    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.0%).
-    The issue's median of 3% is missed: 37 launches, 3.5%; the worst overs are small models checkpointed (TinyLlama
-    over 2 GPUs +16.7%, whose single-GPU TRL runs are over too) and Qwen3-8B LoRA over 8 GPUs (+18.5%). Full
-    fine-tuning and adapters both."""
+    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.3%).
+    The issue's median of 3% is missed: 38 launches, 3.2% (3.6% before the FSDP2 adapter moments were taken from the
+    traces of 2026-12-07); the worst overs are small models checkpointed (TinyLlama full fine-tuning over 2 GPUs
+    +15.6%) and Qwen3-8B LoRA over 8 GPUs (+15.7%). Full fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) >= 37 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) <= 0.037 and min(errs) >= -0.05 and max(errs) <= 0.19
+    assert len(runs) >= 38 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) <= 0.033 and min(errs) >= -0.05 and max(errs) <= 0.16
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
     """The 13 launches of data/grids/sharded_trl_d.jsonl had their plans written in the grid before they ran
-    (planned_gib); today's plan is that plan, and against the measured peaks it is a median 4.3% over, -2.1% /
-    +18.5%: no fit has seen them."""
+    (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans are
+    today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
+    layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
+    today the 13 are a median 3.1%, -1.2% / +15.7%."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
-        assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
+        if r["method"] == "full":
+            assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
     errs = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
+    today = [fit_trainers.error(r) for r in held]
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.031, abs=0.001)
+    assert min(today) >= -0.013 and max(today) <= 0.158
+
+
+def test_fsdp2_adapter_moments_follow_the_traces():
+    """Under TRL's fused head and FSDP2 over a frozen base, a tied model's head unit (its embedding) is held through
+    forward and backward, an untied one's at the loss only; and the loss's backward and the recompute are two moments
+    (data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl: Llama-3.2-1B and Qwen2.5-1.5B, both tied, peaked in the
+    recompute with the 0.49 and 0.43 GiB head weights TRL's fused forward took still held, the loss's tile freed)."""
+    from ftdecide.core.estimator import memory_model
+    from ftdecide.strategies.fsdp import layer_params, tail_bytes
+
+    traces = [json.loads(x) for x in (ROOT / "data" / "traces" / "h100_sharded_fsdp2_b_2026-12-07.jsonl").read_text().splitlines()]
+    for t in traces:
+        head = max(b for b, where in t["peak_blocks"] if "_fused_forward" in where)
+        arch = resolve_model(t["model"])
+        assert arch.tie_embeddings and head == pytest.approx(arch.vocab_size * arch.hidden_size * 2 / 2**30, abs=0.001)
+        assert any("recompute_fn" in where for where, _ in t["peak_by_frame"])
+    cfg = TrainConfig(method="lora", trainer="trl", strategy="fsdp", gpus=2, seq_len=2048, batch_size=4, gradient_checkpointing=True)
+    tied, untied = resolve_model("llama-3.2-1b"), resolve_model("llama-3.1-8b")
+    mt, mu = memory_model(tied, cfg), memory_model(untied, cfg)
+    assert mt.loss_apart and mu.loss_apart
+    # three decoder layers gathered (fsdp_frozen_layers, bf16), and the tied head's unit beside them
+    assert mt.gathered == pytest.approx(3 * layer_params(tied) * 2 + tail_bytes(tied, cfg)) and mt.fwd_gathered == 0.0
+    assert mu.gathered == pytest.approx(3 * layer_params(untied) * 2) and mu.fwd_gathered == pytest.approx(tail_bytes(untied, cfg))
+    loop = memory_model(tied, cfg.model_copy(update={"trainer": "loop"}))
+    assert not loop.loss_apart
 
 
 def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_ran():

@@ -58,10 +58,12 @@ def sliding_mask_terms(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> 
 
 
 def new_length_host_seconds(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> float:
-    """Host seconds a padded micro-batch adds when its padded length is new to the run: every masked sdpa call
-    of its attention layers (forward, checkpointing's second forward, backward) at ``masked_new_fwd_ms`` and
-    ``masked_new_bwd_ms``. Packed rows are all of one length, and examples of one length need no mask: 0."""
-    if not masked_sdpa(arch, cfg) or cfg.packing:
+    """Host seconds a masked micro-batch adds when its length is new to the run: every masked sdpa call of its
+    attention layers (forward, checkpointing's second forward, backward) at ``masked_new_fwd_ms`` and
+    ``masked_new_bwd_ms``. A padded micro-batch's length is its longest example's; a packed one is its rows flattened
+    into one sequence, whose length varies with their fill (packing_b: 30 to 61 lengths in 83 to 196 micro-batches).
+    Examples of one length need no mask: 0."""
+    if not masked_sdpa(arch, cfg):
         return 0.0
     forward = arch.attention_layers * (2 if cfg.gradient_checkpointing else 1)
     return (forward * cal.step.masked_new_fwd_ms + arch.attention_layers * cal.step.masked_new_bwd_ms) / 1e3

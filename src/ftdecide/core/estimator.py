@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 
 from .arch import Arch
 from .collation import mask_pair_bytes, repeated_kv_bytes, sliding_mask_terms
-from . import hybrid
+from . import gemma4, hybrid
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
@@ -137,6 +137,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     i_eff = arch.intermediate_size
     if arch.is_moe:
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
+        i_eff += gemma4.mlp_width(arch) if arch.mlp_beside_experts else 0.0
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + (c.a_i + arch.act_saved_bytes) * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if arch.qk_norm:
@@ -144,6 +145,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     repeated_kv = repeated_kv_bytes(arch, cfg)
     hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, cal, repeated_kv)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv + hybrid_average
+    layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base)
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
@@ -197,6 +199,7 @@ class MemoryModel:
     fwd_gathered: float = 0.0  # ... and in forward only, at the loss (accelerate's FSDP2 tail unit, gathered for the head)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
     loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
+    loss_apart: bool = False  # the strategy frees the loss's backward before the layers' recompute (Shares.loss_apart)
     tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
     tile_bytes: float = 0.0  # ... of this many bytes each, held in forward and again in backward
     accum_grads: float = 0.0  # gradients of earlier micro-batches, held through forward and backward
@@ -248,6 +251,10 @@ class MemoryModel:
             # of the hidden states and the head tile by tile and returns their bf16 casts) frees them before the last
             # layer is recomputed: the loss's moment and the layers' are two, the larger counts. Where a strategy
             # holds units gathered, its fitted terms were chosen with the two summed, and keep the sum
+            loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
+        elif self.loss_apart:
+            # FSDP2 over a frozen base (data/traces/h100_sharded_fsdp2_*): at the loss's backward the head's unit is
+            # still gathered; by the last layer's recompute it and the loss's tensors are freed
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held
         return {
@@ -411,7 +418,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         layer_base=layer_base,
         layer_eager=layer_eager,
         stored_gc=(c.g + (cal.fused_head_gc_h if cfg.trainer_spec.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
-        per_token=c.c_h * arch.hidden_size + loss["logits_saved"],
+        per_token=c.c_h * arch.hidden_size + loss["logits_saved"] + gemma4.model_bytes(arch, method.trains_base),
         logits_saved=loss["logits_saved"],
         logits_fwd=loss["logits_fwd"],
         logits_bwd=loss["logits_bwd"],
@@ -439,6 +446,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         gathered=gathered,
         bwd_gathered=bwd_gathered,
         fwd_gathered=share.forward_buffers,
+        loss_apart=share.loss_apart,
         start=share.start,
         end_gathered=end_gathered,
         loss_bwd_fixed=loss["loss_bwd_fixed"],

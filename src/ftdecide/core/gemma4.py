@@ -116,3 +116,31 @@ def param_tensors(arch) -> float:
     if arch.mlp_beside_experts:
         out += 5 * n
     return out
+
+
+def layer_bytes(arch, trains_base: bool) -> float:
+    """Bytes per token a Gemma 4 layer saves for backward beyond a Gemma 3 layer of the same widths, counted on the CPU
+    (autograd's saved tensors by storage, bf16, transformers 5.17; ``benchmarks/gemma4_trace.py``): the value norm's
+    fp32 input (4 B per key-value value); the per-layer input's gate, product, projection and norm (a frozen base:
+    4 B per hidden and 6 per per-layer-input value; where the base trains, 10 and 8); and the MoE block's three norms
+    and the router's in fp32 (16 B per hidden value) with a bf16 copy of the token per routed expert (2 B per hidden
+    value each). The fits leave under 8 B a token over the widths traced."""
+    if not arch.global_head_dim:
+        return 0.0
+    h = arch.hidden_size
+    out = 4.0 * kv_dim(arch)
+    if arch.ple_dim:
+        out += (10.0 * h + 8.0 * arch.ple_dim) if trains_base else (4.0 * h + 6.0 * arch.ple_dim)
+    if arch.mlp_beside_experts:
+        out += 16.0 * h + 2.0 * h * arch.experts_per_token + 4.0 * arch.num_experts
+    return out
+
+
+def model_bytes(arch, trains_base: bool) -> float:
+    """Bytes per token the per-layer inputs hold outside the layers, through the whole step (they are built once,
+    before the first layer): their fp32 norm, 4 B per value of every layer's input; where the base trains, 8 B and
+    the projection's bf16 input (2 B per hidden value). Traced as :func:`layer_bytes`."""
+    if not arch.ple_dim:
+        return 0.0
+    values = arch.num_layers * arch.ple_dim
+    return (2.0 * arch.hidden_size + 8.0 * values) if trains_base else 4.0 * values

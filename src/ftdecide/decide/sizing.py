@@ -319,9 +319,14 @@ def _sized(
     tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
     hours = tokens / (tps * world) / 3600
     if sc.data is not None and cfg.packing:
-        # packed into rows of seq_len, micro-batches of rows, each one flattened sequence at the plan's shape
+        # packed into rows of seq_len, micro-batches of rows, each one flattened sequence at the plan's shape; those of
+        # a flattened length new to the run pay cuDNN's host time too (core/collation.py)
         rows = sc.data.packed_rows(sc.seq_len)
-        seconds = math.ceil(rows / cfg.batch_size) * (step["total"] + paging / accumulation)
+        new = sc.data.packed_new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
+        host = new_length_host_seconds(arch, cfg, cal)
+        fresh = _step(arch, cfg, gpu, cal, link, accumulation, host)["total"] if host and new else step["total"]
+        per = (1 - new) * step["total"] + new * fresh
+        seconds = math.ceil(rows / cfg.batch_size) * (per + paging / accumulation)
         hours = epochs * seconds / world / 3600
         tps = rows * sc.seq_len * epochs / (hours * 3600 * world) if hours else tps
     elif sc.data is not None:

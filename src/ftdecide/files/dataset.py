@@ -21,6 +21,7 @@ known format, nesting deeper than :data:`MAX_DEPTH`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from ..core.errors import InputError, preview
 SAMPLE_BYTES = 64 * 2**20  # about this much text is tokenized, whatever the file's size
 MAX_LINE_BYTES = 16 * 2**20  # one example longer than this is not training data
 MAX_DEPTH = 64
+PACK_SAMPLE = 20_000  # lengths a packing is simulated on (the sample's, evenly spaced)
 # an assumption where no tokenizer is at hand: English prose under the BPE vocabularies of Llama, Mistral and
 # where the model's tokenizer is not at hand and configs/tokenizers.yaml has no fit for its tokenizer family
 CHARS_PER_TOKEN = 4.0
@@ -140,12 +142,43 @@ class DataStats:
         batches = self._micro_batches(seq_len, micro_batch, seed)
         if not batches:
             return 0.0
+        return self._distinct_share([longest for _, longest in batches], max(1.0, self.examples / micro_batch))
+
+    def packed_new_length_share(self, seq_len: int, micro_batch: int, seed: int = 0) -> float:
+        """The same share for packed micro-batches: TRL packs the examples (cut at ``seq_len``) into rows best fit
+        decreasing, and a padding-free micro-batch is its rows flattened into one sequence, whose length (their sum)
+        varies as the rows' fill does: the expected count of distinct lengths among the epoch's micro-batches, over
+        their number, from the sample packed the same way (an evenly spaced subsample of at most
+        :data:`PACK_SAMPLE` lengths)."""
+        rows = self._packed_row_lengths(seq_len)
+        if not rows:
+            return 0.0
+        random.Random(seed).shuffle(rows)
+        totals = [sum(rows[i : i + micro_batch]) for i in range(0, len(rows), micro_batch)]
+        return self._distinct_share(totals, max(1.0, self.packed_rows(seq_len) / micro_batch))
+
+    def _distinct_share(self, lengths: list[int], n: float) -> float:
+        """Distinct values among an epoch's ``n`` micro-batches, over ``n``, from the sample's micro-batch ``lengths``:
+        where every example was read, the epoch is the sample shuffled again, and its micro-batches are as varied as
+        the sample's; otherwise each of the ``n`` draws a length at its share in the sample (the expected count of
+        distinct ones: ``sum over lengths v of 1 - (1 - p_v) ** n``)."""
         counts: dict[int, int] = {}
-        for _, longest in batches:
-            counts[longest] = counts.get(longest, 0) + 1
-        n = max(1.0, self.examples / micro_batch)
-        distinct = sum(1.0 - (1.0 - c / len(batches)) ** n for c in counts.values())
+        for v in lengths:
+            counts[v] = counts.get(v, 0) + 1
+        if self.every == 1 and len(self.lengths) == self.examples:
+            return len(counts) / len(lengths)
+        distinct = sum(1.0 - (1.0 - c / len(lengths)) ** n for c in counts.values())
         return min(1.0, distinct / n)
+
+    def _packed_row_lengths(self, seq_len: int) -> list[int]:
+        """Tokens in each row of a best-fit-decreasing packing (trl 1.16 ``_pack_bfd``, examples truncated) of the sample."""
+        step = max(1, math.ceil(len(self.lengths) / PACK_SAMPLE))
+        spaces: list[int] = []  # what each open row has left, sorted
+        for n in sorted((min(x, seq_len) for x in self.lengths[::step] if x > 0), reverse=True):
+            i = bisect.bisect_left(spaces, n)
+            left = spaces.pop(i) - n if i < len(spaces) else seq_len - n
+            bisect.insort(spaces, left)
+        return [seq_len - s for s in spaces]
 
     def histogram(self, bins: int = 12) -> list[tuple[int, int, int]]:
         """(from, to, examples in the sample) in equal bins up to the longest."""

@@ -49,6 +49,9 @@ class Shares:
     forward_buffers: float = 0.0
     # held when training starts, before the strategy shards what was loaded (FSDP1: rank 0 holds the whole 4-bit model)
     start: float = 0.0
+    # the loss's backward and the recompute of a layer are two moments, the larger counts (FSDP2 over a frozen base,
+    # traced: the loss's tile and gradients are freed before the last layer is recomputed)
+    loss_apart: bool = False
     notes: tuple[str, ...] = ()
 
 
