@@ -136,8 +136,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     h = arch.hidden_size
     i_eff = arch.intermediate_size
     if arch.is_moe:
-        i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size
-        i_eff += gemma4.mlp_width(arch) if arch.mlp_beside_experts else 0.0
+        i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size + gemma4.beside(arch)
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + (c.a_i + arch.act_saved_bytes) * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
     if arch.qk_norm:
@@ -146,6 +145,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, cal, repeated_kv)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv + hybrid_average
     layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base)
+    hybrid_excess += gemma4.widest_excess(arch, mods, layer, lambda a, kept: _layer_terms(a, cfg, kept, cal)[0])
     eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves

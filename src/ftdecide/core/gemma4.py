@@ -144,3 +144,37 @@ def model_bytes(arch, trains_base: bool) -> float:
         return 0.0
     values = arch.num_layers * arch.ple_dim
     return (2.0 * arch.hidden_size + 8.0 * values) if trains_base else 4.0 * values
+
+
+def widest(arch):
+    """``arch`` with every layer its widest kind, whose recompute sets a checkpointed step's peak: full attention (its
+    own head width and key-value heads), and the double-wide MLP where the key-value-sharing layers have it (a shared
+    full-attention layer holds no keys of its own: an upper bound by its k_proj). None where the layers are all alike."""
+    n, shared = arch.num_layers, arch.kv_shared_layers
+    if not (arch.global_head_dim and (arch.sliding_layers or shared)):
+        return None
+    wide = arch.shared_mlp_wide and 0 < shared < n
+    return arch.model_copy(
+        update={
+            "sliding_layers": 0,
+            "kv_shared_layers": 0,
+            "kv_shared_global": 0,
+            "intermediate_size": arch.intermediate_size * (2 if wide else 1),
+        }
+    )
+
+
+def widest_excess(arch, mods: tuple[str, ...], average: float, layer_bytes_of) -> float:
+    """Bytes per token the widest layer (:func:`widest`) saves beyond the average one, ``average``: what a
+    checkpointed step's recompute holds more at that layer (``layer_bytes_of(arch, modules)``: the estimator's bytes
+    of one layer). 0 where the layers are alike."""
+    wide = widest(arch)
+    if wide is None:
+        return 0.0
+    kept = tuple(m for m in mods if m in wide.adapter_shapes())  # keys as values: no v_proj in a full layer
+    return max(0.0, layer_bytes_of(wide, kept) - average)
+
+
+def beside(arch) -> float:
+    """The dense MLP's width where the routed experts run beside it (its intermediate values join theirs)."""
+    return mlp_width(arch) if arch.mlp_beside_experts else 0.0
