@@ -22,6 +22,7 @@ known format, nesting deeper than :data:`MAX_DEPTH`.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import os
@@ -112,7 +113,7 @@ class DataStats:
         """Rows of ``seq_len`` tokens every example's real tokens (after truncation) pack into, scaled from the sample."""
         if not self.lengths:
             return 0
-        return math.ceil(sum(min(n, seq_len) for n in self.lengths) * self.examples / len(self.lengths) / seq_len)
+        return math.ceil(_truncated_sum(self.lengths, seq_len) * self.examples / len(self.lengths) / seq_len)
 
     def _micro_batches(self, seq_len: int, micro_batch: int, seed: int) -> list[tuple[int, int]]:
         """(examples, longest) of each micro-batch of the sample: shuffled (the trainers' sampler), cut at
@@ -172,13 +173,7 @@ class DataStats:
 
     def _packed_row_lengths(self, seq_len: int) -> list[int]:
         """Tokens in each row of a best-fit-decreasing packing (trl 1.16 ``_pack_bfd``, examples truncated) of the sample."""
-        step = max(1, math.ceil(len(self.lengths) / PACK_SAMPLE))
-        spaces: list[int] = []  # what each open row has left, sorted
-        for n in sorted((min(x, seq_len) for x in self.lengths[::step] if x > 0), reverse=True):
-            i = bisect.bisect_left(spaces, n)
-            left = spaces.pop(i) - n if i < len(spaces) else seq_len - n
-            bisect.insort(spaces, left)
-        return [seq_len - s for s in spaces]
+        return list(_best_fit_decreasing(self.lengths, seq_len))
 
     def histogram(self, bins: int = 12) -> list[tuple[int, int, int]]:
         """(from, to, examples in the sample) in equal bins up to the longest."""
@@ -190,6 +185,23 @@ class DataStats:
         for n in self.lengths:
             counts[min(n // width, bins - 1)] += 1
         return [(i * width, (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+
+
+# a plan sizes every candidate against the same data: the sums and the packing are worked out once per length
+@functools.lru_cache(maxsize=16)
+def _truncated_sum(lengths: tuple[int, ...], seq_len: int) -> int:
+    return sum(min(n, seq_len) for n in lengths)
+
+
+@functools.lru_cache(maxsize=16)
+def _best_fit_decreasing(lengths: tuple[int, ...], seq_len: int) -> tuple[int, ...]:
+    step = max(1, math.ceil(len(lengths) / PACK_SAMPLE))
+    spaces: list[int] = []  # what each open row has left, sorted
+    for n in sorted((min(x, seq_len) for x in lengths[::step] if x > 0), reverse=True):
+        i = bisect.bisect_left(spaces, n)
+        left = spaces.pop(i) - n if i < len(spaces) else seq_len - n
+        bisect.insort(spaces, left)
+    return tuple(seq_len - s for s in spaces)
 
 
 def files_of(path: str) -> list[str]:
