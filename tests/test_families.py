@@ -312,7 +312,7 @@ def test_a_bad_family_config_is_one_line_naming_the_field(cfg, said):
     assert said in str(e.value) and str(e.value).startswith("config.json")
 
 
-@pytest.mark.parametrize("name", ["qwen3-30b-a3b", "llama-4-scout-17b-16e", "deepseek-v3"])
+@pytest.mark.parametrize("name", ["qwen3-30b-a3b", "llama-4-scout-17b-16e", "deepseek-v3", "gemma4-e2b-shape", "gemma4-moe-shape"])
 def test_a_trillion_layers_is_refused_before_the_layers_are_walked(name):
     """Found by the property below: the MoE layer count walked 2**40 layers (a hang, or a MemoryError)."""
     cfg = _config(name)

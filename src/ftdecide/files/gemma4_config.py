@@ -7,6 +7,7 @@ vision and audio towers the config has (neither by default), each with its proje
 
 from __future__ import annotations
 
+from ..core.arch import MAX_LAYERS
 from ..core.errors import flag, preview
 
 _SLIDING, _FULL = "sliding_attention", "full_attention"
@@ -48,6 +49,8 @@ def layer_types(cfg: dict, layers: int) -> list[str]:
 def text_fields(cfg: dict) -> dict:
     """The :class:`~ftdecide.core.arch.Arch` fields of a ``gemma4_text`` config beyond the Llama layout."""
     layers = cfg["num_hidden_layers"]
+    if layers > MAX_LAYERS:  # before any list of the layers is built
+        raise ValueError(f"num_hidden_layers {layers:,} is more than {MAX_LAYERS:,}")
     types = layer_types(cfg, layers)
     shared = _whole(cfg, "num_kv_shared_layers", 0, "", zero=True)
     if shared > layers:
