@@ -323,7 +323,14 @@ def test_a_trillion_layers_is_refused_before_the_layers_are_walked(name):
 
 _ODD = [0, -1, 1, 3, 2**40, True, None, "12", 1.5, [], [0, 1], {}, {"a": 1}]
 _KEYS = sorted(
-    {k for p in CONFIGS.glob("*.json") for k in json.loads(p.read_text()) if not k.startswith("_")} | {"text_config", "vision_config"}
+    {
+        k
+        for p in CONFIGS.glob("*.json")
+        for part in (json.loads(p.read_text()), json.loads(p.read_text()).get("text_config") or {})
+        for k in part
+        if not k.startswith("_")
+    }
+    | {"text_config", "vision_config", "audio_config"}
 )
 
 
