@@ -274,13 +274,13 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.3%).
-    The issue's median of 3% is missed: 38 launches, 3.2% (3.6% before the FSDP2 adapter moments were taken from the
-    traces of 2026-12-07); the worst overs are small models checkpointed (TinyLlama full fine-tuning over 2 GPUs
-    +15.6%) and Qwen3-8B LoRA over 8 GPUs (+15.7%). Full fine-tuning and adapters both."""
+    The issue's median of 3% is met: 38 launches, 2.8% (3.6% before the FSDP2 adapter moments were taken from the
+    traces of 2026-12-07); the worst overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%,
+    Llama-3.2-1B IA3 without checkpointing over 4 +15.4%). Full fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
     assert len(runs) >= 38 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) <= 0.033 and min(errs) >= -0.05 and max(errs) <= 0.16
+    assert statistics.median(abs(e) for e in errs) <= 0.029 and min(errs) >= -0.05 and max(errs) <= 0.16
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
@@ -288,7 +288,8 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans are
     today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
     layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
-    today the 13 are a median 3.1%, -1.2% / +15.7%."""
+    today the 13 are a median 2.7%, -1.2% / +15.6%. Both changes were made with these launches' errors in view: they
+    are no longer held out for them (data/grids/sharded_trl_f.jsonl is, planned before it runs)."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
@@ -298,15 +299,16 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.031, abs=0.001)
-    assert min(today) >= -0.013 and max(today) <= 0.158
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.027, abs=0.001)
+    assert min(today) >= -0.013 and max(today) <= 0.157
 
 
 def test_fsdp2_adapter_moments_follow_the_traces():
     """Under TRL's fused head and FSDP2 over a frozen base, a tied model's head unit (its embedding) is held through
-    forward and backward, an untied one's at the loss only; and the loss's backward and the recompute are two moments
+    forward and backward, an untied one's at the loss only; the loss's backward and the recompute are two moments
     (data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl: Llama-3.2-1B and Qwen2.5-1.5B, both tied, peaked in the
-    recompute with the 0.49 and 0.43 GiB head weights TRL's fused forward took still held, the loss's tile freed)."""
+    recompute with the 0.49 and 0.43 GiB head weights TRL's fused forward took still held, the loss's tile freed);
+    and the decoder layers in flight are backward's (each is resharded after its forward): none at the loss."""
     from ftdecide.core.estimator import memory_model
     from ftdecide.strategies.fsdp import layer_params, tail_bytes
 
@@ -320,9 +322,11 @@ def test_fsdp2_adapter_moments_follow_the_traces():
     tied, untied = resolve_model("llama-3.2-1b"), resolve_model("llama-3.1-8b")
     mt, mu = memory_model(tied, cfg), memory_model(untied, cfg)
     assert mt.loss_apart and mu.loss_apart
-    # three decoder layers gathered (fsdp_frozen_layers, bf16), and the tied head's unit beside them
-    assert mt.gathered == pytest.approx(3 * layer_params(tied) * 2 + tail_bytes(tied, cfg)) and mt.fwd_gathered == 0.0
-    assert mu.gathered == pytest.approx(3 * layer_params(untied) * 2) and mu.fwd_gathered == pytest.approx(tail_bytes(untied, cfg))
+    # three decoder layers gathered in backward (fsdp_frozen_layers, bf16); the tied head's unit through the step
+    for m, arch in ((mt, tied), (mu, untied)):
+        assert m.bwd_gathered == pytest.approx(3 * layer_params(arch) * 2)
+    assert mt.gathered == pytest.approx(tail_bytes(tied, cfg)) and mt.fwd_gathered == 0.0
+    assert mu.gathered == 0.0 and mu.fwd_gathered == pytest.approx(tail_bytes(untied, cfg))
     loop = memory_model(tied, cfg.model_copy(update={"trainer": "loop"}))
     assert not loop.loss_apart
 

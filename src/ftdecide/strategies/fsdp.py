@@ -79,10 +79,13 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float]:
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
         tail = tail_bytes(arch, cfg)
-        if arch.tie_embeddings and cfg.trainer_spec.chunked_loss:
-            # TRL's fused head takes the tied weight whole in forward and keeps it to the last layer's recompute
-            # (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl, trl/trainer/utils.py _fused_forward)
-            return cal.fsdp_frozen_layers * lg + tail, 0.0, cal.fsdp_end_layers * lg, 0.0
+        if cfg.trainer_spec.chunked_loss:
+            # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl): its forward takes a
+            # tied weight whole and keeps it to the last layer's recompute (trl/trainer/utils.py _fused_forward), an
+            # untied head's unit is gathered at the loss only; and every decoder layer is resharded after its forward
+            # (reshard_after_forward), so the layers in flight are backward's: none at the loss
+            tied = tail if arch.tie_embeddings else 0.0
+            return tied, cal.fsdp_frozen_layers * lg, cal.fsdp_end_layers * lg, tail - tied
         return cal.fsdp_frozen_layers * lg, 0.0, cal.fsdp_end_layers * lg, tail
     # a tied head's unit is the embedding, which trains: gathered from the first layer's input to the last gradient
     tied = tail_bytes(arch, cfg) if arch.tie_embeddings else 0.0
@@ -207,9 +210,10 @@ STRATEGY = register(
             "0.01 GiB by its fake-group twin): median 1.7%, -4.3% / +34.9% then, out of sample (5 folds) 2.5%, worst -8.2%: keep "
             "headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs under the fake group: full "
             "fine-tuning within -1.6% / +6.6% (10 runs, a tied model's embedding gathered through the step as accelerate's unit "
-            "holds it); adapters sized for the launch's own layout (3 layers in flight, the head's unit at the loss or, tied "
-            "under TRL's fused head, through backward; the loss and the recompute two moments, from 3 traced launches): 14 "
-            "launches, median 3.8%, -3.3% / +15.7% (the 8 planned before they ran were a median 4.8%, -2.1% / +18.5% then)"
+            "holds it); adapters sized for the launch's own layout (3 layers in flight in backward, none at the loss; the "
+            "head's unit at the loss or, tied under TRL's fused head, through the step; the loss and the recompute two "
+            "moments, from 3 traced launches): 14 launches, median 3.2%, -3.3% / +15.4% (the 8 planned before they ran "
+            "were a median 4.8%, -2.1% / +18.5% then)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
@@ -252,7 +256,8 @@ STRATEGY = register(
             # chosen on those 5 runs on a 0.5 grid as the smallest median whose worst under-estimate stays
             # within -4.5% (benchmarks/fit_trainers.py --frozen: median 3.6%, -3.0% / +11.2%). Chosen again by
             # that rule (2026-12-07) once three launches were traced (a tied head held to the recompute under TRL's
-            # fused head; the loss and the recompute two moments, Shares.loss_apart): 3.0 still
+            # fused head; the loss and the recompute two moments, Shares.loss_apart; the layers in flight backward's,
+            # none at the loss): 3.0 still
             ("fsdp_frozen_layers", 3.0),
         ),
     )
