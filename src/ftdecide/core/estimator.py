@@ -253,8 +253,8 @@ class MemoryModel:
             # holds units gathered, its fitted terms were chosen with the two summed, and keep the sum
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         elif self.loss_apart:
-            # FSDP2 over a frozen base (data/traces/h100_sharded_fsdp2_*): at the loss's backward the head's unit is
-            # still gathered; by the last layer's recompute it and the loss's tensors are freed
+            # FSDP2 over a frozen base under TRL's fused head (data/traces/h100_sharded_fsdp2_*): the loss's tile and
+            # gradients are freed before the last layer is recomputed, beside the layers gathered for backward
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held
         return {

@@ -74,7 +74,8 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float]:
     These were chosen on the probe loop's layout. Two cases follow the emitted launch's instead (accelerate's
     units, :func:`tail_bytes`): a tied model that trains holds its embedding's unit gathered through the whole
     step; a frozen base holds ``fsdp_frozen_layers`` layers through the step, and the head's unit in forward
-    only (``Shares.forward_buffers``)."""
+    only (``Shares.forward_buffers``); under TRL's fused head, those layers in backward only and a tied head's unit
+    through the step (traced, ``Shares.loss_apart``)."""
     lg, lp, root = in_flight_units(arch, cfg)
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
