@@ -244,6 +244,16 @@ def _step(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float,
     )
 
 
+def _with_new_lengths(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int, new: float) -> float:
+    """Seconds of a micro-batch at ``cfg``'s shape when a share ``new`` of them has a length new to the run, which pays
+    cuDNN's host time (:func:`ftdecide.core.collation.new_length_host_seconds`) on top of its step."""
+    seen = _step(arch, cfg, gpu, cal, link, accumulation)["total"]
+    host = new_length_host_seconds(arch, cfg, cal)
+    if not (host and new):
+        return seen
+    return (1 - new) * seen + new * _step(arch, cfg, gpu, cal, link, accumulation, host)["total"]
+
+
 def _collated(
     arch: Arch,
     gpu: GPU,
@@ -323,9 +333,7 @@ def _sized(
         # a flattened length new to the run pay cuDNN's host time too (core/collation.py)
         rows = sc.data.packed_rows(sc.seq_len)
         new = sc.data.packed_new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
-        host = new_length_host_seconds(arch, cfg, cal)
-        fresh = _step(arch, cfg, gpu, cal, link, accumulation, host)["total"] if host and new else step["total"]
-        per = (1 - new) * step["total"] + new * fresh
+        per = _with_new_lengths(arch, cfg, gpu, cal, link, accumulation, new)
         seconds = math.ceil(rows / cfg.batch_size) * (per + paging / accumulation)
         hours = epochs * seconds / world / 3600
         tps = rows * sc.seq_len * epochs / (hours * 3600 * world) if hours else tps
@@ -334,13 +342,14 @@ def _sized(
         # length's step time, the micro-batches shared by the GPUs; those of a length new to the run also pay cuDNN's
         # host time (core/collation.py)
         new = sc.data.new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
-        host = new_length_host_seconds(arch, cfg, cal)
-        seconds = 0.0
-        for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items():
-            shape = cfg.model_copy(update={"seq_len": length})
-            seen = _step(arch, shape, gpu, cal, link, accumulation)["total"]
-            fresh = _step(arch, shape, gpu, cal, link, accumulation, host)["total"] if host and new else seen
-            seconds += n * ((1 - new) * seen + new * fresh + paging / accumulation)
+        seconds = sum(
+            n
+            * (
+                _with_new_lengths(arch, cfg.model_copy(update={"seq_len": length}), gpu, cal, link, accumulation, new)
+                + paging / accumulation
+            )
+            for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items()
+        )
         hours = epochs * seconds / world / 3600
         tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0] * epochs / (hours * 3600 * world) if hours else tps
     mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)

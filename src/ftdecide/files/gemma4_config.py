@@ -80,12 +80,10 @@ def text_fields(cfg: dict) -> dict:
 
 def text_keys(arch) -> dict:
     """The inverse of :func:`text_fields`: the keys a ``gemma4_text`` config gives ``arch``'s layout in."""
-    n, full = arch.num_layers, arch.num_layers - arch.sliding_layers
-    types = [_SLIDING] * arch.sliding_layers + [_FULL] * full
-    if arch.kv_shared_global and arch.kv_shared_layers:  # the shared layers' full ones last, as counted
-        shared = arch.kv_shared_layers
-        types = [_SLIDING] * (n - shared - (full - arch.kv_shared_global)) + [_FULL] * (full - arch.kv_shared_global)
-        types += [_SLIDING] * (shared - arch.kv_shared_global) + [_FULL] * arch.kv_shared_global
+    # the layers with keys of their own, then the sharing ones; each part its sliding layers first, its full ones last
+    full, shared, shared_full = arch.num_layers - arch.sliding_layers, arch.kv_shared_layers, arch.kv_shared_global
+    own_sliding = arch.sliding_layers - (shared - shared_full)
+    types = [_SLIDING] * own_sliding + [_FULL] * (full - shared_full) + [_SLIDING] * (shared - shared_full) + [_FULL] * shared_full
     out = {
         "layer_types": types,
         "sliding_window": arch.sliding_window,
@@ -105,7 +103,7 @@ def text_keys(arch) -> dict:
     return out
 
 
-def _vision(vc: dict) -> tuple[int, int]:
+def _vision(vc: dict) -> tuple[int, int, int]:
     v = {k: _whole(vc, k, d, "vision_config ") for k, d in _VISION.items()}
     h, i, heads, kv, hd, p = (
         v[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "patch_size")
@@ -115,7 +113,7 @@ def _vision(vc: dict) -> tuple[int, int]:
     layers = v["num_hidden_layers"]
     patch = 3 * p * p * h
     params = patch + 2 * v["position_embedding_size"] * h + layers * (linear + 2 * hd + 4 * h)
-    return params, patch + layers * linear
+    return params, patch + layers * linear, h
 
 
 def _audio(ac: dict) -> tuple[int, int, int]:
@@ -148,11 +146,8 @@ def tower_params(outer: dict, text_hidden: int) -> tuple[int, int]:
             continue
         if not isinstance(sub, dict):
             raise ValueError(f"'{key}' must be an object, got {preview(sub)}")
-        if key == "vision_config":
-            p, lin = _vision(sub)
-            width = _whole(sub, "hidden_size", _VISION["hidden_size"], "vision_config ")
-        else:
-            p, lin, width = _audio(sub)
+        # (parameters, nn.Linear weights, the width the tower hands to its projection)
+        p, lin, width = _vision(sub) if key == "vision_config" else _audio(sub)
         params += p + width * text_hidden
         linear += lin + width * text_hidden
     return params, linear
