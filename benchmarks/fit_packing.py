@@ -3,6 +3,7 @@ the time of their steps and their peaks against the model, and the fit of the ma
 
     python benchmarks/fit_packing.py          # each run: measured and modelled time of its steps, peak
     python benchmarks/fit_packing.py --fit    # search masked_attn_util on the whole-epoch runs, check the rest
+    python benchmarks/fit_packing.py --plan   # each whole-epoch run: the plan's epoch time from its examples alone
 
 The runs (``data/grids/packing_a.jsonl``, ``benchmarks/trainer_runs.py``) draw each example's length from a
 lognormal distribution (``LENGTHS`` there: chat, docs, bimodal), a word a token. A padded run records every
@@ -11,6 +12,11 @@ micro-batch (TRL's best-fit decreasing into rows of ``max_length``, padding-free
 at its own shape; a step is its micro-batches; the first step (warm-up) is left out of both sides.
 
 The whole-epoch runs (``examples`` set) are the fit set; the fixed-step runs (``steps`` set) are held out.
+
+``--plan`` asks what the issue's target asks of the plan itself: the epoch time ``recommend --dataset`` computes
+(``sizing.data_epoch_seconds``) from the run's examples alone (a word a token, and the end-of-text token TRL adds),
+at the run's configuration, against the whole measured epoch (every step, the first included: the user pays it)
+and against the steps after the first, scaled to the epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import fit_trainers  # noqa: E402
 
 from ftdecide.core.calibration import DEFAULT  # noqa: E402
 from ftdecide.core.collation import new_length_host_seconds  # noqa: E402
-from ftdecide.core.throughput import step_seconds  # noqa: E402
+from ftdecide.core.throughput import link_gbs, step_seconds  # noqa: E402
+from ftdecide.decide.sizing import data_epoch_seconds  # noqa: E402
+from ftdecide.files.dataset import DataStats  # noqa: E402
 from ftdecide.files.catalog import resolve_gpu  # noqa: E402
 from ftdecide.probe.records import arch_of_trainer_record, config_from_trainer_record  # noqa: E402
 
@@ -87,6 +95,35 @@ def table(cal=DEFAULT) -> None:
         )
 
 
+def planned_seconds(r: dict, cal=DEFAULT) -> float:
+    """The plan's seconds for the run's whole epoch, from its examples alone (``words``: every one a whole-epoch run
+    drew), padded or packed as the run was, on its GPU."""
+    lengths = tuple(sorted(w + 1 for w in r["words"]))
+    data = DataStats(r["id"], len(lengths), lengths, 1, "words", True, ("text",))
+    gpu = gpu_of(r)
+    return data_epoch_seconds(arch_of_trainer_record(r), config_from_trainer_record(r), gpu, cal, link_gbs(gpu, 1), r["accum"], data)
+
+
+def plan_table(cal=DEFAULT) -> None:
+    whole, after = [], []
+    for r in (r for r in load() if r.get("examples")):
+        planned, steps = planned_seconds(r, cal), r["step_s"]
+        # the steps after the first, scaled to the epoch's steps: the measure the step-time table uses
+        scaled = statistics.mean(steps[1:]) * len(steps)
+        whole.append(planned / sum(steps) - 1)
+        after.append(planned / scaled - 1)
+        kind = "packed" if r.get("packing") else "padded"
+        print(
+            f"{r['id']:13s} {r['model']:13s} {r['method']:5s} {r['lengths']:8s} {kind:6s} b{r['batch']} s{r['seq']}: "
+            f"planned {planned:6.1f} s, epoch {sum(steps):6.1f} s measured ({whole[-1]:+6.1%}), "
+            f"{scaled:6.1f} without the first step's warm-up ({after[-1]:+6.1%})"
+        )
+    for name, errs in (("whole epoch", whole), ("without warm-up", after)):
+        print(
+            f"{name}: {len(errs)} runs, median |error| {statistics.median(abs(e) for e in errs):.1%}, {min(errs):+.1%} / {max(errs):+.1%}"
+        )
+
+
 def fit() -> None:
     runs = load()
     train = [r for r in runs if r.get("examples")]
@@ -103,5 +140,6 @@ def fit() -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--plan", action="store_true")
     a = ap.parse_args()
-    fit() if a.fit else table()
+    fit() if a.fit else plan_table() if a.plan else table()

@@ -254,6 +254,30 @@ def _with_new_lengths(arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, 
     return (1 - new) * seen + new * _step(arch, cfg, gpu, cal, link, accumulation, host)["total"]
 
 
+def data_epoch_seconds(
+    arch: Arch, cfg: TrainConfig, gpu: GPU, cal: Calibration, link: float, accumulation: int, data, epochs: int = 1, paging: float = 0.0
+) -> float:
+    """Seconds of one epoch of the user's ``data`` (a :class:`ftdecide.files.dataset.DataStats`) at ``cfg``, all its
+    micro-batches on one GPU (divide by the GPUs that share them), with ``paging`` seconds an optimizer step.
+
+    - Packed (``cfg.packing``): the examples, cut at the sequence length, in rows of it; micro-batches of rows, each
+      one flattened sequence at the plan's shape.
+    - Padded per micro-batch (the trainers' default collation): each micro-batch at its own length's step time.
+
+    Either way, those of a length new to the run (over ``epochs`` epochs) also pay cuDNN's host time
+    (core/collation.py)."""
+    seq = cfg.seq_len
+    if cfg.packing:
+        new = data.packed_new_length_share(seq, cfg.batch_size) / max(1, epochs)
+        per = _with_new_lengths(arch, cfg, gpu, cal, link, accumulation, new)
+        return math.ceil(data.packed_rows(seq) / cfg.batch_size) * (per + paging / accumulation)
+    new = data.new_length_share(seq, cfg.batch_size) / max(1, epochs)
+    return sum(
+        n * (_with_new_lengths(arch, cfg.model_copy(update={"seq_len": length}), gpu, cal, link, accumulation, new) + paging / accumulation)
+        for length, n in data.micro_batches(seq, cfg.batch_size).items()
+    )
+
+
 def _collated(
     arch: Arch,
     gpu: GPU,
@@ -328,30 +352,11 @@ def _sized(
         )
     tps = cfg.seq_len * cfg.batch_size / (step["total"] + paging / accumulation)
     hours = tokens / (tps * world) / 3600
-    if sc.data is not None and cfg.packing:
-        # packed into rows of seq_len, micro-batches of rows, each one flattened sequence at the plan's shape; those of
-        # a flattened length new to the run pay cuDNN's host time too (core/collation.py)
-        rows = sc.data.packed_rows(sc.seq_len)
-        new = sc.data.packed_new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
-        per = _with_new_lengths(arch, cfg, gpu, cal, link, accumulation, new)
-        seconds = math.ceil(rows / cfg.batch_size) * (per + paging / accumulation)
+    if sc.data is not None:
+        seconds = data_epoch_seconds(arch, cfg, gpu, cal, link, accumulation, sc.data, epochs, paging)
         hours = epochs * seconds / world / 3600
-        tps = rows * sc.seq_len * epochs / (hours * 3600 * world) if hours else tps
-    elif sc.data is not None:
-        # the user's data, padded per micro-batch (the trainers' default collation): each micro-batch at its own
-        # length's step time, the micro-batches shared by the GPUs; those of a length new to the run also pay cuDNN's
-        # host time (core/collation.py)
-        new = sc.data.new_length_share(sc.seq_len, cfg.batch_size) / max(1, epochs)
-        seconds = sum(
-            n
-            * (
-                _with_new_lengths(arch, cfg.model_copy(update={"seq_len": length}), gpu, cal, link, accumulation, new)
-                + paging / accumulation
-            )
-            for length, n in sc.data.micro_batches(sc.seq_len, cfg.batch_size).items()
-        )
-        hours = epochs * seconds / world / 3600
-        tps = sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0] * epochs / (hours * 3600 * world) if hours else tps
+        done = sc.data.packed_rows(sc.seq_len) * sc.seq_len if cfg.packing else sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0]
+        tps = done * epochs / (hours * 3600 * world) if hours else tps
     mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(
         method=method.name,
