@@ -74,7 +74,7 @@ def test_packed_step_time_is_modelled_from_the_masked_kernel():
 
     from ftdecide.core.calibration import DEFAULT
 
-    packed = [r for r in _runs() if r.get("packing")]
+    packed = [r for r in _runs() if r.get("packing") and not r["id"].startswith("packing_c:")]
     assert len(packed) == 8
     fit = [r for r in packed if r["id"] in ("packing_a:2", "packing_a:4")]
     assert len(fit) == 2 and all(abs(fit_packing.time_error(r)) <= 0.05 for r in fit)
@@ -95,7 +95,7 @@ def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
 
     from ftdecide.core.calibration import DEFAULT
 
-    whole = [r for r in _runs() if r.get("examples")]
+    whole = [r for r in _runs() if r.get("examples") and not r["id"].startswith("packing_c:")]
     padded = {r["id"]: r for r in whole if not r.get("packing")}
     assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4", "packing_b:6"]
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
@@ -303,9 +303,28 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
 def test_the_plans_epoch_time_from_the_runs_examples():
     """``fit_packing.py --plan``: the plan's epoch time from each whole-epoch run's examples alone (its words, and the
     end-of-text token), at the run's configuration, against the whole measured epoch, its first step included. On
-    the nine whole-epoch runs: a median of 8.8%, -18.6% (packing_b:3, packed chat at micro-batch 2) / +11.4%."""
+    the twelve whole-epoch runs: a median of 9.5%, -35.5% (packing_c:1, a 12-step epoch still warming up) / +29.0%
+    (packing_c:2); the nine before packing_c, 8.8%."""
     whole = [r for r in _runs() if r.get("examples")]
-    errs = [fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in whole]
-    assert len(errs) == 9
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.088, abs=0.002)
-    assert min(errs) == pytest.approx(-0.186, abs=0.002) and max(errs) == pytest.approx(0.114, abs=0.002)
+    errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in whole}
+    assert len(errs) == 12
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.095, abs=0.002)
+    assert min(errs.values()) == pytest.approx(-0.355, abs=0.002) and max(errs.values()) == pytest.approx(0.290, abs=0.002)
+    earlier = [e for k, e in errs.items() if not k.startswith("packing_c:")]
+    assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.088, abs=0.002)
+
+
+def test_the_held_out_whole_epochs_miss_the_time_target():
+    """data/grids/packing_c.jsonl: three whole epochs written before the packed host term and run after it, each alone
+    (one H100, 2026-12-07, thirteenth session). The step-time model at their recorded shapes: packing_c:1 (Llama-3.2-1B
+    packed chat, 12 steps) -36.6%, its steps still warming up; packing_c:2 (Qwen3-0.6B padded docs, 139 new lengths in
+    149 micro-batches) +34.5%: the host time of a new length is modelled per attention layer (0.50 s for 28 layers),
+    where the four runs with 139-217 new lengths imply 0.23-0.35 s for 16 and 28 layers alike; packing_c:3 (packed
+    bimodal) -6.6%. A median of 34.5%: the issue's 10% is missed on held-out runs. Peaks within +7%."""
+    held = {r["id"]: r for r in _runs() if r["id"].startswith("packing_c:")}
+    assert sorted(held) == ["packing_c:1", "packing_c:2", "packing_c:3"]
+    errs = {k: fit_packing.time_error(r) for k, r in held.items()}
+    assert errs["packing_c:1"] == pytest.approx(-0.366, abs=0.002)
+    assert errs["packing_c:2"] == pytest.approx(0.345, abs=0.002)
+    assert errs["packing_c:3"] == pytest.approx(-0.066, abs=0.002)
+    assert all(0 <= fit_packing.peak_error(r) <= 0.07 for r in held.values())

@@ -274,13 +274,31 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.3%).
-    The issue's median of 3% is met: 38 launches, 2.8% (3.6% before the FSDP2 adapter moments were taken from the
-    traces of 2026-12-07); the worst overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%,
-    Llama-3.2-1B IA3 without checkpointing over 4 +15.4%). Full fine-tuning and adapters both."""
+    The issue's median of 3% is not met: 45 launches, 3.1% (38 launches were 2.8% once the FSDP2 adapter moments were
+    taken from the traces of 2026-12-07; the seven held out of that change, sharded_trl_f, came in at 4.6%). The worst
+    overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%, Llama-3.2-1B IA3 without checkpointing
+    over 4 +15.4%) and checkpointed adapters of 7-8B models (+8% to +11%). Full fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) >= 38 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) <= 0.029 and min(errs) >= -0.05 and max(errs) <= 0.16
+    assert len(runs) == 45 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.031, abs=0.001)
+    assert min(errs) >= -0.05 and max(errs) <= 0.16
+
+
+def test_sharded_launches_held_out_of_the_adapter_moments():
+    """data/grids/sharded_trl_f.jsonl: eight FSDP2 adapter launches (LoRA, DoRA, IA3; tied and untied; 2-8 GPUs; with
+    and without checkpointing), each plan written in the grid before any ran, after the adapter moments were set; seven
+    ran (one H100, 2026-12-07, thirteenth session; Qwen3-8B over 4 without checkpointing did not start before the
+    call's deadline). Measured: a median 4.6% over, -0.7% / +11.4%: nothing under, but the issue's 3% median is missed.
+    The overs are the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%, Mistral-7B over 8 +10.7%,
+    Llama-3.1-8B DoRA over 4 +11.4%). Today's plans are the ones written."""
+    held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_f:")]
+    assert len(held) == 7 and all("planned_gib" in r for r in held)
+    planned = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
+    for r, e in zip(held, planned, strict=True):
+        assert fit_trainers.error(r) == pytest.approx(e, abs=0.002), r["id"]
+    assert statistics.median(abs(e) for e in planned) == pytest.approx(0.046, abs=0.001)
+    assert min(planned) == pytest.approx(-0.007, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
@@ -289,7 +307,7 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
     layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
     today the 13 are a median 2.7%, -1.2% / +15.6%. Both changes were made with these launches' errors in view: they
-    are no longer held out for them (data/grids/sharded_trl_f.jsonl is, planned before it runs)."""
+    are no longer held out for them (data/grids/sharded_trl_f.jsonl is: its plans were written before it ran)."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
