@@ -355,6 +355,7 @@ def _sized(
     if sc.data is not None:
         seconds = data_epoch_seconds(arch, cfg, gpu, cal, link, accumulation, sc.data, epochs, paging)
         hours = epochs * seconds / world / 3600
+        # the tokens an epoch computes: its packed rows, or its micro-batches padded to their longest
         done = sc.data.packed_rows(sc.seq_len) * sc.seq_len if cfg.packing else sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0]
         tps = done * epochs / (hours * 3600 * world) if hours else tps
     mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
