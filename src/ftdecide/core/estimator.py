@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 
 from .arch import Arch
-from .collation import mask_pair_bytes, repeated_kv_bytes, sliding_mask_terms
+from .collation import mask_pair_bytes, masked_sdpa, repeated_kv_bytes, sliding_mask_terms
 from . import gemma4, hybrid
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
@@ -144,9 +144,10 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     repeated_kv = repeated_kv_bytes(arch, cfg)
     hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, cal, repeated_kv)
     layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv + hybrid_average
-    layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base)
+    math_token, math_key = gemma4.math_attention(arch, masked_sdpa(arch, cfg))
+    layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base) + math_token
     hybrid_excess += gemma4.widest_excess(arch, mods, layer, lambda a, kept: _layer_terms(a, cfg, kept, cal)[0])
-    eager = cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0
+    eager = math_key + (cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0)
     if arch.attention == "eager" and arch.attn_sinks:
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
         eager += cal.sink_eager_saved * arch.num_heads

@@ -136,6 +136,29 @@ def layer_bytes(arch, trains_base: bool) -> float:
     return out
 
 
+# the widest head flash attention takes (torch 2.11 ``sdp_utils.cpp``, ``check_head_dim_size_flash``)
+FLASH_MAX_HEAD_DIM = 256
+
+
+def math_attention(arch, masked: bool) -> tuple[float, float]:
+    """(bytes per token, bytes per token per key position) a layer saves, averaged over the layers, where torch 2.11
+    runs Gemma 4's full-attention layers on sdpa's math kernel. Read in torch's dispatch (``sdp_utils.cpp``), for
+    heads wider than flash's 256 (512 by default) with fewer key-value heads than query heads and no mask (examples
+    that fill the sequence): transformers hands sdpa the grouped keys and values (``enable_gqa``), which flash refuses
+    for the head width, the memory-efficient kernel for the grouping and cuDNN for both. The math kernel then saves
+    the scaled queries and the keys and values copied out to every query head (3 x heads x head width, bf16) and the
+    softmax's probabilities (heads x keys, bf16). With a mask, transformers copies the keys and values itself and the
+    memory-efficient kernel takes the call: nothing of this. Not fitted: on the runs of ``data/grids/gemma4_a.jsonl``
+    without checkpointing it accounts for 0.625 of the 0.635 GiB the 31B-like shape was under, half of the E2B-like
+    shape's 1.11 GiB."""
+    _, full, _, _ = layer_counts(arch)
+    _, ghd, _, gkv = _widths(arch)
+    if masked or arch.attention != "sdpa" or ghd <= FLASH_MAX_HEAD_DIM or gkv >= arch.num_heads or not full:
+        return 0.0, 0.0
+    share = full / arch.num_layers
+    return share * 3 * arch.num_heads * ghd * 2.0, share * arch.num_heads * 2.0
+
+
 def model_bytes(arch, trains_base: bool) -> float:
     """Bytes per token the per-layer inputs hold outside the layers, through the whole step (they are built once,
     before the first layer): their fp32 norm, 4 B per value of every layer's input; where the base trains, 8 B and

@@ -59,8 +59,8 @@ HYBRID_NOTE = (
 GEMMA4_NOTE = (
     "Gemma 4 is counted as transformers builds it (full-attention layers of head width 512, shared keys and values, "
     "per-layer inputs); its memory, from the other families' terms at its averaged widths and its own traced ones, was "
-    "measured on 8 TRL runs of three shapes: adapters within -5.1%/+1.2% of the plan (without checkpointing, 3-5% above "
-    "it: keep that headroom), full fine-tuning 1-20% below"
+    "measured on 8 TRL runs of three shapes: adapters within -3.6%/+3.4% of the plan once the math kernel that sdpa runs "
+    "its 512-wide grouped heads on is counted (keep that headroom), full fine-tuning 1-20% below"
 )
 
 # what sizing says of a wrapper whose causal-LM class builds the text model alone
