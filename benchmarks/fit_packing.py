@@ -95,12 +95,18 @@ def table(cal=DEFAULT) -> None:
         )
 
 
+def examples_data(words: list[int], name: str = "run") -> DataStats:
+    """A run's examples as ``--dataset`` reads them, every one: a word a token (the runs' word-level tokenizer), and
+    the end-of-text token TRL adds."""
+    lengths = tuple(sorted(w + 1 for w in words))
+    return DataStats(name, len(lengths), lengths, 1, "words", True, ("text",))
+
+
 def planned_seconds(r: dict, cal=DEFAULT) -> float:
     """The plan's seconds for the run's whole epoch, from its examples alone (``words``: every one a whole-epoch run
     drew), padded or packed as the run was, on its GPU."""
-    lengths = tuple(sorted(w + 1 for w in r["words"]))
-    data = DataStats(r["id"], len(lengths), lengths, 1, "words", True, ("text",))
     gpu = gpu_of(r)
+    data = examples_data(r["words"], r["id"])
     return data_epoch_seconds(arch_of_trainer_record(r), config_from_trainer_record(r), gpu, cal, link_gbs(gpu, 1), r["accum"], data)
 
 

@@ -161,12 +161,10 @@ def test_the_planned_share_of_new_lengths_is_the_runs():
 
     import trainer_runs
 
-    from ftdecide.files.dataset import DataStats
-
     for r in (r for r in _runs() if r.get("examples")):
         with tempfile.TemporaryDirectory() as d:
             words = trainer_runs.write_data(pathlib.Path(d) / "t.jsonl", r["examples"], r["seq"], r["lengths"], seed=r.get("seed", 0))
-        stats = DataStats("x", len(words), tuple(sorted(w + 1 for w in words)), 1, "words", True, ("text",))
+        stats = fit_packing.examples_data(words)
         share = stats.packed_new_length_share if r.get("packing") else stats.new_length_share
         seen = r["padded_tokens"]
         assert share(r["seq"], r["batch"]) == pytest.approx(len(set(seen)) / len(seen), abs=0.13 if r.get("packing") else 0.01)

@@ -247,15 +247,12 @@ class MemoryModel:
         tile = min(tokens, self.tile_tokens) * self.tile_bytes
         loss_bwd = self.logits_bwd * tokens + tile + self.loss_bwd_fixed
         layers_bwd = eager_bwd + recompute
-        if self.loss_bwd_fixed and not (self.gathered or self.bwd_gathered):
-            # a fused head (trl 1.16, kernels/chunked_logprob.py: ChunkedLogProbFunction.backward fills fp32 gradients
-            # of the hidden states and the head tile by tile and returns their bf16 casts) frees them before the last
-            # layer is recomputed: the loss's moment and the layers' are two, the larger counts. Where a strategy
-            # holds units gathered, its fitted terms were chosen with the two summed, and keep the sum
-            loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
-        elif self.loss_apart:
-            # FSDP2 over a frozen base under TRL's fused head (data/traces/h100_sharded_fsdp2_*): the loss's tile and
-            # gradients are freed before the last layer is recomputed, beside the layers gathered for backward
+        # a fused head (trl 1.16, kernels/chunked_logprob.py: ChunkedLogProbFunction.backward fills fp32 gradients of the
+        # hidden states and the head tile by tile and returns their bf16 casts) frees them before the last layer is
+        # recomputed: the loss's moment and the layers' are two, the larger counts. Where a strategy holds units
+        # gathered, its fitted terms were chosen with the two summed, and keep the sum, except FSDP2 over a frozen base
+        # (loss_apart, traced: data/traces/h100_sharded_fsdp2_*), whose layers gathered for backward sit beside either
+        if self.loss_apart or (self.loss_bwd_fixed and not (self.gathered or self.bwd_gathered)):
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held
         return {

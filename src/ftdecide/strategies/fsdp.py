@@ -59,6 +59,12 @@ def tail_bytes(arch, cfg) -> float:
     return (shared + arch.hidden_size) * gathered_bytes(arch, cfg)
 
 
+def _fused_adapter(cfg) -> bool:
+    """An adapter's launch over a frozen base under TRL's fused head: its layers in flight are backward's, and the loss's
+    moment and the recompute's are two (traced, :func:`in_flight`)."""
+    return not cfg.method_spec.trains_base and cfg.trainer_spec.chunked_loss
+
+
 def in_flight(arch, cfg, cal) -> tuple[float, float, float, float]:
     """Bytes FSDP2 holds unsharded beyond a GPU's shards, by moment: (through forward and backward, through
     backward only, at the end of backward only, in forward only).
@@ -80,7 +86,7 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float]:
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
         tail = tail_bytes(arch, cfg)
-        if cfg.trainer_spec.chunked_loss:
+        if _fused_adapter(cfg):
             # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl): its forward takes a
             # tied weight whole and keeps it to the last layer's recompute (trl/trainer/utils.py _fused_forward), an
             # untied head's unit is gathered at the loss only; and every decoder layer is resharded after its forward
@@ -114,8 +120,7 @@ class FSDP2(Strategy):
                 "reduce-scatter per micro-batch (not emitted: not measured)"
             )
         buffers = dict(compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=loss)
-        apart = not cfg.method_spec.trains_base and cfg.trainer_spec.chunked_loss
-        return Shares(shard_w, shard_g, shard_o, **buffers, notes=tuple(notes), loss_apart=apart)
+        return Shares(shard_w, shard_g, shard_o, **buffers, notes=tuple(notes), loss_apart=_fused_adapter(cfg))
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):
         # the Trainer accumulates under accelerate's no_sync, which for FSDP2 is set_requires_gradient_sync(False):
