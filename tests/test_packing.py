@@ -55,6 +55,10 @@ def _runs():
     return fit_packing.load()
 
 
+# the grids run after the step-time model's last change, each line's plan written before it ran: held out
+HELD_OUT = ("packing_c:", "packing_d:", "packing_e:")
+
+
 @pytest.mark.parametrize("rec", _runs(), ids=lambda r: r["id"])
 def test_each_measured_run_is_within_the_bounds(rec):
     """Peaks of the padded and packed runs: never under by more than 2.5% (packing_b:4, Llama-3.2-1B LoRA padded, -2.1%,
@@ -74,7 +78,7 @@ def test_packed_step_time_is_modelled_from_the_masked_kernel():
 
     from ftdecide.core.calibration import DEFAULT
 
-    packed = [r for r in _runs() if r.get("packing") and not r["id"].startswith("packing_c:")]
+    packed = [r for r in _runs() if r.get("packing") and not r["id"].startswith(HELD_OUT)]
     assert len(packed) == 8
     fit = [r for r in packed if r["id"] in ("packing_a:2", "packing_a:4")]
     assert len(fit) == 2 and all(abs(fit_packing.time_error(r)) <= 0.05 for r in fit)
@@ -95,7 +99,7 @@ def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
 
     from ftdecide.core.calibration import DEFAULT
 
-    whole = [r for r in _runs() if r.get("examples") and not r["id"].startswith("packing_c:")]
+    whole = [r for r in _runs() if r.get("examples") and not r["id"].startswith(HELD_OUT)]
     padded = {r["id"]: r for r in whole if not r.get("packing")}
     assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4", "packing_b:6"]
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
@@ -155,8 +159,8 @@ def test_packed_lengths_come_from_a_best_fit_decreasing_packing():
 
 def test_the_planned_share_of_new_lengths_is_the_runs():
     """The share of an epoch's micro-batches whose length is new, planned from the runs' own examples (word counts
-    plus the end-of-sequence token), against what each whole-epoch run recorded: padded within 0.01, packed within
-    0.13 (the packing is simulated, its micro-batches shuffled once)."""
+    plus the end-of-sequence token), against what each whole-epoch run recorded: padded within 0.02 (packing_d:1 and
+    :2, 0.91 against 0.93), packed within 0.13 (the packing is simulated, its micro-batches shuffled once)."""
     import tempfile
 
     import trainer_runs
@@ -167,7 +171,7 @@ def test_the_planned_share_of_new_lengths_is_the_runs():
         stats = fit_packing.examples_data(words)
         share = stats.packed_new_length_share if r.get("packing") else stats.new_length_share
         seen = r["padded_tokens"]
-        assert share(r["seq"], r["batch"]) == pytest.approx(len(set(seen)) / len(seen), abs=0.13 if r.get("packing") else 0.01)
+        assert share(r["seq"], r["batch"]) == pytest.approx(len(set(seen)) / len(seen), abs=0.13 if r.get("packing") else 0.021)
 
 
 def _chat(path, n=3000, seed=0):
@@ -301,15 +305,72 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
 def test_the_plans_epoch_time_from_the_runs_examples():
     """``fit_packing.py --plan``: the plan's epoch time from each whole-epoch run's examples alone (its words, and the
     end-of-text token), at the run's configuration, against the whole measured epoch, its first step included. On
-    the twelve whole-epoch runs: a median of 9.5%, -35.5% (packing_c:1, a 12-step epoch still warming up) / +29.0%
+    the twenty whole-epoch runs: a median of 10.0%, -35.5% (packing_c:1, a 12-step epoch still warming up) / +29.0%
     (packing_c:2); the nine before packing_c, 8.8%."""
     whole = [r for r in _runs() if r.get("examples")]
     errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in whole}
-    assert len(errs) == 12
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.095, abs=0.002)
+    assert len(errs) == 20
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.100, abs=0.002)
     assert min(errs.values()) == pytest.approx(-0.355, abs=0.002) and max(errs.values()) == pytest.approx(0.290, abs=0.002)
-    earlier = [e for k, e in errs.items() if not k.startswith("packing_c:")]
+    earlier = [e for k, e in errs.items() if not k.startswith(HELD_OUT)]
     assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.088, abs=0.002)
+
+
+def _grid(name: str) -> list[dict]:
+    return [json.loads(x) for x in (ROOT / "data" / "grids" / f"{name}.jsonl").read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.parametrize(
+    "grid, errors",
+    [
+        # four padded epochs at 16, 28, 28 and 36 layers: llama-3.2-1b, qwen2.5-1.5b, llama-3.2-3b, qwen3-4b
+        pytest.param(
+            "packing_d",
+            {"planned_s": (-0.089, 0.166, 0.098, 0.076), "planned_s_per_length": (0.109, 0.031, -0.024, -0.116)},
+            id="packing_d",
+        ),
+        # three packed (llama-3.2-3b docs, qwen2.5-1.5b chat, llama-3.2-1b bimodal), one padded (qwen2.5-3b docs)
+        pytest.param(
+            "packing_e",
+            {
+                "planned_s": (-0.116, -0.118, -0.204, 0.038),
+                "planned_s_mix": (-0.142, -0.138, -0.196, -0.124),
+                "planned_s_per_length": (-0.166, -0.157, -0.192, -0.176),
+            },
+            id="packing_e",
+        ),
+    ],
+)
+def test_the_plans_written_before_the_runs(grid, errors):
+    """data/grids/packing_d.jsonl and packing_e.jsonl (one H100, 2026-12-07, fourteenth session, each run alone): each
+    line carries the plan's epoch time written before it ran: ``planned_s`` the shipped model (a new length's cuDNN host
+    time per masked call of every attention layer), and the forms it was tested against: a constant 0.40 s a new length
+    (``planned_s_per_length``), 0.2 s + 0.4 x the per-layer time (``planned_s_mix``, packing_e only). The shipped plan
+    still computes what the grid says, and each form's error against the whole measured epoch is what it was."""
+    lines = _grid(grid)
+    runs = {r["id"]: r for r in _runs() if r["id"].startswith(grid + ":")}
+    assert sorted(runs) == [f"{grid}:{i}" for i in range(1, len(lines) + 1)]
+    for i, line in enumerate(lines, 1):
+        run = runs[f"{grid}:{i}"]
+        assert fit_packing.planned_seconds(run) == pytest.approx(line["planned_s"], abs=0.06)
+        for form, errs in errors.items():
+            assert line[form] / sum(run["step_s"]) - 1 == pytest.approx(errs[i - 1], abs=0.001)
+        assert -0.01 <= fit_packing.peak_error(run) <= 0.03
+
+
+def test_eleven_held_out_epochs_miss_the_time_target_by_a_little():
+    """The eleven whole epochs run since the step-time model last changed (packing_c, _d, _e): the plan from their
+    examples is a median of 11.6% off the whole measured epoch, above the issue's 10%. The padded six are 9.4%; the
+    packed five are all under (-6.4% to -35.5%, median 11.8%)."""
+    held = [r for r in _runs() if r["id"].startswith(HELD_OUT)]
+    errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in held}
+    assert len(errs) == 11
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.116, abs=0.002)
+    packed = [errs[r["id"]] for r in held if r.get("packing")]
+    padded = [errs[r["id"]] for r in held if not r.get("packing")]
+    assert len(packed) == 5 and max(packed) < -0.06
+    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.118, abs=0.002)
+    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.094, abs=0.002)
 
 
 def test_the_held_out_whole_epochs_miss_the_time_target():
