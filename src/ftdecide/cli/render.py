@@ -84,7 +84,7 @@ def _rec_line(plan: "Plan") -> str:
         f"{plan.gradient_accumulation_steps} accumulation"
         f", checkpointing {'on' if c.gradient_checkpointing else 'off'}, {plan.precision}"
         + (f", {plan.gpus}x {c.config.strategy_spec.label}" if plan.gpus > 1 else "")
-        + f": ~{round(c.time_hours, 3):.1f} h, ${round(c.cost_usd, 2):,.2f}"
+        + f": ~{round(c.time_hours, 3):.2f} h, ${round(c.cost_usd, 2):,.2f}"
     )
     return s
 
