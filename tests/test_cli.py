@@ -163,3 +163,12 @@ def test_main_turns_off_pydantic_plugin_discovery_unless_set(monkeypatch, capsys
         monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset)
     assert cli.main(["gpus", "--format", "json"]) == 0 and json.loads(capsys.readouterr().out)
     assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == expected
+
+
+@pytest.mark.parametrize("size", [300, 3000, 200_000])
+def test_the_recommendation_line_gives_the_json_time_and_cost(size):
+    # a plan of minutes printed "~0.0 h" while the table and the JSON gave 0.04 h
+    argv = ["recommend", "--model", "llama-3.2-1b", "--gpu", "h100", "--dataset-size", str(size)]
+    plan = json.loads(invoke([*argv, "--format", "json"]).stdout)["recommendation"]
+    out = " ".join(invoke(argv, env={"COLUMNS": "400"}).stdout.split())
+    assert f": ~{plan['time_hours']:.2f} h, ${plan['cost_usd']:,.2f}" in out
