@@ -358,6 +358,39 @@ def test_the_plans_written_before_the_runs(grid, errors):
         assert -0.01 <= fit_packing.peak_error(run) <= 0.03
 
 
+def test_the_held_out_errors_the_output_quotes_are_the_records():
+    """``recommend --dataset`` quotes how far its epoch time was from the held-out runs, per collation
+    (``core.collation.HELD_OUT_EPOCH_ERRORS``, the JSON's ``data.time_measured``): recomputed here from the records,
+    so a run added to a held-out grid fails this until the quoted figures follow it."""
+    from ftdecide.core.collation import HELD_OUT_EPOCH_ERRORS
+
+    errs: dict[str, list[float]] = {}
+    for r in (r for r in _runs() if r["id"].startswith(HELD_OUT)):
+        errs.setdefault("packed" if r.get("packing") else "padded", []).append(fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1)
+    assert sorted(errs) == sorted(HELD_OUT_EPOCH_ERRORS)
+    for k, e in errs.items():
+        quoted = HELD_OUT_EPOCH_ERRORS[k]
+        assert quoted["runs"] == len(e)
+        assert quoted["median_abs_error"] == pytest.approx(statistics.median(abs(x) for x in e), abs=0.0005)
+        assert (quoted["min"], quoted["max"]) == pytest.approx((min(e), max(e)), abs=0.0005)
+
+
+@pytest.mark.parametrize("argv, sized", [((), ["padded", "packed"]), (("--no-packing",), ["padded"]), (("--packing",), ["packed"])])
+def test_the_output_quotes_the_held_out_error_of_each_collation_sized(tmp_path, argv, sized):
+    from ftdecide.core.collation import HELD_OUT_EPOCH_ERRORS
+
+    data = _chat(tmp_path / "chat.jsonl")
+    doc = _rec(data, *argv, "--format", "json")
+    assert doc["schema_version"] == "1.4"
+    assert sorted(doc["data"]["time_hours"]) == sorted(sized) == sorted(doc["data"]["time_measured"])
+    assert doc["data"]["time_measured"] == {k: HELD_OUT_EPOCH_ERRORS[k] for k in sized}
+    text = " ".join(_rec(data, *argv).split())
+    for k in sized:
+        m = HELD_OUT_EPOCH_ERRORS[k]
+        assert f"{m['median_abs_error']:.1%} off {k} ({m['runs']} runs, planned {m['min']:+.1%} to {m['max']:+.1%}" in text
+    assert ("every one ran longer" in text) == any(HELD_OUT_EPOCH_ERRORS[k]["max"] < 0 for k in sized)
+
+
 def test_the_plan_packs_where_the_runs_were_faster_packed():
     """Four data sets were each run padded and packed (a whole epoch each way, one H100): packing was faster for the
     two chat sets and the bimodal set on Qwen3-1.7B (1.7x, 2.4x, 1.6x), slower for the bimodal set under Llama-3.2-1B

@@ -36,3 +36,13 @@ def data_table(res: "Recommendation", console) -> None:
             f"an epoch: {e['padded']:,} tokens padded per micro-batch, {e['packed']:,} packed, against {e['full_length']:,} "
             f"were every example {res.scenario.seq_len:,} tokens long; the plan's examples are {d['collation']} ({times})"
         )
+    if d.get("time_measured"):
+        console.print(
+            'held out (docs/accuracy.md, "Data"), the plan\'s epoch time was a median of '
+            + " and ".join(
+                f"{m['median_abs_error']:.1%} off {k} ({m['runs']} runs, planned {m['min']:+.1%} to {m['max']:+.1%} of the measured"
+                + (": every one ran longer" if m["max"] < 0 else "")
+                + ")"
+                for k, m in d["time_measured"].items()
+            )
+        )

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..core.collation import HELD_OUT_EPOCH_ERRORS
 from ..core.policy import GLOBAL_BATCH
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from ..core.estimator import MemoryEstimate, TrainConfig
     from .scenario import Scenario
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,8 @@ class Recommendation:
             # trainer or the method cannot pack, or the user chose)
             out["collation"] = c.config.collation
             out["time_hours"] = {k: round(v, 3) for k, v in (c.collation_hours or {c.config.collation: c.time_hours}).items()}
+            # how far such plans were from runs planned before they ran, for each collation sized
+            out["time_measured"] = {k: dict(HELD_OUT_EPOCH_ERRORS[k]) for k in out["time_hours"] if k in HELD_OUT_EPOCH_ERRORS}
         return out
 
 
