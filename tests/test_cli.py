@@ -172,3 +172,27 @@ def test_the_recommendation_line_gives_the_json_time_and_cost(size):
     plan = json.loads(invoke([*argv, "--format", "json"]).stdout)["recommendation"]
     out = " ".join(invoke(argv, env={"COLUMNS": "400"}).stdout.split())
     assert f": ~{plan['time_hours']:.2f} h, ${plan['cost_usd']:,.2f}" in out
+
+
+def test_the_readme_multi_node_example_is_what_recommend_prints():
+    """The README's 70B example over two nodes quotes three candidate rows and the recommendation line; each figure
+    is the JSON's (it had drifted by up to 15 GiB before this test)."""
+    import pathlib
+    import re
+
+    from ftdecide import strategies
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("ftdecide recommend --model llama-3.1-70b --gpu h100 --gpus 8 --nodes 2") :].split("```")[0]
+    argv = block.splitlines()[0].split()[1:]
+    doc = json.loads(invoke([*argv, "--format", "json"]).stdout)
+    cands = {c["method"]: c for c in doc["candidates"]}
+    rows = re.findall(r"^#\s+(\w+)\s+(yes|no)\s+(\S+)\s+([\d.]+) / ([\d.]+) GiB \.\.\.\s+([\d.,]+) h\s+\$([\d.,]+)$", block, re.M)
+    assert len(rows) == 3
+    for method, fits, strategy, req, gpu, hours, cost in rows:
+        c = cands[method]
+        assert (fits == "yes") == c["fits"] and strategy == strategies.get(c["strategy"]).label
+        assert (float(req), float(gpu)) == (round(c["memory"]["required_gib"], 1), round(c["memory"]["gpu_memory_gib"], 1))
+        assert (hours, cost) == (f"{c['time_hours']:,.2f}", f"{c['cost_usd']:,.2f}")
+    plan = doc["recommendation"]
+    assert f"~{plan['time_hours']:,.2f} h, ${plan['cost_usd']:,.2f}" in block
