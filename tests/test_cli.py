@@ -176,7 +176,7 @@ def test_the_recommendation_line_gives_the_json_time_and_cost(size):
 
 def test_the_readme_multi_node_example_is_what_recommend_prints():
     """The README's 70B example over two nodes quotes three candidate rows and the recommendation line; each figure
-    is the JSON's (it had drifted by up to 15 GiB before this test)."""
+    is the JSON's (it had drifted by up to 14 GiB before this test)."""
     import pathlib
     import re
 
