@@ -521,3 +521,30 @@ def test_fused_head_backward_and_layers_backward_are_two_moments():
         assert p["backward"] == pytest.approx(both + (loss + layers if summed else loss))
     one = memory_model(a, cfg).phases(2048, 4, True)
     assert (one["tile"] + memory_model(a, cfg).loss_bwd_fixed) / 2**30 == pytest.approx(0.25 + 0.98, abs=0.01)
+
+
+def test_the_fsdp2_basis_quotes_the_launches_as_they_stand():
+    """What ``recommend`` prints of FSDP2's accuracy (its ``basis``) is the launches' figures today, recomputed from
+    data/sharded_trainers/: full fine-tuning in bf16 and the adapters, each count, median |error| and range (the
+    text had kept the figures of 10 and 14 launches after 21 adapter launches and the tied models' full runs came in)."""
+    import re
+
+    from ftdecide import strategies
+
+    basis = strategies.get("fsdp").basis
+    groups: dict[str, list[float]] = {"full fine-tuning in bf16": [], "adapters": []}
+    for r in fit_trainers.sharded():
+        c = fit_trainers.config(r)
+        if c.strategy != "fsdp" or (c.method_spec.trains_base and c.precision != "bf16"):
+            continue
+        groups["full fine-tuning in bf16" if c.method_spec.trains_base else "adapters"].append(fit_trainers.error(r))
+    for name, errs in groups.items():
+        pattern = re.escape(name) + r"[^:]*: (\d+) launches, median ([\d.]+)%, ([-+][\d.]+)% / ([-+][\d.]+)%"
+        n, med, lo, hi = re.search(pattern, basis).groups()
+        assert int(n) == len(errs)
+        assert float(med) == pytest.approx(100 * statistics.median(abs(e) for e in errs), abs=0.05)
+        assert (float(lo), float(hi)) == pytest.approx((100 * min(errs), 100 * max(errs)), abs=0.05)
+    # FSDP1 over a 4-bit base: every launch
+    errs = [fit_trainers.error(r) for r in fit_trainers.sharded() if fit_trainers.config(r).strategy == "fsdp1"]
+    n, lo, hi = re.search(r"(\d+) launches: ([-+][\d.]+)% / ([-+][\d.]+)%", strategies.get("fsdp1").basis).groups()
+    assert int(n) == len(errs) and (float(lo), float(hi)) == pytest.approx((100 * min(errs), 100 * max(errs)), abs=0.05)

@@ -144,7 +144,7 @@ STRATEGY = register(
         summary="FSDP+QLoRA: 4-bit weights stored as bf16 and sharded; layers gathered as they run",
         measured=True,
         basis=(
-            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 9 launches: -2.1% / +10.7%, 7 of "
+            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 9 launches: -2.0% / +10.7%, 7 of "
             "them planned before they ran; rank 0 starts with the whole 4-bit model on its GPU (transformers 5.17), which "
             f"the 2 offloaded launches were sized with only after they ran (-0.9%, -1.0%). Published, under transformers 4.x: "
             f"{PUBLISHED}. transformers 5.17 deprecates FSDP1 (removed in 5.20)"
