@@ -61,11 +61,11 @@ HELD_OUT = ("packing_c:", "packing_d:", "packing_e:")
 
 @pytest.mark.parametrize("rec", _runs(), ids=lambda r: r["id"])
 def test_each_measured_run_is_within_the_bounds(rec):
-    """Peaks of the padded and packed runs: never under by more than 2.5% (packing_b:4, Llama-3.2-1B LoRA padded, -2.1%,
-    run 2026-12-07 after every term was set), over by at most 16% (Llama-3.2-1B full
-    fine-tuning, padded or packed, +14.6% and +15.5%; the packed run without checkpointing, where the mask is 28% of
-    the peak, is within 2.1%: the keys and values repeated for the masked kernel moved it from -1.2%)."""
-    assert -0.025 <= fit_packing.peak_error(rec) <= 0.16
+    """Peaks of the padded and packed runs (27): never under by more than 2.5% (packing_b:4, Llama-3.2-1B LoRA padded,
+    -2.1%, run 2026-12-07 after every term was set), over by at most 7.5% (Qwen3-0.6B, the smallest model, padded:
+    +7.4%; Llama-3.2-1B full fine-tuning, +15% when these runs came in, is +2.1% / +2.4% with the terms as they
+    stand)."""
+    assert -0.025 <= fit_packing.peak_error(rec) <= 0.075
 
 
 def test_packed_step_time_is_modelled_from_the_masked_kernel():
