@@ -69,32 +69,33 @@ def test_each_measured_run_is_within_the_bounds(rec):
 
 
 def test_packed_step_time_is_modelled_from_the_masked_kernel():
-    """The packed runs' steps after the first, modelled with every pair of the flattened micro-batch at the masked
-    kernel's utilisation (fitted on the whole-epoch runs of packing_a), and a flattened length new to the run paying
-    the cuDNN host time profiled on padded packing_b:1 (not fitted; applied to packed runs after packing_b:5 and :8
-    came in under, so those are no longer held out for it). The two fitted within 5%; all eight within -20% / +10%
-    (median 9.4%); without the host term all eight were under, by up to 31%."""
+    """The packed runs of packing_a and _b (five whole epochs, three fixed-step segments), every step at its recorded
+    shape: every pair of the flattened micro-batch at the masked kernel's utilisation, a flattened length new to the
+    run paying its share of cuDNN's host time, and the run's warm-up (the three fitted on the whole epochs of
+    packing_a and _b, benchmarks/fit_packing.py --fit). All eight within -11% / +8%, a median of 3.8%. Without the
+    host term packing_b:3 and :5 fall to -17% and -18%; without the warm-up all eight are under, by up to 47% (a
+    4-step segment)."""
     from dataclasses import replace
 
     from ftdecide.core.calibration import DEFAULT
 
     packed = [r for r in _runs() if r.get("packing") and not r["id"].startswith(HELD_OUT)]
     assert len(packed) == 8
-    fit = [r for r in packed if r["id"] in ("packing_a:2", "packing_a:4")]
-    assert len(fit) == 2 and all(abs(fit_packing.time_error(r)) <= 0.05 for r in fit)
-    assert all(-0.20 <= fit_packing.time_error(r) <= 0.10 for r in packed)
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.094, abs=0.002)
+    assert all(-0.11 <= fit_packing.time_error(r) <= 0.08 for r in packed)
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.038, abs=0.002)
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
-    assert all(fit_packing.time_error(r, without) < 0.06 for r in packed)
-    assert min(fit_packing.time_error(r, without) for r in packed) < -0.3
+    assert min(fit_packing.time_error(r, without) for r in packed) < -0.15
+    cold = replace(DEFAULT, step=replace(DEFAULT.step, masked_warmup_s=0.0))
+    assert all(fit_packing.time_error(r, cold) < -0.02 for r in packed)
+    assert min(fit_packing.time_error(r, cold) for r in packed) < -0.45
 
 
 def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
-    """The padded runs of a whole epoch, each micro-batch at its own length, where a length new to the run pays
-    the cuDNN host time profiled on packing_b:1 (not fitted): the two chat runs go from -45% and -46% to +12% and
-    -14%, the bimodal ones (16 new lengths in 123 micro-batches: most are cut at 2,048; and packing_b:6, held out,
-    144 in 150) within 9% and 15%. Over the nine whole-epoch runs, padded and packed: a median of 9.1% (the issue's
-    target is 10%; of the three written before the host term reached packed runs, 14.4% then)."""
+    """The padded whole epochs of packing_a and _b, each micro-batch at its own length, where a length new to the run
+    pays its share of cuDNN's host time: the two chat runs (215 new lengths in 248 micro-batches) go from -43% and
+    -44% without it to -4% and -23%; the bimodal ones (16 new lengths in 123 micro-batches, most cut at 2,048; and
+    packing_b:6, 144 in 150) to +13% and +1%. Over the nine whole epochs of packing_a and _b, padded and packed (the
+    fit set): a median of 4.4%, 12.1% without the warm-up."""
     from dataclasses import replace
 
     from ftdecide.core.calibration import DEFAULT
@@ -105,11 +106,13 @@ def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
     for name in ("packing_a:1", "packing_b:4"):
         assert fit_packing.time_error(padded[name], without) < -0.4
-        assert abs(fit_packing.time_error(padded[name])) <= 0.15
-    assert abs(fit_packing.time_error(padded["packing_a:3"])) <= 0.09
-    assert abs(fit_packing.time_error(padded["packing_b:6"])) <= 0.15
+        assert abs(fit_packing.time_error(padded[name])) <= 0.23
+    assert abs(fit_packing.time_error(padded["packing_a:3"])) <= 0.13
+    assert abs(fit_packing.time_error(padded["packing_b:6"])) <= 0.01
     assert len(whole) == 9
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.091, abs=0.002)
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.044, abs=0.002)
+    cold = replace(DEFAULT, step=replace(DEFAULT.step, masked_warmup_s=0.0))
+    assert statistics.median(abs(fit_packing.time_error(r, cold)) for r in whole) == pytest.approx(0.121, abs=0.002)
 
 
 def test_new_length_host_time_counts_every_masked_call():
@@ -120,10 +123,10 @@ def test_new_length_host_time_counts_every_masked_call():
 
     arch = resolve_model("qwen3-0.6b")  # 28 layers
     padded = TrainConfig(method="lora", collation="padded", gradient_checkpointing=True)
-    # forward, checkpointing's second forward (4.42 ms each), backward (9.02 ms)
-    assert new_length_host_seconds(arch, padded, DEFAULT) == pytest.approx((56 * 4.42 + 28 * 9.02) / 1e3)
+    # forward, checkpointing's second forward (4.42 ms each), backward (9.02 ms), of which a step pays 0.7
+    assert new_length_host_seconds(arch, padded, DEFAULT) == pytest.approx(0.7 * (56 * 4.42 + 28 * 9.02) / 1e3)
     nogc = padded.model_copy(update={"gradient_checkpointing": False})
-    assert new_length_host_seconds(arch, nogc, DEFAULT) == pytest.approx((28 * 4.42 + 28 * 9.02) / 1e3)
+    assert new_length_host_seconds(arch, nogc, DEFAULT) == pytest.approx(0.7 * (28 * 4.42 + 28 * 9.02) / 1e3)
     # a packed micro-batch is one flattened sequence of a length new or not the same way; one length needs no mask
     packed = padded.model_copy(update={"collation": "packed"})
     assert new_length_host_seconds(arch, packed, DEFAULT) == new_length_host_seconds(arch, padded, DEFAULT)
@@ -269,8 +272,8 @@ def test_the_masked_kernel_saves_the_repeated_keys_and_values(model, collation, 
 @pytest.mark.parametrize("packing", [True, False], ids=["packed", "padded"])
 def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
     """The time ``recommend --dataset`` plans for the user's data is :func:`sizing.data_epoch_seconds` of the plan's
-    configuration, once an epoch (one GPU): the function ``fit_packing.py --plan`` scores against measured epochs is
-    the plan's own."""
+    configuration, once an epoch (one GPU), and the run's warm-up: the functions ``fit_packing.py --plan`` scores
+    against measured epochs are the plan's own."""
     from ftdecide.core.calibration import DEFAULT
     from ftdecide.core.throughput import link_gbs
     from ftdecide.decide.recommend import Scenario, recommend
@@ -287,7 +290,8 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
     seconds = data_epoch_seconds(
         resolve_model("llama-3.2-1b"), plan.config, gpu, DEFAULT, link_gbs(gpu, 1), plan.config.gradient_accumulation, data, epochs
     )
-    assert plan.time_hours == pytest.approx(epochs * seconds / 3600, rel=1e-12)
+    # and the run's warm-up, once (core.collation.warmup_seconds: 8 s where sdpa runs masked)
+    assert plan.time_hours == pytest.approx((epochs * seconds + 8.0) / 3600, rel=1e-12)
     # the other collation's time is another figure: the test would see the wrong one
     other = data_epoch_seconds(
         resolve_model("llama-3.2-1b"),
@@ -303,17 +307,18 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
 
 
 def test_the_plans_epoch_time_from_the_runs_examples():
-    """``fit_packing.py --plan``: the plan's epoch time from each whole-epoch run's examples alone (its words, and the
-    end-of-text token), at the run's configuration, against the whole measured epoch, its first step included. On
-    the twenty whole-epoch runs: a median of 10.0%, -35.5% (packing_c:1, a 12-step epoch still warming up) / +29.0%
-    (packing_c:2); the nine before packing_c, 8.8%."""
+    """``fit_packing.py --plan``: the plan's time for each whole-epoch run from its examples alone (its words, and the
+    end-of-text token), at the run's configuration, with the run's warm-up, against the whole measured epoch, its
+    first steps included. The twenty whole epochs: a median of 5.1%, -21.9% (packing_b:4, padded chat) / +14.4%
+    (packing_c:2, padded docs); the nine of packing_a and _b the constants were fitted on, 4.9%."""
     whole = [r for r in _runs() if r.get("examples")]
     errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in whole}
     assert len(errs) == 20
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.100, abs=0.002)
-    assert min(errs.values()) == pytest.approx(-0.355, abs=0.002) and max(errs.values()) == pytest.approx(0.290, abs=0.002)
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.051, abs=0.002)
+    assert min(errs.values()) == pytest.approx(-0.219, abs=0.002) and max(errs.values()) == pytest.approx(0.144, abs=0.002)
+    assert min(errs, key=errs.get) == "packing_b:4" and max(errs, key=errs.get) == "packing_c:2"
     earlier = [e for k, e in errs.items() if not k.startswith(HELD_OUT)]
-    assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.088, abs=0.002)
+    assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.049, abs=0.002)
 
 
 def _grid(name: str) -> list[dict]:
@@ -345,14 +350,21 @@ def test_the_plans_written_before_the_runs(grid, errors):
     """data/grids/packing_d.jsonl and packing_e.jsonl (one H100, 2026-12-07, fourteenth session, each run alone): each
     line carries the plan's epoch time written before it ran: ``planned_s`` the shipped model (a new length's cuDNN host
     time per masked call of every attention layer), and the forms it was tested against: a constant 0.40 s a new length
-    (``planned_s_per_length``), 0.2 s + 0.4 x the per-layer time (``planned_s_mix``, packing_e only). The shipped plan
-    still computes what the grid says, and each form's error against the whole measured epoch is what it was."""
+    (``planned_s_per_length``), 0.2 s + 0.4 x the per-layer time (``planned_s_mix``, packing_e only). The model as it
+    stood then still computes what the grid says, and each form's error against the whole measured epoch is what it
+    was. (The model changed after these runs: the warm-up and the host share, fitted on packing_a and _b.)"""
+    from dataclasses import replace
+
+    from ftdecide.core.calibration import DEFAULT
+
+    # the model as it stood when the grids were written: every profiled host millisecond, utilisation 0.15, no warm-up
+    then = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
     lines = _grid(grid)
     runs = {r["id"]: r for r in _runs() if r["id"].startswith(grid + ":")}
     assert sorted(runs) == [f"{grid}:{i}" for i in range(1, len(lines) + 1)]
     for i, line in enumerate(lines, 1):
         run = runs[f"{grid}:{i}"]
-        assert fit_packing.planned_seconds(run) == pytest.approx(line["planned_s"], abs=0.06)
+        assert fit_packing.planned_seconds(run, then) == pytest.approx(line["planned_s"], abs=0.06)
         for form, errs in errors.items():
             assert line[form] / sum(run["step_s"]) - 1 == pytest.approx(errs[i - 1], abs=0.001)
         assert -0.01 <= fit_packing.peak_error(run) <= 0.03
@@ -407,32 +419,34 @@ def test_the_plan_packs_where_the_runs_were_faster_packed():
     assert chose == faster and sorted(faster) == [False, True, True, True]
 
 
-def test_eleven_held_out_epochs_miss_the_time_target_by_a_little():
-    """The eleven whole epochs run since the step-time model last changed (packing_c, _d, _e): the plan from their
-    examples is a median of 11.6% off the whole measured epoch, above the issue's 10%. The padded six are 9.4%; the
-    packed five are all under (-6.4% to -35.5%, median 11.8%)."""
-    held = [r for r in _runs() if r["id"].startswith(HELD_OUT)]
+def test_the_eleven_later_epochs_against_the_constants_of_the_first_nine():
+    """The eleven whole epochs run after packing_a and _b (packing_c, _d, _e), none of them in the fit of the time
+    model's constants (the warm-up measured, the host share and the masked kernel's utilisation fitted, on packing_a
+    and _b; the warm-up's form was chosen after these runs were seen): the plan from their examples is a median of
+    8.1% off the whole measured epoch, within the issue's 10% (11.6% before the warm-up). The padded six 3.8%; the
+    packed five 9.4%, every one still longer than planned."""
+    held = [r for r in _runs() if r["id"].startswith(HELD_OUT) and r.get("examples")]
     errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in held}
     assert len(errs) == 11
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.116, abs=0.002)
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.081, abs=0.002)
     packed = [errs[r["id"]] for r in held if r.get("packing")]
     padded = [errs[r["id"]] for r in held if not r.get("packing")]
-    assert len(packed) == 5 and max(packed) < -0.06
-    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.118, abs=0.002)
-    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.094, abs=0.002)
+    assert len(packed) == 5 and max(packed) < -0.04
+    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.094, abs=0.002)
+    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.038, abs=0.002)
 
 
-def test_the_held_out_whole_epochs_miss_the_time_target():
+def test_packing_c_at_its_recorded_shapes():
     """data/grids/packing_c.jsonl: three whole epochs written before the packed host term and run after it, each alone
-    (one H100, 2026-12-07, thirteenth session). The step-time model at their recorded shapes: packing_c:1 (Llama-3.2-1B
-    packed chat, 12 steps) -36.6%, its steps still warming up; packing_c:2 (Qwen3-0.6B padded docs, 139 new lengths in
-    149 micro-batches) +34.5%: the host time of a new length is modelled per attention layer (0.50 s for 28 layers),
-    where the four runs with 139-217 new lengths imply 0.23-0.35 s for 16 and 28 layers alike; packing_c:3 (packed
-    bimodal) -6.6%. A median of 34.5%: the issue's 10% is missed on held-out runs. Peaks within +7%."""
+    (one H100, 2026-12-07, thirteenth session), then a median of 34.5% off at their recorded shapes (steps after the
+    first): packing_c:1 (Llama-3.2-1B packed chat, 12 steps) -36.6%, its steps still warming up; packing_c:2
+    (Qwen3-0.6B padded docs, 139 new lengths in 149 micro-batches) +34.5%; packing_c:3 (packed bimodal) -6.6%. With
+    the warm-up and the host share (fitted on packing_a and _b), every step counted: -12.5%, +13.7%, -9.4%. Peaks
+    within +7%."""
     held = {r["id"]: r for r in _runs() if r["id"].startswith("packing_c:")}
     assert sorted(held) == ["packing_c:1", "packing_c:2", "packing_c:3"]
     errs = {k: fit_packing.time_error(r) for k, r in held.items()}
-    assert errs["packing_c:1"] == pytest.approx(-0.366, abs=0.002)
-    assert errs["packing_c:2"] == pytest.approx(0.345, abs=0.002)
-    assert errs["packing_c:3"] == pytest.approx(-0.066, abs=0.002)
+    assert errs["packing_c:1"] == pytest.approx(-0.125, abs=0.002)
+    assert errs["packing_c:2"] == pytest.approx(0.137, abs=0.002)
+    assert errs["packing_c:3"] == pytest.approx(-0.094, abs=0.002)
     assert all(0 <= fit_packing.peak_error(r) <= 0.07 for r in held.values())

@@ -38,7 +38,7 @@ def data_table(res: "Recommendation", console) -> None:
         )
     if d.get("time_measured"):
         console.print(
-            'held out (whole epochs of the emitted TRL script on an H100; docs/accuracy.md, "Data"), '
+            'held out (whole epochs of the emitted TRL script on an H100, none in the fit; docs/accuracy.md, "Data"), '
             "the plan's epoch time was a median of "
             + " and ".join(
                 f"{m['median_abs_error']:.1%} off {k} ({m['runs']} runs, planned {m['min']:+.1%} to {m['max']:+.1%} of the measured"

@@ -77,8 +77,9 @@ class StepConstants:
     attn_util: float = 0.328  # tensor-core utilisation of flash attention's products
     # sdpa with a mask (padded micro-batches of mixed length, packed ones) leaves flash attention for the masked
     # (memory-efficient) kernel, which computes every query x key pair, the masked half too: its utilisation, on all
-    # of them (fitted on data/packing/, benchmarks/fit_packing.py)
-    masked_attn_util: float = 0.15
+    # of them (fitted with masked_new_share and masked_warmup_s below on the nine whole epochs of packing_a and
+    # packing_b, benchmarks/fit_packing.py --fit; 0.15 before the warm-up was counted)
+    masked_attn_util: float = 0.17
     # ... and torch 2.11 runs that kernel through cuDNN, whose host side costs this much per call (ms) when the
     # micro-batch's padded length is one the run has not met before (it builds the call anew), and next to nothing
     # when it has (packed rows, examples of one length). Profiled, not fitted: a padded chat run of Qwen3-0.6B
@@ -87,6 +88,18 @@ class StepConstants:
     # (packing_b:2) 0.06 s in 168 backward calls
     masked_new_fwd_ms: float = 4.42
     masked_new_bwd_ms: float = 9.02
+    # ... of which a step pays this share beside its GPU's time (fitted: the profiles of packing_f measured the calls
+    # at 0.5-0.9 of packing_b:1's, and the combination with the kernels' time is the model's, not the profile's)
+    masked_new_share: float = 0.7
+    # The first steps of a run cost more than the steady ones (CUDA's lazy module loading, cuDNN's and cuBLAS's
+    # first choices of kernel, the allocator's first blocks): seconds once a run, on top of its steps. Measured, not
+    # fitted: examples of mixed length, the excess of the first 8 steps over what the rest's residual predicts,
+    # median 8.0 s of the eight packing_a/_b epochs long enough (-0.2 to 11.3 s; 10.3 s on the eleven held out;
+    # benchmarks/fit_packing.py --fit);
+    # examples filling the sequence, the first step's excess over the median of the rest, 2.2 s on 275 TRL runs
+    # (data/trainers/; their 3-step runs cannot show a longer one)
+    masked_warmup_s: float = 8.0
+    warmup_s: float = 2.2
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
     # Phi-3-mini's 3.8B fp32 weights, about 95 B/parameter at 3.35 TB/s): its cost per trainable
     # parameter of full fine-tuning, in passes over 4 bytes

@@ -37,7 +37,7 @@ from .results import (
     Candidate,
     accumulation_steps,
 )
-from ..core.collation import new_length_host_seconds
+from ..core.collation import new_length_host_seconds, warmup_seconds
 from ..core.throughput import link_gbs, paging_seconds, step_seconds, train_flops_per_token
 
 from .scenario import Scenario
@@ -292,9 +292,9 @@ def _collated(
 ) -> Candidate:
     """:func:`_sized`, and where the user's data is read and packing is left to the plan (``sc.packing`` None),
     also packed where the trainer and the method can pack: the packed plan where it fits and costs less. On held-out
-    epochs the step-time model is under for packed ones (five, median 11.8%) and mostly over for padded ones (six,
-    9.4%; docs/accuracy.md, "Data"), so where the two are within about a fifth the plan may pack where padding is as
-    fast. On the four measured pairs of one data set run both ways it chose as the runs did (tests/test_packing.py)."""
+    epochs the plan is under for every packed one (five, median 9.4%) and within 3.8% in median for padded ones (six;
+    docs/accuracy.md, "Data"), so where the two are within about a tenth the plan may pack where padding is as fast.
+    On the four measured pairs of one data set run both ways it chose as the runs did (tests/test_packing.py)."""
     sized = partial(_sized, arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity)
     padded = sized()
     if sc.data is None or sc.packing is not None or trainers.get(sc.trainer).packing_problem() or method.packing_problem():
@@ -359,6 +359,8 @@ def _sized(
         # the tokens an epoch computes: its packed rows, or its micro-batches padded to their longest
         done = sc.data.packed_rows(sc.seq_len) * sc.seq_len if cfg.packing else sc.data.epoch_tokens(sc.seq_len, cfg.batch_size)[0]
         tps = done * epochs / (hours * 3600 * world) if hours else tps
+    # the first steps' warm-up, once a run: every GPU pays it at once (tokens per second stay the steady ones)
+    hours += warmup_seconds(arch, cfg, cal) / 3600
     mfu = _STEP_CACHE.get((arch, cal), (cfg, "flops"), train_flops_per_token, arch, cfg) * tps / (gpu.bf16_tflops * 1e12)
     return Candidate(
         method=method.name,
