@@ -95,9 +95,9 @@ class StepConstants:
     # first choices of kernel, the allocator's first blocks): seconds once a run, on top of its steps. Measured, not
     # fitted: examples of mixed length, the excess of the first 8 steps over what the rest's residual predicts,
     # median 8.0 s of the eight packing_a/_b epochs long enough (-0.2 to 11.3 s; 10.3 s on the eleven held out;
-    # benchmarks/fit_packing.py --fit);
-    # examples filling the sequence, the first step's excess over the median of the rest, 2.2 s on 275 TRL runs
-    # (data/trainers/; their 3-step runs cannot show a longer one)
+    # benchmarks/fit_packing.py --fit); examples filling the sequence, the first step's excess over the median of the
+    # rest, 2.2 s on 275 TRL runs (data/trainers/; their 3-step runs cannot show a longer one). Measured under TRL on
+    # an H100 and H200, taken for every trainer and GPU.
     masked_warmup_s: float = 8.0
     warmup_s: float = 2.2
     # bitsandbytes' blockwise 8-bit AdamW kernel runs far below the card's bandwidth (profiled: 108 ms for
