@@ -17,8 +17,8 @@ grids' epochs and the fixed-step runs (``steps`` set) are held out.
 
 ``--plan`` asks what the issue's target asks of the plan itself: the epoch time ``recommend --dataset`` computes
 (``sizing.data_epoch_seconds``) from the run's examples alone (a word a token, and the end-of-text token TRL adds),
-at the run's configuration, against the whole measured epoch (every step, the first included: the user pays it)
-and against the steps after the first, scaled to the epoch.
+at the run's configuration, with the run's warm-up, against the whole measured epoch (every step, the first
+included: the user pays it); and, without the warm-up, against the steps after the first, scaled to the epoch.
 """
 
 from __future__ import annotations
@@ -125,15 +125,16 @@ def plan_table(cal=DEFAULT) -> None:
     whole, after = [], []
     for r in (r for r in load() if r.get("examples")):
         planned, steps = planned_seconds(r, cal), r["step_s"]
-        # the steps after the first, scaled to the epoch's steps: the measure the step-time table uses
+        # the steps after the first, scaled to the epoch's steps, against the plan without its warm-up
         scaled = statistics.mean(steps[1:]) * len(steps)
+        steady = planned - warmup_seconds(arch_of_trainer_record(r), config_from_trainer_record(r), cal)
         whole.append(planned / sum(steps) - 1)
-        after.append(planned / scaled - 1)
+        after.append(steady / scaled - 1)
         kind = "packed" if r.get("packing") else "padded"
         print(
             f"{r['id']:13s} {r['model']:13s} {r['method']:5s} {r['lengths']:8s} {kind:6s} b{r['batch']} s{r['seq']}: "
             f"planned {planned:6.1f} s, epoch {sum(steps):6.1f} s measured ({whole[-1]:+6.1%}), "
-            f"{scaled:6.1f} without the first step's warm-up ({after[-1]:+6.1%})"
+            f"{scaled:6.1f} without the first step, against {steady:6.1f} planned without the warm-up ({after[-1]:+6.1%})"
         )
     for name, errs in (("whole epoch", whole), ("without warm-up", after)):
         print(

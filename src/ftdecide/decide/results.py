@@ -334,7 +334,7 @@ class Recommendation:
             # trainer or the method cannot pack, or the user chose)
             out["collation"] = c.config.collation
             out["time_hours"] = {k: round(v, 3) for k, v in (c.collation_hours or {c.config.collation: c.time_hours}).items()}
-            # how far such plans were from runs planned before they ran, for each collation sized
+            # how far such plans were from measured epochs no time constant was fitted on, for each collation sized
             out["time_measured"] = {k: dict(HELD_OUT_EPOCH_ERRORS[k]) for k in out["time_hours"] if k in HELD_OUT_EPOCH_ERRORS}
         return out
 
