@@ -56,12 +56,12 @@ def _runs():
 
 
 # the whole epochs after the fit set (fit_packing.FIT_GRIDS: packing_a and _b), in no fit of the time model's constants
-HELD_OUT = ("packing_c:", "packing_d:", "packing_e:")
+HELD_OUT = ("packing_c:", "packing_d:", "packing_e:", "packing_g:")
 
 
 @pytest.mark.parametrize("rec", _runs(), ids=lambda r: r["id"])
 def test_each_measured_run_is_within_the_bounds(rec):
-    """Peaks of the padded and packed runs (27): never under by more than 2.5% (packing_b:4, Llama-3.2-1B LoRA padded,
+    """Peaks of the padded and packed runs (32): never under by more than 2.5% (packing_b:4, Llama-3.2-1B LoRA padded,
     -2.1%, run 2026-12-07 after every term was set), over by at most 7.5% (Qwen3-0.6B, the smallest model, padded:
     +7.4%; Llama-3.2-1B full fine-tuning, +15% when these runs came in, is +2.1% / +2.4% with the terms as they
     stand)."""
@@ -309,12 +309,12 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
 def test_the_plans_epoch_time_from_the_runs_examples():
     """``fit_packing.py --plan``: the plan's time for each whole-epoch run from its examples alone (its words, and the
     end-of-text token), at the run's configuration, with the run's warm-up, against the whole measured epoch, its
-    first steps included. The twenty whole epochs: a median of 5.1%, -21.9% (packing_b:4, padded chat) / +14.4%
-    (packing_c:2, padded docs); the nine of packing_a and _b the constants were fitted on, 4.9%."""
+    first steps included. The twenty-five whole epochs: a median of 6.1%, -21.9% (packing_b:4, padded chat; packing_g:4
+    too) / +14.4% (packing_c:2, padded docs); the nine of packing_a and _b the constants were fitted on, 4.9%."""
     whole = [r for r in _runs() if r.get("examples")]
     errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in whole}
-    assert len(errs) == 20
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.051, abs=0.002)
+    assert len(errs) == 25
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.061, abs=0.002)
     assert min(errs.values()) == pytest.approx(-0.219, abs=0.002) and max(errs.values()) == pytest.approx(0.144, abs=0.002)
     assert min(errs, key=errs.get) == "packing_b:4" and max(errs, key=errs.get) == "packing_c:2"
     earlier = [e for k, e in errs.items() if k.startswith(fit_packing.FIT_GRIDS)]
@@ -419,21 +419,48 @@ def test_the_plan_packs_where_the_runs_were_faster_packed():
     assert chose == faster and sorted(faster) == [False, True, True, True]
 
 
-def test_the_eleven_later_epochs_against_the_constants_of_the_first_nine():
-    """The eleven whole epochs run after packing_a and _b (packing_c, _d, _e), none of them in the fit of the time
-    model's constants (the warm-up measured, the host share and the masked kernel's utilisation fitted, on packing_a
-    and _b; the warm-up's form was chosen after these runs were seen): the plan from their examples is a median of
-    8.1% off the whole measured epoch, within the issue's 10% (11.6% before the warm-up). The padded six 3.8%; the
-    packed five 9.4%, every one still longer than planned."""
+def test_the_sixteen_later_epochs_against_the_constants_of_the_first_nine():
+    """The sixteen whole epochs run after packing_a and _b (packing_c, _d, _e, _g), none of them in the fit of the
+    time model's constants (the warm-up measured, the host share and the masked kernel's utilisation fitted, on
+    packing_a and _b): the plan from their examples is a median of 8.1% off the whole measured epoch, within the
+    issue's 10%. The padded eight 5.0%; the packed eight 8.8%, every one still longer than planned."""
     held = [r for r in _runs() if r["id"].startswith(HELD_OUT) and r.get("examples")]
     errs = {r["id"]: fit_packing.planned_seconds(r) / sum(r["step_s"]) - 1 for r in held}
-    assert len(errs) == 11
+    assert len(errs) == 16
     assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.081, abs=0.002)
     packed = [errs[r["id"]] for r in held if r.get("packing")]
     padded = [errs[r["id"]] for r in held if not r.get("packing")]
-    assert len(packed) == 5 and max(packed) < -0.04
-    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.094, abs=0.002)
-    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.038, abs=0.002)
+    assert len(packed) == len(padded) == 8 and max(packed) < -0.04
+    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.088, abs=0.002)
+    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.050, abs=0.002)
+
+
+def test_packing_g_planned_before_it_ran():
+    """data/grids/packing_g.jsonl (one H100, 2026-12-07, fifteenth session, each run alone): five whole epochs, three
+    on models no earlier epoch had (Phi-3-mini, Qwen2.5-0.5B, OLMo-2-1B; packing_f:4 profiled the last after), each
+    line's ``planned_s`` written by the shipped model before it ran (``planned_s_before`` by the model before the
+    warm-up and the host share). The shipped model still computes what the grid says; against the whole measured
+    epochs it is a median of 8.1% off (-16.0%, -8.1%, -4.8%, -21.9%, -6.1%: within the issue's 10%, every one under),
+    the model before 7.9% (-16.4%, -7.9%, -2.3%, -13.7%, +4.2%). Peaks within +3%."""
+    from dataclasses import replace
+
+    from ftdecide.core.calibration import DEFAULT
+
+    before = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
+    lines = _grid("packing_g")
+    runs = {r["id"]: r for r in _runs() if r["id"].startswith("packing_g:")}
+    assert sorted(runs) == [f"packing_g:{i}" for i in range(1, len(lines) + 1)] and len(lines) == 5
+    shipped, old = [], []
+    for i, line in enumerate(lines, 1):
+        run = runs[f"packing_g:{i}"]
+        assert fit_packing.planned_seconds(run) == pytest.approx(line["planned_s"], abs=0.06)
+        assert fit_packing.planned_seconds(run, before) == pytest.approx(line["planned_s_before"], abs=0.06)
+        shipped.append(line["planned_s"] / sum(run["step_s"]) - 1)
+        old.append(line["planned_s_before"] / sum(run["step_s"]) - 1)
+        assert 0 <= fit_packing.peak_error(run) <= 0.03
+    assert shipped == pytest.approx([-0.160, -0.082, -0.048, -0.219, -0.061], abs=0.001)
+    assert old == pytest.approx([-0.164, -0.079, -0.023, -0.137, 0.042], abs=0.001)
+    assert statistics.median(abs(e) for e in shipped) <= 0.10
 
 
 def test_packing_c_at_its_recorded_shapes():

@@ -94,7 +94,7 @@ class StepConstants:
     # The first steps of a run cost more than the steady ones (CUDA's lazy module loading, cuDNN's and cuBLAS's
     # first choices of kernel, the allocator's first blocks): seconds once a run, on top of its steps. Measured, not
     # fitted: examples of mixed length, the excess of the first 8 steps over what the rest's residual predicts,
-    # median 8.0 s of the eight packing_a/_b epochs long enough (-0.2 to 11.3 s; 10.3 s on the eleven held out;
+    # median 8.0 s of the eight packing_a/_b epochs long enough (-0.2 to 11.3 s; 10.9 s on the sixteen held out;
     # benchmarks/fit_packing.py --fit); examples filling the sequence, the first step's excess over the median of the
     # rest, 2.2 s on 275 TRL runs (data/trainers/; their 3-step runs cannot show a longer one). Measured under TRL on
     # an H100 and H200, taken for every trainer and GPU.
