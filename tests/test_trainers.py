@@ -273,32 +273,64 @@ def test_the_runs_made_after_the_constants_were_set():
 
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
-    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.3%).
-    The issue's median of 3% is not met: 45 launches, 3.1% (38 launches were 2.8% once the FSDP2 adapter moments were
-    taken from the traces of 2026-12-07; the seven held out of that change, sharded_trl_f, came in at 4.6%). The worst
-    overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%, Llama-3.2-1B IA3 without checkpointing
-    over 4 +15.4%) and checkpointed adapters of 7-8B models (+8% to +11%). Full fine-tuning and adapters both."""
+    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.6%,
+    Qwen3-8B LoRA over 4 without checkpointing). The issue's median of 3% is not met: 46 launches, 3.2% (38 launches
+    were 2.8% once the FSDP2 adapter moments were taken from the traces of 2026-12-07; the eight held out of that
+    change, sharded_trl_f, came in at 4.1%). The worst overs are small models (TinyLlama full fine-tuning over 2 GPUs
+    +15.6%, Llama-3.2-1B IA3 without checkpointing over 4 +15.4%) and checkpointed adapters of 7-8B models (+8% to
+    +11%). Full fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) == 45 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.031, abs=0.001)
+    assert len(runs) == 46 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.032, abs=0.001)
     assert min(errs) >= -0.05 and max(errs) <= 0.16
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
     """data/grids/sharded_trl_f.jsonl: eight FSDP2 adapter launches (LoRA, DoRA, IA3; tied and untied; 2-8 GPUs; with
-    and without checkpointing), each plan written in the grid before any ran, after the adapter moments were set; seven
-    ran (one H100, 2026-12-07, thirteenth session; Qwen3-8B over 4 without checkpointing did not start before the
-    call's deadline). Measured: a median 4.6% over, -0.7% / +11.4%: nothing under, but the issue's 3% median is missed.
-    The overs are the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%, Mistral-7B over 8 +10.7%,
-    Llama-3.1-8B DoRA over 4 +11.4%). Today's plans are the ones written."""
+    and without checkpointing), each plan written in the grid before any ran, after the adapter moments were set (one
+    H100, 2026-12-07: seven in the thirteenth session, line 8, Qwen3-8B LoRA over 4 without checkpointing, in the
+    fifteenth). Measured: a median 4.1% over, -3.6% / +11.4%: nothing under past -5%, but the issue's 3% median is
+    missed. The overs are the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%, Mistral-7B over 8 +10.7%,
+    Llama-3.1-8B DoRA over 4 +11.4%); the one under past -1% is line 8 (-3.6%). Today's plans are the ones written."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_f:")]
-    assert len(held) == 7 and all("planned_gib" in r for r in held)
+    assert len(held) == 8 and all("planned_gib" in r for r in held)
     planned = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     for r, e in zip(held, planned, strict=True):
         assert fit_trainers.error(r) == pytest.approx(e, abs=0.002), r["id"]
-    assert statistics.median(abs(e) for e in planned) == pytest.approx(0.046, abs=0.001)
-    assert min(planned) == pytest.approx(-0.007, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
+    assert statistics.median(abs(e) for e in planned) == pytest.approx(0.041, abs=0.001)
+    assert min(planned) == pytest.approx(-0.036, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
+
+
+def test_the_checkpointed_7b_adapter_launch_traced():
+    """data/grids/sharded_trace_c.jsonl line 1 (data/traces/h100_sharded_fsdp2_c_2026-12-07.jsonl): sharded_trl_f:1
+    again, Qwen2.5-7B LoRA over 4 GPUs, checkpointed, 2 x 2048, with the allocator's history; it peaked at 6.79 GiB as
+    the first run did, in the last layer's recompute. Where the plan's 0.55 GiB over comes from: the checkpointed
+    inputs are 2 B a hidden value of each token in each of the 27 layers before the last (0.74 GiB), where the TRL model
+    keeps 2.5 B (``fused_head_gc_h``: 0.19 GiB more), and FSDP2's gathered weights (no Python frame) are 1.00 GiB, 2.3
+    of its 0.434 GiB decoder layers, where the plan holds 3.0 (``fsdp_frozen_layers``: 0.30 GiB more). The trace of
+    Qwen3-8B over 8 showed the same two (2.4 layers). Line 2 (Llama-3.1-8B DoRA over 4) stopped in its first backward
+    with the history on (torch's ``SystemError`` from ``run_backward``), where its untraced run had finished: its line
+    holds the error, and no peak."""
+    from ftdecide.core.estimator import memory_model
+    from ftdecide.strategies.fsdp import layer_params
+
+    lines = [json.loads(x) for x in (ROOT / "data" / "traces" / "h100_sharded_fsdp2_c_2026-12-07.jsonl").read_text().splitlines()]
+    ok = [t for t in lines if t["status"] == "ok"]
+    assert [t["id"] for t in lines] == ["sharded_trace_c:1", "sharded_trace_c:2"] and [t["id"] for t in ok] == ["sharded_trace_c:1"]
+    t = ok[0]
+    first = next(r for r in fit_trainers.sharded() if r["id"] == "sharded_trl_f:1")
+    assert t["peak_train_alloc_gib"] == pytest.approx(first["peak_train_alloc_gib"], abs=0.01)
+    frames = dict(t["peak_by_frame"])
+    assert "torch/utils/checkpoint.py:1607 recompute_fn" in frames
+    arch = resolve_model(t["model"])
+    tokens = t["batch"] * t["seq"]
+    inputs = frames["torch/utils/checkpoint.py:512 checkpoint"] * 2**30 / (arch.hidden_size * tokens * (arch.num_layers - 1))
+    assert inputs == pytest.approx(2.0, abs=0.01)
+    layer = layer_params(arch) * 2 / 2**30
+    assert frames["(no python frame)"] / layer == pytest.approx(2.31, abs=0.01)
+    cfg = TrainConfig(method="lora", trainer="trl", strategy="fsdp", gpus=4, seq_len=2048, batch_size=2, gradient_checkpointing=True)
+    assert memory_model(arch, cfg).bwd_gathered / 2**30 == pytest.approx(3 * layer)
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():

@@ -218,8 +218,8 @@ STRATEGY = register(
             "fine-tuning in bf16: 10 launches, median 1.7%, -1.6% / +15.6% (a tied model's embedding gathered through the "
             "step as accelerate's unit holds it); adapters sized for the launch's own layout (3 layers in flight in "
             "backward, none at the loss; the head's unit at the loss or, tied under TRL's fused head, through the step; the "
-            "loss and the recompute two moments, from 3 traced launches): 21 launches, median 3.3%, -3.3% / +15.4% (planned "
-            "before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, and 7 after the moments at 4.6%, -0.7% / +11.4%)"
+            "loss and the recompute two moments, from 3 traced launches): 22 launches, median 3.3%, -3.6% / +15.4% (planned "
+            "before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, and 8 after the moments at 4.1%, -3.6% / +11.4%)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
