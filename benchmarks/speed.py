@@ -1,6 +1,6 @@
 """Speed of ftdecide: a cold `recommend --format json` against bare imports, and the estimator's core loop.
 
-    python benchmarks/speed.py [--runs 15]
+    python benchmarks/speed.py [--runs 15] [--cold-only | --batch-only | --instructions]
 
 1. Cold process. Interleaved, ``--runs`` times each (median reported): ``python -c "import typer,
    pydantic, rich, yaml"`` (the issue's baseline); the same plus ``from pydantic import BaseModel``
@@ -76,6 +76,30 @@ def cold(runs: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def instructions() -> dict[str, int]:
+    """The cold commands' instruction counts under valgrind's callgrind, once each: on a shared machine whose
+    wall times move by half from one run to the next, the count moves by well under 1%, so it shows what a change
+    saves (it weighs pydantic-core's compiled code and the interpreter alike, as wall time does not quite)."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, *RECOMMEND], check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)  # .pyc files
+    out = {}
+    for name, args in (("one pydantic model, validated", ["-c", ONE_MODEL]), ("ftdecide recommend --format json", RECOMMEND)):
+        p = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        out[name] = int(re.search(r"Collected : (\d+)", p.stderr).group(1))
+    return out
+
+
 def rate(fn, items, seconds: float = 2.0) -> float:
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -147,7 +171,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--batch-only", action="store_true")
+    ap.add_argument("--cold-only", action="store_true", help="the cold process alone (part 1)")
+    ap.add_argument("--instructions", action="store_true", help="part 1 counted in instructions (valgrind), once")
     args = ap.parse_args()
+    if args.instructions:
+        floor, rec = instructions().values()
+        print(f"Instructions: one pydantic model {floor:,}, recommend {rec:,}: {rec / floor:.3f}x the floor")
+        return
     if args.batch_only:
         seconds, rss = batch()
         print(f"Batch: 10,000 scenarios in {seconds:.1f} s, peak RSS {rss:.0f} MB")
@@ -159,8 +189,10 @@ def main() -> None:
         print(f"  {k:<40} {v * 1e3:7.1f} ms")
     print(
         f"  ratio to the bare imports: {rec / base:.2f}x; to the imports with pydantic's BaseModel: {rec / with_models:.2f}x; "
-        f"one pydantic model alone: {one_model / base:.2f}x"
+        f"one pydantic model alone: {one_model / base:.2f}x; to that floor: {rec / one_model:.2f}x"
     )
+    if args.cold_only:
+        return
     print("Core loop:")
     for k, v in core().items():
         print(f"  {k:<55} {v:,.1f}")

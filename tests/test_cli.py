@@ -196,3 +196,41 @@ def test_the_readme_multi_node_example_is_what_recommend_prints():
         assert (hours, cost) == (f"{c['time_hours']:,.2f}", f"{c['cost_usd']:,.2f}")
     plan = doc["recommendation"]
     assert f"~{plan['time_hours']:,.2f} h, ${plan['cost_usd']:,.2f}" in block
+
+
+@pytest.mark.parametrize(
+    "args, commands",
+    [
+        pytest.param(["recommend", "--model", "x"], ["recommend"], id="a-command"),
+        pytest.param(["models"], ["models"], id="another"),
+        pytest.param(["rules", "show"], None, id="the-rules-group"),
+        pytest.param(["recomend"], None, id="misspelt"),
+        pytest.param(["--help"], None, id="an-option-first"),
+        pytest.param([], None, id="nothing"),
+    ],
+)
+def test_only_the_named_command_is_built(args, commands):
+    """``main`` hands typer the app with only the command the arguments name (typer builds every registered command's
+    options on each call); the rules group stays, so the command is still named; anything else gets the whole app."""
+    from ftdecide.cli import _app_for, app
+
+    built = _app_for(args)
+    if commands is None:
+        assert built is app
+    else:
+        assert built is not app and [c.callback.__name__ for c in built.registered_commands] == commands
+        assert built.registered_groups == app.registered_groups and len(app.registered_commands) > 1
+
+
+def test_a_command_built_alone_parses_as_in_the_whole_app(monkeypatch):
+    """The same command line gives the same output and the same errors whether typer built one command or all."""
+    import ftdecide.cli as cli
+
+    good = ["recommend", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--format", "json"]
+    bad = ["recommend", "--model", "llama-3.1-8b", "--bogus"]
+    alone = [invoke(good), invoke(bad)]
+    monkeypatch.setattr(cli, "_app_for", lambda args: cli.app)
+    every = [invoke(good), invoke(bad)]
+    assert [r.exit_code for r in alone] == [r.exit_code for r in every] == [0, 2]
+    assert [(r.stdout, r.stderr) for r in alone] == [(r.stdout, r.stderr) for r in every]
+    assert "No such option: --bogus" in alone[1].stderr
