@@ -100,7 +100,7 @@ def targets():
         # the launch configs (accelerate, deepspeed) carry no model id, name or dataset
         for kind in (k for k in KINDS if k not in ("accelerate", "deepspeed")):
             out = emit(kind, res, dataset=dataset)
-            if kind in ("peft", "trl"):
+            if kind in ("peft", "trl", "hf"):
                 found = {
                     n.targets[0].id: ast.literal_eval(n.value)
                     for n in ast.parse(out).body
