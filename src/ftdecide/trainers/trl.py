@@ -51,6 +51,10 @@ TRAINER = register(
         # sequence a micro-batch, position ids restarting at each example); transformers 5.17 derives a block-diagonal
         # causal mask from the position ids for sdpa and eager (masking_utils.find_packed_sequence_indices, with
         # use_cache off, which TRL's compute_loss sets): exact, checked on the CPU against each example alone.
+        # Padding-free collation without packing (SFTConfig(padding_free=True) alone) is not offered: trl 1.16
+        # refuses it while max_length is set (sft_trainer.py, SFTTrainer.__init__: "When `padding_free=True` without
+        # packing, `max_length` is not enforced"), so its examples would train uncut, longer than any --seq-len a
+        # plan is sized for. Packing is TRL's padding-free collation that cuts at max_length.
         packs="SFTConfig(packing=True): best-fit decreasing, padding-free",
         refuses=(
             (
