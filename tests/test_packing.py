@@ -321,6 +321,16 @@ def test_the_plans_epoch_time_from_the_runs_examples():
     assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.049, abs=0.002)
 
 
+def _model_before_the_warmup():
+    """The time model as it stood when packing_d, _e and _g were planned (``planned_s`` of packing_d and _e,
+    ``planned_s_before`` of packing_g): every profiled host millisecond, the masked kernel at 0.15, no warm-up."""
+    from dataclasses import replace
+
+    from ftdecide.core.calibration import DEFAULT
+
+    return replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
+
+
 def _grid(name: str) -> list[dict]:
     return [json.loads(x) for x in (ROOT / "data" / "grids" / f"{name}.jsonl").read_text().splitlines() if x.strip()]
 
@@ -353,12 +363,7 @@ def test_the_plans_written_before_the_runs(grid, errors):
     (``planned_s_per_length``), 0.2 s + 0.4 x the per-layer time (``planned_s_mix``, packing_e only). The model as it
     stood then still computes what the grid says, and each form's error against the whole measured epoch is what it
     was. (The model changed after these runs: the warm-up and the host share, fitted on packing_a and _b.)"""
-    from dataclasses import replace
-
-    from ftdecide.core.calibration import DEFAULT
-
-    # the model as it stood when the grids were written: every profiled host millisecond, utilisation 0.15, no warm-up
-    then = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
+    then = _model_before_the_warmup()
     lines = _grid(grid)
     runs = {r["id"]: r for r in _runs() if r["id"].startswith(grid + ":")}
     assert sorted(runs) == [f"{grid}:{i}" for i in range(1, len(lines) + 1)]
@@ -442,11 +447,7 @@ def test_packing_g_planned_before_it_ran():
     warm-up and the host share). The shipped model still computes what the grid says; against the whole measured
     epochs it is a median of 8.1% off (-16.0%, -8.1%, -4.8%, -21.9%, -6.1%: within the issue's 10%, every one under),
     the model before 7.9% (-16.4%, -7.9%, -2.3%, -13.7%, +4.2%). Peaks within +3%."""
-    from dataclasses import replace
-
-    from ftdecide.core.calibration import DEFAULT
-
-    before = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
+    before = _model_before_the_warmup()
     lines = _grid("packing_g")
     runs = {r["id"]: r for r in _runs() if r["id"].startswith("packing_g:")}
     assert sorted(runs) == [f"packing_g:{i}" for i in range(1, len(lines) + 1)] and len(lines) == 5
