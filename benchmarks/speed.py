@@ -55,6 +55,13 @@ ONE_MODEL = (
 )
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of the measured children, as after 'pip install', which compiles bytecode: they may write .pyc
+    files (an editable install under PYTHONDONTWRITEBYTECODE would compile ftdecide's modules from source on every
+    call, ~30 ms); each measure runs the command once unmeasured first, to write them."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cold(runs: int) -> dict[str, float]:
     cmds = {
         "import typer, pydantic, rich, yaml": ["-c", "import typer, pydantic, rich, yaml"],
@@ -63,10 +70,8 @@ def cold(runs: int) -> dict[str, float]:
         "ftdecide recommend --format json": RECOMMEND,
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
-    # As after 'pip install', which compiles bytecode: children may write .pyc files (an editable install
-    # under PYTHONDONTWRITEBYTECODE would compile ftdecide's modules from source on every call, ~30 ms),
-    # and one unmeasured round writes them.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # one unmeasured round writes the .pyc files (_child_env)
+    env = _child_env()
     for rnd in range(runs + 1):
         for name, args in cmds.items():
             t = time.perf_counter()
@@ -85,7 +90,7 @@ def instructions() -> dict[str, int]:
 
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = _child_env()
     subprocess.run([sys.executable, *RECOMMEND], check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)  # .pyc files
     out = {}
     for name, args in (("one pydantic model, validated", ["-c", ONE_MODEL]), ("ftdecide recommend --format json", RECOMMEND)):

@@ -302,6 +302,11 @@ def test_sharded_launches_held_out_of_the_adapter_moments():
     assert min(planned) == pytest.approx(-0.036, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
 
 
+def _traces(name: str) -> list[dict]:
+    """The lines of a trace file in data/traces/ (launches run again with the allocator's history)."""
+    return [json.loads(x) for x in (ROOT / "data" / "traces" / name).read_text().splitlines() if x.strip()]
+
+
 def test_the_checkpointed_7b_adapter_launch_traced():
     """data/grids/sharded_trace_c.jsonl line 1 (data/traces/h100_sharded_fsdp2_c_2026-12-07.jsonl): sharded_trl_f:1
     again, Qwen2.5-7B LoRA over 4 GPUs, checkpointed, 2 x 2048, with the allocator's history; it peaked at 6.79 GiB as
@@ -315,7 +320,7 @@ def test_the_checkpointed_7b_adapter_launch_traced():
     from ftdecide.core.estimator import memory_model
     from ftdecide.strategies.fsdp import layer_params
 
-    lines = [json.loads(x) for x in (ROOT / "data" / "traces" / "h100_sharded_fsdp2_c_2026-12-07.jsonl").read_text().splitlines()]
+    lines = _traces("h100_sharded_fsdp2_c_2026-12-07.jsonl")
     ok = [t for t in lines if t["status"] == "ok"]
     assert [t["id"] for t in lines] == ["sharded_trace_c:1", "sharded_trace_c:2"] and [t["id"] for t in ok] == ["sharded_trace_c:1"]
     t = ok[0]
@@ -362,7 +367,7 @@ def test_fsdp2_adapter_moments_follow_the_traces():
     from ftdecide.core.estimator import memory_model
     from ftdecide.strategies.fsdp import layer_params, tail_bytes
 
-    traces = [json.loads(x) for x in (ROOT / "data" / "traces" / "h100_sharded_fsdp2_b_2026-12-07.jsonl").read_text().splitlines()]
+    traces = _traces("h100_sharded_fsdp2_b_2026-12-07.jsonl")
     for t in traces:
         head = max(b for b, where in t["peak_blocks"] if "_fused_forward" in where)
         arch = resolve_model(t["model"])

@@ -352,8 +352,11 @@ def _app_for(args: list[str]) -> typer.Typer:
     its help and click's suggestions."""
     import copy
 
+    from typer.main import get_command_name
+
     name = args[0] if args else ""
-    chosen = [c for c in app.registered_commands if (c.name or c.callback.__name__.replace("_", "-")) == name]
+    # named as typer names them: the name given, or the function's
+    chosen = [c for c in app.registered_commands if (c.name or get_command_name(c.callback.__name__)) == name]
     if len(chosen) != 1:
         return app
     one = copy.copy(app)
