@@ -71,7 +71,7 @@ from . import gemma4, hybrid
 from .calibration import DEFAULT, Calibration
 from .config import Precision, TrainConfig  # noqa: F401  (importable from here, where it lived)
 from .errors import InputError
-from .loss import _logits_saved_per_token, _loss_terms  # noqa: F401  (importable from here)
+from .loss import _logits_saved_per_token, _loss_terms, tied_grad_bytes  # noqa: F401  (importable from here)
 from .memo import Memo
 from ..methods import options as method_options
 
@@ -109,22 +109,6 @@ class MemoryEstimate:
 def weight_bytes(arch: Arch, cfg: TrainConfig, adapter_params: int) -> float:
     """Bytes of the model's parameters (base and adapters) as they sit on the GPU."""
     return cfg.method_spec.weight_bytes(arch, cfg, adapter_params)
-
-
-def _tied_grad(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float, cal: Calibration) -> float:
-    """Bytes the end of backward holds beyond every gradient when the head is tied to the embedding and
-    trains. With Liger, the head's gradient from forward waits to be summed with the embedding's
-    (``liger_tied_head_grad`` of it). Without, autograd builds the embedding's dense gradient and adds it
-    to the head's (``tied_embed_grad`` bytes per vocab x hidden value, measured where autograd holds every
-    gradient whole: one GPU and DDP; DeepSpeed's hooks move gradients into its own buffers, and the
-    sharded strategies' fitted end terms hold theirs)."""
-    if not (arch.tie_embeddings and cfg.method_spec.trains_base):
-        return 0.0
-    if cfg.liger and not cfg.trainer_spec.chunked_loss:  # under TRL's fused head Liger runs its layer kernels only
-        return cal.liger_tied_head_grad * head_grad
-    if grad_share < 1.0 or cfg.strategy_spec.engine != "torch":
-        return 0.0
-    return cal.tied_embed_grad * arch.vocab_size * arch.hidden_size
 
 
 def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calibration = DEFAULT) -> tuple[float, float, float]:
@@ -199,6 +183,7 @@ class MemoryModel:
     bwd_gathered: float = 0.0  # what the strategy holds through backward only (FSDP2's backward buffers)
     fwd_gathered: float = 0.0  # ... and in forward only, at the loss (accelerate's FSDP2 tail unit, gathered for the head)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
+    mid_gathered: float = 0.0  # ... and in forward between decoder layers, not at the loss (Shares.layer_fwd_buffers)
     loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
     loss_apart: bool = False  # the strategy frees the loss's backward before the layers' recompute (Shares.loss_apart)
     tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
@@ -255,8 +240,12 @@ class MemoryModel:
         if self.loss_apart or (self.loss_bwd_fixed and not (self.gathered or self.bwd_gathered)):
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held
+        at_loss = act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + self.fwd_gathered + held
+        # forward between two decoder layers: what they saved and the layers in flight, no logits yet
+        between = act + self.gathered + self.mid_gathered + held if self.mid_gathered else 0.0
         return {
-            "forward": act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + self.fwd_gathered + held,
+            "forward": max(at_loss, between),
+            "between": between > at_loss,
             "backward": backward,
             "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
             "act": act,
@@ -274,7 +263,9 @@ class MemoryModel:
         fwd, bwd, opt = p["forward"], p["backward"], p["end"]
         act, logits, recompute, fwd_grad, tokens, tile = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"], p["tile"]
         acc = self.accum_grads
-        if fwd >= bwd and fwd >= opt:
+        if fwd >= bwd and fwd >= opt and p["between"]:
+            phase, held = "forward", {"activations": act, "logits": 0.0, "gradients": acc, "overhead": self.gathered + self.mid_gathered}
+        elif fwd >= bwd and fwd >= opt:
             over = self.logits_fwd * tokens + tile + self.gathered + self.fwd_gathered
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad + acc, "overhead": over}
         elif bwd >= opt:
@@ -422,7 +413,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         logits_bwd=loss["logits_bwd"],
         logits_block=loss["logits_block"],
         head_grad_in_fwd=cfg.liger and method.trains_base and not cfg.trainer_spec.chunked_loss,
-        tied_grad=_tied_grad(arch, cfg, head_grad, grad_share, cal),
+        tied_grad=tied_grad_bytes(arch, cfg, head_grad, grad_share, cal),
         vocab=arch.vocab_size,
         layers=arch.num_layers,
         mask_pair_gc=mask_pair_bytes(arch, cfg, cal, True),
@@ -444,6 +435,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         gathered=gathered,
         bwd_gathered=bwd_gathered,
         fwd_gathered=share.forward_buffers,
+        mid_gathered=share.layer_fwd_buffers,
         loss_apart=share.loss_apart,
         start=share.start,
         end_gathered=end_gathered,

@@ -55,3 +55,19 @@ def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: floa
         "tile_tokens": tile_tokens,
         "tile_bytes": tile_bytes,
     }
+
+
+def tied_grad_bytes(arch: Arch, cfg: TrainConfig, head_grad: float, grad_share: float, cal: Calibration) -> float:
+    """Bytes the end of backward holds beyond every gradient when the head is tied to the embedding and
+    trains. With Liger, the head's gradient from forward waits to be summed with the embedding's
+    (``liger_tied_head_grad`` of it). Without, autograd builds the embedding's dense gradient and adds it
+    to the head's (``tied_embed_grad`` bytes per vocab x hidden value, measured where autograd holds every
+    gradient whole: one GPU and DDP; DeepSpeed's hooks move gradients into its own buffers, and the
+    sharded strategies' fitted end terms hold theirs)."""
+    if not (arch.tie_embeddings and cfg.method_spec.trains_base):
+        return 0.0
+    if cfg.liger and not cfg.trainer_spec.chunked_loss:  # under TRL's fused head Liger runs its layer kernels only
+        return cal.liger_tied_head_grad * head_grad
+    if grad_share < 1.0 or cfg.strategy_spec.engine != "torch":
+        return 0.0
+    return cal.tied_embed_grad * arch.vocab_size * arch.hidden_size

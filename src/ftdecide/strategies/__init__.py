@@ -47,6 +47,9 @@ class Shares:
     end_buffers: float = 0.0
     # held in forward only, where the loss peaks (the unit accelerate gathers for the head under FSDP2)
     forward_buffers: float = 0.0
+    # held in forward between decoder layers, beside what they saved, not at the loss (FSDP2 over a frozen base under
+    # TRL's fused head: the layers in flight, traced)
+    layer_fwd_buffers: float = 0.0
     # held when training starts, before the strategy shards what was loaded (FSDP1: rank 0 holds the whole 4-bit model)
     start: float = 0.0
     # the loss's backward and the recompute of a layer are two moments, the larger counts (FSDP2 over a frozen base,
@@ -93,6 +96,9 @@ class Strategy:
     upcasts_trained: bool = False
     # the trainers whose emitted launch of it was measured as rank 0 of N (benchmarks/trainer_runs.py; data/sharded_trainers/)
     launch_measured: tuple[str, ...] = ()
+    # where the emitted Python files (TRL, the transformers Trainer) load the base before the strategy shards it: a
+    # ``device_map`` as Python source (FSDP1: ``{"": "cpu"}``), or "" for the loader's default (a 4-bit base on the GPU)
+    load_device_map: str = ""
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
