@@ -165,6 +165,18 @@ def frozen() -> None:
         print(f"      {r['id']:18s} {r['model']:16s} {r['method']:5s} {r['gpus']} GPUs gc={r['gc']}: {error(r, cal) * 100:+5.1f}%")
 
 
+def fused() -> None:
+    """FSDP2's layers in flight under TRL's fused head (``fsdp_fused_bwd_layers``, ``fsdp_fused_fwd_layers``): taken
+    from the traces (data/traces/h100_sharded_fsdp2_*), not searched; this prints every launch's error around them,
+    and the launches planned after they were set (sharded_trl_g)."""
+    runs = sharded()
+    for bwd in [x / 10 for x in range(20, 31)]:
+        cal = DEFAULT.with_constants(fsdp_fused_bwd_layers=bwd)
+        errs = [error(r, cal) for r in runs]
+        late = [error(r, cal) for r in runs if r["id"].startswith("sharded_trl_g:")]
+        print(f"backward {bwd:.1f}, forward {cal.fsdp_fused_fwd_layers:.1f}: all {summary(errs)}; sharded_trl_g {summary(late)}")
+
+
 def alone(recs: list[dict]) -> list[dict]:
     """The runs no other run overlapped while they trained (their ``train_wall`` windows): the only ones
     whose step time is their own."""
@@ -219,5 +231,6 @@ if __name__ == "__main__":
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--time", action="store_true", help="step time of the runs timed alone against the model")
     ap.add_argument("--frozen", action="store_true", help="FSDP2's gathered layers under an adapter's launch")
+    ap.add_argument("--fused", action="store_true", help="... and under TRL's fused head, by moment (from the traces)")
     a = ap.parse_args()
-    fit() if a.fit else timing() if a.time else frozen() if a.frozen else table()
+    fit() if a.fit else timing() if a.time else frozen() if a.frozen else fused() if a.fused else table()

@@ -153,6 +153,8 @@ def _patch() -> None:
             torch.cuda.synchronize()
             # held once the model is prepared (FSDP wrapped), before the first step's activations
             info.setdefault("alloc_first_step_gib", torch.cuda.memory_allocated() / GIB)
+            # the peak while the trainer prepared the model (FSDP1 flattening what was loaded), before any step
+            info.setdefault("peak_prepare_alloc_gib", torch.cuda.max_memory_allocated() / GIB)
             if profiled and state.global_step == 2:
                 self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
                 self.prof.__enter__()

@@ -25,7 +25,8 @@ EVIDENCE = [
     # Answer.AI FSDP+QLoRA (2024): Llama-2-70B on two 24 GB gaming cards (FSDP1, gradient checkpointing, CPU
     # offload, 512 tokens, and transformers 4.x). Not met: under transformers 5.17 rank 0 starts training with the
     # whole 4-bit model on its GPU (measured on 9 FSDP1 launches), about 37 GiB for a 70B, so no strategy fits it on
-    # 24 GB cards, offloaded or not
+    # 24 GB cards, offloaded or not; loaded on the CPU instead, FSDP1's wrapping still peaked at 0.83-0.93 of the
+    # whole 4-bit model (2 launches, data/traces/h100_fsdp1_cpu_load_2026-12-07.jsonl)
     pytest.param(
         dict(model="llama-2-70b", gpu="rtx-4090", gpus=2, task="instruction", dataset_size=10_000),
         "qlora",

@@ -273,33 +273,46 @@ def test_the_runs_made_after_the_constants_were_set():
 
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
-    fake process group (data/sharded_trainers/): no under-estimate past -5% (the issue's sharded bound; worst -3.6%,
-    Qwen3-8B LoRA over 4 without checkpointing). The issue's median of 3% is not met: 46 launches, 3.2% (38 launches
-    were 2.8% once the FSDP2 adapter moments were taken from the traces of 2026-12-07; the eight held out of that
-    change, sharded_trl_f, came in at 4.1%). The worst overs are small models (TinyLlama full fine-tuning over 2 GPUs
-    +15.6%, Llama-3.2-1B IA3 without checkpointing over 4 +15.4%) and checkpointed adapters of 7-8B models (+8% to
-    +11%). Full fine-tuning and adapters both."""
+    fake process group (data/sharded_trainers/): 46 launches, a median 2.3%, -4.9% / +15.6%, since the layers in
+    flight under TRL's fused head were counted by moment from the traces (3.2%, -3.6% / +15.6% before; the worst
+    under is now Llama-3.2-1B IA3 over 2, -4.9%, where 2.4 layers in backward would put it at -5.2%). These launches
+    were in view when the count was taken: data/grids/sharded_trl_g.jsonl is held out of it (not yet run). The worst
+    overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%, Llama-3.2-1B IA3 without checkpointing
+    over 4 +14.7%). Full fine-tuning and adapters both."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
     assert len(runs) == 46 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.032, abs=0.001)
-    assert min(errs) >= -0.05 and max(errs) <= 0.16
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.023, abs=0.001)
+    assert min(errs) == pytest.approx(-0.049, abs=0.001) and max(errs) <= 0.16
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
     """data/grids/sharded_trl_f.jsonl: eight FSDP2 adapter launches (LoRA, DoRA, IA3; tied and untied; 2-8 GPUs; with
-    and without checkpointing), each plan written in the grid before any ran, after the adapter moments were set (one
-    H100, 2026-12-07: seven in the thirteenth session, line 8, Qwen3-8B LoRA over 4 without checkpointing, in the
-    fifteenth). Measured: a median 4.1% over, -3.6% / +11.4%: nothing under past -5%, but the issue's 3% median is
-    missed. The overs are the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%, Mistral-7B over 8 +10.7%,
-    Llama-3.1-8B DoRA over 4 +11.4%); the one under past -1% is line 8 (-3.6%). Today's plans are the ones written."""
+    and without checkpointing), each plan written in the grid before any ran (one H100, 2026-12-07: seven in the
+    thirteenth session, line 8, Qwen3-8B LoRA over 4 without checkpointing, in the fifteenth). As written: a median
+    4.1% over, -3.6% / +11.4%; the overs were the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%,
+    Mistral-7B over 8 +10.7%, Llama-3.1-8B DoRA over 4 +11.4%). Today, with the layers in flight counted by moment
+    (these launches in view: no longer held out), 3.7%, -4.0% / +8.5%."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_f:")]
     assert len(held) == 8 and all("planned_gib" in r for r in held)
     planned = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
-    for r, e in zip(held, planned, strict=True):
-        assert fit_trainers.error(r) == pytest.approx(e, abs=0.002), r["id"]
     assert statistics.median(abs(e) for e in planned) == pytest.approx(0.041, abs=0.001)
     assert min(planned) == pytest.approx(-0.036, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
+    today = [fit_trainers.error(r) for r in held]
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.037, abs=0.001)
+    assert min(today) == pytest.approx(-0.040, abs=0.001) and max(today) == pytest.approx(0.085, abs=0.001)
+
+
+def test_the_next_held_out_launches_are_planned_as_written():
+    """data/grids/sharded_trl_g.jsonl: six FSDP2 adapter launches planned (planned_gib) once the layers in flight were
+    counted by moment, and committed before any ran (the device could not be had for them in the sixteenth
+    session). While they wait, each plan written is today's, to the hundredth of a GiB: a constant that moves
+    before they run would make them no longer held out."""
+    lines = [json.loads(x) for x in (ROOT / "data" / "grids" / "sharded_trl_g.jsonl").read_text().splitlines() if x.strip()]
+    assert len(lines) == 6 and {x["method"] for x in lines} == {"lora", "dora", "ia3"}
+    for x in lines:
+        est = estimate_memory(fit_trainers.arch_of_trainer_record(x), fit_trainers.config(x))
+        assert round(est.peak_allocated_gib, 2) == x["planned_gib"], x["model"]
 
 
 def _traces(name: str) -> list[dict]:
@@ -335,7 +348,36 @@ def test_the_checkpointed_7b_adapter_launch_traced():
     layer = layer_params(arch) * 2 / 2**30
     assert frames["(no python frame)"] / layer == pytest.approx(2.31, abs=0.01)
     cfg = TrainConfig(method="lora", trainer="trl", strategy="fsdp", gpus=4, seq_len=2048, batch_size=2, gradient_checkpointing=True)
-    assert memory_model(arch, cfg).bwd_gathered / 2**30 == pytest.approx(3 * layer)
+    # the plan holds 2.5 (fsdp_fused_bwd_layers: these 2.3 and Qwen3-8B's 2.4, the next half up)
+    assert memory_model(arch, cfg).bwd_gathered / 2**30 == pytest.approx(2.5 * layer)
+
+
+def test_the_moe_adapter_launch_peaks_in_forward_between_layers():
+    """data/grids/sharded_trace_d.jsonl (data/traces/h100_sharded_fsdp2_d_2026-12-07.jsonl): line 1 is sharded_trl_e:1
+    again (Qwen3-30B-A3B at 8 layers, LoRA on attention over 4 GPUs, checkpointed) with the allocator's history. It
+    peaked in forward, not backward: beside its shards (2.62 GiB, loaded in main), 3.05 of its 1.16 GiB decoder layers
+    gathered inside a checkpointed layer's forward, and nothing of the loss or of backward. The plan's moment between
+    two layers (``fsdp_fused_fwd_layers``, 3.0 layers beside what the layers saved) now sets its peak, within 1% of the
+    run; the backward's 2.5 layers alone would be 2% under. Line 2, Llama-3.2-1B IA3 over 2, peaked in backward with
+    its tied head (0.49 GiB) held by TRL's fused forward, as the other tied launches did."""
+    from ftdecide.core.estimator import memory_model
+    from ftdecide.strategies.fsdp import layer_params
+
+    moe, ia3 = _traces("h100_sharded_fsdp2_d_2026-12-07.jsonl")
+    assert (moe["id"], ia3["id"]) == ("sharded_trace_d:1", "sharded_trace_d:2")
+    first = next(r for r in fit_trainers.sharded() if r["id"] == moe["of"])
+    assert moe["peak_train_alloc_gib"] == pytest.approx(first["peak_train_alloc_gib"], abs=0.01)
+    frames = dict(moe["peak_by_frame"])
+    assert not any(("recompute_fn" in k or "compute_loss" in k) and v > 0.001 for k, v in frames.items())
+    arch = fit_trainers.arch_of_trainer_record(moe)
+    layer = layer_params(arch) * 2 / 2**30
+    assert frames["torch/utils/checkpoint.py:512 checkpoint"] / layer == pytest.approx(3.05, abs=0.01)
+    m = memory_model(arch, fit_trainers.config(moe))
+    assert m.mid_gathered / 2**30 == pytest.approx(3 * layer) and m.bwd_gathered / 2**30 == pytest.approx(2.5 * layer)
+    p = m.phases(moe["seq"], moe["batch"], True)
+    assert p["between"] and p["forward"] > p["backward"]
+    assert fit_trainers.error(first) == pytest.approx(-0.007, abs=0.001)
+    assert any("_fused_forward" in where and b == pytest.approx(0.489, abs=0.001) for b, where in ia3["peak_blocks"])
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
@@ -343,8 +385,9 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans are
     today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
     layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
-    today the 13 are a median 2.7%, -1.2% / +15.6%. Both changes were made with these launches' errors in view: they
-    are no longer held out for them (data/grids/sharded_trl_f.jsonl is: its plans were written before it ran)."""
+    the 13 were then a median 2.7%, -1.2% / +15.6%, and with the layers in flight counted by moment (sixteenth
+    session) 1.8%, -1.2% / +15.6%. These changes were made with these launches' errors in view: they are no longer
+    held out for them (data/grids/sharded_trl_g.jsonl is: its plans were written before any of it ran)."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
@@ -354,7 +397,7 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.027, abs=0.001)
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.018, abs=0.001)
     assert min(today) >= -0.013 and max(today) <= 0.157
 
 
@@ -377,9 +420,10 @@ def test_fsdp2_adapter_moments_follow_the_traces():
     tied, untied = resolve_model("llama-3.2-1b"), resolve_model("llama-3.1-8b")
     mt, mu = memory_model(tied, cfg), memory_model(untied, cfg)
     assert mt.loss_apart and mu.loss_apart
-    # three decoder layers gathered in backward (fsdp_frozen_layers, bf16); the tied head's unit through the step
+    # 2.5 decoder layers gathered in backward, 3 between layers in forward (bf16); the tied head's unit through the step
     for m, arch in ((mt, tied), (mu, untied)):
-        assert m.bwd_gathered == pytest.approx(3 * layer_params(arch) * 2)
+        assert m.bwd_gathered == pytest.approx(2.5 * layer_params(arch) * 2)
+        assert m.mid_gathered == pytest.approx(3 * layer_params(arch) * 2)
     assert mt.gathered == pytest.approx(tail_bytes(tied, cfg)) and mt.fwd_gathered == 0.0
     assert mu.gathered == 0.0 and mu.fwd_gathered == pytest.approx(tail_bytes(untied, cfg))
     loop = memory_model(tied, cfg.model_copy(update={"trainer": "loop"}))
@@ -401,6 +445,23 @@ def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_r
         else:
             assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
             assert -0.025 < fit_trainers.error(r) < 0.11
+
+
+def test_fsdp1_loaded_on_the_cpu_still_gathers_most_of_the_model():
+    """data/grids/fsdp1_b.jsonl (lines 1 and 4 ran; 2 and 3 were not started before the call's deadline): the emitted
+    FSDP1 launch with the 4-bit base loaded and quantized on the CPU (``device_map={"": "cpu"}``, set by the harness,
+    not emitted), parameters offloaded. Nothing was on the GPU when training started, but the trainer's FSDP1 wrapping
+    peaked at 0.93 (Llama-3.1-8B) and 0.83 (TinyLlama) of the whole 4-bit model that the GPU loading holds, and held
+    0.10 GiB or less once wrapped: the start the plan sizes is lowered by a tenth, not removed, so it stays as it is."""
+    whole = {r["model"]: r["alloc_before_train_gib"] for r in fit_trainers.sharded() if r["id"] in ("fsdp1_a:5", "fsdp1_a:8")}
+    lines = _traces("h100_fsdp1_cpu_load_2026-12-07.jsonl")
+    assert [t["id"] for t in lines] == ["fsdp1_b:1", "fsdp1_b:4"]
+    shares = []
+    for t in lines:
+        assert t["status"] == "ok" and t["offload_params"] and t["alloc_before_train_gib"] < 0.001
+        assert t["alloc_first_step_gib"] <= 0.11
+        shares.append(t["peak_prepare_alloc_gib"] / whole[t["model"]])
+    assert shares == [pytest.approx(0.927, abs=0.002), pytest.approx(0.826, abs=0.002)]
 
 
 # A term only TRL's checkpointed LoRA runs showed: lora_gc_down_in bytes per value of down_proj's adapted input,

@@ -371,7 +371,6 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     grad_share = share.grads / grads if grads else 1.0
     # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
-    gathered, bwd_gathered, end_gathered = share.compute_buffers, share.backward_buffers, share.end_buffers
     notes += share.notes
     launch = strategy.launch_problem(arch, cfg)
     if launch:
@@ -432,13 +431,13 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         kept_layers=(cal.offload_kept_share_trained if method.trains_base else cal.offload_kept_share) * arch.num_layers
         if cfg.offload_activations
         else None,
-        gathered=gathered,
-        bwd_gathered=bwd_gathered,
+        gathered=share.compute_buffers,
+        bwd_gathered=share.backward_buffers,
         fwd_gathered=share.forward_buffers,
         mid_gathered=share.layer_fwd_buffers,
         loss_apart=share.loss_apart,
         start=share.start,
-        end_gathered=end_gathered,
+        end_gathered=share.end_buffers,
         loss_bwd_fixed=loss["loss_bwd_fixed"],
         tile_tokens=loss["tile_tokens"],
         tile_bytes=loss["tile_bytes"],

@@ -96,9 +96,6 @@ class Strategy:
     upcasts_trained: bool = False
     # the trainers whose emitted launch of it was measured as rank 0 of N (benchmarks/trainer_runs.py; data/sharded_trainers/)
     launch_measured: tuple[str, ...] = ()
-    # where the emitted Python files (TRL, the transformers Trainer) load the base before the strategy shards it: a
-    # ``device_map`` as Python source (FSDP1: ``{"": "cpu"}``), or "" for the loader's default (a 4-bit base on the GPU)
-    load_device_map: str = ""
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()

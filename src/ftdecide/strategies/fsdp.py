@@ -218,10 +218,11 @@ STRATEGY = register(
             "0.01 GiB by its fake-group twin): median 1.7%, -4.3% / +34.9% then, out of sample (5 folds) 2.5%, worst -8.2%: keep "
             "headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs under the fake group: full "
             "fine-tuning in bf16: 10 launches, median 1.7%, -1.6% / +15.6% (a tied model's embedding gathered through the "
-            "step as accelerate's unit holds it); adapters sized for the launch's own layout (3 layers in flight in "
-            "backward, none at the loss; the head's unit at the loss or, tied under TRL's fused head, through the step; the "
-            "loss and the recompute two moments, from 3 traced launches): 22 launches, median 3.3%, -3.6% / +15.4% (planned "
-            "before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, and 8 after the moments at 4.1%, -3.6% / +11.4%)"
+            "step as accelerate's unit holds it); adapters sized for the launch's own layout (2.5 layers in flight in "
+            "backward, 3 in forward between layers, none at the loss; the head's unit at the loss or, tied under TRL's fused "
+            "head, through the step; the loss and the recompute two moments, from 6 traced launches): 22 launches, median "
+            "2.9%, -4.9% / +14.7% (planned before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, and 8 after the "
+            "moments at 4.1%, -3.6% / +11.4%)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
