@@ -146,18 +146,19 @@ SHARDED_HELD_OUT = ("sharded_trl_d:",)
 def frozen() -> None:
     """FSDP2's ``fsdp_frozen_layers`` on the adapters' sharded launches chosen before SHARDED_HELD_OUT: on a
     0.5 grid, the smallest median error whose worst under-estimate stays within -4.5% (the rule of
-    benchmarks/scaleout.py --fit), checked on the launches held out."""
+    benchmarks/scaleout.py --fit), checked on the launches held out. The count under TRL's fused head moves with it,
+    one value as when it was chosen (it has been read from traces since: --fused)."""
     runs = [r for r in sharded() if not config(r).method_spec.trains_base]
     train = [r for r in runs if not r["id"].startswith(SHARDED_HELD_OUT)]
     test = [r for r in runs if r["id"].startswith(SHARDED_HELD_OUT)]
     scored = []
     for layers in [x / 2 for x in range(0, 13)]:
-        cal = DEFAULT.with_constants(fsdp_frozen_layers=layers)
+        cal = DEFAULT.with_constants(fsdp_frozen_layers=layers, fsdp_fused_bwd_layers=layers, fsdp_fused_fwd_layers=0.0)
         errs = [error(r, cal) for r in train]
         scored.append((statistics.median(abs(e) for e in errs), layers, min(errs), max(errs)))
     med, layers, lo, hi = min(x for x in scored if x[2] >= -0.045)
     print(f"fsdp_frozen_layers {layers} on {len(train)} launches: median {med:.1%}, {lo:+.1%} / {hi:+.1%}")
-    cal = DEFAULT.with_constants(fsdp_frozen_layers=layers)
+    cal = DEFAULT.with_constants(fsdp_frozen_layers=layers, fsdp_fused_bwd_layers=layers, fsdp_fused_fwd_layers=0.0)
     print("held out", summary([error(r, cal) for r in test]))
     full = [r for r in sharded() if config(r).method_spec.trains_base and r["id"].startswith(SHARDED_HELD_OUT)]
     print("full fine-tuning held out", summary([error(r) for r in full]))

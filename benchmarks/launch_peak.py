@@ -155,6 +155,8 @@ def _patch() -> None:
             info.setdefault("alloc_first_step_gib", torch.cuda.memory_allocated() / GIB)
             # the peak while the trainer prepared the model (FSDP1 flattening what was loaded), before any step
             info.setdefault("peak_prepare_alloc_gib", torch.cuda.max_memory_allocated() / GIB)
+            if os.environ.get("FTD_MEMTRACE") == "1" and "prepare_trace" not in info:  # what the preparation peaked with
+                info["prepare_trace"] = peak_at(torch.cuda.memory._snapshot(), info["alloc_before_train_gib"] * GIB)
             if profiled and state.global_step == 2:
                 self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
                 self.prof.__enter__()
