@@ -22,9 +22,10 @@ holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP loading l
 transformers 4.x moved them to CPU, which peft's published 70B figures rest on), and the Trainer wraps it inside
 ``train()``, one decoder layer flattened beside it at a time. So the offload of the parameters lowers the step,
 not the start: a 4-bit model larger than the card does not fit, offloaded or not. Loading it on the CPU instead
-(``device_map={"": "cpu"}``: bitsandbytes 0.50 quantizes there, 5 minutes for Llama-3.1-8B) does not mend it: with
-the parameters offloaded, accelerate's FSDP1 wrapping still peaked at 0.93 and 0.83 of the whole 4-bit model
-(Llama-3.1-8B over 2, TinyLlama over 2; ``data/traces/h100_fsdp1_cpu_load_2026-12-07.jsonl``), so it is not emitted.
+(``device_map={"": "cpu"}``: bitsandbytes 0.50 quantizes there; Llama-3.1-8B's launch took 358 s, 42 s loaded on
+the GPU) does not mend it: with the parameters offloaded, accelerate's FSDP1 wrapping still peaked at 0.93 and
+0.83 of the whole 4-bit model (Llama-3.1-8B over 2, TinyLlama over 2;
+``data/traces/h100_fsdp1_cpu_load_2026-12-07.jsonl``), so it is not emitted.
 
 Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake process group (H100,
 ``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``), 9 launches: 7 planned before
