@@ -6,6 +6,7 @@ import io
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ftdecide import methods
@@ -206,6 +207,38 @@ def test_monotone_in_model_size(model, method, layers, extra, seq, batch, gc):
     big = estimate_memory(a.model_copy(update={"num_layers": layers + extra}), cfg)
     assert 0 < small.peak_allocated_gib < big.peak_allocated_gib
     assert all(math.isfinite(v) and v >= 0 for v in small.breakdown.values())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    model=st.sampled_from(["qwen2.5-0.5b", "llama-3.1-8b", "gemma-2-2b", "qwen3-30b-a3b", "mixtral-8x7b", "llama-3.2-1b"]),
+    method=st.sampled_from(["full", "lora", "dora", "ia3"]),
+    trainer=st.sampled_from(["trl", "hf", "loop"]),
+    strategy=st.sampled_from(["fsdp", "ddp", "zero3"]),
+    gpus=st.integers(1, 16),
+    seq=st.integers(64, 8192),
+    batch=st.integers(1, 16),
+    gc=st.booleans(),
+    liger=st.booleans(),
+)
+def test_breakdown_adds_up_to_the_peak(model, method, trainer, strategy, gpus, seq, batch, gc, liger):
+    """Whichever moment sets the peak (at the loss, between two layers under FSDP2, backward, the end of backward),
+    the terms printed add up to it, none negative (the backward's had summed the loss's backward and the recompute
+    where they are two moments); and the moment between layers only ever raises the forward."""
+    from ftdecide.core.estimator import memory_model
+
+    a = catalog.resolve_model(model)
+    opts = methods.lora.model_default_options(a, method, {})
+    shape = dict(seq_len=seq, batch_size=batch, gradient_checkpointing=gc, liger=liger)
+    cfg = TrainConfig(method=method, trainer=trainer, strategy=strategy, gpus=gpus, **shape, **opts)
+    e = estimate_memory(a, cfg)
+    assert sum(e.breakdown.values()) == pytest.approx(e.peak_allocated_gib, rel=1e-9)
+    assert all(math.isfinite(v) and v >= 0 for v in e.breakdown.values())
+    m = memory_model(a, cfg)
+    p = m.phases(seq, batch, gc)
+    none = m.__class__(**{**m.__dict__, "mid_gathered": 0.0}).phases(seq, batch, gc)
+    assert p["forward"] >= none["forward"] and p["backward"] == none["backward"]
+    assert (m.mid_gathered > 0) == (strategy == "fsdp" and trainer == "trl" and method != "full")
 
 
 @settings(max_examples=60, deadline=None)

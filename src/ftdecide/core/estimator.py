@@ -262,7 +262,7 @@ class MemoryModel:
         """(peak allocated bytes, the phase that sets it, what that phase holds beyond weights and states)."""
         p = self.phases(seq_len, batch_size, gc)
         fwd, bwd, opt = p["forward"], p["backward"], p["end"]
-        act, logits, recompute, fwd_grad, tokens, tile = p["act"], p["logits"], p["recompute"], p["fwd_grad"], p["tokens"], p["tile"]
+        act, logits, fwd_grad, tokens, tile = p["act"], p["logits"], p["fwd_grad"], p["tokens"], p["tile"]
         acc = self.accum_grads
         if fwd >= bwd and fwd >= opt and p["between"]:
             phase, held = "forward", {"activations": act, "logits": 0.0, "gradients": acc, "overhead": self.gathered + self.mid_gathered}
@@ -270,31 +270,13 @@ class MemoryModel:
             over = self.logits_fwd * tokens + tile + self.gathered + self.fwd_gathered
             phase, held = "forward", {"activations": act, "logits": logits, "gradients": fwd_grad + acc, "overhead": over}
         elif bwd >= opt:
-            phase, held = (
-                "backward",
-                {
-                    "activations": act,
-                    "logits": logits,
-                    "gradients": self.head_grad + acc,
-                    "overhead": self.logits_bwd * tokens
-                    + tile
-                    + self.loss_bwd_fixed
-                    + p["eager_bwd"]
-                    + recompute
-                    + self.gathered
-                    + self.bwd_gathered,
-                },
-            )
+            # the rest of the moment (the loss's backward, the recompute, the layers gathered) as phases() counts it: the
+            # loss's backward and the recompute summed or, where they are two moments (loss_apart), the larger
+            over = bwd - act - logits - self.head_grad - acc
+            phase, held = "backward", {"activations": act, "logits": logits, "gradients": self.head_grad + acc, "overhead": over}
         else:
-            phase, held = (
-                "optimizer",
-                {
-                    "activations": 0.0,
-                    "logits": 0.0,
-                    "gradients": self.grads,
-                    "overhead": recompute + self.opt_transient + self.end_gathered,
-                },
-            )
+            # the recompute, the optimizer's transient or a tied head's gradients being summed, the root's gradients
+            phase, held = "optimizer", {"activations": 0.0, "logits": 0.0, "gradients": self.grads, "overhead": opt - self.grads}
         total = self.weights + self.opt_gpu + max(fwd, bwd, opt)
         if self.start > total:
             phase, held = (
