@@ -11,7 +11,9 @@ together) beside a few layers' parameters and gradients. Five constants
 accelerate's layout of the emitted launch differs (its head in a unit of its own), the plan follows the launch:
 a tied model's embedding held through the step where it trains, and for an adapter the head's unit at the loss
 beside ``fsdp_frozen_layers``, chosen on the launches of ``data/sharded_trainers/``
-(``python benchmarks/fit_trainers.py --frozen``). The policy's bf16 parameters run
+(``python benchmarks/fit_trainers.py --frozen``); under TRL's fused head, by moment as the allocator's traces show
+them (``fsdp_fused_bwd_layers`` in backward, ``fsdp_fused_fwd_layers`` between two layers in forward, none at the
+loss). The policy's bf16 parameters run
 without autocast: the activation terms are those of bf16 weights under ``--precision mixed`` too
 (``Strategy.bf16_engine``). A 4-bit base is refused: measured, ``fully_shard`` drops bitsandbytes'
 quantization state.
