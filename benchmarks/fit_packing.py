@@ -91,6 +91,11 @@ def time_error(r: dict, cal=DEFAULT) -> float:
     return modelled_seconds(r, cal) / sum(r["step_s"]) - 1
 
 
+def plan_error(r: dict, cal=DEFAULT) -> float:
+    """The plan's epoch time for the run (:func:`planned_seconds`) against the whole measured epoch: planned / measured - 1."""
+    return planned_seconds(r, cal) / sum(r["step_s"]) - 1
+
+
 def table(cal=DEFAULT) -> None:
     for r in load():
         kind = "packed" if r.get("packing") else "padded"
@@ -170,7 +175,7 @@ def fit() -> None:
     print(f"warm-up: {len(excess)} fit-set epochs, median {statistics.median(excess):.1f} s ({spread}): {warm} s")
 
     def err(rs, cal):
-        return [planned_seconds(r, cal) / sum(r["step_s"]) - 1 for r in rs]
+        return [plan_error(r, cal) for r in rs]
 
     best = None
     for share in [x / 10 for x in range(3, 11)]:

@@ -28,6 +28,13 @@ def name_comparisons(names, skip) -> list[str]:
     return out
 
 
+def jsonl(path) -> list[dict]:
+    """The records of one JSONL file: a grid, a trace or a run file (blank lines skipped)."""
+    import json
+
+    return [json.loads(x) for x in pathlib.Path(path).read_text().splitlines() if x.strip()]
+
+
 def load_runs(include_shared=True):
     """Every measured run the project keeps, plus shared/calibration when it is beside the checkout."""
     return read_records(ROOT / "data" / "measurements", SHARED if include_shared else None)

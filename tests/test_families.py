@@ -14,7 +14,7 @@ import statistics
 import pathlib
 
 import pytest
-from conftest import invoke
+from conftest import invoke, jsonl
 from hypothesis import given, settings, strategies as st
 
 from ftdecide.cli import main
@@ -165,8 +165,7 @@ RUNS = ROOT / "data" / "trainers" / "h100_families_2026-12-06.jsonl"
 
 
 def _runs(grid: str) -> list[dict]:
-    recs = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
-    return [r for r in recs if r["status"] == "ok" and r["id"].startswith(grid)]
+    return [r for r in jsonl(RUNS) if r["status"] == "ok" and r["id"].startswith(grid)]
 
 
 def _error(rec: dict) -> float:
@@ -613,7 +612,7 @@ def test_prefix_tuning_is_refused_on_a_hybrid():
 HYBRID = ROOT / "data" / "trainers" / "h100_hybrid_2026-12-07.jsonl"
 
 
-@pytest.mark.parametrize("rec", [json.loads(x) for x in HYBRID.read_text().splitlines() if x.strip()], ids=lambda r: r["id"])
+@pytest.mark.parametrize("rec", jsonl(HYBRID), ids=lambda r: r["id"])
 def test_hybrid_runs_planned_before_they_ran(rec):
     """The emitted TRL script on random Qwen3.5 / Qwen3-Next copies (H100, 2026-12-07), each plan written in
     data/grids/hybrid_a.jsonl before it ran. Five are within -2.5% / +3.5% of that plan, unchanged since. The
@@ -651,7 +650,7 @@ def test_the_tied_hybrid_runs_planned_before_they_ran():
     from fit_trainers import error
     from ftdecide.probe.records import arch_of_trainer_record
 
-    recs = [json.loads(x) for x in HYBRID_B.read_text().splitlines() if x.strip()]
+    recs = jsonl(HYBRID_B)
     assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
     for r in recs:
         assert arch_of_trainer_record(r).tie_embeddings

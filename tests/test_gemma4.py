@@ -10,7 +10,7 @@ import json
 import pathlib
 
 import pytest
-from conftest import invoke
+from conftest import invoke, jsonl
 
 from ftdecide.core.errors import InputError
 from ftdecide.files.hfconfig import arch_from_hf_config, hf_config, reduce_layers
@@ -155,7 +155,7 @@ def test_the_gemma4_runs_planned_before_they_ran():
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
     from fit_trainers import error
 
-    recs = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
+    recs = jsonl(RUNS)
     assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
     for r in recs:
         planned = r["planned_gib"] / r["peak_train_alloc_gib"] - 1

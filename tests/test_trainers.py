@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, estimate_doc as est, invoke, name_comparisons, recommend_doc as doc
+from conftest import ROOT, estimate_doc as est, invoke, jsonl, name_comparisons, recommend_doc as doc
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -308,7 +308,7 @@ def test_the_next_held_out_launches_are_planned_as_written():
     counted by moment, and committed before any ran (the device could not be had for them in the sixteenth
     session). While they wait, each plan written is today's, to the hundredth of a GiB: a constant that moves
     before they run would make them no longer held out."""
-    lines = [json.loads(x) for x in (ROOT / "data" / "grids" / "sharded_trl_g.jsonl").read_text().splitlines() if x.strip()]
+    lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_g.jsonl")
     assert len(lines) == 6 and {x["method"] for x in lines} == {"lora", "dora", "ia3"}
     for x in lines:
         est = estimate_memory(fit_trainers.arch_of_trainer_record(x), fit_trainers.config(x))
@@ -317,7 +317,7 @@ def test_the_next_held_out_launches_are_planned_as_written():
 
 def _traces(name: str) -> list[dict]:
     """The lines of a trace file in data/traces/ (launches run again with the allocator's history)."""
-    return [json.loads(x) for x in (ROOT / "data" / "traces" / name).read_text().splitlines() if x.strip()]
+    return jsonl(ROOT / "data" / "traces" / name)
 
 
 def test_the_checkpointed_7b_adapter_launch_traced():
