@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import invoke
+from conftest import ROOT, invoke
 
 
 def run(*args):
@@ -168,24 +168,22 @@ def test_main_turns_off_pydantic_plugin_discovery_unless_set(monkeypatch, capsys
 @pytest.mark.parametrize("size", [300, 3000, 200_000])
 def test_the_recommendation_line_gives_the_json_time_and_cost(size):
     # a plan of minutes printed "~0.0 h" while the table and the JSON gave 0.04 h
-    argv = ["recommend", "--model", "llama-3.2-1b", "--gpu", "h100", "--dataset-size", str(size)]
-    plan = json.loads(invoke([*argv, "--format", "json"]).stdout)["recommendation"]
-    out = " ".join(invoke(argv, env={"COLUMNS": "400"}).stdout.split())
+    argv = ["--model", "llama-3.2-1b", "--gpu", "h100", "--dataset-size", str(size)]
+    plan = rec(*argv)["recommendation"]
+    out = " ".join(invoke(["recommend", *argv], env={"COLUMNS": "400"}).stdout.split())
     assert f": ~{plan['time_hours']:.2f} h, ${plan['cost_usd']:,.2f}" in out
 
 
 def test_the_readme_multi_node_example_is_what_recommend_prints():
     """The README's 70B example over two nodes quotes three candidate rows and the recommendation line; each figure
     is the JSON's (it had drifted by up to 14 GiB before this test)."""
-    import pathlib
     import re
 
     from ftdecide import strategies
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme[readme.index("ftdecide recommend --model llama-3.1-70b --gpu h100 --gpus 8 --nodes 2") :].split("```")[0]
-    argv = block.splitlines()[0].split()[1:]
-    doc = json.loads(invoke([*argv, "--format", "json"]).stdout)
+    doc = rec(*block.splitlines()[0].split()[2:])
     cands = {c["method"]: c for c in doc["candidates"]}
     rows = re.findall(r"^#\s+(\w+)\s+(yes|no)\s+(\S+)\s+([\d.]+) / ([\d.]+) GiB \.\.\.\s+([\d.,]+) h\s+\$([\d.,]+)$", block, re.M)
     assert len(rows) == 3
