@@ -209,7 +209,7 @@ def script_for(line: dict, model_dir: pathlib.Path) -> str:
     if not line.get("examples"):  # a fixed-step segment; with "examples" the run is one whole epoch
         text = text.replace('report_to="none",', f'report_to="none",\n    max_steps={line.get("steps", STEPS)},', 1)
     text = re.sub(r"^\s*trainer\.save_model\(.*\)\n", "", text, flags=re.M)
-    if line.get("load") == "cpu":  # an experiment, not what is emitted: the base loaded (and quantized) on the CPU
+    if line.get("load") == "cpu" and "device_map=" not in text:  # the base loaded (and quantized) on the CPU where not emitted so
         text = text.replace("attn_implementation=", 'device_map={"": "cpu"}, attn_implementation=', 1)
     return text
 

@@ -74,6 +74,13 @@ def _load_quant(p: _Plan) -> str:
     return "dequantize_config" if p.dequantize else "bnb_config"
 
 
+def _load_args(p: _Plan) -> str:
+    """What ``from_pretrained`` takes: the quantization, the dtype, where it loads (host memory where the plan's start
+    was sized so) and the attention the plan assumed."""
+    where = 'device_map={"": "cpu"}, ' if p.load_cpu else ""
+    return f"MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, {where}attn_implementation={_py(_attn(p))}"
+
+
 def _dequantize_import(p: _Plan) -> str:
     return f", {p.dequantize}" if p.dequantize else ""
 
@@ -138,7 +145,7 @@ GRADIENT_CHECKPOINTING = {p.gc}
 
 def load_model():
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        {_load_args(p)}
     )
     if bnb_config is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING)
@@ -196,7 +203,7 @@ def main(dataset_path: str) -> None:
     from trl import SFTTrainer
 {_processing_class_import(p)}
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        {_load_args(p)}
     )
     # JSONL, or Parquet (what ftdecide reads too)
     data = load_dataset("parquet" if dataset_path.endswith(".parquet") else "json", data_files=dataset_path, split="train")
@@ -253,7 +260,7 @@ training_args = TrainingArguments(
 
 def load_model():
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL, quantization_config={_load_quant(p)}, dtype=torch.{p.dtype}, attn_implementation={_py(_attn(p))}
+        {_load_args(p)}
     )
     if bnb_config is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING)

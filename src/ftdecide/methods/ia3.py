@@ -32,7 +32,15 @@ TARGETS = Option(
     record_if_default=False,
 )
 
-FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_modules)
+FEEDFORWARD = ("down_proj",)
+# bytes per scaled feed-forward input value that an fp32 product holds beyond a bf16 one: what a bf16 engine saves
+# (measured over FSDP2 without checkpointing, llama-3.2-1b and -3b: 2.17 and 2.18; data/sharded_trainers/)
+FP32_PRODUCT_EXCESS = 2.0
+# bytes per token per hidden value that a checkpointed layer's backward holds beyond its recompute under a bf16 engine:
+# fitted on the three IA3 launches over FSDP2 with checkpointing that had run (14.7, 16.8 and 18.5 needed; TinyLlama,
+# Qwen2.5-3B, Llama-3.2-1B; data/sharded_trainers/), where the traced backward (data/traces/h100_sharded_fsdp2_d_*,
+# Llama-3.2-1B) held hidden- and MLP-wide gradient blocks with no Python frame beyond the one GPU's fit
+BF16_ENGINE_GC_HIDDEN = 16.0  # scaled on their input (peft's feedforward_modules)
 # Families whose peft default scales queries rather than keys (peft 0.21's
 # TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, checked by data/counts/peft_trainable_2026-11-29.jsonl)
 QUERY_FAMILIES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text")
@@ -83,7 +91,15 @@ class IA3(Method):
 
     def layer_extra_bytes(self, arch, cfg, mods, cal, coef) -> float:
         outs, ins = self._scaled(arch, mods)
-        return coef.a_o * outs + coef.a_in * ins
+        a_in = coef.a_in
+        if cfg.strategy_spec.bf16_engine:
+            # the engine computes with the vectors in bf16 (FSDP2's param_dtype, DeepSpeed's recast), so the scaled
+            # feed-forward input is a bf16 product, not an fp32 one
+            a_in -= FP32_PRODUCT_EXCESS
+        return coef.a_o * outs + a_in * ins
+
+    def recompute_extra_bytes(self, arch, cfg, mods, cal) -> float:
+        return BF16_ENGINE_GC_HIDDEN * arch.hidden_size if cfg.strategy_spec.bf16_engine else 0.0
 
     def kernels_per_layer_pass(self, arch, mods, kc) -> float:
         return len(mods) * kc.ia3_pass

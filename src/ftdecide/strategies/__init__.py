@@ -117,6 +117,11 @@ class Strategy:
         kept = on.weights + on.grads + (0.0 if cfg.offload_optimizer else on.optimizer)
         return max(0.0, off.weights + off.grads + off.optimizer - kept)
 
+    def load_on_cpu(self, cfg: "TrainConfig") -> bool:
+        """Whether the emitted launch loads (and quantizes) the base in host memory, ``device_map={"": "cpu"}``,
+        rather than on the GPU: where the strategy's start is sized so."""
+        return False
+
     def plan_notes(self, arch: "Arch", cfg: "TrainConfig") -> list[str]:
         """What a plan on several GPUs rests on: the strategy's basis, and what was not measured as launched."""
         notes: list[str] = []

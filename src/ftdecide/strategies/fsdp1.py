@@ -61,6 +61,16 @@ def layer_unit_bytes(arch, cfg) -> float:
     return (base - root_bytes(arch)) / arch.num_layers
 
 
+def cpu_load_start(arch, cfg) -> float:
+    """Bytes the GPU peaks at while FSDP1 wraps a base loaded in host memory: the quantization constants (moved whole),
+    and the root unit, which the wrapping moves to the GPU (its embeddings and head), flattens there into one flat
+    parameter and shards: the originals, the flat copy and its shard at once. Traced
+    (``data/traces/h200_fsdp1_cpu_load_b_2026-12-07.jsonl``, TinyLlama over 2: blocks of 0.244 GiB and 3 x 0.122 GiB,
+    its head and embedding each 0.122); on Llama-3.1-8B over 2 this is 4.996 GiB, measured 4.996."""
+    root = root_bytes(arch)
+    return 2 * root + root / cfg.world_size + cfg.method_spec.unsharded_bytes(arch, cfg)
+
+
 class FSDP1(FSDP2):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         n = cfg.world_size
@@ -74,17 +84,35 @@ class FSDP1(FSDP2):
             shard_w = shard_g = shard_o = 0.0
             notes.append("parameters, gradients and optimizer states offloaded to CPU memory (fsdp_offload_params)")
         unit = layer_unit_bytes(arch, cfg)
-        gathered = cal.fsdp_frozen_layers * unit + root_bytes(arch)
-        # Training starts with rank 0 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP
-        # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
-        # layer is flattened beside it at a time. Measured under the fake group, 9 launches: held at the start
-        # within 0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them
-        start = weights + unit
-        notes.append(
-            f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
-            "loads it for FSDP); FSDP1 shards it inside train()"
-        )
+        root = root_bytes(arch)
+        gathered = cal.fsdp_frozen_layers * unit + root
+        if self.load_on_cpu(cfg):
+            start = cpu_load_start(arch, cfg)
+            notes.append(
+                f"the base loaded and quantized in host memory (device_map cpu): wrapping it peaks at {start / 2**30:.2f} GiB "
+                "on the GPU (the root unit's embeddings and head, flattened and sharded there); loading is slower (measured: "
+                "Llama-3.1-8B over 2, 358 s against 42 s loaded on the GPU)"
+            )
+        else:
+            # Training starts with rank 0 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP
+            # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
+            # layer is flattened beside it at a time. Measured under the fake group, 9 launches: held at the start
+            # within 0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them
+            start = weights + unit
+            notes.append(
+                f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
+                "loads it for FSDP); FSDP1 shards it inside train()"
+            )
         return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes))
+
+    def load_on_cpu(self, cfg) -> bool:
+        # with the parameters offloaded, the GPU need never hold the whole 4-bit model: the Answer.AI recipe
+        return cfg.offload_params
+
+    def host_bytes(self, arch, cfg, weights, grads, optimizer, cal) -> float:
+        """... and, loaded in host memory, rank 0's whole 4-bit model as loaded, beside its share while it wraps."""
+        share = super().host_bytes(arch, cfg, weights, grads, optimizer, cal)
+        return share + (weights if self.load_on_cpu(cfg) else 0.0)
 
     def problem(self, cfg):
         if not cfg.method_spec.quantized_base:
