@@ -73,9 +73,16 @@ def summary(errs: list[float]) -> str:
 
 
 def sharded() -> list[dict]:
-    """The sharded launches that trained; a record's ``precision`` is what its launch ran (``ran_as`` says why where
-    that is not what its emission asked for)."""
-    return [r for r in read_records(SHARDED) if r.get("status") == "ok"]
+    """The sharded launches that trained, of what is emitted today; a record's ``precision`` is what its launch ran
+    (``ran_as`` says why where that is not what its emission asked for)."""
+    return [r for r in read_records(SHARDED) if r.get("status") == "ok" and not superseded(r)]
+
+
+def superseded(rec: dict) -> bool:
+    """A launch that loaded its base on the GPU where today's plan loads it in host memory (FSDP1 offloaded, before
+    the seventeenth session: fsdp1_a:8-9): it ran what is no longer emitted."""
+    cfg = config(rec)
+    return cfg.strategy_spec.load_on_cpu(arch_of_trainer_record(rec), cfg) and rec.get("alloc_before_train_gib", 0.0) > 0.01
 
 
 def table(cal=DEFAULT) -> None:

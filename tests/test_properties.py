@@ -312,10 +312,12 @@ def test_fsdp2_holds_no_more_per_gpu_on_more_gpus_and_at_least_its_units(model, 
 )
 def test_fsdp1_qlora_holds_less_on_more_gpus_and_offload_never_costs_gpu_memory(model, seq, batch, gc, accum):
     """FSDP1 over a 4-bit base, 1 to 8 GPUs: each GPU holds no more as the GPUs double, never less than the
-    quantization constants and the root unit it keeps whole, nor than the whole 4-bit model rank 0 starts training
-    with (transformers 5.17), and the parameters' offload never adds GPU memory (it adds host memory instead)."""
+    quantization constants and the root unit it keeps whole, nor than what training starts with: the whole 4-bit model
+    rank 0 loaded (transformers 5.17) or, offloaded over several GPUs with the base loaded in host memory where that
+    holds less, the root unit flattened and sharded beside the constants; and the parameters' offload never adds GPU
+    memory (it adds host memory instead, the loaded model too where it is loaded there)."""
     from ftdecide.core.estimator import memory_model
-    from ftdecide.strategies.fsdp1 import root_bytes
+    from ftdecide.strategies.fsdp1 import cpu_load_start, root_bytes
 
     a = catalog.resolve_model(model)
     peaks = []
@@ -326,10 +328,14 @@ def test_fsdp1_qlora_holds_less_on_more_gpus_and_offload_never_costs_gpu_memory(
         kept = cfg.method_spec.unsharded_bytes(a, cfg) + root_bytes(a)
         mm = memory_model(a, cfg)
         assert mm.weights + mm.gathered >= kept
-        on, off = estimate_memory(a, cfg), estimate_memory(a, cfg.model_copy(update={"offload_params": True}))
+        offloaded = cfg.model_copy(update={"offload_params": True})
+        on, off = estimate_memory(a, cfg), estimate_memory(a, offloaded)
         assert off.peak_allocated_gib <= on.peak_allocated_gib and off.host_gib > on.host_gib == 0.0
         whole = estimate_memory(a, TrainConfig(method="qlora", trainer="trl", seq_len=seq, batch_size=1)).breakdown["weights"]
-        assert off.peak_allocated_gib > whole
+        assert on.peak_allocated_gib > whole
+        in_host = cfg.strategy_spec.load_on_cpu(a, offloaded)
+        assert in_host == (n > 1 and cpu_load_start(a, offloaded) < mm.start)  # mm.start: the whole model loaded on the GPU
+        assert off.peak_allocated_gib >= (cpu_load_start(a, offloaded) / 2**30 if in_host else whole)
         peaks.append(on.peak_allocated_gib)
     assert peaks[0] >= peaks[1] >= peaks[2] >= peaks[3] > 0
 

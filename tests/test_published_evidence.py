@@ -1,8 +1,9 @@
 """Held-out decisions from published results (issue 26): a scenario per published setup, the method (and, where
 the source says, the rank) that the source's evidence supports for it, written before ftdecide was run on them.
 Each row cites its source; what a row checks is what the source found, not what ftdecide answered. First run,
-with no rule changed for them: 32 of 33 agree (25 written first, 8 more after, each before its run: the last,
-Platypus, in the sixteenth session, agreed); the one that does not is marked, with the measured reason."""
+with no rule changed for them: 32 of 33 agreed (25 written first, 8 more after, each before its run: the last,
+Platypus, in the sixteenth session, agreed); the one that did not (Answer.AI's 70B on two 24 GB cards) agrees since
+the base is loaded in host memory for FSDP1 with the parameters offloaded, which the plan switches on: 33 of 33."""
 
 from __future__ import annotations
 
@@ -23,19 +24,16 @@ EVIDENCE = [
     # QLoRA: where 16-bit LoRA fits, QLoRA matches it but runs slower (de-quantization): LoRA
     pytest.param(dict(model="mistral-7b", gpu="a100-80gb", task="chat", dataset_size=10_000), "lora", 16, id="lora-where-bf16-fits"),
     # Answer.AI FSDP+QLoRA (2024): Llama-2-70B on two 24 GB gaming cards (FSDP1, gradient checkpointing, CPU
-    # offload, 512 tokens, and transformers 4.x). Not met: under transformers 5.17 rank 0 starts training with the
-    # whole 4-bit model on its GPU (measured on 9 FSDP1 launches), about 37 GiB for a 70B, so no strategy fits it on
-    # 24 GB cards, offloaded or not; loaded on the CPU instead, FSDP1's wrapping still peaked at 0.83-0.93 of the
-    # whole 4-bit model (2 launches, data/traces/h100_fsdp1_cpu_load_2026-12-07.jsonl)
+    # offload, 512 tokens, and transformers 4.x). Under transformers 5.17 rank 0 starts training with the whole 4-bit
+    # model on its GPU where it loads it there (measured on 9 FSDP1 launches), about 37 GiB for a 70B; loaded in host
+    # memory (emitted with the parameters offloaded), FSDP1's wrapping holds the root unit flattened and sharded
+    # (traced; 3 launches planned before they ran within 0.3%). Failed its first run (strict xfail, sixteenth session);
+    # agrees since the seventeenth, where that load is emitted and the offload switched on where nothing else fits
     pytest.param(
         dict(model="llama-2-70b", gpu="rtx-4090", gpus=2, task="instruction", dataset_size=10_000),
         "qlora",
         ANY,
         id="fsdp-qlora-70b-2x24gb",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="rank 0 starts training with the whole 4-bit 70B on its GPU under transformers 5.17 (measured): no 24 GB card holds it",
-        ),
     ),
     # Biderman et al. 2024 (LoRA Learns Less and Forgets Less): continued pretraining of Llama-2-7B on code (20B
     # tokens) and math (14.7B tokens): full fine-tuning ahead of LoRA by a wide margin

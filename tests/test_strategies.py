@@ -407,8 +407,9 @@ def test_a_4bit_base_is_refused_by_fsdp2_and_held_whole_by_zero3():
     """FSDP2 could not run a 4-bit base (4 of 4 runs: 'quant_state is required'): refused in one line. ZeRO-3
     with one was measured (2 real runs, 5 under the fake process group): the whole 4-bit base stays gathered
     (0.71 B per quantizable parameter) through forward and backward, which its plans say; auto takes DDP or
-    ZeRO-2, which communicate less, wherever they fit. A 70B QLoRA fits 24 GB cards with none of them: FSDP1 shards the
-    4-bit base, but rank 0 starts training with all of it on its GPU (transformers 5.17, measured)."""
+    ZeRO-2, which communicate less, wherever they fit. A 70B QLoRA fits 24 GB cards with none of them as asked: FSDP1
+    shards the 4-bit base, but rank 0 starts training with all of it on its GPU (transformers 5.17, measured), unless the
+    parameters are offloaded and the base loaded in host memory, which the plan then switches on (the Answer.AI recipe)."""
     r = invoke(["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpus", "2", "--strategy", "fsdp"])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "quant_state is required" in r.stderr and "zero2" in r.stderr
     arch = catalog.resolve_model("llama-3.1-8b")
@@ -420,8 +421,9 @@ def test_a_4bit_base_is_refused_by_fsdp2_and_held_whole_by_zero3():
     assert QUANT_GATHERED_NOTE not in " ".join(estimate_memory(arch, TrainConfig(method="qlora", gpus=2, strategy="zero2")).notes)
     small = recommend(Scenario(model="llama-3.1-8b", gpu="rtx-4090", gpus=2)).candidate("qlora").config.strategy
     assert small in ("ddp", "zero1", "zero2")
-    big = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4)).candidate("qlora")
-    assert not big.fits
+    big = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", gpus=4))
+    assert big.plan.method == "qlora" and (big.plan.candidate.config.strategy, big.plan.candidate.config.offload_params) == ("fsdp1", True)
+    assert big.plan.reasons[0].rule == "switch" and "FSDP1 and the 4-bit base in host memory" in big.plan.reasons[0].message
     for name in ("ddp", "zero2", "zero3", "fsdp1"):
         cfg = TrainConfig(method="qlora", gpus=4, strategy=name, gradient_checkpointing=True, batch_size=1)
         assert estimate_memory(catalog.resolve_model("llama-3.1-70b"), cfg).required_gib > 22.4

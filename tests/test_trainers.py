@@ -273,17 +273,17 @@ def test_the_runs_made_after_the_constants_were_set():
 
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
-    fake process group (data/sharded_trainers/): 46 launches, a median 2.3%, -4.9% / +15.6%, since the layers in
-    flight under TRL's fused head were counted by moment from the traces (3.2%, -3.6% / +15.6% before; the worst
-    under is now Llama-3.2-1B IA3 over 2, -4.9%, where 2.4 layers in backward would put it at -5.2%). These launches
-    were in view when the count was taken: data/grids/sharded_trl_g.jsonl is held out of it (not yet run). The worst
-    overs are small models (TinyLlama full fine-tuning over 2 GPUs +15.6%, Llama-3.2-1B IA3 without checkpointing
-    over 4 +14.7%). Full fine-tuning and adapters both."""
+    fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
+    the base on the GPU are superseded): 59 launches, a median 2.0%, -6.9% / +24.1%. The median bound holds; the
+    worst under does not: Gemma-2-2B IA3 over 2 with checkpointing, -6.9% (IA3 with checkpointing over FSDP2 is the
+    one case past -5%). The worst overs are the offloaded FSDP1 launches of small models (TinyLlama over 4 +24.1%)."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) == 46 and {"full", "lora", "dora", "ia3"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.023, abs=0.001)
-    assert min(errs) == pytest.approx(-0.049, abs=0.001) and max(errs) <= 0.16
+    assert len(runs) == 59 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.020, abs=0.001)
+    assert min(errs) == pytest.approx(-0.069, abs=0.001) and max(errs) == pytest.approx(0.241, abs=0.001)
+    past = [r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05]
+    assert past == ["sharded_trl_h:5"]
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
@@ -303,16 +303,25 @@ def test_sharded_launches_held_out_of_the_adapter_moments():
     assert min(today) == pytest.approx(-0.040, abs=0.001) and max(today) == pytest.approx(0.085, abs=0.001)
 
 
-def test_the_next_held_out_launches_are_planned_as_written():
-    """data/grids/sharded_trl_g.jsonl: six FSDP2 adapter launches planned (planned_gib) once the layers in flight were
-    counted by moment, and committed before any ran (the device could not be had for them in the sixteenth
-    session). While they wait, each plan written is today's, to the hundredth of a GiB: a constant that moves
-    before they run would make them no longer held out."""
-    lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_g.jsonl")
-    assert len(lines) == 6 and {x["method"] for x in lines} == {"lora", "dora", "ia3"}
-    for x in lines:
-        est = estimate_memory(fit_trainers.arch_of_trainer_record(x), fit_trainers.config(x))
-        assert round(est.peak_allocated_gib, 2) == x["planned_gib"], x["model"]
+def test_the_held_out_launches_as_planned_before_they_ran():
+    """data/grids/sharded_trl_g.jsonl (6 FSDP2 adapter launches, planned in the sixteenth session) and
+    sharded_trl_h.jsonl (6 IA3 launches over FSDP2 and 3 offloaded FSDP1 launches loaded in host memory, planned in the
+    seventeenth after g had run), each plan written before any of its grid ran (g on one H200, h on one H100). As
+    written: a median 5.7%, -7.0% / +24.1%, past both bounds. g's IA3 launches were -5.7% and +10.5%, which the IA3
+    terms under a bf16 engine then answered (no longer held out for them); h's plans are today's to the hundredth of
+    a GiB, and h's FSDP1 starts (the root unit flattened) were within 0.3% of the moment they size."""
+    held = [r for r in fit_trainers.sharded() if r["id"].startswith(("sharded_trl_g:", "sharded_trl_h:"))]
+    assert len(held) == 15
+    written = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
+    assert statistics.median(abs(e) for e in written) == pytest.approx(0.057, abs=0.001)
+    assert min(written) == pytest.approx(-0.070, abs=0.001) and max(written) == pytest.approx(0.241, abs=0.001)
+    for r in held:
+        if r["id"].startswith("sharded_trl_h:"):
+            est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
+            assert round(est.peak_allocated_gib, 2) == r["planned_gib"], r["id"]
+        if "planned_start_gib" in r:
+            assert r["alloc_before_train_gib"] < 0.001
+            assert r["planned_start_gib"] == pytest.approx(r["peak_prepare_alloc_gib"], rel=0.005), r["id"]
 
 
 def _traces(name: str) -> list[dict]:
@@ -387,8 +396,8 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
     layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
     the 13 were then a median 2.7%, -1.2% / +15.6%, and with the layers in flight counted by moment (sixteenth
-    session) 1.8%, -1.2% / +15.6%. These changes were made with these launches' errors in view: they are no longer
-    held out for them (data/grids/sharded_trl_g.jsonl is: its plans were written before any of it ran)."""
+    session) 1.8%, -1.2% / +15.6%, and with IA3's scaled product in bf16 under FSDP2 (seventeenth) 1.3%. These
+    changes were made with these launches' errors in view: they are no longer held out for them."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
@@ -398,7 +407,7 @@ def test_sharded_held_out_launches_were_planned_before_they_ran():
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.018, abs=0.001)
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.013, abs=0.001)
     assert min(today) >= -0.013 and max(today) <= 0.157
 
 
@@ -433,36 +442,41 @@ def test_fsdp2_adapter_moments_follow_the_traces():
 
 def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_ran():
     """FSDP1 over a 4-bit base (data/grids/fsdp1_a.jsonl), launched as rank 0 of 2-8 GPUs: the 7 launches without
-    offload are today's plan as written before they ran (-2.1% / +10.7%). The 2 offloaded ones ran 7% and 31% over
-    their plans: rank 0 starts training with the whole 4-bit model on its GPU (held at the start within 0.03 GiB of
-    the single-GPU plan's weights, in all 9). With that start (added after they ran) they are within -1%."""
-    runs = [r for r in fit_trainers.sharded() if r["id"].startswith("fsdp1_a:")]
+    offload are today's plan as written before they ran (-2.1% / +10.7%). All 9 loaded the base on the GPU: rank 0
+    held the whole 4-bit model when training started (within 0.03 GiB of the single-GPU plan's weights). The 2
+    offloaded ones ran 7% and 31% over their plans then; an offloaded FSDP1 plan now loads the base in host memory,
+    so they ran what is no longer emitted (superseded, out of the sharded set)."""
+    from ftdecide.probe.records import read_records
+
+    runs = [r for r in read_records(fit_trainers.SHARDED) if r["id"].startswith("fsdp1_a:")]
     assert len(runs) == 9 and {r["strategy"] for r in runs} == {"fsdp1"}
     for r in runs:
         whole = estimate_memory(resolve_model(r["model"]), TrainConfig(method="qlora", trainer="trl")).breakdown["weights"]
         assert r["alloc_before_train_gib"] == pytest.approx(whole, abs=0.03), r["id"]
+        assert fit_trainers.superseded(r) == bool(r.get("offload_params")), r["id"]
         if r.get("offload_params"):
-            assert r["planned_gib"] / r["peak_train_alloc_gib"] - 1 < -0.05 and -0.015 < fit_trainers.error(r) < 0
+            assert r["planned_gib"] / r["peak_train_alloc_gib"] - 1 < -0.05
         else:
             assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
             assert -0.025 < fit_trainers.error(r) < 0.11
 
 
-def test_fsdp1_loaded_on_the_cpu_still_gathers_most_of_the_model():
-    """data/grids/fsdp1_b.jsonl (lines 1 and 4 ran; 2 and 3 were not started before the call's deadline): the emitted
-    FSDP1 launch with the 4-bit base loaded and quantized on the CPU (``device_map={"": "cpu"}``, set by the harness,
-    not emitted), parameters offloaded. Nothing was on the GPU when training started, but the trainer's FSDP1 wrapping
-    peaked at 0.93 (Llama-3.1-8B) and 0.83 (TinyLlama) of the whole 4-bit model that the GPU loading holds, and held
-    0.10 GiB or less once wrapped: the start the plan sizes is lowered by a tenth, not removed, so it stays as it is."""
-    whole = {r["model"]: r["alloc_before_train_gib"] for r in fit_trainers.sharded() if r["id"] in ("fsdp1_a:5", "fsdp1_a:8")}
-    lines = _traces("h100_fsdp1_cpu_load_2026-12-07.jsonl")
-    assert [t["id"] for t in lines] == ["fsdp1_b:1", "fsdp1_b:4"]
-    shares = []
+def test_fsdp1_loaded_in_host_memory_starts_with_its_root_unit_flattened():
+    """The emitted FSDP1 launch with the parameters offloaded and the 4-bit base loaded and quantized in host memory
+    (``device_map={"": "cpu"}``, set by the harness in data/grids/fsdp1_b.jsonl, emitted since): nothing is on the GPU
+    when training starts, and the trainer's FSDP1 wrapping peaks with the root unit moved there (embeddings and head,
+    bf16), its flat copy and its shard, beside the quantization constants (traced, TinyLlama over 2: blocks of 0.244
+    GiB and 3 x 0.122 GiB). That moment, ``cpu_load_start``, is within 0.6% of the 3 traced launches (untied, over 2)."""
+    from ftdecide.strategies.fsdp1 import cpu_load_start
+
+    lines = _traces("h100_fsdp1_cpu_load_2026-12-07.jsonl") + _traces("h200_fsdp1_cpu_load_b_2026-12-07.jsonl")[:1]
+    assert [t["id"] for t in lines] == ["fsdp1_b:1", "fsdp1_b:4", "fsdp1_b:4"]
     for t in lines:
-        assert t["status"] == "ok" and t["offload_params"] and t["alloc_before_train_gib"] < 0.001
-        assert t["alloc_first_step_gib"] <= 0.11
-        shares.append(t["peak_prepare_alloc_gib"] / whole[t["model"]])
-    assert shares == [pytest.approx(0.927, abs=0.002), pytest.approx(0.826, abs=0.002)]
+        assert t["status"] == "ok" and t["offload_params"] and t["load"] == "cpu" and t["alloc_before_train_gib"] < 0.001
+        start = cpu_load_start(fit_trainers.arch_of_trainer_record(t), fit_trainers.config(t)) / 2**30
+        assert start == pytest.approx(t["peak_prepare_alloc_gib"], rel=0.006), t["id"]
+    blocks = sorted((b for b, frame in lines[2]["prepare_trace"]["peak_blocks"] if b > 0.1), reverse=True)
+    assert blocks == [0.2441, 0.1221, 0.1221, 0.1221]
 
 
 # A term only TRL's checkpointed LoRA runs showed: lora_gc_down_in bytes per value of down_proj's adapted input,

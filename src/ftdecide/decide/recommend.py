@@ -14,7 +14,6 @@ from typing import Optional
 
 from ..files import catalog
 from .. import methods
-from ..methods import options as method_options
 from ..methods.lora import dropout_for
 from . import rulenames, rules
 from ..core.arch import Arch
@@ -42,7 +41,8 @@ from .results import (
 from ..core.throughput import link_gbs
 
 from .advice import deployment_note, evaluation_plan
-from .alternatives import alternatives_for, upgrade_switches
+from .alternatives import alternatives_for
+from .switches import switched, unblocked
 from .choice import choose, held_back
 from .scenario import Scenario, Task, validate_scenario
 from .sizing import (
@@ -109,64 +109,16 @@ def _assumptions(cal: Calibration) -> dict:
 def recommend(sc: Scenario, rule_paths: Optional[list[str]] = None, cal: Calibration = DEFAULT) -> Recommendation:
     """The whole recommendation for ``sc``: every method sized for its GPU, the rules' verdict, the
     plan, and what would make an infeasible plan feasible. ``rule_paths`` extend the defaults and the
-    scenario's own ``rules``.
+    scenario's own ``rules``. Where a switch that changes how the run executes, not what it learns, makes a plan fit
+    that does not as asked, that plan, with the switch on and said (:mod:`ftdecide.decide.switches`)."""
 
-    Where nothing fits as asked but a switch that leaves what is learned unchanged makes a plan fit (Liger's
-    kernels, activation offload, an 8-bit optimizer: the QLoRA paper's own recipe pages 8-bit AdamW; the
-    optimizer states in host memory), that plan is the recommendation, with the switch on, emitted and said: the
-    cheapest such plan. Likewise where the rules would choose a method that does not fit as asked (:func:`_unblocked`)."""
-    res = _recommend(sc, rule_paths, cal)
+    def run(scenario: Scenario) -> Recommendation:
+        return _recommend(scenario, rule_paths, cal)
+
+    res = run(sc)
     if res.plan.feasible:
-        return _unblocked(sc, res, rule_paths, cal) or res
-    neutral = {kind for kind, _, _ in upgrade_switches(sc, res.arch)}  # the parameters' offload is offered, never switched on
-    options = [(alt.details, alt.message) for alt in res.alternatives if alt.kind in neutral]
-    hit = _cheapest_switched(sc, options, lambda again: again.plan.feasible, rule_paths, cal)
-    if hit is None:
-        return res
-    words, best = hit
-    said = Message("switch", f"nothing fits as asked; {words}, which changes how it runs, not what it learns: the plan switches it on")
-    return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
-
-
-def _cheapest_switched(sc: Scenario, options: list[tuple[dict, str]], accept, rule_paths, cal: Calibration):
-    """(the option's words, the recommendation) of the cheapest plan among ``sc`` with each option's fields set
-    that ``accept`` takes, or None; an option these GPUs or this model refuse is passed over."""
-    found = []
-    for details, words in options:
-        try:
-            again = _recommend(sc.model_copy(update=details), rule_paths, cal)
-        except InputError:
-            continue
-        if accept(again):
-            found.append((again.plan.candidate.cost_usd, words, again))
-    return min(found, key=lambda f: f[0])[1:] if found else None
-
-
-def _unblocked(sc: Scenario, res: Recommendation, rule_paths, cal: Calibration) -> Optional[Recommendation]:
-    """Where the rules would choose another method had it fit (``res.blocked``) and a switch that changes how a
-    run executes, not what it learns, makes that method fit and chosen, the cheapest such plan, said; else None."""
-    if res.blocked is None:
-        return None
-    cfg, method = res.candidate(res.blocked).config, methods.get(res.blocked)
-    # the shape the candidates were sized with (the default's, for a method that takes none: it reads none of it)
-    shape = replace(DEFAULT_LORA, **(method_options.shape_of(cfg) or {}))
-    room = usable(res.gpu, res.plan.safety_margin)
-    options = [
-        (details, label)
-        for _, details, label in upgrade_switches(sc, res.arch)
-        # not at micro-batch 1 under any strategy: the plan's search is skipped
-        if least_gib(res.arch, sc.model_copy(update=details), method, shape, cal) <= room
-    ]
-    hit = _cheapest_switched(sc, options, lambda again: again.plan.method == res.blocked, rule_paths, cal)
-    if hit is None:
-        return None
-    label, best = hit
-    said = Message(
-        "switch",
-        f"the rules choose {methods.get(res.blocked).label} here, which does not fit as asked; with {label} it fits "
-        f"({best.plan.candidate.required_gib:.1f} GiB), which changes how it runs, not what it learns: the plan switches it on",
-    )
-    return replace(best, plan=replace(best.plan, reasons=(said, *best.plan.reasons)))
+        return unblocked(sc, res, run, cal) or res
+    return switched(sc, res, run) or res
 
 
 def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) -> Recommendation:
@@ -186,7 +138,7 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     serve_gpu = catalog.resolve_gpu(sc.serve_gpu) if sc.serve_gpu else gpu.model_copy(update={"price_per_hour": price})
 
     sizes = _Sizes(arch, gpu, sc, price, cal, serve_gpu)
-    size, scale, levers = sizes.size, sizes.scale, sizes.levers
+    size, scale, levers, needs = sizes.size, sizes.scale, sizes.levers, sizes.needs
 
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
@@ -202,6 +154,7 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         levers(lora0),
         SAFETY_MARGIN,
         _min_gpus(sc, cands0, scale(lora0, epochs0, SAFETY_MARGIN, cands0)),
+        needs(lora0, cands0),
     )
     first = rules.evaluate(rs, rulenames.environment(facts0))
     st = first.settings
@@ -210,7 +163,8 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     lora = _lora_from_rules(arch, st)
     cands = size(lora, epochs, margin)
     scaled = scale(lora, epochs, margin, cands)
-    env = rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
+    facts = rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled), needs(lora, cands))
+    env = rulenames.environment(facts)
     outcome = rules.evaluate(rs, env)
 
     allowed, method = choose(all_methods, cands, outcome)
@@ -281,6 +235,19 @@ class _Sizes:
                 if key not in self._scaled:
                     self._scaled[key] = _scale_out(self.arch, self.gpu, self.sc, m, lora, epochs, self.price, self.cal, margin)
                 out[m.name] = self._scaled[key]
+        return out
+
+    def needs(self, lora: LoraShape, cands: dict[str, Candidate]) -> dict[str, float]:
+        """{method: GiB it requires per GPU}, as the rules read them: a candidate the scenario's own strategy refuses
+        (FSDP1 runs a 4-bit base only) needs what the strategies that can run it need at least, without that
+        strategy's offload: not the figure of a sizing that cannot run."""
+        out = {}
+        for name, c in cands.items():
+            if c.config.run_problem() is None:
+                out[name] = c.required_gib
+            else:
+                free = self.sc.model_copy(update={"strategy": "auto", "offload_params": False})
+                out[name] = least_gib(self.arch, free, methods.get(name), lora, self.cal)
         return out
 
     def levers(self, lora: LoraShape) -> dict[str, dict[str, float]]:

@@ -428,7 +428,9 @@ def _lever_sizes(arch: Arch, sc: Scenario, field: str, lora: LoraShape, cal: Cal
     if levers.get(field).problem(arch):
         return {m.name: math.inf for m in methods.all_methods()}
     on = sc.model_copy(update={field: True})
-    return {m.name: estimate_memory(arch, train_config(on, m, lora), cal).required_gib for m in methods.all_methods()}
+    cfgs = {m.name: train_config(on, m, lora) for m in methods.all_methods()}
+    # a method the scenario's strategy refuses does not fit with the lever either
+    return {name: math.inf if c.run_problem() else estimate_memory(arch, c, cal).required_gib for name, c in cfgs.items()}
 
 
 def least_gib(arch: Arch, sc: Scenario, method, shape: LoraShape, cal: Calibration) -> float:

@@ -96,6 +96,9 @@ class Strategy:
     upcasts_trained: bool = False
     # the trainers whose emitted launch of it was measured as rank 0 of N (benchmarks/trainer_runs.py; data/sharded_trainers/)
     launch_measured: tuple[str, ...] = ()
+    # the published recipe whose offload of the parameters the plan switches on where nothing else fits ("": offered
+    # only, as ZeRO-Infinity is: every step streams the parameters over the host link)
+    offload_recipe: str = ""
     # its own fitted constants, beside the terms that read them: (name, value); :class:`ftdecide.core.calibration.Calibration`
     # assembles every unit's and the models read them by name (``cal.<name>``)
     constants: tuple[tuple[str, float], ...] = ()
@@ -117,7 +120,7 @@ class Strategy:
         kept = on.weights + on.grads + (0.0 if cfg.offload_optimizer else on.optimizer)
         return max(0.0, off.weights + off.grads + off.optimizer - kept)
 
-    def load_on_cpu(self, cfg: "TrainConfig") -> bool:
+    def load_on_cpu(self, arch: "Arch", cfg: "TrainConfig") -> bool:
         """Whether the emitted launch loads (and quantizes) the base in host memory, ``device_map={"": "cpu"}``,
         rather than on the GPU: where the strategy's start is sized so."""
         return False

@@ -222,9 +222,10 @@ STRATEGY = register(
             "fine-tuning in bf16: 10 launches, median 1.7%, -1.6% / +15.6% (a tied model's embedding gathered through the "
             "step as accelerate's unit holds it); adapters sized for the launch's own layout (2.5 layers in flight in "
             "backward, 3 in forward between layers, none at the loss; the head's unit at the loss or, tied under TRL's fused "
-            "head, through the step; the loss and the recompute two moments, from 6 traced launches): 22 launches, median "
-            "2.9%, -4.9% / +14.7% (planned before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, and 8 after the "
-            "moments at 4.1%, -3.6% / +11.4%)"
+            "head, through the step; the loss and the recompute two moments, from 6 traced launches): 34 launches, median "
+            "2.0%, -6.9% / +9.7% (planned before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, 8 after the moments "
+            "at 4.1%, -3.6% / +11.4%, and 12 after the layers were counted by moment at 5.3%, -7.0% / +10.5%; IA3 with "
+            "checkpointing is the worst, -6.9% / +6.2% on 6 launches)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)

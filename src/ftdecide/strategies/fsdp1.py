@@ -21,16 +21,21 @@ does not reshard after the root's forward: it is needed again at once for backwa
 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP loading leaves quantized weights on the GPU;
 transformers 4.x moved them to CPU, which peft's published 70B figures rest on), and the Trainer wraps it inside
 ``train()``, one decoder layer flattened beside it at a time. So the offload of the parameters lowers the step,
-not the start: a 4-bit model larger than the card does not fit, offloaded or not. Loading it on the CPU instead
-(``device_map={"": "cpu"}``: bitsandbytes 0.50 quantizes there; Llama-3.1-8B's launch took 358 s, 42 s loaded on
-the GPU) does not mend it: with the parameters offloaded, accelerate's FSDP1 wrapping still peaked at 0.93 and
-0.83 of the whole 4-bit model (Llama-3.1-8B over 2, TinyLlama over 2;
-``data/traces/h100_fsdp1_cpu_load_2026-12-07.jsonl``), so it is not emitted.
+not the start: a 4-bit model larger than the card does not fit so. With the parameters offloaded over several GPUs the
+emitted file loads and quantizes the base in host memory instead (``device_map={"": "cpu"}``: bitsandbytes 0.50
+quantizes there; Llama-3.1-8B's launch took 358 s, 42 s loaded on the GPU), where that holds less at the start: the
+wrapping then moves only the root unit to the GPU, flattens it there and shards it, the originals, the flat copy and
+its shard at once, beside the quantization constants (:func:`cpu_load_start`; traced, TinyLlama over 2,
+``data/traces/h200_fsdp1_cpu_load_b_2026-12-07.jsonl``; Llama-3.1-8B over 2: 4.996 GiB planned, 4.996 measured), and
+rank 0's host holds the loaded model beside its offloaded share. That is the Answer.AI recipe, which the plan switches
+on where nothing else fits (``offload_recipe``).
 
 Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake process group (H100,
-``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``), 9 launches: 7 planned before
-they ran, -2.1% / +10.7% (median +3.9%); the 2 offloaded ones were planned without the start and ran 7% and 31%
-over it; with it (added after those runs), -0.9% and -1.0%.
+``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``, and ``sharded_trl_h:7-9``), 10
+launches planned before they ran: the 7 loaded on the GPU and not offloaded -2.1% / +10.7% (median +3.9%), the 3
+offloaded ones loaded in host memory +11.5% to +24.1% (their steps: checkpointed small models, where the plan counts
+the loss's backward and the recompute together and the trace of one held 0.06 GiB of the loss at the peak). The two
+offloaded launches that loaded on the GPU, as emitted before, ran 7% and 31% over their plans then; superseded.
 
 transformers 5.17 warns that FSDP1 is deprecated and will be removed in 5.20 (``training_args.py``): the emitted
 files pin the versions they were sized for, and the plan says so.
@@ -71,6 +76,16 @@ def cpu_load_start(arch, cfg) -> float:
     return 2 * root + root / cfg.world_size + cfg.method_spec.unsharded_bytes(arch, cfg)
 
 
+def gpu_load_start(arch, cfg) -> float:
+    """Bytes the GPU peaks at while FSDP1 wraps a base loaded on it: rank 0 holds the whole 4-bit model as transformers
+    5.17 loaded it (its FSDP loading leaves the quantized weights on the GPU) and the trainer wraps it inside train(),
+    one decoder layer flattened beside it at a time. Measured under the fake group, 9 launches: held at the start within
+    0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them."""
+    method = cfg.method_spec
+    adapters = method.adapter_params(arch, cfg, method.adapted_modules(arch, cfg))
+    return method.weight_bytes(arch, cfg, adapters) + layer_unit_bytes(arch, cfg)
+
+
 class FSDP1(FSDP2):
     def per_gpu(self, arch, cfg, weights, grads, optimizer, cal) -> Shares:
         n = cfg.world_size
@@ -86,7 +101,7 @@ class FSDP1(FSDP2):
         unit = layer_unit_bytes(arch, cfg)
         root = root_bytes(arch)
         gathered = cal.fsdp_frozen_layers * unit + root
-        if self.load_on_cpu(cfg):
+        if self.load_on_cpu(arch, cfg):
             start = cpu_load_start(arch, cfg)
             notes.append(
                 f"the base loaded and quantized in host memory (device_map cpu): wrapping it peaks at {start / 2**30:.2f} GiB "
@@ -98,21 +113,23 @@ class FSDP1(FSDP2):
             # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
             # layer is flattened beside it at a time. Measured under the fake group, 9 launches: held at the start
             # within 0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them
-            start = weights + unit
+            start = gpu_load_start(arch, cfg)
             notes.append(
                 f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
                 "loads it for FSDP); FSDP1 shards it inside train()"
             )
         return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes))
 
-    def load_on_cpu(self, cfg) -> bool:
-        # with the parameters offloaded, the GPU need never hold the whole 4-bit model: the Answer.AI recipe
-        return cfg.offload_params
+    def load_on_cpu(self, arch, cfg) -> bool:
+        # with the parameters offloaded the GPU need never hold the whole 4-bit model (the Answer.AI recipe), where the
+        # root unit's flattening holds less than it (not for a small model with a large vocabulary); measured over 2 and
+        # 4 GPUs, not over one
+        return cfg.offload_params and cfg.world_size > 1 and cpu_load_start(arch, cfg) < gpu_load_start(arch, cfg)
 
     def host_bytes(self, arch, cfg, weights, grads, optimizer, cal) -> float:
         """... and, loaded in host memory, rank 0's whole 4-bit model as loaded, beside its share while it wraps."""
         share = super().host_bytes(arch, cfg, weights, grads, optimizer, cal)
-        return share + (weights if self.load_on_cpu(cfg) else 0.0)
+        return share + (weights if self.load_on_cpu(arch, cfg) else 0.0)
 
     def problem(self, cfg):
         if not cfg.method_spec.quantized_base:
@@ -176,12 +193,15 @@ STRATEGY = register(
         summary="FSDP+QLoRA: 4-bit weights stored as bf16 and sharded; layers gathered as they run",
         measured=True,
         basis=(
-            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 9 launches: -2.0% / +10.7%, 7 of "
-            "them planned before they ran; rank 0 starts with the whole 4-bit model on its GPU (transformers 5.17), which "
-            f"the 2 offloaded launches were sized with only after they ran (-0.9%, -1.0%). Published, under transformers 4.x: "
+            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 10 launches: -2.0% / +24.1%, "
+            "each planned before it ran; loaded on the GPU, rank 0 starts with the whole 4-bit model (transformers 5.17); "
+            "offloaded, the base loads in host memory and the start is the root unit flattened and sharded (3 launches "
+            "within 0.3% of it), and the step of a small model was 12-24% under its plan (checkpointed, the loss and the "
+            "recompute counted together). Published, under transformers 4.x: "
             f"{PUBLISHED}. transformers 5.17 deprecates FSDP1 (removed in 5.20)"
         ),
         launch_measured=("trl",),
+        offload_recipe="FSDP+QLoRA with CPU offload (Answer.AI 2024: a 70B on two 24 GB cards)",
         overlap=0.8,
         layer_s=0.0025,
         shards_parameters=True,
