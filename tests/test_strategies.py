@@ -595,3 +595,30 @@ def test_fsdp1_launch_is_peft_documented_recipe(offload, tmp_path):
     }
     script = (tmp_path / "trl").read_text()
     assert "bnb_4bit_quant_storage=torch.bfloat16" in script and "prepare_model_for_kbit_training" not in script
+
+
+@pytest.mark.parametrize(
+    "model, gpus, offload, in_host",
+    [
+        pytest.param("llama-2-70b", 2, True, True, id="70b-offloaded-over-2"),
+        pytest.param("llama-3.1-8b", 4, True, True, id="8b-offloaded-over-4"),
+        pytest.param("llama-2-70b", 2, False, False, id="not-offloaded"),
+        pytest.param("llama-3.1-8b", 1, True, False, id="one-gpu"),
+        # a small model with a large vocabulary: its root unit flattened holds more than the whole 4-bit model
+        pytest.param("qwen2.5-0.5b", 2, True, False, id="root-larger-than-the-model"),
+    ],
+)
+def test_fsdp1_emits_the_load_in_host_memory_where_it_was_sized_so(model, gpus, offload, in_host):
+    """An offloaded FSDP1 plan over several GPUs loads and quantizes the base in host memory where that starts lower
+    than the whole 4-bit model on the GPU; the emitted TRL file says so in its load and its header, and the plan's
+    start is that moment."""
+    from ftdecide.emit import emit_config
+    from ftdecide.strategies.fsdp1 import cpu_load_start, gpu_load_start
+
+    arch = catalog.resolve_model(model)
+    cfg = TrainConfig(method="qlora", trainer="trl", strategy="fsdp1", gpus=gpus, offload_params=offload, gradient_checkpointing=True)
+    text = emit_config("trl", arch, cfg, accum=2, held_out=0, dataset_size=1000, gpu_name="device")
+    assert ('device_map={"": "cpu"}' in text) == in_host == ("the base loaded and quantized there" in text)
+    start = memory_model(arch, cfg).start
+    assert start == (cpu_load_start(arch, cfg) if in_host else gpu_load_start(arch, cfg))
+    assert start <= gpu_load_start(arch, cfg)

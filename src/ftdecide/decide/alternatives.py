@@ -101,8 +101,8 @@ def upgrade_switches(sc: Scenario, arch: Arch, params: bool = False) -> list[tup
         offload = {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
         out.append(("offload_params", offload, "ZeRO-3 and the parameters and optimizer states in host memory"))
         # FSDP+QLoRA with its CPU offload (Answer.AI 2024): where only a 4-bit base fits, ZeRO-3 holds it whole on
-        # every GPU (measured) and FSDP1 shards it; it helps where the whole 4-bit model fits the card, which rank 0
-        # holds when training starts (transformers 5.17, measured), and the sharded step does not
+        # every GPU (measured) and FSDP1 shards it; over several GPUs the base is then loaded in host memory and the
+        # start is its root unit (FSDP1.load_on_cpu), on one the whole 4-bit model rank 0 loads (measured)
         out.append(("offload_params", {"strategy": "fsdp1", "offload_params": True}, "FSDP1 and the 4-bit base in host memory"))
     return out
 
