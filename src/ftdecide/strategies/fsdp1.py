@@ -99,8 +99,7 @@ class FSDP1(FSDP2):
             shard_w = shard_g = shard_o = 0.0
             notes.append("parameters, gradients and optimizer states offloaded to CPU memory (fsdp_offload_params)")
         unit = layer_unit_bytes(arch, cfg)
-        root = root_bytes(arch)
-        gathered = cal.fsdp_frozen_layers * unit + root
+        gathered = cal.fsdp_frozen_layers * unit + root_bytes(arch)
         if self.load_on_cpu(arch, cfg):
             start = cpu_load_start(arch, cfg)
             notes.append(
@@ -109,10 +108,6 @@ class FSDP1(FSDP2):
                 "Llama-3.1-8B over 2, 358 s against 42 s loaded on the GPU)"
             )
         else:
-            # Training starts with rank 0 holding the whole 4-bit model as transformers 5.17 loaded it (its FSDP
-            # loading leaves the quantized weights on the GPU), and the trainer wraps it inside train(): one decoder
-            # layer is flattened beside it at a time. Measured under the fake group, 9 launches: held at the start
-            # within 0.03 GiB of the whole model's weights; the two offloaded launches peaked 0.13-0.15 GiB above them
             start = gpu_load_start(arch, cfg)
             notes.append(
                 f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
