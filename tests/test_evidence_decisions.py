@@ -253,7 +253,8 @@ def _env_from_json(doc: dict) -> dict:
     env["usable_gib"] = round(sc["gpu_memory_gib"] * (1 - rec["safety_margin"]), 2)
     env["model_params_b"] = sc["total_params"] / 1e9
     for c in doc["candidates"]:
-        env[f"memory.{c['method']}"] = c["memory"]["required_gib"]
+        # a method the scenario's strategy refuses: what it needs where it can run
+        env[f"memory.{c['method']}"] = c["memory"].get("needs_gib", c["memory"]["required_gib"])
         env[f"cost.{c['method']}"] = c["cost_usd"]
     return env
 
@@ -274,6 +275,30 @@ def test_every_number_a_rule_quotes_agrees_with_the_json(model, gpu, task, quali
     for m in [*doc["recommendation"]["reasons"], *doc["recommendation"]["not_followed"], *doc["warnings"]]:
         rule = _RULES.get(m["rule"], {})
         # the rule's own messages whose every name the JSON holds: the printed one is one of them, re-rendered
+        quotable = [t for t in (rule.get("note"), rule.get("warn")) if t and _names(t) <= set(env)]
+        if quotable:
+            assert m["message"] in [render_message(t, env) for t in quotable], m
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # the FSDP+QLoRA offload switched on: every other method is refused by FSDP1
+        pytest.param(dict(model="llama-2-70b", gpu="rtx-4090", gpus=2, task="instruction", dataset_size=10_000), id="switched-fsdp1"),
+        # the user's own FSDP1: likewise
+        pytest.param(dict(model="llama-3.1-8b", gpu="rtx-4090", gpus=2, strategy="fsdp1", dataset_size=10_000), id="asked-fsdp1"),
+    ],
+)
+def test_a_refused_method_is_quoted_with_what_it_needs_where_it_runs(fields):
+    """A method the plan's strategy refuses is sized with its refusal; a reason quotes what it needs with a strategy
+    that runs it (``needs_gib``, in the JSON too), never the refused sizing's figure, and no lever is said to make it fit."""
+    doc = recommend(Scenario(**fields)).to_json()
+    env = _env_from_json(doc)
+    refused = [c for c in doc["candidates"] if "needs_gib" in c["memory"]]
+    assert refused and all(not c["fits"] for c in refused)
+    for m in [*doc["recommendation"]["reasons"], *doc["warnings"]]:
+        assert not m["rule"].startswith("lever-") or m["rule"].split("-")[-1] not in {c["method"] for c in refused}, m
+        rule = _RULES.get(m["rule"], {})
         quotable = [t for t in (rule.get("note"), rule.get("warn")) if t and _names(t) <= set(env)]
         if quotable:
             assert m["message"] in [render_message(t, env) for t in quotable], m

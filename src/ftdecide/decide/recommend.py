@@ -51,7 +51,6 @@ from .sizing import (
     _min_gpus,
     _refuse_scenario,
     _scale_out,
-    least_gib,
     resolve_hardware,
     train_config,
     usable,
@@ -138,7 +137,7 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     serve_gpu = catalog.resolve_gpu(sc.serve_gpu) if sc.serve_gpu else gpu.model_copy(update={"price_per_hour": price})
 
     sizes = _Sizes(arch, gpu, sc, price, cal, serve_gpu)
-    size, scale, levers, needs = sizes.size, sizes.scale, sizes.levers, sizes.needs
+    size, scale, levers = sizes.size, sizes.scale, sizes.levers
 
     # First pass with the default LoRA shape to learn what fits; the rules then set the final shape,
     # and are evaluated again, since conditions may read the costs and fits of the final shape.
@@ -154,7 +153,6 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
         levers(lora0),
         SAFETY_MARGIN,
         _min_gpus(sc, cands0, scale(lora0, epochs0, SAFETY_MARGIN, cands0)),
-        needs(lora0, cands0),
     )
     first = rules.evaluate(rs, rulenames.environment(facts0))
     st = first.settings
@@ -163,8 +161,7 @@ def _recommend(sc: Scenario, rule_paths: Optional[list[str]], cal: Calibration) 
     lora = _lora_from_rules(arch, st)
     cands = size(lora, epochs, margin)
     scaled = scale(lora, epochs, margin, cands)
-    facts = rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled), needs(lora, cands))
-    env = rulenames.environment(facts)
+    env = rulenames.environment(rulenames.Facts(sc, arch, gpu, cands, epochs, levers(lora), margin, _min_gpus(sc, cands, scaled)))
     outcome = rules.evaluate(rs, env)
 
     allowed, method = choose(all_methods, cands, outcome)
@@ -235,19 +232,6 @@ class _Sizes:
                 if key not in self._scaled:
                     self._scaled[key] = _scale_out(self.arch, self.gpu, self.sc, m, lora, epochs, self.price, self.cal, margin)
                 out[m.name] = self._scaled[key]
-        return out
-
-    def needs(self, lora: LoraShape, cands: dict[str, Candidate]) -> dict[str, float]:
-        """{method: GiB it requires per GPU}, as the rules read them: a candidate the scenario's own strategy refuses
-        (FSDP1 runs a 4-bit base only) needs what the strategies that can run it need at least, without that
-        strategy's offload: not the figure of a sizing that cannot run."""
-        out = {}
-        for name, c in cands.items():
-            if c.config.run_problem() is None:
-                out[name] = c.required_gib
-            else:
-                free = self.sc.model_copy(update={"strategy": "auto", "offload_params": False})
-                out[name] = least_gib(self.arch, free, methods.get(name), lora, self.cal)
         return out
 
     def levers(self, lora: LoraShape) -> dict[str, dict[str, float]]:

@@ -65,6 +65,14 @@ class Candidate:
     deployment: Optional[Any] = None
     # with the user's data: the hours of each collation sized ({"padded": h, "packed": h}; the plan's is its config's)
     collation_hours: Optional[dict] = None
+    # a method the scenario's own strategy refuses (FSDP1 runs a 4-bit base only): GiB it needs at least with a
+    # strategy that runs it, without the refused one's offload (what a reason quotes of it); None where not refused
+    needs_gib: Optional[float] = None
+
+    @property
+    def memory_needed_gib(self) -> float:
+        """GiB the method requires per GPU, as a reason quotes it: its own, or where refused what it needs."""
+        return self.required_gib if self.needs_gib is None else self.needs_gib
 
     @property
     def micro_batch_size(self) -> int:
@@ -97,6 +105,7 @@ class Candidate:
                 "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
                 # what parameter or optimizer offload keeps in each node's host memory (a lower bound)
                 "host_memory_gib_per_node": round(est.host_gib * self.config.gpus, 2),
+                **({"needs_gib": round(self.needs_gib, 2)} if self.needs_gib is not None else {}),
             },
             "trainable_params": est.trainable_params,
             "tokens_per_second": round(self.tokens_per_second, 1),

@@ -39,8 +39,6 @@ class Facts:
     levers: dict[str, dict[str, float]] = field(default_factory=dict)
     safety_margin: float = 0.0  # share of the card the plan keeps free
     min_gpus: dict[str, float] = field(default_factory=dict)  # {method: fewest GPUs of this kind it fits on}
-    # {method: GiB it requires per GPU}, where it differs from its candidate's (a strategy that refuses it)
-    needs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ LEVERS = levers.weighed()
 def _per_method(m: str) -> list[Name]:
     out = [
         Name(f"fits.{m}", BOOL, lambda f: f.candidates[m].fits, f"whether {m} fits"),
-        Name(f"memory.{m}", NUM, lambda f: round(f.needs.get(m, f.candidates[m].required_gib), 2), f"GiB {m} requires per GPU"),
+        Name(f"memory.{m}", NUM, lambda f: round(f.candidates[m].memory_needed_gib, 2), f"GiB {m} requires per GPU"),
         Name(f"cost.{m}", NUM, lambda f: round(f.candidates[m].cost_usd, 2), f"USD of {m}"),
         Name(f"time.{m}", NUM, lambda f: round(f.candidates[m].time_hours, 3), f"hours of {m}"),
         Name(f"min_gpus.{m}", NUM, lambda f: f.min_gpus.get(m, math.inf), f"fewest GPUs of this kind {m} fits on (infinite: not 64)"),
