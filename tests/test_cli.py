@@ -18,7 +18,7 @@ def rec(*args):
 def test_seed_7b_chat_on_a100_is_lora_r16_all_linear():
     d = rec("--model", "llama-2-7b", "--gpu", "a100-80gb", "--task", "chat", "--dataset-size", "50000")
     r = d["recommendation"]
-    assert d["schema_version"] == "1.4" and r["feasible"] and r["method"] == "lora"
+    assert d["schema_version"] == "1.5" and r["feasible"] and r["method"] == "lora"
     assert r["lora"] == {"rank": 16, "alpha": 32, "targets": "all-linear", "dropout": 0.05}
     assert r["learning_rate"] == pytest.approx(10 * 2e-5)  # LoRA's rate is 10x full FT's
     assert [c["method"] for c in d["candidates"]] == ["full", "lora", "qlora", "dora", "ia3", "prefix", "prompt", "adapter"]

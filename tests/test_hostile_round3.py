@@ -270,7 +270,7 @@ def test_batch_streams_one_result_a_line_as_jsonl(tmp_path):
     r = invoke(["batch", str(f), "--format", "jsonl"])
     lines = r.stdout.splitlines()
     assert r.exit_code == 0 and [json.loads(x)["name"] for x in lines] == ["s0", "s1", "s2"]
-    assert all(json.loads(x)["schema_version"] == "1.4" for x in lines)
+    assert all(json.loads(x)["schema_version"] == "1.5" for x in lines)
     whole = json.loads(invoke(["batch", str(f)]).stdout)
     assert [x["name"] for x in whole["results"]] == ["s0", "s1", "s2"]
     assert whole["results"][1] == json.loads(lines[1])

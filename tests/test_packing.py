@@ -398,7 +398,7 @@ def test_the_output_quotes_the_held_out_error_of_each_collation_sized(tmp_path, 
 
     data = _chat(tmp_path / "chat.jsonl")
     doc = _rec(data, *argv, "--format", "json")
-    assert doc["schema_version"] == "1.4"
+    assert doc["schema_version"] == "1.5"
     assert sorted(doc["data"]["time_hours"]) == sorted(sized) == sorted(doc["data"]["time_measured"])
     assert doc["data"]["time_measured"] == {k: HELD_OUT_EPOCH_ERRORS[k] for k in sized}
     text = " ".join(_rec(data, *argv).split())

@@ -76,7 +76,7 @@ def test_recommend_any_input(model, gpu, opts, enums):
     assert_valid_or_one_line(code, out, err)
     if code == 0:
         doc = json.loads(out)
-        assert doc["schema_version"] == "1.4"
+        assert doc["schema_version"] == "1.5"
         for c in doc["candidates"]:
             assert math.isfinite(c["memory"]["required_gib"]) and c["memory"]["required_gib"] > 0
             assert c["time_hours"] >= 0 and math.isfinite(c["cost_usd"])

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from ..core.estimator import MemoryEstimate, TrainConfig
     from .scenario import Scenario
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 
 @dataclass(frozen=True)
