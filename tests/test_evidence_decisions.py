@@ -457,13 +457,14 @@ def test_a_switch_unblocks_the_method_the_rules_choose(fields, method, switched)
     assert any(w.rule == "host-memory" for w in res.warnings)  # the offload's host memory is said
 
 
-# 4. Parameter offload is a lever: offered with its host memory and its time where it makes a method fit, never
-#    switched on by itself (every step streams the parameters over the host link).
+# 4. Parameter offload is a lever: offered with its host memory and its time where it makes a method fit; switched on
+#    by itself only as a published recipe runs it, over several GPUs, where no cheaper switch fits (FSDP+QLoRA,
+#    Answer.AI 2024); ZeRO-Infinity never (every step streams the parameters over the host link).
 def test_parameter_offload_is_offered_with_its_host_memory_never_switched_on():
     res = recommend(Scenario(model="llama-3.1-70b", gpu="rtx-4090", dataset_size=10_000))
     assert not res.plan.feasible
-    # ZeRO-Infinity for LoRA; not FSDP+QLoRA: its offload lowers the step, but rank 0 starts training with the whole
-    # 4-bit model on its GPU (transformers 5.17, measured), more than a 24 GB card
+    # ZeRO-Infinity for LoRA; not FSDP+QLoRA on one GPU: its offload lowers the step, but rank 0 starts training with
+    # the whole 4-bit model on its GPU (transformers 5.17, measured), more than a 24 GB card
     (zero3,) = [a for a in res.alternatives if a.kind == "offload_params"]
     assert zero3.details == {"strategy": "zero3", "offload_optimizer": True, "offload_params": True}
     for alt in (zero3,):
@@ -474,3 +475,20 @@ def test_parameter_offload_is_offered_with_its_host_memory_never_switched_on():
         assert host and float(host.group(1)) == round(cand.estimate.host_gib, 1)
         assert re.search(r", [\d,.]+ h an epoch$", alt.message)
         assert any(w.rule == "host-memory" for w in applied.warnings)
+
+
+def test_fsdp_qlora_offload_is_the_plan_over_several_gpus_where_nothing_else_fits():
+    """Answer.AI's setup (Llama-2-70B, two 24 GB cards): nothing fits as asked, no cheap switch makes anything fit, and
+    FSDP1 with the parameters offloaded and the base loaded in host memory does: that is the plan, said first with its
+    host memory and its time, warned of the host memory, and the same as asking for it."""
+    fields = dict(model="llama-2-70b", gpu="rtx-4090", gpus=2, task="instruction", dataset_size=10_000)
+    res = recommend(Scenario(**fields))
+    cfg = res.plan.candidate.config
+    assert res.plan.method == "qlora" and (cfg.strategy, cfg.offload_params) == ("fsdp1", True)
+    said = res.plan.reasons[0]
+    assert said.rule == "switch" and said.message.startswith("nothing fits as asked; QLoRA fits with FSDP1 and the 4-bit base in host memory")
+    host = re.search(r"\(([\d.]+) GiB of host memory a GPU\)", said.message)
+    assert host and float(host.group(1)) == round(res.plan.candidate.estimate.host_gib, 1)
+    assert any(w.rule == "host-memory" for w in res.warnings)
+    asked = recommend(Scenario(**fields, strategy="fsdp1", offload_params=True))
+    assert asked.plan.candidate.required_gib == res.plan.candidate.required_gib and asked.plan.method == "qlora"
