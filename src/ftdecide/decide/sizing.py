@@ -342,8 +342,7 @@ def _sized(
         est.notes.append(f"cannot run as asked: {refusal}")
     # what it needs where it can run, which a reason quotes of it (not the figure of a sizing that cannot run)
     free = sc.model_copy(update={"strategy": "auto", "offload_params": False})
-    needs = least_gib(arch, free, method, lora, cal) if refusal else None
-    needs = needs if needs is not None and math.isfinite(needs) else None  # none runs it (packed soft prompts): its own
+    needs = least_gib(arch, free, method, lora, cal) if refusal else math.inf  # infinite: none runs it (packed soft prompts)
     tokens = sc.dataset_size * sc.seq_len * epochs
     world = sc.world_size
     link = link_gbs(gpu, sc.nodes)
@@ -376,7 +375,7 @@ def _sized(
         mfu=mfu,
         time_hours=hours,
         cost_usd=hours * price * world,
-        needs_gib=needs,
+        needs_gib=needs if math.isfinite(needs) else None,
     )
 
 
