@@ -340,9 +340,11 @@ def _sized(
     if refusal and fits:
         fits = False
         est.notes.append(f"cannot run as asked: {refusal}")
-    # what it needs where it can run, which a reason quotes of it (not the figure of a sizing that cannot run)
-    free = sc.model_copy(update={"strategy": "auto", "offload_params": False})
-    needs = least_gib(arch, free, method, lora, cal) if refusal else math.inf  # infinite: none runs it (packed soft prompts)
+    # what it needs where it can run, which a reason quotes of it (not the figure of a sizing that cannot run);
+    # infinite where none runs it (packed soft prompts)
+    needs = math.inf
+    if refusal:
+        needs = least_gib(arch, sc.model_copy(update={"strategy": "auto", "offload_params": False}), method, lora, cal)
     tokens = sc.dataset_size * sc.seq_len * epochs
     world = sc.world_size
     link = link_gbs(gpu, sc.nodes)

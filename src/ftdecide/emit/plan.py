@@ -79,8 +79,9 @@ class _Plan:
         self.arch = arch
         self.trainer = cfg.trainer_spec  # what the figures were sized for, said in the header
         self.offload_params, self.offload_optimizer = cfg.offload_params, cfg.offload_optimizer
-        # the base loaded (and quantized) in host memory, where the strategy's start was sized so (FSDP1 offloaded)
-        self.load_cpu = gpus * nodes > 1 and cfg.strategy_spec.load_on_cpu(arch, cfg)
+        # the base loaded (and quantized) in host memory, where the strategy's start was sized so (FSDP1 offloaded over
+        # several GPUs: the strategy says where)
+        self.load_cpu = cfg.strategy_spec.load_on_cpu(arch, cfg)
         self.attn = arch.attention  # what the estimate assumed
         self.layer_cls = DECODER_LAYER.get(arch.family, "")
         self.held_out = held_out
