@@ -196,13 +196,19 @@ def alone(recs: list[dict]) -> list[dict]:
     ]
 
 
+def gpu_of(r: dict):
+    """The catalog's GPU a run was made on: an H200 where its ``gpu_name`` says so (a few family runs), else an H100."""
+    from ftdecide.files.catalog import resolve_gpu
+
+    return resolve_gpu("h200" if "H200" in (r.get("gpu_name") or "") else "h100")
+
+
 def time_error(r: dict) -> tuple[float, float, float]:
     """(measured tokens/s, predicted tokens/s, predicted / measured - 1) of a run timed alone: the median of its
-    steps after the first, against the step-time model on an H100 (where every trainer run was made)."""
-    from ftdecide.files.catalog import resolve_gpu
+    steps after the first, against the step-time model on the GPU it ran on (:func:`gpu_of`)."""
     from ftdecide.core.throughput import tokens_per_second
 
-    gpu = resolve_gpu("h100")
+    gpu = gpu_of(r)
     tokens = sum(r["padded_tokens"][-r["accum"] :])
     measured = tokens / statistics.median(r["step_s"][1:])
     predicted = tokens_per_second(arch_of_trainer_record(r), config(r), gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
@@ -212,16 +218,14 @@ def time_error(r: dict) -> tuple[float, float, float]:
 def timing() -> None:
     """Measured tokens/s of each run timed alone (the median of its steps after the first) against the
     step-time model on the GPU it ran on."""
-    from ftdecide.files.catalog import resolve_gpu
     from ftdecide.core.throughput import step_seconds
 
-    gpu = resolve_gpu("h100")
     errs: dict[str, list[float]] = {}
     # GPU-bound: the model's GPU time (products and memory traffic) over its CPU launch time (the issue's target
     # is for these)
     bound: dict[str, list[float]] = {}
     for r in alone(load()):
-        cfg = config(r)
+        cfg, gpu = config(r), gpu_of(r)
         measured, predicted, err = time_error(r)
         errs.setdefault(r["trainer"], []).append(err)
         s = step_seconds(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
