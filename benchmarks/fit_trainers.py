@@ -108,6 +108,12 @@ def table(cal=DEFAULT) -> None:
                     if "planned_gib" in r
                     else ""
                 )
+                # a second plan written before the run (grid i: today's model then)
+                + (
+                    f", and {r['planned_gib_b']:.2f}: {r['planned_gib_b'] / r['peak_train_alloc_gib'] - 1:+.1%}"
+                    if "planned_gib_b" in r
+                    else ""
+                )
             )
 
 
@@ -224,18 +230,28 @@ def timing() -> None:
     # GPU-bound: the model's GPU time (products and memory traffic) over its CPU launch time (the issue's target
     # is for these)
     bound: dict[str, list[float]] = {}
+    dense: dict[str, list[float]] = {}
+    dense_bound: dict[str, list[float]] = {}
     for r in alone(load()):
         cfg, gpu = config(r), gpu_of(r)
         measured, predicted, err = time_error(r)
         errs.setdefault(r["trainer"], []).append(err)
         s = step_seconds(arch_of_trainer_record(r), cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, accumulation=r["accum"])
-        if s["matmul"] + s["memory"] > s["launch"]:
+        gpu_bound = s["matmul"] + s["memory"] > s["launch"]
+        if gpu_bound:
             bound.setdefault(r["trainer"], []).append(err)
+        if r["id"].startswith("trainer_"):
+            dense.setdefault(r["trainer"], []).append(err)
+            if gpu_bound:
+                dense_bound.setdefault(r["trainer"], []).append(err)
         shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
         print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
         print(f"{trainer:5s} GPU-bound: {summary(bound.get(trainer, []))}")
+        # the trainer grids' dense models (issue 25's target); the family grids' MoE, hybrid and multimodal runs apart
+        print(f"{trainer:5s} dense trainer grids alone: {summary(dense.get(trainer, []))}")
+        print(f"{trainer:5s} dense trainer grids GPU-bound: {summary(dense_bound.get(trainer, []))}")
 
 
 if __name__ == "__main__":

@@ -274,16 +274,38 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
-    the base on the GPU are superseded): 59 launches, a median 2.0%, -6.9% / +24.1%. The median bound holds; the
-    worst under does not: Gemma-2-2B IA3 over 2 with checkpointing, -6.9% (IA3 with checkpointing over FSDP2 is the
-    one case past -5%). The worst overs are the offloaded FSDP1 launches of small models (TinyLlama over 4 +24.1%)."""
+    the base on the GPU are superseded): 69 launches, a median 1.8%, -7.3% / +17.3%. The median bound holds; the
+    worst under does not: Gemma-2-2B IA3 over 2 with checkpointing (-7.3%; traced, it peaks early in forward with its
+    tied head's unit held twice, a moment no term sizes), Qwen2.5-1.5B IA3 over 4 with checkpointing (-6.0%, held
+    out) and TinyLlama LoRA over 2 with checkpointing (-5.4%). The worst overs are the offloaded FSDP1 launches of
+    small models (TinyLlama over 4 +17.3%)."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) == 59 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.020, abs=0.001)
-    assert min(errs) == pytest.approx(-0.069, abs=0.001) and max(errs) == pytest.approx(0.241, abs=0.001)
-    past = [r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05]
-    assert past == ["sharded_trl_h:5"]
+    assert len(runs) == 69 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.018, abs=0.001)
+    assert min(errs) == pytest.approx(-0.073, abs=0.001) and max(errs) == pytest.approx(0.173, abs=0.001)
+    past = sorted(r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05)
+    assert past == ["sharded_trl_d:2", "sharded_trl_h:5", "sharded_trl_i:9"]
+
+
+def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
+    """data/grids/sharded_trl_i.jsonl: 11 launches of what users run over 2-8 GPUs (LoRA with and without
+    checkpointing, full fine-tuning, FSDP1 QLoRA, DoRA, IA3), each planned twice before any ran (committed in that
+    order): ``planned_gib`` by the model of the seventeenth session, ``planned_gib_b`` by today's (no per-layer TRL
+    excess under FSDP2 and FSDP1, as their traces show; IA3's checkpointed term refitted). 10 ran on one H100 (line 7,
+    an offloaded 7B loaded in host memory, was left out for time). As written: the first a median 5.2%, -3.8% /
+    +12.6%; the second 3.7%, -6.0% / +10.9%. Neither meets both bounds; the second was kept for its median (the
+    first was biased high over all 69 launches, a median 3.2%), so the choice was made with these launches in view."""
+    held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_i:")]
+    assert len(held) == 10 and all("planned_gib" in r and "planned_gib_b" in r for r in held)
+    for key, med, lo, hi in (("planned_gib", 0.052, -0.038, 0.126), ("planned_gib_b", 0.037, -0.060, 0.109)):
+        written = [r[key] / r["peak_train_alloc_gib"] - 1 for r in held]
+        assert statistics.median(abs(e) for e in written) == pytest.approx(med, abs=0.001), key
+        assert min(written) == pytest.approx(lo, abs=0.001) and max(written) == pytest.approx(hi, abs=0.001), key
+    for r in held:
+        assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
+        est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
+        assert round(est.peak_allocated_gib, 2) == r["planned_gib_b"], r["id"]
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
@@ -292,15 +314,16 @@ def test_sharded_launches_held_out_of_the_adapter_moments():
     thirteenth session, line 8, Qwen3-8B LoRA over 4 without checkpointing, in the fifteenth). As written: a median
     4.1% over, -3.6% / +11.4%; the overs were the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%,
     Mistral-7B over 8 +10.7%, Llama-3.1-8B DoRA over 4 +11.4%). Today, with the layers in flight counted by moment
-    (these launches in view: no longer held out), 3.7%, -4.0% / +8.5%."""
+    (these launches in view: no longer held out), 3.7%, -4.0% / +8.5%; without TRL's per-layer excess under FSDP2
+    (eighteenth session, as the traces show) 1.8%, -4.0% / +6.7%."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_f:")]
     assert len(held) == 8 and all("planned_gib" in r for r in held)
     planned = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(abs(e) for e in planned) == pytest.approx(0.041, abs=0.001)
     assert min(planned) == pytest.approx(-0.036, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.037, abs=0.001)
-    assert min(today) == pytest.approx(-0.040, abs=0.001) and max(today) == pytest.approx(0.085, abs=0.001)
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.018, abs=0.001)
+    assert min(today) == pytest.approx(-0.040, abs=0.001) and max(today) == pytest.approx(0.067, abs=0.001)
 
 
 def test_the_held_out_launches_as_planned_before_they_ran():
@@ -309,14 +332,16 @@ def test_the_held_out_launches_as_planned_before_they_ran():
     seventeenth after g had run), each plan written before any of its grid ran (g on one H200, h on one H100). As
     written: a median 5.7%, -7.0% / +24.1%, past both bounds. g's IA3 launches were -5.7% and +10.5%, which the IA3
     terms under a bf16 engine then answered (no longer held out for them); h's plans are today's to the hundredth of
-    a GiB, and h's FSDP1 starts (the root unit flattened) were within 0.3% of the moment they size."""
+    a GiB where checkpointing is off (with it, today's plans drop TRL's per-layer excess under FSDP2 and FSDP1, as the
+    traces show, and IA3's checkpointed term was refitted), and h's FSDP1 starts (the root unit flattened) were within
+    0.3% of the moment they size."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith(("sharded_trl_g:", "sharded_trl_h:"))]
     assert len(held) == 15
     written = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(abs(e) for e in written) == pytest.approx(0.057, abs=0.001)
     assert min(written) == pytest.approx(-0.070, abs=0.001) and max(written) == pytest.approx(0.241, abs=0.001)
     for r in held:
-        if r["id"].startswith("sharded_trl_h:"):
+        if r["id"].startswith("sharded_trl_h:") and not r["gc"]:
             est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
             assert round(est.peak_allocated_gib, 2) == r["planned_gib"], r["id"]
         if "planned_start_gib" in r:
@@ -327,6 +352,55 @@ def test_the_held_out_launches_as_planned_before_they_ran():
 def _traces(name: str) -> list[dict]:
     """The lines of a trace file in data/traces/ (launches run again with the allocator's history)."""
     return jsonl(ROOT / "data" / "traces" / name)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "fsdp1"])
+def test_sharded_checkpointed_inputs_are_two_bytes_a_hidden_value_as_traced(strategy):
+    """Every checkpointed FSDP2 and FSDP1 launch traced at a backward peak (data/traces/) holds the checkpointed inputs of
+    the layers before the one recomputed at 1.87-1.95 B per hidden value per token per layer of the whole model (2 B each
+    of L - 1 layers): nothing per layer beside them. So under these strategies the plan keeps 2 B a layer's input (the
+    variant's ``g``) and not TRL's per-layer excess fitted on one GPU (``fused_head_gc_h``), which one GPU keeps."""
+    import ast
+
+    from ftdecide.core.estimator import memory_model
+
+    seen = {}
+    for path in sorted((ROOT / "data" / "traces").glob("*.jsonl")):
+        for t in jsonl(path):
+            if t.get("status") != "ok" or not t.get("gc") or t.get("strategy") != strategy or "peak_by_frame" not in t:
+                continue
+            frames = t["peak_by_frame"] if isinstance(t["peak_by_frame"], list) else ast.literal_eval(t["peak_by_frame"])
+            arch = fit_trainers.arch_of_trainer_record(t)
+            held = sum(v for k, v in frames if "checkpoint.py:512" in k) * 2**30
+            if arch.is_moe or not any("recompute_fn" in k for k, _ in frames):
+                continue  # an MoE launch peaks in forward, between layers (traced; its own test)
+            seen[t["id"]] = held / (t["batch"] * t["seq"] * arch.hidden_size * arch.num_layers)
+    assert len(seen) >= 3 and all(1.85 < v < 1.95 for v in seen.values()), seen
+    arch = resolve_model("llama-3.2-3b")
+    on = dict(method="lora" if strategy == "fsdp" else "qlora", trainer="trl", seq_len=2048, batch_size=2, gradient_checkpointing=True)
+    one = memory_model(arch, TrainConfig(**on)).stored_gc
+    sharded = memory_model(arch, TrainConfig(**on, strategy=strategy, gpus=2)).stored_gc
+    per_layer = arch.hidden_size * arch.num_layers
+    assert sharded == pytest.approx(2.0 * per_layer) and one == pytest.approx(sharded + 0.5 * per_layer)
+
+
+def test_the_gemma2_ia3_launch_peaks_early_in_forward_with_two_head_sized_blocks():
+    """data/grids/sharded_trace_e.jsonl line 1 (data/traces/h100_sharded_fsdp2_e_2026-12-07.jsonl): sharded_trl_h:5
+    again, Gemma-2-2B IA3 over 2 GPUs, checkpointed, 2 x 1024, with the allocator's history (the other four lines did not
+    run: the device time ran out). It peaked at 5.01 GiB as the first run did, not in backward but in forward, in the
+    backbone's call from TRL's fused forward: beside its shards (2.44 GiB), two blocks the size of its tied head (256,000
+    x 2,304 in bf16, 1.10 GiB each) and the layers' inputs so far, with nothing recomputed. The plan has no such moment:
+    its forward holds that unit once, so the launch stays 7.3% under (the sharded bounds' worst)."""
+    (t,) = _traces("h100_sharded_fsdp2_e_2026-12-07.jsonl")
+    first = next(r for r in fit_trainers.sharded() if r["id"] == t["of"])
+    assert t["id"] == "sharded_trace_e:1" and t["peak_train_alloc_gib"] == pytest.approx(first["peak_train_alloc_gib"], abs=0.01)
+    frames = dict(t["peak_by_frame"])
+    arch = fit_trainers.arch_of_trainer_record(t)
+    head = arch.vocab_size * arch.hidden_size * 2 / 2**30
+    assert frames["/tmp/site/trl/trainer/utils.py:1616 _fused_forward"] == pytest.approx(2 * head, abs=0.05)
+    assert sorted(b for b, where in t["peak_blocks"] if "_fused_forward" in where)[-2:] == pytest.approx([head, head], abs=0.001)
+    assert not any("recompute_fn" in k for k in frames)
+    assert fit_trainers.error(first) == pytest.approx(-0.073, abs=0.001)
 
 
 def test_the_checkpointed_7b_adapter_launch_traced():
@@ -367,7 +441,7 @@ def test_the_moe_adapter_launch_peaks_in_forward_between_layers():
     peaked in forward, not backward: beside its shards (2.62 GiB, loaded in main), 3.05 of its 1.16 GiB decoder layers
     gathered inside a checkpointed layer's forward, and nothing of the loss or of backward. The plan's moment between
     two layers (``fsdp_fused_fwd_layers``, 3.0 layers beside what the layers saved) now sets its peak, within 1% of the
-    run; without it, the backward's 2.5 layers would leave the plan 6.4% under. Line 2, Llama-3.2-1B IA3 over 2, peaked in backward with
+    run; without it, the backward's 2.5 layers would leave the plan 6.7% under. Line 2, Llama-3.2-1B IA3 over 2, peaked in backward with
     its tied head (0.49 GiB) held by TRL's fused forward, as the other tied launches did."""
     from ftdecide.core.estimator import memory_model
     from ftdecide.strategies.fsdp import layer_params
@@ -385,30 +459,32 @@ def test_the_moe_adapter_launch_peaks_in_forward_between_layers():
     assert m.mid_gathered / 2**30 == pytest.approx(3 * layer) and m.bwd_gathered / 2**30 == pytest.approx(2.5 * layer)
     p = m.phases(moe["seq"], moe["batch"], True)
     assert p["between"] and p["forward"] > p["backward"]
-    assert fit_trainers.error(first) == pytest.approx(-0.007, abs=0.001)
-    assert fit_trainers.error(first, fit_trainers.DEFAULT.with_constants(fsdp_fused_fwd_layers=0.0)) == pytest.approx(-0.064, abs=0.001)
+    assert fit_trainers.error(first) == pytest.approx(-0.010, abs=0.001)
+    assert fit_trainers.error(first, fit_trainers.DEFAULT.with_constants(fsdp_fused_fwd_layers=0.0)) == pytest.approx(-0.067, abs=0.001)
     assert any("_fused_forward" in where and b == pytest.approx(0.489, abs=0.001) for b, where in ia3["peak_blocks"])
 
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
     """The 13 launches of data/grids/sharded_trl_d.jsonl had their plans written in the grid before they ran
-    (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans are
-    today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
+    (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans without
+    checkpointing are today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
     layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
     the 13 were then a median 2.7%, -1.2% / +15.6%, and with the layers in flight counted by moment (sixteenth
-    session) 1.8%, -1.2% / +15.6%, and with IA3's scaled product in bf16 under FSDP2 (seventeenth) 1.3%. These
-    changes were made with these launches' errors in view: they are no longer held out for them."""
+    session) 1.8%, -1.2% / +15.6%, and with IA3's scaled product in bf16 under FSDP2 (seventeenth) 1.3%, and without
+    TRL's per-layer excess of checkpointed steps under FSDP2 (eighteenth) 1.2%, -5.4% / +13.2% (TinyLlama LoRA over 2
+    with checkpointing). These changes were made with these launches' errors in view: they are no longer held out for
+    them."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
     for r in held:
-        if r["method"] == "full":
+        if r["method"] == "full" and not r["gc"]:
             assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
     errs = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.013, abs=0.001)
-    assert min(today) >= -0.013 and max(today) <= 0.157
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.012, abs=0.001)
+    assert min(today) == pytest.approx(-0.054, abs=0.001) and max(today) == pytest.approx(0.132, abs=0.001)
 
 
 def test_fsdp2_adapter_moments_follow_the_traces():
@@ -442,10 +518,11 @@ def test_fsdp2_adapter_moments_follow_the_traces():
 
 def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_ran():
     """FSDP1 over a 4-bit base (data/grids/fsdp1_a.jsonl), launched as rank 0 of 2-8 GPUs: the 7 launches without
-    offload are today's plan as written before they ran (-2.1% / +10.7%). All 9 loaded the base on the GPU: rank 0
-    held the whole 4-bit model when training started (within 0.03 GiB of the single-GPU plan's weights). The 2
-    offloaded ones ran 7% and 31% over their plans then; an offloaded FSDP1 plan now loads the base in host memory,
-    so they ran what is no longer emitted (superseded, out of the sharded set)."""
+    offload were -2.1% / +10.7% as written before they ran; the two without checkpointing are today's plan still, the
+    five with it are lower now (no per-layer TRL excess under FSDP1, as its traces show): -3.9% / +6.1%. All 9 loaded
+    the base on the GPU: rank 0 held the whole 4-bit model when training started (within 0.03 GiB of the single-GPU
+    plan's weights). The 2 offloaded ones ran 7% and 31% over their plans then; an offloaded FSDP1 plan now loads the
+    base in host memory, so they ran what is no longer emitted (superseded, out of the sharded set)."""
     from ftdecide.probe.records import read_records
 
     runs = [r for r in read_records(fit_trainers.SHARDED) if r["id"].startswith("fsdp1_a:")]
@@ -457,8 +534,9 @@ def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_r
         if r.get("offload_params"):
             assert r["planned_gib"] / r["peak_train_alloc_gib"] - 1 < -0.05
         else:
-            assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
-            assert -0.025 < fit_trainers.error(r) < 0.11
+            written = r["planned_gib"] / r["peak_train_alloc_gib"] - 1
+            assert (fit_trainers.error(r) < written - 0.015) if r["gc"] else fit_trainers.error(r) == pytest.approx(written, abs=0.002)
+            assert -0.04 < fit_trainers.error(r) < 0.062
 
 
 def test_fsdp1_loaded_in_host_memory_starts_with_its_root_unit_flattened():

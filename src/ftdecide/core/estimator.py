@@ -388,7 +388,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         opt_transient=cfg.optimizer_spec.transient_bytes(mats, param_bytes == 4.0),
         layer_base=layer_base,
         layer_eager=layer_eager,
-        stored_gc=(c.g + (cal.fused_head_gc_h if cfg.trainer_spec.chunked_loss else 0.0)) * arch.hidden_size * arch.num_layers,
+        stored_gc=(c.g + cfg.trainer_spec.gc_excess_h(cfg, cal)) * arch.hidden_size * arch.num_layers,
         per_token=c.c_h * arch.hidden_size + loss["logits_saved"] + gemma4.model_bytes(arch, method.trains_base),
         logits_saved=loss["logits_saved"],
         logits_fwd=loss["logits_fwd"],

@@ -91,6 +91,11 @@ class Strategy:
     # the engine computes with bf16 weights and no autocast (FSDP2's bf16 parameter policy, DeepSpeed's
     # bf16 engine): measured, the mixed variant's activation terms were up to 24% over such runs
     bf16_engine: bool = False
+    # whether the per-layer excess a trainer's checkpointed steps were fitted with on one GPU (TRL's fused_head_gc_h)
+    # holds under it: every checkpointed FSDP2 and FSDP1 launch traced at its backward peak (data/traces/, 14 launches)
+    # holds each layer's input at 2 B per hidden value (1.87-1.95 over all layers, the last one's being recomputed) and
+    # nothing per layer beyond it
+    trainer_gc_excess: bool = True
     # accelerate's launch of it upcasts what trains to fp32 when mixed precision is on (FSDP2: fsdp2_prepare_model,
     # accelerate 1.15): a pure-bf16 plan that trains the base is emitted without autocast, so it runs as sized
     upcasts_trained: bool = False

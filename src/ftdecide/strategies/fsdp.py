@@ -219,13 +219,14 @@ STRATEGY = register(
             "fitted to 95 FSDP2 configurations of ftdecide's probe loop at 2-64 GPUs (H200; 14 real NCCL runs, each matched to "
             "0.01 GiB by its fake-group twin): median 1.7%, -4.3% / +34.9% then, out of sample (5 folds) 2.5%, worst -8.2%: keep "
             "headroom at 16 GPUs and more; the emitted TRL launch itself, as rank 0 of 2-8 GPUs under the fake group: full "
-            "fine-tuning in bf16: 10 launches, median 1.7%, -1.6% / +15.6% (a tied model's embedding gathered through the "
+            "fine-tuning in bf16: 12 launches, median 2.1%, -2.1% / +13.2% (a tied model's embedding gathered through the "
             "step as accelerate's unit holds it); adapters sized for the launch's own layout (2.5 layers in flight in "
             "backward, 3 in forward between layers, none at the loss; the head's unit at the loss or, tied under TRL's fused "
-            "head, through the step; the loss and the recompute two moments, from 6 traced launches): 34 launches, median "
-            "2.0%, -6.9% / +9.7% (planned before they ran: 8 at a median 4.8%, -2.1% / +18.5% then, 8 after the moments "
-            "at 4.1%, -3.6% / +11.4%, and 12 after the layers were counted by moment at 5.3%, -7.0% / +10.5%; IA3 with "
-            "checkpointing is the worst, -6.9% / +6.2% on 6 launches)"
+            "head, through the step; the loss and the recompute two moments; each checkpointed layer's input at 2 B a "
+            "hidden value; from 10 traced launches): 41 launches, median 1.5%, -7.3% / +9.0% (planned before they ran: 8 at "
+            "a median 4.8%, -2.1% / +18.5% then, 8 after the moments at 4.1%, -3.6% / +11.4%, 12 after the layers were "
+            "counted by moment at 5.3%, -7.0% / +10.5%, and 10 of every method at 3.7%, -6.0% / +10.9%; IA3 with "
+            "checkpointing is the worst, -7.3% / +3.5% on 7 launches)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
@@ -233,6 +234,7 @@ STRATEGY = register(
         layer_s=0.0025,
         # MixedPrecisionPolicy(param_dtype=bf16) gathers bf16 weights and runs them without autocast's copies
         bf16_engine=True,
+        trainer_gc_excess=False,
         # measured as rank 0 of N under the fake process group (data/sharded_trainers/): with mixed_precision bf16
         # the emitted TRL launch of full fine-tuning peaked 1.4-2.3x the pure-bf16 plan (fp32 weights, gradients and
         # optimizer states)

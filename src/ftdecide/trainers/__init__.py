@@ -106,6 +106,12 @@ class Trainer:
         """Why a plan with packing cannot run under this trainer (one line), or None."""
         return None if self.packs else f"{self.label} cannot pack: {self.no_packing}"
 
+    def gc_excess_h(self, cfg, cal) -> float:
+        """Bytes per hidden value per token per layer a checkpointed step keeps beyond the loop's: TRL's
+        ``fused_head_gc_h``, fitted on one GPU, where the strategy's traces leave room for it
+        (:attr:`ftdecide.strategies.Strategy.trainer_gc_excess`)."""
+        return cal.fused_head_gc_h if self.chunked_loss and cfg.strategy_spec.trainer_gc_excess else 0.0
+
     @property
     def chunked_loss(self) -> bool:
         return self.loss == "chunked"

@@ -33,9 +33,11 @@ TRAINER = register(
         # labelled token holds for backward (its gathered final hidden state in bf16; its target,
         # log-normaliser and entropy), and bytes per hidden value per token of the hidden states' gradient that
         # backward accumulates in fp32 and casts back; and bytes per hidden value per token per layer a
-        # checkpointed step keeps beyond the loop's (fitted; its cause is not isolated: the hf trainer's
-        # checkpointed runs need none). And bytes per value of down_proj's adapted input that a recomputed
-        # layer's backward holds under LoRA beyond the loop's recompute term (fitted on the TRL LoRA runs'
+        # checkpointed step keeps beyond the loop's (fitted on one GPU; its cause is not isolated: the hf trainer's
+        # checkpointed runs need none, and under FSDP2 and FSDP1, whose allocator traces hold each checkpointed input at
+        # 2 B a hidden value and nothing per layer beside it, it is not counted: Strategy.trainer_gc_excess). And
+        # bytes per value of down_proj's adapted input that a recomputed layer's backward holds under LoRA beyond
+        # the loop's recompute term (fitted on the TRL LoRA runs'
         # fitted part: their worst under-estimate, long micro-batches of 32k tokens with checkpointing, went
         # from -18.5% to -10.8%; the allocator trace of Gemma-3-1B's shows two fp32 blocks that wide)
         constants=(
