@@ -203,10 +203,11 @@ def alone(recs: list[dict]) -> list[dict]:
 
 
 def gpu_of(r: dict):
-    """The catalog's GPU a run was made on: an H200 where its ``gpu_name`` says so (a few family runs), else an H100."""
+    """The catalog's GPU a run was made on: an H200 where its ``gpu`` (the device name) says so (a few family runs),
+    else an H100."""
     from ftdecide.files.catalog import resolve_gpu
 
-    return resolve_gpu("h200" if "H200" in (r.get("gpu_name") or "") else "h100")
+    return resolve_gpu("h200" if "H200" in (r.get("gpu") or "") else "h100")
 
 
 def time_error(r: dict) -> tuple[float, float, float]:
