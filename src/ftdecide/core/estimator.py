@@ -184,6 +184,7 @@ class MemoryModel:
     fwd_gathered: float = 0.0  # ... and in forward only, at the loss (accelerate's FSDP2 tail unit, gathered for the head)
     end_gathered: float = 0.0  # what the strategy holds at the end of backward only (FSDP2's root gradients)
     mid_gathered: float = 0.0  # ... and in forward between decoder layers, not at the loss (Shares.layer_fwd_buffers)
+    early_gathered: float = 0.0  # ... and at the start of forward, before the layers have saved much (Shares.early_buffers)
     loss_bwd_fixed: float = 0.0  # bytes a fused head holds for a moment in backward, whatever the tokens (its fp32 gradient)
     loss_apart: bool = False  # the strategy frees the loss's backward before the layers' recompute (Shares.loss_apart)
     tile_tokens: float = 0.0  # a fused head's tile: up to this many tokens ...
@@ -244,9 +245,13 @@ class MemoryModel:
         at_loss = act + logits + self.logits_fwd * tokens + tile + fwd_grad + self.gathered + self.fwd_gathered + held
         # forward between two decoder layers: what they saved and the layers in flight, no logits yet
         between = act + self.gathered + self.mid_gathered + held if self.mid_gathered else 0.0
+        # the start of forward: the strategy's early buffers beside the earlier micro-batches' gradients (what the first
+        # layers have saved by then is left out: a lower bound of that moment)
+        early = self.early_gathered + held if self.early_gathered else 0.0
         return {
-            "forward": max(at_loss, between),
-            "between": between > at_loss,
+            "forward": max(at_loss, between, early),
+            "between": between > at_loss and between >= early,
+            "early": early > max(at_loss, between),
             "backward": backward,
             "end": self.grads + recompute + max(self.opt_transient, self.tied_grad) + self.end_gathered,
             "act": act,
@@ -264,7 +269,9 @@ class MemoryModel:
         fwd, bwd, opt = p["forward"], p["backward"], p["end"]
         act, logits, fwd_grad, tokens, tile = p["act"], p["logits"], p["fwd_grad"], p["tokens"], p["tile"]
         acc = self.accum_grads
-        if fwd >= bwd and fwd >= opt and p["between"]:
+        if fwd >= bwd and fwd >= opt and p["early"]:
+            phase, held = "forward", {"activations": 0.0, "logits": 0.0, "gradients": acc, "overhead": self.early_gathered}
+        elif fwd >= bwd and fwd >= opt and p["between"]:
             phase, held = "forward", {"activations": act, "logits": 0.0, "gradients": acc, "overhead": self.gathered + self.mid_gathered}
         elif fwd >= bwd and fwd >= opt:
             over = self.logits_fwd * tokens + tile + self.gathered + self.fwd_gathered
@@ -355,9 +362,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     # the strategy's buffers (buckets, gathered layers) are held for the whole step, like the weights
     weights, grads, opt = share.weights + share.buffers, share.grads, share.optimizer
     notes += share.notes
-    launch = strategy.launch_problem(arch, cfg)
-    if launch:
-        notes.append(launch)
+    notes += [n for n in (strategy.launch_problem(arch, cfg),) if n]
     notes += strategy.plan_notes(arch, cfg)
     if arch.note:
         notes.append(arch.note)
@@ -418,6 +423,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         bwd_gathered=share.backward_buffers,
         fwd_gathered=share.forward_buffers,
         mid_gathered=share.layer_fwd_buffers,
+        early_gathered=share.early_buffers,
         loss_apart=share.loss_apart,
         start=share.start,
         end_gathered=share.end_buffers,

@@ -43,10 +43,9 @@ FP32_PRODUCT_EXCESS = 2.0
 # held hidden- and MLP-wide gradient blocks with no Python frame beyond the one GPU's fit; it failed its held-out check
 # (sharded_trl_h:2, 4, 5: +6.1%, +5.7%, -7.0%). Then 24, once TRL's per-layer excess was dropped under FSDP2 (the
 # traces hold each checkpointed input at 2 B a hidden value: Trainer.gc_excess_h), chosen on the six that had run, before
-# grid i ran; held out there, Qwen2.5-1.5B over 4 was -6.0% (sharded_trl_i:9). Gemma-2-2B over 2 (-7.3%) is not this
-# term's: traced (data/traces/h100_sharded_fsdp2_e_*), it peaks early in forward, in the backbone's call from TRL's
-# fused forward, with two blocks the size of its tied head (2 x 1.10 GiB) and one decoder layer: a moment the plan does
-# not size
+# grid i ran; held out there, Qwen2.5-1.5B over 4 was -6.0% (sharded_trl_i:9). Gemma-2-2B over 2 (-7.3% then) was not
+# this term's: traced (data/traces/h100_sharded_fsdp2_e_*), it peaks early in forward with two blocks the size of its
+# tied head and one decoder layer, now sized (strategies/fsdp.py early_bytes: -4.6%)
 BF16_ENGINE_GC_HIDDEN = 24.0
 # Families whose peft default scales queries rather than keys (peft 0.21's
 # TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, checked by data/counts/peft_trainable_2026-11-29.jsonl)

@@ -50,6 +50,9 @@ class Shares:
     # held in forward between decoder layers, beside what they saved, not at the loss (FSDP2 over a frozen base under
     # TRL's fused head: the layers in flight, traced)
     layer_fwd_buffers: float = 0.0
+    # held at the start of forward, before any layer has saved much, beside the shards and the accumulated gradients
+    # (FSDP2 over a frozen base under TRL's fused head, a tied head: its unit twice and a decoder layer, traced)
+    early_buffers: float = 0.0
     # held when training starts, before the strategy shards what was loaded (FSDP1: rank 0 holds the whole 4-bit model)
     start: float = 0.0
     # the loss's backward and the recompute of a layer are two moments, the larger counts (FSDP2 over a frozen base,

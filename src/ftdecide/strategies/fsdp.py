@@ -67,6 +67,17 @@ def _fused_adapter(cfg) -> bool:
     return not cfg.method_spec.trains_base and cfg.trainer_spec.chunked_loss
 
 
+def early_bytes(arch, cfg) -> float:
+    """Bytes FSDP2 holds beyond a GPU's shards at the start of forward, over a frozen base under TRL's fused head with
+    a tied head: the tied unit twice and one decoder layer. Traced (data/traces/h100_sharded_fsdp2_e_2026-12-07.jsonl,
+    Gemma-2-2B IA3 over 2): the peak came in the backbone's call from TRL's fused forward, with two blocks the size of
+    the tied head (1.10 GiB each) and one layer gathered, before the layers had saved much; a model whose tied head is
+    large beside its layers (a 256k vocabulary) peaks there. Later moments hold the unit once (traced in backward)."""
+    if not (_fused_adapter(cfg) and arch.tie_embeddings):
+        return 0.0
+    return 2.0 * tail_bytes(arch, cfg) + in_flight_units(arch, cfg)[0]
+
+
 def in_flight(arch, cfg, cal) -> tuple[float, float, float, float, float]:
     """Bytes FSDP2 holds unsharded beyond a GPU's shards, by moment: (through forward and backward, through
     backward only, at the end of backward only, in forward only at the loss, in forward between decoder layers).
@@ -124,7 +135,9 @@ class FSDP2(Strategy):
                 "reduce-scatter per micro-batch (not emitted: not measured)"
             )
         buffers = dict(compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=loss, layer_fwd_buffers=between)
-        return Shares(shard_w, shard_g, shard_o, **buffers, notes=tuple(notes), loss_apart=_fused_adapter(cfg))
+        return Shares(
+            shard_w, shard_g, shard_o, **buffers, early_buffers=early_bytes(arch, cfg), notes=tuple(notes), loss_apart=_fused_adapter(cfg)
+        )
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):
         # the Trainer accumulates under accelerate's no_sync, which for FSDP2 is set_requires_gradient_sync(False):
@@ -222,11 +235,12 @@ STRATEGY = register(
             "fine-tuning in bf16: 12 launches, median 2.1%, -2.1% / +13.2% (a tied model's embedding gathered through the "
             "step as accelerate's unit holds it); adapters sized for the launch's own layout (2.5 layers in flight in "
             "backward, 3 in forward between layers, none at the loss; the head's unit at the loss or, tied under TRL's fused "
-            "head, through the step; the loss and the recompute two moments; each checkpointed layer's input at 2 B a "
-            "hidden value; from 10 traced launches): 41 launches, median 1.5%, -7.3% / +9.0% (planned before they ran: 8 at "
+            "head, through the step, and twice at the start of forward; the loss and the recompute two moments; each "
+            "checkpointed layer's input at 2 B a hidden value; from 10 traced launches): 41 launches, median 1.5%, -6.0% / "
+            "+9.0% (planned before they ran: 8 at "
             "a median 4.8%, -2.1% / +18.5% then, 8 after the moments at 4.1%, -3.6% / +11.4%, 12 after the layers were "
             "counted by moment at 5.3%, -7.0% / +10.5%, and 10 of every method at 3.7%, -6.0% / +10.9%; IA3 with "
-            "checkpointing is the worst, -7.3% / +3.5% on 7 launches)"
+            "checkpointing is the worst, -6.0% / +3.5% on 7 launches)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
         # Qwen2.5-72B LoRA); 2.5 ms per layer fitted on 7 of the 14 timed runs (benchmarks/fit_scaleout_time.py)
