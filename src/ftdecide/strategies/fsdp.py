@@ -13,7 +13,7 @@ a tied model's embedding held through the step where it trains, and for an adapt
 beside ``fsdp_frozen_layers``, chosen on the launches of ``data/sharded_trainers/``
 (``python benchmarks/fit_trainers.py --frozen``); under TRL's fused head, by moment as the allocator's traces show
 them (``fsdp_fused_bwd_layers`` in backward, ``fsdp_fused_fwd_layers`` between two layers in forward, none at the
-loss). The policy's bf16 parameters run
+loss; with a tied head, its unit twice at the start of forward, :func:`early_bytes`). The policy's bf16 parameters run
 without autocast: the activation terms are those of bf16 weights under ``--precision mixed`` too
 (``Strategy.bf16_engine``). A 4-bit base is refused: measured, ``fully_shard`` drops bitsandbytes'
 quantization state.
