@@ -348,6 +348,18 @@ def test_the_held_out_launches_as_planned_before_they_ran():
             assert r["planned_start_gib"] == pytest.approx(r["peak_prepare_alloc_gib"], rel=0.005), r["id"]
 
 
+def test_the_next_held_out_grid_is_planned_by_todays_model():
+    """data/grids/sharded_trl_j.jsonl: 10 sharded launches (Gemma-2-2B IA3 and LoRA, small-model IA3 and LoRA with
+    checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) planned by today's model and committed before any runs: each
+    plan is today's estimate to the hundredth of a GiB, so a change to the model before they run shows here."""
+    lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_j.jsonl")
+    assert len(lines) == 10 and {ln["strategy"] for ln in lines} == {"fsdp", "fsdp1"}
+    for i, ln in enumerate(lines):
+        rec = dict(ln, id=f"sharded_trl_j:{i + 1}")
+        est = estimate_memory(fit_trainers.arch_of_trainer_record(rec), fit_trainers.config(rec))
+        assert round(est.peak_allocated_gib, 2) == ln["planned_gib"] and est.peak_phase == ln["planned_phase"], rec["id"]
+
+
 def _traces(name: str) -> list[dict]:
     """The lines of a trace file in data/traces/ (launches run again with the allocator's history)."""
     return jsonl(ROOT / "data" / "traces" / name)
