@@ -209,8 +209,8 @@ class MemoryModel:
     def phases(self, seq_len: int, batch_size: int, gc: bool) -> dict[str, float]:
         """Bytes held beyond weights and optimizer states at the three moments that can set the peak
         (``forward``: the loss, or between two decoder layers where the strategy holds more there, which
-        ``between`` says; ``backward``; ``end``: the end of backward, every gradient held, and the optimizer step),
-        and the parts they are made of."""
+        ``between`` says, or the start of forward, which ``early`` says; ``backward``; ``end``: the end of backward,
+        every gradient held, and the optimizer step), and the parts they are made of."""
         tokens = (seq_len + self.extra_tokens) * batch_size
         layer = self.layer_bytes(seq_len)
         stored = self.stored_gc if gc else layer * self.layers

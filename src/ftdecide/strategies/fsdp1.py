@@ -31,10 +31,11 @@ rank 0's host holds the loaded model beside its offloaded share. That is the Ans
 on where nothing else fits (``offload_recipe``).
 
 Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake process group (H100,
-``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``, and ``sharded_trl_h:7-9``), 10
-launches planned before they ran: the 7 loaded on the GPU and not offloaded -2.1% / +10.7% (median +3.9%), the 3
-offloaded ones loaded in host memory +11.5% to +24.1% (their steps: checkpointed small models, where the plan counts
-the loss's backward and the recompute together and the trace of one held 0.06 GiB of the loss at the peak). The two
+``data/sharded_trainers/h100_trl_fake_fsdp1_2026-12-07.jsonl``, grid ``fsdp1_a``, ``sharded_trl_h:7-9`` and
+``sharded_trl_i:6``), 11 launches planned before they ran, as written: the 8 loaded on the GPU and not offloaded -2.1%
+/ +10.7% (median +4.5%), the 3 offloaded ones loaded in host memory +11.5% to +24.1% (their steps: checkpointed small
+models, where the plan counts the loss's backward and the recompute together and the trace of one held 0.06 GiB of the
+loss at the peak). Today, without TRL's per-layer excess (``Strategy.trainer_gc_excess``): -3.9% / +17.3%. The two
 offloaded launches that loaded on the GPU, as emitted before, ran 7% and 31% over their plans then; superseded.
 
 transformers 5.17 warns that FSDP1 is deprecated and will be removed in 5.20 (``training_args.py``): the emitted

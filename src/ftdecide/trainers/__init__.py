@@ -107,10 +107,10 @@ class Trainer:
         return None if self.packs else f"{self.label} cannot pack: {self.no_packing}"
 
     def gc_excess_h(self, cfg, cal) -> float:
-        """Bytes per hidden value per token per layer a checkpointed step keeps beyond the loop's: TRL's
-        ``fused_head_gc_h``, fitted on one GPU, where the strategy's traces leave room for it
+        """Bytes per hidden value per token per layer a checkpointed step keeps beyond the loop's: the trainer's
+        ``fused_head_gc_h`` where it declares one (TRL, fitted on one GPU), where the strategy's traces leave room for it
         (:attr:`ftdecide.strategies.Strategy.trainer_gc_excess`)."""
-        return cal.fused_head_gc_h if self.chunked_loss and cfg.strategy_spec.trainer_gc_excess else 0.0
+        return self.declared("fused_head_gc_h", cal) if cfg.strategy_spec.trainer_gc_excess else 0.0
 
     @property
     def chunked_loss(self) -> bool:
