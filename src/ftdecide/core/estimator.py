@@ -380,7 +380,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
         norms = cal.liger_norm_h * arch.norms_per_layer * (2 if method.trains_base else 1)
         layer_base = max(0.0, layer_base - norms * arch.hidden_size - cal.liger_swiglu_i * i_eff)
-    loss = _loss_terms(arch, cfg, cal, grad_share, notes)
+    loss = _loss_terms(arch, cfg, cal, notes)
     if cfg.offload_activations:
         notes.append("activations offloaded to CPU memory during forward (TRL activation_offloading), back for backward")
     return MemoryModel(

@@ -13,7 +13,7 @@ def _logits_saved_per_token(arch: Arch, cal: Calibration) -> float:
     return arch.vocab_size * (cal.logits_saved + (cal.softcap_extra if arch.family.startswith("gemma2") else 0.0))
 
 
-def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: float, notes: list[str]) -> dict[str, float]:
+def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, notes: list[str]) -> dict[str, float]:
     """What the loss holds, by how the trainer computes it (bytes, per token unless a name says otherwise):
     TRL's fused head, Liger's fused linear cross-entropy, or the full fp32 logits."""
     method, trainer = cfg.method_spec, cfg.trainer_spec
@@ -29,8 +29,10 @@ def _loss_terms(arch: Arch, cfg: TrainConfig, cal: Calibration, grad_share: floa
         tile_tokens = float(trainer.chunk_tokens)
         tile_bytes = 2.0 * min(arch.vocab_size, trainer.chunk_vocab)
         if method.trains_base:
-            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad)
-            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size * grad_share
+            # the head's gradient accumulates in fp32 through the loss's backward (its bf16 cast is head_grad), whole
+            # under every strategy: the kernel is handed the weight whole (FSDP2 gathers it; traced over 4 GPUs, a
+            # 0.98 GiB block for Llama-3.2-1B's 128256 x 2048 head: data/traces/h100_sharded_fsdp2_2026-12-07.jsonl)
+            loss_bwd_fixed = 4.0 * arch.vocab_size * arch.hidden_size
     elif cfg.liger:
         # Liger's fused linear cross-entropy never builds the logits: it runs the head and the loss in
         # chunks of about tokens x hidden / vocab rows during forward, keeps the input's gradient

@@ -61,10 +61,10 @@ def tail_bytes(arch, cfg) -> float:
     return (shared + arch.hidden_size) * gathered_bytes(arch, cfg)
 
 
-def _fused_adapter(cfg) -> bool:
-    """An adapter's launch over a frozen base under TRL's fused head: its layers in flight are backward's, and the loss's
-    moment and the recompute's are two (traced, :func:`in_flight`)."""
-    return not cfg.method_spec.trains_base and cfg.trainer_spec.chunked_loss
+def _fused(cfg) -> bool:
+    """A launch under TRL's fused head, of an adapter or of the whole model: its layers in flight are backward's, and the
+    loss's moment and the recompute's are two (traced, :func:`in_flight`)."""
+    return cfg.trainer_spec.chunked_loss
 
 
 def early_bytes(arch, cfg) -> float:
@@ -73,7 +73,7 @@ def early_bytes(arch, cfg) -> float:
     Gemma-2-2B IA3 over 2): the peak came in the backbone's call from TRL's fused forward, with two blocks the size of
     the tied head (1.10 GiB each) and one layer gathered, before the layers had saved much; a model whose tied head is
     large beside its layers (a 256k vocabulary) peaks there. Later moments hold the unit once (traced in backward)."""
-    if not (_fused_adapter(cfg) and arch.tie_embeddings):
+    if not (_fused(cfg) and not cfg.method_spec.trains_base and arch.tie_embeddings):
         return 0.0
     return 2.0 * tail_bytes(arch, cfg) + in_flight_units(arch, cfg)[0]
 
@@ -97,19 +97,22 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float, float]:
     ``Shares.loss_apart``), ``fsdp_fused_bwd_layers`` layers in backward and ``fsdp_fused_fwd_layers`` in forward
     between decoder layers (``Shares.layer_fwd_buffers``), none at the loss."""
     lg, lp, root = in_flight_units(arch, cfg)
+    tail = tail_bytes(arch, cfg)
+    if _fused(cfg):
+        # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl, adapters;
+        # h100_sharded_fsdp2_2026-12-07.jsonl, full fine-tuning): its forward takes a tied weight whole and keeps it to
+        # the last layer's recompute (trl/trainer/utils.py _fused_forward), an untied head's unit is gathered at the
+        # loss only; and every decoder layer is resharded after its forward (reshard_after_forward), so the layers in
+        # flight are backward's: none at the loss. Where the base trains, the end of backward adds the root's and the
+        # last layers' gradients (lp and root are 0 over a frozen base)
+        tied = tail if arch.tie_embeddings else 0.0
+        end = cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp)
+        return tied, cal.fsdp_fused_bwd_layers * lg, end, tail - tied, cal.fsdp_fused_fwd_layers * lg
     if not cfg.method_spec.trains_base:
-        # the emitted launch of an adapter (data/sharded_trainers/): see FROZEN below
-        tail = tail_bytes(arch, cfg)
-        if _fused_adapter(cfg):
-            # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl): its forward takes a
-            # tied weight whole and keeps it to the last layer's recompute (trl/trainer/utils.py _fused_forward), an
-            # untied head's unit is gathered at the loss only; and every decoder layer is resharded after its forward
-            # (reshard_after_forward), so the layers in flight are backward's: none at the loss
-            tied = tail if arch.tie_embeddings else 0.0
-            return tied, cal.fsdp_fused_bwd_layers * lg, cal.fsdp_end_layers * lg, tail - tied, cal.fsdp_fused_fwd_layers * lg
+        # the emitted launch of an adapter without the fused head (data/sharded_trainers/): see FROZEN below
         return cal.fsdp_frozen_layers * lg, 0.0, cal.fsdp_end_layers * lg, tail, 0.0
     # a tied head's unit is the embedding, which trains: gathered from the first layer's input to the last gradient
-    tied = tail_bytes(arch, cfg) if arch.tie_embeddings else 0.0
+    tied = tail if arch.tie_embeddings else 0.0
     return (
         cal.fsdp_fwd_layers * lg + tied,
         cal.fsdp_bwd_layers * lg + cal.fsdp_grad_layers * lp,
@@ -136,7 +139,7 @@ class FSDP2(Strategy):
             )
         buffers = dict(compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=loss, layer_fwd_buffers=between)
         return Shares(
-            shard_w, shard_g, shard_o, **buffers, early_buffers=early_bytes(arch, cfg), notes=tuple(notes), loss_apart=_fused_adapter(cfg)
+            shard_w, shard_g, shard_o, **buffers, early_buffers=early_bytes(arch, cfg), notes=tuple(notes), loss_apart=_fused(cfg)
         )
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):
