@@ -274,14 +274,14 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
-    the base on the GPU are superseded): 69 launches, a median 1.8%, -6.0% / +17.3%. The median bound holds; the
+    the base on the GPU are superseded): 69 launches, a median 1.6%, -6.0% / +17.3%. The median bound holds; the
     worst under does not: Qwen2.5-1.5B IA3 over 4 with checkpointing (-6.0%, held out) and TinyLlama LoRA over 2 with
     checkpointing (-5.4%). The worst overs are the offloaded FSDP1 launches of small models (TinyLlama over 4
     +17.3%)."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
     assert len(runs) == 69 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.018, abs=0.001)
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.016, abs=0.001)
     assert min(errs) == pytest.approx(-0.060, abs=0.001) and max(errs) == pytest.approx(0.173, abs=0.001)
     past = sorted(r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05)
     assert past == ["sharded_trl_d:2", "sharded_trl_i:9"]
@@ -294,7 +294,9 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     excess under FSDP2 and FSDP1, as their traces show; IA3's checkpointed term refitted). 10 ran on one H100 (line 7,
     an offloaded 7B loaded in host memory, was left out for time). As written: the first a median 5.2%, -3.8% /
     +12.6%; the second 3.7%, -6.0% / +10.9%. Neither meets both bounds; the second was kept for its median (the
-    first was biased high over all 69 launches, a median 3.2%), so the choice was made with these launches in view."""
+    first was biased high over all 69 launches, a median 3.2%), so the choice was made with these launches in view.
+    Today's plans are the second's, but for full fine-tuning, whose FSDP2 layout moved in the nineteenth session (with
+    these launches in view: Llama-3.2-1B over 4 +10.9% -> +0.5%, Qwen2.5-0.5B over 2 +8.3% -> -1.2%)."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_i:")]
     assert len(held) == 10 and all("planned_gib" in r and "planned_gib_b" in r for r in held)
     for key, med, lo, hi in (("planned_gib", 0.052, -0.038, 0.126), ("planned_gib_b", 0.037, -0.060, 0.109)):
@@ -304,7 +306,9 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     for r in held:
         assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
         est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
-        assert round(est.peak_allocated_gib, 2) == r["planned_gib_b"], r["id"]
+        assert (round(est.peak_allocated_gib, 2) == r["planned_gib_b"]) == (r["method"] != "full"), r["id"]
+    full = sorted(fit_trainers.error(r) for r in held if r["method"] == "full")
+    assert full == pytest.approx([-0.012, 0.005], abs=0.001)
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
@@ -350,14 +354,18 @@ def test_the_held_out_launches_as_planned_before_they_ran():
 
 def test_the_next_held_out_grid_is_planned_by_todays_model():
     """data/grids/sharded_trl_j.jsonl: 10 sharded launches (Gemma-2-2B IA3 and LoRA, small-model IA3 and LoRA with
-    checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) planned by today's model and committed before any runs: each
-    plan is today's estimate to the hundredth of a GiB, so a change to the model before they run shows here."""
+    checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) planned twice and committed before any runs: ``planned_gib`` by
+    the eighteenth session's model, ``planned_gib_b`` by the nineteenth's (full fine-tuning's FSDP2 layout under TRL's
+    fused head: only line 6, Qwen2.5-1.5B full over 2, moved, 10.05 -> 9.66 GiB). Each ``planned_gib_b`` is today's
+    estimate to the hundredth of a GiB, so a change to the model before they run shows here."""
     lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_j.jsonl")
     assert len(lines) == 10 and {ln["strategy"] for ln in lines} == {"fsdp", "fsdp1"}
+    moved = [i + 1 for i, ln in enumerate(lines) if ln["planned_gib"] != ln["planned_gib_b"]]
+    assert moved == [6] and lines[5]["method"] == "full"
     for i, ln in enumerate(lines):
         rec = dict(ln, id=f"sharded_trl_j:{i + 1}")
         est = estimate_memory(fit_trainers.arch_of_trainer_record(rec), fit_trainers.config(rec))
-        assert round(est.peak_allocated_gib, 2) == ln["planned_gib"] and est.peak_phase == ln["planned_phase"], rec["id"]
+        assert round(est.peak_allocated_gib, 2) == ln["planned_gib_b"] and est.peak_phase == ln["planned_phase"], rec["id"]
 
 
 def _traces(name: str) -> list[dict]:
@@ -495,25 +503,22 @@ def test_the_moe_adapter_launch_peaks_in_forward_between_layers():
 
 def test_sharded_held_out_launches_were_planned_before_they_ran():
     """The 13 launches of data/grids/sharded_trl_d.jsonl had their plans written in the grid before they ran
-    (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The full fine-tuning plans without
-    checkpointing are today's still. The adapters' moved with the traces of three other launches (the loss's backward and the last
-    layer's recompute two moments; TRL's fused head holding a tied weight to the end of backward, an untied one not):
-    the 13 were then a median 2.7%, -1.2% / +15.6%, and with the layers in flight counted by moment (sixteenth
-    session) 1.8%, -1.2% / +15.6%, and with IA3's scaled product in bf16 under FSDP2 (seventeenth) 1.3%, and without
-    TRL's per-layer excess of checkpointed steps under FSDP2 (eighteenth) 1.2%, -5.4% / +13.2% (TinyLlama LoRA over 2
-    with checkpointing). These changes were made with these launches' errors in view: they are no longer held out for
-    them."""
+    (planned_gib): against the measured peaks a median 4.3% over, -2.1% / +18.5%. The adapters' moved with the traces
+    of three other launches (the loss's backward and the last layer's recompute two moments; TRL's fused head holding
+    a tied weight to the end of backward, an untied one not): the 13 were then a median 2.7%, -1.2% / +15.6%, and with
+    the layers in flight counted by moment (sixteenth session) 1.8%, -1.2% / +15.6%, and with IA3's scaled product in
+    bf16 under FSDP2 (seventeenth) 1.3%, and without TRL's per-layer excess of checkpointed steps under FSDP2
+    (eighteenth) 1.2%, -5.4% / +13.2% (TinyLlama LoRA over 2 with checkpointing), and with full fine-tuning's FSDP2
+    layout under TRL's fused head taken from its traces (nineteenth) 1.2%, -5.4% / +2.3%. These changes were made with
+    these launches' errors in view: they are no longer held out for them."""
     held = [r for r in fit_trainers.sharded() if "planned_gib" in r and r["id"].startswith("sharded_trl_d:")]
     assert len(held) == 13
-    for r in held:
-        if r["method"] == "full" and not r["gc"]:
-            assert fit_trainers.error(r) == pytest.approx(r["planned_gib"] / r["peak_train_alloc_gib"] - 1, abs=0.002), r["id"]
     errs = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(errs) == pytest.approx(0.043, abs=0.001)
     assert min(errs) == pytest.approx(-0.021, abs=0.001) and max(errs) == pytest.approx(0.185, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
     assert statistics.median(abs(e) for e in today) == pytest.approx(0.012, abs=0.001)
-    assert min(today) == pytest.approx(-0.054, abs=0.001) and max(today) == pytest.approx(0.132, abs=0.001)
+    assert min(today) == pytest.approx(-0.054, abs=0.001) and max(today) == pytest.approx(0.023, abs=0.001)
 
 
 def test_fsdp2_adapter_moments_follow_the_traces():
@@ -725,22 +730,35 @@ def test_qlora_weights_are_what_the_trainer_loaded():
 def test_fused_head_backward_and_layers_backward_are_two_moments():
     """TRL's fused head frees its tiles and the head's fp32 gradient before the last layer is recomputed: the
     larger of the two moments counts, beside what both hold (Llama-3.2-1B full fine-tuning at 4 x 2048,
-    checkpointed: the loss's 1.48 GiB against the recompute's 1.01). Under FSDP2, whose in-flight terms were chosen
-    with the two summed, the sum stays."""
+    checkpointed: the loss's 1.48 GiB against the recompute's 1.01), on one GPU and under FSDP2 alike. The head's fp32
+    gradient is whole under FSDP2 (0.98 GiB, not a quarter of it over 4): the kernel is handed the gathered weight.
+    Traced (data/traces/h100_sharded_fsdp2_2026-12-07.jsonl, full fine-tuning over FSDP2): Llama-3.2-1B over 4 at
+    2 x 1024 peaked in the loss's backward with that whole fp32 block and no decoder layer's recompute, TinyLlama over 2
+    at 4 x 2048 in the recompute with no block of the loss's beyond 0.04 GiB."""
     from ftdecide.core.estimator import memory_model
 
     a = resolve_model("llama-3.2-1b")
     cfg = TrainConfig(method="full", trainer="trl", seq_len=2048, batch_size=4, gradient_checkpointing=True, gradient_accumulation=2)
-    for world, summed in ((1, False), (4, True)):
+    fixed = []
+    for world in (1, 4):
         mm = memory_model(a, cfg.model_copy(update={"gpus": world, "strategy": "fsdp" if world > 1 else "auto"}))
         p = mm.phases(2048, 4, True)
         both = p["act"] + p["logits"] + mm.head_grad + mm.accum_grads + mm.gathered + mm.bwd_gathered
         loss = mm.logits_bwd * p["tokens"] + p["tile"] + mm.loss_bwd_fixed
         layers = p["recompute"] + p["eager_bwd"]
-        assert loss > 0 and layers > 0 and (summed or loss > layers)
-        assert p["backward"] == pytest.approx(both + (loss + layers if summed else loss))
+        assert loss > layers > 0
+        assert p["backward"] == pytest.approx(both + loss)
+        fixed.append(mm.loss_bwd_fixed)
+    assert fixed[0] == fixed[1] == a.vocab_size * a.hidden_size * 4
     one = memory_model(a, cfg).phases(2048, 4, True)
     assert (one["tile"] + memory_model(a, cfg).loss_bwd_fixed) / 2**30 == pytest.approx(0.25 + 0.98, abs=0.01)
+    traces = {t["id"]: t for t in _traces("h100_sharded_fsdp2_2026-12-07.jsonl")}
+    at_loss, at_layers = traces["sharded_trace_a:1"], traces["sharded_trace_a:2"]
+    frames = {where for where, gib in at_loss["peak_by_frame"] if gib > 0}
+    assert not any("recompute_fn" in w for w in frames)
+    assert max(b for b, where in at_loss["peak_blocks"] if "chunked_logprob" in where) == pytest.approx(fixed[0] / 2**30, abs=0.001)
+    assert any("recompute_fn" in where for where, gib in at_layers["peak_by_frame"] if gib > 0.1)
+    assert max(gib for where, gib in at_layers["peak_by_frame"] if "chunked_logprob" in where) < 0.04
 
 
 def test_the_fsdp2_basis_quotes_the_launches_as_they_stand():
