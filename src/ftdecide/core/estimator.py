@@ -409,7 +409,7 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         packed=cfg.packing,
         ws_gc=method.workspace_bytes(arch, mods, c, True) + method.cast_copy_bytes(arch, cfg, True),
         ws_nogc=method.workspace_bytes(arch, mods, c, False) + method.cast_copy_bytes(arch, cfg, False),
-        recompute=c.recompute,
+        recompute=strategy.recompute(cfg, c.recompute, cal),
         total_params=arch.total_params() + adapter,
         trainable_params=trainable,
         notes=tuple(notes),

@@ -164,6 +164,11 @@ class Strategy:
         layer on several GPUs."""
         return self.layer_s * arch.num_layers if cfg.world_size > 1 else 0.0
 
+    def recompute(self, cfg: "TrainConfig", fitted: float, cal: "Calibration") -> float:
+        """Layers' worth of activations a checkpointed layer's recompute holds at the backward peak (per token, times
+        one layer's bytes): the method's ``fitted`` coefficient, unless the strategy's launch was traced otherwise."""
+        return fitted
+
     def compute_variant(self, cfg: "TrainConfig") -> str:
         """The method variant whose activation coefficients hold under this strategy: the configuration's
         own where the engine computes as one GPU would (autocast over fp32 weights for mixed precision),

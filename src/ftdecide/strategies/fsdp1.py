@@ -35,8 +35,11 @@ Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake
 ``sharded_trl_i:6``), 11 launches planned before they ran, as written: the 8 loaded on the GPU and not offloaded -2.1%
 / +10.7% (median +4.5%), the 3 offloaded ones loaded in host memory +11.5% to +24.1% (their steps: checkpointed small
 models, where the plan counts the loss's backward and the recompute together and the trace of one held 0.06 GiB of the
-loss at the peak). Today, without TRL's per-layer excess (``Strategy.trainer_gc_excess``): -3.9% / +17.3%. The two
-offloaded launches that loaded on the GPU, as emitted before, ran 7% and 31% over their plans then; superseded.
+loss at the peak). Without TRL's per-layer excess (``Strategy.trainer_gc_excess``): -3.9% / +17.3%. Today, with the
+checkpointed step as its two traces show it (``loss_apart``: the recompute peaks with none of the loss's backward held;
+the recomputed layer at ``fsdp1_recompute``, 1.2 layers, against the 0.91 fitted on one GPU), -5.5% / +1.8%: the
+worst under is Llama-3.1-8B over 2 loaded on the GPU, not traced. The two offloaded launches that loaded on the GPU, as
+emitted before, ran 7% and 31% over their plans then; superseded.
 
 transformers 5.17 warns that FSDP1 is deprecated and will be removed in 5.20 (``training_args.py``): the emitted
 files pin the versions they were sized for, and the plan says so.
@@ -114,7 +117,17 @@ class FSDP1(FSDP2):
                 f"rank 0 starts training with the whole 4-bit model on its GPU ({weights / 2**30:.1f} GiB, as transformers 5.17 "
                 "loads it for FSDP); FSDP1 shards it inside train()"
             )
-        return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes))
+        # TRL's fused head frees its tiles before the last layer is recomputed, as under FSDP2: two moments (traced: the
+        # offloaded TinyLlama over 2 peaked in the recompute with 0.06 GiB of the loss's held, Llama-3.2-3B over 2 likewise)
+        apart = cfg.trainer_spec.chunked_loss
+        return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes), loss_apart=apart)
+
+    def recompute(self, cfg, fitted, cal):
+        # traced under TRL (data/traces/h200_fsdp1_cpu_load_b_*, h100_fsdp1_diag_*: TinyLlama and Llama-3.2-3B QLoRA
+        # over 2): the recomputed layer holds 1.22 and 1.20 layers' worth of LoRA's activations over a 4-bit base at the
+        # peak (its dropout copies and masks, the MLP's intermediates, bitsandbytes' dequantized weight), against the
+        # 0.91 fitted on one GPU, where the loss's backward and the recompute had been summed
+        return cal.fsdp1_recompute if cfg.trainer_spec.chunked_loss else fitted
 
     def load_on_cpu(self, arch, cfg) -> bool:
         # with the parameters offloaded the GPU need never hold the whole 4-bit model (the Answer.AI recipe), where the
@@ -190,14 +203,15 @@ STRATEGY = register(
         measured=True,
         trainer_gc_excess=False,
         basis=(
-            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 11 launches: -3.9% / +17.3%, "
-            "each planned before it ran; loaded on the GPU, rank 0 starts with the whole 4-bit model (transformers 5.17); "
-            "offloaded, the base loads in host memory and the start is the root unit flattened and sharded (3 launches "
-            "within 0.3% of it), and the step of a small model was 8-17% under its plan (checkpointed, the loss and the "
-            "recompute counted together). Published, under transformers 4.x: "
+            "the emitted TRL file launched as rank 0 of 2-8 GPUs (H100, fake process group), 11 launches: -5.5% / +1.8%, "
+            "each planned before it ran (-2.1% / +24.1% as written; the checkpointed step's two moments and recompute were "
+            "taken from two traces since, with these launches in view); loaded on the GPU, rank 0 starts with the whole "
+            "4-bit model (transformers 5.17); offloaded, the base loads in host memory and the start is the root unit "
+            "flattened and sharded (3 launches within 0.3% of it). Published, under transformers 4.x: "
             f"{PUBLISHED}. transformers 5.17 deprecates FSDP1 (removed in 5.20)"
         ),
         launch_measured=("trl",),
+        constants=(("fsdp1_recompute", 1.2),),
         offload_recipe="FSDP+QLoRA with CPU offload (Answer.AI 2024: a 70B on two 24 GB cards)",
         overlap=0.8,
         layer_s=0.0025,
