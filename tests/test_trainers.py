@@ -274,17 +274,16 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
-    the base on the GPU are superseded): 69 launches, a median 1.4%, -6.0% / +9.0%. The median bound holds; the
-    worst under does not: Qwen2.5-1.5B IA3 over 4 with checkpointing (-6.0%, held out), Llama-3.1-8B QLoRA under FSDP1
-    over 2 (-5.5%, loaded on the GPU) and TinyLlama LoRA over 2 with checkpointing (-5.4%). The worst over is
-    Llama-3.2-1B DoRA over 2 (+9.0%)."""
+    the base on the GPU are superseded): 69 launches, a median 1.3%, -5.5% / +9.0%. The median bound holds; the
+    worst under does not: Llama-3.1-8B QLoRA under FSDP1 over 2 (-5.5%, loaded on the GPU), TinyLlama LoRA and IA3
+    over 2 with checkpointing (-5.4% each). The worst over is Llama-3.2-1B DoRA over 2 (+9.0%)."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
     assert len(runs) == 69 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.014, abs=0.001)
-    assert min(errs) == pytest.approx(-0.060, abs=0.001) and max(errs) == pytest.approx(0.090, abs=0.001)
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.013, abs=0.001)
+    assert min(errs) == pytest.approx(-0.055, abs=0.001) and max(errs) == pytest.approx(0.090, abs=0.001)
     past = sorted(r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05)
-    assert past == ["fsdp1_a:1", "sharded_trl_d:2", "sharded_trl_i:9"]
+    assert past == ["fsdp1_a:1", "sharded_trl_d:2", "sharded_trl_g:6"]
 
 
 def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
@@ -297,7 +296,8 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     first was biased high over all 69 launches, a median 3.2%), so the choice was made with these launches in view.
     Today's plans are the second's, but for full fine-tuning, whose FSDP2 layout moved in the nineteenth session (with
     these launches in view: Llama-3.2-1B over 4 +10.9% -> +0.5%, Qwen2.5-0.5B over 2 +8.3% -> -1.2%), and FSDP1's
-    checkpointed step (its traced recompute and two backward moments: Qwen2.5-7B QLoRA over 4 +4.0% -> +1.4%)."""
+    checkpointed step (its traced recompute and two backward moments: Qwen2.5-7B QLoRA over 4 +4.0% -> +1.4%), and IA3's
+    checkpointed backward under FSDP2 (three MLP-wide blocks, as traced: Qwen2.5-1.5B over 4 -6.0% -> -2.0%)."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_i:")]
     assert len(held) == 10 and all("planned_gib" in r and "planned_gib_b" in r for r in held)
     for key, med, lo, hi in (("planned_gib", 0.052, -0.038, 0.126), ("planned_gib_b", 0.037, -0.060, 0.109)):
@@ -307,10 +307,11 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     for r in held:
         assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
         est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
-        moved = r["method"] == "full" or r["strategy"] == "fsdp1"
+        moved = r["method"] == "full" or r["strategy"] == "fsdp1" or (r["method"] == "ia3" and r["gc"])
         assert (round(est.peak_allocated_gib, 2) == r["planned_gib_b"]) != moved, r["id"]
     full = sorted(fit_trainers.error(r) for r in held if r["method"] == "full")
     assert full == pytest.approx([-0.012, 0.005], abs=0.001)
+    assert fit_trainers.error(next(r for r in held if r["method"] == "ia3")) == pytest.approx(-0.020, abs=0.001)
 
 
 def test_sharded_launches_held_out_of_the_adapter_moments():
@@ -320,14 +321,15 @@ def test_sharded_launches_held_out_of_the_adapter_moments():
     4.1% over, -3.6% / +11.4%; the overs were the checkpointed 7-8B adapters (Qwen2.5-7B LoRA over 4 +8.1%,
     Mistral-7B over 8 +10.7%, Llama-3.1-8B DoRA over 4 +11.4%). Today, with the layers in flight counted by moment
     (these launches in view: no longer held out), 3.7%, -4.0% / +8.5%; without TRL's per-layer excess under FSDP2
-    (eighteenth session, as the traces show) 1.8%, -4.0% / +6.7%."""
+    (eighteenth session, as the traces show) 1.8%, -4.0% / +6.7%; with IA3's checkpointed backward as traced
+    (nineteenth) 1.6%."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_f:")]
     assert len(held) == 8 and all("planned_gib" in r for r in held)
     planned = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in held]
     assert statistics.median(abs(e) for e in planned) == pytest.approx(0.041, abs=0.001)
     assert min(planned) == pytest.approx(-0.036, abs=0.001) and max(planned) == pytest.approx(0.114, abs=0.001)
     today = [fit_trainers.error(r) for r in held]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.018, abs=0.001)
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.016, abs=0.001)
     assert min(today) == pytest.approx(-0.040, abs=0.001) and max(today) == pytest.approx(0.067, abs=0.001)
 
 
@@ -359,12 +361,13 @@ def test_the_next_held_out_grid_is_planned_by_todays_model():
     checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) planned twice and committed before any runs: ``planned_gib`` by
     the eighteenth session's model, ``planned_gib_b`` by the nineteenth's (full fine-tuning's FSDP2 layout under TRL's
     fused head moved line 6, Qwen2.5-1.5B full over 2, 10.05 -> 9.66 GiB; FSDP1's traced recompute and two backward
-    moments line 8, Llama-3.1-8B QLoRA over 4, 7.63 -> 7.42). Each ``planned_gib_b`` is today's
+    moments line 8, Llama-3.1-8B QLoRA over 4, 7.63 -> 7.42; IA3's checkpointed backward as three MLP-wide blocks line
+    3, Qwen2.5-0.5B IA3 over 2, 2.56 -> 2.68). Each ``planned_gib_b`` is today's
     estimate to the hundredth of a GiB, so a change to the model before they run shows here."""
     lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_j.jsonl")
     assert len(lines) == 10 and {ln["strategy"] for ln in lines} == {"fsdp", "fsdp1"}
     moved = [i + 1 for i, ln in enumerate(lines) if ln["planned_gib"] != ln["planned_gib_b"]]
-    assert moved == [6, 8] and lines[5]["method"] == "full" and lines[7]["strategy"] == "fsdp1"
+    assert moved == [3, 6, 8] and lines[2]["method"] == "ia3" and lines[5]["method"] == "full" and lines[7]["strategy"] == "fsdp1"
     for i, ln in enumerate(lines):
         rec = dict(ln, id=f"sharded_trl_j:{i + 1}")
         est = estimate_memory(fit_trainers.arch_of_trainer_record(rec), fit_trainers.config(rec))

@@ -37,16 +37,15 @@ FEEDFORWARD = ("down_proj",)  # scaled on their input (peft's feedforward_module
 # Measured over FSDP2 without checkpointing, Llama-3.2-1B and -3B: 2.17 and 2.18 (data/sharded_trainers/); then on 3
 # launches planned before they ran (sharded_trl_h:1, 3, 6): +0.4%, +1.0%, +0.6%
 FP32_PRODUCT_EXCESS = 2.0
-# bytes per token per hidden value that a checkpointed layer's backward holds beyond its recompute under a bf16 engine:
-# fitted, not understood. First 16, on the three IA3 launches over FSDP2 with checkpointing that had run (TinyLlama,
-# Qwen2.5-3B, Llama-3.2-1B; data/sharded_trainers/), where the traced backward (data/traces/h100_sharded_fsdp2_d_*)
-# held hidden- and MLP-wide gradient blocks with no Python frame beyond the one GPU's fit; it failed its held-out check
-# (sharded_trl_h:2, 4, 5: +6.1%, +5.7%, -7.0%). Then 24, once TRL's per-layer excess was dropped under FSDP2 (the
-# traces hold each checkpointed input at 2 B a hidden value: Trainer.gc_excess_h), chosen on the six that had run, before
-# grid i ran; held out there, Qwen2.5-1.5B over 4 was -6.0% (sharded_trl_i:9). Gemma-2-2B over 2 (-7.3% then) was not
-# this term's: traced (data/traces/h100_sharded_fsdp2_e_*), it peaks early in forward with two blocks the size of its
-# tied head and one decoder layer, now sized (strategies/fsdp.py early_bytes: -4.6%)
-BF16_ENGINE_GC_HIDDEN = 24.0
+# MLP-wide bf16 blocks a checkpointed layer's backward holds beyond its recompute under a bf16 engine (bytes per token:
+# this many x 2 B x the MLP's width). Counted from the two traced IA3 launches over FSDP2 with checkpointing
+# (data/traces/h100_sharded_fsdp2_d_*, Llama-3.2-1B over 2; h100_sharded_fsdp2_h_*, Llama-3.2-3B over 4): each held
+# exactly three blocks of tokens x intermediate x 2 B with no Python frame (the scaled MLP's gradients) at its peak.
+# It had been fitted per hidden value (16, then 24 B, on the IA3 launches), which is the same for a model whose MLP is 4
+# hidden wide and misses the others: Qwen2.5-1.5B over 4 (5.8 wide) was -6.0% held out (sharded_trl_i:9), Llama-3.2-3B
+# (2.7 wide) +3.5%. Gemma-2-2B over 2 (-7.3% then) was not this term's: traced (data/traces/h100_sharded_fsdp2_e_*), it
+# peaks early in forward with two blocks the size of its tied head and one decoder layer (strategies/fsdp.py early_bytes)
+BF16_ENGINE_GC_MLP_BLOCKS = 3
 # Families whose peft default scales queries rather than keys (peft 0.21's
 # TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, checked by data/counts/peft_trainable_2026-11-29.jsonl)
 QUERY_FAMILIES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text")
@@ -105,7 +104,10 @@ class IA3(Method):
         return coef.a_o * outs + a_in * ins
 
     def recompute_extra_bytes(self, arch, cfg, mods, cal) -> float:
-        return BF16_ENGINE_GC_HIDDEN * arch.hidden_size if cfg.strategy_spec.bf16_engine else 0.0
+        if not cfg.strategy_spec.bf16_engine:
+            return 0.0
+        width = arch.experts_per_token * arch.expert_intermediate if arch.is_moe else arch.intermediate_size
+        return BF16_ENGINE_GC_MLP_BLOCKS * 2.0 * width
 
     def kernels_per_layer_pass(self, arch, mods, kc) -> float:
         return len(mods) * kc.ia3_pass
