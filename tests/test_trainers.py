@@ -274,14 +274,16 @@ def test_the_runs_made_after_the_constants_were_set():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
-    the base on the GPU are superseded): 69 launches, a median 1.3%, -5.5% / +9.0%. The median bound holds; the
-    worst under does not: Llama-3.1-8B QLoRA under FSDP1 over 2 (-5.5%, loaded on the GPU), TinyLlama LoRA and IA3
-    over 2 with checkpointing (-5.4% each). The worst over is Llama-3.2-1B DoRA over 2 (+9.0%)."""
+    the base on the GPU are superseded): 87 launches, a median 1.3%, -5.5% / +10.4%. The median bound holds; three
+    launches in sample are past the worst under: Llama-3.1-8B QLoRA under FSDP1 over 2 (-5.5%, loaded on the GPU),
+    TinyLlama LoRA and IA3 over 2 with checkpointing (-5.4% each); the 18 held out are within it
+    (test_the_held_out_grids_j_and_k_meet_the_sharded_bounds). The worst over is Gemma-2-2B LoRA over 2 without
+    checkpointing (+10.4%), then DoRA (+8-9%)."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
-    assert len(runs) == 69 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.013, abs=0.001)
-    assert min(errs) == pytest.approx(-0.055, abs=0.001) and max(errs) == pytest.approx(0.090, abs=0.001)
+    assert len(runs) == 87 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.0135, abs=0.001)
+    assert min(errs) == pytest.approx(-0.055, abs=0.001) and max(errs) == pytest.approx(0.104, abs=0.001)
     past = sorted(r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05)
     assert past == ["fsdp1_a:1", "sharded_trl_d:2", "sharded_trl_g:6"]
 
@@ -356,22 +358,36 @@ def test_the_held_out_launches_as_planned_before_they_ran():
             assert r["planned_start_gib"] == pytest.approx(r["peak_prepare_alloc_gib"], rel=0.005), r["id"]
 
 
-def test_the_next_held_out_grid_is_planned_by_todays_model():
-    """data/grids/sharded_trl_j.jsonl: 10 sharded launches (Gemma-2-2B IA3 and LoRA, small-model IA3 and LoRA with
-    checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) planned twice and committed before any runs: ``planned_gib`` by
-    the eighteenth session's model, ``planned_gib_b`` by the nineteenth's (full fine-tuning's FSDP2 layout under TRL's
-    fused head moved line 6, Qwen2.5-1.5B full over 2, 10.05 -> 9.66 GiB; FSDP1's traced recompute and two backward
-    moments line 8, Llama-3.1-8B QLoRA over 4, 7.63 -> 7.42; IA3's checkpointed backward as three MLP-wide blocks line
-    3, Qwen2.5-0.5B IA3 over 2, 2.56 -> 2.68). Each ``planned_gib_b`` is today's
-    estimate to the hundredth of a GiB, so a change to the model before they run shows here."""
-    lines = jsonl(ROOT / "data" / "grids" / "sharded_trl_j.jsonl")
-    assert len(lines) == 10 and {ln["strategy"] for ln in lines} == {"fsdp", "fsdp1"}
-    moved = [i + 1 for i, ln in enumerate(lines) if ln["planned_gib"] != ln["planned_gib_b"]]
-    assert moved == [3, 6, 8] and lines[2]["method"] == "ia3" and lines[5]["method"] == "full" and lines[7]["strategy"] == "fsdp1"
-    for i, ln in enumerate(lines):
-        rec = dict(ln, id=f"sharded_trl_j:{i + 1}")
-        est = estimate_memory(fit_trainers.arch_of_trainer_record(rec), fit_trainers.config(rec))
-        assert round(est.peak_allocated_gib, 2) == ln["planned_gib_b"] and est.peak_phase == ln["planned_phase"], rec["id"]
+def test_the_held_out_grids_j_and_k_meet_the_sharded_bounds():
+    """data/grids/sharded_trl_j.jsonl (10 launches: Gemma-2-2B IA3 and LoRA, small-model IA3 and LoRA with
+    checkpointing, full fine-tuning, DoRA, FSDP1 QLoRA) was planned twice before any ran: ``planned_gib`` by the
+    eighteenth session's model, ``planned_gib_b`` by the nineteenth's (lines 3, 6 and 8 moved: IA3's checkpointed
+    backward, full fine-tuning's FSDP2 layout, FSDP1's checkpointed step). data/grids/sharded_trl_k.jsonl (8 more, every
+    method but DoRA) was planned by the nineteenth's after j ran, before any of k ran. Both ran on one H100 as rank 0 of
+    2-4 GPUs (data/sharded_trainers/h100_trl_fake_heldout_{j,k}_2026-12-07.jsonl). As written: j by the eighteenth
+    session's model a median 3.3%, -7.4% / +10.4%; j by the nineteenth's 1.7%, -4.4% / +10.4%; k 0.9%, -2.4% / +2.3%;
+    the 18 by the model kept 1.4%, -4.4% / +10.4%: within the sharded bounds (a median of 3%, no under-estimate past
+    -5%). Each plan the model kept is today's estimate to the hundredth of a GiB, and every run trained the tokens it was
+    asked for."""
+    runs = {r["id"]: r for r in fit_trainers.sharded()}
+    j = [runs[f"sharded_trl_j:{i}"] for i in range(1, 11)]
+    k = [runs[f"sharded_trl_k:{i}"] for i in range(1, 9)]
+    assert [i + 1 for i, r in enumerate(j) if r["planned_gib"] != r["planned_gib_b"]] == [3, 6, 8]
+    kept = [(r, r["planned_gib_b"]) for r in j] + [(r, r["planned_gib"]) for r in k]
+
+    def written(pairs):
+        errs = [plan / r["peak_train_alloc_gib"] - 1 for r, plan in pairs]
+        return round(statistics.median(abs(e) for e in errs), 3), round(min(errs), 3), round(max(errs), 3)
+
+    assert written([(r, r["planned_gib"]) for r in j]) == (0.033, -0.074, 0.104)
+    assert written([(r, r["planned_gib_b"]) for r in j]) == (0.017, -0.044, 0.104)
+    assert written([(r, r["planned_gib"]) for r in k]) == (0.009, -0.024, 0.023)
+    med, lo, hi = written(kept)
+    assert (med, lo, hi) == (0.014, -0.044, 0.104) and med <= 0.03 and lo >= -0.05
+    for r, plan in kept:
+        assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
+        est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
+        assert round(est.peak_allocated_gib, 2) == plan and est.peak_phase == r["planned_phase"], r["id"]
 
 
 def _traces(name: str) -> list[dict]:

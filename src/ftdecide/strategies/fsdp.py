@@ -238,12 +238,13 @@ STRATEGY = register(
             "for its own layout under TRL's fused head (2.5 layers in flight in backward, 3 in forward between layers, none "
             "at the loss; the head's unit at the loss or, tied, through the step; the loss and the recompute two moments, the "
             "head's fp32 gradient whole; each checkpointed layer's input at 2 B a hidden value; from 12 traced launches): "
-            "full fine-tuning in bf16: 12 launches, median 1.0%, -3.0% / +1.8% (the layout taken from two traces with these "
-            "launches in view: 2.1%, -2.1% / +13.2% before); adapters (a tied head's unit also twice at the start of "
-            "forward; IA3's checkpointed backward three MLP-wide blocks, as traced): 41 launches, median 1.4%, -5.4% / "
-            "+9.0% (planned before they ran: 8 at "
+            "full fine-tuning in bf16: 16 launches, median 0.7%, -3.0% / +1.8% (the layout taken from two traces with 12 of "
+            "these launches in view: 2.1%, -2.1% / +13.2% before); adapters (a tied head's unit also twice at the start of "
+            "forward; IA3's checkpointed backward three MLP-wide blocks, as traced): 53 launches, median 1.6%, -5.4% / "
+            "+10.4% (planned before they ran: 8 at "
             "a median 4.8%, -2.1% / +18.5% then, 8 after the moments at 4.1%, -3.6% / +11.4%, 12 after the layers were "
-            "counted by moment at 5.3%, -7.0% / +10.5%, and 10 of every method at 3.7%, -6.0% / +10.9%; DoRA is the worst "
+            "counted by moment at 5.3%, -7.0% / +10.5%, 10 of every method at 3.7%, -6.0% / +10.9%, and 18 of every method "
+            "(grids j and k, two of them FSDP1) at 1.4%, -4.4% / +10.4%; DoRA is the worst "
             "over, +4% to +9% on 4 of 5 launches, untraced)"
         ),
         # profiled on 2 H200s: 50%, 87% and 81% of the NCCL time hidden (Llama-3.2-3B, Llama-3.1-8B full,
