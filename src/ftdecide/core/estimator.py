@@ -237,8 +237,8 @@ class MemoryModel:
         # a fused head (trl 1.16, kernels/chunked_logprob.py: ChunkedLogProbFunction.backward fills fp32 gradients of the
         # hidden states and the head tile by tile and returns their bf16 casts) frees them before the last layer is
         # recomputed: the loss's moment and the layers' are two, the larger counts. Where a strategy holds units
-        # gathered, its fitted terms were chosen with the two summed, and keep the sum, except FSDP2 over a frozen base
-        # (loss_apart, traced: data/traces/h100_sharded_fsdp2_*), whose layers gathered for backward sit beside either
+        # gathered, its fitted terms were chosen with the two summed, and keep the sum, except FSDP2 and FSDP1 under
+        # that head (loss_apart, traced: data/traces/h100_sharded_fsdp2_*, *fsdp1*), whose units sit beside either
         if self.loss_apart or (self.loss_bwd_fixed and not (self.gathered or self.bwd_gathered)):
             loss_bwd, layers_bwd = max(loss_bwd, layers_bwd), 0.0
         backward = act + logits + self.head_grad + loss_bwd + layers_bwd + self.gathered + self.bwd_gathered + held

@@ -90,12 +90,13 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float, float]:
       of them together: ``fsdp_root_grad`` times the root's gradients unsharded in bf16 and in the reduce
       dtype, beside ``fsdp_end_layers`` layers' parameters and gradients.
 
-    These were chosen on the probe loop's layout. Two cases follow the emitted launch's instead (accelerate's
-    units, :func:`tail_bytes`): a tied model that trains holds its embedding's unit gathered through the whole
-    step; a frozen base holds ``fsdp_frozen_layers`` layers through the step, and the head's unit in forward
-    only (``Shares.forward_buffers``); under TRL's fused head, a tied head's unit through the step (traced,
-    ``Shares.loss_apart``), ``fsdp_fused_bwd_layers`` layers in backward and ``fsdp_fused_fwd_layers`` in forward
-    between decoder layers (``Shares.layer_fwd_buffers``), none at the loss."""
+    These were chosen on the probe loop's layout. The emitted launches follow accelerate's units instead
+    (:func:`tail_bytes`): under TRL's fused head, an adapter's or the whole model's, a tied head's unit through the
+    step, an untied one's at the loss (``Shares.forward_buffers``), ``fsdp_fused_bwd_layers`` layers in backward and
+    ``fsdp_fused_fwd_layers`` in forward between decoder layers (``Shares.layer_fwd_buffers``), none at the loss, and
+    the loss's backward and the recompute two moments (``Shares.loss_apart``; traced, adapters and full fine-tuning);
+    without it (the transformers Trainer), a frozen base holds ``fsdp_frozen_layers`` layers through the step and
+    the head's unit in forward only, and a tied model that trains its embedding's unit through the whole step."""
     lg, lp, root = in_flight_units(arch, cfg)
     tail = tail_bytes(arch, cfg)
     if _fused(cfg):

@@ -35,10 +35,11 @@ Measured: the emitted TRL file launched as rank 0 of 2-8 GPUs under torch's fake
 ``sharded_trl_i:6``), 11 launches planned before they ran, as written: the 8 loaded on the GPU and not offloaded -2.1%
 / +10.7% (median +4.5%), the 3 offloaded ones loaded in host memory +11.5% to +24.1% (their steps: checkpointed small
 models, where the plan counts the loss's backward and the recompute together and the trace of one held 0.06 GiB of the
-loss at the peak). Without TRL's per-layer excess (``Strategy.trainer_gc_excess``): -3.9% / +17.3%. Today, with the
+loss at the peak). Without TRL's per-layer excess (``Strategy.trainer_gc_excess``): -3.9% / +17.3%. With the
 checkpointed step as its two traces show it (``loss_apart``: the recompute peaks with none of the loss's backward held;
 the recomputed layer at ``fsdp1_recompute``, 1.2 layers, against the 0.91 fitted on one GPU), -5.5% / +1.8%: the
-worst under is Llama-3.1-8B over 2 loaded on the GPU, not traced. The two offloaded launches that loaded on the GPU, as
+worst under is Llama-3.1-8B over 2 loaded on the GPU, not traced. Two launches held out since (grids j and k,
+Llama-3.1-8B and Qwen2.5-7B over 2) were +0.5% and +0.3% as planned. The two offloaded launches that loaded on the GPU, as
 emitted before, ran 7% and 31% over their plans then; superseded.
 
 transformers 5.17 warns that FSDP1 is deprecated and will be removed in 5.20 (``training_args.py``): the emitted
@@ -118,7 +119,8 @@ class FSDP1(FSDP2):
                 "loads it for FSDP); FSDP1 shards it inside train()"
             )
         # TRL's fused head frees its tiles before the last layer is recomputed, as under FSDP2: two moments (traced: the
-        # offloaded TinyLlama over 2 peaked in the recompute with 0.06 GiB of the loss's held, Llama-3.2-3B over 2 likewise)
+        # offloaded TinyLlama over 2 peaked in the recompute with 0.06 GiB of the loss's held, Llama-3.2-3B over 2, and
+        # the two traced since, likewise)
         apart = cfg.trainer_spec.chunked_loss
         return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes), loss_apart=apart)
 
@@ -126,7 +128,8 @@ class FSDP1(FSDP2):
         # traced under TRL (data/traces/h200_fsdp1_cpu_load_b_*, h100_fsdp1_diag_*: TinyLlama and Llama-3.2-3B QLoRA
         # over 2): the recomputed layer holds 1.22 and 1.20 layers' worth of LoRA's activations over a 4-bit base at the
         # peak (its dropout copies and masks, the MLP's intermediates, bitsandbytes' dequantized weight), against the
-        # 0.91 fitted on one GPU, where the loss's backward and the recompute had been summed
+        # 0.91 fitted on one GPU; two launches traced after it was set held 1.22 and 1.20 again (TinyLlama over 4 and
+        # Llama-3.2-3B over 2, offloaded: data/traces/h100_sharded_f_2026-12-07.jsonl)
         return cal.fsdp1_recompute if cfg.trainer_spec.chunked_loss else fitted
 
     def load_on_cpu(self, arch, cfg) -> bool:
