@@ -597,16 +597,19 @@ def test_fsdp1_launches_within_bounds_and_their_plans_were_written_before_they_r
 
 
 def test_fsdp1_checkpointed_step_is_sized_as_traced():
-    """Both checkpointed FSDP1 launches traced under TRL (TinyLlama QLoRA over 2, loaded in host memory; Llama-3.2-3B
-    over 2) peak while the last layer is recomputed, with none of the fused loss's backward beyond 0.04 GiB held, and the
-    recompute's frames (the layer's own, its dropout copies and masks, the MLP's activation, bitsandbytes' dequantized
-    weight) hold 1.20-1.22 layers of LoRA's activations: so the plan takes the two moments apart and the recompute at
-    ``fsdp1_recompute`` (1.2), not the 0.91 fitted on one GPU."""
+    """The checkpointed FSDP1 launches traced under TRL (TinyLlama QLoRA over 2, loaded in host memory; Llama-3.2-3B
+    over 2; and, after the term was set, TinyLlama over 4 and Llama-3.2-3B over 2 offloaded) peak while the last layer
+    is recomputed, with none of the fused loss's backward beyond 0.04 GiB held, and the recompute's frames (the layer's
+    own, its dropout copies and masks, the MLP's activation, bitsandbytes' dequantized weight) hold 1.20-1.22 layers of
+    LoRA's activations: so the plan takes the two moments apart and the recompute at ``fsdp1_recompute`` (1.2), not the
+    0.91 fitted on one GPU."""
     from ftdecide.core.estimator import memory_model
 
     keys = ("recompute_fn", "dropout", "silu", "_dequant")
     lines = [t for t in _traces("h200_fsdp1_cpu_load_b_2026-12-07.jsonl") + _traces("h100_fsdp1_diag_2026-12-07.jsonl") if t["gc"]]
-    assert {t["model"] for t in lines} == {"tinyllama-1.1b", "llama-3.2-3b"}
+    # and the two traced after the term was set (TinyLlama over 4 and Llama-3.2-3B over 2, offloaded)
+    lines += [t for t in _traces("h100_sharded_f_2026-12-07.jsonl") if t.get("strategy") == "fsdp1"]
+    assert {t["model"] for t in lines} == {"tinyllama-1.1b", "llama-3.2-3b"} and len({t["id"] for t in lines}) == 6
     for t in lines:
         cfg = fit_trainers.config(t)
         m = memory_model(fit_trainers.arch_of_trainer_record(t), cfg)
@@ -617,6 +620,33 @@ def test_fsdp1_checkpointed_step_is_sized_as_traced():
         assert m.recompute == 1.2 and m.loss_apart
     lora_one_gpu = memory_model(resolve_model("tinyllama-1.1b"), TrainConfig(method="qlora", trainer="trl"))
     assert lora_one_gpu.recompute == pytest.approx(0.91) and not lora_one_gpu.loss_apart
+
+
+def test_ia3_checkpointed_backward_holds_three_mlp_wide_blocks_under_fsdp2():
+    """Three of the four IA3 launches traced over FSDP2 with checkpointing (Llama-3.2-1B over 2, Llama-3.2-3B over 4,
+    TinyLlama over 2) hold exactly three blocks of tokens x intermediate x 2 B with no Python frame at their peak,
+    whatever their MLP's width beside the hidden size (4, 2.7, 2.75); Mistral-7B over 8 holds six, and its plan with three
+    is +2.0%. So IA3's term under a bf16 engine is three such blocks a token (it had been 24 B a hidden value, equal only
+    where the MLP is 4 wide). One GPU keeps the method's own fit: no such term."""
+    from ftdecide.core.estimator import memory_model
+
+    traces = {
+        t["id"]: t
+        for name in ("h100_sharded_fsdp2_d_2026-12-07.jsonl", "h100_sharded_fsdp2_h_2026-12-07.jsonl", "h100_sharded_f_2026-12-07.jsonl")
+        for t in _traces(name)
+    }
+    counts = {}
+    for tid in ("sharded_trace_d:2", "sharded_trl_h:2", "sharded_trace_e:5", "sharded_trace_e:2"):
+        t = traces[tid]
+        arch, cfg = fit_trainers.arch_of_trainer_record(t), fit_trainers.config(t)
+        block = cfg.seq_len * cfg.batch_size * arch.intermediate_size * 2 / 2**30
+        counts[t["model"]] = sum(
+            1 for b, where in t["peak_blocks"] if where == "(no python frame)" and b == pytest.approx(block, abs=0.0006)
+        )
+        assert memory_model(arch, cfg).recompute_extra == 3 * 2.0 * arch.intermediate_size
+    assert counts == {"llama-3.2-1b": 3, "llama-3.2-3b": 3, "tinyllama-1.1b": 3, "mistral-7b": 6}
+    one = memory_model(resolve_model("tinyllama-1.1b"), TrainConfig(method="ia3", trainer="trl"))
+    assert one.recompute_extra == 0.0
 
 
 def test_fsdp1_loaded_in_host_memory_starts_with_its_root_unit_flattened():
