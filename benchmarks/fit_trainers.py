@@ -34,6 +34,16 @@ DATA = ROOT / "data" / "trainers"
 SHARDED = ROOT / "data" / "sharded_trainers"
 
 
+# the sharded grids planned by the model kept before any of them ran (j twice: its second plan, planned_gib_b, is the
+# model kept; k once); earlier grids' plans were overtaken by changes made with them in view
+HELD_OUT_GRIDS = ("sharded_trl_j:", "sharded_trl_k:")
+
+
+def kept_plan(rec: dict) -> float:
+    """The plan a held-out launch was written with by the model kept: the second where two were written."""
+    return rec.get("planned_gib_b", rec["planned_gib"])
+
+
 def held_out(rec: dict) -> bool:
     return zlib.crc32(rec["id"].encode()) % 5 == 0
 
@@ -98,6 +108,11 @@ def table(cal=DEFAULT) -> None:
     runs = sharded()
     if runs:
         print(f"sharded launches (rank 0 of N, fake process group) {summary([error(r, cal) for r in runs])}")
+        held = [r for r in runs if r["id"].startswith(HELD_OUT_GRIDS)]
+        print(
+            f"      held out, as planned before they ran ({', '.join(g[:-1] for g in HELD_OUT_GRIDS)}) "
+            f"{summary([kept_plan(r) / r['peak_train_alloc_gib'] - 1 for r in held])}"
+        )
         for r in sorted(runs, key=lambda r: r["id"]):
             print(
                 f"      {r['id']:18s} {r['model']:16s} {r['method']:5s} {r['gpus']} GPUs s{r['seq']} b{r['batch']} gc={r['gc']}: "

@@ -373,7 +373,8 @@ def test_the_held_out_grids_j_and_k_meet_the_sharded_bounds():
     j = [runs[f"sharded_trl_j:{i}"] for i in range(1, 11)]
     k = [runs[f"sharded_trl_k:{i}"] for i in range(1, 9)]
     assert [i + 1 for i, r in enumerate(j) if r["planned_gib"] != r["planned_gib_b"]] == [3, 6, 8]
-    kept = [(r, r["planned_gib_b"]) for r in j] + [(r, r["planned_gib"]) for r in k]
+    kept = [(r, fit_trainers.kept_plan(r)) for r in j + k]
+    assert {r["id"] for r, _ in kept} == {r["id"] for r in runs.values() if r["id"].startswith(fit_trainers.HELD_OUT_GRIDS)}
 
     def written(pairs):
         errs = [plan / r["peak_train_alloc_gib"] - 1 for r, plan in pairs]
