@@ -200,6 +200,11 @@ class Arch(BaseModel):
     def expert_intermediate(self) -> int:
         return self.moe_intermediate_size or self.intermediate_size
 
+    @property
+    def routed_intermediate(self) -> int:
+        """The MLP width a token passes through: its routed experts' together where the model routes, else the MLP's."""
+        return self.experts_per_token * self.expert_intermediate if self.is_moe else self.intermediate_size
+
     def linear_shapes(self) -> dict[str, tuple[int, int, int]]:
         """``{module: (in_features, out_features, count_per_layer)}`` of the nn.Linear modules in one
         layer (the ones peft's ``all-linear`` matches). Fused MoE experts are 3-D parameters in

@@ -377,9 +377,8 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     head_grad = arch.vocab_size * arch.hidden_size * param_bytes * grad_share if method.trains_base else 0.0
     if cfg.liger:
         # Liger's RMSNorm, SwiGLU and RoPE kernels save less per layer than the eager modules.
-        i_eff = arch.intermediate_size if not arch.is_moe else arch.experts_per_token * arch.expert_intermediate
         norms = cal.liger_norm_h * arch.norms_per_layer * (2 if method.trains_base else 1)
-        layer_base = max(0.0, layer_base - norms * arch.hidden_size - cal.liger_swiglu_i * i_eff)
+        layer_base = max(0.0, layer_base - norms * arch.hidden_size - cal.liger_swiglu_i * arch.routed_intermediate)
     loss = _loss_terms(arch, cfg, cal, notes)
     if cfg.offload_activations:
         notes.append("activations offloaded to CPU memory during forward (TRL activation_offloading), back for backward")

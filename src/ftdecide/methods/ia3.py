@@ -110,8 +110,7 @@ class IA3(Method):
     def recompute_extra_bytes(self, arch, cfg, mods, cal) -> float:
         if not cfg.strategy_spec.bf16_engine:
             return 0.0
-        width = arch.experts_per_token * arch.expert_intermediate if arch.is_moe else arch.intermediate_size
-        return BF16_ENGINE_GC_MLP_BLOCKS * 2.0 * width
+        return BF16_ENGINE_GC_MLP_BLOCKS * 2.0 * arch.routed_intermediate
 
     def kernels_per_layer_pass(self, arch, mods, kc) -> float:
         return len(mods) * kc.ia3_pass

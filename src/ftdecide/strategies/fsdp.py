@@ -99,28 +99,22 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float, float]:
     the head's unit in forward only, and a tied model that trains its embedding's unit through the whole step."""
     lg, lp, root = in_flight_units(arch, cfg)
     tail = tail_bytes(arch, cfg)
+    tied = tail if arch.tie_embeddings else 0.0
+    # the end of backward: the root's and the last layers' gradients where the base trains (lp and root are 0 over a
+    # frozen base, which holds the layers alone)
+    end = cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp)
     if _fused(cfg):
         # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl, adapters;
         # h100_sharded_fsdp2_2026-12-07.jsonl, full fine-tuning): its forward takes a tied weight whole and keeps it to
         # the last layer's recompute (trl/trainer/utils.py _fused_forward), an untied head's unit is gathered at the
         # loss only; and every decoder layer is resharded after its forward (reshard_after_forward), so the layers in
-        # flight are backward's: none at the loss. Where the base trains, the end of backward adds the root's and the
-        # last layers' gradients (lp and root are 0 over a frozen base)
-        tied = tail if arch.tie_embeddings else 0.0
-        end = cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp)
+        # flight are backward's: none at the loss
         return tied, cal.fsdp_fused_bwd_layers * lg, end, tail - tied, cal.fsdp_fused_fwd_layers * lg
     if not cfg.method_spec.trains_base:
         # the emitted launch of an adapter without the fused head (data/sharded_trainers/): see FROZEN below
-        return cal.fsdp_frozen_layers * lg, 0.0, cal.fsdp_end_layers * lg, tail, 0.0
+        return cal.fsdp_frozen_layers * lg, 0.0, end, tail, 0.0
     # a tied head's unit is the embedding, which trains: gathered from the first layer's input to the last gradient
-    tied = tail if arch.tie_embeddings else 0.0
-    return (
-        cal.fsdp_fwd_layers * lg + tied,
-        cal.fsdp_bwd_layers * lg + cal.fsdp_grad_layers * lp,
-        cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp),
-        0.0,
-        0.0,
-    )
+    return cal.fsdp_fwd_layers * lg + tied, cal.fsdp_bwd_layers * lg + cal.fsdp_grad_layers * lp, end, 0.0, 0.0
 
 
 class FSDP2(Strategy):
