@@ -52,9 +52,8 @@ def load(trainer: str | None = None) -> list[dict]:
     """The runs that trained (``status`` ok), one record per run id, of ``trainer`` or all."""
     out: dict[str, dict] = {}
     for rec in read_records(DATA):
-        if True:
-            if rec.get("status") == "ok" and (trainer is None or rec["trainer"] == trainer):
-                out[rec["id"]] = rec
+        if rec.get("status") == "ok" and (trainer is None or rec["trainer"] == trainer):
+            out[rec["id"]] = rec
     return list(out.values())
 
 
@@ -262,8 +261,16 @@ def timing() -> None:
                 dense_bound.setdefault(r["trainer"], []).append(err)
         shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
         print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
+    # a timing grid written with the tokens/s the model planned on each card before any of it ran
+    planned = {}
+    for r in alone(load()):
+        key = f"planned_tps_{'h200' if 'H200' in (r.get('gpu') or '') else 'h100'}"
+        if key in r:
+            planned.setdefault(r["trainer"], []).append(r[key] / time_error(r)[0] - 1)
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
+        if trainer in planned:
+            print(f"{trainer:5s} held out, as planned before they ran: {summary(planned[trainer])}")
         print(f"{trainer:5s} GPU-bound: {summary(bound.get(trainer, []))}")
         # the trainer grids' dense models (issue 25's target); the family grids' MoE, hybrid and multimodal runs apart
         print(f"{trainer:5s} dense trainer grids alone: {summary(dense.get(trainer, []))}")
