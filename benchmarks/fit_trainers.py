@@ -94,7 +94,20 @@ def superseded(rec: dict) -> bool:
     return cfg.strategy_spec.load_on_cpu(arch_of_trainer_record(rec), cfg) and rec.get("alloc_before_train_gib", 0.0) > 0.01
 
 
+def refused_that_fit(recs: list[dict], cal=DEFAULT) -> list[dict]:
+    """The runs that trained whose plan refuses them: ``required_gib`` (peak, CUDA context and the allocator's reserve)
+    above the memory of the card they ran on (:func:`gpu_of`), the fit verdict a recommendation turns on."""
+    return [
+        r
+        for r in recs
+        if estimate_memory(arch_of_trainer_record(r), config(r), cal).required_gib > gpu_of(r).memory_gib and r.get("status") == "ok"
+    ]
+
+
 def table(cal=DEFAULT) -> None:
+    runs = load() + sharded()
+    refused = refused_that_fit(runs, cal)
+    print(f"fit verdicts: {len(runs)} runs trained, {len(refused)} of them refused by their plan {[r['id'] for r in refused]}")
     for trainer in sorted({r["trainer"] for r in load()}):
         runs = load(trainer)
         fit = [error(r, cal) for r in runs if not held_out(r)]

@@ -271,6 +271,19 @@ def test_the_runs_made_after_the_constants_were_set():
     assert statistics.median(abs(e) for e in errs) <= 0.02 and min(errs) >= -0.05 and max(errs) <= 0.11
 
 
+def test_no_run_that_trained_is_refused_by_its_plan():
+    """The fit verdict a recommendation turns on: every emitted run and launch that trained (275 on one GPU, 87
+    sharded) has a plan whose ``required_gib`` is within the card it ran on; none of them is refused though it fits."""
+    runs = fit_trainers.load() + fit_trainers.sharded()
+    assert len(runs) >= 362
+    assert fit_trainers.refused_that_fit(runs) == []
+    # the verdict is tested on a card its plan fills to 89% at most (TRL Phi-3-mini full fine-tuning without checkpointing): these
+    # runs were chosen to fit, and none sits at the edge
+    nearest = max(runs, key=lambda r: estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).required_gib)
+    req = estimate_memory(fit_trainers.arch_of_trainer_record(nearest), fit_trainers.config(nearest)).required_gib
+    assert nearest["id"] == "trainer_trl_c:8" and req / fit_trainers.gpu_of(nearest).memory_gib == pytest.approx(0.890, abs=0.001)
+
+
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
