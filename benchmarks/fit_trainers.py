@@ -94,20 +94,30 @@ def superseded(rec: dict) -> bool:
     return cfg.strategy_spec.load_on_cpu(arch_of_trainer_record(rec), cfg) and rec.get("alloc_before_train_gib", 0.0) > 0.01
 
 
-def refused_that_fit(recs: list[dict], cal=DEFAULT) -> list[dict]:
-    """The runs that trained whose plan refuses them: ``required_gib`` (peak, CUDA context and the allocator's reserve)
-    above the memory of the card they ran on (:func:`gpu_of`), the fit verdict a recommendation turns on."""
-    return [
-        r
-        for r in recs
-        if estimate_memory(arch_of_trainer_record(r), config(r), cal).required_gib > gpu_of(r).memory_gib and r.get("status") == "ok"
-    ]
+def ran_out() -> list[dict]:
+    """The runs on one GPU that ran out of memory (``status`` oom), one record per run id."""
+    return list({r["id"]: r for r in read_records(DATA) if r.get("status") == "oom"}.values())
+
+
+def disagreements(recs: list[dict], cal=DEFAULT) -> list[tuple[dict, str]]:
+    """The runs whose plan's fit verdict, the one a recommendation turns on, is wrong: ``required_gib`` (peak, CUDA
+    context and the allocator's reserve) above the memory of the card the run trained on (:func:`gpu_of`), or within
+    that of a card it ran out of memory on."""
+    out = []
+    for r in recs:
+        fits = estimate_memory(arch_of_trainer_record(r), config(r), cal).required_gib <= gpu_of(r).memory_gib
+        if fits != (r.get("status") == "ok"):
+            out.append((r, "refused, trained" if r.get("status") == "ok" else "fits, ran out"))
+    return out
 
 
 def table(cal=DEFAULT) -> None:
-    runs = load() + sharded()
-    refused = refused_that_fit(runs, cal)
-    print(f"fit verdicts: {len(runs)} runs trained, {len(refused)} of them refused by their plan {[r['id'] for r in refused]}")
+    runs = load() + sharded() + ran_out()
+    wrong = disagreements(runs, cal)
+    print(
+        f"fit verdicts: {len(runs)} runs ({len(ran_out())} out of memory), {len(wrong)} the plan gets wrong "
+        f"{[(r['id'], why) for r, why in wrong]}"
+    )
     for trainer in sorted({r["trainer"] for r in load()}):
         runs = load(trainer)
         fit = [error(r, cal) for r in runs if not held_out(r)]

@@ -276,7 +276,7 @@ def test_no_run_that_trained_is_refused_by_its_plan():
     sharded) has a plan whose ``required_gib`` is within the card it ran on; none of them is refused though it fits."""
     runs = fit_trainers.load() + fit_trainers.sharded()
     assert len(runs) >= 362
-    assert fit_trainers.refused_that_fit(runs) == []
+    assert fit_trainers.disagreements(runs) == []
     # the verdict is tested on a card its plan fills to 89% at most (TRL Phi-3-mini full fine-tuning without checkpointing): these
     # runs were chosen to fit, and none sits at the edge
     nearest = max(runs, key=lambda r: estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).required_gib)
