@@ -261,6 +261,36 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
         assert res.chosen.fits and res.chosen.required_gib <= res.gpu.memory_gib
 
 
+def test_the_hf_timing_grid_as_planned_before_it_ran():
+    """data/grids/trainer_hf_timing.jsonl: the emitted transformers Trainer file, timed alone over 6 steps on one H100
+    (2026-12-07), each line's tokens/s written before any ran. 8 of its 16 lines ran before the call's deadline. Against
+    that plan: a median 11.6%, -12.1% / +20.5%, above the issue's 10%. The model is fast for LoRA and QLoRA (+6% to
+    +21%) and slow for full fine-tuning (-4%, -12%), as on TRL's timing grid. The step is TRL's to within 5% on the
+    same shape, except QLoRA: 1.42x TRL's on Llama-3.2-3B, where peft's k-bit preparation (hf's, not TRL's) runs the
+    embeddings, norms and head in fp32; the step-time model has no trainer term for it. Their peaks are within the
+    bounds: a median 0.8%, -1.7% / +1.1%."""
+    runs = [r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:")]
+    assert len(runs) == 8 and all(len(r["step_s"]) == 6 and r["gpu"].startswith("NVIDIA H100") for r in runs)
+    errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.116, abs=0.001)
+    assert min(errs) == pytest.approx(-0.121, abs=0.001) and max(errs) == pytest.approx(0.205, abs=0.001)
+    # the plan written then is the model's today: no step-time constant moved with these runs in view
+    assert all(r["planned_tps_h100"] == pytest.approx(fit_trainers.time_error(r)[1], rel=1e-3) for r in runs)
+    trl = {
+        (r["model"], r["method"], r["seq"], r["batch"]): r for r in fit_trainers.load("trl") if r["id"].startswith("trainer_trl_timing:")
+    }
+    ratio = {
+        (r["model"], r["method"]): statistics.median(r["step_s"][1:]) / statistics.median(trl[k]["step_s"][1:])
+        for r in runs
+        if (k := (r["model"], r["method"], r["seq"], r["batch"])) in trl
+    }
+    assert len(ratio) == 7 and ratio.pop(("llama-3.2-3b", "qlora")) == pytest.approx(1.42, abs=0.01)
+    assert all(0.99 <= v <= 1.06 for v in ratio.values())
+    # their peaks, out of sample too (no memory constant moved): a median 0.8%, -1.7% / +1.1%
+    mem = [fit_trainers.error(r) for r in runs]
+    assert statistics.median(abs(e) for e in mem) == pytest.approx(0.008, abs=0.001) and -0.018 <= min(mem) and max(mem) <= 0.012
+
+
 def test_the_runs_made_after_the_constants_were_set():
     """The third TRL grid and the timing grid (7B-14B among them) ran after every trainer constant was set
     and moved none: their error is out of sample (measured: median 1.6%, worst -7.9% / +10.7%; 1.3%, -3.0% / +10.7%
