@@ -266,8 +266,8 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     (2026-12-07), each line's tokens/s written before any ran. 8 of its 16 lines ran before the call's deadline. Against
     that plan: a median 11.6%, -12.1% / +20.5%, above the issue's 10%. The model is fast for LoRA and QLoRA (+6% to
     +21%) and slow for full fine-tuning (-4%, -12%), as on TRL's timing grid. The step is TRL's to within 5% on the
-    same shape, except QLoRA: 1.42x TRL's on Llama-3.2-3B, where peft's k-bit preparation (hf's, not TRL's) runs the
-    embeddings, norms and head in fp32; the step-time model has no trainer term for it. Their peaks are within the
+    same shape, except QLoRA: 1.42x TRL's on Llama-3.2-3B, where hf's file runs peft's k-bit preparation (fp32
+    embeddings, norms, head and adapters) and TRL's does not; the step-time model has no trainer term for it. Their peaks are within the
     bounds: a median 0.8%, -1.7% / +1.1%."""
     runs = [r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:")]
     assert len(runs) == 8 and all(len(r["step_s"]) == 6 and r["gpu"].startswith("NVIDIA H100") for r in runs)
