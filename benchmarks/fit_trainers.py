@@ -112,10 +112,11 @@ def disagreements(recs: list[dict], cal=DEFAULT) -> list[tuple[dict, str]]:
 
 
 def table(cal=DEFAULT) -> None:
-    runs = load() + sharded() + ran_out()
+    oom = ran_out()
+    runs = load() + sharded() + oom
     wrong = disagreements(runs, cal)
     print(
-        f"fit verdicts: {len(runs)} runs ({len(ran_out())} out of memory), {len(wrong)} the plan gets wrong "
+        f"fit verdicts: {len(runs)} runs ({len(oom)} out of memory), {len(wrong)} the plan gets wrong "
         f"{[(r['id'], why) for r, why in wrong]}"
     )
     for trainer in sorted({r["trainer"] for r in load()}):

@@ -267,8 +267,8 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     that plan: a median 11.6%, -12.1% / +20.5%, above the issue's 10%. The model is fast for LoRA and QLoRA (+6% to
     +21%) and slow for full fine-tuning (-4%, -12%), as on TRL's timing grid. The step is TRL's to within 5% on the
     same shape, except QLoRA: 1.42x TRL's on Llama-3.2-3B, where hf's file runs peft's k-bit preparation (fp32
-    embeddings, norms, head and adapters) and TRL's does not; the step-time model has no trainer term for it. Their peaks are within the
-    bounds: a median 0.8%, -1.7% / +1.1%."""
+    embeddings, norms, head and adapters) and TRL's does not; the step-time model has no trainer term for it. Their
+    peaks are within the bounds: a median 0.8%, -1.7% / +1.1%."""
     runs = [r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:")]
     assert len(runs) == 8 and all(len(r["step_s"]) == 6 and r["gpu"].startswith("NVIDIA H100") for r in runs)
     errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
@@ -302,16 +302,21 @@ def test_the_runs_made_after_the_constants_were_set():
 
 
 def test_no_run_that_trained_is_refused_by_its_plan():
-    """The fit verdict a recommendation turns on: every emitted run and launch that trained (275 on one GPU, 87
-    sharded) has a plan whose ``required_gib`` is within the card it ran on; none of them is refused though it fits."""
+    """The fit verdict a recommendation turns on: every emitted run and launch that trained (283 on one GPU, 87
+    sharded) has a plan whose ``required_gib`` is within the card it ran on; none of them is refused though it fits.
+    These runs were chosen to fit, and none sits at the card's edge: the nearest, TRL's Phi-3-mini full fine-tuning
+    without checkpointing, fills 89% of it (data/grids/trainer_trl_edge.jsonl, not run yet, is the edge's test)."""
     runs = fit_trainers.load() + fit_trainers.sharded()
-    assert len(runs) >= 362
+    assert len(runs) >= 370
     assert fit_trainers.disagreements(runs) == []
-    # the verdict is tested on a card its plan fills to 89% at most (TRL Phi-3-mini full fine-tuning without checkpointing): these
-    # runs were chosen to fit, and none sits at the edge
-    nearest = max(runs, key=lambda r: estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).required_gib)
-    req = estimate_memory(fit_trainers.arch_of_trainer_record(nearest), fit_trainers.config(nearest)).required_gib
-    assert nearest["id"] == "trainer_trl_c:8" and req / fit_trainers.gpu_of(nearest).memory_gib == pytest.approx(0.890, abs=0.001)
+
+    def filled(r):
+        return (
+            estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).required_gib / fit_trainers.gpu_of(r).memory_gib
+        )
+
+    nearest = max(runs, key=filled)
+    assert nearest["id"] == "trainer_trl_c:8" and filled(nearest) == pytest.approx(0.890, abs=0.001)
 
 
 def test_sharded_launches_within_the_sharded_bounds():
