@@ -299,6 +299,10 @@ def timing() -> None:
         # the trainer grids' dense models (issue 25's target); the family grids' MoE, hybrid and multimodal runs apart
         print(f"{trainer:5s} dense trainer grids alone: {summary(dense.get(trainer, []))}")
         print(f"{trainer:5s} dense trainer grids GPU-bound: {summary(dense_bound.get(trainer, []))}")
+        # the timing grids alone: each run by itself on the GPU over 6 steps (the other grids' runs took 3, some of them
+        # beside other runs' model builds)
+        timed = [time_error(r)[2] for r in alone(load(trainer)) if r["id"].startswith(f"trainer_{trainer}_timing:")]
+        print(f"{trainer:5s} timing grid: {summary(timed)}")
 
 
 if __name__ == "__main__":
