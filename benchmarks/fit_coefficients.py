@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
-from ftdecide import estimator  # noqa: E402
+from ftdecide.core import estimator  # noqa: E402
 from ftdecide.core.calibration import DEFAULT  # noqa: E402
 from ftdecide.methods import variants  # noqa: E402
 from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402

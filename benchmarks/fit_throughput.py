@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import config, load  # noqa: E402
-from ftdecide import throughput  # noqa: E402
+from ftdecide.core import throughput  # noqa: E402
 from ftdecide.core.calibration import DEFAULT, KernelCounts, StepConstants  # noqa: E402
 from ftdecide.files.hfconfig import arch_from_hf_config  # noqa: E402
 
