@@ -271,6 +271,11 @@ def timing() -> None:
     bound: dict[str, list[float]] = {}
     dense: dict[str, list[float]] = {}
     dense_bound: dict[str, list[float]] = {}
+    # a timing grid written with the tokens/s the model planned on each card before any of it ran
+    planned: dict[str, list[float]] = {}
+    # the timing grids: each run by itself on the GPU over 6 steps (the other grids' runs took 3, some of them beside
+    # other runs' model builds)
+    timed: dict[str, list[float]] = {}
     for r in alone(load()):
         cfg, gpu = config(r), gpu_of(r)
         measured, predicted, err = time_error(r)
@@ -283,14 +288,13 @@ def timing() -> None:
             dense.setdefault(r["trainer"], []).append(err)
             if gpu_bound:
                 dense_bound.setdefault(r["trainer"], []).append(err)
-        shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
-        print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
-    # a timing grid written with the tokens/s the model planned on each card before any of it ran
-    planned = {}
-    for r in alone(load()):
         key = f"planned_tps_{'h200' if 'H200' in (r.get('gpu') or '') else 'h100'}"
         if key in r:
-            planned.setdefault(r["trainer"], []).append(r[key] / time_error(r)[0] - 1)
+            planned.setdefault(r["trainer"], []).append(r[key] / measured - 1)
+        if r["id"].startswith(f"trainer_{r['trainer']}_timing:"):
+            timed.setdefault(r["trainer"], []).append(err)
+        shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
+        print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
         if trainer in planned:
@@ -299,10 +303,7 @@ def timing() -> None:
         # the trainer grids' dense models (issue 25's target); the family grids' MoE, hybrid and multimodal runs apart
         print(f"{trainer:5s} dense trainer grids alone: {summary(dense.get(trainer, []))}")
         print(f"{trainer:5s} dense trainer grids GPU-bound: {summary(dense_bound.get(trainer, []))}")
-        # the timing grids alone: each run by itself on the GPU over 6 steps (the other grids' runs took 3, some of them
-        # beside other runs' model builds)
-        timed = [time_error(r)[2] for r in alone(load(trainer)) if r["id"].startswith(f"trainer_{trainer}_timing:")]
-        print(f"{trainer:5s} timing grid: {summary(timed)}")
+        print(f"{trainer:5s} timing grid: {summary(timed.get(trainer, []))}")
 
 
 if __name__ == "__main__":
