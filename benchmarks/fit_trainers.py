@@ -48,11 +48,12 @@ def held_out(rec: dict) -> bool:
     return zlib.crc32(rec["id"].encode()) % 5 == 0
 
 
-def load(trainer: str | None = None) -> list[dict]:
-    """The runs that trained (``status`` ok), one record per run id, of ``trainer`` or all."""
+def load(trainer: str | None = None, status: str = "ok") -> list[dict]:
+    """The runs of ``status`` (ok: they trained; oom: they ran out of memory), one record per run id, of ``trainer``
+    or all."""
     out: dict[str, dict] = {}
     for rec in read_records(DATA):
-        if rec.get("status") == "ok" and (trainer is None or rec["trainer"] == trainer):
+        if rec.get("status") == status and (trainer is None or rec["trainer"] == trainer):
             out[rec["id"]] = rec
     return list(out.values())
 
@@ -94,11 +95,6 @@ def superseded(rec: dict) -> bool:
     return cfg.strategy_spec.load_on_cpu(arch_of_trainer_record(rec), cfg) and rec.get("alloc_before_train_gib", 0.0) > 0.01
 
 
-def ran_out() -> list[dict]:
-    """The runs on one GPU that ran out of memory (``status`` oom), one record per run id."""
-    return list({r["id"]: r for r in read_records(DATA) if r.get("status") == "oom"}.values())
-
-
 def disagreements(recs: list[dict], cal=DEFAULT) -> list[tuple[dict, str]]:
     """The runs whose plan's fit verdict, the one a recommendation turns on, is wrong: ``required_gib`` (peak, CUDA
     context and the allocator's reserve) above the memory of the card the run trained on (:func:`gpu_of`), or within
@@ -112,7 +108,7 @@ def disagreements(recs: list[dict], cal=DEFAULT) -> list[tuple[dict, str]]:
 
 
 def table(cal=DEFAULT) -> None:
-    oom = ran_out()
+    oom = load(status="oom")
     runs = load() + sharded() + oom
     wrong = disagreements(runs, cal)
     print(

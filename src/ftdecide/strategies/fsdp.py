@@ -61,9 +61,10 @@ def tail_bytes(arch, cfg) -> float:
     return (shared + arch.hidden_size) * gathered_bytes(arch, cfg)
 
 
-def _fused(cfg) -> bool:
+def fused_head(cfg) -> bool:
     """A launch under TRL's fused head, of an adapter or of the whole model: its layers in flight are backward's, and the
-    loss's moment and the recompute's are two (traced, :func:`in_flight`)."""
+    loss's moment and the recompute's are two (traced, :func:`in_flight`; FSDP1 asks it too, for its two moments and
+    its recompute)."""
     return cfg.trainer_spec.chunked_loss
 
 
@@ -73,7 +74,7 @@ def early_bytes(arch, cfg) -> float:
     Gemma-2-2B IA3 over 2): the peak came in the backbone's call from TRL's fused forward, with two blocks the size of
     the tied head (1.10 GiB each) and one layer gathered, before the layers had saved much; a model whose tied head is
     large beside its layers (a 256k vocabulary) peaks there. Later moments hold the unit once (traced in backward)."""
-    if not (_fused(cfg) and not cfg.method_spec.trains_base and arch.tie_embeddings):
+    if not (fused_head(cfg) and not cfg.method_spec.trains_base and arch.tie_embeddings):
         return 0.0
     return 2.0 * tail_bytes(arch, cfg) + in_flight_units(arch, cfg)[0]
 
@@ -103,7 +104,7 @@ def in_flight(arch, cfg, cal) -> tuple[float, float, float, float, float]:
     # the end of backward: the root's and the last layers' gradients where the base trains (lp and root are 0 over a
     # frozen base, which holds the layers alone)
     end = cal.fsdp_root_grad * root + cal.fsdp_end_layers * (lg + lp)
-    if _fused(cfg):
+    if fused_head(cfg):
         # under TRL's fused head (traced: data/traces/h100_sharded_fsdp2_b_2026-12-07.jsonl, adapters;
         # h100_sharded_fsdp2_2026-12-07.jsonl, full fine-tuning): its forward takes a tied weight whole and keeps it to
         # the last layer's recompute (trl/trainer/utils.py _fused_forward), an untied head's unit is gathered at the
@@ -134,7 +135,7 @@ class FSDP2(Strategy):
             )
         buffers = dict(compute_buffers=fwd, backward_buffers=bwd, end_buffers=end, forward_buffers=loss, layer_fwd_buffers=between)
         return Shares(
-            shard_w, shard_g, shard_o, **buffers, early_buffers=early_bytes(arch, cfg), notes=tuple(notes), loss_apart=_fused(cfg)
+            shard_w, shard_g, shard_o, **buffers, early_buffers=early_bytes(arch, cfg), notes=tuple(notes), loss_apart=fused_head(cfg)
         )
 
     def accumulated_grad_bytes(self, arch, cfg, trainable, grads):

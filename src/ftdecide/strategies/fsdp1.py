@@ -49,7 +49,7 @@ files pin the versions they were sized for, and the plan says so.
 from __future__ import annotations
 
 from . import Shares, register
-from .fsdp import FSDP2
+from .fsdp import FSDP2, fused_head
 
 # peft 0.21's documented run (docs/source/accelerate/fsdp.md, "Memory usage"): Llama-2-70B QLoRA r=8 on all
 # linear layers, 2 GPUs, 2 x 2,048 tokens packed, checkpointing: 19.6 GB per GPU with the parameters
@@ -121,8 +121,9 @@ class FSDP1(FSDP2):
         # TRL's fused head frees its tiles before the last layer is recomputed, as under FSDP2: two moments (traced: the
         # offloaded TinyLlama over 2 peaked in the recompute with 0.06 GiB of the loss's held, Llama-3.2-3B over 2, and
         # the two traced since, likewise)
-        apart = cfg.trainer_spec.chunked_loss
-        return Shares(shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes), loss_apart=apart)
+        return Shares(
+            shard_w + consts, shard_g, shard_o, compute_buffers=gathered, start=start, notes=tuple(notes), loss_apart=fused_head(cfg)
+        )
 
     def recompute(self, cfg, fitted, cal):
         # traced under TRL (data/traces/h200_fsdp1_cpu_load_b_*, h100_fsdp1_diag_*: TinyLlama and Llama-3.2-3B QLoRA
@@ -130,7 +131,7 @@ class FSDP1(FSDP2):
         # peak (its dropout copies and masks, the MLP's intermediates, bitsandbytes' dequantized weight), against the
         # 0.91 fitted on one GPU; two launches traced after it was set held 1.22 and 1.20 again (TinyLlama over 4 and
         # Llama-3.2-3B over 2, offloaded: data/traces/h100_sharded_f_2026-12-07.jsonl)
-        return cal.fsdp1_recompute if cfg.trainer_spec.chunked_loss else fitted
+        return cal.fsdp1_recompute if fused_head(cfg) else fitted
 
     def load_on_cpu(self, arch, cfg) -> bool:
         # with the parameters offloaded the GPU need never hold the whole 4-bit model (the Answer.AI recipe), where the
