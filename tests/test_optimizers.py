@@ -103,6 +103,26 @@ def test_paging_costs_host_time_by_tensor_and_by_gigabyte():
     assert paged["memory"] == pytest.approx(twin["memory"])  # the same kernels over the same states
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw8bit"])
+def test_a_micro_batch_carries_its_share_of_the_optimizer_step(optimizer):
+    """Under accumulation the optimizer steps once every ``accumulation`` micro-batches: a micro-batch carries that
+    share of its traffic over weights and states, its update kernel and its host loop (fitted on the probe's loop,
+    which steps after each one), and every micro-batch after the first adds its gradients into the held ones (autograd's
+    AccumulateGrad: reads both, writes one). Llama-3.2-1B fully fine-tuned, accumulating over 4."""
+    a = catalog.resolve_model("llama-3.2-1b")
+    cfg = TrainConfig(method="full", optimizer=optimizer, seq_len=1024, batch_size=4)
+    one, four = step_seconds(a, cfg, 989, 3350), step_seconds(a, cfg, 989, 3350, accumulation=4)
+    mm, k, o = memory_model(a, cfg), DEFAULT.step, optimizers.get(optimizer)
+    per_step = k.k_state * (mm.weights + mm.opt_gpu + mm.opt_managed) + o.update_traffic(mm.trainable_params, DEFAULT)
+    assert mm.grads == 2.0 * a.total_params()  # bf16 gradients
+    assert four["memory"] - one["memory"] == pytest.approx((-0.75 * per_step + 0.75 * 3.0 * mm.grads) / 3350e9)
+    tensors = a.param_tensors()
+    host = o.host_ms(tensors, 0, 0.0, DEFAULT) / 1e3 + o.kernels(tensors, DEFAULT.kernels) * k.kernel_us / 1e6
+    assert (host > 0) == (optimizer == "adamw8bit")
+    assert four["launch"] - one["launch"] == pytest.approx(-0.75 * host, abs=1e-12)
+    assert four["matmul"] == one["matmul"]
+
+
 def test_lora_states_stay_in_the_allocator_below_bitsandbytes_paging_size():
     """bitsandbytes pages a tensor's states from 1e5 values on: Llama-3.1-8B's rank-16 LoRA pages only the
     matrices along the MLP's 14336 side (gate and up's B, down's A: 229,376 values each); the rest, 48% of

@@ -274,8 +274,13 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
     assert statistics.median(abs(e) for e in errs) == pytest.approx(0.116, abs=0.001)
     assert min(errs) == pytest.approx(-0.121, abs=0.001) and max(errs) == pytest.approx(0.205, abs=0.001)
-    # the plan written then is the model's today: no step-time constant moved with these runs in view
-    assert all(r["planned_tps_h100"] == pytest.approx(fit_trainers.time_error(r)[1], rel=1e-3) for r in runs)
+    # the model today moved from that plan by mechanisms, no constant: the optimizer's share of a micro-batch under
+    # accumulation (the two full fine-tuning runs, 0.1-0.2% faster); nothing else these runs have changed
+    today = [r["planned_tps_h100"] / fit_trainers.time_error(r)[1] - 1 for r in runs]
+    assert max(abs(d) for d in today) < 0.002 and [r["method"] for r, d in zip(runs, today, strict=True) if abs(d) > 1e-3] == [
+        "full",
+        "full",
+    ]
     trl = {
         (r["model"], r["method"], r["seq"], r["batch"]): r for r in fit_trainers.load("trl") if r["id"].startswith("trainer_trl_timing:")
     }

@@ -25,6 +25,9 @@ the dispatcher) launches the next ones. Whichever is longer bounds the step:
     expert loops and 4-bit linears make the CPU the bound: profiled steps of such runs keep the GPU
     busy for a third of the step or less (``benchmarks/device_diagnose.py``).
 
+Under gradient accumulation a micro-batch carries 1/accumulation of what the optimizer step moves, launches and
+loops over on the host, and each one after the first adds its gradients into the held ones (3 passes over them).
+
 The two combine as ``(gpu^p + cpu^p)^(1/p)``: ``p`` = 1 would add them (no overlap), a large ``p``
 takes the larger (perfect overlap); the fitted value sits between, since synchronisations (the loss,
 the optimizer) drain the launch queue a few times per step.
@@ -156,13 +159,20 @@ def step_seconds(
     mods = method.adapted_modules(arch, cfg)
     traffic += method.step_traffic_bytes(arch, cfg, mods)
     optimizer = cfg.optimizer_spec
+    # the optimizer steps once every ``accumulation`` micro-batches: a micro-batch carries that share of its
+    # traffic, kernels and host time (the probe's loop, on which they were fitted, steps after every one)
+    per_step = 1.0 / max(1, accumulation)
     if method.trains_base:
         # paged states are read and written where they are, on the GPU while it has room
-        traffic += k.k_state * (mm.weights + mm.opt_gpu + mm.opt_managed)
-        traffic += optimizer.update_traffic(mm.trainable_params, cal)
+        traffic += per_step * (k.k_state * (mm.weights + mm.opt_gpu + mm.opt_managed) + optimizer.update_traffic(mm.trainable_params, cal))
+    # every micro-batch after an optimizer step's first adds its gradients into the held ones in place (autograd's
+    # AccumulateGrad): reads both, writes one
+    traffic += 3.0 * mm.grads * (1.0 - per_step)
     memory = traffic / (bandwidth_gbs * 1e9)
-    launch = _kernels(arch, cfg, mods, cal.kernels) * k.kernel_us / 1e6
-    launch += optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
+    tensors = method.trainable_tensors(arch, mods)
+    kernels = _kernels(arch, cfg, mods, cal.kernels) - (1.0 - per_step) * cfg.optimizer_spec.kernels(tensors, cal.kernels)
+    launch = kernels * k.kernel_us / 1e6
+    launch += per_step * optimizer.host_ms(tensors, mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
     p = k.overlap_p
     gpu = matmul + memory
     offload = 0.0
