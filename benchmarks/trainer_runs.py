@@ -258,6 +258,13 @@ def run_one(line: dict, model_dir: pathlib.Path, work: pathlib.Path, timeout: in
     except subprocess.TimeoutExpired as e:
         rc, log = 124, str(e.stdout or "") + str(e.stderr or "")
     rec = dict(line, wall_s=round(time.time() - t0, 1), rc=rc, words=counts if line.get("examples") else counts[:8])
+    # the window the model was built with, where its family's config names one (probe/records.py, _window_as_run)
+    from ftdecide.files.hfconfig import hf_config
+    from ftdecide.probe.records import arch_of_trainer_record
+
+    built = hf_config(arch_of_trainer_record(line))
+    if "sliding_window" in built and "text_config" not in built:
+        rec["sliding_window"] = built["sliding_window"]
     info_path = work / "launch_rank0.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())

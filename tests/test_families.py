@@ -539,10 +539,11 @@ def test_a_module_the_architecture_lacks_is_still_one_error_naming_it():
 
 
 @pytest.mark.parametrize("gc", [True, False])
-def test_gemma3_sliding_layers_hold_their_mask_only_beyond_their_window(gc):
-    """Gemma-3-1B: 22 of 26 layers slide over 512 keys. Beyond 512 tokens sdpa runs them with a mask: transformers'
-    boolean one (1 B a query x key pair) and the bias sdpa's masked kernel saves, in every sliding layer without
-    checkpointing (2 B a pair each), in the one recomputed with it."""
+def test_gemma3_sliding_layers_hold_their_mask_from_their_window_on(gc):
+    """Gemma-3-1B: 22 of 26 layers slide over 512 keys. From 512 tokens on, 512 included, sdpa runs them with a mask
+    (transformers 5.17 skips it only while the keys are fewer than the window): transformers' boolean one (1 B a
+    query x key pair) and the bias sdpa's masked kernel saves, in every sliding layer without checkpointing (2 B a
+    pair each), in the one recomputed with it."""
     from ftdecide.core.calibration import DEFAULT
     from ftdecide.core.estimator import memory_model
 
@@ -552,9 +553,79 @@ def test_gemma3_sliding_layers_hold_their_mask_only_beyond_their_window(gc):
     mm = memory_model(arch, cfg)
     per_pair = DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes * (1 if gc else 22)
     assert mm.sliding == (512, DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes, DEFAULT.sdpa_mask_bytes + DEFAULT.sdpa_bias_bytes * 22)
-    for seq, b, masked in ((512, 8, False), (4096, 8, True)):
+    for seq, b, masked in ((511, 8, False), (512, 8, True), (4096, 8, True)):
         plain = memory_model(arch.model_copy(update={"sliding_window": 0, "sliding_layers": 0}), cfg).phases(seq, b, gc)["act"]
         assert mm.phases(seq, b, gc)["act"] - plain == pytest.approx(per_pair * b * seq * seq if masked else 0.0)
+
+
+_MISTRAL = dict(
+    model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000
+)
+
+
+@pytest.mark.parametrize(
+    "cfg, window",
+    [
+        pytest.param(_MISTRAL, 4096, id="mistral-no-key"),  # MistralConfig's default: Mistral-7B-v0.1's window
+        pytest.param({**_MISTRAL, "sliding_window": None}, 0, id="mistral-null"),  # Mistral-7B-v0.3, Mistral Small 3
+        pytest.param({**_MISTRAL, "sliding_window": 32768}, 32768, id="ministral"),
+        pytest.param({**_MISTRAL, "model_type": "phi3"}, 0, id="phi3-no-key"),
+        pytest.param({**_MISTRAL, "model_type": "phi3", "sliding_window": 2047}, 2047, id="phi-3-mini-4k"),
+        pytest.param({**_MISTRAL, "model_type": "mixtral"}, 0, id="mixtral-no-key"),
+    ],
+)
+def test_a_family_whose_every_layer_slides_reads_its_window_as_transformers_does(cfg, window):
+    """Mistral, Phi-3 and Mixtral slide every layer over ``sliding_window`` keys or none (transformers 5.17's
+    create_sliding_window_causal_mask wherever the config's window is not None): a config.json without the key takes
+    its class's default (MistralConfig 4,096; Phi3Config and MixtralConfig none). The config written back names the
+    window, None included, so that the model built from it has the window sized, not MistralConfig's default."""
+    arch = arch_from_hf_config(dict(cfg), "config.json")
+    assert (arch.sliding_window, arch.sliding_layers) == (window, 32 if window else 0)
+    written = hf_config(arch)
+    assert written["sliding_window"] == (window or None) and "layer_types" not in written
+    assert arch_from_hf_config(written, "config.json") == arch.model_copy(update={"name": "config.json"})
+
+
+@pytest.mark.parametrize("model, window", [("mistral-7b", 4096), ("mistral-7b-v0.3", 0), ("phi-3-mini", 2047), ("ministral-8b", 32768)])
+def test_the_catalog_windows_are_their_config_jsons(model, window):
+    arch = catalog.resolve_model(model)
+    assert (arch.sliding_window, arch.sliding_layers) == (window, arch.num_layers if window else 0)
+
+
+def test_runs_made_before_the_window_was_written_are_sized_with_their_class_default():
+    """Until 2026-12-07 the harness built each model from a config that named no window, so each ran its class's
+    default: a finished record without ``sliding_window`` is sized so (Phi-3-mini without its 2,047, Ministral-8B
+    with MistralConfig's 4,096); a line about to run, and a record that names its window, as the catalog has it."""
+    from ftdecide.probe.records import arch_of_trainer_record
+
+    def window(d):
+        return arch_of_trainer_record(d).sliding_window
+
+    assert window({"model": "phi-3-mini", "status": "ok"}) == 0 and window({"model": "phi-3-mini"}) == 2047
+    assert window({"model": "ministral-8b", "status": "ok"}) == 4096 and window({"model": "ministral-8b"}) == 32768
+    assert window({"model": "phi-3-mini", "status": "ok", "sliding_window": 2047}) == 2047
+    assert window({"model": "mistral-7b-v0.3", "status": "ok", "layers": 4}) == 4096
+    assert arch_of_trainer_record({"model": "mistral-7b-v0.3", "status": "ok", "layers": 4}).sliding_layers == 4
+
+
+@pytest.mark.parametrize("seq, masked", [(2048, False), (4095, False), (4096, True), (8192, True)])
+def test_a_sliding_window_runs_the_masked_kernel_from_the_window_on_in_step_time(seq, masked):
+    """Mistral-7B-v0.1's 32 layers slide over 4,096 keys: from 4,096 tokens on, sdpa runs each with a mask, so the
+    masked kernel over every query x key pair (12 FLOPs a pair per query width) at ``masked_attn_util`` takes the
+    place of flash attention's causal half (6) at ``attn_util``; nothing else in the step moves. Measured under TRL
+    (trainer_trl_timing:11 and :12, 2 x 4,096 against 4 x 2,048): 1.18x the time per token."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.throughput import step_seconds
+
+    arch = catalog.resolve_model("mistral-7b")
+    plain = arch.model_copy(update={"sliding_window": 0, "sliding_layers": 0})
+    cfg = TrainConfig(method="lora", seq_len=seq, batch_size=8192 // seq, gradient_checkpointing=True)
+    s, p = step_seconds(arch, cfg, 989, 3350), step_seconds(plain, cfg, 989, 3350)
+    k, tokens, peak = DEFAULT.step, 8192, 989e12
+    flash = 6.0 * 32 * seq * arch.q_dim * tokens / (peak * k.attn_util)
+    masked_kernel = 12.0 * 32 * seq * arch.q_dim * tokens / (peak * k.masked_attn_util)
+    assert s["matmul"] - p["matmul"] == pytest.approx((masked_kernel - flash) * k.recompute_attention if masked else 0.0)
+    assert (s["memory"], s["launch"]) == (p["memory"], p["launch"])
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,9 @@ def test_wide_grouped_heads_run_on_sdpas_math_kernel(update, collation, per_toke
 def test_the_math_kernel_is_what_the_31b_like_run_missed():
     """gemma4_a:6 (the 31B-like shape at 8 layers, 2 of them full attention, LoRA 2 x 1024 without checkpointing) was
     0.635 GiB under: the math kernel's saved tensors in its two full layers are 2 x (2 x 32 x 1024^2 x 2 B of
-    probabilities + 3 x 2048 tokens x 32 x 512 x 2 B of queries, keys and values) = 0.625 GiB, what the term adds."""
+    probabilities + 3 x 2048 tokens x 32 x 512 x 2 B of queries, keys and values) = 0.625 GiB, what the term adds.
+    Its sliding layers' mask at 1,024 tokens, its window (masked from the window on, the window included), takes
+    0.026 GiB of the 0.635."""
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -216,7 +218,7 @@ def test_the_math_kernel_is_what_the_31b_like_run_missed():
     finally:
         gemma4.math_attention = orig
     assert with_term - without == pytest.approx(2 * (2 * 32 * 1024**2 * 2 + 3 * 2048 * 32 * 512 * 2) / 2**30, rel=1e-6)
-    assert r["peak_train_alloc_gib"] - without == pytest.approx(0.635, abs=0.005)
+    assert r["peak_train_alloc_gib"] - without == pytest.approx(0.609, abs=0.005)
 
 
 def test_a_checkpointed_recompute_peaks_at_the_widest_layer():

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ftdecide import methods
+from ftdecide.core.collation import sliding_masked_layers
 from ftdecide.files import catalog
 from ftdecide.decide import expr
 from ftdecide.cli import main
@@ -267,7 +268,10 @@ def test_mixed_lengths_never_need_less_than_full_ones(model, method, seq, batch,
     assert peak("padded") >= filled and peak("packed") >= peak("padded")
     # backward holds every saved activation: more of it masked under sdpa, the same under eager attention
     bwd = {c: memory_model(a, cfg(c)).phases(seq, batch, gc)["backward"] for c in ("filled", "padded")}
-    assert (bwd["padded"] > bwd["filled"]) == (a.attention == "sdpa")
+    # filled, sdpa is masked already on sliding layers that reach their window (Phi-3-mini's 2,047: all of them)
+    assert bwd["padded"] >= bwd["filled"]
+    if not sliding_masked_layers(a, cfg("filled"), seq):
+        assert (bwd["padded"] > bwd["filled"]) == (a.attention == "sdpa")
 
 
 @settings(max_examples=60, deadline=None)

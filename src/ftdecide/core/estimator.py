@@ -222,7 +222,7 @@ class MemoryModel:
         act = (stored + self.per_token - self.logits_saved) * tokens + (self.ws_gc if gc else self.ws_nogc) + self.seq_bytes * batch_size
         pairs = float(tokens) ** 2 if self.packed else float(tokens) * (seq_len + self.extra_tokens)
         act += (self.mask_pair_gc if gc else self.mask_pair_nogc) * pairs
-        if 0 < self.sliding[0] < seq_len:
+        if 0 < self.sliding[0] <= seq_len + self.extra_tokens:
             act += (self.sliding[1] if gc else self.sliding[2]) * pairs
         logits = self.logits_saved * tokens
         recompute = (self.recompute * layer + self.recompute_extra) * tokens if gc else 0.0

@@ -23,7 +23,8 @@ class Family:
     - ``defaults``: what its configuration class takes for a key a config.json leaves out (``kv``: key-value
       heads, None for as many as the attention heads; ``head_dim``: None for hidden // heads; ``tie``;
       ``bias``; ``experts``: the family's own keys for its expert count, its default and the experts per
-      token; ``required``: the required fields' defaults where a wrapped text config may leave them out);
+      token; ``required``: the required fields' defaults where a wrapped text config may leave them out;
+      ``sliding``: its class's ``sliding_window`` and ``sliding_window_pattern``, 0 where every layer slides);
     - ``layout``: what its layers hold beyond the Llama layout (:class:`~ftdecide.core.arch.Arch` fields);
     - ``note``: what sizing says of it whatever its size;
     - ``bias_key``: its config.json names ``attention_bias`` (older families infer the bias from the type);
@@ -72,16 +73,20 @@ _GDN_LINEAR = (16, 32, 128, 128, 4, 4)
 
 _RECORDS = (
     Family("llama", "LlamaDecoderLayer", defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
-    Family("mistral", "MistralDecoderLayer", defaults={"kv": 8, "head_dim": None, "tie": False}, bias_key=False),
+    # MistralConfig (transformers 5.17): sliding_window 4096 on every layer, Mistral-7B-v0.1's; later checkpoints set null
+    Family("mistral", "MistralDecoderLayer", defaults={"kv": 8, "head_dim": None, "tie": False, "sliding": (4096, 0)}, bias_key=False),
     Family("qwen2", "Qwen2DecoderLayer", qkv_bias=True, defaults={"kv": 32, "head_dim": None, "tie": False}, bias_key=False),
     Family("qwen3", "Qwen3DecoderLayer", defaults={"kv": 32, "head_dim": 128, "tie": False}, layout={"qk_norm": "head"}),
     Family("gemma", "GemmaDecoderLayer", defaults={"kv": 16, "head_dim": 256, "tie": True}, bias_key=False),
     Family("gemma2", "Gemma2DecoderLayer", norms=4, attention="eager", defaults={"kv": 4, "head_dim": 256, "tie": True}, bias_key=False),
-    Family("phi3", "Phi3DecoderLayer", fused=True, defaults={"kv": None, "head_dim": None, "tie": False}, bias_key=False),
+    # Phi3Config: no window by default; Phi-3-mini-4k's config.json sets 2047, on every layer
+    Family(
+        "phi3", "Phi3DecoderLayer", fused=True, defaults={"kv": None, "head_dim": None, "tie": False, "sliding": (None, 0)}, bias_key=False
+    ),
     Family(
         "mixtral",
         "MixtralDecoderLayer",
-        defaults={"kv": 8, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2)},
+        defaults={"kv": 8, "head_dim": None, "tie": False, "experts": (("num_local_experts",), 8, 2), "sliding": (None, 0)},
         layout={"experts_adapted": True},
         bias_key=False,
     ),

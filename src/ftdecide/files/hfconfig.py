@@ -186,8 +186,9 @@ def _linear_attention(cfg: dict, d: dict, layers: int) -> dict:
 
 
 def _sliding(cfg: dict, d: dict, layers: int) -> dict:
-    """Sliding-window layers as the family's configuration class lays them out (Gemma 3): ``layer_types`` where
-    given, else every layer but each ``sliding_window_pattern``-th; none where ``sliding_window`` is null."""
+    """Sliding-window layers as the family's configuration class lays them out: ``layer_types`` where given, else
+    every layer but each ``sliding_window_pattern``-th (Gemma 3), or every layer where the class has no pattern
+    (Mistral, Phi-3, Mixtral); none where ``sliding_window`` is null."""
     if "sliding" not in d:
         return {}
     window_default, pattern_default = d["sliding"]
@@ -201,6 +202,8 @@ def _sliding(cfg: dict, d: dict, layers: int) -> dict:
         if not isinstance(types, list) or len(types) != layers or any(t not in (_SLIDING, _FULL) for t in types):
             raise ValueError(f"'layer_types' must name '{_SLIDING}' or '{_FULL}' for each of the {layers} layers, got {preview(types)}")
         return {"sliding_window": window, "sliding_layers": types.count(_SLIDING)}
+    if not pattern_default:
+        return {"sliding_window": window, "sliding_layers": layers}
     pattern = cfg.get("sliding_window_pattern")
     pattern = pattern_default if pattern is None else pattern
     if not isinstance(pattern, int) or isinstance(pattern, bool) or pattern <= 0:
@@ -376,7 +379,11 @@ def hf_config(arch: Arch) -> dict:
         cfg.update(_moe_keys(arch))
     if arch.family == "glm4_moe":
         cfg["use_qk_norm"] = arch.qk_norm == "head"
-    if arch.sliding_window and arch.family != "gemma4_text":
+    sliding = FAMILIES[arch.family].defaults.get("sliding")
+    if sliding and not sliding[1]:
+        # every layer slides, or none: the class's default window must not stand in for none (MistralConfig's 4096)
+        cfg["sliding_window"] = arch.sliding_window or None
+    elif arch.sliding_window and arch.family != "gemma4_text":
         cfg.update(sliding_window=arch.sliding_window, layer_types=_layer_types(arch))
     if arch.linear_layers:
         widths = (arch.linear_k_heads, arch.linear_v_heads, arch.linear_k_dim, arch.linear_v_dim, arch.linear_conv)

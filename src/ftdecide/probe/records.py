@@ -73,7 +73,7 @@ def arch_of_trainer_record(d: dict) -> Arch:
     (bool), where given, is the head's tying that the run's model had, when it differs from the config's."""
     from ..files.catalog import resolve_model
 
-    arch = resolve_model(d["model"])
+    arch = _window_as_run(resolve_model(d["model"]), d)
     layers, tie = d.get("layers"), d.get("tie")
     if not layers and tie is None:
         return arch
@@ -86,6 +86,20 @@ def arch_of_trainer_record(d: dict) -> Arch:
     small = arch_from_hf_config(cfg, arch.name)
     suffix = (f"@{layers}L" if layers else "") + ("" if tie is None else f"@tie={bool(tie)}")
     return small.model_copy(update={"name": f"{arch.name}{suffix}", "model_id": arch.model_id})
+
+
+def _window_as_run(arch: Arch, d: dict) -> Arch:
+    """``arch`` with the sliding window its run's model had, in the families whose every layer slides or none
+    (Mistral, Phi-3, Mixtral): the record's ``sliding_window`` (None: none), or, in a finished record without it,
+    the family class's default: until 2026-12-07 the checkpoint's config named no window (Phi-3-mini ran without
+    its 2,047, Ministral-8B with MistralConfig's 4,096)."""
+    from ..files.families import FAMILIES
+
+    sliding = FAMILIES[arch.family].defaults.get("sliding")
+    if not sliding or sliding[1] or ("sliding_window" not in d and "status" not in d):
+        return arch
+    window = d.get("sliding_window", sliding[0]) or 0
+    return arch.model_copy(update={"sliding_window": window, "sliding_layers": arch.num_layers if window else 0})
 
 
 def arch_from_record(d: dict) -> Arch:
