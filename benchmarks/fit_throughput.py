@@ -1,6 +1,7 @@
 """Fit the step-time model of ftdecide/throughput.py to the measured runs.
 
     python benchmarks/fit_throughput.py [NAME ...]   # needs numpy and scipy (not ftdecide dependencies)
+    python benchmarks/fit_throughput.py --adapters   # the LoRA family alone (about a minute)
 
 NAMEs of StepConstants fields (k_fused, attn_util, ...) are held at 0: what the fit loses without them. NFEV (100)
 bounds the least-squares iterations: each costs about 6 s (the Jacobian's 35 passes of 0.17 s over the 495 runs timed
@@ -64,6 +65,53 @@ def fit_kernels(runs) -> KernelCounts:
     return kc
 
 
+def log_errors(runs, cal) -> list[float]:
+    """log(predicted step / measured step) of each (arch, config, record)."""
+    return [
+        math.log(throughput.step_seconds(a, c, *gpu_figures(d), cal)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
+        for a, c, d in runs
+    ]
+
+
+ADAPTERS = ("lora", "qlora", "dora")
+
+
+def adapters(runs) -> None:
+    """The LoRA family alone: its three utilisations and ``lora_io_bytes`` (LoRA's constant: bytes per input and
+    output value of each adapted linear, per token and pass) on the loop's LoRA, QLoRA and DoRA runs, every other
+    constant as shipped; then the timing grids of the emitted trainer files, which the fit does not see."""
+    import statistics
+
+    import fit_trainers
+
+    runs = [r for r in runs if r[1].variant in ADAPTERS]
+
+    def calibration(x):
+        return DEFAULT.with_util(dict(zip(ADAPTERS, x[:3], strict=True))).with_constants(lora_io_bytes=float(x[3]))
+
+    def grids(cal) -> str:
+        out = []
+        for trainer in ("trl", "hf"):
+            errs = []
+            for r in fit_trainers.alone(fit_trainers.load(trainer)):
+                if r["id"].startswith(f"trainer_{trainer}_timing:"):
+                    gpu = fit_trainers.gpu_of(r)
+                    arch, cfg = fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)
+                    step = throughput.step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, accumulation=r["accum"])
+                    errs.append(statistics.median(r["step_s"][1:]) / r["accum"] / step["total"] - 1)
+            out.append(f"{trainer} timing grid {len(errs)} runs {statistics.median(abs(e) for e in errs):.1%}")
+        return "; ".join(out)
+
+    x0 = [DEFAULT.utilisation(k) for k in ADAPTERS] + [DEFAULT.lora_io_bytes]
+    print(
+        f"{len(runs)} runs, as shipped: loop median |error| {np.median(np.abs(np.expm1(log_errors(runs, DEFAULT)))):.1%}; {grids(DEFAULT)}"
+    )
+    res = least_squares(lambda x: log_errors(runs, calibration(x)), x0, bounds=([0.05] * 3 + [0.0], [0.8] * 3 + [100.0]))
+    cal = calibration(res.x)
+    print(f"fitted: loop median |error| {np.median(np.abs(np.expm1(log_errors(runs, cal)))):.1%}; {grids(cal)}")
+    print("UTIL =", {k: round(float(v), 3) for k, v in zip(ADAPTERS, res.x[:3], strict=True)}, "lora_io_bytes =", round(float(res.x[3]), 2))
+
+
 def main() -> None:
     runs = [
         (arch_from_hf_config(d["hf_config"], d["arch"]), config(d), d)
@@ -72,6 +120,9 @@ def main() -> None:
     ]
     # the time fit moves no memory constant: each trial's calibration reads the memory model of the shipped one
     throughput.memory_model = lambda a, c, cal=DEFAULT: estimator.memory_model(a, c, DEFAULT)
+    if sys.argv[1:] == ["--adapters"]:
+        adapters(runs)
+        return
     kc = fit_kernels(runs)
     keys = [k for k, _ in DEFAULT.util]
     # sgd_tensor_ms comes from one measured run; the recompute factors are fixed by what checkpointing redoes
@@ -85,11 +136,7 @@ def main() -> None:
         return dataclasses.replace(DEFAULT, util=util, step=step, kernels=kc)
 
     def residuals(x):
-        cal = calibration(x)
-        return [
-            math.log(throughput.step_seconds(a, c, *gpu_figures(d), cal)["total"] * d["tokens_per_s"] / (c.seq_len * c.batch_size))
-            for a, c, d in runs
-        ]
+        return log_errors(runs, calibration(x))
 
     x0 = [DEFAULT.utilisation(k) for k in keys] + [getattr(DEFAULT.step, n) for n in names]
     lo = [0.05] * len(keys) + [0.0] * len(names)

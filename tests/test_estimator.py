@@ -174,6 +174,23 @@ def test_step_time_combines_gpu_and_cpu(model, method, seq, batch, gc):
     assert more["total"] >= s["total"]
 
 
+@pytest.mark.parametrize(
+    "method, targets, gc", [("lora", "all-linear", True), ("qlora", "all-linear", False), ("dora", "attn", True), ("lora", "qv", False)]
+)
+def test_each_adapted_linear_moves_its_widths_in_step_time(method, targets, gc):
+    """Beside each adapted linear, every pass (2, 3 with checkpointing) runs memory-bound kernels over its input and
+    output per token: ``lora_io_bytes`` per value. Llama-3.2-1B (hidden 2,048, 8 key-value heads of 64, MLP 8,192):
+    q and o 2,048 + 2,048, k and v 2,048 + 512, gate and up 2,048 + 8,192, down 8,192 + 2,048; 16 layers."""
+    a = catalog.resolve_model("llama-3.2-1b")
+    cfg = TrainConfig(method=method, lora_targets=targets, seq_len=1024, batch_size=4, gradient_checkpointing=gc)
+    mods = cfg.method_spec.adapted_modules(a, cfg)
+    widths = {"q_proj": 4096, "k_proj": 2560, "v_proj": 2560, "o_proj": 4096, "gate_proj": 10240, "up_proj": 10240, "down_proj": 10240}
+    expected = CAL.lora_io_bytes * sum(widths[m] for m in mods) * 16 * (3 if gc else 2) * 4096
+    assert cfg.method_spec.step_traffic_bytes(a, cfg, mods, CAL) == pytest.approx(expected)
+    without = step_seconds(a, cfg, 989.0, 3350.0, CAL.with_constants(lora_io_bytes=0.0))
+    assert step_seconds(a, cfg, 989.0, 3350.0)["memory"] - without["memory"] == pytest.approx(expected / 3350e9)
+
+
 def test_qlora_saves_every_4bit_linear_input():
     """bitsandbytes saves the bf16 input of each 4-bit linear, adapted or not: QLoRA on the MLP of
     llama-3.1-8b keeps 2 B x (q, k, v: 3 x 4096; o: 4096; gate, up: 2 x 4096; down: 14336) per token

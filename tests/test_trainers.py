@@ -261,6 +261,21 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
         assert res.chosen.fits and res.chosen.required_gib <= res.gpu.memory_gib
 
 
+def test_both_timing_grids_are_within_the_step_time_target():
+    """The timing grids of the emitted TRL and transformers Trainer files (each run alone on one H100, 6 steps; 13 and 8
+    runs), against the step-time model, whose constants none of them set (the LoRA family's were refitted on the probe
+    loop's runs alone, benchmarks/fit_throughput.py --adapters): a median of 6.2% and 4.8%, within the issue's 10%.
+    Left: TRL's QLoRA (no k-bit preparation) and Qwen2.5-1.5B full fine-tuning, -15% to -17%."""
+    for trainer, median, low, high in (("trl", 0.062, -0.167, 0.049), ("hf", 0.048, -0.119, 0.103)):
+        runs = [r for r in fit_trainers.alone(fit_trainers.load(trainer)) if r["id"].startswith(f"trainer_{trainer}_timing:")]
+        errs = [fit_trainers.time_error(r)[2] for r in runs]
+        assert len(errs) == {"trl": 13, "hf": 8}[trainer]
+        assert statistics.median(abs(e) for e in errs) == pytest.approx(median, abs=0.001) and median <= 0.10
+        assert (min(errs), max(errs)) == pytest.approx((low, high), abs=0.001)
+    worst = [r for r in fit_trainers.alone(fit_trainers.load("trl")) if fit_trainers.time_error(r)[2] < -0.15 and "timing" in r["id"]]
+    assert sorted({(r["model"], r["method"]) for r in worst}) == [("llama-3.2-3b", "qlora"), ("qwen2.5-1.5b", "full")]
+
+
 def test_the_hf_timing_grid_as_planned_before_it_ran():
     """data/grids/trainer_hf_timing.jsonl: the emitted transformers Trainer file, timed alone over 6 steps on one H100
     (2026-12-07), each line's tokens/s written before any ran. 8 of its 16 lines ran before the call's deadline. Against
@@ -274,13 +289,12 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
     assert statistics.median(abs(e) for e in errs) == pytest.approx(0.116, abs=0.001)
     assert min(errs) == pytest.approx(-0.121, abs=0.001) and max(errs) == pytest.approx(0.205, abs=0.001)
-    # the model today moved from that plan by mechanisms, no constant: the optimizer's share of a micro-batch under
-    # accumulation (the two full fine-tuning runs, 0.1-0.2% faster); nothing else these runs have changed
-    today = [r["planned_tps_h100"] / fit_trainers.time_error(r)[1] - 1 for r in runs]
-    assert max(abs(d) for d in today) < 0.002 and [r["method"] for r, d in zip(runs, today, strict=True) if abs(d) > 1e-3] == [
-        "full",
-        "full",
-    ]
+    # the model today: the optimizer's share of a micro-batch under accumulation (the two full fine-tuning runs, 0.1-0.2%
+    # faster), and the LoRA family's step time refitted on the probe loop's runs alone (its three utilisations and
+    # lora_io_bytes, benchmarks/fit_throughput.py --adapters): 4.8%, -11.9% / +10.3% on these runs, which it did not see
+    today = [fit_trainers.time_error(r)[2] for r in runs]
+    assert statistics.median(abs(e) for e in today) == pytest.approx(0.048, abs=0.001)
+    assert min(today) == pytest.approx(-0.119, abs=0.001) and max(today) == pytest.approx(0.103, abs=0.001)
     trl = {
         (r["model"], r["method"], r["seq"], r["batch"]): r for r in fit_trainers.load("trl") if r["id"].startswith("trainer_trl_timing:")
     }

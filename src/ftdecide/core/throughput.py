@@ -165,7 +165,7 @@ def step_seconds(
         fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
         traffic += k.k_fused * 2.0 * fused_out * arch.num_layers * tokens * recompute
     mods = method.adapted_modules(arch, cfg)
-    traffic += method.step_traffic_bytes(arch, cfg, mods)
+    traffic += method.step_traffic_bytes(arch, cfg, mods, cal)
     optimizer = cfg.optimizer_spec
     # the optimizer steps once every ``accumulation`` micro-batches: a micro-batch carries that share of its
     # traffic, kernels and host time (the probe's loop, on which they were fitted, steps after every one)

@@ -292,8 +292,9 @@ def _collated(
 ) -> Candidate:
     """:func:`_sized`, and where the user's data is read and packing is left to the plan (``sc.packing`` None),
     also packed where the trainer and the method can pack: the packed plan where it fits and costs less. On held-out
-    epochs the plan is under for every packed one (eight, median 8.8%) and within 5.0% in median for padded ones
-    (eight; docs/accuracy.md, "Data"), so where the two are within about a tenth the plan may pack where padding is as fast.
+    epochs the plan is under for every packed one (eight, median 5.1%) and within 4.5% in median for padded ones
+    (eight; docs/accuracy.md, "Data"), so where the two are within about a twentieth the plan may pack where padding is
+    as fast.
     On the four measured pairs of one data set run both ways it chose as the runs did (tests/test_packing.py)."""
     sized = partial(_sized, arch, gpu, sc, method, lora, epochs, price, cal, strategy, capacity)
     padded = sized()

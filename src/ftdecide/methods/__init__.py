@@ -236,9 +236,10 @@ class Method:
         """Training FLOPs per token the method adds beyond ``flops_per_param`` x active parameters."""
         return 0.0
 
-    def step_traffic_bytes(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...]) -> float:
+    def step_traffic_bytes(self, arch: "Arch", cfg: "TrainConfig", mods: tuple[str, ...], cal: "Calibration") -> float:
         """Bytes of memory traffic one micro-batch's step adds because of the method, beyond what the layers'
-        activations and the optimizer move (LoRA's folded copies of fused experts)."""
+        activations and the optimizer move (LoRA's adapters beside each adapted linear, its folded copies of fused
+        experts)."""
         return 0.0
 
     def kernels_per_layer_pass(self, arch: "Arch", mods: tuple[str, ...], kc: "KernelCounts") -> float:

@@ -86,7 +86,7 @@ METHOD = register(
             llamafactory_options=(("use_dora", True),),
         ),
         # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
-        # its matrix products on benchmarks/fit_throughput.py
+        # its matrix products on benchmarks/fit_throughput.py (--adapters, with LoRA's lora_io_bytes)
         # DoRA: the LoRA terms refitted, plus a_o per adapted output value and the identities its weight
         # norm is built through (big: bytes per in x in entry of every adapted linear of every layer,
         # kept without checkpointing; big_gc: one layer's with it). Fitted by bounded least squares on
@@ -115,7 +115,7 @@ METHOD = register(
                     big=1.39,
                     big_gc=3.83,
                 ),
-                0.353,
+                0.392,
             ),
         ),
     )

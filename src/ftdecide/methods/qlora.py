@@ -98,7 +98,7 @@ METHOD = register(
         constants=(("qlora_input_bytes", 2.0),),
         display_order=2,
         # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
-        # its matrix products on benchmarks/fit_throughput.py
+        # its matrix products on benchmarks/fit_throughput.py (--adapters, with LoRA's lora_io_bytes)
         fitted=(
             (
                 "qlora",
@@ -117,7 +117,7 @@ METHOD = register(
                     recompute=0.0,
                     a_n=0.0,
                 ),
-                0.539,
+                0.695,
             ),
         ),
     )
