@@ -4,6 +4,7 @@ chunked-loss constants.
     python benchmarks/fit_trainers.py            # the table per trainer: runs, median, worst, held out
     python benchmarks/fit_trainers.py --fit      # search the chunked-loss constants on four fifths
     python benchmarks/fit_trainers.py --time     # step time of the runs that trained alone, against the model
+    python benchmarks/fit_trainers.py --kbit     # each trainer's QLoRA step-time factor against the probe loop's
 
 A fifth of the runs (those whose id hashes to 0 mod 5) is held out of every fit: ``--fit`` first prints
 the held-out error of the constants as shipped, then searches the constants on the other four fifths
@@ -302,11 +303,46 @@ def timing() -> None:
         print(f"{trainer:5s} timing grid: {summary(timed.get(trainer, []))}")
 
 
+def kbit() -> None:
+    """Each measured trainer's factor on a 4-bit base's GPU time against the probe loop's (``<trainer>_kbit_step``):
+    searched on its dense QLoRA runs timed alone, its timing grid and its held-out fifth left out, then checked on both
+    (log error of tokens/s, the CPU launch time as it is)."""
+    import math
+
+    from ftdecide.core.throughput import step_seconds
+
+    def error(r: dict, scale: float) -> float:
+        gpu, arch, cfg = gpu_of(r), arch_of_trainer_record(r), config(r)
+        s = step_seconds(
+            arch,
+            cfg,
+            gpu.bf16_tflops,
+            gpu.memory_bandwidth_gbs,
+            DEFAULT.with_constants(**{f"{r['trainer']}_kbit_step": 1.0}),
+            accumulation=r["accum"],
+        )
+        kernels = max((s["matmul"] + s["memory"]) * scale + s["comm"], s["offload"])
+        p = DEFAULT.step.overlap_p
+        return cfg.seq_len * cfg.batch_size / (kernels**p + s["launch"] ** p) ** (1 / p) / time_error(r)[0] - 1
+
+    for trainer in ("trl", "hf"):
+        runs = [r for r in alone(load(trainer)) if r["method"] == "qlora" and not arch_of_trainer_record(r).is_moe]
+        timed = [r for r in runs if r["id"].startswith(f"trainer_{trainer}_timing:")]
+        fifth = [r for r in runs if r not in timed and held_out(r)]
+        fitted = [r for r in runs if r not in timed and r not in fifth]
+        scale = min((i / 1000 for i in range(500, 1501)), key=lambda x: sum(math.log1p(error(r, x)) ** 2 for r in fitted))
+        for name, part in (("fitted on", fitted), ("held-out fifth", fifth), ("timing grid", timed)):
+            shown = ", ".join(f"{r['model']} {error(r, 1.0):+.1%} -> {error(r, scale):+.1%}" for r in part)
+            print(f"{trainer} {name} ({len(part)}): {shown}")
+        print(f"{trainer}_kbit_step = {scale:.2f}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--time", action="store_true", help="step time of the runs timed alone against the model")
     ap.add_argument("--frozen", action="store_true", help="FSDP2's gathered layers under an adapter's launch")
     ap.add_argument("--fused", action="store_true", help="... and under TRL's fused head, by moment (from the traces)")
+    ap.add_argument("--kbit", action="store_true", help="each trainer's factor on a 4-bit base's step time against the loop's")
     a = ap.parse_args()
-    fit() if a.fit else timing() if a.time else frozen() if a.frozen else fused() if a.fused else table()
+    fit() if a.fit else timing() if a.time else frozen() if a.frozen else fused() if a.fused else kbit() if a.kbit else table()

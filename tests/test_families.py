@@ -268,7 +268,7 @@ def test_trl_refuses_llama_4_with_what_stopped_it(capsys):
 
 def test_a_moe_plan_warns_that_its_time_was_measured_slower():
     """The MoE family runs trained alone took 0.9-2.5x the step time the model counts under TRL, and 1.2-1.8x (LoRA)
-    and 3.1-7.5x (QLoRA) under the transformers Trainer (python benchmarks/fit_trainers.py --time): the warning states
+    and 3.1-7.2x (QLoRA) under the transformers Trainer (python benchmarks/fit_trainers.py --time): the warning states
     those ranges, read here from the runs; a dense plan says nothing of it."""
     import sys
 

@@ -263,17 +263,18 @@ def test_every_candidate_is_the_estimate_of_its_own_config(model, gpu, gpus, tra
 
 def test_both_timing_grids_are_within_the_step_time_target():
     """The timing grids of the emitted TRL and transformers Trainer files (each run alone on one H100, 6 steps; 13 and 8
-    runs), against the step-time model, whose constants none of them set (the LoRA family's were refitted on the probe
-    loop's runs alone, benchmarks/fit_throughput.py --adapters): a median of 6.2% and 4.8%, within the issue's 10%.
-    Left: TRL's QLoRA (no k-bit preparation) and Qwen2.5-1.5B full fine-tuning, -15% to -17%."""
-    for trainer, median, low, high in (("trl", 0.062, -0.167, 0.049), ("hf", 0.048, -0.119, 0.103)):
+    runs), against the step-time model, whose constants none of them set: the LoRA family's were refitted on the probe
+    loop's runs alone (benchmarks/fit_throughput.py --adapters), each trainer's 4-bit step factor on its other runs
+    (benchmarks/fit_trainers.py --kbit). A median of 3.2% and 3.8%, within the issue's 10% (6.2% and 4.8% before the
+    factors; 10.2% and 11.6% before this session). Left: Qwen2.5-1.5B full fine-tuning, -12% to -17%."""
+    for trainer, median, low, high in (("trl", 0.032, -0.167, 0.049), ("hf", 0.038, -0.119, 0.068)):
         runs = [r for r in fit_trainers.alone(fit_trainers.load(trainer)) if r["id"].startswith(f"trainer_{trainer}_timing:")]
         errs = [fit_trainers.time_error(r)[2] for r in runs]
         assert len(errs) == {"trl": 13, "hf": 8}[trainer]
         assert statistics.median(abs(e) for e in errs) == pytest.approx(median, abs=0.001) and median <= 0.10
         assert (min(errs), max(errs)) == pytest.approx((low, high), abs=0.001)
     worst = [r for r in fit_trainers.alone(fit_trainers.load("trl")) if fit_trainers.time_error(r)[2] < -0.15 and "timing" in r["id"]]
-    assert sorted({(r["model"], r["method"]) for r in worst}) == [("llama-3.2-3b", "qlora"), ("qwen2.5-1.5b", "full")]
+    assert sorted({(r["model"], r["method"]) for r in worst}) == [("qwen2.5-1.5b", "full")]
 
 
 def test_the_hf_timing_grid_as_planned_before_it_ran():
@@ -289,12 +290,11 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
     assert statistics.median(abs(e) for e in errs) == pytest.approx(0.116, abs=0.001)
     assert min(errs) == pytest.approx(-0.121, abs=0.001) and max(errs) == pytest.approx(0.205, abs=0.001)
-    # the model today: the optimizer's share of a micro-batch under accumulation (the two full fine-tuning runs, 0.1-0.2%
-    # faster), and the LoRA family's step time refitted on the probe loop's runs alone (its three utilisations and
-    # lora_io_bytes, benchmarks/fit_throughput.py --adapters): 4.8%, -11.9% / +10.3% on these runs, which it did not see
+    # the model today (test_both_timing_grids_are_within_the_step_time_target): the optimizer's share of a micro-batch
+    # under accumulation, the LoRA family's step time refitted on the probe loop's runs alone, hf's 4-bit step factor
+    # fitted on its other runs
     today = [fit_trainers.time_error(r)[2] for r in runs]
-    assert statistics.median(abs(e) for e in today) == pytest.approx(0.048, abs=0.001)
-    assert min(today) == pytest.approx(-0.119, abs=0.001) and max(today) == pytest.approx(0.103, abs=0.001)
+    assert statistics.median(abs(e) for e in today) < statistics.median(abs(e) for e in errs) / 2
     trl = {
         (r["model"], r["method"], r["seq"], r["batch"]): r for r in fit_trainers.load("trl") if r["id"].startswith("trainer_trl_timing:")
     }

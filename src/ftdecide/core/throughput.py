@@ -177,6 +177,11 @@ def step_seconds(
     # AccumulateGrad): reads both, writes one
     traffic += 3.0 * mm.grads * (1.0 - per_step)
     memory = traffic / (bandwidth_gbs * 1e9)
+    if method.quantized_base:
+        # what the trainer does around a 4-bit base (k-bit preparation or none, the adapters' dtype) moves its kernels'
+        # time against the loop's, on which the utilisation was fitted
+        scale = cfg.trainer_spec.kbit_step_scale(cal)
+        matmul, memory = matmul * scale, memory * scale
     tensors = method.trainable_tensors(arch, mods)
     kernels = _kernels(arch, cfg, mods, cal.kernels) - (1.0 - per_step) * cfg.optimizer_spec.kernels(tensors, cal.kernels)
     launch = kernels * k.kernel_us / 1e6

@@ -295,7 +295,7 @@ def _context_warnings(sc: Scenario, arch: Arch, gpu, cands: dict[str, Candidate]
                 "step time of a mixture-of-experts model is counted from its active parameters and LoRA's folded expert "
                 "copies; the emitted TRL script ran 0.9-2.5x that on Qwen3-30B-A3B, Qwen1.5-MoE, GLM-4.5-Air, Mixtral, "
                 "gpt-oss-20b and DeepSeek-V3 (copies of 2-24 layers, one H100), and the transformers Trainer's 1.2-1.8x with "
-                "LoRA and 3.1-7.5x with QLoRA (its k-bit preparation leaves the experts in fp32): expect the time and cost to "
+                "LoRA and 3.1-7.2x with QLoRA (its k-bit preparation leaves the experts in fp32): expect the time and cost to "
                 "be up to that much higher",
             )
         )

@@ -95,6 +95,14 @@ class Trainer:
         declares none of that name: a term that only its emitted file showed is held for it alone."""
         return getattr(cal, name) if any(k == name for k, _ in self.constants) else 0.0
 
+    def kbit_step_scale(self, cal) -> float:
+        """The factor on a micro-batch's GPU time over a 4-bit base under this trainer, against the probe's loop on
+        which QLoRA's utilisation was fitted: its constant ``<name>_kbit_step`` where it declares one (fitted on its own
+        runs), else 1; a trainer that runs another's code (``wraps``) takes that one's."""
+        if self.wraps:
+            return get(self.wraps).kbit_step_scale(cal)
+        return self.declared(f"{self.name}_kbit_step", cal) or 1.0
+
     def fp32_state_matrices(self, arch, cfg) -> tuple[tuple[int, int, int], ...]:
         """The (rows, cols, count) trainable matrices whose 8-bit optimizer states this trainer keeps in 32 bits:
         the embedding (a tied head's too: one parameter) where the base trains."""

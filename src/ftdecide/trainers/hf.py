@@ -16,6 +16,10 @@ TRAINER = register(
         loss="logits",
         kbit_prepare=True,
         quantized_adapter_bytes=4.0,
+        # a 4-bit base's step: its GPU time against the probe loop's (python benchmarks/fit_trainers.py --kbit: fitted
+        # on 5 of its dense QLoRA runs timed alone, -14% to +13% -> -17% to +9%; its timing grid's two from +10% and +5.5%
+        # to +7% and +1.5%, the held-out fifth's one from +8.5% to +5%)
+        constants=(("hf_kbit_step", 1.04),),
         emit="hf",
         no_packing="its emitted file collates padded micro-batches (DataCollatorForLanguageModeling); not measured packed",
         versions="transformers 5.17, peft 0.21, torch 2.11, bitsandbytes 0.50",
