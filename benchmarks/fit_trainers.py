@@ -288,14 +288,17 @@ def timing() -> None:
         key = f"planned_tps_{'h200' if 'H200' in (r.get('gpu') or '') else 'h100'}"
         if key in r:
             planned.setdefault(r["trainer"], []).append(r[key] / measured - 1)
+        if key + "_2" in r:  # planned again before it ran (benchmarks/plan_grid.py --suffix _2)
+            planned.setdefault(r["trainer"] + " (second plan)", []).append(r[key + "_2"] / measured - 1)
         if r["id"].startswith(f"trainer_{r['trainer']}_timing:"):
             timed.setdefault(r["trainer"], []).append(err)
         shape = f"{r['trainer']:4s} {r['model']:14s} {r['method']:6s} b{r['batch']:<2d} s{r['seq']:<5d} gc={int(r['gc'])}"
         print(f"{shape} {measured:9,.0f} {predicted:9,.0f} {err:+6.1%}")
     for trainer, e in sorted(errs.items()):
         print(f"{trainer:5s} alone: {summary(e)}")
-        if trainer in planned:
-            print(f"{trainer:5s} held out, as planned before they ran: {summary(planned[trainer])}")
+        for name in (trainer, trainer + " (second plan)"):
+            if name in planned:
+                print(f"{name:5s} held out, as planned before they ran: {summary(planned[name])}")
         print(f"{trainer:5s} GPU-bound: {summary(bound.get(trainer, []))}")
         # the trainer grids' dense models (issue 25's target); the family grids' MoE, hybrid and multimodal runs apart
         print(f"{trainer:5s} dense trainer grids alone: {summary(dense.get(trainer, []))}")

@@ -277,6 +277,28 @@ def test_both_timing_grids_are_within_the_step_time_target():
     assert sorted({(r["model"], r["method"]) for r in worst}) == [("qwen2.5-1.5b", "full")]
 
 
+@pytest.mark.parametrize(
+    "grid, lines, suffix",
+    [("trainer_trl_timing_b", (1, 10), ""), ("trainer_hf_timing", (9, 16), "_2"), ("trainer_trl_edge", (1, 8), "")],
+)
+def test_the_grids_not_yet_run_are_planned_by_todays_model(grid, lines, suffix):
+    """Grids written before they ran carry the plan they will be held against (benchmarks/plan_grid.py): today's model
+    computes what each line says, so a change to the model that moves them shows here before they run.
+    trainer_trl_timing_b (twenty-first session) tests that session's mechanisms: Phi-3-mini's 2,047-token window at
+    2,048 tokens against 1,024 (its plan 14% slower a token), Mistral-7B-v0.3 without a window at 4,096, TRL's 4-bit step,
+    two adapted modules, DoRA, 8-bit AdamW accumulating over 8 against 1, Gemma-3-1B's window."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from plan_grid import plan
+
+    rows = [json.loads(x) for x in (ROOT / "data" / "grids" / f"{grid}.jsonl").read_text().splitlines()]
+    for line in rows[lines[0] - 1 : lines[1]]:
+        for key, value in plan({k: v for k, v in line.items() if not k.startswith("planned")}).items():
+            if key + suffix in line:
+                assert line[key + suffix] == pytest.approx(value, rel=1e-3), (line["model"], key)
+    ran = {r["id"] for r in fit_trainers.load() + fit_trainers.load(status="oom")}
+    assert not ran & {f"{grid}:{i}" for i in range(lines[0], lines[1] + 1)}
+
+
 def test_the_hf_timing_grid_as_planned_before_it_ran():
     """data/grids/trainer_hf_timing.jsonl: the emitted transformers Trainer file, timed alone over 6 steps on one H100
     (2026-12-07), each line's tokens/s written before any ran. 8 of its 16 lines ran before the call's deadline. Against
