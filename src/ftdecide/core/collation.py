@@ -60,22 +60,29 @@ def masked_attention_flops(arch: "Arch", cfg: "TrainConfig", seq: int, tokens: i
 def sliding_mask_terms(arch: "Arch", cfg: "TrainConfig", cal: "Calibration") -> tuple[int, float, float]:
     """(window, bytes per query x key pair with checkpointing, without) of the mask that sliding-window layers (Gemma 3,
     Mistral) run sdpa with where the sequence reaches their window (:func:`sliding_masked_layers`), examples filling
-    it (no bytes without ``cal``): transformers builds the boolean mask once (``sdpa_mask_bytes``) and sdpa's masked
+    it: transformers builds the boolean mask once (``sdpa_mask_bytes``) and sdpa's masked
     kernel makes its bias, saved by every sliding layer without checkpointing (``sdpa_bias_bytes``). Where examples
     of mixed length already mask every layer, nothing more (:func:`mask_pair_bytes`)."""
-    if not arch.sliding_window or not arch.sliding_layers or arch.attention != "sdpa" or masked_sdpa(arch, cfg):
+    window = _sliding_window(arch, cfg)
+    if not window:
         return 0, 0.0, 0.0
-    if cal is None:
-        return arch.sliding_window, 0.0, 0.0
-    return arch.sliding_window, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * arch.sliding_layers
+    return window, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes, cal.sdpa_mask_bytes + cal.sdpa_bias_bytes * arch.sliding_layers
+
+
+def _sliding_window(arch: "Arch", cfg: "TrainConfig") -> int:
+    """The window of the sliding layers that sdpa masks once the keys reach it, or 0: none, eager attention (its own
+    terms), or examples of mixed length, which mask every layer already (:func:`masked_sdpa`)."""
+    if not arch.sliding_window or not arch.sliding_layers or arch.attention != "sdpa" or masked_sdpa(arch, cfg):
+        return 0
+    return arch.sliding_window
 
 
 def sliding_masked_layers(arch: "Arch", cfg: "TrainConfig", seq: int) -> int:
     """Sliding-window layers that sdpa runs with a mask at ``seq`` tokens, examples filling it: transformers 5.17 skips
     the mask only while the keys are fewer than the window (``masking_utils._ignore_causal_mask_sdpa``: none at
     ``kv_length >= local_attention_size``), so from the window on, equal to it included, they leave flash attention for
-    the masked kernel. Where examples of mixed length mask every layer already, none more (:func:`masked_sdpa`)."""
-    window, _, _ = sliding_mask_terms(arch, cfg, None)
+    the masked kernel."""
+    window = _sliding_window(arch, cfg)
     return arch.sliding_layers if window and seq >= window else 0
 
 

@@ -183,7 +183,7 @@ def step_seconds(
         scale = cfg.trainer_spec.kbit_step_scale(cal)
         matmul, memory = matmul * scale, memory * scale
     tensors = method.trainable_tensors(arch, mods)
-    kernels = _kernels(arch, cfg, mods, cal.kernels) - (1.0 - per_step) * cfg.optimizer_spec.kernels(tensors, cal.kernels)
+    kernels = _kernels(arch, cfg, mods, cal.kernels) - (1.0 - per_step) * optimizer.kernels(tensors, cal.kernels)
     launch = kernels * k.kernel_us / 1e6
     launch += per_step * optimizer.host_ms(tensors, mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
     p = k.overlap_p
