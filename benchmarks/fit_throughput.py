@@ -2,6 +2,7 @@
 
     python benchmarks/fit_throughput.py [NAME ...]   # needs numpy and scipy (not ftdecide dependencies)
     python benchmarks/fit_throughput.py --adapters   # the LoRA family alone (about a minute)
+    python benchmarks/fit_throughput.py --joint      # ... with full fine-tuning's utilisations, k_act and k_state
 
 NAMEs of StepConstants fields (k_fused, attn_util, ...) are held at 0: what the fit loses without them. NFEV (100)
 bounds the least-squares iterations: each costs about 6 s (the Jacobian's 35 passes of 0.17 s over the 495 runs timed
@@ -74,20 +75,27 @@ def log_errors(runs, cal) -> list[float]:
 
 
 ADAPTERS = ("lora", "qlora", "dora")
+# --joint: the full fine-tunings' utilisations too, and the passes over activations and over weights and states
+JOINT = ADAPTERS + ("full_bf16", "full_mixed")
+JOINT_STEP = ("k_act", "k_state")
 
 
-def adapters(runs) -> None:
+def adapters(runs, joint: bool = False) -> None:
     """The LoRA family alone: its three utilisations and ``lora_io_bytes`` (LoRA's constant: bytes per input and
     output value of each adapted linear, per token and pass) on the loop's LoRA, QLoRA and DoRA runs, every other
-    constant as shipped; then the timing grids of the emitted trainer files, which the fit does not see."""
+    constant as shipped; then the timing grids of the emitted trainer files, which the fit does not see. ``joint``:
+    with full fine-tuning's two utilisations, ``k_act`` and ``k_state``, on every run."""
     import statistics
 
     import fit_trainers
 
-    runs = [r for r in runs if r[1].variant in ADAPTERS]
+    keys, step = (JOINT, JOINT_STEP) if joint else (ADAPTERS, ())
+    runs = runs if joint else [r for r in runs if r[1].variant in ADAPTERS]
 
     def calibration(x):
-        return DEFAULT.with_util(dict(zip(ADAPTERS, x[:3], strict=True))).with_constants(lora_io_bytes=float(x[3]))
+        n = len(keys)
+        cal = DEFAULT.with_util(dict(zip(keys, x[:n], strict=True))).with_constants(lora_io_bytes=float(x[n]))
+        return dataclasses.replace(cal, step=dataclasses.replace(cal.step, **dict(zip(step, map(float, x[n + 1 :]), strict=True))))
 
     def grids(cal) -> str:
         out = []
@@ -102,14 +110,18 @@ def adapters(runs) -> None:
             out.append(f"{trainer} timing grid {len(errs)} runs {statistics.median(abs(e) for e in errs):.1%}")
         return "; ".join(out)
 
-    x0 = [DEFAULT.utilisation(k) for k in ADAPTERS] + [DEFAULT.lora_io_bytes]
+    x0 = [DEFAULT.utilisation(k) for k in keys] + [DEFAULT.lora_io_bytes] + [getattr(DEFAULT.step, n) for n in step]
     print(
         f"{len(runs)} runs, as shipped: loop median |error| {np.median(np.abs(np.expm1(log_errors(runs, DEFAULT)))):.1%}; {grids(DEFAULT)}"
     )
-    res = least_squares(lambda x: log_errors(runs, calibration(x)), x0, bounds=([0.05] * 3 + [0.0], [0.8] * 3 + [100.0]))
+    lo, hi = [0.05] * len(keys) + [0.0] * (1 + len(step)), [0.8] * len(keys) + [100.0] * (1 + len(step))
+    res = least_squares(lambda x: log_errors(runs, calibration(x)), x0, bounds=(lo, hi), max_nfev=int(os.environ.get("NFEV", "100")))
     cal = calibration(res.x)
     print(f"fitted: loop median |error| {np.median(np.abs(np.expm1(log_errors(runs, cal)))):.1%}; {grids(cal)}")
-    print("UTIL =", {k: round(float(v), 3) for k, v in zip(ADAPTERS, res.x[:3], strict=True)}, "lora_io_bytes =", round(float(res.x[3]), 2))
+    print(
+        "UTIL =", {k: round(float(v), 3) for k, v in zip(keys, res.x, strict=False)}, "lora_io_bytes =", round(float(res.x[len(keys)]), 2)
+    )
+    print({n: round(float(v), 3) for n, v in zip(step, res.x[len(keys) + 1 :], strict=True)})
 
 
 def main() -> None:
@@ -120,8 +132,8 @@ def main() -> None:
     ]
     # the time fit moves no memory constant: each trial's calibration reads the memory model of the shipped one
     throughput.memory_model = lambda a, c, cal=DEFAULT: estimator.memory_model(a, c, DEFAULT)
-    if sys.argv[1:] == ["--adapters"]:
-        adapters(runs)
+    if sys.argv[1:] in (["--adapters"], ["--joint"]):
+        adapters(runs, joint=sys.argv[1] == "--joint")
         return
     kc = fit_kernels(runs)
     keys = [k for k, _ in DEFAULT.util]
