@@ -285,7 +285,7 @@ def test_the_grids_not_yet_run_are_planned_by_todays_model(grid, lines, suffix):
     """Grids written before they ran carry the plan they will be held against (benchmarks/plan_grid.py): today's model
     computes what each line says, so a change to the model that moves them shows here before they run.
     trainer_trl_timing_b (twenty-first session) tests that session's mechanisms: Phi-3-mini's 2,047-token window at
-    2,048 tokens against 1,024 (its plan 14% slower a token), Mistral-7B-v0.3 without a window at 4,096, TRL's 4-bit step,
+    2,048 tokens against 1,024 (its plan: 13.6% fewer tokens a second), Mistral-7B-v0.3 without a window at 4,096, TRL's 4-bit step,
     two adapted modules, DoRA, 8-bit AdamW accumulating over 8 against 1, Gemma-3-1B's window."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from plan_grid import plan
