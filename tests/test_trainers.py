@@ -265,38 +265,42 @@ def test_both_timing_grids_are_within_the_step_time_target():
     """The timing grids of the emitted TRL and transformers Trainer files (each run alone on one H100, 6 steps; 13 and 8
     runs), against the step-time model, whose constants none of them set: the LoRA family's were refitted on the probe
     loop's runs alone (benchmarks/fit_throughput.py --adapters), each trainer's 4-bit step factor on its other runs
-    (benchmarks/fit_trainers.py --kbit). A median of 3.2% and 3.8%, within the issue's 10% (6.2% and 4.8% before the
-    factors; 10.2% and 11.6% before this session). Left: Qwen2.5-1.5B full fine-tuning, -12% to -17%."""
-    for trainer, median, low, high in (("trl", 0.032, -0.167, 0.049), ("hf", 0.038, -0.119, 0.068)):
+    (benchmarks/fit_trainers.py --kbit). A median of 3.2% and 3.6% (hf's 15: the 8 of the twentieth session, 3.8%, and
+    7 run in the twenty-first after the model was set), within the issue's 10% (10.2% and 11.6% before that session).
+    Left: Qwen2.5-1.5B full fine-tuning, -12% to -17%; Llama-3.2-3B LoRA without checkpointing under hf, +17%."""
+    for trainer, median, low, high in (("trl", 0.032, -0.167, 0.049), ("hf", 0.036, -0.119, 0.170)):
         runs = [r for r in fit_trainers.alone(fit_trainers.load(trainer)) if r["id"].startswith(f"trainer_{trainer}_timing:")]
         errs = [fit_trainers.time_error(r)[2] for r in runs]
-        assert len(errs) == {"trl": 13, "hf": 8}[trainer]
+        assert len(errs) == {"trl": 13, "hf": 15}[trainer]
         assert statistics.median(abs(e) for e in errs) == pytest.approx(median, abs=0.001) and median <= 0.10
         assert (min(errs), max(errs)) == pytest.approx((low, high), abs=0.001)
     worst = [r for r in fit_trainers.alone(fit_trainers.load("trl")) if fit_trainers.time_error(r)[2] < -0.15 and "timing" in r["id"]]
     assert sorted({(r["model"], r["method"]) for r in worst}) == [("qwen2.5-1.5b", "full")]
 
 
-@pytest.mark.parametrize(
-    "grid, lines, suffix",
-    [("trainer_trl_timing_b", (1, 10), ""), ("trainer_hf_timing", (9, 16), "_2"), ("trainer_trl_edge", (1, 8), "")],
-)
-def test_the_grids_not_yet_run_are_planned_by_todays_model(grid, lines, suffix):
-    """Grids written before they ran carry the plan they will be held against (benchmarks/plan_grid.py): today's model
-    computes what each line says, so a change to the model that moves them shows here before they run.
-    trainer_trl_timing_b (twenty-first session) tests that session's mechanisms: Phi-3-mini's 2,047-token window at
-    2,048 tokens against 1,024 (its plan: 13.6% fewer tokens a second), Mistral-7B-v0.3 without a window at 4,096, TRL's 4-bit step,
-    two adapted modules, DoRA, 8-bit AdamW accumulating over 8 against 1, Gemma-3-1B's window."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from plan_grid import plan
-
-    rows = [json.loads(x) for x in (ROOT / "data" / "grids" / f"{grid}.jsonl").read_text().splitlines()]
-    for line in rows[lines[0] - 1 : lines[1]]:
-        for key, value in plan({k: v for k, v in line.items() if not k.startswith("planned")}).items():
-            if key + suffix in line:
-                assert line[key + suffix] == pytest.approx(value, rel=1e-3), (line["model"], key)
-    ran = {r["id"] for r in fit_trainers.load() + fit_trainers.load(status="oom")}
-    assert not ran & {f"{grid}:{i}" for i in range(lines[0], lines[1] + 1)}
+def test_the_grids_planned_this_session_as_they_ran():
+    """Planned by the twenty-first session's model before any ran (benchmarks/plan_grid.py), run on one H100 the same
+    evening, each run alone. data/grids/trainer_trl_timing_b.jsonl (10 TRL runs testing that session's mechanisms):
+    tokens/s a median 6.4% off the plan, -5.4% / +22.6% (DoRA fast in the model; Gemma-3-1B +18%; 8-bit AdamW over 8
+    micro-batches +14%); peaks 2.6%, -2.6% / +7.1%. Phi-3-mini's 2,047-token window: 11.1% fewer tokens a second at
+    2,048 than at 1,024 (planned 13.6%). hf timing lines 9-15 (the 16th was not reached), planned again: 2.5%, -5.1%
+    / +17.0% (the first plan, by the model before the session: 11.4%, -12.8% / +29.0%); peaks 0.9%."""
+    b = {r["id"]: r for r in fit_trainers.alone(fit_trainers.load("trl")) if r["id"].startswith("trainer_trl_timing_b:")}
+    assert len(b) == 10
+    tps = {k: fit_trainers.time_error(r)[0] for k, r in b.items()}
+    errs = [r["planned_tps_h100"] / tps[k] - 1 for k, r in b.items()]
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.064, abs=0.001)
+    assert (min(errs), max(errs)) == pytest.approx((-0.054, 0.226), abs=0.001)
+    peaks = [r["planned_gib"] / r["peak_train_alloc_gib"] - 1 for r in b.values()]
+    assert statistics.median(abs(e) for e in peaks) == pytest.approx(0.026, abs=0.001) and min(peaks) > -0.03
+    assert 1 - tps["trainer_trl_timing_b:1"] / tps["trainer_trl_timing_b:2"] == pytest.approx(0.111, abs=0.001)
+    hf = [r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:") and "planned_tps_h100_2" in r]
+    assert len(hf) == 7
+    second = [r["planned_tps_h100_2"] / fit_trainers.time_error(r)[0] - 1 for r in hf]
+    first = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in hf]
+    assert statistics.median(abs(e) for e in second) == pytest.approx(0.025, abs=0.001)
+    assert statistics.median(abs(e) for e in first) == pytest.approx(0.114, abs=0.001)
+    assert statistics.median(abs(r["planned_gib_2"] / r["peak_train_alloc_gib"] - 1) for r in hf) < 0.01
 
 
 def test_the_hf_timing_grid_as_planned_before_it_ran():
@@ -307,7 +311,9 @@ def test_the_hf_timing_grid_as_planned_before_it_ran():
     same shape, except QLoRA: 1.42x TRL's on Llama-3.2-3B, where hf's file runs peft's k-bit preparation (fp32
     embeddings, norms, head and adapters) and TRL's does not; the step-time model has no trainer term for it. Their
     peaks are within the bounds: a median 0.8%, -1.7% / +1.1%."""
-    runs = [r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:")]
+    runs = [
+        r for r in fit_trainers.alone(fit_trainers.load("hf")) if r["id"].startswith("trainer_hf_timing:") and "planned_tps_h100_2" not in r
+    ]
     assert len(runs) == 8 and all(len(r["step_s"]) == 6 and r["gpu"].startswith("NVIDIA H100") for r in runs)
     errs = [r["planned_tps_h100"] / fit_trainers.time_error(r)[0] - 1 for r in runs]
     assert statistics.median(abs(e) for e in errs) == pytest.approx(0.116, abs=0.001)
@@ -359,22 +365,41 @@ def test_the_runs_made_after_the_constants_were_set():
     assert statistics.median(abs(e) for e in errs) <= 0.02 and min(errs) >= -0.05 and max(errs) <= 0.11
 
 
-def test_no_run_that_trained_is_refused_by_its_plan():
-    """The fit verdict a recommendation turns on: every emitted run and launch that trained (283 on one GPU, 87
-    sharded) has a plan whose ``required_gib`` is within the card it ran on; none of them is refused though it fits.
-    These runs were chosen to fit, and none sits at the card's edge: the nearest, TRL's Phi-3-mini full fine-tuning
-    without checkpointing, fills 89% of it (data/grids/trainer_trl_edge.jsonl, not run yet, is the edge's test)."""
+def test_the_fit_verdicts_and_the_edge_grid():
+    """The fit verdict a recommendation turns on: is the plan's ``required_gib`` within the card? Away from the edge,
+    every emitted run and launch that trained (the ones chosen to fit: 283 on one GPU then, 87 sharded, and the 17 run
+    on 2026-12-07) has a plan within its card, none refused though it fits; the nearest, TRL's Phi-3-mini full
+    fine-tuning without checkpointing, fills 89% of it.
+
+    data/grids/trainer_trl_edge.jsonl is the edge (one H100, each line planned before it ran): 4 plans within the card
+    at 96-99% of it, 4 refused at 101-104%. Two trained and six ran out of memory. The plan got 4 of 8 right (the
+    first, and three refused that ran out). Wrong: Qwen2.5-1.5B IA3 (12 x 2048) and DoRA (6 x 2048), and Llama-3.2-3B
+    QLoRA (8 x 2048), all without checkpointing, ran out where the plan fits; Gemma-2-2B DoRA (3 x 2048) trained at
+    71.4 GiB where the plan (80.9 GiB, Gemma 2 without checkpointing is 10-13% over) refuses it. The harness's own
+    process held 612 MiB of the card through those runs (its CUDA context from building the model), which a user's run
+    does not: IA3 and QLoRA had allocated less than their planned peaks when they failed; DoRA had allocated 76.7 GiB
+    and asked for 0.41 more, over its planned 75.1 (an under-estimate of at least 2.6%)."""
     runs = fit_trainers.load() + fit_trainers.sharded()
-    assert len(runs) >= 370
-    assert fit_trainers.disagreements(runs) == []
+    away = [r for r in runs if not r["id"].startswith("trainer_trl_edge:")]
+    assert len(away) >= 387 and fit_trainers.disagreements(away) == []
 
     def filled(r):
         return (
             estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).required_gib / fit_trainers.gpu_of(r).memory_gib
         )
 
-    nearest = max(runs, key=filled)
+    nearest = max(away, key=filled)
     assert nearest["id"] == "trainer_trl_c:8" and filled(nearest) == pytest.approx(0.890, abs=0.001)
+    edge = [r for r in fit_trainers.load() + fit_trainers.load(status="oom") if r["id"].startswith("trainer_trl_edge:")]
+    assert len(edge) == 8 and sum(r["status"] == "ok" for r in edge) == 2
+    wrong = {r["id"]: why for r, why in fit_trainers.disagreements(edge)}
+    assert wrong == {
+        "trainer_trl_edge:2": "fits, ran out",
+        "trainer_trl_edge:3": "fits, ran out",
+        "trainer_trl_edge:6": "fits, ran out",
+        "trainer_trl_edge:7": "refused, trained",
+    }
+    assert all("Process" in r["raised"] and "has 612.00 MiB memory in use" in r["raised"] for r in edge if r["status"] == "oom")
 
 
 def test_sharded_launches_within_the_sharded_bounds():
