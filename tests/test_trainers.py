@@ -283,7 +283,7 @@ def test_the_grids_planned_this_session_as_they_ran():
     evening, each run alone. data/grids/trainer_trl_timing_b.jsonl (10 TRL runs testing that session's mechanisms):
     tokens/s a median 6.4% off the plan, -5.4% / +22.6% (DoRA fast in the model; Gemma-3-1B +18%; 8-bit AdamW over 8
     micro-batches +14%); peaks 2.6%, -2.6% / +7.1%. Phi-3-mini's 2,047-token window: 11.1% fewer tokens a second at
-    2,048 than at 1,024 (planned 13.6%). hf timing lines 9-15 (the 16th was not reached), planned again: 2.5%, -5.1%
+    2,048 than at 1,024 (planned 13.6%). hf timing lines 9-15 (the 16th was not reached), planned again: 2.4%, -5.1%
     / +17.0% (the first plan, by the model before the session: 11.4%, -12.8% / +29.0%); peaks 0.9%."""
     b = {r["id"]: r for r in fit_trainers.alone(fit_trainers.load("trl")) if r["id"].startswith("trainer_trl_timing_b:")}
     assert len(b) == 10
