@@ -100,13 +100,8 @@ def adapters(runs, joint: bool = False) -> None:
     def grids(cal) -> str:
         out = []
         for trainer in ("trl", "hf"):
-            errs = []
-            for r in fit_trainers.alone(fit_trainers.load(trainer)):
-                if r["id"].startswith(f"trainer_{trainer}_timing:"):
-                    gpu = fit_trainers.gpu_of(r)
-                    arch, cfg = fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)
-                    step = throughput.step_seconds(arch, cfg, gpu.bf16_tflops, gpu.memory_bandwidth_gbs, cal, accumulation=r["accum"])
-                    errs.append(statistics.median(r["step_s"][1:]) / r["accum"] / step["total"] - 1)
+            runs = fit_trainers.alone(fit_trainers.load(trainer))
+            errs = [fit_trainers.time_error(r, cal)[2] for r in runs if r["id"].startswith(f"trainer_{trainer}_timing:")]
             out.append(f"{trainer} timing grid {len(errs)} runs {statistics.median(abs(e) for e in errs):.1%}")
         return "; ".join(out)
 

@@ -86,7 +86,8 @@ def kernels_per_step(arch: Arch, cfg: TrainConfig, kc: KernelCounts | None = Non
     return _kernels(arch, cfg, cfg.method_spec.adapted_modules(arch, cfg), kc or DEFAULT.kernels)
 
 
-def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCounts) -> float:
+def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCounts, per_step: float = 1.0) -> float:
+    """Kernels a micro-batch launches, with ``per_step`` of the optimizer's (1/accumulation)."""
     method = cfg.method_spec
     L = arch.num_layers
     passes = 3 if cfg.gradient_checkpointing else 2
@@ -96,7 +97,7 @@ def _kernels(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], kc: KernelCoun
     if arch.is_moe:
         per_layer += kc.expert_pass * arch.num_experts
     n = kc.fixed + L * passes * per_layer + method.kernels_per_layer_step(kc) * L
-    n += cfg.optimizer_spec.kernels(method.trainable_tensors(arch, mods), kc)
+    n += per_step * cfg.optimizer_spec.kernels(method.trainable_tensors(arch, mods), kc)
     if cfg.liger:
         n += kc.liger_chunk * liger_chunks(arch, (cfg.seq_len + method.extra_tokens(cfg)) * cfg.batch_size)
     return n
@@ -182,10 +183,8 @@ def step_seconds(
         # time against the loop's, on which the utilisation was fitted
         scale = cfg.trainer_spec.kbit_step_scale(cal)
         matmul, memory = matmul * scale, memory * scale
-    tensors = method.trainable_tensors(arch, mods)
-    kernels = _kernels(arch, cfg, mods, cal.kernels) - (1.0 - per_step) * optimizer.kernels(tensors, cal.kernels)
-    launch = kernels * k.kernel_us / 1e6
-    launch += per_step * optimizer.host_ms(tensors, mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
+    launch = _kernels(arch, cfg, mods, cal.kernels, per_step) * k.kernel_us / 1e6
+    launch += per_step * optimizer.host_ms(method.trainable_tensors(arch, mods), mm.paged_tensors, mm.opt_managed, cal) / 1e3 + host_s
     p = k.overlap_p
     gpu = matmul + memory
     offload = 0.0
