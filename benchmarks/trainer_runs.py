@@ -96,7 +96,15 @@ def tokenizer_check() -> None:
 
 def build_model(line: dict, out: pathlib.Path) -> float:
     """A random-weight bf16 checkpoint of the line's catalog model (``layers`` of it, where given) in
-    ``out``, and the tokenizer; GiB written."""
+    ``out``, and the tokenizer; GiB written. Built in a child process (:func:`build_here`): building on the GPU
+    here would keep this process's CUDA context (612 MiB on an H100) on the card through every run after it,
+    memory a user's run has and the runs of 2026-12-07's edge grid did not."""
+    subprocess.run([sys.executable, __file__, "--build", str(out)], input=json.dumps(line), text=True, check=True)
+    return sum(f.stat().st_size for f in out.glob("*.safetensors")) / 2**30
+
+
+def build_here(line: dict, out: pathlib.Path) -> None:
+    """:func:`build_model`'s work, in the process that runs it."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -118,7 +126,6 @@ def build_model(line: dict, out: pathlib.Path) -> float:
     if line.get("mxfp4"):
         as_mxfp4(out)
     tokenizer_json(out)
-    return sum(f.stat().st_size for f in out.glob("*.safetensors")) / 2**30
 
 
 # what gpt-oss's own config.json leaves unquantized (openai/gpt-oss-20b, quantization_config)
@@ -305,9 +312,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=420)
     ap.add_argument("--deadline-s", type=float, default=540.0, help="start no run after this many seconds")
     ap.add_argument("--tokenizer-check", action="store_true")
+    ap.add_argument("--build", metavar="DIR", help="build the grid line read from stdin into DIR (build_model's child)")
     a = ap.parse_args()
     if a.tokenizer_check:
         tokenizer_check()
+        return
+    if a.build:
+        build_here(json.loads(sys.stdin.read()), pathlib.Path(a.build))
         return
     lines = [json.loads(x) for x in open(a.grid, encoding="utf-8") if x.strip()][a.first - 1 : a.last]
     for i, line in enumerate(lines):

@@ -875,6 +875,32 @@ def test_a_sharded_grid_line_runs_the_emitted_launch_of_its_plan(method, autocas
     assert f"    bf16={autocast}," in script and "fsdp='full_shard'" in script and "max_steps=" in script
 
 
+def test_the_harness_builds_each_model_in_a_child_process(monkeypatch, tmp_path):
+    """benchmarks/trainer_runs.py builds a line's checkpoint in a process of its own (``--build DIR``, the line on
+    stdin), so the harness holds no CUDA context of its own while the runs it starts measure the card (on
+    2026-12-07 it held 612 MiB through the edge grid)."""
+    import io
+
+    runs = _harness()
+    line = {"model": "qwen2.5-0.5b", "trainer": "trl", "method": "lora", "seq": 512, "batch": 2, "gc": True}
+    calls, built = [], []
+
+    def child(cmd, input, text, check):  # the child, run here: its argv and its stdin
+        calls.append(cmd)
+        monkeypatch.setattr(sys, "argv", cmd[1:])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(input))
+        runs.main()
+
+    def build_here(got, out):
+        built.append((got, out))
+        (out / "model.safetensors").write_bytes(bytes(3 * 2**20))
+
+    monkeypatch.setattr(runs.subprocess, "run", child)
+    monkeypatch.setattr(runs, "build_here", build_here)
+    assert runs.build_model(line, tmp_path) == 3 / 1024
+    assert calls == [[sys.executable, runs.__file__, "--build", str(tmp_path)]] and built == [(line, tmp_path)]
+
+
 def test_the_launch_harness_makes_its_process_rank_0_of_n_under_the_fake_group(monkeypatch):
     """``FTD_FAKE_WORLD=N`` (benchmarks/launch_peak.py): whatever backend the launcher asks for, the process group is
     torch's fake one of N ranks, and the environment says rank 0 of N, as accelerate reads it."""
