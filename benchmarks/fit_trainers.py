@@ -5,6 +5,7 @@ chunked-loss constants.
     python benchmarks/fit_trainers.py --fit      # search the chunked-loss constants on four fifths
     python benchmarks/fit_trainers.py --time     # step time of the runs that trained alone, against the model
     python benchmarks/fit_trainers.py --kbit     # each trainer's QLoRA step-time factor against the probe loop's
+    python benchmarks/fit_trainers.py --eager    # Gemma 2's eager attention under the trainers, around the shipped bytes
 
 A fifth of the runs (those whose id hashes to 0 mod 5) is held out of every fit: ``--fit`` first prints
 the held-out error of the constants as shipped, then searches the constants on the other four fifths
@@ -156,7 +157,7 @@ GRID = {
     "chunk_saved_h": [2.0, 4.0, 6.0],
     "chunk_saved_tok": [0.0, 16.0, 32.0],
     "chunk_bwd_h": [4.0, 6.0, 10.0, 16.0],
-    "eager_mask_bytes": [0.0, 4.0, 8.0, 12.0, 16.0],
+    "eager_saved_bytes": [4.0, 6.0, 8.0, 10.0, 12.0],
     "fused_head_gc_h": [0.0, 0.5, 1.0, 1.5, 2.0],
     "lora_gc_down_in": [0.0, 2.0, 4.0, 6.0],
 }
@@ -330,6 +331,23 @@ def kbit() -> None:
         print(f"{trainer}_kbit_step = {scale:.2f}")
 
 
+def eager() -> None:
+    """Gemma 2's eager attention under the trainers (``eager_saved_bytes``, ``eager_bwd_bytes``: read in transformers'
+    code, trainers/__init__.py): every Gemma-2 run and launch of TRL and the transformers Trainer, with the values
+    shipped and around them."""
+    runs = [r for r in load() + sharded() if arch_of_trainer_record(r).attention == "eager" and not arch_of_trainer_record(r).attn_sinks]
+    oom = [r for r in load(status="oom") if arch_of_trainer_record(r).attention == "eager" and not arch_of_trainer_record(r).attn_sinks]
+    for saved, bwd in itertools.product((6.0, 8.0, 10.0, 12.0), (0.0, 2.0, 4.0, 6.0)):
+        cal = DEFAULT.with_constants(eager_saved_bytes=saved, eager_bwd_bytes=bwd)
+        errs = [error(r, cal) for r in runs]
+        wrong = [r["id"] for r, _ in disagreements(runs + oom, cal)]
+        mark = " (shipped)" if (saved, bwd) == (DEFAULT.eager_saved_bytes, DEFAULT.eager_bwd_bytes) else ""
+        print(f"saved {saved:4.1f} B, backward {bwd:3.1f} B: {summary(errs)}, verdicts wrong {wrong}{mark}")
+    for r in runs:
+        gc = "checkpointed" if r["gc"] else "no checkpointing"
+        print(f"  {r['id']:22s} {r['trainer']:3s} {r['method']:6s} {r['batch']} x {r['seq']} {gc}: {error(r):+.1%}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
@@ -337,5 +355,7 @@ if __name__ == "__main__":
     ap.add_argument("--frozen", action="store_true", help="FSDP2's gathered layers under an adapter's launch")
     ap.add_argument("--fused", action="store_true", help="... and under TRL's fused head, by moment (from the traces)")
     ap.add_argument("--kbit", action="store_true", help="each trainer's factor on a 4-bit base's step time against the loop's")
+    ap.add_argument("--eager", action="store_true", help="Gemma 2's eager attention under the trainers")
     a = ap.parse_args()
-    fit() if a.fit else timing() if a.time else frozen() if a.frozen else fused() if a.fused else kbit() if a.kbit else table()
+    modes = {"fit": fit, "time": timing, "frozen": frozen, "fused": fused, "kbit": kbit, "eager": eager}
+    next((f for name, f in modes.items() if getattr(a, name)), table)()

@@ -375,7 +375,8 @@ def test_the_fit_verdicts_and_the_edge_grid():
     at 96-99% of it, 4 refused at 101-104%. Two trained and six ran out of memory. The plan got 4 of 8 right (the
     first, and three refused that ran out). Wrong: Qwen2.5-1.5B IA3 (12 x 2048) and DoRA (6 x 2048), and Llama-3.2-3B
     QLoRA (8 x 2048), all without checkpointing, ran out where the plan fits; Gemma-2-2B DoRA (3 x 2048) trained at
-    71.4 GiB where the plan (80.9 GiB, Gemma 2 without checkpointing is 10-13% over) refuses it. The harness's own
+    71.4 GiB where the plan (80.9 GiB, Gemma 2 without checkpointing 10-13% over) refused it. Its eager attention, read in
+    transformers' code since (trainers/__init__.py), plans it at 70.8 GiB: within the card, -0.8%. The harness's own
     process held 612 MiB of the card through those runs (its CUDA context from building the model), which a user's run
     does not: IA3 and QLoRA had allocated less than their planned peaks when they failed; DoRA had allocated 76.7 GiB
     and asked for 0.41 more, over its planned 75.1 (an under-estimate of at least 2.6%)."""
@@ -397,7 +398,6 @@ def test_the_fit_verdicts_and_the_edge_grid():
         "trainer_trl_edge:2": "fits, ran out",
         "trainer_trl_edge:3": "fits, ran out",
         "trainer_trl_edge:6": "fits, ran out",
-        "trainer_trl_edge:7": "refused, trained",
     }
     assert all("Process" in r["raised"] and "has 612.00 MiB memory in use" in r["raised"] for r in edge if r["status"] == "oom")
 
@@ -405,16 +405,16 @@ def test_the_fit_verdicts_and_the_edge_grid():
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded
-    the base on the GPU are superseded): 87 launches, a median 1.3%, -5.5% / +10.4%. The median bound holds; three
+    the base on the GPU are superseded): 87 launches, a median 1.3%, -5.5% / +9.0%. The median bound holds; three
     launches in sample are past the worst under: Llama-3.1-8B QLoRA under FSDP1 over 2 (-5.5%, loaded on the GPU),
     TinyLlama LoRA and IA3 over 2 with checkpointing (-5.4% each); the 18 held out are within it
-    (test_the_held_out_grids_j_and_k_meet_the_sharded_bounds). The worst over is Gemma-2-2B LoRA over 2 without
-    checkpointing (+10.4%), then DoRA (+8-9%)."""
+    (test_the_held_out_grids_j_and_k_meet_the_sharded_bounds). The worst over is DoRA (+6% to +9% on 4 of 6); Gemma-2-2B
+    LoRA over 2 without checkpointing, +10.4% before its eager attention was read in transformers' code, is -0.5%."""
     runs = fit_trainers.sharded()
     errs = [fit_trainers.error(r) for r in runs]
     assert len(runs) == 87 and {"full", "lora", "dora", "ia3", "qlora"} <= {r["method"] for r in runs}
-    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.0135, abs=0.001)
-    assert min(errs) == pytest.approx(-0.055, abs=0.001) and max(errs) == pytest.approx(0.104, abs=0.001)
+    assert statistics.median(abs(e) for e in errs) == pytest.approx(0.0131, abs=0.001)
+    assert min(errs) == pytest.approx(-0.055, abs=0.001) and max(errs) == pytest.approx(0.090, abs=0.001)
     past = sorted(r["id"] for r, e in zip(runs, errs, strict=True) if e < -0.05)
     assert past == ["fsdp1_a:1", "sharded_trl_d:2", "sharded_trl_g:6"]
 
@@ -430,7 +430,8 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     Today's plans are the second's, but for full fine-tuning, whose FSDP2 layout moved in the nineteenth session (with
     these launches in view: Llama-3.2-1B over 4 +10.9% -> +0.5%, Qwen2.5-0.5B over 2 +8.3% -> -1.2%), and FSDP1's
     checkpointed step (its traced recompute and two backward moments: Qwen2.5-7B QLoRA over 4 +4.0% -> +1.4%), and IA3's
-    checkpointed backward under FSDP2 (three MLP-wide blocks, as traced: Qwen2.5-1.5B over 4 -6.0% -> -2.0%)."""
+    checkpointed backward under FSDP2 (three MLP-wide blocks, as traced: Qwen2.5-1.5B over 4 -6.0% -> -2.0%), and Gemma 2's
+    eager attention as transformers writes it (twenty-second session: Gemma-2-2B LoRA over 4 +0.8% -> +0.9%)."""
     held = [r for r in fit_trainers.sharded() if r["id"].startswith("sharded_trl_i:")]
     assert len(held) == 10 and all("planned_gib" in r and "planned_gib_b" in r for r in held)
     for key, med, lo, hi in (("planned_gib", 0.052, -0.038, 0.126), ("planned_gib_b", 0.037, -0.060, 0.109)):
@@ -440,7 +441,8 @@ def test_the_held_out_grid_i_as_planned_twice_before_it_ran():
     for r in held:
         assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
         est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
-        moved = r["method"] == "full" or r["strategy"] == "fsdp1" or (r["method"] == "ia3" and r["gc"])
+        gemma2 = fit_trainers.arch_of_trainer_record(r).attention == "eager"
+        moved = r["method"] == "full" or r["strategy"] == "fsdp1" or (r["method"] == "ia3" and r["gc"]) or gemma2
         assert (round(est.peak_allocated_gib, 2) == r["planned_gib_b"]) != moved, r["id"]
     full = sorted(fit_trainers.error(r) for r in held if r["method"] == "full")
     assert full == pytest.approx([-0.012, 0.005], abs=0.001)
@@ -498,8 +500,10 @@ def test_the_held_out_grids_j_and_k_meet_the_sharded_bounds():
     2-4 GPUs (data/sharded_trainers/h100_trl_fake_heldout_{j,k}_2026-12-07.jsonl). As written: j by the eighteenth
     session's model a median 3.3%, -7.4% / +10.4%; j by the nineteenth's 1.7%, -4.4% / +10.4%; k 0.9%, -2.4% / +2.3%;
     the 18 by the model kept 1.4%, -4.4% / +10.4%: within the sharded bounds (a median of 3%, no under-estimate past
-    -5%). Each plan the model kept is today's estimate to the hundredth of a GiB, and every run trained the tokens it was
-    asked for."""
+    -5%). Each plan the model kept is today's estimate to the hundredth of a GiB but Gemma-2-2B LoRA's without
+    checkpointing (its eager attention read in transformers' code in the twenty-second session, these in view: +10.4% ->
+    -0.5%; the checkpointed IA3 launch moved by less, -0.6% -> -0.5%), and every run trained the tokens it was asked
+    for."""
     runs = {r["id"]: r for r in fit_trainers.sharded()}
     j = [runs[f"sharded_trl_j:{i}"] for i in range(1, 11)]
     k = [runs[f"sharded_trl_k:{i}"] for i in range(1, 9)]
@@ -519,7 +523,10 @@ def test_the_held_out_grids_j_and_k_meet_the_sharded_bounds():
     for r, plan in kept:
         assert r["padded_tokens"] == [r["batch"] * r["seq"]] * len(r["padded_tokens"]), r["id"]
         est = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r))
-        assert round(est.peak_allocated_gib, 2) == plan and est.peak_phase == r["planned_phase"], r["id"]
+        moved = fit_trainers.arch_of_trainer_record(r).attention == "eager" and not r["gc"]
+        assert (round(est.peak_allocated_gib, 2) == plan) != moved and est.peak_phase == r["planned_phase"], r["id"]
+    today = [fit_trainers.error(r) for r in j + k]
+    assert (round(statistics.median(abs(e) for e in today), 3), round(min(today), 3), round(max(today), 3)) == (0.012, -0.045, 0.084)
 
 
 def _traces(name: str) -> list[dict]:

@@ -136,9 +136,9 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
         eager += cal.sink_eager_saved * arch.num_heads
     elif arch.attention == "eager":
-        # a trainer's collated batches carry an attention mask, which eager attention adds to its scores:
-        # one more saved s x s tensor per head (the probe's loop passes none)
-        eager += (c.a_e + (cal.eager_mask_bytes if cfg.trainer_spec.attention_mask else 0.0)) * arch.num_heads
+        # the trainers run transformers' softcapped eager attention as written (trainers/__init__.py); the probe's
+        # loop keeps the constant fitted on its own runs
+        eager += (cal.eager_saved_bytes if cfg.trainer_spec.attention_mask else c.a_e) * arch.num_heads
     return layer, eager, hybrid_excess
 
 
@@ -433,10 +433,19 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         if cfg.trainer_spec.accumulates and cfg.gradient_accumulation > 1
         else 0.0,
         host=host,
-        eager_bwd=cal.sink_eager_bwd * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
+        eager_bwd=_eager_bwd(arch, cfg, cal),
         recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal) + c.recompute * hybrid_excess,
         eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
     )
+
+
+def _eager_bwd(arch: Arch, cfg: TrainConfig, cal: Calibration) -> float:
+    """Bytes per token per key position one layer's eager attention builds in its backward, beyond what it saved."""
+    if arch.attention != "eager":
+        return 0.0
+    if arch.attn_sinks:
+        return cal.sink_eager_bwd * arch.num_heads
+    return cal.eager_bwd_bytes * arch.num_heads if cfg.trainer_spec.attention_mask else 0.0
 
 
 # a batch of many scenarios builds tens of thousands; each is about a kilobyte

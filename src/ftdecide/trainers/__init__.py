@@ -38,11 +38,17 @@ from ..core.plugins import Registry
 
 DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --emit trl` writes
 
-# What every trainer whose batches carry an attention mask (``attention_mask``) holds for it: bytes eager
-# attention saves more per head per key position per token (Gemma 2 under TRL and the transformers Trainer;
-# python benchmarks/fit_trainers.py --fit)
+# What Gemma 2's eager attention holds under every trainer that passes its batches with an attention mask
+# (``attention_mask``: all but the probe's loop, whose own runs fitted the methods' ``a_e``), per head per key
+# position per token, read in transformers 5.17's ``gemma2.eager_attention_forward``: it saves tanh's softcapped
+# scores (bf16, 2 B), softmax's fp32 output (4 B) and the bf16 probabilities the product with the values takes
+# (2 B); dropout at p=0 returns its input. In backward, the layer being differentiated holds 4 B more at once:
+# softmax's fp32 gradient and its bf16 result, the probabilities freed. Checked on the 15 Gemma-2 runs and
+# launches of TRL and the transformers Trainer (the 12 B fitted before them left those without checkpointing
+# 10-13% over: python benchmarks/fit_trainers.py --eager)
 CONSTANTS = (
-    ("eager_mask_bytes", 12.0),
+    ("eager_saved_bytes", 8.0),
+    ("eager_bwd_bytes", 4.0),
     # sdpa with an attention mask (micro-batches padded to mixed lengths, or packed): transformers builds one boolean
     # mask of every sequence's query x key positions (1 B a pair), and sdpa's masked kernel turns it into an additive
     # bias in the compute dtype (2 B a pair) that each layer saves for backward; from the mechanism, checked on the
