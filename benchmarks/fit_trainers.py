@@ -335,8 +335,13 @@ def eager() -> None:
     """Gemma 2's eager attention under the trainers (``eager_saved_bytes``, ``eager_bwd_bytes``: read in transformers'
     code, trainers/__init__.py): every Gemma-2 run and launch of TRL and the transformers Trainer, with the values
     shipped and around them."""
-    runs = [r for r in load() + sharded() if arch_of_trainer_record(r).attention == "eager" and not arch_of_trainer_record(r).attn_sinks]
-    oom = [r for r in load(status="oom") if arch_of_trainer_record(r).attention == "eager" and not arch_of_trainer_record(r).attn_sinks]
+
+    def softcapped(r: dict) -> bool:  # eager without sinks: Gemma 2
+        arch = arch_of_trainer_record(r)
+        return arch.attention == "eager" and not arch.attn_sinks
+
+    runs = [r for r in load() + sharded() if softcapped(r)]
+    oom = [r for r in load(status="oom") if softcapped(r)]
     for saved, bwd in itertools.product((6.0, 8.0, 10.0, 12.0), (0.0, 2.0, 4.0, 6.0)):
         cal = DEFAULT.with_constants(eager_saved_bytes=saved, eager_bwd_bytes=bwd)
         errs = [error(r, cal) for r in runs]

@@ -45,7 +45,7 @@ DEFAULT = "trl"  # what every command sizes for unless told: what `recommend --e
 # (2 B); dropout at p=0 returns its input. In backward, the layer being differentiated holds 4 B more at once:
 # softmax's fp32 gradient and its bf16 result, the probabilities freed. Checked on the 15 Gemma-2 runs and
 # launches of TRL and the transformers Trainer (the 12 B fitted before them left those without checkpointing
-# 10-13% over: python benchmarks/fit_trainers.py --eager)
+# 7-13% over: python benchmarks/fit_trainers.py --eager)
 CONSTANTS = (
     ("eager_saved_bytes", 8.0),
     ("eager_bwd_bytes", 4.0),
