@@ -835,6 +835,36 @@ def test_trl_lora_recompute_term_is_its_own(trainer, targets, gc, per_token):
         )
 
 
+@pytest.mark.parametrize(
+    "trainer, saved, built",
+    [
+        pytest.param("trl", 8.0, 4.0, id="trl: as transformers writes it"),
+        pytest.param("hf", 8.0, 4.0, id="hf: as transformers writes it"),
+        pytest.param("loop", 0.28, 0.0, id="loop: its own fitted constant"),
+    ],
+)
+def test_gemma2_eager_attention_as_transformers_writes_it(trainer, saved, built):
+    """Gemma 2's softcapped eager attention (transformers 5.17, gemma2.eager_attention_forward) saves 8 B per head per
+    key position per token in every layer under the trainers (tanh's bf16 scores, softmax's fp32 output, the bf16
+    probabilities) and builds 4 B more in the layer being differentiated; the loop keeps its fitted 0.28. The step
+    time's traffic for those scores stays what it was fitted with (``eager_traffic_bytes``), whatever the memory
+    model's split."""
+    from ftdecide.core.calibration import DEFAULT
+    from ftdecide.core.estimator import memory_model
+    from ftdecide.core.throughput import tokens_per_second
+
+    a = resolve_model("gemma-2-2b")
+    cfg = TrainConfig(method="lora", trainer=trainer, seq_len=2048, batch_size=2)
+    mm = memory_model(a, cfg)
+    assert (mm.layer_eager, mm.eager_bwd) == (pytest.approx(saved * a.num_heads), pytest.approx(built * a.num_heads))
+
+    def tps(**constants):
+        return tokens_per_second(a, cfg, 989.0, 3350.0, DEFAULT.with_constants(**constants))
+
+    assert tps(eager_saved_bytes=12.28) == pytest.approx(tps(), rel=1e-12)
+    assert (tps(eager_traffic_bytes=20.0) < tps()) == (trainer != "loop")
+
+
 def test_gpt_oss_checkpointed_sink_attention_term():
     """sink_eager_gc bytes per head, key position and token in backward, with checkpointing only."""
     from ftdecide.core.calibration import DEFAULT

@@ -161,6 +161,10 @@ def step_seconds(
     traffic += (k.k_logits_liger * 2.0 if cfg.liger else k.k_logits * 4.0) * arch.vocab_size * tokens
     if arch.attention == "eager":
         traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * seq * tokens
+        if not arch.attn_sinks and cfg.trainer_spec.attention_mask:
+            # the trainers' softcapped scores move more than they save (trainers/__init__.py, eager_traffic_bytes)
+            extra = cal.eager_traffic_bytes - cal.eager_saved_bytes
+            traffic += k.k_act * extra * arch.num_heads * seq * arch.num_layers * tokens * recompute
     if arch.fused_qkv:
         shapes = arch.linear_shapes()
         fused_out = shapes["qkv_proj"][1] + (shapes["gate_up_proj"][1] if "gate_up_proj" in shapes else 0)
