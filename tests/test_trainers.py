@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -378,10 +379,19 @@ def test_the_fit_verdicts_and_the_edge_grid():
     71.4 GiB where the plan (80.9 GiB, Gemma 2 without checkpointing 10-13% over) refused it. Its eager attention, read in
     transformers' code since (trainers/__init__.py), plans it at 70.8 GiB: within the card, -0.8%. The harness's own
     process held 612 MiB of the card through those runs (its CUDA context from building the model), which a user's run
-    does not: IA3 and QLoRA had allocated less than their planned peaks when they failed; DoRA had allocated 76.7 GiB
-    and asked for 0.41 more, over its planned 75.1 (an under-estimate of at least 2.6%)."""
+    does not.
+
+    data/grids/trainer_trl_edge_b.jsonl ran those lines again with the model built in a child process (2026-12-08, one
+    H100; lines 2, 3 and 6 before the call's limit): no other process on the card. QLoRA trained (75.85 GiB, the plan
+    +1.2%): its first failure was the harness's. IA3 and DoRA ran out again, each having allocated more than its
+    planned peak: IA3 76.52 GiB asking 0.41 more (plan 76.60: at least 0.4% under), DoRA 77.32 asking 0.21 more (plan
+    75.14: at least 3.1% under). Within the -5% bound, but at 97-99% of the card a plan's verdict turns on less than
+    that: every edge plan asks more than the 95% of the card recommend lets a plan use (its safety margin), so none of
+    them is ever recommended (Gemma-2's, at 91% now, is no longer one)."""
+    from ftdecide.core.policy import SAFETY_MARGIN
+
     runs = fit_trainers.load() + fit_trainers.sharded()
-    away = [r for r in runs if not r["id"].startswith("trainer_trl_edge:")]
+    away = [r for r in runs if not r["id"].startswith("trainer_trl_edge")]
     assert len(away) >= 387 and fit_trainers.disagreements(away) == []
 
     def filled(r):
@@ -391,7 +401,8 @@ def test_the_fit_verdicts_and_the_edge_grid():
 
     nearest = max(away, key=filled)
     assert nearest["id"] == "trainer_trl_c:8" and filled(nearest) == pytest.approx(0.890, abs=0.001)
-    edge = [r for r in fit_trainers.load() + fit_trainers.load(status="oom") if r["id"].startswith("trainer_trl_edge:")]
+    every = fit_trainers.load() + fit_trainers.load(status="oom")
+    edge = [r for r in every if r["id"].startswith("trainer_trl_edge:")]
     assert len(edge) == 8 and sum(r["status"] == "ok" for r in edge) == 2
     wrong = {r["id"]: why for r, why in fit_trainers.disagreements(edge)}
     assert wrong == {
@@ -400,6 +411,25 @@ def test_the_fit_verdicts_and_the_edge_grid():
         "trainer_trl_edge:6": "fits, ran out",
     }
     assert all("Process" in r["raised"] and "has 612.00 MiB memory in use" in r["raised"] for r in edge if r["status"] == "oom")
+    again = {r["id"].split(":")[1]: r for r in every if r["id"].startswith("trainer_trl_edge_b:")}
+    assert (
+        sorted(again) == ["2", "3", "6"]
+        and again["3"]["status"] == "ok"
+        and fit_trainers.error(again["3"]) == pytest.approx(0.012, abs=0.001)
+    )
+    for line, at_least in (("2", -0.004), ("6", -0.031)):
+        r = again[line]
+        held, asked = (
+            float(x)
+            for x in re.search(r"Tried to allocate ([\d.]+) MiB.*? ([\d.]+) GiB is allocated by PyTorch", r["raised"]).groups()[::-1]
+        )
+        plan = estimate_memory(fit_trainers.arch_of_trainer_record(r), fit_trainers.config(r)).peak_allocated_gib
+        assert (
+            r["status"] == "oom" and "Process" not in r["raised"] and plan / (held + asked / 1024) - 1 == pytest.approx(at_least, abs=0.001)
+        )
+    assert {r["id"] for r, _ in fit_trainers.disagreements(list(again.values()))} == {"trainer_trl_edge_b:2", "trainer_trl_edge_b:6"}
+    below = {r["id"]: round(filled(r), 3) for r in edge + list(again.values()) if filled(r) <= 1 - SAFETY_MARGIN}
+    assert below == {"trainer_trl_edge:7": 0.913}  # Gemma-2 DoRA, no longer an edge plan
 
 
 def test_sharded_launches_within_the_sharded_bounds():
