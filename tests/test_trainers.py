@@ -432,6 +432,27 @@ def test_the_fit_verdicts_and_the_edge_grid():
     assert below == {"trainer_trl_edge:7": 0.913}  # Gemma-2 DoRA, no longer an edge plan
 
 
+@pytest.mark.parametrize("margin, ia3, dora", [(None, 11, 5), ("0", 12, 6), ("0.1", 10, 5)])
+def test_fit_keeps_recommends_margin_free_by_default(margin, ia3, dora):
+    """``fit``'s largest micro-batch keeps --safety-margin of the card free, recommend's 5% unless told: without it, its
+    answers for Qwen2.5-1.5B at 2,048 without checkpointing on an H100 were IA3's 12 and DoRA's 6, the two edge runs
+    that ran out of memory (test_the_fit_verdicts_and_the_edge_grid). Each answer is the largest whose plan is within
+    the share of the card, the next one not."""
+    argv = ["fit", "--model", "qwen2.5-1.5b", "--gpu", "h100", "--seq-len", "2048", "--format", "json"]
+    out = json.loads(invoke(argv + (["--safety-margin", margin] if margin else [])).stdout)
+    share = 1 - float(margin or 0.05)
+    assert out["safety_margin"] == pytest.approx(1 - share)
+    rows = {r["method"]: r for r in out["rows"] if not r["gradient_checkpointing"]}
+    assert (rows["ia3"]["max_micro_batch"], rows["dora"]["max_micro_batch"]) == (ia3, dora)
+
+    def required(method, n):
+        cfg = TrainConfig(method=method, trainer="trl", seq_len=2048, gradient_checkpointing=False, batch_size=n)
+        return estimate_memory(resolve_model("qwen2.5-1.5b"), cfg).required_gib
+
+    for method, b in (("ia3", ia3), ("dora", dora)):
+        assert required(method, b) <= 79.6 * share < required(method, b + 1)
+
+
 def test_sharded_launches_within_the_sharded_bounds():
     """The emitted TRL file and accelerate config of FSDP2 and FSDP1 plans, launched as rank 0 of 2-8 GPUs under the
     fake process group (data/sharded_trainers/), of what is emitted today (two offloaded FSDP1 launches that loaded

@@ -268,22 +268,24 @@ def estimate_table(arch: "Arch", cfg: "TrainConfig", est: "MemoryEstimate", cons
 
 
 # --- fit ------------------------------------------------------------------------------------------
-def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"]) -> dict[str, Any]:
+def fit_json(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], safety_margin: float = 0.0) -> dict[str, Any]:
     return {
         "model": arch.name,
         "gpu": gpu.name,
         "gpus": gpus,
         "memory_gib": gpu.memory_gib,
+        "safety_margin": safety_margin,
         "seq_len": seq_len,
         "rows": [r.__dict__ for r in rows],
     }
 
 
-def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console) -> None:
-    from ..core.policy import GLOBAL_BATCH, MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING, SAFETY_MARGIN
+def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["FitRow"], console, safety_margin: float = 0.0) -> None:
+    from ..core.policy import GLOBAL_BATCH, MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING
 
     cols = ("method", "checkpointing", f"max micro-batch @ {seq_len}", "max seq len @ 1", f"GiB @ 1 x {seq_len}")
-    t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each)", cols, right=cols[2:])
+    kept = f", {safety_margin:.0%} kept free" if safety_margin else ""
+    t = _table(f"{arch.name} on {gpus}x {gpu.name} ({gpu.memory_gib:g} GiB each{kept})", cols, right=cols[2:])
     for r in rows:
         t.add_row(
             esc(r.method),
@@ -297,7 +299,7 @@ def fit_table(arch: "Arch", gpu: "GPU", gpus: int, seq_len: int, rows: list["Fit
     console.print(
         f"[dim]recommend takes at most micro-batch {max(1, GLOBAL_BATCH // gpus)} (its global batch of {GLOBAL_BATCH} over {gpus} GPU(s)), "
         f"and checkpointing off only where a micro-batch of {MIN_MICRO_BATCH_WITHOUT_CHECKPOINTING} or more fits without it; "
-        f"it also keeps {SAFETY_MARGIN:.0%} of each card free (the rules' safety_margin), which this table does not[/dim]"
+        f"this table keeps {safety_margin:.0%} of each card free (--safety-margin), recommend the rules' safety_margin[/dim]"
     )
 
 
