@@ -335,10 +335,10 @@ def eager() -> None:
     """Gemma 2's eager attention under the trainers (``eager_saved_bytes``, ``eager_bwd_bytes``: read in transformers'
     code, trainers/__init__.py): every Gemma-2 run and launch of TRL and the transformers Trainer, with the values
     shipped and around them."""
+    from ftdecide.core.estimator import softcapped_as_written
 
-    def softcapped(r: dict) -> bool:  # eager without sinks: Gemma 2
-        arch = arch_of_trainer_record(r)
-        return arch.attention == "eager" and not arch.attn_sinks
+    def softcapped(r: dict) -> bool:
+        return softcapped_as_written(arch_of_trainer_record(r), config(r))
 
     runs = [r for r in load() + sharded() if softcapped(r)]
     oom = [r for r in load(status="oom") if softcapped(r)]

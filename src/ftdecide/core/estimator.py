@@ -138,7 +138,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     elif arch.attention == "eager":
         # the trainers run transformers' softcapped eager attention as written (trainers/__init__.py); the probe's
         # loop keeps the constant fitted on its own runs
-        eager += (cal.eager_saved_bytes if cfg.trainer_spec.attention_mask else c.a_e) * arch.num_heads
+        eager += (cal.eager_saved_bytes if softcapped_as_written(arch, cfg) else c.a_e) * arch.num_heads
     return layer, eager, hybrid_excess
 
 
@@ -439,13 +439,17 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
     )
 
 
+def softcapped_as_written(arch: Arch, cfg: TrainConfig) -> bool:
+    """Gemma 2's softcapped eager attention (eager without sinks) under a trainer that passes its batches with an
+    attention mask: transformers' code as written (``eager_*_bytes``, trainers/__init__.py), not the loop's fit."""
+    return arch.attention == "eager" and not arch.attn_sinks and cfg.trainer_spec.attention_mask
+
+
 def _eager_bwd(arch: Arch, cfg: TrainConfig, cal: Calibration) -> float:
     """Bytes per token per key position one layer's eager attention builds in its backward, beyond what it saved."""
-    if arch.attention != "eager":
-        return 0.0
-    if arch.attn_sinks:
+    if arch.attention == "eager" and arch.attn_sinks:
         return cal.sink_eager_bwd * arch.num_heads
-    return cal.eager_bwd_bytes * arch.num_heads if cfg.trainer_spec.attention_mask else 0.0
+    return cal.eager_bwd_bytes * arch.num_heads if softcapped_as_written(arch, cfg) else 0.0
 
 
 # a batch of many scenarios builds tens of thousands; each is about a kilobyte

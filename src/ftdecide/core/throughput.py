@@ -62,7 +62,7 @@ from __future__ import annotations
 from .arch import Arch
 from .calibration import DEFAULT, Calibration, KernelCounts
 from .collation import masked_attention_flops, masked_sdpa, sliding_masked_layers
-from .estimator import TrainConfig, memory_model
+from .estimator import TrainConfig, memory_model, softcapped_as_written
 
 
 def train_flops_per_token(arch: Arch, cfg: TrainConfig, seq_len: int | None = None, gc: bool | None = None) -> float:
@@ -161,7 +161,7 @@ def step_seconds(
     traffic += (k.k_logits_liger * 2.0 if cfg.liger else k.k_logits * 4.0) * arch.vocab_size * tokens
     if arch.attention == "eager":
         traffic += k.k_eager * 2.0 * arch.num_layers * arch.num_heads * seq * tokens
-        if not arch.attn_sinks and cfg.trainer_spec.attention_mask:
+        if softcapped_as_written(arch, cfg):
             # the trainers' softcapped scores move more than they save (trainers/__init__.py, eager_traffic_bytes)
             extra = cal.eager_traffic_bytes - cal.eager_saved_bytes
             traffic += k.k_act * extra * arch.num_heads * seq * arch.num_layers * tokens * recompute
