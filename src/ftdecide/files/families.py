@@ -48,6 +48,12 @@ class Family:
     wraps: Optional[str] = None
     tie_outer: bool = False
 
+    @property
+    def slides_alike(self) -> bool:
+        """Every layer slides or none: its class has a window but no pattern (Mistral, Phi-3, Mixtral)."""
+        sliding = self.defaults.get("sliding")
+        return bool(sliding) and not sliding[1]
+
 
 # what the plan says of the Gated DeltaNet hybrids (core/hybrid.py; data/trainers/h100_hybrid_2026-12-07.jsonl)
 HYBRID_NOTE = (

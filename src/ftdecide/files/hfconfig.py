@@ -379,8 +379,7 @@ def hf_config(arch: Arch) -> dict:
         cfg.update(_moe_keys(arch))
     if arch.family == "glm4_moe":
         cfg["use_qk_norm"] = arch.qk_norm == "head"
-    sliding = FAMILIES[arch.family].defaults.get("sliding")
-    if sliding and not sliding[1]:
+    if FAMILIES[arch.family].slides_alike:
         # every layer slides, or none: the class's default window must not stand in for none (MistralConfig's 4096)
         cfg["sliding_window"] = arch.sliding_window or None
     elif arch.sliding_window and arch.family != "gemma4_text":

@@ -95,10 +95,10 @@ def _window_as_run(arch: Arch, d: dict) -> Arch:
     its 2,047, Ministral-8B with MistralConfig's 4,096)."""
     from ..files.families import FAMILIES
 
-    sliding = FAMILIES[arch.family].defaults.get("sliding")
-    if not sliding or sliding[1] or ("sliding_window" not in d and "status" not in d):
+    family = FAMILIES[arch.family]
+    if not family.slides_alike or ("sliding_window" not in d and "status" not in d):
         return arch
-    window = d.get("sliding_window", sliding[0]) or 0
+    window = d.get("sliding_window", family.defaults["sliding"][0]) or 0
     return arch.model_copy(update={"sliding_window": window, "sliding_layers": arch.num_layers if window else 0})
 
 
