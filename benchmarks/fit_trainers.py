@@ -352,7 +352,7 @@ def eager() -> None:
         gc = "checkpointed" if r["gc"] else "no checkpointing"
         print(f"  {r['id']:22s} {r['trainer']:3s} {r['method']:6s} {r['batch']} x {r['seq']} {gc}: {error(r):+.1%}")
     # the step time's traffic for those scores (eager_traffic_bytes), on the runs timed alone
-    timed = [r for r in load() if softcapped(r) and not r.get("concurrent") and len(r.get("step_s", [])) > 1]
+    timed = [r for r in alone(load()) if softcapped(r)]
     for traffic in (DEFAULT.eager_saved_bytes, 10.0, DEFAULT.eager_traffic_bytes, 16.0):
         cal = DEFAULT.with_constants(eager_traffic_bytes=traffic)
         mark = " (shipped)" if traffic == DEFAULT.eager_traffic_bytes else ""

@@ -52,8 +52,8 @@ CONSTANTS = (
     # ... and what the step time's traffic counts for it (core/throughput.py: k_act over a layer's saved bytes): the 12.28 B
     # (the loop's 0.28 and the 12 fitted on top) most methods' plans carried when the step time was fitted, now one figure
     # for all (QLoRA had carried 15.81: hf's Gemma-2 QLoRA run went from -16.9% to -5.4%). Softcapping, the mask and the
-    # fp32 softmax are more passes over the scores than the bytes they save: on the 8 Gemma-2 runs timed alone, 12.28
-    # puts the model at a median 6.9%, the 8 B saved at 15.2% (fit_trainers.py --eager)
+    # fp32 softmax are more passes over the scores than the bytes they save: on the 6 Gemma-2 runs timed alone, 12.28
+    # puts the model at a median 5.3%, the 8 B saved at 15.7% (fit_trainers.py --eager)
     ("eager_traffic_bytes", 12.28),
     # sdpa with an attention mask (micro-batches padded to mixed lengths, or packed): transformers builds one boolean
     # mask of every sequence's query x key positions (1 B a pair), and sdpa's masked kernel turns it into an additive
