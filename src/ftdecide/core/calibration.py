@@ -193,6 +193,12 @@ class Calibration:
     # an fp32 copy of q and k (4 B a value in a CPU trace of one layer's saved tensors); the runs without
     # checkpointing (Qwen3-0.6B, Gemma-3-1B, OLMo-2-1B) put the unexplained part at 1.2-6.3 B: 2 B per value.
     qk_norm_bytes: float = 2.0
+    # ... and where the norms' weights train (full fine-tuning), ``weight * x.to(bf16)`` keeps x for the weight's
+    # gradient: 2 B more a value, read from transformers' Qwen3RMSNorm, not fitted. With full fine-tuning's a_q
+    # (methods/full.py) it took TRL's one full run without checkpointing of a model with such norms (Qwen3-0.6B,
+    # 4 x 1024) from -7.6% to +2.2%; the allocator trace of it (data/traces/h100_diagnose_2026-12-06.jsonl,
+    # diagnose_a:3) holds 1.03 GiB more saved by the layers than the plan had
+    qk_norm_trained_bytes: float = 2.0
     # gpt-oss's eager attention with sinks: the scores' softmax is saved (bytes per head per key position per
     # token, each layer), and backward builds its gradient one layer at a time. From gpt-oss-20b at 4 layers
     # without checkpointing (3.78 B a layer in all) and 8 layers with (6.59 B in the recomputed layer).
@@ -231,6 +237,10 @@ class Calibration:
             raise KeyError(f"no constant {unknown[0]!r}")
         unit.update((k, v) for k, v in values.items() if k not in own)
         return replace(self, units=tuple(unit.items()), **{k: v for k, v in values.items() if k in own})
+
+    def qk_norm(self, trains_base: bool) -> float:
+        """Bytes per q and k value a layer's per-head or projection q/k norms save."""
+        return self.qk_norm_bytes + (self.qk_norm_trained_bytes if trains_base else 0.0)
 
     def act(self, variant: str) -> ActCoef:
         """The activation coefficients of a method variant (``full_bf16``, ``lora``, ...); a method registered

@@ -123,11 +123,10 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
         i_eff = arch.experts_per_token * arch.expert_intermediate + arch.shared_expert_intermediate_size + gemma4.beside(arch)
     layer = c.a_h * h + c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + (c.a_i + arch.act_saved_bytes) * i_eff
     layer += c.a_n * h * (arch.norms_per_layer - 2)
-    if arch.qk_norm:
-        layer += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
-    repeated_kv = repeated_kv_bytes(arch, cfg)
-    hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, cal, repeated_kv)
-    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + repeated_kv + hybrid_average
+    qk_norms = cal.qk_norm(cfg.method_spec.trains_base) * (arch.q_dim + arch.kv_dim) if arch.qk_norm else 0.0
+    beside = qk_norms + repeated_kv_bytes(arch, cfg)
+    hybrid_average, hybrid_excess = hybrid.layer_terms(arch, c, beside)
+    layer += cfg.method_spec.layer_extra_bytes(arch, cfg, mods, cal, c) + beside + hybrid_average
     math_token, math_key = gemma4.math_attention(arch, masked_sdpa(arch, cfg))
     layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base) + math_token
     hybrid_excess += gemma4.widest_excess(arch, mods, layer, lambda a, kept: _layer_terms(a, cfg, kept, cal)[0])

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .arch import Arch
-    from .calibration import Calibration
     from .coefs import ActCoef
 
 CHUNK = 64  # the delta rule's chunk (tokens); its state is saved once per chunk
@@ -48,16 +47,14 @@ def gate_bytes(arch: "Arch") -> float:
     return a * arch.hidden_size + b * arch.q_dim + c * arch.kv_dim
 
 
-def layer_terms(arch: "Arch", c: "ActCoef", cal: "Calibration", repeated_kv: float) -> tuple[float, float]:
+def layer_terms(arch: "Arch", c: "ActCoef", beside: float) -> tuple[float, float]:
     """(bytes per token to add to the average layer, bytes per token a linear-attention layer holds beyond that
-    average). A linear-attention layer saves its mixer's bytes in place of self-attention's (``a_q``, ``a_kv``, q/k
-    norms, and keys and values repeated for a masked kernel, ``repeated_kv``); the self-attention layers save the
+    average). A linear-attention layer saves its mixer's bytes in place of self-attention's (``a_q``, ``a_kv``, and
+    ``beside``: q/k norms, and keys and values repeated for a masked kernel); the self-attention layers save the
     gate's. Checkpointing recomputes one layer at a time: the larger, the linear one, is what its backward holds."""
     if not arch.linear_layers:
         return 0.0, 0.0
-    attention = c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + repeated_kv + gate_bytes(arch)
-    if arch.qk_norm:
-        attention += cal.qk_norm_bytes * (arch.q_dim + arch.kv_dim)
+    attention = c.a_q * arch.q_dim + c.a_kv * arch.kv_dim + beside + gate_bytes(arch)
     linear = mixer_bytes(arch) - SHARED_H * arch.hidden_size - attention
     share = arch.linear_layers / arch.num_layers
     average = share * linear + (1 - share) * gate_bytes(arch)

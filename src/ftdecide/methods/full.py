@@ -58,10 +58,14 @@ METHOD = register(
         default_learning_rate=DEFAULT_FULL_LEARNING_RATE,
         emit_keys=EmitKeys(axolotl_adapter="", llamafactory_type="full"),
         # fitted by least squares on data/measurements (benchmarks/fit_coefficients.py); the utilisation of
-        # its matrix products on benchmarks/fit_throughput.py
+        # its matrix products on benchmarks/fit_throughput.py. a_q is read, not fitted: sdpa keeps q and its
+        # output and o_proj its input, 2 B a value each. The fit, on models whose q width is their hidden
+        # size, had put all 6 B in a_h (a_q 0.0, a_h 6 B more); moved out, the loop's runs keep their figures
+        # (Gemma 2's, q 0.89 of hidden, move by -0.4% at most) and a model whose q is twice its hidden size
+        # (Qwen3-0.6B: TRL's full run without checkpointing, 4 x 1024) is no longer sized 6 B x hidden short
         fitted=(
-            ("full_bf16", ActCoef(a_h=17.39, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2), 0.80),
-            ("full_mixed", ActCoef(a_h=42.86, a_q=0.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2), 0.79),
+            ("full_bf16", ActCoef(a_h=11.39, a_q=6.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=2.0, recompute=1.2), 0.80),
+            ("full_mixed", ActCoef(a_h=36.86, a_q=6.0, a_kv=12.52, a_i=8.36, a_e=6.41, c_h=8.04, g=9.9, recompute=1.2), 0.79),
         ),
     )
 )
