@@ -191,7 +191,8 @@ class Calibration:
     # Families of 2025, from the emitted TRL script's runs (data/trainers/h100_families_2026-12-06.jsonl, grid
     # families_a; families_b held out). Per-head q/k norms (Qwen3, Gemma 3) and OLMo 2's projection norms keep
     # an fp32 copy of q and k (4 B a value in a CPU trace of one layer's saved tensors); the runs without
-    # checkpointing (Qwen3-0.6B, Gemma-3-1B, OLMo-2-1B) put the unexplained part at 1.2-6.3 B: 2 B per value.
+    # checkpointing (Qwen3-0.6B, Gemma-3-1B, OLMo-2-1B) put the unexplained part at 1.2-6.3 B: 2 B per value (the
+    # 6.3 B was Qwen3-0.6B's full run, since explained by the two readings below).
     qk_norm_bytes: float = 2.0
     # ... and where the norms' weights train (full fine-tuning), ``weight * x.to(bf16)`` keeps x for the weight's
     # gradient: 2 B more a value, read from transformers' Qwen3RMSNorm, not fitted. With full fine-tuning's a_q
