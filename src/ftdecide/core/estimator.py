@@ -131,7 +131,7 @@ def _layer_terms(arch: Arch, cfg: TrainConfig, mods: tuple[str, ...], cal: Calib
     layer += gemma4.layer_bytes(arch, cfg.method_spec.trains_base) + math_token
     hybrid_excess += gemma4.widest_excess(arch, mods, layer, lambda a, kept: _layer_terms(a, cfg, kept, cal)[0])
     eager = math_key + (cfg.method_spec.mask_bytes_per_key(cal) if cfg.trainer_spec.attention_mask else 0.0)
-    if arch.attention == "eager" and arch.attn_sinks:
+    if sink_attention(arch):
         # gpt-oss: its sinks join the scores before a softmax whose output is all it saves
         eager += cal.sink_eager_saved * arch.num_heads
     elif arch.attention == "eager":
@@ -434,19 +434,24 @@ def _build_memory_model(arch: Arch, cfg: TrainConfig, cal: Calibration) -> Memor
         host=host,
         eager_bwd=_eager_bwd(arch, cfg, cal),
         recompute_extra=method.recompute_extra_bytes(arch, cfg, mods, cal) + c.recompute * hybrid_excess,
-        eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if arch.attention == "eager" and arch.attn_sinks else 0.0,
+        eager_bwd_gc=cal.sink_eager_gc * arch.num_heads if sink_attention(arch) else 0.0,
     )
+
+
+def sink_attention(arch: Arch) -> bool:
+    """Eager attention whose scores join one learned sink per head before the softmax (gpt-oss)."""
+    return arch.attention == "eager" and arch.attn_sinks
 
 
 def softcapped_as_written(arch: Arch, cfg: TrainConfig) -> bool:
     """Gemma 2's softcapped eager attention (eager without sinks) under a trainer that passes its batches with an
     attention mask: transformers' code as written (``eager_*_bytes``, trainers/__init__.py), not the loop's fit."""
-    return arch.attention == "eager" and not arch.attn_sinks and cfg.trainer_spec.attention_mask
+    return arch.attention == "eager" and not sink_attention(arch) and cfg.trainer_spec.attention_mask
 
 
 def _eager_bwd(arch: Arch, cfg: TrainConfig, cal: Calibration) -> float:
     """Bytes per token per key position one layer's eager attention builds in its backward, beyond what it saved."""
-    if arch.attention == "eager" and arch.attn_sinks:
+    if sink_attention(arch):
         return cal.sink_eager_bwd * arch.num_heads
     return cal.eager_bwd_bytes * arch.num_heads if softcapped_as_written(arch, cfg) else 0.0
 
