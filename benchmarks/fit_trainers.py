@@ -6,6 +6,7 @@ chunked-loss constants.
     python benchmarks/fit_trainers.py --time     # step time of the runs that trained alone, against the model
     python benchmarks/fit_trainers.py --kbit     # each trainer's QLoRA step-time factor against the probe loop's
     python benchmarks/fit_trainers.py --eager    # Gemma 2's eager attention under the trainers, around the shipped bytes
+    python benchmarks/fit_trainers.py --oom      # the runs that ran out of memory, against the plan's first step
 
 A fifth of the runs (those whose id hashes to 0 mod 5) is held out of every fit: ``--fit`` first prints
 the held-out error of the constants as shipped, then searches the constants on the other four fifths
@@ -19,6 +20,7 @@ import argparse
 import itertools
 import json
 import pathlib
+import re
 import statistics
 import sys
 import zlib
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftdecide.core.calibration import DEFAULT
 from ftdecide.probe.records import arch_of_trainer_record
-from ftdecide.core.estimator import estimate_memory
+from ftdecide.core.estimator import estimate_memory, memory_model
 from ftdecide.probe.records import config_from_trainer_record, read_records
 
 DATA = ROOT / "data" / "trainers"
@@ -359,6 +361,29 @@ def eager() -> None:
         print(f"step time, traffic {traffic:5.2f} B: {summary([time_error(r, cal)[2] for r in timed])}{mark}")
 
 
+def oom() -> None:
+    """Each run that ran out of memory: the step and the moment it failed in (the loss's forward, or backward: read in
+    its traceback and its progress bar), what it held then with the block it asked for (a lower bound of that moment),
+    and the plan at that moment (the optimizer's states from the second step on). A run that failed holding more than
+    the plan's whole moment is under there by at least the difference."""
+    for r in load(status="oom"):
+        cfg = config(r)
+        mm = memory_model(arch_of_trainer_record(r), cfg)
+        log = r.get("log_first_error", "") + r.get("log_tail", "")
+        moment = "forward" if "outputs = model(" in log else "backward" if "_engine_run_backward" in log else None
+        asked = re.search(r"Tried to allocate ([0-9.]+) ([MG])iB", r.get("raised", ""))
+        held = r["peak_alloc_gib"] + (float(asked[1]) / (1024 if asked[2] == "M" else 1) if asked else 0.0)
+        done = re.findall(r"(\d+)/\d+ \[", log)
+        step = int(done[-1]) + 1 if done else 1
+        head = f"{r['id']:22s} {r['method']:5s} {r['batch']} x {r['seq']}: held {held:.2f} GiB in step {step}"
+        if moment is None:
+            print(f"{head}, outside forward and backward")
+            continue
+        states = mm.opt_gpu if step > 1 else 0.0
+        plan = (mm.weights + states + mm.phases(cfg.seq_len, cfg.batch_size, cfg.gradient_checkpointing)[moment]) / 2**30
+        print(f"{head}'s {moment}; the plan there {plan:.2f} ({plan / held - 1:+.1%})")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
@@ -367,6 +392,7 @@ if __name__ == "__main__":
     ap.add_argument("--fused", action="store_true", help="... and under TRL's fused head, by moment (from the traces)")
     ap.add_argument("--kbit", action="store_true", help="each trainer's factor on a 4-bit base's step time against the loop's")
     ap.add_argument("--eager", action="store_true", help="Gemma 2's eager attention under the trainers")
+    ap.add_argument("--oom", action="store_true", help="the runs that ran out of memory: where, and against the plan's first step")
     a = ap.parse_args()
-    modes = {"fit": fit, "time": timing, "frozen": frozen, "fused": fused, "kbit": kbit, "eager": eager}
+    modes = {"fit": fit, "time": timing, "frozen": frozen, "fused": fused, "kbit": kbit, "eager": eager, "oom": oom}
     next((f for name, f in modes.items() if getattr(a, name)), table)()
